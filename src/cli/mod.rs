@@ -1,0 +1,81 @@
+//! Command-line definitions, output formats and exit codes.
+//!
+//! This is the only module that prints. Each subcommand lives in its own file and returns an
+//! [`Exit`]; errors are rendered here with miette.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod audit;
+mod render;
+mod sim;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub(crate) use render::Format;
+
+/// The process exit codes, documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything asked for succeeded (warnings allowed).
+    Success = 0,
+    /// An input is invalid, a check failed, a verification failed, or an operation failed.
+    Failure = 1,
+    /// `--detailed-exitcode` only: the plan has changes to apply.
+    Changes = 2,
+    /// The command line itself is wrong (unknown flag, missing argument).
+    Usage = 64,
+    /// A bug or an environment problem the tool cannot attribute to its input.
+    Internal = 70,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// GDPR requests against Genesys Universal Contact Server, as reviewable, auditable runbooks.
+#[derive(Debug, Parser)]
+#[command(name = "ucs-gdpr", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check request manifests, runbooks and environments files.
+    Validate(validate::Args),
+    /// Print the JSON Schema of a file kind.
+    Schema(validate::SchemaArgs),
+    /// Verify, inspect and key the audit trail.
+    #[command(subcommand)]
+    Audit(audit::Command),
+    /// Run or feed the built-in UCS simulator.
+    #[command(subcommand)]
+    Sim(sim::Command),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let exit = if error.use_stderr() { Exit::Usage } else { Exit::Success };
+            // Printing can only fail when the terminal is gone; there is nobody left to tell.
+            let _ = error.print();
+            return exit.into();
+        }
+    };
+    render::install_miette_hook();
+    let exit = match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Schema(args) => validate::schema(&args),
+        Command::Audit(command) => audit::run(&command),
+        Command::Sim(command) => sim::run(&command),
+    };
+    exit.into()
+}

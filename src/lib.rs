@@ -1,0 +1,14 @@
+//! `ucs-gdpr`: a declarative, auditable runbook engine for GDPR requests against Genesys
+//! Universal Contact Server.
+//!
+//! Data flows one way, `manifest -> plan -> apply`; `ucs` talks to the server, `export` writes
+//! the packages, `audit` keeps the tamper-evident trail and `sim` is a UCS to rehearse against.
+//! Nothing below [`cli`] prints.
+
+pub mod audit;
+pub mod cli;
+pub mod environment;
+pub mod manifest;
+pub mod runbook;
+pub mod sim;
+pub mod ucs;

@@ -1,0 +1,5 @@
+//! The `ucs-gdpr` command: a thin shell over the library.
+
+fn main() -> std::process::ExitCode {
+    ucs_gdpr::cli::main()
+}

@@ -1,0 +1,1 @@
+//! Manifests: YAML loading with positions, JSON Schema and semantic validation, typed models.

@@ -1,0 +1,1 @@
+//! Runbooks: named DAGs of steps from a fixed catalogue.

@@ -1,0 +1,1 @@
+//! `ucs-gdpr audit`: verify, show, keygen.

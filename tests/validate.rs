@@ -1,0 +1,1 @@
+//! `ucs-gdpr validate` and `ucs-gdpr schema`.
