@@ -3,4 +3,5 @@
 
 mod audit;
 mod sim;
+mod ucs;
 mod validate;

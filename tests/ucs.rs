@@ -1,0 +1,1 @@
+//! The REST client against the simulator: every connector operation, paging, faults.
