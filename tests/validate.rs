@@ -284,3 +284,17 @@ mod limits {
         assert_eq!(codes(&annotations), ["yaml::empty"]);
     }
 }
+
+#[test]
+fn a_misspelt_runbook_is_reported_alongside_schema_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("request.yaml");
+    let text = fs::read_to_string(repo_path("examples/requests/export-only.yaml"))
+        .unwrap()
+        .replace("runbook: export-only", "runbook: export-onyl")
+        .replace("channel: letter", "channel: fax");
+    fs::write(&file, text).unwrap();
+    let (code, annotations) = validate_json(&[file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(codes(&annotations), ["schema::not-allowed", "request::unknown-runbook"]);
+}

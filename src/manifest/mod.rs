@@ -197,11 +197,12 @@ pub fn validate_file(path: &Path, context: &Context<'_>) -> Validated {
         }
     };
     match kind {
-        FileKind::Request => {
-            if let Some(request) = typed::<Request>(kind, &document, &mut report) {
+        FileKind::Request => match typed::<Request>(kind, &document, &mut report) {
+            Some(request) => {
                 report.diagnostics.extend(rules::check_request(&request, &document, context));
             }
-        }
+            None => report.diagnostics.extend(rules::check_names(&document, context)),
+        },
         FileKind::Runbook => {
             if let Some(runbook) = Runbook::from_document(&document, &mut report, None) {
                 report.diagnostics.extend(runbook.check(&document.spans));
@@ -237,8 +238,11 @@ pub fn load_request(path: &Path, context: &Context<'_>) -> (FileReport, Option<R
         }
     }
     let request = typed::<Request>(FileKind::Request, &document, &mut report);
-    if let Some(request) = &request {
-        report.diagnostics.extend(rules::check_request(request, &document, context));
+    match &request {
+        Some(request) => {
+            report.diagnostics.extend(rules::check_request(request, &document, context));
+        }
+        None => report.diagnostics.extend(rules::check_names(&document, context)),
     }
     report.sort();
     let request = request.filter(|_| !report.has_errors());

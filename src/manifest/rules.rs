@@ -21,27 +21,7 @@ pub(super) fn check_request(
     holds(request, document, &mut out);
     dates(request, document, context, &mut out);
 
-    if let Some(environments) = context.environments
-        && environments.get(&spec.environment).is_none()
-    {
-        let mut diagnostic = Diagnostic::error(
-            "request::unknown-environment",
-            format!(
-                "there is no environment named `{}` in the environments file",
-                spec.environment
-            ),
-            value_span(document, "/spec/environment"),
-        )
-        .label("unknown environment");
-        diagnostic = match did_you_mean(&spec.environment, environments.names()) {
-            Some(close) => diagnostic.help(format!("did you mean `{close}`?")),
-            None => diagnostic.help(format!(
-                "the environments are: {}",
-                environments.names().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
-            )),
-        };
-        out.push(diagnostic);
-    }
+    out.extend(unknown_environment(&spec.environment, document, context));
 
     if let Some(delete) = &spec.delete
         && !delete.confirm
@@ -68,20 +48,7 @@ pub(super) fn check_request(
     }
 
     let Some(runbook) = context.runbooks.get(&spec.runbook) else {
-        let mut diagnostic = Diagnostic::error(
-            "request::unknown-runbook",
-            format!("there is no runbook named `{}`", spec.runbook),
-            value_span(document, "/spec/runbook"),
-        )
-        .label("unknown runbook");
-        diagnostic = match did_you_mean(&spec.runbook, context.runbooks.names()) {
-            Some(close) => diagnostic.help(format!("did you mean `{close}`?")),
-            None => diagnostic.help(format!(
-                "the runbooks are: {}",
-                context.runbooks.names().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
-            )),
-        };
-        out.push(diagnostic);
+        out.extend(unknown_runbook(&spec.runbook, document, context));
         return out;
     };
     if runbook.deletes() && spec.export.is_none() && spec.export_waiver.is_none() {
@@ -129,6 +96,63 @@ pub(super) fn check_request(
         );
     }
     out
+}
+
+/// The name checks, on a request that failed its schema: a typo in a runbook or environment
+/// name is worth reporting alongside the schema's findings.
+pub(super) fn check_names(document: &Document, context: &Context<'_>) -> Vec<Diagnostic> {
+    let name = |pointer: &str| document.value.pointer(pointer).and_then(serde_json::Value::as_str);
+    let mut out = Vec::new();
+    if let Some(environment) = name("/spec/environment") {
+        out.extend(unknown_environment(environment, document, context));
+    }
+    if let Some(runbook) = name("/spec/runbook") {
+        out.extend(unknown_runbook(runbook, document, context));
+    }
+    out
+}
+
+fn unknown_environment(
+    name: &str,
+    document: &Document,
+    context: &Context<'_>,
+) -> Option<Diagnostic> {
+    let environments = context.environments?;
+    if environments.get(name).is_some() {
+        return None;
+    }
+    let diagnostic = Diagnostic::error(
+        "request::unknown-environment",
+        format!("there is no environment named `{name}` in the environments file"),
+        value_span(document, "/spec/environment"),
+    )
+    .label("unknown environment");
+    Some(match did_you_mean(name, environments.names()) {
+        Some(close) => diagnostic.help(format!("did you mean `{close}`?")),
+        None => diagnostic.help(format!(
+            "the environments are: {}",
+            environments.names().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        )),
+    })
+}
+
+fn unknown_runbook(name: &str, document: &Document, context: &Context<'_>) -> Option<Diagnostic> {
+    if context.runbooks.get(name).is_some() {
+        return None;
+    }
+    let diagnostic = Diagnostic::error(
+        "request::unknown-runbook",
+        format!("there is no runbook named `{name}`"),
+        value_span(document, "/spec/runbook"),
+    )
+    .label("unknown runbook");
+    Some(match did_you_mean(name, context.runbooks.names()) {
+        Some(close) => diagnostic.help(format!("did you mean `{close}`?")),
+        None => diagnostic.help(format!(
+            "the runbooks are: {}",
+            context.runbooks.names().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        )),
+    })
 }
 
 fn duplicate_subjects(request: &Request, document: &Document, out: &mut Vec<Diagnostic>) {
