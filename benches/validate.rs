@@ -3,7 +3,7 @@
 //! Run with `cargo bench --bench validate`. Prints the median and spread of the library call
 //! (load, schema, typed model, rules) and the size of the file.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::indexing_slicing)]
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ fn contact_id(n: usize) -> String {
     format!("{n:016}")
         .chars()
         .enumerate()
-        .map(|(i, c)| if i % 3 == 0 { (b'A' + (i as u8 % 26)) as char } else { c })
+        .map(|(i, c)| if i % 3 == 0 { char::from(b'A' + u8::try_from(i % 26).unwrap()) } else { c })
         .collect()
 }
 
