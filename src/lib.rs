@@ -6,6 +6,7 @@
 //! Nothing below [`cli`] prints.
 
 pub mod audit;
+pub mod canonical;
 pub mod cli;
 pub mod environment;
 pub mod manifest;
