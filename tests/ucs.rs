@@ -1,1 +1,728 @@
 //! The REST client against the simulator: every connector operation, paging, faults.
+
+// Test helpers may panic: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use ucs_gdpr::sim::{FaultKind, FaultOptions, RunningSim, ScriptedFault, SimOptions, Simulator};
+use ucs_gdpr::ucs::wire::Operation;
+use ucs_gdpr::ucs::{
+    AttachmentId, Auth, AuthError, CallbackState, ClientConfig, ContactId, DataSource,
+    DeleteOutcome, ErrorKind, IdentifyRequest, InteractionId, InteractionListing, InteractionPage,
+    InteractionStatus, PageRequest, ProtocolFault, RestClient, RetryEvent, RetryPolicy, RetryThen,
+    TenantId, Ucs, list_all_interactions,
+};
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/sim").join(name)
+}
+
+fn contact(id: &str) -> ContactId {
+    ContactId::new(id).unwrap()
+}
+
+fn interaction(id: &str) -> InteractionId {
+    InteractionId::new(id).unwrap()
+}
+
+const JANE: &str = "0001SaD2PVY4312K";
+const JANE_AGAIN: &str = "0001TbE3QWZ5520L";
+const JOSE: &str = "0001SaD2PVY4315J";
+const MAIN_ONLY: &str = "0002Ha7QB2MX000K";
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 6,
+        base_backoff: Duration::from_millis(2),
+        max_backoff: Duration::from_millis(20),
+        jitter_seed: 7,
+    }
+}
+
+fn config_for(sim: &RunningSim) -> ClientConfig {
+    let mut config = ClientConfig::new(sim.base_url());
+    config.retry = fast_retries();
+    config.read_timeout = Duration::from_millis(500);
+    config
+}
+
+async fn start(dataset: &str, faults: FaultOptions) -> RunningSim {
+    let mut options = SimOptions::new(example(dataset));
+    options.faults = faults;
+    Simulator::start(options).await.unwrap()
+}
+
+async fn demo() -> (RunningSim, RestClient) {
+    let sim = start("demo.yaml", FaultOptions::default()).await;
+    let client = RestClient::new(config_for(&sim)).unwrap();
+    (sim, client)
+}
+
+fn by_email(email: &str) -> IdentifyRequest {
+    IdentifyRequest {
+        tenant: TenantId(101),
+        attributes: BTreeMap::from([("EmailAddress".to_owned(), email.to_owned())]),
+    }
+}
+
+async fn read_all(client: &RestClient, id: &str, source: DataSource) -> Vec<u8> {
+    let mut body = client.open_attachment(&AttachmentId::new(id).unwrap(), source).await.unwrap();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.bytes.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(body.size, Some(bytes.len() as u64));
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identify_finds_one_two_or_no_contacts() {
+    let (_sim, client) = demo().await;
+    let one = client.identify_contacts(&by_email("jose.muller@example.org")).await.unwrap();
+    assert_eq!(one, vec![contact(JOSE)]);
+
+    let two = client.identify_contacts(&by_email("jane.doe@company.com")).await.unwrap();
+    assert_eq!(two, vec![contact(JANE), contact(JANE_AGAIN)]);
+
+    let none = client.identify_contacts(&by_email("nobody@company.com")).await.unwrap();
+    assert!(none.is_empty());
+
+    let other_tenant =
+        IdentifyRequest { tenant: TenantId(102), ..by_email("jane.doe@company.com") };
+    assert!(client.identify_contacts(&other_tenant).await.unwrap().is_empty());
+
+    let unicode = IdentifyRequest {
+        tenant: TenantId(101),
+        attributes: BTreeMap::from([
+            ("FirstName".to_owned(), "José".to_owned()),
+            ("LastName".to_owned(), "Müller-Łukasiewicz".to_owned()),
+        ]),
+    };
+    assert_eq!(client.identify_contacts(&unicode).await.unwrap(), vec![contact(JOSE)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_contact_returns_attributes_including_several_values_and_unicode() {
+    let (_sim, client) = demo().await;
+    let jane = client.get_contact(&contact(JANE)).await.unwrap();
+    assert_eq!(jane.tenant, TenantId(101));
+    assert_eq!(jane.attributes["EmailAddress"], vec!["jane.doe@company.com"]);
+    assert_eq!(jane.attributes["FirstName"], vec!["Jane"]);
+
+    let again = client.get_contact(&contact(JANE_AGAIN)).await.unwrap();
+    assert_eq!(
+        again.attributes["EmailAddress"],
+        vec!["jane.doe@company.com", "j.doe@home.example"]
+    );
+
+    let jose = client.get_contact(&contact(JOSE)).await.unwrap();
+    assert_eq!(jose.attributes["LastName"], vec!["Müller-Łukasiewicz"]);
+    // Debug shows attribute names, never values.
+    let debug = format!("{jose:?}");
+    assert!(debug.contains("LastName") && !debug.contains("Müller"), "{debug}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_contact_is_a_typed_not_found_without_personal_data() {
+    let (_sim, client) = demo().await;
+    let error = client.get_contact(&contact("0009ZZZZZZZZZZZZ")).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::NotFound);
+    assert_eq!(error.status, Some(404));
+    assert_eq!(error.operation, Operation::GetAttributes);
+    assert_eq!(
+        error.to_string(),
+        "GetAttributes failed (not found, HTTP 404, code NotFound) for 0009ZZZZZZZZZZZZ: not found"
+    );
+    let listing = client
+        .list_interactions(&contact("0009ZZZZZZZZZZZZ"), DataSource::Main, PageRequest::first(10))
+        .await
+        .unwrap_err();
+    assert_eq!(listing.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactions_are_paged_in_a_stable_order() {
+    let (_sim, client) = demo().await;
+    let jane = contact(JANE);
+    let InteractionPage::Page { interactions: first, next } =
+        client.list_interactions(&jane, DataSource::Main, PageRequest::first(2)).await.unwrap()
+    else {
+        panic!("main exists")
+    };
+    assert_eq!(first.len(), 2);
+    assert_eq!(next, Some(PageRequest { offset: 2, size: 2 }));
+    let InteractionPage::Page { interactions: second, next } =
+        client.list_interactions(&jane, DataSource::Main, next.unwrap()).await.unwrap()
+    else {
+        panic!("main exists")
+    };
+    assert_eq!(second.len(), 1);
+    assert_eq!(next, None);
+
+    let ids: Vec<_> = first.iter().chain(&second).map(|i| i.id.as_str().to_owned()).collect();
+    assert_eq!(ids, ["00001a5R8AJ800AB", "00001a5R8AJ800AC", "00001a5R8AJ800AD"]);
+    assert_eq!(first[0].media_type, "email");
+    assert_eq!(first[0].attachment_count, 2);
+    assert_eq!(first[0].status, InteractionStatus::Stopped);
+    assert_eq!(first[0].modified.to_string(), "2026-10-02T09:31:00Z");
+
+    let InteractionListing::Found(all) =
+        list_all_interactions(&client, &jane, DataSource::Main, 1).await.unwrap()
+    else {
+        panic!("main exists")
+    };
+    assert_eq!(all.len(), 3);
+    let InteractionListing::Found(archived) =
+        list_all_interactions(&client, &jane, DataSource::Archive, 50).await.unwrap()
+    else {
+        panic!("archive exists")
+    };
+    assert_eq!(archived.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_in_main_only_has_an_empty_archive() {
+    let (_sim, client) = demo().await;
+    let listing =
+        list_all_interactions(&client, &contact(MAIN_ONLY), DataSource::Archive, 10).await.unwrap();
+    assert_eq!(listing, InteractionListing::Found(vec![]));
+    let InteractionListing::Found(main) =
+        list_all_interactions(&client, &contact(MAIN_ONLY), DataSource::Main, 10).await.unwrap()
+    else {
+        panic!("main exists")
+    };
+    assert_eq!(main.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_archive_role_is_reported_as_the_seed_does_not_as_an_error() {
+    let sim = start("no-archive.yaml", FaultOptions::default()).await;
+    let client = RestClient::new(config_for(&sim)).unwrap();
+    let listing =
+        list_all_interactions(&client, &contact(MAIN_ONLY), DataSource::Archive, 10).await.unwrap();
+    assert_eq!(
+        listing,
+        InteractionListing::SourceUnavailable {
+            reason: "Server: ucs85-49d888d5a732 Msg: No data source with role 'archive' found"
+                .to_owned()
+        }
+    );
+    let InteractionListing::Found(main) =
+        list_all_interactions(&client, &contact(MAIN_ONLY), DataSource::Main, 1).await.unwrap()
+    else {
+        panic!("main exists")
+    };
+    assert_eq!(main.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_carries_text_fields_and_attachment_metadata() {
+    let (_sim, client) = demo().await;
+    let content = client
+        .get_interaction_content(&interaction("00001a5R8AJ800AB"), DataSource::Main)
+        .await
+        .unwrap();
+    assert_eq!(content.subject.as_deref(), Some("Invoice 2026-0042"));
+    assert!(content.text.as_deref().unwrap().starts_with("Hello,\nplease find my invoice"));
+    assert_eq!(content.structured["Direction"], "inbound");
+    let names: Vec<_> = content.attachments.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["invoice-2026-0042.pdf", "note.txt"]);
+    assert_eq!(content.attachments[0].mime_type, "application/pdf");
+    let pdf_size = std::fs::metadata(example("files/invoice.pdf")).unwrap().len();
+    assert_eq!(content.attachments[0].size, pdf_size);
+    assert_eq!(content.attachments[1].size, "Merci beaucoup ! — Jane\n".len() as u64);
+    // Debug never shows the text.
+    assert!(!format!("{content:?}").contains("invoice attached"));
+
+    let archived = client
+        .get_interaction_content(&interaction("00000z9R8AJ700AA"), DataSource::Archive)
+        .await
+        .unwrap();
+    assert_eq!(archived.text.as_deref(), Some("Welcome to our service, Jane!"));
+    let wrong_source = client
+        .get_interaction_content(&interaction("00000z9R8AJ700AA"), DataSource::Main)
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_source.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachment_bytes_arrive_byte_for_byte() {
+    let (_sim, client) = demo().await;
+    let pdf = read_all(&client, "0000DOC1INVOICE1", DataSource::Main).await;
+    assert_eq!(pdf, std::fs::read(example("files/invoice.pdf")).unwrap());
+    assert!(pdf.starts_with(b"%PDF-1.4"));
+    let png = read_all(&client, "0000DOC3SCREEN01", DataSource::Main).await;
+    assert_eq!(png, std::fs::read(example("files/screenshot.png")).unwrap());
+    let note = read_all(&client, "0000DOC2NOTE0001", DataSource::Main).await;
+    assert_eq!(String::from_utf8(note).unwrap(), "Merci beaucoup ! — Jane\n");
+    let missing = client
+        .open_attachment(&AttachmentId::new("0000DOCXMISSING0").unwrap(), DataSource::Main)
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unicode_survives_the_round_trip() {
+    let (_sim, client) = demo().await;
+    let content = client
+        .get_interaction_content(&interaction("00001c7T0CL100AA"), DataSource::Main)
+        .await
+        .unwrap();
+    assert_eq!(content.subject.as_deref(), Some("Réclamation n° 17 — 配送の遅れ"));
+    assert_eq!(
+        content.text.as_deref(),
+        Some("Grüße aus Kraków! Mein Paket ist nicht angekommen. 🙁 Ζητώ επιστροφή χρημάτων.")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_takes_interactions_out_of_progress_and_workbins() {
+    let (_sim, client) = demo().await;
+    let jose = contact(JOSE);
+    let InteractionListing::Found(before) =
+        list_all_interactions(&client, &jose, DataSource::Main, 10).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(before[0].status, InteractionStatus::Pending);
+    assert_eq!(before[0].workbin.as_deref(), Some("Inbox-Review"));
+    assert_eq!(before[1].status, InteractionStatus::InProcess);
+    assert!(before.iter().all(|i| i.is_in_flight()));
+
+    for listed in &before {
+        client.stop_interaction(&listed.id, "GDPR erasure DSR-2026-0142").await.unwrap();
+    }
+    // Stopping again succeeds and changes nothing.
+    client.stop_interaction(&before[0].id, "again").await.unwrap();
+    let InteractionListing::Found(after) =
+        list_all_interactions(&client, &jose, DataSource::Main, 10).await.unwrap()
+    else {
+        panic!()
+    };
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(new.status, InteractionStatus::Stopped);
+        assert_eq!(new.workbin, None);
+        assert!(new.modified > old.modified, "the modification stamp moves");
+        assert!(!new.is_in_flight());
+    }
+    let unknown = client.stop_interaction(&interaction("0000000000000000"), "x").await.unwrap_err();
+    assert_eq!(unknown.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_the_contact_everywhere_and_a_second_delete_is_already_absent() {
+    let (sim, client) = demo().await;
+    let jane = contact(JANE);
+    assert_eq!(client.delete_contact(&jane).await.unwrap(), DeleteOutcome::Deleted);
+    assert_eq!(client.get_contact(&jane).await.unwrap_err().kind, ErrorKind::NotFound);
+    let remaining = client.identify_contacts(&by_email("jane.doe@company.com")).await.unwrap();
+    assert_eq!(remaining, vec![contact(JANE_AGAIN)]);
+    for source in DataSource::ALL {
+        let gone = client
+            .get_interaction_content(&interaction("00001a5R8AJ800AB"), source)
+            .await
+            .unwrap_err();
+        assert_eq!(gone.kind, ErrorKind::NotFound);
+    }
+    let archived = client
+        .get_interaction_content(&interaction("00000z9R8AJ700AA"), DataSource::Archive)
+        .await
+        .unwrap_err();
+    assert_eq!(archived.kind, ErrorKind::NotFound);
+    let document = client
+        .open_attachment(&AttachmentId::new("0000DOC2NOTE0001").unwrap(), DataSource::Main)
+        .await
+        .unwrap_err();
+    assert_eq!(document.kind, ErrorKind::NotFound);
+    assert_eq!(client.delete_contact(&jane).await.unwrap(), DeleteOutcome::AlreadyAbsent);
+    // The dataset's own files are left alone.
+    assert!(example("files/invoice.pdf").exists());
+    assert_eq!(sim.stats().calls(Operation::DeleteContact), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_services_profiles_can_be_read_and_deleted() {
+    let (_sim, client) = demo().await;
+    let jane = contact(JANE);
+    let profile = client.get_profile(&jane).await.unwrap().unwrap();
+    assert_eq!(profile.id, jane);
+    assert_eq!(profile.fields["email"], "jane.doe@company.com");
+    assert_eq!(profile.fields["services"][0]["state"], "completed");
+    assert!(!format!("{profile:?}").contains("jane.doe"));
+    assert_eq!(client.get_profile(&contact(JOSE)).await.unwrap(), None);
+    assert_eq!(client.delete_profile(&jane).await.unwrap(), DeleteOutcome::Deleted);
+    assert_eq!(client.get_profile(&jane).await.unwrap(), None);
+    assert_eq!(client.delete_profile(&jane).await.unwrap(), DeleteOutcome::AlreadyAbsent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gms_callbacks_can_be_listed_and_cancelled() {
+    let (_sim, client) = demo().await;
+    let jane = contact(JANE);
+    let callbacks = client.list_callbacks(&jane).await.unwrap();
+    assert_eq!(callbacks.len(), 1);
+    let callback = &callbacks[0];
+    assert_eq!(callback.id.as_str(), "9a7c5e1b-2f1d-4c33-9d0e-5c1f0a6b7e21");
+    assert_eq!(callback.state, CallbackState::Scheduled);
+    assert!(callback.state.is_pending());
+    assert_eq!(callback.phone_number, "+44 20 7946 0958");
+    assert_eq!(callback.desired_time.unwrap().to_string(), "2026-12-01T14:00:00Z");
+    assert!(!format!("{callback:?}").contains("7946"), "the number is redacted from Debug");
+    assert!(client.list_callbacks(&contact(JOSE)).await.unwrap().is_empty());
+
+    assert_eq!(client.cancel_callback(&callback.id).await.unwrap(), DeleteOutcome::Deleted);
+    assert!(client.list_callbacks(&jane).await.unwrap().is_empty());
+    assert_eq!(client.cancel_callback(&callback.id).await.unwrap(), DeleteOutcome::AlreadyAbsent);
+}
+
+#[test]
+fn hostile_ids_are_rejected_before_they_reach_a_url() {
+    for hostile in ["../../x", "0001SaD2PVY4312/", "0001SaD2PVY4312K?a=b", "", "0001SaD2PVY4312Ké"]
+    {
+        let error = ContactId::new(hostile).unwrap_err();
+        assert!(!error.to_string().contains(hostile) || hostile.is_empty());
+    }
+    assert!(InteractionId::new("00001a5R8AJ800A%").is_err());
+    assert!(ContactId::new(JANE).is_ok());
+    assert!(serde_json::from_str::<ContactId>("\"../../etc/passwd\"").is_err());
+}
+
+#[test]
+fn secrets_resolve_from_named_variables_and_never_show() {
+    let vars = BTreeMap::from([("UCS_PASSWORD", "s3cret"), ("UCS_TOKEN", "t0ken")]);
+    let lookup = |name: &str| vars.get(name).map(|v| (*v).to_owned());
+    let basic = Auth::resolve_with(Some("svc"), Some("UCS_PASSWORD"), None, lookup).unwrap();
+    assert!(
+        matches!(&basic, Auth::Basic { user, password } if user == "svc" && password == "s3cret")
+    );
+    assert!(!format!("{basic:?}").contains("s3cret"));
+    let bearer = Auth::resolve_with(None, None, Some("UCS_TOKEN"), lookup).unwrap();
+    assert!(!format!("{bearer:?}").contains("t0ken"));
+    let missing =
+        Auth::resolve_with(Some("svc"), Some("UCS_PASSWORD_PROD"), None, lookup).unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        "environment variable UCS_PASSWORD_PROD is not set; it should hold the password"
+    );
+    assert_eq!(
+        Auth::resolve_with(None, Some("UCS_PASSWORD"), Some("UCS_TOKEN"), lookup).unwrap_err(),
+        AuthError::Ambiguous
+    );
+}
+
+#[test]
+fn a_bad_configuration_is_refused_up_front() {
+    assert!(RestClient::new(ClientConfig::new("not a url")).is_err());
+    assert!(RestClient::new(ClientConfig::new("ftp://ucs:8889")).is_err());
+    let mut config = ClientConfig::new("http://127.0.0.1:1");
+    config.gms_service = "../x".to_owned();
+    assert!(RestClient::new(config).is_err());
+    let mut config = ClientConfig::new("http://127.0.0.1:1");
+    config.ca_file = Some(example("demo.yaml"));
+    let error = RestClient::new(config).unwrap_err().to_string();
+    assert!(error.starts_with("cannot use CA file"), "{error}");
+}
+
+mod faults {
+    use super::*;
+
+    fn recorder(config: &mut ClientConfig) -> Arc<Mutex<Vec<RetryEvent>>> {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        config.on_retry = Some(Arc::new(move |event: &RetryEvent| {
+            sink.lock().unwrap().push(event.clone());
+        }));
+        events
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_survives_a_503_a_reset_and_a_timeout_in_a_row() {
+        let script = [FaultKind::Unavailable, FaultKind::Reset, FaultKind::Timeout]
+            .into_iter()
+            .enumerate()
+            .map(|(n, kind)| ScriptedFault {
+                operation: Operation::GetAttributes,
+                nth: n as u64 + 1,
+                kind,
+            })
+            .collect();
+        let sim = start("demo.yaml", FaultOptions { script, ..FaultOptions::default() }).await;
+        let mut config = config_for(&sim);
+        config.read_timeout = Duration::from_millis(200);
+        let events = recorder(&mut config);
+        let client = RestClient::new(config).unwrap();
+
+        let jane = client.get_contact(&contact(JANE)).await.unwrap();
+        assert_eq!(jane.id, contact(JANE));
+        let stats = sim.stats();
+        assert_eq!(stats.calls(Operation::GetAttributes), 4);
+        assert_eq!(stats.faults["unavailable"], 1);
+        assert_eq!(stats.faults["reset"], 1);
+        assert_eq!(stats.faults["timeout"], 1);
+        let events = events.lock().unwrap();
+        let attempts: Vec<_> = events.iter().map(|e| (e.attempt, e.kind, e.status)).collect();
+        assert_eq!(
+            attempts,
+            [
+                (1, ErrorKind::Transient, Some(503)),
+                (2, ErrorKind::Transient, None),
+                (3, ErrorKind::Transient, None)
+            ]
+        );
+        assert!(events.iter().all(|e| e.then == RetryThen::Retry));
+        assert_eq!(events[0].subject.as_deref(), Some(JANE));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_succeed_through_random_faults() {
+        let faults = FaultOptions {
+            seed: 42,
+            error_rate: 0.2,
+            reset_rate: 0.1,
+            timeout_rate: 0.05,
+            ..FaultOptions::default()
+        };
+        let sim = start("demo.yaml", faults).await;
+        let mut config = config_for(&sim);
+        config.read_timeout = Duration::from_millis(150);
+        config.retry.max_attempts = 10;
+        let client = RestClient::new(config).unwrap();
+        for _ in 0..10 {
+            client.get_contact(&contact(JANE)).await.unwrap();
+            let listing =
+                list_all_interactions(&client, &contact(JANE), DataSource::Main, 2).await.unwrap();
+            assert!(matches!(listing, InteractionListing::Found(ref all) if all.len() == 3));
+            let pdf = read_all(&client, "0000DOC1INVOICE1", DataSource::Main).await;
+            assert_eq!(
+                pdf.len() as u64,
+                std::fs::metadata(example("files/invoice.pdf")).unwrap().len()
+            );
+        }
+        let stats = sim.stats();
+        let injected: u64 = stats.faults.values().sum();
+        let calls: u64 = stats.calls.values().sum();
+        assert!(injected > 0, "{stats:?}");
+        // 10 × (1 attributes + 2 pages + 1 document) answered, plus one call per fault.
+        assert_eq!(calls, 40 + injected, "{stats:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_permanent_error_surfaces_typed_after_one_attempt() {
+        let sim = start("demo.yaml", FaultOptions::default()).await;
+        sim.script_faults(&[ScriptedFault {
+            operation: Operation::GetInteractionContent,
+            nth: 1,
+            kind: FaultKind::Permanent,
+        }]);
+        let client = RestClient::new(config_for(&sim)).unwrap();
+        let error = client
+            .get_interaction_content(&interaction("00001a5R8AJ800AB"), DataSource::Main)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Permanent);
+        assert_eq!(error.status, Some(500));
+        assert_eq!(error.attempts, 1);
+        assert_eq!(sim.stats().calls(Operation::GetInteractionContent), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transient_failures_give_up_after_the_last_attempt() {
+        let sim =
+            start("demo.yaml", FaultOptions { error_rate: 1.0, ..FaultOptions::default() }).await;
+        let client = RestClient::new(config_for(&sim)).unwrap();
+        let error = client.get_contact(&contact(JANE)).await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Transient);
+        assert_eq!(error.attempts, 6);
+        assert_eq!(sim.stats().calls(Operation::GetAttributes), 6);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delete_whose_answer_is_lost_is_checked_not_repeated() {
+        let sim = start("demo.yaml", FaultOptions::default()).await;
+        // The simulator deletes, then drops the connection: the client cannot know.
+        sim.script_faults(&[ScriptedFault {
+            operation: Operation::DeleteContact,
+            nth: 1,
+            kind: FaultKind::Reset,
+        }]);
+        let mut config = config_for(&sim);
+        let events = recorder(&mut config);
+        let client = RestClient::new(config).unwrap();
+        assert_eq!(
+            client.delete_contact(&contact(JANE)).await.unwrap(),
+            DeleteOutcome::AlreadyAbsent
+        );
+        let stats = sim.stats();
+        assert_eq!(stats.calls(Operation::DeleteContact), 1, "never sent twice");
+        assert_eq!(stats.calls(Operation::GetAttributes), 1, "checked once");
+        let thens: Vec<_> = events.lock().unwrap().iter().map(|e| e.then).collect();
+        assert_eq!(thens, [RetryThen::VerifyAbsence]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delete_refused_with_503_is_retried_after_checking_the_contact_is_still_there() {
+        let sim = start("demo.yaml", FaultOptions::default()).await;
+        sim.script_faults(&[ScriptedFault {
+            operation: Operation::DeleteContact,
+            nth: 1,
+            kind: FaultKind::Unavailable,
+        }]);
+        let mut config = config_for(&sim);
+        let events = recorder(&mut config);
+        let client = RestClient::new(config).unwrap();
+        assert_eq!(client.delete_contact(&contact(JANE)).await.unwrap(), DeleteOutcome::Deleted);
+        let stats = sim.stats();
+        assert_eq!(stats.calls(Operation::DeleteContact), 2);
+        assert_eq!(stats.calls(Operation::GetAttributes), 1);
+        let thens: Vec<_> = events.lock().unwrap().iter().map(|e| e.then).collect();
+        assert_eq!(thens, [RetryThen::VerifyAbsence, RetryThen::Retry]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn garbage_truncated_and_oversized_bodies_are_protocol_errors() {
+        let sim = start("demo.yaml", FaultOptions::default()).await;
+        sim.script_faults(&[
+            ScriptedFault { operation: Operation::GetAttributes, nth: 1, kind: FaultKind::Garbage },
+            ScriptedFault {
+                operation: Operation::GetAttributes,
+                nth: 2,
+                kind: FaultKind::Truncated,
+            },
+        ]);
+        let client = RestClient::new(config_for(&sim)).unwrap();
+        let garbage = client.get_contact(&contact(JANE)).await.unwrap_err();
+        assert_eq!(
+            (garbage.kind, garbage.protocol),
+            (ErrorKind::Protocol, Some(ProtocolFault::Malformed))
+        );
+        let truncated = client.get_contact(&contact(JANE)).await.unwrap_err();
+        assert_eq!(
+            (truncated.kind, truncated.protocol),
+            (ErrorKind::Protocol, Some(ProtocolFault::Truncated))
+        );
+        assert_eq!(
+            sim.stats().calls(Operation::GetAttributes),
+            2,
+            "protocol errors are not retried"
+        );
+
+        let mut config = config_for(&sim);
+        config.max_body_bytes = 64;
+        let small = RestClient::new(config).unwrap();
+        let oversized = small
+            .get_interaction_content(&interaction("00001a5R8AJ800AB"), DataSource::Main)
+            .await
+            .unwrap_err();
+        assert_eq!(oversized.protocol, Some(ProtocolFault::Oversized));
+        assert!(!oversized.to_string().contains("invoice"), "{oversized}");
+    }
+
+    /// A broken server: answers every connection with `response` and closes it.
+    async fn broken_server(response: &'static [u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    let _ = stream.read(&mut buffer).await;
+                    let _ = stream.write_all(response).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        format!("http://{address}")
+    }
+
+    fn client_for(url: String) -> RestClient {
+        let mut config = ClientConfig::new(url);
+        config.retry = RetryPolicy { max_attempts: 2, ..fast_retries() };
+        config.read_timeout = Duration::from_millis(500);
+        RestClient::new(config).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broken_server_gives_typed_errors_never_a_panic() {
+        let html = client_for(
+            broken_server(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 6\r\n\r\n<html>",
+            )
+            .await,
+        );
+        let error = html.get_contact(&contact(JANE)).await.unwrap_err();
+        assert_eq!(error.protocol, Some(ProtocolFault::WrongContentType));
+
+        let short = client_for(
+            broken_server(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"Contact")
+                .await,
+        );
+        let error = short.get_contact(&contact(JANE)).await.unwrap_err();
+        assert_eq!(error.protocol, Some(ProtocolFault::Truncated));
+
+        let json_garbage = client_for(
+            broken_server(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n\xff\xfe\x00garbag")
+                .await,
+        );
+        let error = json_garbage.list_callbacks(&contact(JANE)).await.unwrap_err();
+        assert_eq!(error.protocol, Some(ProtocolFault::Malformed));
+
+        let huge = client_for(
+            broken_server(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{")
+                .await,
+        );
+        let error = huge.get_contact(&contact(JANE)).await.unwrap_err();
+        assert_eq!(error.protocol, Some(ProtocolFault::Oversized));
+
+        let not_http =
+            client_for(broken_server(b"\x00\x01\x02 this is not HTTP at all\r\n\r\n").await);
+        let error = not_http.get_contact(&contact(JANE)).await.unwrap_err();
+        assert!(matches!(error.kind, ErrorKind::Transient | ErrorKind::Protocol), "{error}");
+
+        let wrong_ids = client_for(
+            broken_server(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 33\r\n\r\n{\"ContactIdList\":[\"../../etc/x\"]}")
+                .await,
+        );
+        let error = wrong_ids.identify_contacts(&by_email("a@b.c")).await.unwrap_err();
+        assert_eq!(error.protocol, Some(ProtocolFault::Malformed));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_faults_endpoint_scripts_the_nth_call_from_now() {
+        let (sim, client) = demo().await;
+        client.get_contact(&contact(JANE)).await.unwrap();
+        let http = reqwest::Client::new();
+        let installed: serde_json::Value = http
+            .post(format!("{}/sim/faults", sim.base_url()))
+            .json(
+                &serde_json::json!([{"operation": "GetAttributes", "nth": 2, "kind": "permanent"}]),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(installed["installed"], 1);
+        client.get_contact(&contact(JANE)).await.unwrap();
+        let error = client.get_contact(&contact(JANE)).await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Permanent);
+        let stats: serde_json::Value = http
+            .get(format!("{}/sim/stats", sim.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(stats["calls"]["GetAttributes"], 3);
+        assert_eq!(stats["faults"]["permanent"], 1);
+    }
+}

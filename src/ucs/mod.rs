@@ -1,1 +1,556 @@
 //! The UCS connector: one interface for what the engine needs, and the REST client behind it.
+//!
+//! [`Ucs`] is the interface the planner and the executor are generic over; [`RestClient`] is
+//! its only production implementation and speaks the mapping in [`wire`]. Everything here is
+//! written so that nothing personal leaks: ids are fine in errors and traces, attribute values,
+//! message text and phone numbers are not, and the `Debug` of types that hold them redacts.
+
+mod client;
+mod error;
+pub(crate) mod rng;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub use client::{
+    Auth, AuthError, ClientConfig, ConfigError, RestClient, RetryEvent, RetryHook, RetryPolicy,
+    RetryThen,
+};
+pub use error::{ErrorKind, ProtocolFault, UcsError};
+
+/// Declares a 16-character `[A-Za-z0-9]` UCS id type, validated on construction, so a hostile
+/// id (`../../x`, `a?b=c`) can never become a path or a URL segment.
+macro_rules! ucs_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates `text` as an id: exactly 16 ASCII letters or digits.
+            pub fn new(text: &str) -> Result<Self, InvalidId> {
+                if text.len() == 16 && text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    Ok(Self(text.to_owned()))
+                } else {
+                    Err(InvalidId { what: $what, len: text.len() })
+                }
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(text: &str) -> Result<Self, InvalidId> {
+                Self::new(text)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                Self::new(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+ucs_id!(
+    /// A UCS contact id. Also the Context Services profile id (see [`wire`]).
+    ContactId,
+    "contact id"
+);
+ucs_id!(
+    /// A UCS interaction id.
+    InteractionId,
+    "interaction id"
+);
+ucs_id!(
+    /// A UCS document (attachment) id.
+    AttachmentId,
+    "attachment id"
+);
+
+/// A value that is not a valid id. Says what was expected and the length it got, never the
+/// text itself: a mistyped id may well be an e-mail address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid {what}: expected 16 letters or digits, got {len} characters")]
+pub struct InvalidId {
+    what: &'static str,
+    len: usize,
+}
+
+/// A GMS callback (service) id: 1 to 64 `[A-Za-z0-9-]`, so it is safe as a URL segment.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct CallbackId(String);
+
+impl CallbackId {
+    /// Validates `text` as a callback id.
+    pub fn new(text: &str) -> Result<Self, InvalidId> {
+        if (1..=64).contains(&text.len())
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(InvalidId { what: "callback id", len: text.len() })
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CallbackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for CallbackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CallbackId({})", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for CallbackId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A UCS tenant (DBID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(pub u32);
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The two UCS data-source roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataSource {
+    /// The live database.
+    Main,
+    /// The archive database; a deployment may have none.
+    Archive,
+}
+
+impl DataSource {
+    /// Both roles, main first.
+    pub const ALL: [DataSource; 2] = [DataSource::Main, DataSource::Archive];
+
+    /// The role's name, as UCS and the seed's logs spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataSource::Main => "main",
+            DataSource::Archive => "archive",
+        }
+    }
+}
+
+impl fmt::Display for DataSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An interaction's status. Anything but [`Stopped`](InteractionStatus::Stopped) is in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum InteractionStatus {
+    /// Created, not yet routed.
+    New,
+    /// Waiting (queued, or parked in a workbin).
+    Pending,
+    /// Being handled.
+    InProcess,
+    /// Done; the only status that is not in progress.
+    Stopped,
+}
+
+impl InteractionStatus {
+    /// Whether the interaction is still in progress (the seed's Step #2).
+    pub fn is_in_progress(self) -> bool {
+        self != InteractionStatus::Stopped
+    }
+}
+
+/// An identification request: a tenant and attributes that must all match, as the seed's
+/// `{"TenantId":101,"EmailAddress":"jane.doe@company.com"}`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdentifyRequest {
+    /// The tenant to search.
+    pub tenant: TenantId,
+    /// Attribute name -> value; every pair must match. Personal data.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for IdentifyRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentifyRequest")
+            .field("tenant", &self.tenant)
+            .field("attributes", &self.attributes.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A contact and its attributes. Attributes are multi-valued in UCS (a contact may have
+/// several e-mail addresses), hence a list per name.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// The contact's id.
+    pub id: ContactId,
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Attribute name -> values. Personal data.
+    pub attributes: BTreeMap<String, Vec<String>>,
+}
+
+impl fmt::Debug for Contact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Contact")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .field("attributes", &self.attributes.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// One interaction as listed for a contact: enough to plan, fingerprint and check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InteractionSummary {
+    /// The interaction's id.
+    pub id: InteractionId,
+    /// `email`, `chat`, `voice`, ... as UCS names it.
+    pub media_type: String,
+    /// Its status.
+    pub status: InteractionStatus,
+    /// The workbin it sits in, if any.
+    pub workbin: Option<String>,
+    /// When it started.
+    pub start_date: Option<Timestamp>,
+    /// When it ended, if it has.
+    pub end_date: Option<Timestamp>,
+    /// The last modification stamp: changes whenever the interaction does.
+    pub modified: Timestamp,
+    /// How many attachments it has.
+    pub attachment_count: u32,
+}
+
+impl InteractionSummary {
+    /// Whether the interaction is in progress or parked in a workbin (the seed's Step #2).
+    pub fn is_in_flight(&self) -> bool {
+        self.status.is_in_progress() || self.workbin.is_some()
+    }
+}
+
+/// Where a page of interactions starts and how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Index of the first interaction (0-based).
+    pub offset: u32,
+    /// At most this many interactions.
+    pub size: u32,
+}
+
+impl PageRequest {
+    /// The first page of `size` interactions.
+    pub fn first(size: u32) -> Self {
+        Self { offset: 0, size }
+    }
+}
+
+/// One page of a contact's interactions in one data source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InteractionPage {
+    /// The data source exists; here is a page (possibly empty).
+    Page {
+        /// The interactions, in the server's stable order.
+        interactions: Vec<InteractionSummary>,
+        /// The next page to ask for, or `None` when this was the last.
+        next: Option<PageRequest>,
+    },
+    /// The deployment has no data source with this role. Not a failure: the seed reports it as
+    /// "No interactions found for contact Id X in source archive" with this reason.
+    SourceUnavailable {
+        /// The server's reason, e.g. `Server: ucs-sim Msg: No data source with role 'archive'
+        /// found`. Contains no personal data.
+        reason: String,
+    },
+}
+
+/// All of a contact's interactions in one data source (every page read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InteractionListing {
+    /// The data source exists; here is everything in it for the contact.
+    Found(Vec<InteractionSummary>),
+    /// The data source does not exist (see [`InteractionPage::SourceUnavailable`]).
+    SourceUnavailable {
+        /// The server's reason.
+        reason: String,
+    },
+}
+
+/// An attachment's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentMeta {
+    /// The document id, to fetch its bytes.
+    pub id: AttachmentId,
+    /// Its file name (may be personal; do not log).
+    pub name: String,
+    /// Its MIME type.
+    pub mime_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// An interaction's content: its text, structured fields and attachments' metadata.
+#[derive(Clone, PartialEq)]
+pub struct InteractionContent {
+    /// The interaction's id.
+    pub id: InteractionId,
+    /// Its subject, if any. Personal data.
+    pub subject: Option<String>,
+    /// Its text (e-mail body, chat transcript, call notes). Personal data.
+    pub text: Option<String>,
+    /// Structured fields (as UCS's structured text / user data). Personal data.
+    pub structured: serde_json::Map<String, serde_json::Value>,
+    /// Its attachments.
+    pub attachments: Vec<AttachmentMeta>,
+}
+
+impl fmt::Debug for InteractionContent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InteractionContent")
+            .field("id", &self.id)
+            .field("text_len", &self.text.as_ref().map(String::len))
+            .field("structured", &self.structured.keys().collect::<Vec<_>>())
+            .field("attachments", &self.attachments.len())
+            .finish()
+    }
+}
+
+/// An attachment's bytes as they arrive: bounded memory whatever the size.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UcsError>> + Send + 'static>>;
+
+/// An attachment being downloaded.
+pub struct AttachmentBody {
+    /// The size the server announced, if it did.
+    pub size: Option<u64>,
+    /// The bytes, chunk by chunk. A stream that ends early yields a protocol error.
+    pub bytes: ByteStream,
+}
+
+impl fmt::Debug for AttachmentBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttachmentBody").field("size", &self.size).finish_non_exhaustive()
+    }
+}
+
+/// A Context Services customer profile: free-form fields. Personal data.
+#[derive(Clone, PartialEq)]
+pub struct Profile {
+    /// The profile id (the contact id, see [`wire`]).
+    pub id: ContactId,
+    /// The profile's fields.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl fmt::Debug for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Profile")
+            .field("id", &self.id)
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A GMS callback's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallbackState {
+    /// Scheduled for later.
+    Scheduled,
+    /// Waiting for an agent.
+    Queued,
+    /// Being routed or processed.
+    Processing,
+    /// Done.
+    Completed,
+    /// Cancelled.
+    Canceled,
+    /// A state this connector does not know: treated as pending, to be safe.
+    Other(String),
+}
+
+impl CallbackState {
+    /// Whether the callback is still pending (blocks a deletion).
+    pub fn is_pending(&self) -> bool {
+        !matches!(self, CallbackState::Completed | CallbackState::Canceled)
+    }
+}
+
+/// A GMS callback for a customer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Callback {
+    /// The callback (service) id.
+    pub id: CallbackId,
+    /// Its state.
+    pub state: CallbackState,
+    /// When the customer asked to be called.
+    pub desired_time: Option<Timestamp>,
+    /// The number to call. Personal data: never logged, redacted from `Debug`.
+    pub phone_number: String,
+}
+
+impl fmt::Debug for Callback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callback")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .field("desired_time", &self.desired_time)
+            .field("phone_number", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What a delete (or cancel) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeleteOutcome {
+    /// It existed and this call removed it.
+    Deleted,
+    /// It was already gone (deleted earlier, or by an attempt whose answer was lost).
+    AlreadyAbsent,
+}
+
+/// Everything the engine needs from UCS, Context Services and GMS.
+///
+/// Reads are idempotent; [`stop_interaction`](Ucs::stop_interaction) and
+/// [`cancel_callback`](Ucs::cancel_callback) are idempotent by nature;
+/// [`delete_contact`](Ucs::delete_contact) is not retried blindly (see [`RestClient`]).
+pub trait Ucs: Send + Sync {
+    /// Contacts of the tenant whose attributes match every pair of the request.
+    fn identify_contacts(
+        &self,
+        request: &IdentifyRequest,
+    ) -> impl Future<Output = Result<Vec<ContactId>, UcsError>> + Send;
+
+    /// A contact's tenant and attributes; [`ErrorKind::NotFound`] when there is none.
+    fn get_contact(
+        &self,
+        contact: &ContactId,
+    ) -> impl Future<Output = Result<Contact, UcsError>> + Send;
+
+    /// One page of a contact's interactions in a data source.
+    fn list_interactions(
+        &self,
+        contact: &ContactId,
+        source: DataSource,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<InteractionPage, UcsError>> + Send;
+
+    /// An interaction's content and attachment metadata.
+    fn get_interaction_content(
+        &self,
+        interaction: &InteractionId,
+        source: DataSource,
+    ) -> impl Future<Output = Result<InteractionContent, UcsError>> + Send;
+
+    /// Streams an attachment's bytes.
+    fn open_attachment(
+        &self,
+        attachment: &AttachmentId,
+        source: DataSource,
+    ) -> impl Future<Output = Result<AttachmentBody, UcsError>> + Send;
+
+    /// Stops an interaction (and takes it out of its workbin). Stopping a stopped interaction
+    /// succeeds. `reason` is free text kept by the server; put no personal data in it.
+    fn stop_interaction(
+        &self,
+        interaction: &InteractionId,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), UcsError>> + Send;
+
+    /// Deletes a contact with all its interactions, in every data source.
+    fn delete_contact(
+        &self,
+        contact: &ContactId,
+    ) -> impl Future<Output = Result<DeleteOutcome, UcsError>> + Send;
+
+    /// The contact's Context Services profile, if it has one.
+    fn get_profile(
+        &self,
+        contact: &ContactId,
+    ) -> impl Future<Output = Result<Option<Profile>, UcsError>> + Send;
+
+    /// Deletes the contact's Context Services profile.
+    fn delete_profile(
+        &self,
+        contact: &ContactId,
+    ) -> impl Future<Output = Result<DeleteOutcome, UcsError>> + Send;
+
+    /// The contact's GMS callbacks (every state; filter with [`CallbackState::is_pending`]).
+    fn list_callbacks(
+        &self,
+        contact: &ContactId,
+    ) -> impl Future<Output = Result<Vec<Callback>, UcsError>> + Send;
+
+    /// Cancels a GMS callback.
+    fn cancel_callback(
+        &self,
+        callback: &CallbackId,
+    ) -> impl Future<Output = Result<DeleteOutcome, UcsError>> + Send;
+}
+
+/// Reads every page of a contact's interactions in a data source.
+pub async fn list_all_interactions<U: Ucs + ?Sized>(
+    ucs: &U,
+    contact: &ContactId,
+    source: DataSource,
+    page_size: u32,
+) -> Result<InteractionListing, UcsError> {
+    let mut all = Vec::new();
+    let mut page = Some(PageRequest::first(page_size.max(1)));
+    while let Some(request) = page {
+        match ucs.list_interactions(contact, source, request).await? {
+            InteractionPage::Page { interactions, next } => {
+                all.extend(interactions);
+                page = next;
+            }
+            InteractionPage::SourceUnavailable { reason } => {
+                return Ok(InteractionListing::SourceUnavailable { reason });
+            }
+        }
+    }
+    Ok(InteractionListing::Found(all))
+}

@@ -1,0 +1,304 @@
+//! The simulator's dataset file (JSON or YAML): contacts with their attributes, interactions per
+//! data source, attachments (inline base64 or files beside the dataset), Context Services
+//! profiles and GMS callbacks.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::ucs::{AttachmentId, CallbackId, ContactId, InteractionId, InteractionStatus};
+
+/// A whole dataset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dataset {
+    /// The server name the simulator gives in errors (the seed's `Server: ucs85-...`).
+    #[serde(default = "default_server")]
+    pub server: String,
+    /// Whether the deployment has a data source with role `archive` (default: yes).
+    #[serde(default = "yes")]
+    pub archive: bool,
+    /// The contacts.
+    #[serde(default)]
+    pub contacts: Vec<DatasetContact>,
+}
+
+fn default_server() -> String {
+    "ucs-sim".to_owned()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One contact and everything about it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatasetContact {
+    /// The contact id.
+    pub id: ContactId,
+    /// Its tenant.
+    pub tenant: u32,
+    /// Attribute name -> a value or a list of values.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, OneOrMany>,
+    /// Its interactions per data source.
+    #[serde(default)]
+    pub interactions: DatasetInteractions,
+    /// Its Context Services profile, if it has one.
+    #[serde(default)]
+    pub profile: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Its GMS callbacks.
+    #[serde(default)]
+    pub callbacks: Vec<DatasetCallback>,
+}
+
+/// A single attribute value or several.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value.
+    One(String),
+    /// Several values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values as a list.
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(value) => vec![value.clone()],
+            OneOrMany::Many(values) => values.clone(),
+        }
+    }
+}
+
+/// Interactions per data-source role.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInteractions {
+    /// In `main`.
+    #[serde(default)]
+    pub main: Vec<DatasetInteraction>,
+    /// In `archive` (must be empty when the dataset has no archive).
+    #[serde(default)]
+    pub archive: Vec<DatasetInteraction>,
+}
+
+/// One interaction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatasetInteraction {
+    /// The interaction id.
+    pub id: InteractionId,
+    /// `email`, `chat`, `voice`, ...
+    pub media_type: String,
+    /// Default `Stopped`.
+    #[serde(default = "stopped")]
+    pub status: InteractionStatus,
+    /// The workbin it is parked in.
+    #[serde(default)]
+    pub workbin: Option<String>,
+    /// Subject.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Text (body, transcript, notes).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Structured fields.
+    #[serde(default)]
+    pub structured: serde_json::Map<String, serde_json::Value>,
+    /// Start.
+    #[serde(default)]
+    pub start_date: Option<Timestamp>,
+    /// End.
+    #[serde(default)]
+    pub end_date: Option<Timestamp>,
+    /// Last modification (default: the end, else the start, else the epoch).
+    #[serde(default)]
+    pub modified: Option<Timestamp>,
+    /// Attachments.
+    #[serde(default)]
+    pub attachments: Vec<DatasetAttachment>,
+}
+
+fn stopped() -> InteractionStatus {
+    InteractionStatus::Stopped
+}
+
+/// One attachment: exactly one of `base64` and `file`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatasetAttachment {
+    /// The document id.
+    pub id: AttachmentId,
+    /// The file name.
+    pub name: String,
+    /// The MIME type.
+    pub mime_type: String,
+    /// The bytes, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
+    /// A file, relative to the dataset file's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// One GMS callback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatasetCallback {
+    /// The callback id.
+    pub id: CallbackId,
+    /// GMS state, default `SCHEDULED`.
+    #[serde(default = "scheduled")]
+    pub state: String,
+    /// When the customer asked to be called.
+    #[serde(default)]
+    pub desired_time: Option<Timestamp>,
+    /// The number to call.
+    pub phone_number: String,
+}
+
+fn scheduled() -> String {
+    "SCHEDULED".to_owned()
+}
+
+/// A dataset that cannot be used. Names the file and the problem; quotes no values.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// The file cannot be read.
+    #[error("cannot read dataset {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML.
+    #[error("dataset {path} is not valid YAML: {message}")]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// The file does not have the dataset's shape.
+    #[error("dataset {path} is invalid: {message}")]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its location.
+        message: String,
+    },
+    /// A semantic problem (duplicate id, bad attachment, ...).
+    #[error("dataset {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Dataset {
+    /// Loads and checks a dataset; `.yaml`/`.yml` files are YAML, anything else JSON.
+    pub fn load(path: &Path) -> Result<Self, DatasetError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| DatasetError::Read { path: path.to_owned(), source })?;
+        let is_yaml = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+        let dataset: Dataset = if is_yaml {
+            parse_yaml(path, &text)?
+        } else {
+            serde_json::from_str(&text).map_err(|e| DatasetError::Shape {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?
+        };
+        dataset.check(path)?;
+        Ok(dataset)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), DatasetError> {
+        let invalid = |message: String| DatasetError::Invalid { path: path.to_owned(), message };
+        let mut contacts = std::collections::HashSet::new();
+        let mut interactions = std::collections::HashSet::new();
+        let mut documents = std::collections::HashSet::new();
+        let mut callbacks = std::collections::HashSet::new();
+        for contact in &self.contacts {
+            if !contacts.insert(&contact.id) {
+                return Err(invalid(format!("contact {} appears twice", contact.id)));
+            }
+            if !self.archive && !contact.interactions.archive.is_empty() {
+                return Err(invalid(format!(
+                    "contact {} has archive interactions but the dataset has `archive: false`",
+                    contact.id
+                )));
+            }
+            let all = contact.interactions.main.iter().chain(&contact.interactions.archive);
+            for interaction in all {
+                if !interactions.insert(&interaction.id) {
+                    return Err(invalid(format!("interaction {} appears twice", interaction.id)));
+                }
+                for attachment in &interaction.attachments {
+                    if !documents.insert(&attachment.id) {
+                        return Err(invalid(format!("attachment {} appears twice", attachment.id)));
+                    }
+                    match (&attachment.base64, &attachment.file) {
+                        (Some(_), None) => {}
+                        (None, Some(file)) => {
+                            relative_file(path, file).ok_or_else(|| {
+                                invalid(format!(
+                                    "attachment {}: `file` must be a relative path inside the \
+                                     dataset's folder",
+                                    attachment.id
+                                ))
+                            })?;
+                        }
+                        _ => {
+                            return Err(invalid(format!(
+                                "attachment {} needs exactly one of `base64` and `file`",
+                                attachment.id
+                            )));
+                        }
+                    }
+                }
+            }
+            for callback in &contact.callbacks {
+                if !callbacks.insert(&callback.id) {
+                    return Err(invalid(format!("callback {} appears twice", callback.id)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The file an attachment names, if it is a relative path without `..`.
+pub(crate) fn relative_file(dataset: &Path, file: &str) -> Option<PathBuf> {
+    let relative = Path::new(file);
+    let plain = relative.components().all(|c| matches!(c, Component::Normal(_)));
+    if !plain || file.is_empty() {
+        return None;
+    }
+    Some(dataset.parent().unwrap_or(Path::new(".")).join(relative))
+}
+
+fn parse_yaml(path: &Path, text: &str) -> Result<Dataset, DatasetError> {
+    let value = crate::manifest::yaml::parse_value(text).map_err(|error| {
+        let before = text.get(..error.span.start).unwrap_or("");
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        DatasetError::Yaml {
+            path: path.to_owned(),
+            message: format!("line {line}, column {column}: {}", error.message),
+        }
+    })?;
+    serde_json::from_value(value)
+        .map_err(|e| DatasetError::Shape { path: path.to_owned(), message: e.to_string() })
+}
