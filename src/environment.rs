@@ -319,3 +319,115 @@ impl Environment {
         self.policy.require_approval.unwrap_or(self.kind == EnvironmentType::Rest)
     }
 }
+
+/// The key that turns subject identifiers into digests in embedded environments that name no
+/// `hmacKeyEnv`. It is public on purpose: the simulator's data is fictional, and a rehearsal
+/// must give the same plan ids on every machine. Real environments must name their own key.
+const DEMO_HMAC_KEY: &[u8] = b"ucs-gdpr demo key: not a secret, embedded environments only";
+
+/// Why an environment could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No environment of that name.
+    #[error("there is no environment named `{0}` in the environments file")]
+    Unknown(String),
+    /// An embedded environment without a dataset.
+    #[error("environment `{0}` is embedded but names no `dataset`")]
+    NoDataset(String),
+    /// A REST environment without a UCS endpoint.
+    #[error("environment `{0}` is a REST target but names no `ucs` endpoint")]
+    NoEndpoint(String),
+    /// The simulator did not start.
+    #[error("the embedded simulator did not start")]
+    Simulator(#[from] crate::sim::SimError),
+    /// The client configuration is unusable.
+    #[error("the connection settings are not usable")]
+    Client(#[from] crate::ucs::ConfigError),
+    /// A secret could not be read from its environment variable.
+    #[error(transparent)]
+    Auth(#[from] crate::ucs::AuthError),
+    /// The HMAC key for subject digests is missing or too short.
+    #[error(transparent)]
+    SubjectKey(#[from] crate::audit::SubjectKeyError),
+    /// A REST environment must name its HMAC key.
+    #[error("environment `{0}` must name `hmacKeyEnv`: subject digests need a key of its own")]
+    NoSubjectKey(String),
+}
+
+/// A live connection to an environment: the REST client, and the embedded simulator it talks
+/// to when there is one (stopped when this is dropped).
+#[derive(Debug)]
+pub struct Connection {
+    /// The client every stage uses, whatever the target.
+    pub client: crate::ucs::RestClient,
+    /// The in-process simulator of an embedded environment.
+    pub simulator: Option<crate::sim::RunningSim>,
+    /// Subject digests for plans and audit records.
+    pub digester: crate::audit::SubjectDigester,
+}
+
+impl Environments {
+    /// Connects to the environment named `name`: starts the simulator for an embedded one and
+    /// points the real REST client at it, so every target goes through one code path.
+    ///
+    /// # Errors
+    /// An unknown name, missing settings or secrets, or a simulator that does not start.
+    pub async fn connect(
+        &self,
+        name: &str,
+        faults: crate::sim::FaultOptions,
+    ) -> Result<Connection, ConnectError> {
+        use crate::ucs::{Auth as ClientAuth, ClientConfig, RestClient};
+        let environment = self.get(name).ok_or_else(|| ConnectError::Unknown(name.to_owned()))?;
+        let resolve = |auth: Option<&Auth>| match auth {
+            None => Ok(ClientAuth::None),
+            Some(a) => ClientAuth::resolve(
+                a.user.as_deref(),
+                a.password_env.as_deref(),
+                a.bearer_token_env.as_deref(),
+            ),
+        };
+        let (mut config, simulator) = match environment.kind {
+            EnvironmentType::Embedded => {
+                let dataset = environment
+                    .dataset
+                    .as_ref()
+                    .ok_or_else(|| ConnectError::NoDataset(name.to_owned()))?;
+                let mut options = crate::sim::SimOptions::new(self.base_dir.join(dataset));
+                options.state_dir = environment.state_dir.as_ref().map(|d| self.base_dir.join(d));
+                options.faults = faults;
+                let simulator = crate::sim::Simulator::start(options).await?;
+                (ClientConfig::new(simulator.base_url()), Some(simulator))
+            }
+            EnvironmentType::Rest => {
+                let ucs = environment
+                    .ucs
+                    .as_ref()
+                    .ok_or_else(|| ConnectError::NoEndpoint(name.to_owned()))?;
+                let mut config = ClientConfig::new(ucs.url.clone());
+                config.auth = resolve(ucs.auth.as_ref())?;
+                config.ca_file = ucs.ca_file.as_ref().map(|f| self.base_dir.join(f));
+                config.context_services_url =
+                    environment.context_services.as_ref().map(|s| s.url.clone());
+                if let Some(gms) = &environment.gms {
+                    config.gms_url = Some(gms.url.clone());
+                    config.gms_service = gms.service.clone();
+                }
+                (config, None)
+            }
+        };
+        config.connect_timeout = std::time::Duration::from_millis(environment.timeouts.connect_ms);
+        config.read_timeout = std::time::Duration::from_millis(environment.timeouts.read_ms);
+        config.concurrency = usize::try_from(environment.concurrency).unwrap_or(8).max(1);
+        config.rate_limit = environment.rate_limit;
+        let client = RestClient::new(config)?;
+        let digester = match (&environment.hmac_key_env, environment.kind) {
+            (Some(variable), _) => crate::audit::SubjectDigester::from_env(variable)?,
+            (None, EnvironmentType::Embedded) => crate::audit::SubjectDigester::new(DEMO_HMAC_KEY)?,
+            (None, EnvironmentType::Rest) => {
+                return Err(ConnectError::NoSubjectKey(name.to_owned()));
+            }
+        };
+        Ok(Connection { client, simulator, digester })
+    }
+}

@@ -8,8 +8,10 @@
 pub mod audit;
 pub mod canonical;
 pub mod cli;
+pub mod durable;
 pub mod environment;
 pub mod manifest;
+pub mod plan;
 pub mod runbook;
 pub mod sim;
 pub mod ucs;

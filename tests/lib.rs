@@ -12,6 +12,7 @@
 )]
 
 mod audit;
+mod plan;
 mod sim;
 mod ucs;
 mod validate;
