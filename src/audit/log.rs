@@ -119,7 +119,14 @@ impl AuditLog {
         if !existed {
             sync_dir(&path)?;
         }
-        let tail = read_tail(&mut file, &path)?;
+        let tail = match read_tail(&mut file, &path) {
+            Ok(tail) => tail,
+            Err(error) => {
+                // Nobody holds the log any more; leave no stale holder behind.
+                let _ = fs::remove_file(&lock_path);
+                return Err(error);
+            }
+        };
         let mut log = Self {
             path,
             file,
@@ -236,7 +243,7 @@ impl AuditLog {
     fn push(&mut self, entry: Entry) -> Result<Appended, AuditError> {
         self.check_usable()?;
         let time = RecordTime::from_timestamp((self.options.clock)());
-        let (record, line) = AuditRecord::seal(entry, self.next_seq, time, self.head.clone());
+        let (record, line) = AuditRecord::seal(entry, self.next_seq, time, self.head.clone())?;
         self.buffer.extend_from_slice(&line);
         self.next_seq += 1;
         self.head = record.hash.clone();

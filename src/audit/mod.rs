@@ -88,6 +88,9 @@ pub enum AuditError {
         /// The file.
         path: PathBuf,
     },
+    /// A record could not be built.
+    #[error(transparent)]
+    Record(#[from] RecordError),
     /// A key file could not be used.
     #[error(transparent)]
     Key(#[from] KeyError),
