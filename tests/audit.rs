@@ -715,3 +715,36 @@ fn keygen_refuses_to_overwrite_a_key() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("already exists"), "{stderr}");
 }
+
+#[test]
+fn verify_reports_several_deleted_records_as_one_gap() {
+    let (_dir, path) = sample();
+    let mut lines = lines(&path);
+    lines.drain(3..6);
+    write_lines(&path, &lines);
+    let report = verify_file(&path, &VerifyOptions::default()).unwrap();
+    let faults: Vec<_> = report
+        .faults
+        .iter()
+        .map(|fault| (fault.line, fault.kind, fault.message.as_str()))
+        .collect();
+    assert_eq!(
+        faults,
+        [(Some(4), FaultKind::Deleted, "3 records missing before this line (seq 3..5)")]
+    );
+}
+
+#[test]
+fn verify_says_when_a_torn_write_was_recovered() {
+    let (dir, path) = sample();
+    let bytes = fs::read(&path).unwrap();
+    fs::write(&path, &bytes[..bytes.len() - 25]).unwrap();
+    drop(AuditLog::open_with(&path, options()).unwrap());
+    let (stdout, code) = audit(dir.path(), &["verify", LOG]);
+    insta::assert_snapshot!(stdout, @r"
+    audit.jsonl: OK: 13 records, 1 run, 1 request; every hash, link and sequence number checks out
+    recovered: line 13: a torn write of 327 bytes was moved aside to the .torn file when the log was reopened
+    note: no --checkpoint given: records removed from the end of the log cannot be detected without a checkpoint kept elsewhere
+    ");
+    assert_eq!(code, 0);
+}
