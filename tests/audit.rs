@@ -748,3 +748,18 @@ fn verify_says_when_a_torn_write_was_recovered() {
     ");
     assert_eq!(code, 0);
 }
+
+#[test]
+fn verify_does_not_call_a_record_being_written_torn() {
+    let (dir, path) = sample();
+    let log = AuditLog::open_with(&path, options()).unwrap();
+    // What a concurrent reader may see of a record the writer is in the middle of writing.
+    fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"actor\":\"ag").unwrap();
+    let (stdout, code) = audit(dir.path(), &["verify", LOG]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("note: a writer holds the log; verified up to the last complete record (line 14 was being written)"), "{stdout}");
+    drop(log);
+    let (stdout, code) = audit(dir.path(), &["verify", LOG]);
+    assert_eq!(code, 1, "without a writer the same line is torn:\n{stdout}");
+    assert!(stdout.contains("line 14: torn last line"), "{stdout}");
+}

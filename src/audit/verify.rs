@@ -172,6 +172,11 @@ pub struct VerifyReport {
     pub recovered: Vec<Recovered>,
     /// The checkpoint, when one was given.
     pub checkpoint: Option<CheckpointStatus>,
+    /// A writer held the log while it was read: an incomplete last line is a record being
+    /// written, not a fault.
+    pub writer_active: bool,
+    /// The line being written when `writer_active`, left unchecked.
+    pub unchecked_last_line: Option<u64>,
 }
 
 /// Verifies the log at `path`. I/O errors are errors; everything wrong with the content is a
@@ -180,8 +185,10 @@ pub fn verify_file(path: &Path, options: &VerifyOptions) -> Result<VerifyReport,
     let io =
         |source| AuditError::Io { action: "read the audit log", path: path.to_owned(), source };
     let file = File::open(path).map_err(io)?;
+    let writer_active = writer_holds(&file);
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let mut verifier = Verifier::new(options.checkpoint.as_ref().map(|c| c.size));
+    verifier.writer_active = writer_active;
     let mut current: Option<Line> = read_line(&mut reader, 1).map_err(io)?;
     while let Some(line) = current {
         let next = read_line(&mut reader, line.number + 1).map_err(io)?;
@@ -189,6 +196,19 @@ pub fn verify_file(path: &Path, options: &VerifyOptions) -> Result<VerifyReport,
         current = next;
     }
     Ok(verifier.finish(options))
+}
+
+/// Whether a writer holds the log's lock. Probed, not held: holding even a shared lock would
+/// refuse a writer that starts meanwhile.
+fn writer_holds(file: &File) -> bool {
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
 }
 
 struct Line {
@@ -255,6 +275,8 @@ struct Verifier {
     requests: HashSet<RequestId>,
     open_intents: HashMap<IntentKey, (u64, u64)>,
     recovered: Vec<Recovered>,
+    writer_active: bool,
+    unchecked_last_line: Option<u64>,
     /// The `seq` whose hash a checkpoint names, and that hash once seen.
     checkpoint_seq: Option<u64>,
     checkpoint_hash: Option<(u64, Sha256Hex)>,
@@ -274,6 +296,8 @@ impl Verifier {
             requests: HashSet::new(),
             open_intents: HashMap::new(),
             recovered: Vec::new(),
+            writer_active: false,
+            unchecked_last_line: None,
             checkpoint_seq: checkpoint_size.and_then(|size| size.checked_sub(1)),
             checkpoint_hash: None,
         }
@@ -307,6 +331,10 @@ impl Verifier {
         let number = line.number;
         let parsed = match &line.parsed {
             Ok(parsed) => parsed,
+            Err(LineError::NotJson) if line.is_last && self.writer_active => {
+                self.unchecked_last_line = Some(number);
+                return;
+            }
             Err(error) => {
                 let (kind, message) = if line.is_last && *error == LineError::NotJson {
                     (
@@ -610,6 +638,8 @@ impl Verifier {
             interrupted,
             recovered: self.recovered,
             checkpoint,
+            writer_active: self.writer_active,
+            unchecked_last_line: self.unchecked_last_line,
         }
     }
 
