@@ -763,3 +763,80 @@ fn verify_does_not_call_a_record_being_written_torn() {
     assert_eq!(code, 1, "without a writer the same line is torn:\n{stdout}");
     assert!(stdout.contains("line 14: torn last line"), "{stdout}");
 }
+
+/// Tampering beyond the single acts above: each act still reported once, where it shows.
+#[test]
+fn verify_classifies_distant_and_combined_tampering() {
+    use FaultKind::{Deleted, Duplicated, Inserted, Modified, Reordered};
+    type Tamper = fn(&mut Vec<String>);
+    type Case = (&'static str, Tamper, &'static [(u64, FaultKind)]);
+    let cases: [Case; 11] = [
+        ("first two deleted", |l| drop(l.drain(0..2)), &[(1, Deleted)]),
+        (
+            "records 6 and 8 deleted",
+            |l| drop((l.remove(7), l.remove(5))),
+            &[(6, Deleted), (7, Deleted)],
+        ),
+        ("lines 3 and 9 swapped", |l| l.swap(2, 8), &[(3, Reordered), (9, Reordered)]),
+        (
+            "line 4 moved after line 6",
+            |l| {
+                let x = l.remove(3);
+                l.insert(5, x);
+            },
+            &[(6, Reordered)],
+        ),
+        (
+            "line 2 moved to the end",
+            |l| {
+                let x = l.remove(1);
+                l.push(x);
+            },
+            &[(13, Reordered)],
+        ),
+        (
+            "last line moved to the start",
+            |l| {
+                let x = l.pop().unwrap();
+                l.insert(0, x);
+            },
+            &[(1, Reordered)],
+        ),
+        ("last line duplicated", |l| l.push(l[12].clone()), &[(14, Duplicated)]),
+        ("an old record replayed at the end", |l| l.push(l[4].clone()), &[(14, Inserted)]),
+        (
+            "garbage before the first record",
+            |l| l.insert(0, "{}".to_owned()),
+            &[(1, FaultKind::Malformed)],
+        ),
+        (
+            "record 5 edited and record 6 deleted",
+            |l| {
+                l[4] = l[4].replace("agent.smith", "agent.smyth");
+                l.remove(5);
+            },
+            &[(5, Modified), (6, Deleted)],
+        ),
+        (
+            "record 6 deleted, 9 and 10 swapped",
+            |l| {
+                l.swap(8, 9);
+                l.remove(5);
+            },
+            &[(6, Deleted), (8, Reordered)],
+        ),
+    ];
+    for (name, tamper, expected) in cases {
+        let (_dir, path) = sample();
+        let mut lines = lines(&path);
+        tamper(&mut lines);
+        write_lines(&path, &lines);
+        let found: Vec<(u64, FaultKind)> = verify_file(&path, &VerifyOptions::default())
+            .unwrap()
+            .faults
+            .iter()
+            .map(|fault| (fault.line.unwrap(), fault.kind))
+            .collect();
+        assert_eq!(found, expected, "{name}");
+    }
+}

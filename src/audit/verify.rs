@@ -409,20 +409,7 @@ impl Verifier {
         // The chain continues on the next line as if this one were not there.
         if next.is_some_and(|next| next.record.seq == expected && next.record.prev == anchor_hash) {
             if intact && seq > expected {
-                let message = format!(
-                    "record seq {seq} does not belong here (expected seq {expected}); the next \
-                     line continues the chain without it"
-                );
-                let fault = self.fault(number, FaultKind::Inserted, Some(seq), message);
-                self.displaced.push(Displaced {
-                    line: number,
-                    record: record.clone(),
-                    seq,
-                    hash: record.hash.clone(),
-                    prev: record.prev.clone(),
-                    expected_then: expected,
-                    fault,
-                });
+                self.displace(number, record, expected);
             } else if intact && seq < expected && self.take_from_gaps(seq).is_some() {
                 self.track(number, record);
                 self.report_moved_later(number, seq, expected);
@@ -488,7 +475,13 @@ impl Verifier {
             return;
         }
         if seq > expected {
-            self.jump_forward(number, record, expected, &anchor_hash);
+            // The chain does not continue from this record and the next one is earlier:
+            // this one is out of place (records were moved), not the end of a deletion.
+            if record.prev != anchor_hash && next.is_some_and(|next| next.record.seq < seq) {
+                self.displace(number, record, expected);
+            } else {
+                self.jump_forward(number, record, expected, &anchor_hash);
+            }
             return;
         }
         if self.take_from_gaps(seq).is_some() {
@@ -497,10 +490,31 @@ impl Verifier {
             return;
         }
         let message = format!(
-            "seq goes backwards (seq {seq} after seq {}): a record from elsewhere was inserted",
+            "seq goes backwards (seq {seq} after seq {}): a copy of an earlier record or a \
+             record from elsewhere was inserted",
             expected.saturating_sub(1)
         );
         self.fault(number, FaultKind::Inserted, Some(seq), message);
+    }
+
+    /// A valid record ahead of its turn: inserted, unless its slot turns up empty later
+    /// (then it was reordered).
+    fn displace(&mut self, number: u64, record: &AuditRecord, expected: u64) {
+        let seq = record.seq;
+        let message = format!(
+            "record seq {seq} does not belong here (expected seq {expected}); the chain \
+             continues without it"
+        );
+        let fault = self.fault(number, FaultKind::Inserted, Some(seq), message);
+        self.displaced.push(Displaced {
+            line: number,
+            record: record.clone(),
+            seq,
+            hash: record.hash.clone(),
+            prev: record.prev.clone(),
+            expected_then: expected,
+            fault,
+        });
     }
 
     /// `seq` jumps past `expected`: records are missing here, unless they came earlier.
