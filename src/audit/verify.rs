@@ -11,11 +11,14 @@
 //! - *inserted*: the line does not fit and the next line links to the line before it (the
 //!   chain continues as if it were not there), or it forks the chain (same `seq` and `prev`
 //!   as its neighbour, while the chain continues from the other);
-//! - *reordered*: a record that is valid but out of place, whose own slot turns up empty
-//!   elsewhere; reported at the line where it sits;
+//! - *reordered*: a valid record out of its place: ahead of its turn (the chain does not
+//!   continue from it and its slot turns up empty later) or behind it (its `seq` fills a gap
+//!   seen earlier); reported at the line where it sits;
 //! - *duplicated*: the same record (`seq` and hash) as the line before;
 //! - *broken link*: the right `seq`, a valid hash, but `prev` is not the previous record's
 //!   hash (one of the two was rewritten with a recomputed hash);
+//! - *malformed*: a line in the middle that is not a record (it stands for one record: the
+//!   chain resumes after it without another fault);
 //! - *torn last line*: the last line is not a record (a crash mid-write; reopening the log
 //!   for writing moves it aside).
 
