@@ -840,3 +840,18 @@ fn verify_classifies_distant_and_combined_tampering() {
         assert_eq!(found, expected, "{name}");
     }
 }
+
+#[test]
+fn verify_survives_absurd_sequence_numbers() {
+    let (_dir, path) = sample();
+    let mut lines = lines(&path);
+    lines[4] = reforge(&lines[4], |map| {
+        map.insert("seq".to_owned(), Value::from(u64::MAX));
+    });
+    lines[9] = reforge(&lines[9], |map| {
+        map.insert("seq".to_owned(), Value::from(u64::MAX - 1));
+    });
+    write_lines(&path, &lines);
+    let report = verify_file(&path, &VerifyOptions::default()).unwrap();
+    assert!(!report.ok);
+}

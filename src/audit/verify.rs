@@ -307,7 +307,7 @@ impl Verifier {
     }
 
     fn expected(&self) -> u64 {
-        self.anchor.as_ref().map_or(0, |anchor| anchor.seq + 1)
+        self.anchor.as_ref().map_or(0, |anchor| anchor.seq.saturating_add(1))
     }
 
     fn anchor_hash(&self) -> Sha256Hex {
@@ -405,7 +405,7 @@ impl Verifier {
         }
         // Unreadable lines just before stood for the records in between (already reported);
         // the link through them cannot be checked.
-        if intact && self.unreadable > 0 && seq == expected + self.unreadable {
+        if intact && self.unreadable > 0 && seq == expected.saturating_add(self.unreadable) {
             self.accept(number, record, seq, None);
             return;
         }
@@ -537,7 +537,7 @@ impl Verifier {
                 let displaced = self.displaced.swap_remove(index);
                 self.track(displaced.line, &displaced.record);
                 remove_seq(&mut missing, displaced.seq);
-                if displaced.seq + 1 == seq && record.prev == displaced.hash {
+                if displaced.seq.checked_add(1) == Some(seq) && record.prev == displaced.hash {
                     linked = true;
                 }
                 if let Some(fault) = self.faults.get_mut(displaced.fault) {
@@ -611,7 +611,10 @@ impl Verifier {
             }
         }
         for gap in std::mem::take(&mut self.gaps) {
-            let count: u64 = gap.missing.iter().map(|(from, to)| to - from + 1).sum();
+            let count = gap
+                .missing
+                .iter()
+                .fold(0_u64, |count, (from, to)| count.saturating_add(to - from).saturating_add(1));
             if count == 0 {
                 continue;
             }
