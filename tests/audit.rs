@@ -855,3 +855,23 @@ fn verify_survives_absurd_sequence_numbers() {
     let report = verify_file(&path, &VerifyOptions::default()).unwrap();
     assert!(!report.ok);
 }
+
+#[test]
+fn verify_detects_every_single_byte_change_without_panicking() {
+    use std::os::unix::fs::FileExt;
+
+    let (_dir, path) = sample();
+    let original = fs::read(&path).unwrap();
+    // One byte rewritten in place and restored: no truncation, which is slow on some mounts.
+    let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    for (offset, &byte) in original.iter().enumerate() {
+        let position = u64::try_from(offset).unwrap();
+        for flip in [0x01, 0x20] {
+            file.write_all_at(&[byte ^ flip], position).unwrap();
+            let report = verify_file(&path, &VerifyOptions::default()).unwrap();
+            assert!(!report.ok, "byte {offset} ^ {flip:#x} went unnoticed");
+        }
+        file.write_all_at(&[byte], position).unwrap();
+    }
+    assert!(verify_file(&path, &VerifyOptions::default()).unwrap().ok);
+}
