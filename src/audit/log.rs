@@ -8,7 +8,8 @@ use ed25519_dalek::SigningKey;
 
 use super::checkpoint::{Checkpoint, parent_dir};
 use super::record::{
-    Actor, AuditRecord, Detail, Entry, Event, LineError, RecordTime, Sha256Hex, parse_line,
+    Actor, AuditRecord, Detail, Entry, Event, LineError, RecordError, RecordTime, Sha256Hex,
+    parse_line,
 };
 use super::{AuditError, sidecar};
 
@@ -119,7 +120,14 @@ impl AuditLog {
         if !existed {
             sync_dir(&path)?;
         }
-        let tail = read_tail(&mut file, &path)?;
+        let tail = match read_tail(&mut file, &path) {
+            Ok(tail) => tail,
+            Err(error) => {
+                // Nobody holds the log any more; leave no stale holder behind.
+                let _ = fs::remove_file(&lock_path);
+                return Err(error);
+            }
+        };
         let mut log = Self {
             path,
             file,
@@ -235,10 +243,14 @@ impl AuditLog {
 
     fn push(&mut self, entry: Entry) -> Result<Appended, AuditError> {
         self.check_usable()?;
+        let next_seq = self
+            .next_seq
+            .checked_add(1)
+            .ok_or(RecordError { field: "seq", rule: "below the largest 64-bit number" })?;
         let time = RecordTime::from_timestamp((self.options.clock)());
-        let (record, line) = AuditRecord::seal(entry, self.next_seq, time, self.head.clone());
+        let (record, line) = AuditRecord::seal(entry, self.next_seq, time, self.head.clone())?;
         self.buffer.extend_from_slice(&line);
-        self.next_seq += 1;
+        self.next_seq = next_seq;
         self.head = record.hash.clone();
         if self.buffer.len() >= GROUP_COMMIT_BYTES {
             self.flush()?;

@@ -6,6 +6,29 @@
 //! fsynced before the call that writes them returns. [`AuditLog::finish`] writes a
 //! [`Checkpoint`] beside the log; [`verify_file`] checks every line against the chain and a
 //! checkpoint kept elsewhere.
+//!
+//! How the executor writes a run:
+//!
+//! ```no_run
+//! use ucs_gdpr::audit::{Actor, AuditLog, ContactId, Entry, Event, Outcome, RequestId, StepId};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut log = AuditLog::open("audit.jsonl")?; // the lock, the tail, the chain
+//! let actor = Actor::new("agent.smith")?;
+//! let request = RequestId::new("DSR-2026-0142")?;
+//! log.append(Entry::new(actor.clone(), Event::RunStart).request(request.clone()))?;
+//! let intent = Entry::new(actor, Event::StepIntent)
+//!     .request(request)
+//!     .step(StepId::new("delete")?)
+//!     .contact(ContactId::new("0001SaD2PVY4312K")?);
+//! log.append_intent(intent.clone())?; // on disk before the side effect
+//! // ... delete the contact ...
+//! log.append(Entry { event: Event::StepDone, outcome: Some(Outcome::Ok), ..intent })?;
+//! let checkpoint = log.finish()?; // fsync, then <log>.checkpoint.json
+//! # let _ = checkpoint;
+//! # Ok(())
+//! # }
+//! ```
 
 mod checkpoint;
 mod keys;
@@ -88,6 +111,9 @@ pub enum AuditError {
         /// The file.
         path: PathBuf,
     },
+    /// A record could not be built.
+    #[error(transparent)]
+    Record(#[from] RecordError),
     /// A key file could not be used.
     #[error(transparent)]
     Key(#[from] KeyError),

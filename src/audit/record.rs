@@ -30,9 +30,15 @@ pub struct RecordError {
 macro_rules! validated_string {
     ($(#[$doc:meta])* $name:ident, $field:literal, $rule:literal, $check:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(String);
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
 
         impl $name {
             /// Validates `value`.
@@ -304,57 +310,60 @@ impl fmt::Display for Outcome {
 
 /// Typed facts about an event. A fixed set of keys; counts, sizes, digests and short tokens
 /// only.
+///
+/// Fields are declared in the canonical key order (camelCase names sorted by bytes), so that
+/// serialising the struct directly yields canonical JSON; a test holds this.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Detail {
-    /// The attempt number of a retried step (1 for the first try).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempt: Option<u32>,
-    /// A count of things (contacts resolved, records deleted).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<u64>,
-    /// A number of interactions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interactions: Option<u64>,
-    /// A number of attachments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attachments: Option<u64>,
-    /// A size in bytes (an export file, attachments).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<u64>,
-    /// A SHA-256 checksum (an export file, the manifest).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<Sha256Hex>,
-    /// The observed-state fingerprint of a contact.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<Sha256Hex>,
-    /// The keyed digest of a subject identifier (a `match` map, a contact id).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<SubjectDigest>,
-    /// The data source (`main`, `archive`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_source: Option<Token>,
-    /// An error code (`http.503`, `ucs.timeout`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<Token>,
-    /// A reason code (`hold`, `check-failed`, `stale-plan`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<Token>,
-    /// An HTTP status returned by a remote system.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http_status: Option<u16>,
-    /// How long the step took, in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<u64>,
     /// Who approved (on `approval` records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approver: Option<Actor>,
-    /// The byte offset where a torn line started (on `log.recovered` records).
+    /// A number of attachments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub torn_offset: Option<u64>,
+    pub attachments: Option<u64>,
+    /// The attempt number of a retried step (1 for the first try).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// A size in bytes (an export file, attachments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// An error code (`http.503`, `ucs.timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Token>,
+    /// A count of things (contacts resolved, records deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// The data source (`main`, `archive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_source: Option<Token>,
+    /// How long the step took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The observed-state fingerprint of a contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Sha256Hex>,
+    /// An HTTP status returned by a remote system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// A number of interactions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interactions: Option<u64>,
+    /// A reason code (`hold`, `check-failed`, `stale-plan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Token>,
+    /// A SHA-256 checksum (an export file, the manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Sha256Hex>,
+    /// The keyed digest of a subject identifier (a `match` map, a contact id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<SubjectDigest>,
     /// How many torn bytes were moved aside (on `log.recovered` records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torn_bytes: Option<u64>,
+    /// The byte offset where a torn line started (on `log.recovered` records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torn_offset: Option<u64>,
 }
 
 impl Detail {
@@ -444,39 +453,67 @@ impl Entry {
 }
 
 /// One line of the audit log.
+///
+/// Fields are declared in the canonical key order (camelCase names sorted by bytes), so that
+/// serialising the struct directly yields canonical JSON (fast to write and to verify); a
+/// test holds this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditRecord {
-    /// The position in the log, contiguous from 0.
-    pub seq: u64,
-    /// When the record was written.
-    pub time: RecordTime,
-    /// The request it belongs to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<RequestId>,
-    /// The plan being applied.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan_id: Option<Sha256Hex>,
     /// Who acted.
     pub actor: Actor,
-    /// What happened.
-    pub event: Event,
-    /// The runbook step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<StepId>,
     /// The contact the step acts on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<ContactId>,
-    /// How it turned out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<Outcome>,
     /// Typed facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<Detail>,
-    /// The hash of the previous record (64 zeros for `seq` 0).
-    pub prev: Sha256Hex,
+    /// What happened.
+    pub event: Event,
     /// The hash of this record: see [`record_hash`].
     pub hash: Sha256Hex,
+    /// How it turned out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// The plan being applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<Sha256Hex>,
+    /// The hash of the previous record (64 zeros for `seq` 0).
+    pub prev: Sha256Hex,
+    /// The request it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<RequestId>,
+    /// The position in the log, contiguous from 0.
+    pub seq: u64,
+    /// The runbook step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepId>,
+    /// When the record was written.
+    pub time: RecordTime,
+}
+
+/// The record without its hash, borrowed: what the hash covers. Same key order as
+/// [`AuditRecord`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordBody<'a> {
+    actor: &'a Actor,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact: Option<&'a ContactId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a Detail>,
+    event: Event,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan_id: Option<&'a Sha256Hex>,
+    prev: &'a Sha256Hex,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a RequestId>,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<&'a StepId>,
+    time: &'a RecordTime,
 }
 
 impl AuditRecord {
@@ -487,7 +524,7 @@ impl AuditRecord {
         seq: u64,
         time: RecordTime,
         prev: Sha256Hex,
-    ) -> (Self, Vec<u8>) {
+    ) -> Result<(Self, Vec<u8>), RecordError> {
         let mut record = Self {
             seq,
             time,
@@ -502,22 +539,38 @@ impl AuditRecord {
             prev,
             hash: Sha256Hex::genesis(),
         };
-        // Serialising these plain types to a Value cannot fail; the fallback keeps the
-        // signature total.
-        let mut value = serde_json::to_value(&record).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut value {
-            map.remove("hash");
-            let hash = record_hash(&value);
-            if let Value::Object(map) = &mut value {
-                map.insert("hash".to_owned(), Value::String(hash.0.clone()));
-            }
-            record.hash = hash;
-        }
-        let mut line = canonical::to_vec(&value);
+        record.hash = record.compute_hash()?;
+        let mut line = Vec::with_capacity(512);
+        serde_json::to_writer(&mut line, &record).map_err(|_| UNSERIALISABLE)?;
         line.push(b'\n');
-        (record, line)
+        Ok((record, line))
+    }
+
+    /// The hash this record must carry: SHA-256 over [`RECORD_HASH_DOMAIN`] and the canonical
+    /// JSON of the record without `hash` (the same bytes as [`record_hash`] hashes).
+    pub fn compute_hash(&self) -> Result<Sha256Hex, RecordError> {
+        let body = RecordBody {
+            actor: &self.actor,
+            contact: self.contact.as_ref(),
+            detail: self.detail.as_ref(),
+            event: self.event,
+            outcome: self.outcome,
+            plan_id: self.plan_id.as_ref(),
+            prev: &self.prev,
+            request_id: self.request_id.as_ref(),
+            seq: self.seq,
+            step: self.step.as_ref(),
+            time: &self.time,
+        };
+        let mut bytes = Vec::with_capacity(512);
+        bytes.extend_from_slice(RECORD_HASH_DOMAIN);
+        serde_json::to_writer(&mut bytes, &body).map_err(|_| UNSERIALISABLE)?;
+        Ok(Sha256Hex::digest(&bytes))
     }
 }
+
+/// Serialising plain strings and numbers cannot fail; this keeps the signatures total.
+const UNSERIALISABLE: RecordError = RecordError { field: "record", rule: "serialisable as JSON" };
 
 /// The hash of a record given as a JSON object without its `hash` key: SHA-256 over
 /// [`RECORD_HASH_DOMAIN`] followed by the canonical JSON.
@@ -557,13 +610,14 @@ impl LineError {
 
 /// Parses one line (without its newline), checks the record schema and recomputes its hash.
 pub(crate) fn parse_line(line: &[u8]) -> Result<ParsedLine, LineError> {
-    let mut value: Value = serde_json::from_slice(line).map_err(|_| LineError::NotJson)?;
-    let record = AuditRecord::deserialize(&value).map_err(|_| LineError::NotARecord)?;
-    let Value::Object(map) = &mut value else {
-        return Err(LineError::NotJson);
-    };
-    map.remove("hash");
-    let hash_matches = record_hash(&value) == record.hash;
+    let record: AuditRecord = serde_json::from_slice(line).map_err(|error| {
+        if error.classify() == serde_json::error::Category::Data {
+            LineError::NotARecord
+        } else {
+            LineError::NotJson
+        }
+    })?;
+    let hash_matches = record.compute_hash().is_ok_and(|hash| hash == record.hash);
     Ok(ParsedLine { record, hash_matches })
 }
 
@@ -602,10 +656,50 @@ mod tests {
             0,
             RecordTime::new("2026-11-29T10:15:00.000Z").unwrap(),
             Sha256Hex::genesis(),
-        );
+        )
+        .unwrap();
         let text = String::from_utf8(line).unwrap();
         assert!(parse_line(text.trim_end().as_bytes()).unwrap().hash_matches);
         let tampered = text.replace(r#""event""#, r#""detail":{"note":"Jane Doe"},"event""#);
         assert_eq!(parse_line(tampered.trim_end().as_bytes()).unwrap_err(), LineError::NotARecord);
+    }
+
+    #[test]
+    fn a_record_serialises_directly_to_canonical_json() {
+        let token = || Some(Token::new("x.y").unwrap());
+        let digest = || Some(Sha256Hex::digest(b"x"));
+        let detail = Detail {
+            approver: Some(Actor::new("lead").unwrap()),
+            attachments: Some(1),
+            attempt: Some(2),
+            bytes: Some(3),
+            code: token(),
+            count: Some(4),
+            data_source: token(),
+            duration_ms: Some(5),
+            fingerprint: digest(),
+            http_status: Some(503),
+            interactions: Some(6),
+            reason: token(),
+            sha256: digest(),
+            subject: Some(SubjectDigest::from_trusted_hex("a".repeat(64))),
+            torn_bytes: Some(7),
+            torn_offset: Some(8),
+        };
+        let entry = Entry::new(Actor::new("ops").unwrap(), Event::StepDone)
+            .request(RequestId::new("DSR-1").unwrap())
+            .plan(Sha256Hex::digest(b"plan"))
+            .step(StepId::new("delete").unwrap())
+            .contact(ContactId::new("0001SaD2PVY4312K").unwrap())
+            .outcome(Outcome::AlreadyAbsent)
+            .detail(detail);
+        let time = RecordTime::new("2026-11-29T10:15:00.000Z").unwrap();
+        let (record, line) = AuditRecord::seal(entry, 7, time, Sha256Hex::digest(b"p")).unwrap();
+        let mut value = serde_json::to_value(&record).unwrap();
+        let mut canonical_line = canonical::to_vec(&value);
+        canonical_line.push(b'\n');
+        assert_eq!(String::from_utf8(line).unwrap(), String::from_utf8(canonical_line).unwrap());
+        value.as_object_mut().unwrap().remove("hash");
+        assert_eq!(record_hash(&value), record.hash);
     }
 }

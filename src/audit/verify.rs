@@ -11,11 +11,14 @@
 //! - *inserted*: the line does not fit and the next line links to the line before it (the
 //!   chain continues as if it were not there), or it forks the chain (same `seq` and `prev`
 //!   as its neighbour, while the chain continues from the other);
-//! - *reordered*: a record that is valid but out of place, whose own slot turns up empty
-//!   elsewhere; reported at the line where it sits;
+//! - *reordered*: a valid record out of its place: ahead of its turn (the chain does not
+//!   continue from it and its slot turns up empty later) or behind it (its `seq` fills a gap
+//!   seen earlier); reported at the line where it sits;
 //! - *duplicated*: the same record (`seq` and hash) as the line before;
 //! - *broken link*: the right `seq`, a valid hash, but `prev` is not the previous record's
 //!   hash (one of the two was rewritten with a recomputed hash);
+//! - *malformed*: a line in the middle that is not a record (it stands for one record: the
+//!   chain resumes after it without another fault);
 //! - *torn last line*: the last line is not a record (a crash mid-write; reopening the log
 //!   for writing moves it aside).
 
@@ -172,6 +175,11 @@ pub struct VerifyReport {
     pub recovered: Vec<Recovered>,
     /// The checkpoint, when one was given.
     pub checkpoint: Option<CheckpointStatus>,
+    /// A writer held the log while it was read: an incomplete last line is a record being
+    /// written, not a fault.
+    pub writer_active: bool,
+    /// The line being written when `writer_active`, left unchecked.
+    pub unchecked_last_line: Option<u64>,
 }
 
 /// Verifies the log at `path`. I/O errors are errors; everything wrong with the content is a
@@ -180,8 +188,10 @@ pub fn verify_file(path: &Path, options: &VerifyOptions) -> Result<VerifyReport,
     let io =
         |source| AuditError::Io { action: "read the audit log", path: path.to_owned(), source };
     let file = File::open(path).map_err(io)?;
+    let writer_active = writer_holds(&file);
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let mut verifier = Verifier::new(options.checkpoint.as_ref().map(|c| c.size));
+    verifier.writer_active = writer_active;
     let mut current: Option<Line> = read_line(&mut reader, 1).map_err(io)?;
     while let Some(line) = current {
         let next = read_line(&mut reader, line.number + 1).map_err(io)?;
@@ -189,6 +199,19 @@ pub fn verify_file(path: &Path, options: &VerifyOptions) -> Result<VerifyReport,
         current = next;
     }
     Ok(verifier.finish(options))
+}
+
+/// Whether a writer holds the log's lock. Probed, not held: holding even a shared lock would
+/// refuse a writer that starts meanwhile.
+fn writer_holds(file: &File) -> bool {
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
 }
 
 struct Line {
@@ -255,6 +278,8 @@ struct Verifier {
     requests: HashSet<RequestId>,
     open_intents: HashMap<IntentKey, (u64, u64)>,
     recovered: Vec<Recovered>,
+    writer_active: bool,
+    unchecked_last_line: Option<u64>,
     /// The `seq` whose hash a checkpoint names, and that hash once seen.
     checkpoint_seq: Option<u64>,
     checkpoint_hash: Option<(u64, Sha256Hex)>,
@@ -274,13 +299,15 @@ impl Verifier {
             requests: HashSet::new(),
             open_intents: HashMap::new(),
             recovered: Vec::new(),
+            writer_active: false,
+            unchecked_last_line: None,
             checkpoint_seq: checkpoint_size.and_then(|size| size.checked_sub(1)),
             checkpoint_hash: None,
         }
     }
 
     fn expected(&self) -> u64 {
-        self.anchor.as_ref().map_or(0, |anchor| anchor.seq + 1)
+        self.anchor.as_ref().map_or(0, |anchor| anchor.seq.saturating_add(1))
     }
 
     fn anchor_hash(&self) -> Sha256Hex {
@@ -307,6 +334,10 @@ impl Verifier {
         let number = line.number;
         let parsed = match &line.parsed {
             Ok(parsed) => parsed,
+            Err(LineError::NotJson) if line.is_last && self.writer_active => {
+                self.unchecked_last_line = Some(number);
+                return;
+            }
             Err(error) => {
                 let (kind, message) = if line.is_last && *error == LineError::NotJson {
                     (
@@ -374,27 +405,14 @@ impl Verifier {
         }
         // Unreadable lines just before stood for the records in between (already reported);
         // the link through them cannot be checked.
-        if intact && self.unreadable > 0 && seq == expected + self.unreadable {
+        if intact && self.unreadable > 0 && seq == expected.saturating_add(self.unreadable) {
             self.accept(number, record, seq, None);
             return;
         }
         // The chain continues on the next line as if this one were not there.
         if next.is_some_and(|next| next.record.seq == expected && next.record.prev == anchor_hash) {
             if intact && seq > expected {
-                let message = format!(
-                    "record seq {seq} does not belong here (expected seq {expected}); the next \
-                     line continues the chain without it"
-                );
-                let fault = self.fault(number, FaultKind::Inserted, Some(seq), message);
-                self.displaced.push(Displaced {
-                    line: number,
-                    record: record.clone(),
-                    seq,
-                    hash: record.hash.clone(),
-                    prev: record.prev.clone(),
-                    expected_then: expected,
-                    fault,
-                });
+                self.displace(number, record, expected);
             } else if intact && seq < expected && self.take_from_gaps(seq).is_some() {
                 self.track(number, record);
                 self.report_moved_later(number, seq, expected);
@@ -460,7 +478,13 @@ impl Verifier {
             return;
         }
         if seq > expected {
-            self.jump_forward(number, record, expected, &anchor_hash);
+            // The chain does not continue from this record and the next one is earlier:
+            // this one is out of place (records were moved), not the end of a deletion.
+            if record.prev != anchor_hash && next.is_some_and(|next| next.record.seq < seq) {
+                self.displace(number, record, expected);
+            } else {
+                self.jump_forward(number, record, expected, &anchor_hash);
+            }
             return;
         }
         if self.take_from_gaps(seq).is_some() {
@@ -469,10 +493,31 @@ impl Verifier {
             return;
         }
         let message = format!(
-            "seq goes backwards (seq {seq} after seq {}): a record from elsewhere was inserted",
+            "seq goes backwards (seq {seq} after seq {}): a copy of an earlier record or a \
+             record from elsewhere was inserted",
             expected.saturating_sub(1)
         );
         self.fault(number, FaultKind::Inserted, Some(seq), message);
+    }
+
+    /// A valid record ahead of its turn: inserted, unless its slot turns up empty later
+    /// (then it was reordered).
+    fn displace(&mut self, number: u64, record: &AuditRecord, expected: u64) {
+        let seq = record.seq;
+        let message = format!(
+            "record seq {seq} does not belong here (expected seq {expected}); the chain \
+             continues without it"
+        );
+        let fault = self.fault(number, FaultKind::Inserted, Some(seq), message);
+        self.displaced.push(Displaced {
+            line: number,
+            record: record.clone(),
+            seq,
+            hash: record.hash.clone(),
+            prev: record.prev.clone(),
+            expected_then: expected,
+            fault,
+        });
     }
 
     /// `seq` jumps past `expected`: records are missing here, unless they came earlier.
@@ -492,7 +537,7 @@ impl Verifier {
                 let displaced = self.displaced.swap_remove(index);
                 self.track(displaced.line, &displaced.record);
                 remove_seq(&mut missing, displaced.seq);
-                if displaced.seq + 1 == seq && record.prev == displaced.hash {
+                if displaced.seq.checked_add(1) == Some(seq) && record.prev == displaced.hash {
                     linked = true;
                 }
                 if let Some(fault) = self.faults.get_mut(displaced.fault) {
@@ -566,7 +611,10 @@ impl Verifier {
             }
         }
         for gap in std::mem::take(&mut self.gaps) {
-            let count: u64 = gap.missing.iter().map(|(from, to)| to - from + 1).sum();
+            let count = gap
+                .missing
+                .iter()
+                .fold(0_u64, |count, (from, to)| count.saturating_add(to - from).saturating_add(1));
             if count == 0 {
                 continue;
             }
@@ -610,6 +658,8 @@ impl Verifier {
             interrupted,
             recovered: self.recovered,
             checkpoint,
+            writer_active: self.writer_active,
+            unchecked_last_line: self.unchecked_last_line,
         }
     }
 

@@ -137,6 +137,16 @@ fn verify_text(log: &Path, report: &VerifyReport) -> String {
             if what.is_empty() { String::new() } else { format!(" for {}", what.join(", ")) },
         );
     }
+    if report.writer_active {
+        let _ = writeln!(
+            out,
+            "note: a writer holds the log; verified up to the last complete record{}",
+            report
+                .unchecked_last_line
+                .map(|line| format!(" (line {line} was being written)"))
+                .unwrap_or_default()
+        );
+    }
     for recovered in &report.recovered {
         let bytes = recovered.torn_bytes.map_or_else(String::new, |b| format!(" of {b} bytes"));
         let _ = writeln!(
