@@ -10,6 +10,7 @@ pub mod canonical;
 pub mod cli;
 pub mod durable;
 pub mod environment;
+pub mod export;
 pub mod manifest;
 pub mod plan;
 pub mod runbook;

@@ -12,6 +12,7 @@
 )]
 
 mod audit;
+mod export;
 mod plan;
 mod sim;
 mod ucs;
