@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod cli;
 pub mod environment;
+pub mod infomart;
 pub mod manifest;
 pub mod runbook;
 pub mod sim;
