@@ -12,6 +12,7 @@
 )]
 
 mod audit;
+mod infomart;
 mod sim;
 mod ucs;
 mod validate;
