@@ -14,6 +14,7 @@
 mod audit;
 mod export;
 mod plan;
+mod infomart;
 mod sim;
 mod ucs;
 mod validate;
