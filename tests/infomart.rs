@@ -638,6 +638,13 @@ fn the_environments_file_refuses_a_password_in_the_info_mart_dsn() {
     let errors = environments_with("{ dsn: \"host='im\" }").unwrap_err();
     assert_eq!(errors.len(), 1);
     assert!(errors[0].starts_with("environments::invalid-dsn"), "{errors:?}");
+    let errors = environments_with("{ dsn: \"host=im dbname=gim\" }").unwrap_err();
+    assert_eq!(
+        errors,
+        [
+            "environments::invalid-dsn: environment `production`: the Info Mart `dsn` names no `user`"
+        ]
+    );
 }
 
 #[test]
@@ -651,10 +658,42 @@ fn the_environments_file_takes_the_info_mart_settings() {
     assert_eq!(infomart.connect_timeout_ms, Some(2000));
     assert_eq!(infomart.query_timeout_ms, Some(9000));
     assert_eq!(infomart.server_time_zone.as_deref(), Some("Europe/Berlin"));
-    let errors = environments_with("{ dsn: \"host=im\", caFile: missing-ca.pem }").unwrap_err();
+    let errors =
+        environments_with("{ dsn: \"host=im user=gdpr_ro\", caFile: missing-ca.pem }").unwrap_err();
     assert_eq!(
         errors,
         ["environments::missing-file: environment `production`: the Info Mart CA file does not \
           exist"]
     );
+}
+
+#[tokio::test]
+async fn a_query_that_hangs_times_out_promptly() {
+    let dsn = info_mart("etl_locked", &healthy_info_mart());
+    // The superuser holds an exclusive lock on the job history: the check's read waits on it.
+    let (mut admin, connection) = tokio_postgres::connect(
+        &format!("{} dbname=etl_locked", server().admin),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let lock = admin.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE CTL_ETL_HISTORY IN ACCESS EXCLUSIVE MODE").await.unwrap();
+
+    let mut infomart = section(&dsn);
+    infomart.query_timeout_ms = Some(500);
+    let started = Instant::now();
+    let error = target(&infomart).read_status().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    // The server's statement_timeout or the client's own timeout, whichever fires first.
+    assert!(
+        matches!(error, EtlError::StatementTimeout | EtlError::QueryTimeout { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().starts_with("cannot confirm the ETL cycle is complete"));
+
+    lock.rollback().await.unwrap();
+    drop(admin);
+    let _ = connection.await;
 }
