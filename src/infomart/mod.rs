@@ -2,9 +2,9 @@
 //!
 //! Genesys' procedure says to make sure the Info Mart ETL cycle is complete before deleting
 //! data in UCS. The `infomart/etl-complete` check reads Info Mart's own control tables on
-//! PostgreSQL, read-only ([`sql`] holds every statement and lists the tables and columns), into
-//! an [`EtlStatus`]; [`verdict`] then decides for a contact from the end of its latest
-//! interaction. Anything that prevents confirming (the database unreachable, a table or column
+//! PostgreSQL, read-only (`src/infomart/sql.rs` holds every statement and lists the tables and
+//! columns), into an [`EtlStatus`]; [`verdict`] then decides for a contact from the end of its
+//! latest interaction. Anything that prevents confirming (the database unreachable, a table or column
 //! missing or of another type, no rows) is an [`EtlError`]: the planner turns it into a blocker,
 //! never into a pass.
 //!
