@@ -172,16 +172,23 @@ impl InfoMart {
                 .label("holds a secret")
                 .help("remove the password and name the variable that holds it in `passwordEnv`"),
             ],
-            Err(_) => vec![
+            Err(error) => vec![
                 Diagnostic::error(
                     "environments::invalid-dsn",
-                    format!(
-                        "environment `{name}`: the Info Mart `dsn` is not a PostgreSQL connection \
-                         string"
-                    ),
+                    match error {
+                        crate::infomart::EtlError::IncompleteDsn { missing } => {
+                            format!(
+                                "environment `{name}`: the Info Mart `dsn` names no `{missing}`"
+                            )
+                        }
+                        _ => format!(
+                            "environment `{name}`: the Info Mart `dsn` is not a PostgreSQL \
+                             connection string"
+                        ),
+                    },
                     dsn_span.clone(),
                 )
-                .label("cannot be parsed")
+                .label("not usable")
                 .help("write `host=... dbname=... user=...` or a postgresql:// URL"),
             ],
         }

@@ -1,11 +1,13 @@
 //! The Info Mart ETL check against a real PostgreSQL: no mocks.
 //!
-//! The tests share one server. With `UCS_GDPR_TEST_PG` set (the DSN of a superuser on a server
-//! that asks TCP clients for a password, such as `host=127.0.0.1 port=5432 user=postgres
-//! password=...`) they use it; otherwise they start a throwaway cluster from the PostgreSQL
-//! server binaries on this machine (`initdb` into a temp folder, `pg_ctl start` on a free
-//! loopback port with the socket in that folder, as the unprivileged `postgres` user when run
-//! as root, since `initdb` refuses root). A watchdog shell holds the cluster for as long as this
+//! The tests share one server. With `UCS_GDPR_TEST_PG` set (a `key=value` DSN of a superuser on
+//! a server that asks TCP clients for a password and offers TLS, such as `host=127.0.0.1
+//! port=5432 user=postgres password=...`, with `UCS_GDPR_TEST_PG_CA` naming the PEM of the CA
+//! that signed its certificate) they use it; otherwise they start a throwaway cluster from the
+//! PostgreSQL server binaries on this machine (`openssl` makes a test CA and a server
+//! certificate, `initdb` into a temp folder, `pg_ctl start` on a free loopback port with TLS on
+//! and the socket in that folder, as the unprivileged `postgres` user when run as root, since
+//! `initdb` refuses root). A watchdog shell holds the cluster for as long as this
 //! test process lives: when the process ends its pipe closes and the watchdog stops the server
 //! and removes the folder. Without server binaries the tests fail and say how to install them.
 //!
@@ -37,6 +39,8 @@ struct Server {
     admin: String,
     /// Where the check connects: `host=... port=...`.
     address: String,
+    /// The CA that signed the server's TLS certificate.
+    ca_file: Option<PathBuf>,
     /// Holds the watchdog's stdin open while the process lives; dropping it stops the cluster.
     _watchdog: Option<ChildStdin>,
 }
@@ -62,6 +66,7 @@ fn external_server(dsn: &str) -> Server {
     let server = Server {
         admin: dsn.to_owned(),
         address: format!("host={host} port={port}"),
+        ca_file: std::env::var_os("UCS_GDPR_TEST_PG_CA").map(PathBuf::from),
         _watchdog: None,
     };
     create_reader(&server.admin);
@@ -112,8 +117,17 @@ fn free_port() -> u16 {
 /// The watchdog: initialises and starts the cluster, says `ready`, waits for its stdin to close
 /// (this process ending), then stops the server and removes the folder.
 const WATCHDOG: &str = r#"set -e
+mkdir "$3/tls" && cd "$3/tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ucs-gdpr test CA" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+  -keyout ca.key -out ca.crt >"$3/openssl.log" 2>&1
+openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr >>"$3/openssl.log" 2>&1
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >server.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.crt >>"$3/openssl.log" 2>&1
+chmod 600 server.key
+cd "$3"
 "$1/initdb" -D "$3/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C >"$3/initdb.log" 2>&1
-"$1/pg_ctl" -D "$3/data" -l "$3/server.log" -w -t 60 -o "-p $2 -k $3 -c listen_addresses=127.0.0.1 -c fsync=off" start >"$3/pg_ctl.log" 2>&1
+"$1/pg_ctl" -D "$3/data" -l "$3/server.log" -w -t 60 -o "-p $2 -k $3 -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on -c ssl_cert_file=$3/tls/server.crt -c ssl_key_file=$3/tls/server.key" start >"$3/pg_ctl.log" 2>&1
 echo ready
 read -r _ || true
 "$1/pg_ctl" -D "$3/data" -m immediate -w stop >/dev/null 2>&1 || true
@@ -155,7 +169,7 @@ fn throwaway_cluster() -> Server {
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     if line.trim() != "ready" {
-        let logs: String = ["initdb.log", "pg_ctl.log", "server.log"]
+        let logs: String = ["openssl.log", "initdb.log", "pg_ctl.log", "server.log"]
             .iter()
             .map(|log| {
                 let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
@@ -167,6 +181,7 @@ fn throwaway_cluster() -> Server {
     let server = Server {
         admin: format!("host={} port={port} user=postgres", dir.display()),
         address: format!("host=127.0.0.1 port={port}"),
+        ca_file: Some(dir.join("tls/ca.crt")),
         _watchdog: child.stdin.take(),
     };
     create_reader(&server.admin);
@@ -598,12 +613,49 @@ fn an_environment_without_info_mart_is_not_configured() {
 }
 
 #[tokio::test]
-async fn requiring_tls_from_a_server_without_it_is_a_clear_blocker() {
-    let dsn = info_mart("etl_tls_required", &healthy_info_mart())
+async fn tls_verified_against_the_ca_file_connects() {
+    let ca_file = server().ca_file.clone().expect(
+        "the TLS tests need the CA of the server's certificate: set UCS_GDPR_TEST_PG_CA beside \
+         UCS_GDPR_TEST_PG",
+    );
+    let dsn =
+        info_mart("etl_tls", &healthy_info_mart()).replace("sslmode=disable", "sslmode=require");
+    let mut infomart = section(&dsn);
+    infomart.ca_file = Some(ca_file);
+    let status = target(&infomart).read_status().await.unwrap();
+    assert_eq!(status.high_water_mark.at, at("2026-11-28T09:00:00Z"));
+}
+
+#[tokio::test]
+async fn a_certificate_from_an_unknown_authority_is_refused() {
+    let dsn = info_mart("etl_tls_unknown_ca", &healthy_info_mart())
         .replace("sslmode=disable", "sslmode=require");
+    // The system's roots alone do not know the test CA.
     let error = target(&section(&dsn)).read_status().await.unwrap_err();
     assert!(matches!(error, EtlError::Unreachable { .. }), "{error:?}");
-    assert!(error.to_string().contains("TLS"), "{error}");
+    assert!(error.to_string().to_lowercase().contains("certificate"), "{error}");
+}
+
+#[tokio::test]
+async fn requiring_tls_from_a_server_without_it_is_a_clear_blocker() {
+    // Answers the client's SSLRequest with `N`, as a server without TLS does.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let plain = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0_u8; 8];
+            if socket.read_exact(&mut request).await.is_ok() {
+                let _ = socket.write_all(b"N").await;
+            }
+        }
+    });
+    let infomart =
+        section(&format!("host=127.0.0.1 port={port} dbname=gim user={READER} sslmode=require"));
+    let error = target(&infomart).read_status().await.unwrap_err();
+    assert!(matches!(error, EtlError::Unreachable { .. }), "{error:?}");
+    assert!(error.to_string().contains("server does not support TLS"), "{error}");
+    plain.abort();
 }
 
 /// Loads an environments file whose `production` environment has this `infomart` section.
@@ -638,6 +690,13 @@ fn the_environments_file_refuses_a_password_in_the_info_mart_dsn() {
     let errors = environments_with("{ dsn: \"host='im\" }").unwrap_err();
     assert_eq!(errors.len(), 1);
     assert!(errors[0].starts_with("environments::invalid-dsn"), "{errors:?}");
+    let errors = environments_with("{ dsn: \"host=im dbname=gim\" }").unwrap_err();
+    assert_eq!(
+        errors,
+        [
+            "environments::invalid-dsn: environment `production`: the Info Mart `dsn` names no `user`"
+        ]
+    );
 }
 
 #[test]
@@ -651,10 +710,42 @@ fn the_environments_file_takes_the_info_mart_settings() {
     assert_eq!(infomart.connect_timeout_ms, Some(2000));
     assert_eq!(infomart.query_timeout_ms, Some(9000));
     assert_eq!(infomart.server_time_zone.as_deref(), Some("Europe/Berlin"));
-    let errors = environments_with("{ dsn: \"host=im\", caFile: missing-ca.pem }").unwrap_err();
+    let errors =
+        environments_with("{ dsn: \"host=im user=gdpr_ro\", caFile: missing-ca.pem }").unwrap_err();
     assert_eq!(
         errors,
         ["environments::missing-file: environment `production`: the Info Mart CA file does not \
           exist"]
     );
+}
+
+#[tokio::test]
+async fn a_query_that_hangs_times_out_promptly() {
+    let dsn = info_mart("etl_locked", &healthy_info_mart());
+    // The superuser holds an exclusive lock on the job history: the check's read waits on it.
+    let (mut admin, connection) = tokio_postgres::connect(
+        &format!("{} dbname=etl_locked", server().admin),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let lock = admin.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE CTL_ETL_HISTORY IN ACCESS EXCLUSIVE MODE").await.unwrap();
+
+    let mut infomart = section(&dsn);
+    infomart.query_timeout_ms = Some(500);
+    let started = Instant::now();
+    let error = target(&infomart).read_status().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    // The server's statement_timeout or the client's own timeout, whichever fires first.
+    assert!(
+        matches!(error, EtlError::StatementTimeout | EtlError::QueryTimeout { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().starts_with("cannot confirm the ETL cycle is complete"));
+
+    lock.rollback().await.unwrap();
+    drop(admin);
+    let _ = connection.await;
 }

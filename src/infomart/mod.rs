@@ -2,9 +2,9 @@
 //!
 //! Genesys' procedure says to make sure the Info Mart ETL cycle is complete before deleting
 //! data in UCS. The `infomart/etl-complete` check reads Info Mart's own control tables on
-//! PostgreSQL, read-only ([`sql`] holds every statement and lists the tables and columns), into
-//! an [`EtlStatus`]; [`verdict`] then decides for a contact from the end of its latest
-//! interaction. Anything that prevents confirming (the database unreachable, a table or column
+//! PostgreSQL, read-only (`src/infomart/sql.rs` holds every statement and lists the tables and
+//! columns), into an [`EtlStatus`]; [`verdict`] then decides for a contact from the end of its
+//! latest interaction. Anything that prevents confirming (the database unreachable, a table or column
 //! missing or of another type, no rows) is an [`EtlError`]: the planner turns it into a blocker,
 //! never into a pass.
 //!
@@ -270,6 +270,12 @@ pub enum EtlError {
          PostgreSQL connection string (`host=... dbname=... user=...` or a postgresql:// URL)"
     )]
     InvalidDsn,
+    /// The DSN lacks something every connection needs (`host`, `user`).
+    #[error("cannot confirm the ETL cycle is complete: the Info Mart `dsn` names no `{missing}`")]
+    IncompleteDsn {
+        /// The missing setting.
+        missing: &'static str,
+    },
     /// The DSN carries a password: secrets never live in the environments file.
     #[error(
         "cannot confirm the ETL cycle is complete: the Info Mart `dsn` contains a password; \
@@ -378,6 +384,17 @@ pub enum EtlError {
         table: &'static str,
         /// The server's words.
         detail: String,
+    },
+    /// A value could not be decoded although its column has the expected type.
+    #[error(
+        "cannot confirm the ETL cycle is complete: Info Mart's `{table}.{column}` could not be \
+         decoded"
+    )]
+    Undecodable {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
     },
     /// A value cannot be a time (such as `infinity`).
     #[error(
@@ -595,6 +612,12 @@ pub fn parse_dsn(dsn: &str) -> Result<tokio_postgres::Config, EtlError> {
     if config.get_password().is_some() {
         return Err(EtlError::PasswordInDsn);
     }
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        return Err(EtlError::IncompleteDsn { missing: "host" });
+    }
+    if config.get_user().is_none() {
+        return Err(EtlError::IncompleteDsn { missing: "user" });
+    }
     Ok(config)
 }
 
@@ -736,5 +759,18 @@ mod tests {
         let error = parse_dsn("host='unterminated password=hunter2").unwrap_err();
         assert!(matches!(error, EtlError::InvalidDsn));
         assert!(!error.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn a_dsn_must_name_a_host_and_a_user() {
+        assert!(matches!(
+            parse_dsn("dbname=gim user=u"),
+            Err(EtlError::IncompleteDsn { missing: "host" })
+        ));
+        assert!(matches!(
+            parse_dsn("host=im dbname=gim"),
+            Err(EtlError::IncompleteDsn { missing: "user" })
+        ));
+        assert!(parse_dsn("postgresql://u@im:5433/gim?sslmode=require").is_ok());
     }
 }

@@ -200,12 +200,8 @@ fn decode<'r, T: FromSql<'r>>(
     table: Table,
     column: &'static str,
 ) -> Result<Option<T>, EtlError> {
-    row.try_get::<_, Option<T>>(column.to_ascii_lowercase().as_str()).map_err(|_| {
-        EtlError::Database {
-            code: String::new(),
-            detail: format!("{}.{column} could not be decoded", table.name()),
-        }
-    })
+    row.try_get::<_, Option<T>>(column.to_ascii_lowercase().as_str())
+        .map_err(|_| EtlError::Undecodable { table: table.name(), column })
 }
 
 /// An integer column (`smallint`, `integer` or `bigint`).
