@@ -55,6 +55,9 @@ pub struct Environment {
     /// Embedded: where the simulator keeps its state across runs.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// Embedded: faults the simulator injects.
+    #[serde(default)]
+    pub faults: Option<SimFaults>,
     /// REST: the UCS endpoint.
     #[serde(default)]
     pub ucs: Option<Service>,
@@ -86,6 +89,44 @@ pub struct Environment {
 
 fn default_concurrency() -> u32 {
     8
+}
+
+/// Faults an embedded simulator injects (see `ucs-gdpr sim serve --help`).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimFaults {
+    /// Seed of every random choice.
+    #[serde(default)]
+    pub seed: u64,
+    /// Latency added to every call.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Extra latency, uniform in `[0, jitter]`.
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// Share of calls answered 503.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Share of calls never answered.
+    #[serde(default)]
+    pub timeout_rate: f64,
+    /// Share of calls whose connection is dropped.
+    #[serde(default)]
+    pub reset_rate: f64,
+}
+
+impl SimFaults {
+    fn options(self) -> crate::sim::FaultOptions {
+        crate::sim::FaultOptions {
+            seed: self.seed,
+            latency: std::time::Duration::from_millis(self.latency_ms),
+            jitter: std::time::Duration::from_millis(self.jitter_ms),
+            error_rate: self.error_rate,
+            timeout_rate: self.timeout_rate,
+            reset_rate: self.reset_rate,
+            script: Vec::new(),
+        }
+    }
 }
 
 /// An HTTP service.
@@ -234,6 +275,9 @@ pub struct Policy {
     /// How many distinct approvals.
     #[serde(default)]
     pub min_approvals: Option<u32>,
+    /// Approvers whose approvals must be signed, with their public key files.
+    #[serde(default)]
+    pub approver_keys: BTreeMap<String, PathBuf>,
     /// Whether a check that is not configured blocks.
     #[serde(default)]
     pub require_checks: bool,
@@ -325,7 +369,7 @@ impl Environments {
                     }
                 }
                 EnvironmentType::Rest => {
-                    for field in ["dataset", "stateDir"] {
+                    for field in ["dataset", "stateDir", "faults"] {
                         if spans.get(&at(field)).is_some() {
                             diagnostics.push(Diagnostic::warning(
                                 "environments::ignored",
@@ -445,7 +489,7 @@ impl Environments {
     pub async fn connect(
         &self,
         name: &str,
-        faults: crate::sim::FaultOptions,
+        on_retry: Option<crate::ucs::RetryHook>,
     ) -> Result<Connection, ConnectError> {
         use crate::ucs::{Auth as ClientAuth, ClientConfig, RestClient};
         let environment = self.get(name).ok_or_else(|| ConnectError::Unknown(name.to_owned()))?;
@@ -465,7 +509,7 @@ impl Environments {
                     .ok_or_else(|| ConnectError::NoDataset(name.to_owned()))?;
                 let mut options = crate::sim::SimOptions::new(self.base_dir.join(dataset));
                 options.state_dir = environment.state_dir.as_ref().map(|d| self.base_dir.join(d));
-                options.faults = faults;
+                options.faults = environment.faults.unwrap_or_default().options();
                 let simulator = crate::sim::Simulator::start(options).await?;
                 (ClientConfig::new(simulator.base_url()), Some(simulator))
             }
@@ -490,6 +534,7 @@ impl Environments {
         config.read_timeout = std::time::Duration::from_millis(environment.timeouts.read_ms);
         config.concurrency = usize::try_from(environment.concurrency).unwrap_or(8).max(1);
         config.rate_limit = environment.rate_limit;
+        config.on_retry = on_retry;
         let client = RestClient::new(config)?;
         let digester = match (&environment.hmac_key_env, environment.kind) {
             (Some(variable), _) => crate::audit::SubjectDigester::from_env(variable)?,

@@ -5,6 +5,7 @@
 //! the packages, `audit` keeps the tamper-evident trail and `sim` is a UCS to rehearse against.
 //! Nothing below [`cli`] prints.
 
+pub mod apply;
 pub mod audit;
 pub mod canonical;
 pub mod cli;

@@ -11,10 +11,11 @@
     clippy::print_stderr
 )]
 
+mod apply;
 mod audit;
 mod export;
-mod plan;
 mod infomart;
+mod plan;
 mod sim;
 mod ucs;
 mod validate;

@@ -8,7 +8,25 @@ use serde_json::Value;
 
 use crate::{repo_path, transcript, ucs_gdpr};
 
-const ENV_FILE: &str = "examples/ucs-gdpr.yaml";
+/// The demo environment for one test: the examples' environments file without its state
+/// folder, so every run starts from the dataset and tests do not share a world.
+fn env_file(dir: &Path) -> String {
+    let text = fs::read_to_string(repo_path("examples/ucs-gdpr.yaml")).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("stateDir:"))
+        .map(|line| {
+            if line.trim_start().starts_with("dataset:") {
+                format!("    dataset: {}\n", repo_path("examples/sim/demo.yaml").display())
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    let path = dir.join("ucs-gdpr.yaml");
+    fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
 
 /// Writes a request for the demo environment into `dir` and returns its path.
 fn request(dir: &Path, name: &str, runbook: &str, subjects: &str, extra: &str) -> String {
@@ -29,8 +47,9 @@ fn request(dir: &Path, name: &str, runbook: &str, subjects: &str, extra: &str) -
 const EXPORT_AND_DELETE: &str = "  export: {}\n  delete: { confirm: true }\n";
 
 fn plan_json(manifest: &str) -> (i32, Value) {
+    let env_file = env_file(Path::new(manifest).parent().unwrap());
     let output = ucs_gdpr()
-        .args(["plan", "--env-file", ENV_FILE, "--format", "json", manifest])
+        .args(["plan", "--env-file", &env_file, "--format", "json", manifest])
         .output()
         .unwrap();
     let plan = serde_json::from_slice(&output.stdout)
@@ -95,10 +114,15 @@ fn the_text_and_markdown_plans_of_each_built_in_runbook_read_well() {
         ),
     ];
     for (runbook, subjects, extra) in cases {
-        let manifest = request(dir.path(), runbook, runbook, subjects, extra);
+        request(dir.path(), runbook, runbook, subjects, extra);
+        // Run from the manifest's folder with a relative path: the plan records the path, and
+        // the snapshot must not depend on where the temporary folder is.
+        let manifest = format!("{runbook}.yaml");
+        let env_file = env_file(dir.path());
         for format in ["text", "markdown"] {
             let output = ucs_gdpr()
-                .args(["plan", "--env-file", ENV_FILE, "--format", format, &manifest])
+                .current_dir(dir.path())
+                .args(["plan", "--env-file", &env_file, "--format", format, &manifest])
                 .output()
                 .unwrap();
             insta::assert_snapshot!(
@@ -232,7 +256,7 @@ fn an_unknown_contact_is_already_absent_not_an_error() {
         EXPORT_AND_DELETE,
     );
     let output = ucs_gdpr()
-        .args(["plan", "--env-file", ENV_FILE, "--detailed-exitcode", &manifest])
+        .args(["plan", "--env-file", &env_file(dir.path()), "--detailed-exitcode", &manifest])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "nothing to do: {}", transcript(&output));
@@ -253,7 +277,7 @@ fn the_plan_id_is_stable_and_follows_the_data() {
     let second = dir.path().join("second.json");
     for out in [&first, &second] {
         ucs_gdpr()
-            .args(["plan", "--env-file", ENV_FILE, "--out"])
+            .args(["plan", "--env-file", &env_file(dir.path()), "--out"])
             .arg(out)
             .arg(&manifest)
             .assert()
@@ -278,8 +302,14 @@ fn the_plan_id_is_stable_and_follows_the_data() {
         let file = file.unwrap().path();
         fs::copy(&file, data_dir.join("files").join(file.file_name().unwrap())).unwrap();
     }
-    let env_file = dir.path().join("ucs-gdpr.yaml");
-    fs::copy(repo_path(ENV_FILE), &env_file).unwrap();
+    let changed_dir = dir.path().join("changed");
+    fs::create_dir(&changed_dir).unwrap();
+    let env_file = changed_dir.join("ucs-gdpr.yaml");
+    let text = fs::read_to_string(self::env_file(dir.path())).unwrap().replace(
+        &repo_path("examples/sim/demo.yaml").display().to_string(),
+        &data_dir.join("demo.yaml").display().to_string(),
+    );
+    fs::write(&env_file, text).unwrap();
     let third = dir.path().join("third.json");
     ucs_gdpr()
         .args(["plan", "--env-file"])
@@ -308,7 +338,7 @@ fn count_prints_what_the_dataset_holds() {
         EXPORT_AND_DELETE,
     );
     let output =
-        ucs_gdpr().args(["plan", "--env-file", ENV_FILE, "--count", &manifest]).output().unwrap();
+        ucs_gdpr().args(["plan", "--env-file", &env_file(dir.path()), "--count", &manifest]).output().unwrap();
     // Jane's two records: 3 + 1 interactions in main, 2 + 0 in the archive (the dataset's story).
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
@@ -338,7 +368,7 @@ fn detailed_exit_codes_tell_nothing_changes_and_blockers_apart() {
     );
     let code = |manifest: &str| {
         ucs_gdpr()
-            .args(["plan", "--env-file", ENV_FILE, "--detailed-exitcode", manifest])
+            .args(["plan", "--env-file", &env_file(dir.path()), "--detailed-exitcode", manifest])
             .output()
             .unwrap()
             .status
@@ -347,7 +377,7 @@ fn detailed_exit_codes_tell_nothing_changes_and_blockers_apart() {
     assert_eq!(code(&changes), Some(2));
     assert_eq!(code(&blocked), Some(1));
     let output =
-        ucs_gdpr().args(["plan", "--env-file", ENV_FILE, "--no-such-flag"]).output().unwrap();
+        ucs_gdpr().args(["plan", "--env-file", &env_file(dir.path()), "--no-such-flag"]).output().unwrap();
     assert_eq!(output.status.code(), Some(64));
 }
 
@@ -401,7 +431,7 @@ fn no_rendering_of_a_plan_holds_personal_data() {
         [&["--format", "text"][..], &["--format", "markdown"], &["--format", "json"], &["--count"]]
     {
         let output = ucs_gdpr()
-            .args(["plan", "--env-file", ENV_FILE])
+            .args(["plan", "--env-file", &env_file(dir.path())])
             .args(args)
             .arg(&manifest)
             .output()

@@ -119,7 +119,8 @@ fn messages_never_quote_personal_data() {
 #[test]
 fn a_directory_is_walked_for_yaml_files_only() {
     let dir = tempfile::tempdir().unwrap();
-    fs::copy(repo_path("examples/requests/export-only.yaml"), dir.path().join("a.yaml")).unwrap();
+    fs::copy(repo_path("examples/requests/1-access-request.yaml"), dir.path().join("a.yaml"))
+        .unwrap();
     fs::create_dir(dir.path().join("nested")).unwrap();
     fs::copy(repo_path("runbooks/export-only.yaml"), dir.path().join("nested/b.yml")).unwrap();
     fs::write(dir.path().join("notes.txt"), "not yaml").unwrap();
@@ -201,7 +202,7 @@ mod limits {
     }
 
     fn request_text() -> String {
-        fs::read_to_string(repo_path("examples/requests/forget-me-by-contact-id.yaml")).unwrap()
+        fs::read_to_string(repo_path("examples/requests/2-forget-me-by-contact-id.yaml")).unwrap()
     }
 
     #[test]
@@ -289,7 +290,7 @@ mod limits {
 fn a_misspelt_runbook_is_reported_alongside_schema_errors() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("request.yaml");
-    let text = fs::read_to_string(repo_path("examples/requests/export-only.yaml"))
+    let text = fs::read_to_string(repo_path("examples/requests/1-access-request.yaml"))
         .unwrap()
         .replace("runbook: export-only", "runbook: export-onyl")
         .replace("channel: letter", "channel: fax");

@@ -5,6 +5,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod apply;
 mod audit;
 mod plan;
 mod render;
@@ -54,6 +55,10 @@ enum Command {
     Schema(validate::SchemaArgs),
     /// Resolve a request against its environment, read-only, and print what would happen.
     Plan(plan::Args),
+    /// Approve a plan: an approval bound to its plan id, optionally signed.
+    Approve(apply::ApproveArgs),
+    /// Apply an approved plan (or plan and apply requests where no approval is needed).
+    Apply(apply::ApplyArgs),
     /// Verify, inspect and key the audit trail.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -78,6 +83,8 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => validate::schema(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Approve(args) => apply::approve(&args),
+        Command::Apply(args) => apply::apply(&args),
         Command::Audit(command) => audit::run(&command),
         Command::Sim(command) => sim::run(&command),
     };

@@ -49,6 +49,7 @@ pub(crate) enum PlanFormat {
 /// A request ready to plan: validated, with its runbook and environment found.
 pub(crate) struct Prepared {
     pub(crate) request: Request,
+    pub(crate) manifest_path: String,
     pub(crate) manifest_sha256: String,
     pub(crate) environments: Environments,
     pub(crate) runbooks: RunbookLibrary,
@@ -80,7 +81,13 @@ pub(crate) fn prepare(
     print_reports(std::slice::from_ref(&report));
     let request = request?;
     let manifest_sha256 = crate::canonical::sha256_hex(report.source.as_bytes());
-    Some(Prepared { request, manifest_sha256, environments, runbooks })
+    Some(Prepared {
+        request,
+        manifest_path: manifest_path.display().to_string(),
+        manifest_sha256,
+        environments,
+        runbooks,
+    })
 }
 
 fn print_reports(reports: &[FileReport]) {
@@ -98,6 +105,7 @@ pub(crate) async fn make_plan(prepared: &Prepared, connection: &Connection) -> O
     let runbook = prepared.runbooks.get(&spec.runbook)?;
     let input = PlanInput {
         request: &prepared.request,
+        manifest_path: prepared.manifest_path.clone(),
         manifest_sha256: prepared.manifest_sha256.clone(),
         runbook,
         environment_name: &spec.environment,
@@ -128,21 +136,18 @@ pub(crate) fn run(args: &Args) -> Exit {
     };
     let Some(runtime) = runtime() else { return Exit::Internal };
     let plan = runtime.block_on(async {
-        let connection = match prepared
-            .environments
-            .connect(&prepared.request.spec.environment, crate::sim::FaultOptions::default())
-            .await
-        {
-            Ok(connection) => connection,
-            Err(error) => {
-                eprintln!(
-                    "error: cannot connect to `{}`: {}",
-                    prepared.request.spec.environment,
-                    chain(&error)
-                );
-                return None;
-            }
-        };
+        let connection =
+            match prepared.environments.connect(&prepared.request.spec.environment, None).await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    eprintln!(
+                        "error: cannot connect to `{}`: {}",
+                        prepared.request.spec.environment,
+                        chain(&error)
+                    );
+                    return None;
+                }
+            };
         let plan = make_plan(&prepared, &connection).await;
         if let Some(simulator) = connection.simulator {
             simulator.shutdown().await;

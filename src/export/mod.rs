@@ -262,7 +262,7 @@ fn list(problems: &[BagProblem]) -> String {
 }
 
 impl ExportError {
-    fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
         ExportError::Io { action, path: path.to_owned(), source }
     }
 }

@@ -27,6 +27,8 @@ use crate::ucs::{
 pub struct PlanInput<'a> {
     /// The validated request.
     pub request: &'a Request,
+    /// The manifest's path, as named by the user.
+    pub manifest_path: String,
     /// sha256 of the manifest's bytes.
     pub manifest_sha256: String,
     /// The runbook it names.
@@ -165,6 +167,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         kind: "Plan".into(),
         request: RequestInfo {
             id: request.metadata.id.clone(),
+            manifest_path: input.manifest_path.clone(),
             manifest_sha256: input.manifest_sha256.clone(),
             received_at: request.metadata.received_at.to_string(),
             deadline: request.metadata.effective_deadline().to_string(),

@@ -59,6 +59,9 @@ pub struct PlanBody {
 pub struct RequestInfo {
     /// The request id.
     pub id: String,
+    /// The manifest file as it was named when planning (apply re-reads it to re-resolve the
+    /// subjects, and refuses it when its sha256 differs).
+    pub manifest_path: String,
     /// sha256 of the manifest file's bytes.
     pub manifest_sha256: String,
     /// When the request arrived (RFC 3339).

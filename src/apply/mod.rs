@@ -1,0 +1,821 @@
+//! The executor: runs exactly the approved plan against UCS, writing an audit intent before every
+//! side effect and its outcome after, exporting before deleting, and resuming from the audit log.
+//!
+//! Order of business in [`run`]: the plan's own integrity, its approvals, a fresh read-only plan
+//! of the same request to prove the world has not moved since review (contacts this plan already
+//! acted on are exempt: their change is ours), then the steps in DAG order per contact, contacts
+//! in parallel. A contact is deleted only after its export is on disk and verified (invariant 1),
+//! and only when the plan says so (invariant 2).
+
+pub mod approval;
+pub mod receipt;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::{StreamExt, stream};
+
+use crate::audit::{self, AuditLog, Detail, Entry, Event, Outcome};
+use crate::export::{self, Bag, ContactExport, ExportOptions, PayloadKind};
+use crate::plan::{self, ContactPlan, Plan, PlanInput, StepStatus};
+use crate::runbook::{Runbook, Scope, StepKind};
+use crate::ucs::{
+    ContactId, DataSource, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
+    list_all_interactions,
+};
+
+pub use receipt::{ContactReceipt, Receipt, StepReceipt};
+
+/// The reason given to UCS for stopping an interaction; no personal data.
+const STOP_REASON: &str = "GDPR erasure (ucs-gdpr)";
+
+/// Why apply did not run, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The plan's approvals do not satisfy the policy.
+    #[error(transparent)]
+    Approval(#[from] approval::ApprovalError),
+    /// The plan has blockers: nothing can be applied.
+    #[error("the plan has {0} blocker(s); resolve them and plan again")]
+    Blocked(usize),
+    /// The world changed since the plan was made.
+    #[error("the plan is stale: the live state no longer matches it")]
+    Stale(Vec<String>),
+    /// The manifest the plan was made from changed or is gone.
+    #[error("the request manifest `{path}` {why}")]
+    Manifest {
+        /// The manifest.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The audit log cannot be written.
+    #[error("the audit log cannot be written")]
+    Audit(#[from] audit::AuditError),
+    /// The export folder cannot be prepared.
+    #[error("the export package cannot be prepared")]
+    Export(#[from] export::ExportError),
+    /// A value could not go into an audit record.
+    #[error("an audit record could not be made: {0}")]
+    Record(String),
+}
+
+/// What apply needs besides the plan.
+pub struct ApplyContext<'a> {
+    /// A fresh plan input for the same request, to check for staleness.
+    pub input: PlanInput<'a>,
+    /// The runbook.
+    pub runbook: &'a Runbook,
+    /// Who runs it (an operator login, validated).
+    pub actor: String,
+    /// The audit log file.
+    pub audit_log: PathBuf,
+    /// The signing key for the checkpoint.
+    pub signing_key: Option<ed25519_dalek::SigningKey>,
+    /// Where export bags go.
+    pub exports_dir: PathBuf,
+    /// Contacts at once.
+    pub concurrency: usize,
+    /// Set to stop scheduling new contacts (Ctrl-C).
+    pub stop: Arc<AtomicBool>,
+    /// Accepted approvers, recorded in the log.
+    pub approvers: BTreeSet<String>,
+    /// Retries the client reported, drained into the log.
+    pub retries: Arc<Mutex<Vec<RetryEvent>>>,
+    /// Progress lines for people (stderr), one per contact.
+    pub progress: &'a (dyn Fn(&str) + Sync),
+}
+
+impl std::fmt::Debug for ApplyContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyContext")
+            .field("runbook", &self.runbook.name)
+            .field("actor", &self.actor)
+            .field("audit_log", &self.audit_log)
+            .field("exports_dir", &self.exports_dir)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The audit log shared by contacts running in parallel.
+struct Trail {
+    log: Mutex<AuditLog>,
+    actor: audit::Actor,
+    request: audit::RequestId,
+    plan: audit::Sha256Hex,
+}
+
+impl Trail {
+    fn entry(&self, event: Event) -> Entry {
+        Entry::new(self.actor.clone(), event).request(self.request.clone()).plan(self.plan.clone())
+    }
+
+    fn with(&self, event: Event, step: &str, contact: Option<&str>) -> Result<Entry, ApplyError> {
+        let mut entry = self.entry(event);
+        entry =
+            entry.step(audit::StepId::new(step).map_err(|e| ApplyError::Record(e.to_string()))?);
+        if let Some(contact) = contact {
+            entry = entry.contact(
+                audit::ContactId::new(contact).map_err(|e| ApplyError::Record(e.to_string()))?,
+            );
+        }
+        Ok(entry)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AuditLog> {
+        // A panic while holding the lock would poison it; the log itself stays consistent
+        // (records are appended whole), so carry on with it.
+        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes and fsyncs an intent before a side effect.
+    fn intent(&self, step: &str, contact: &str, detail: Detail) -> Result<(), ApplyError> {
+        let entry = self.with(Event::StepIntent, step, Some(contact))?.detail(detail);
+        self.lock().append_intent(entry)?;
+        Ok(())
+    }
+
+    /// Records an outcome (group-committed).
+    fn outcome(
+        &self,
+        event: Event,
+        step: &str,
+        contact: Option<&str>,
+        outcome: Outcome,
+        detail: Detail,
+    ) -> Result<(), ApplyError> {
+        let entry = self.with(event, step, contact)?.outcome(outcome).detail(detail);
+        self.lock().append(entry)?;
+        Ok(())
+    }
+
+    fn retries(
+        &self,
+        retries: &Mutex<Vec<RetryEvent>>,
+        step: &str,
+        contact: &str,
+    ) -> Result<(), ApplyError> {
+        let drained: Vec<RetryEvent> =
+            std::mem::take(&mut *retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for retry in drained {
+            let detail = Detail {
+                attempt: Some(retry.attempt),
+                http_status: retry.status,
+                code: audit::Token::new(format!("{:?}", retry.kind).to_lowercase()).ok(),
+                reason: audit::Token::new(retry.operation.as_str().to_lowercase()).ok(),
+                ..Detail::default()
+            };
+            let contact = retry.subject.as_deref().filter(|s| s.len() == 16).unwrap_or(contact);
+            self.outcome(Event::StepRetry, step, Some(contact), Outcome::Failed, detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the log says this plan already did, per (contact, step).
+#[derive(Debug, Default)]
+struct Done {
+    outcomes: BTreeMap<(String, String), Outcome>,
+    intents: BTreeSet<(String, String)>,
+    export_digests: BTreeMap<String, String>,
+}
+
+impl Done {
+    fn read(log: &Path, plan_id: &str) -> Result<Done, ApplyError> {
+        let mut done = Done::default();
+        if !log.exists() {
+            return Ok(done);
+        }
+        let (records, _) = audit::read_records(log)?;
+        for (_, record) in records {
+            if record.plan_id.as_ref().map(audit::Sha256Hex::as_str) != Some(plan_id) {
+                continue;
+            }
+            let (Some(contact), Some(step)) = (&record.contact, &record.step) else { continue };
+            let key = (contact.as_str().to_owned(), step.as_str().to_owned());
+            match record.event {
+                Event::StepIntent => {
+                    done.intents.insert(key);
+                }
+                Event::StepDone => {
+                    if let Some(sha) = record.detail.as_ref().and_then(|d| d.sha256.as_ref()) {
+                        done.export_digests.insert(key.0.clone(), sha.as_str().to_owned());
+                    }
+                    done.outcomes.insert(key, record.outcome.unwrap_or(Outcome::Ok));
+                }
+                _ => {}
+            }
+        }
+        Ok(done)
+    }
+
+    fn is_done(&self, contact: &str, step: &str) -> Option<Outcome> {
+        self.outcomes.get(&(contact.to_owned(), step.to_owned())).copied()
+    }
+
+    /// Whether this plan already had a side effect on the contact (its state is ours to change).
+    fn touched(&self, contact: &str) -> bool {
+        self.intents.iter().any(|(c, _)| c == contact)
+    }
+}
+
+/// Runs a plan. Returns the receipt (also written into the bag) whatever happened to each
+/// contact; an `Err` means nothing was applied.
+///
+/// # Errors
+/// Approvals, blockers, a stale plan, or an audit log that cannot be written; in each case no
+/// side effect has happened (a refusal is recorded in the log when the log can be written).
+pub async fn run<U: Ucs>(
+    plan: &Plan,
+    approvals: &[approval::Approval],
+    context: &ApplyContext<'_>,
+    ucs: &U,
+) -> Result<Receipt, ApplyError> {
+    let body = &plan.body;
+    let actor =
+        audit::Actor::new(context.actor.clone()).map_err(|e| ApplyError::Record(e.to_string()))?;
+    let trail = Trail {
+        log: Mutex::new(AuditLog::open_with(
+            &context.audit_log,
+            audit::LogOptions { signing_key: context.signing_key.clone(), ..Default::default() },
+        )?),
+        actor,
+        request: audit::RequestId::new(body.request.id.clone())
+            .map_err(|e| ApplyError::Record(e.to_string()))?,
+        plan: audit::Sha256Hex::new(plan.plan_id.clone())
+            .map_err(|e| ApplyError::Record(e.to_string()))?,
+    };
+    for approver in &context.approvers {
+        let detail =
+            Detail { approver: audit::Actor::new(approver.clone()).ok(), ..Detail::default() };
+        trail.lock().append(trail.entry(Event::Approval).outcome(Outcome::Ok).detail(detail))?;
+    }
+    if !body.blockers.is_empty() {
+        return refuse(trail, "blocked", ApplyError::Blocked(body.blockers.len()));
+    }
+    let done = Done::read(&context.audit_log, &plan.plan_id)?;
+
+    // Stale-plan detection: plan again, compare.
+    let fresh = plan::build(&context.input, ucs).await;
+    let changes = differences(plan, &fresh, &done);
+    if !changes.is_empty() {
+        return refuse(trail, "stale-plan", ApplyError::Stale(changes));
+    }
+    let _ = approvals;
+
+    trail.lock().append_durable(
+        trail
+            .entry(Event::RunStart)
+            .detail(Detail { count: Some(body.contacts.len() as u64), ..Detail::default() }),
+    )?;
+
+    // Request-scope steps: their checks were just re-run by the fresh plan.
+    for step in &body.request_steps {
+        let (event, outcome) = match step.status {
+            StepStatus::Ready => (Event::StepDone, Outcome::Ok),
+            _ => (Event::StepSkipped, Outcome::Skipped),
+        };
+        let reason = match step.status {
+            StepStatus::NotConfigured => audit::Token::new("not-configured").ok(),
+            _ => None,
+        };
+        let entry = trail.entry(event).step(
+            audit::StepId::new(step.id.clone()).map_err(|e| ApplyError::Record(e.to_string()))?,
+        );
+        trail
+            .lock()
+            .append(entry.outcome(outcome).detail(Detail { reason, ..Detail::default() }))?;
+    }
+
+    let bag = if body.export.is_some() {
+        Some(Bag::open_or_create(&context.exports_dir, &body.request.id)?)
+    } else {
+        None
+    };
+    let total = body.contacts.len();
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let receipts: Vec<ContactReceipt> = stream::iter(body.contacts.iter())
+        .map(|contact| {
+            let trail = &trail;
+            let done = &done;
+            let bag = bag.as_ref();
+            let finished = &finished;
+            async move {
+                let receipt = if context.stop.load(Ordering::SeqCst) {
+                    ContactReceipt::not_started(contact)
+                } else {
+                    run_contact(contact, plan, context, trail, done, bag, ucs).await
+                };
+                let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
+                (context.progress)(&format!(
+                    "[{n}/{total}] contact {}: {}",
+                    contact.contact_id,
+                    receipt.summary()
+                ));
+                receipt
+            }
+        })
+        .buffer_unordered(context.concurrency.max(1))
+        .collect()
+        .await;
+    let mut receipts = receipts;
+    receipts.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
+
+    let failed = receipts.iter().any(ContactReceipt::failed);
+    let interrupted = receipts.iter().any(|r| r.not_started);
+    let outcome = if failed || interrupted { Outcome::Failed } else { Outcome::Ok };
+    let reason = if interrupted { audit::Token::new("interrupted").ok() } else { None };
+    trail.lock().append_durable(trail.entry(Event::RunEnd).outcome(outcome).detail(Detail {
+        count: Some(receipts.len() as u64),
+        reason,
+        ..Detail::default()
+    }))?;
+    let head = trail.lock().head().as_str().to_owned();
+    let size = trail.lock().len();
+    finish(trail)?;
+    let receipt = Receipt::new(plan, receipts, head, size, interrupted);
+    if let Some(bag) = &bag {
+        receipt.write(bag.root())?;
+    }
+    Ok(receipt)
+}
+
+/// Records a refusal (durably), closes the log with its checkpoint, and returns the error.
+fn refuse(trail: Trail, reason: &str, error: ApplyError) -> Result<Receipt, ApplyError> {
+    let detail = Detail { reason: audit::Token::new(reason).ok(), ..Detail::default() };
+    trail
+        .lock()
+        .append_durable(trail.entry(Event::RunRefused).outcome(Outcome::Refused).detail(detail))?;
+    finish(trail)?;
+    Err(error)
+}
+
+fn finish(trail: Trail) -> Result<(), ApplyError> {
+    let log = trail.log.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    log.finish()?;
+    Ok(())
+}
+
+/// What differs between the approved plan and a fresh one, ignoring contacts this plan already
+/// acted on.
+fn differences(approved: &Plan, fresh: &Plan, done: &Done) -> Vec<String> {
+    let mut out = Vec::new();
+    let (a, f) = (&approved.body, &fresh.body);
+    if a.runbook.sha256 != f.runbook.sha256 {
+        out.push("the runbook changed since the plan was made".to_owned());
+    }
+    for (old, new) in a.subjects.iter().zip(&f.subjects) {
+        if old.outcome != new.outcome {
+            let touched = match &old.outcome {
+                plan::Resolution::Found { contacts } => contacts.iter().any(|c| done.touched(c)),
+                _ => false,
+            };
+            if !touched {
+                out.push(format!("subject {} now resolves differently", old.index));
+            }
+        }
+    }
+    let fresh_contacts: BTreeMap<&str, &ContactPlan> =
+        f.contacts.iter().map(|c| (c.contact_id.as_str(), c)).collect();
+    for contact in &a.contacts {
+        if done.touched(&contact.contact_id) {
+            continue;
+        }
+        match fresh_contacts.get(contact.contact_id.as_str()) {
+            None => out.push(format!("contact {} is gone", contact.contact_id)),
+            Some(now) if now.fingerprint != contact.fingerprint => {
+                let mut what = Vec::new();
+                for (source, before) in &contact.sources {
+                    if let Some(after) = now.sources.get(source) {
+                        if after.interactions != before.interactions {
+                            what.push(format!(
+                                "{} interaction(s) in {source}, was {}",
+                                after.interactions, before.interactions
+                            ));
+                        }
+                        if after.in_flight != before.in_flight {
+                            what.push(format!(
+                                "{} in progress in {source}, was {}",
+                                after.in_flight, before.in_flight
+                            ));
+                        }
+                    }
+                }
+                if what.is_empty() {
+                    what.push("an interaction's status, workbin or modification changed, or its attributes".to_owned());
+                }
+                out.push(format!("contact {} changed: {}", contact.contact_id, what.join("; ")));
+            }
+            Some(_) => {}
+        }
+    }
+    if !f.blockers.is_empty() {
+        for blocker in &f.blockers {
+            out.push(format!("now blocked: {}", blocker.message));
+        }
+    }
+    out
+}
+
+/// Runs one contact's steps in order; a failure stops that contact, not the others.
+async fn run_contact<U: Ucs>(
+    contact: &ContactPlan,
+    plan: &Plan,
+    context: &ApplyContext<'_>,
+    trail: &Trail,
+    done: &Done,
+    bag: Option<&Bag>,
+    ucs: &U,
+) -> ContactReceipt {
+    let mut receipt = ContactReceipt::planned(contact);
+    let id = contact.contact_id.as_str();
+    let Ok(contact_id) = ContactId::new(id) else {
+        receipt.fail("contact", "invalid-contact-id");
+        return receipt;
+    };
+    let mut exported = false;
+    let order = context.runbook.order().unwrap_or_default();
+    for step in order.iter().filter(|s| s.scope == Scope::Contact) {
+        let planned = contact.steps.iter().find(|p| p.id == step.id);
+        let status = planned.map_or(StepStatus::Skipped, |p| p.status);
+        let result = if contact.hold.is_some() {
+            skip(trail, &step.id, id, "hold")
+                .map(|()| StepReceipt::skipped(&step.id, "hold"))
+                .map_err(StepFailure::from)
+        } else {
+            let previous = done.is_done(id, &step.id);
+            execute(
+                step.uses,
+                &step.id,
+                status,
+                previous,
+                contact,
+                &contact_id,
+                plan,
+                context,
+                trail,
+                done,
+                bag,
+                ucs,
+                &mut exported,
+            )
+            .await
+        };
+        let _ = trail.retries(&context.retries, &step.id, id);
+        match result {
+            Ok(mut step_receipt) => {
+                step_receipt.uses = step.uses.name().to_owned();
+                receipt.steps.push(step_receipt);
+            }
+            Err(failure) => {
+                let code = failure.code();
+                tracing::warn!(contact = id, step = %step.id, error = ?failure, "step failed");
+                let _ = trail.outcome(
+                    Event::StepFailed,
+                    &step.id,
+                    Some(id),
+                    Outcome::Failed,
+                    Detail {
+                        code: audit::Token::new(code.clone()).ok(),
+                        http_status: failure.status(),
+                        ..Detail::default()
+                    },
+                );
+                receipt.fail(&step.id, &code);
+                return receipt;
+            }
+        }
+    }
+    receipt
+}
+
+/// A step that failed, typed for the receipt and the log.
+#[derive(Debug)]
+enum StepFailure {
+    Ucs(UcsError),
+    Export(export::ExportError),
+    Audit(ApplyError),
+    Precondition(&'static str),
+    StillPresent,
+}
+
+impl StepFailure {
+    fn code(&self) -> String {
+        match self {
+            Self::Ucs(error) => {
+                format!("ucs.{}.{:?}", error.operation.as_str(), error.kind).to_lowercase()
+            }
+            Self::Export(export::ExportError::Ucs(error)) => {
+                format!("export.ucs.{}.{:?}", error.operation.as_str(), error.kind).to_lowercase()
+            }
+            Self::Export(export::ExportError::Mismatch { .. }) => "export.mismatch".to_owned(),
+            Self::Export(export::ExportError::Io { .. }) => "export.io".to_owned(),
+            Self::Export(_) => "export.failed".to_owned(),
+            Self::Audit(ApplyError::Record(_)) => "audit.record".to_owned(),
+            Self::Audit(_) => "audit.write".to_owned(),
+            Self::Precondition(code) => (*code).to_owned(),
+            Self::StillPresent => "verify.still-present".to_owned(),
+        }
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            Self::Ucs(error) => error.status,
+            _ => None,
+        }
+    }
+}
+
+impl From<UcsError> for StepFailure {
+    fn from(error: UcsError) -> Self {
+        Self::Ucs(error)
+    }
+}
+
+impl From<ApplyError> for StepFailure {
+    fn from(error: ApplyError) -> Self {
+        Self::Audit(error)
+    }
+}
+
+impl From<export::ExportError> for StepFailure {
+    fn from(error: export::ExportError) -> Self {
+        Self::Export(error)
+    }
+}
+
+fn skip(trail: &Trail, step: &str, contact: &str, reason: &str) -> Result<(), ApplyError> {
+    trail.outcome(
+        Event::StepSkipped,
+        step,
+        Some(contact),
+        Outcome::Skipped,
+        Detail { reason: audit::Token::new(reason).ok(), ..Detail::default() },
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute<U: Ucs>(
+    kind: StepKind,
+    step: &str,
+    status: StepStatus,
+    previous: Option<Outcome>,
+    contact: &ContactPlan,
+    contact_id: &ContactId,
+    plan: &Plan,
+    context: &ApplyContext<'_>,
+    trail: &Trail,
+    done: &Done,
+    bag: Option<&Bag>,
+    ucs: &U,
+    exported: &mut bool,
+) -> Result<StepReceipt, StepFailure> {
+    let id = contact.contact_id.as_str();
+    // Resume: a step this plan finished is not done again (an export is re-verified first).
+    if let Some(outcome) = previous
+        && kind != StepKind::Export
+    {
+        return Ok(StepReceipt::resumed(step, outcome));
+    }
+    match kind {
+        StepKind::EtlComplete | StepKind::NoPendingCallbacks | StepKind::RequireNoInProgress => {
+            // Checks: the fresh plan just ran them; a failure there refused the run.
+            let (event, outcome, why) = match status {
+                StepStatus::Ready => (Event::StepDone, Outcome::Ok, None),
+                StepStatus::NotConfigured => {
+                    (Event::StepSkipped, Outcome::Skipped, Some("not-configured"))
+                }
+                _ => (Event::StepSkipped, Outcome::Skipped, Some("not-applicable")),
+            };
+            trail.outcome(
+                event,
+                step,
+                Some(id),
+                outcome,
+                Detail { reason: why.and_then(|w| audit::Token::new(w).ok()), ..Detail::default() },
+            )?;
+            Ok(StepReceipt::new(step, outcome))
+        }
+        StepKind::StopInProgress => {
+            let mut in_flight = Vec::new();
+            for source in DataSource::ALL {
+                if let InteractionListing::Found(list) =
+                    list_all_interactions(ucs, contact_id, source, context.input.page_size).await?
+                {
+                    in_flight.extend(list.into_iter().filter(|i| i.is_in_flight()).map(|i| i.id));
+                }
+            }
+            if in_flight.is_empty() {
+                trail.outcome(
+                    Event::StepDone,
+                    step,
+                    Some(id),
+                    Outcome::Ok,
+                    Detail { count: Some(0), ..Detail::default() },
+                )?;
+                return Ok(StepReceipt::new(step, Outcome::Ok).count(0));
+            }
+            trail.intent(
+                step,
+                id,
+                Detail { count: Some(in_flight.len() as u64), ..Detail::default() },
+            )?;
+            for interaction in &in_flight {
+                ucs.stop_interaction(interaction, STOP_REASON).await?;
+            }
+            trail.outcome(
+                Event::StepDone,
+                step,
+                Some(id),
+                Outcome::Ok,
+                Detail { count: Some(in_flight.len() as u64), ..Detail::default() },
+            )?;
+            Ok(StepReceipt::new(step, Outcome::Ok).count(in_flight.len() as u64))
+        }
+        StepKind::DeleteProfile => {
+            if status != StepStatus::Ready || !contact.delete {
+                skip(trail, step, id, "not-planned")?;
+                return Ok(StepReceipt::skipped(step, "not-planned"));
+            }
+            trail.intent(step, id, Detail::default())?;
+            let outcome = match ucs.delete_profile(contact_id).await? {
+                DeleteOutcome::Deleted => Outcome::Ok,
+                DeleteOutcome::AlreadyAbsent => Outcome::AlreadyAbsent,
+            };
+            trail.outcome(Event::StepDone, step, Some(id), outcome, Detail::default())?;
+            Ok(StepReceipt::new(step, outcome))
+        }
+        StepKind::Export => {
+            let (Some(bag), Some(export)) = (bag, plan.body.export.as_ref()) else {
+                skip(trail, step, id, "no-export")?;
+                return Ok(StepReceipt::skipped(step, "no-export"));
+            };
+            if !contact.export {
+                skip(trail, step, id, "not-planned")?;
+                return Ok(StepReceipt::skipped(step, "not-planned"));
+            }
+            // Resume: files recorded as exported are re-verified, never re-fetched (the contact
+            // may already be gone).
+            if previous.is_some() {
+                let recorded = done.export_digests.get(id).cloned().unwrap_or_default();
+                verify_recorded(bag, contact_id, &recorded)?;
+                *exported = true;
+                return Ok(StepReceipt::resumed(step, Outcome::Ok));
+            }
+            let options = export_options(export, context.input.page_size);
+            trail.intent(step, id, Detail::default())?;
+            // `export_contact` verifies the files against their checksums before it returns.
+            let result = export::export_contact(ucs, bag, contact_id, &options).await?;
+            *exported = true;
+            trail.outcome(
+                Event::StepDone,
+                step,
+                Some(id),
+                Outcome::Ok,
+                Detail {
+                    sha256: audit::Sha256Hex::new(export_digest(&result)).ok(),
+                    bytes: Some(result.files.iter().map(|f| f.size).sum()),
+                    interactions: Some(result.interactions()),
+                    attachments: Some(result.attachments()),
+                    ..Detail::default()
+                },
+            )?;
+            Ok(StepReceipt::new(step, Outcome::Ok).exported(&result))
+        }
+        StepKind::DeleteContact => {
+            if !contact.delete || status != StepStatus::Ready {
+                let why = if plan.body.delete == plan::DeleteMode::ReportOnly {
+                    "not-confirmed"
+                } else {
+                    "not-planned"
+                };
+                skip(trail, step, id, why)?;
+                return Ok(StepReceipt::skipped(step, why));
+            }
+            // Invariant 1: an export the request asked for is on disk and verified first.
+            if plan.body.export.is_some() && !*exported {
+                return Err(StepFailure::Precondition("delete.export-not-verified"));
+            }
+            trail.intent(step, id, Detail::default())?;
+            let outcome = match ucs.delete_contact(contact_id).await? {
+                DeleteOutcome::Deleted => Outcome::Ok,
+                DeleteOutcome::AlreadyAbsent => Outcome::AlreadyAbsent,
+            };
+            trail.outcome(Event::StepDone, step, Some(id), outcome, Detail::default())?;
+            Ok(StepReceipt::new(step, outcome))
+        }
+        StepKind::VerifyAbsent => {
+            if !contact.delete || status != StepStatus::Ready {
+                skip(trail, step, id, "not-planned")?;
+                return Ok(StepReceipt::skipped(step, "not-planned"));
+            }
+            match ucs.get_contact(contact_id).await {
+                Err(error) if error.kind == ErrorKind::NotFound => {}
+                Err(error) => return Err(error.into()),
+                Ok(_) => return Err(StepFailure::StillPresent),
+            }
+            let mut left = 0u64;
+            for source in DataSource::ALL {
+                match list_all_interactions(ucs, contact_id, source, context.input.page_size).await
+                {
+                    Ok(InteractionListing::Found(list)) => left += list.len() as u64,
+                    Ok(InteractionListing::SourceUnavailable { .. }) => {}
+                    Err(error) if error.kind == ErrorKind::NotFound => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            if left > 0 {
+                return Err(StepFailure::StillPresent);
+            }
+            trail.outcome(Event::StepDone, step, Some(id), Outcome::Ok, Detail::default())?;
+            Ok(StepReceipt::new(step, Outcome::Ok))
+        }
+    }
+}
+
+fn export_options(export: &plan::ExportInfo, page_size: u32) -> ExportOptions {
+    let sources = export
+        .data_sources
+        .iter()
+        .filter_map(|s| match s.as_str() {
+            "main" => Some(DataSource::Main),
+            "archive" => Some(DataSource::Archive),
+            _ => None,
+        })
+        .collect();
+    let attachments = if export.attachments == "omit" {
+        export::Attachments::Omit
+    } else {
+        export::Attachments::Inline
+    };
+    ExportOptions { sources, attachments, page_size }
+}
+
+/// The manifest lines of a contact's files (`<sha256>  data/<file>`), sorted.
+fn manifest_lines(files: impl IntoIterator<Item = (String, String)>) -> String {
+    let mut lines: Vec<String> =
+        files.into_iter().map(|(path, sha)| format!("{sha}  {path}\n")).collect();
+    lines.sort();
+    lines.concat()
+}
+
+/// What the audit trail records of an export: the sha256 of its manifest lines, which name
+/// each file with its own sha256.
+fn export_digest(export: &ContactExport) -> String {
+    crate::canonical::sha256_hex(
+        manifest_lines(export.files.iter().map(|f| (f.path.clone(), f.sha256.clone()))).as_bytes(),
+    )
+}
+
+/// On resume: the contact's manifest lines must hash to what the audit trail recorded, and each
+/// file on disk to its line. Streams the files (they can be large).
+fn verify_recorded(bag: &Bag, contact: &ContactId, recorded: &str) -> Result<(), StepFailure> {
+    use sha2::Digest as _;
+    let manifest = std::fs::read_to_string(bag.root().join("manifest-sha256.txt"))
+        .map_err(|_| StepFailure::Precondition("export.manifest-unreadable"))?;
+    let mut files = Vec::new();
+    for kind in [PayloadKind::Contact, PayloadKind::Interactions] {
+        let path = Bag::relative_path(kind, contact);
+        let sha = manifest
+            .lines()
+            .find_map(|line| line.strip_suffix(path.as_str()).and_then(|s| s.strip_suffix("  ")))
+            .ok_or(StepFailure::Precondition("export.not-in-manifest"))?;
+        files.push((path, sha.to_owned()));
+    }
+    if crate::canonical::sha256_hex(manifest_lines(files.clone()).as_bytes()) != recorded {
+        return Err(StepFailure::Precondition("export.manifest-differs-from-audit"));
+    }
+    for (path, sha) in files {
+        let mut file = std::fs::File::open(bag.root().join(&path))
+            .map_err(|_| StepFailure::Precondition("export.file-missing"))?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buffer = vec![0u8; 256 * 1024];
+        loop {
+            let read = std::io::Read::read(&mut file, &mut buffer)
+                .map_err(|_| StepFailure::Precondition("export.file-unreadable"))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(buffer.get(..read).unwrap_or_default());
+        }
+        if crate::canonical::hex(&hasher.finalize()) != sha {
+            return Err(StepFailure::Precondition("export.file-differs"));
+        }
+    }
+    Ok(())
+}
+
+impl ContactExport {
+    /// Interactions exported, over every data source.
+    pub fn interactions(&self) -> u64 {
+        self.sources.values().map(|s| s.interactions).sum()
+    }
+
+    /// Attachments exported, over every data source.
+    pub fn attachments(&self) -> u64 {
+        self.sources.values().map(|s| s.attachments).sum()
+    }
+}

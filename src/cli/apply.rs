@@ -1,0 +1,321 @@
+//! `ucs-gdpr approve` and `ucs-gdpr apply`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::apply::{self, ApplyContext, ApplyError, approval::Approval};
+use crate::environment::Environments;
+use crate::plan::{Plan, PlanInput};
+
+use super::Exit;
+use super::plan::{Prepared, chain, make_plan, prepare, runtime};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ApproveArgs {
+    /// The plan file (from `plan --out`).
+    plan: PathBuf,
+    /// Who approves (a login name listed in the environment's `approvers`).
+    #[arg(long, value_name = "NAME")]
+    by: String,
+    /// Sign the approval with this ed25519 key (from `ucs-gdpr audit keygen`).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// A comment kept in the approval file (never in the audit trail).
+    #[arg(long)]
+    comment: Option<String>,
+    /// Where to write the approval (default: beside the plan, `<plan>.approval.<by>.json`).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ApplyArgs {
+    /// An approved plan (`plan.json`), a request manifest, or a folder of manifests (for
+    /// environments that need no approval: each is planned, shown and applied).
+    target: PathBuf,
+    /// An approval file (repeat for several approvers).
+    #[arg(long = "approval", value_name = "FILE")]
+    approvals: Vec<PathBuf>,
+    /// The environments file (default: ./ucs-gdpr.yaml).
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+    /// A folder of runbooks that add to or override the built-in ones (default: ./runbooks).
+    #[arg(long, value_name = "DIR")]
+    runbooks: Option<PathBuf>,
+    /// Contacts processed at once (default: the environment's `concurrency`).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Who runs this, for the audit trail (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    actor: Option<String>,
+}
+
+pub(crate) fn approve(args: &ApproveArgs) -> Exit {
+    let plan = match read_plan(&args.plan) {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::Failure;
+        }
+    };
+    let key = match &args.key {
+        None => None,
+        Some(path) => match crate::audit::load_signing_key(path) {
+            Ok(key) => Some(key),
+            Err(error) => {
+                eprintln!(
+                    "error: cannot read the signing key `{}`: {}",
+                    path.display(),
+                    chain(&error)
+                );
+                return Exit::Failure;
+            }
+        },
+    };
+    if crate::audit::Actor::new(args.by.clone()).is_err() {
+        eprintln!("error: `--by` must be a login name (letters, digits, `.`, `_`, `@`, `-`)");
+        return Exit::Usage;
+    }
+    let approval = Approval::new(&plan.plan_id, &args.by, args.comment.clone(), key.as_ref());
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stem =
+            args.plan.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        crate::durable::parent_dir(&args.plan).join(format!("{stem}.approval.{}.json", args.by))
+    });
+    if let Err(error) = crate::durable::write_atomically(&out, &approval.to_json()) {
+        eprintln!("error: cannot write `{}`: {error}", out.display());
+        return Exit::Failure;
+    }
+    println!(
+        "approved plan {} by {}{}: {}",
+        plan.plan_id,
+        args.by,
+        if key.is_some() { " (signed)" } else { "" },
+        out.display()
+    );
+    Exit::Success
+}
+
+fn read_plan(path: &Path) -> Result<Plan, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    Plan::from_json(&bytes).map_err(|e| format!("`{}`: {e}", path.display()))
+}
+
+pub(crate) fn apply(args: &ApplyArgs) -> Exit {
+    let is_plan = args.target.extension().is_some_and(|e| e == "json");
+    let manifests: Vec<PathBuf> = if is_plan {
+        Vec::new()
+    } else {
+        match crate::manifest::collect_files(std::slice::from_ref(&args.target)) {
+            Ok(files) => files,
+            Err((path, error)) => {
+                eprintln!("error: cannot read `{}`: {error}", path.display());
+                return Exit::Failure;
+            }
+        }
+    };
+    let Some(runtime) = runtime() else { return Exit::Internal };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "\ninterrupt: no new contact starts; steps in flight finish and are recorded. \
+                     Run the same command again to resume."
+                );
+            }
+        });
+    }
+    if is_plan {
+        let plan = match read_plan(&args.target) {
+            Ok(plan) => plan,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Exit::Failure;
+            }
+        };
+        let manifest = PathBuf::from(&plan.body.request.manifest_path);
+        let Some(prepared) = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
+        else {
+            eprintln!(
+                "error: the plan's request manifest `{}` is not valid any more",
+                manifest.display()
+            );
+            return Exit::Failure;
+        };
+        if prepared.manifest_sha256 != plan.body.request.manifest_sha256 {
+            eprintln!(
+                "error: the request manifest `{}` changed since the plan was made; plan again",
+                manifest.display()
+            );
+            return Exit::Failure;
+        }
+        let mut approvals = Vec::new();
+        for path in &args.approvals {
+            match Approval::read(path) {
+                Ok(approval) => approvals.push(approval),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return Exit::Failure;
+                }
+            }
+        }
+        return runtime.block_on(apply_one(&prepared, Some(plan), &approvals, args, &stop));
+    }
+    let mut exit = Exit::Success;
+    for manifest in manifests {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        eprintln!("== {}", manifest.display());
+        let Some(prepared) = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
+        else {
+            exit = Exit::Failure;
+            continue;
+        };
+        if runtime.block_on(apply_one(&prepared, None, &[], args, &stop)) != Exit::Success {
+            exit = Exit::Failure;
+        }
+    }
+    exit
+}
+
+/// Connects, plans (or takes the given plan), checks approvals and applies.
+async fn apply_one(
+    prepared: &Prepared,
+    given: Option<Plan>,
+    approvals: &[Approval],
+    args: &ApplyArgs,
+    stop: &Arc<AtomicBool>,
+) -> Exit {
+    let spec = &prepared.request.spec;
+    let environments: &Environments = &prepared.environments;
+    let Some(environment) = environments.get(&spec.environment) else { return Exit::Failure };
+    let Some(runbook) = prepared.runbooks.get(&spec.runbook) else { return Exit::Failure };
+    if given.is_none() && environment.requires_approval() {
+        eprintln!(
+            "error: environment `{}` requires an approved plan: run `ucs-gdpr plan --out plan.json`, \
+             `ucs-gdpr approve plan.json --by NAME`, then `ucs-gdpr apply plan.json --approval ...`",
+            spec.environment
+        );
+        return Exit::Failure;
+    }
+    let retries = Arc::new(Mutex::new(Vec::new()));
+    let hook: crate::ucs::RetryHook = {
+        let retries = Arc::clone(&retries);
+        Arc::new(move |event: &crate::ucs::RetryEvent| {
+            retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event.clone());
+        })
+    };
+    let connection = match environments.connect(&spec.environment, Some(hook)).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            eprintln!("error: cannot connect to `{}`: {}", spec.environment, chain(&error));
+            return Exit::Failure;
+        }
+    };
+    let plan = match given {
+        Some(plan) => plan,
+        None => {
+            let Some(plan) = make_plan(prepared, &connection).await else { return Exit::Failure };
+            let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+            eprint!("{}", crate::plan::render::text(&plan, today));
+            plan
+        }
+    };
+    let approvers =
+        match apply::approval::check(&plan.plan_id, approvals, environment, &environments.base_dir)
+        {
+            Ok(approvers) => approvers,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return Exit::Failure;
+            }
+        };
+    let base = &environments.base_dir;
+    let policy = &environment.policy;
+    let audit_log =
+        base.join(policy.audit_log.clone().unwrap_or_else(|| "ucs-gdpr-audit.jsonl".into()));
+    let exports_dir = base.join(policy.exports.clone().unwrap_or_else(|| "exports".into()));
+    for dir in [crate::durable::parent_dir(&audit_log), exports_dir.clone()] {
+        if let Err(error) = std::fs::create_dir_all(&dir) {
+            eprintln!("error: cannot create `{}`: {error}", dir.display());
+            return Exit::Failure;
+        }
+    }
+    let signing_key = match &policy.signing_key {
+        None => None,
+        Some(path) => match crate::audit::load_signing_key(&base.join(path)) {
+            Ok(key) => Some(key),
+            Err(error) => {
+                eprintln!("error: cannot read the signing key: {}", chain(&error));
+                return Exit::Failure;
+            }
+        },
+    };
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| usize::try_from(environment.concurrency).unwrap_or(8))
+        .max(1);
+    let actor = args
+        .actor
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".to_owned());
+    let progress = |line: &str| eprintln!("{line}");
+    let context = ApplyContext {
+        input: PlanInput {
+            request: &prepared.request,
+            manifest_path: prepared.manifest_path.clone(),
+            manifest_sha256: prepared.manifest_sha256.clone(),
+            runbook,
+            environment_name: &spec.environment,
+            environment,
+            digester: &connection.digester,
+            concurrency,
+            page_size: 100,
+        },
+        runbook,
+        actor,
+        audit_log: audit_log.clone(),
+        signing_key,
+        exports_dir: exports_dir.clone(),
+        concurrency,
+        stop: Arc::clone(stop),
+        approvers,
+        retries,
+        progress: &progress,
+    };
+    let result = apply::run(&plan, approvals, &context, &connection.client).await;
+    if let Some(simulator) = connection.simulator {
+        simulator.shutdown().await;
+    }
+    match result {
+        Ok(receipt) => {
+            print!("{}", receipt.text());
+            if plan.body.export.is_some() {
+                println!("export: {}", exports_dir.join(&plan.body.request.id).display());
+            }
+            println!("audit log: {}", audit_log.display());
+            if receipt.succeeded() { Exit::Success } else { Exit::Failure }
+        }
+        Err(ApplyError::Stale(changes)) => {
+            eprintln!(
+                "error: the plan is stale; nothing was changed. What changed since it was made:"
+            );
+            for change in changes {
+                eprintln!("  - {change}");
+            }
+            eprintln!("hint: run `ucs-gdpr plan` again and have the new plan approved");
+            Exit::Failure
+        }
+        Err(error) => {
+            eprintln!("error: {}", chain(&error));
+            Exit::Failure
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! `ucs-gdpr approve` and `ucs-gdpr apply` end to end: the real binary against the embedded
+//! simulator, with its state kept in a folder so the test can look at the world afterwards.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+use ucs_gdpr::sim::{SimOptions, Simulator};
+use ucs_gdpr::ucs::{ClientConfig, ContactId, ErrorKind, RestClient, Ucs};
+
+use crate::{repo_path, transcript, ucs_gdpr};
+
+const JANE: &str = "0001SaD2PVY4312K";
+const JANE_AGAIN: &str = "0001TbE3QWZ5520L";
+const JOSE: &str = "0001SaD2PVY4315J";
+const MAIN_ONLY: &str = "0002Ha7QB2MX000K";
+
+/// A workspace: an environments file whose `demo` keeps its simulator state, audit log and
+/// exports in a temporary folder.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new(policy: &str, faults: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let dataset = repo_path("examples/sim/demo.yaml");
+        fs::write(
+            dir.path().join("ucs-gdpr.yaml"),
+            format!(
+                "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    \
+                 type: embedded\n    tenant: 101\n    dataset: {}\n    stateDir: state\n{faults}    \
+                 policy:\n      auditLog: audit.jsonl\n      exports: exports\n{policy}",
+                dataset.display()
+            ),
+        )
+        .unwrap();
+        Workspace { dir }
+    }
+
+    fn demo() -> Self {
+        Self::new("      requireApproval: false\n", "")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn env_file(&self) -> String {
+        self.path("ucs-gdpr.yaml").display().to_string()
+    }
+
+    fn request(&self, name: &str, runbook: &str, subjects: &[&str], extra: &str) -> String {
+        let subjects: String = subjects.iter().map(|s| format!("    - contactId: {s}\n")).collect();
+        let path = self.path(&format!("{name}.yaml"));
+        fs::write(
+            &path,
+            format!(
+                "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-{name}\n  \
+                 receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: agent.smith\n\
+                 spec:\n  environment: demo\n  runbook: {runbook}\n  subjects:\n{subjects}{extra}"
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        ucs_gdpr().args(args).args(["--env-file", &self.env_file()]).output().unwrap()
+    }
+
+    fn audit_verifies(&self) -> Output {
+        ucs_gdpr().args(["audit", "verify"]).arg(self.path("audit.jsonl")).output().unwrap()
+    }
+
+    /// Starts the simulator on the kept state, to look at the world.
+    async fn world(&self) -> (ucs_gdpr::sim::RunningSim, RestClient) {
+        let mut options = SimOptions::new(repo_path("examples/sim/demo.yaml"));
+        options.state_dir = Some(self.path("state"));
+        let sim = Simulator::start(options).await.unwrap();
+        let client = RestClient::new(ClientConfig::new(sim.base_url())).unwrap();
+        (sim, client)
+    }
+}
+
+async fn exists(client: &RestClient, id: &str) -> bool {
+    match client.get_contact(&ContactId::new(id).unwrap()).await {
+        Ok(_) => true,
+        Err(error) if error.kind == ErrorKind::NotFound => false,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+const EXPORT_AND_DELETE: &str = "  export: {}\n  delete: { confirm: true }\n";
+
+fn receipt(workspace: &Workspace, request: &str) -> Value {
+    let path = workspace.path("exports").join(format!("DSR-{request}")).join("receipt.json");
+    serde_json::from_slice(&fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_erases_jane_leaving_a_verified_export_a_receipt_and_a_log_that_verifies() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request("jane", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+
+    let bag = workspace.path("exports/DSR-jane");
+    for name in
+        [format!("data/contact-{JANE}.json"), format!("data/interactions-for-contact-{JANE}.json")]
+    {
+        assert!(bag.join(&name).is_file(), "{name}");
+    }
+    let report = ucs_gdpr::export::validate_dir(&bag).unwrap();
+    assert_eq!(report.files, 2, "{report:?}");
+    assert_inline_attachments_are_the_originals(
+        &bag.join(format!("data/interactions-for-contact-{JANE}.json")),
+    );
+
+    let (_sim, client) = workspace.world().await;
+    assert!(!exists(&client, JANE).await, "Jane is gone");
+    assert!(exists(&client, JOSE).await, "nobody else is");
+
+    let verified = workspace.audit_verifies();
+    assert!(verified.status.success(), "{}", transcript(&verified));
+
+    let receipt = receipt(&workspace, "jane");
+    assert_eq!(receipt["contacts"][0]["contactId"], JANE);
+    let steps: Vec<(&str, &str)> = receipt["contacts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("callbacks", "ok"),
+            ("in-flight", "ok"),
+            ("context", "ok"),
+            ("export", "ok"),
+            ("delete", "ok"),
+            ("verify", "ok")
+        ]
+    );
+    assert_eq!(receipt["contacts"][0]["plannedInteractions"]["main"], 3);
+    let export = &receipt["contacts"][0]["steps"][3];
+    assert_eq!(export["count"], 5, "3 interactions in main and 2 in the archive were exported");
+}
+
+/// Finds every inlined attachment in an export file and compares it with the dataset's file.
+fn assert_inline_attachments_are_the_originals(path: &Path) {
+    use base64::Engine as _;
+    let export: Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+    let mut found = Vec::new();
+    fn walk(value: &Value, found: &mut Vec<(String, Vec<u8>)>) {
+        match value {
+            Value::Object(map) => {
+                if let (Some(Value::String(name)), Some(Value::String(content))) = (
+                    map.get("name").or_else(|| map.get("Name")),
+                    map.get("content").or_else(|| map.get("Content")),
+                ) {
+                    let bytes = base64::engine::general_purpose::STANDARD.decode(content).unwrap();
+                    found.push((name.clone(), bytes));
+                }
+                map.values().for_each(|v| walk(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    walk(&export, &mut found);
+    assert!(!found.is_empty(), "Jane's e-mail and chat have attachments");
+    let originals: Vec<Vec<u8>> = fs::read_dir(repo_path("examples/sim/files"))
+        .unwrap()
+        .map(|f| fs::read(f.unwrap().path()).unwrap())
+        .collect();
+    for (name, bytes) in &found {
+        assert!(!bytes.is_empty(), "{name}");
+        let original = originals.iter().any(|o| o == bytes);
+        let inline_text = std::str::from_utf8(bytes).is_ok();
+        assert!(original || inline_text, "{name} decodes to neither an original file nor text");
+    }
+    assert!(found.iter().any(|(_, b)| b.starts_with(b"%PDF")), "the invoice PDF round-trips");
+    assert!(found.iter().any(|(_, b)| b.starts_with(b"\x89PNG")), "the screenshot PNG round-trips");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_confirm_nothing_is_deleted_and_the_receipt_says_so() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request(
+        "report",
+        "forget-me-on-premise",
+        &[MAIN_ONLY],
+        "  export: {}\n  delete: { confirm: false }\n",
+    );
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, MAIN_ONLY).await, "not deleted without confirm");
+    let receipt = receipt(&workspace, "report");
+    let delete = receipt["contacts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "delete")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (delete["outcome"].as_str(), delete["reason"].as_str()),
+        (Some("skipped"), Some("not-confirmed"))
+    );
+    assert!(workspace.path(&format!("exports/DSR-report/data/contact-{MAIN_ONLY}.json")).is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_keeps_its_contact_and_everyone_else_is_erased() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request(
+        "hold",
+        "batch-delete",
+        &[JANE, MAIN_ONLY],
+        "  export: {}\n  delete: { confirm: true }\n  holds:\n    - { contactId: 0002Ha7QB2MX000K, reason: legal claim 2026-77 }\n",
+    );
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, MAIN_ONLY).await, "held");
+    assert!(!exists(&client, JANE).await);
+    assert!(!workspace.path(&format!("exports/DSR-hold/data/contact-{MAIN_ONLY}.json")).exists());
+}
+
+#[test]
+fn blocked_plans_are_refused_before_any_side_effect() {
+    let workspace = Workspace::demo();
+    // José has a pending callback and interactions in progress; the cloud runbook blocks.
+    let blocked = workspace.request("blocked", "forget-me-cloud", &[JOSE], EXPORT_AND_DELETE);
+    let output = workspace.run(&["apply", &blocked]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("blocker"), "{}", transcript(&output));
+    assert!(!workspace.path("exports/DSR-blocked/data").exists(), "nothing exported");
+    let verified = workspace.audit_verifies();
+    assert!(verified.status.success(), "{}", transcript(&verified));
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert!(log.contains("\"run.refused\"") && !log.contains("\"step.intent\""), "{log}");
+}
+
+#[test]
+fn an_environment_that_requires_approval_refuses_missing_forged_and_wrong_approvals() {
+    let keys = tempfile::tempdir().unwrap();
+    let workspace = Workspace::new(
+        &format!(
+            "      requireApproval: true\n      approvers: [dpo.alice, privacy.bob]\n      \
+             minApprovals: 2\n      approverKeys: {{ dpo.alice: {} }}\n",
+            keys.path().join("alice/audit-signing.pub").display()
+        ),
+        "",
+    );
+    for who in ["alice", "mallory"] {
+        ucs_gdpr().args(["audit", "keygen", "--out"]).arg(keys.path().join(who)).assert().success();
+    }
+    let manifest = workspace.request("approved", "export-only", &[MAIN_ONLY], "  export: {}\n");
+    let plan = workspace.path("plan.json").display().to_string();
+    let output = workspace.run(&["plan", &manifest, "--out", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+
+    // A manifest alone is not enough here.
+    let output = workspace.run(&["apply", &manifest]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("requires an approved plan"));
+
+    let approve = |by: &str, key: Option<&str>, out: &str| {
+        let mut command = ucs_gdpr();
+        command.args([
+            "approve",
+            &plan,
+            "--by",
+            by,
+            "--out",
+            &workspace.path(out).display().to_string(),
+        ]);
+        if let Some(key) = key {
+            command.arg("--key").arg(keys.path().join(key).join("audit-signing.key"));
+        }
+        command.assert().success();
+        workspace.path(out).display().to_string()
+    };
+    let alice = approve("dpo.alice", Some("alice"), "alice.json");
+    let bob = approve("privacy.bob", None, "bob.json");
+    let forged = approve("dpo.alice", Some("mallory"), "forged.json");
+    let unsigned = approve("dpo.alice", None, "unsigned.json");
+
+    let apply = |approvals: &[&str]| {
+        let mut args = vec!["apply", plan.as_str()];
+        for approval in approvals {
+            args.extend(["--approval", approval]);
+        }
+        workspace.run(&args)
+    };
+    let refused = |output: Output, why: &str| {
+        assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(why),
+            "{why}: {}",
+            transcript(&output)
+        );
+    };
+    refused(apply(&[]), "needs 2 approval(s)");
+    refused(apply(&[&bob]), "1 more distinct approver(s) needed");
+    refused(apply(&[&forged, &bob]), "does not verify");
+    refused(apply(&[&unsigned, &bob]), "must be signed");
+
+    // An approval of another plan.
+    let other_manifest = workspace.request("other", "export-only", &[JANE], "  export: {}\n");
+    let other_plan = workspace.path("other.json").display().to_string();
+    assert!(workspace.run(&["plan", &other_manifest, "--out", &other_plan]).status.success());
+    let wrong = workspace.path("wrong.json").display().to_string();
+    ucs_gdpr()
+        .args(["approve", &other_plan, "--by", "privacy.bob", "--out", &wrong])
+        .assert()
+        .success();
+    refused(apply(&[&alice, &wrong]), "not for this plan");
+
+    // Two valid approvals: it runs.
+    let output = apply(&[&alice, &bob]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    assert!(
+        workspace.path(&format!("exports/DSR-approved/data/contact-{MAIN_ONLY}.json")).is_file()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_refuses_a_stale_plan_and_says_what_changed() {
+    let workspace = Workspace::demo();
+    let manifest =
+        workspace.request("stale", "forget-me-on-premise", &[JANE, JANE_AGAIN], EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    let output = workspace.run(&["plan", &manifest, "--out", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+
+    // Someone deletes Jane's second record after the review.
+    {
+        let (sim, client) = workspace.world().await;
+        client.delete_contact(&ContactId::new(JANE_AGAIN).unwrap()).await.unwrap();
+        sim.shutdown().await;
+    }
+    let output = workspace.run(&["apply", &plan]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the plan is stale"), "{stderr}");
+    assert!(stderr.contains(JANE_AGAIN), "{stderr}");
+    assert!(stderr.contains("plan` again"), "{stderr}");
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, JANE).await, "nothing was done");
+}
+
+#[test]
+fn a_plan_edited_by_hand_is_refused() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request("edited", "export-only", &[MAIN_ONLY], "  export: {}\n");
+    let plan = workspace.path("plan.json");
+    assert!(
+        workspace.run(&["plan", &manifest, "--out", &plan.display().to_string()]).status.success()
+    );
+    let text = fs::read_to_string(&plan).unwrap().replace("\"toExport\":1", "\"toExport\":2");
+    fs::write(&plan, text).unwrap();
+    let output = workspace.run(&["apply", &plan.display().to_string()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("changed after it was made"),
+        "{}",
+        transcript(&output)
+    );
+}
+
+/// Every personal value in the demo dataset: names, addresses, numbers, texts.
+fn dataset_secrets() -> Vec<String> {
+    let text = fs::read_to_string(repo_path("examples/sim/demo.yaml")).unwrap();
+    let dataset = ucs_gdpr::manifest::yaml::parse_value(&text).unwrap();
+    let mut out = Vec::new();
+    fn collect(value: &Value, key: &str, out: &mut Vec<String>) {
+        const PERSONAL: [&str; 10] = [
+            "FirstName",
+            "LastName",
+            "EmailAddress",
+            "PhoneNumber",
+            "text",
+            "subject",
+            "phoneNumber",
+            "first_name",
+            "last_name",
+            "email",
+        ];
+        match value {
+            Value::Object(map) => map.iter().for_each(|(k, v)| collect(v, k, out)),
+            Value::Array(items) => items.iter().for_each(|v| collect(v, key, out)),
+            Value::String(s) if PERSONAL.contains(&key) => out.push(s.clone()),
+            _ => {}
+        }
+    }
+    collect(&dataset, "", &mut out);
+    out
+}
+
+#[test]
+fn the_audit_log_plan_receipt_and_output_hold_no_personal_data() {
+    let workspace = Workspace::demo();
+    let manifest =
+        workspace.request("pii", "forget-me-on-premise", &[JANE, JANE_AGAIN], EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    let planned = workspace.run(&["plan", &manifest, "--out", &plan]);
+    let applied = workspace.run(&["apply", &plan]);
+    assert!(applied.status.success(), "{}", transcript(&applied));
+    let shown =
+        ucs_gdpr().args(["audit", "show"]).arg(workspace.path("audit.jsonl")).output().unwrap();
+    let mut seen = transcript(&planned) + &transcript(&applied) + &transcript(&shown);
+    for file in
+        ["plan.json", "audit.jsonl", "exports/DSR-pii/receipt.json", "exports/DSR-pii/bag-info.txt"]
+    {
+        seen.push_str(&fs::read_to_string(workspace.path(file)).unwrap());
+    }
+    let secrets = dataset_secrets();
+    assert!(secrets.len() >= 15);
+    for secret in secrets {
+        assert!(!seen.contains(&secret), "`{secret}` leaked");
+    }
+    // The export itself is the one place personal data belongs.
+    let export =
+        fs::read_to_string(workspace.path(&format!("exports/DSR-pii/data/contact-{JANE}.json")))
+            .unwrap();
+    assert!(export.contains("jane.doe@company.com"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_completes_through_injected_faults_and_the_log_shows_each_retry() {
+    let workspace = Workspace::new(
+        "      requireApproval: false\n",
+        "    faults: { seed: 7, errorRate: 0.15, resetRate: 0.05, timeoutRate: 0.02 }\n    \
+         timeouts: { connectMs: 2000, readMs: 2000 }\n",
+    );
+    let manifest = workspace.request(
+        "faults",
+        "forget-me-on-premise",
+        &[JANE, JANE_AGAIN, MAIN_ONLY],
+        EXPORT_AND_DELETE,
+    );
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert!(log.contains("\"step.retry\""), "the retries are in the audit trail");
+    assert!(workspace.audit_verifies().status.success());
+    let (_sim, client) = workspace.world().await;
+    for id in [JANE, JANE_AGAIN, MAIN_ONLY] {
+        assert!(!exists(&client, id).await, "{id}");
+    }
+}
+
+/// Invariants 1, 4 and 5 under SIGKILL: kill `apply` at many moments of a batch, check that
+/// nothing absent lacks its export, re-run to completion, and check the log verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_at_any_moment_resumes_to_completion_without_deleting_an_unexported_contact() {
+    let contacts = [JANE, JANE_AGAIN, MAIN_ONLY];
+    let prepare = || {
+        let workspace = Workspace::new(
+            "      requireApproval: false\n",
+            "    faults: { seed: 1, latencyMs: 8 }\n",
+        );
+        let manifest =
+            workspace.request("crash", "forget-me-on-premise", &contacts, EXPORT_AND_DELETE);
+        let plan = workspace.path("plan.json").display().to_string();
+        assert!(workspace.run(&["plan", &manifest, "--out", &plan]).status.success());
+        (workspace, plan)
+    };
+    let start = |workspace: &Workspace, plan: &str| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin!("ucs-gdpr"))
+            .args(["apply", plan, "--concurrency", "1", "--env-file", &workspace.env_file()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // How long an undisturbed run takes here, so that the kill points spread over all of it.
+    let duration = {
+        let (workspace, plan) = prepare();
+        let started = std::time::Instant::now();
+        assert!(start(&workspace, &plan).wait().unwrap().success());
+        started.elapsed()
+    };
+    const POINTS: u32 = 24;
+    let mut kills_that_landed = 0;
+    for point in 0..POINTS {
+        let (workspace, plan) = prepare();
+        let mut child = start(&workspace, &plan);
+        std::thread::sleep(duration * (point + 1) / (POINTS + 2));
+        if child.try_wait().unwrap().is_none() {
+            kills_that_landed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+
+        // Invariant 1 at the moment of the kill: whoever is gone has a verified export on disk.
+        {
+            let (sim, client) = workspace.world().await;
+            let manifest =
+                fs::read_to_string(workspace.path("exports/DSR-crash/manifest-sha256.txt"))
+                    .unwrap_or_default();
+            for id in contacts {
+                if !exists(&client, id).await {
+                    for name in [
+                        format!("data/contact-{id}.json"),
+                        format!("data/interactions-for-contact-{id}.json"),
+                    ] {
+                        let bytes = fs::read(workspace.path("exports/DSR-crash").join(&name))
+                            .unwrap_or_else(|_| {
+                                panic!("kill point {point}: {id} deleted without {name}")
+                            });
+                        let digest = ucs_gdpr::canonical::sha256_hex(&bytes);
+                        assert!(
+                            manifest.contains(&format!("{digest}  {name}")),
+                            "kill point {point}: {name} not verified"
+                        );
+                    }
+                }
+            }
+            sim.shutdown().await;
+        }
+
+        // Invariant 4: the same plan re-run completes.
+        let output = workspace.run(&["apply", &plan, "--concurrency", "1"]);
+        assert!(output.status.success(), "kill point {point}: {}", transcript(&output));
+        let (_sim, client) = workspace.world().await;
+        for id in contacts {
+            assert!(!exists(&client, id).await, "kill point {point}: {id}");
+        }
+        assert!(
+            ucs_gdpr::export::validate_dir(&workspace.path("exports/DSR-crash")).is_ok(),
+            "kill point {point}"
+        );
+        // Invariant 5: the log verifies (an interrupted run is reported, not tampering).
+        let verified = workspace.audit_verifies();
+        assert!(verified.status.success(), "kill point {point}: {}", transcript(&verified));
+    }
+    assert!(kills_that_landed >= 20, "the kills must land during runs: {kills_that_landed}");
+}
