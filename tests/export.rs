@@ -548,3 +548,27 @@ async fn a_large_attachment_streams_and_decodes_to_the_original_bytes() {
     assert_eq!(validate_dir(bag.root()).unwrap().files, 2);
     bagit_python_validates(bag.root()).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_between_rename_and_manifest_resumes_by_verifying_and_recording() {
+    let (_sim, client) = demo().await;
+    let exports = tempfile::tempdir().unwrap();
+    let bag = Bag::open_or_create(exports.path(), REQUEST).unwrap();
+    let export =
+        export_contact(&client, &bag, &contact(JANE), &ExportOptions::default()).await.unwrap();
+    // As if the process died after the rename, before the manifest listed the files.
+    std::fs::write(bag.root().join("manifest-sha256.txt"), "").unwrap();
+    drop(bag);
+    let error = validate_dir(&exports.path().join(REQUEST)).unwrap_err();
+    let ExportError::InvalidBag { problems, .. } = &error else { panic!("{error}") };
+    assert!(problems.iter().any(|p| matches!(p, BagProblem::Unlisted { .. })), "{error}");
+
+    // The resume: reopen, re-verify from the audit record, record, and the bag is whole again.
+    let bag = Bag::open_or_create(exports.path(), REQUEST).unwrap();
+    let recorded: ContactExport =
+        serde_json::from_str(&serde_json::to_string(&export).unwrap()).unwrap();
+    verify_contact(&bag, &recorded).unwrap();
+    bag.record(&recorded).unwrap();
+    assert_eq!(bag.validate().unwrap().files, 2);
+    bagit_python_validates(bag.root()).unwrap();
+}

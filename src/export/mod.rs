@@ -95,7 +95,7 @@ use payload::{PayloadWriter, StagedFile};
 /// What to export.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportOptions {
-    /// The data sources, in the order they appear in the file.
+    /// The data sources, in the order they appear in the file (a repeated one counts once).
     pub sources: Vec<DataSource>,
     /// Whether attachments' bytes are inlined (base64) or left out (metadata only).
     pub attachments: Attachments,
@@ -399,7 +399,14 @@ async fn write_interactions<U: Ucs + ?Sized>(
     out.write(if inline { b",\"attachments\":\"inline\"" } else { b",\"attachments\":\"omit\"" })
         .await?;
     out.write(b",\"dataSources\":[").await?;
-    for (index, &source) in options.sources.iter().enumerate() {
+    // A source asked for twice is exported once, where it first appears.
+    let mut wanted: Vec<DataSource> = Vec::with_capacity(options.sources.len());
+    for source in &options.sources {
+        if !wanted.contains(source) {
+            wanted.push(*source);
+        }
+    }
+    for (index, &source) in wanted.iter().enumerate() {
         if index > 0 {
             out.write(b",").await?;
         }
@@ -434,10 +441,7 @@ async fn write_interactions<U: Ucs + ?Sized>(
             bytes = counts.bytes,
             "data source exported"
         );
-        if sources.insert(source, counts).is_some() {
-            // Listing a source twice would give it two entries in the file but one count.
-            return Err(ExportError::Encoding);
-        }
+        sources.insert(source, counts);
     }
     out.write(b"]}\n").await?;
     Ok((out.finish().await?, sources))
