@@ -110,6 +110,36 @@ impl Default for ExportOptions {
     }
 }
 
+impl ExportOptions {
+    /// The options a plan's export step records (`dataSources`: `main`/`archive`,
+    /// `attachments`: `inline`/`omit`), with the default page size.
+    ///
+    /// # Errors
+    /// [`ExportError::UnknownOption`] for a value the plan format does not have.
+    pub fn from_plan(info: &crate::plan::ExportInfo) -> Result<Self, ExportError> {
+        let sources = info
+            .data_sources
+            .iter()
+            .map(|name| {
+                crate::ucs::wire::data_source_from_name(name).ok_or_else(|| {
+                    ExportError::UnknownOption { what: "data source", value: name.clone() }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let attachments = match info.attachments.as_str() {
+            "inline" => Attachments::Inline,
+            "omit" => Attachments::Omit,
+            other => {
+                return Err(ExportError::UnknownOption {
+                    what: "attachments mode",
+                    value: other.to_owned(),
+                });
+            }
+        };
+        Ok(Self { sources, attachments, ..Self::default() })
+    }
+}
+
 /// Which of a contact's two payload files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -248,6 +278,14 @@ pub enum ExportError {
         bag: PathBuf,
         /// Everything wrong with it.
         problems: Vec<BagProblem>,
+    },
+    /// A plan's export options hold a value this version does not know.
+    #[error("the plan's export has an unknown {what} {value:?}")]
+    UnknownOption {
+        /// Which option.
+        what: &'static str,
+        /// The value (from the plan: no personal data).
+        value: String,
     },
     /// A value could not be encoded as JSON (a bug).
     #[error("a value could not be encoded as JSON")]
@@ -530,4 +568,28 @@ async fn write_attachment<U: Ucs + ?Sized>(
     out.write(b"}").await?;
     counts.attachments += 1;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::ExportInfo;
+
+    #[test]
+    fn options_come_from_the_plans_export_step() {
+        let info = ExportInfo {
+            data_sources: vec!["archive".to_owned(), "main".to_owned()],
+            attachments: "omit".to_owned(),
+        };
+        let options = ExportOptions::from_plan(&info).unwrap();
+        assert_eq!(options.sources, [DataSource::Archive, DataSource::Main]);
+        assert_eq!(options.attachments, Attachments::Omit);
+        let odd = ExportInfo { attachments: "zip".to_owned(), ..info.clone() };
+        assert!(matches!(
+            ExportOptions::from_plan(&odd),
+            Err(ExportError::UnknownOption { what: "attachments mode", .. })
+        ));
+        let odd = ExportInfo { data_sources: vec!["backup".to_owned()], ..info };
+        assert!(ExportOptions::from_plan(&odd).is_err());
+    }
 }
