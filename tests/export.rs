@@ -548,3 +548,79 @@ async fn a_large_attachment_streams_and_decodes_to_the_original_bytes() {
     assert_eq!(validate_dir(bag.root()).unwrap().files, 2);
     bagit_python_validates(bag.root()).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_between_rename_and_manifest_resumes_by_verifying_and_recording() {
+    let (_sim, client) = demo().await;
+    let exports = tempfile::tempdir().unwrap();
+    let bag = Bag::open_or_create(exports.path(), REQUEST).unwrap();
+    let export =
+        export_contact(&client, &bag, &contact(JANE), &ExportOptions::default()).await.unwrap();
+    // As if the process died after the rename, before the manifest listed the files.
+    std::fs::write(bag.root().join("manifest-sha256.txt"), "").unwrap();
+    drop(bag);
+    let error = validate_dir(&exports.path().join(REQUEST)).unwrap_err();
+    let ExportError::InvalidBag { problems, .. } = &error else { panic!("{error}") };
+    assert!(problems.iter().any(|p| matches!(p, BagProblem::Unlisted { .. })), "{error}");
+
+    // The resume: reopen, re-verify from the audit record, record, and the bag is whole again.
+    let bag = Bag::open_or_create(exports.path(), REQUEST).unwrap();
+    let recorded: ContactExport =
+        serde_json::from_str(&serde_json::to_string(&export).unwrap()).unwrap();
+    verify_contact(&bag, &recorded).unwrap();
+    bag.record(&recorded).unwrap();
+    assert_eq!(bag.validate().unwrap().files, 2);
+    bagit_python_validates(bag.root()).unwrap();
+}
+
+/// Collects what a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_logs_hold_ids_and_counts_and_no_personal_data() {
+    let (_sim, client) = demo().await;
+    let exports = tempfile::tempdir().unwrap();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test's future is polled on this thread, where the default subscriber applies.
+    let _default = tracing::subscriber::set_default(subscriber);
+    let bag = Bag::open_or_create(exports.path(), REQUEST).unwrap();
+    for id in [JANE, JOSE] {
+        export_contact(&client, &bag, &contact(id), &ExportOptions::default()).await.unwrap();
+    }
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("contact exported and verified") && logs.contains(JANE), "{logs}");
+    for personal in [
+        "Jane",
+        "Doe",
+        "jane.doe",
+        "+44",
+        "7946",
+        "Invoice",
+        "invoice-2026",
+        "screenshot",
+        "José",
+        "Müller",
+        "jose.muller",
+        "Where is my order",
+        "Kraków",
+    ] {
+        assert!(!logs.contains(personal), "{personal:?} in the logs:\n{logs}");
+    }
+}

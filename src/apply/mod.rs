@@ -665,7 +665,8 @@ async fn execute<U: Ucs>(
                 *exported = true;
                 return Ok(StepReceipt::resumed(step, Outcome::Ok));
             }
-            let options = export_options(export, context.input.page_size);
+            let mut options = ExportOptions::from_plan(export)?;
+            options.page_size = context.input.page_size;
             trail.intent(step, id, Detail::default())?;
             // `export_contact` verifies the files against their checksums before it returns.
             let result = export::export_contact(ucs, bag, contact_id, &options).await?;
@@ -734,24 +735,6 @@ async fn execute<U: Ucs>(
             Ok(StepReceipt::new(step, Outcome::Ok))
         }
     }
-}
-
-fn export_options(export: &plan::ExportInfo, page_size: u32) -> ExportOptions {
-    let sources = export
-        .data_sources
-        .iter()
-        .filter_map(|s| match s.as_str() {
-            "main" => Some(DataSource::Main),
-            "archive" => Some(DataSource::Archive),
-            _ => None,
-        })
-        .collect();
-    let attachments = if export.attachments == "omit" {
-        export::Attachments::Omit
-    } else {
-        export::Attachments::Inline
-    };
-    ExportOptions { sources, attachments, page_size }
 }
 
 /// The manifest lines of a contact's files (`<sha256>  data/<file>`), sorted.

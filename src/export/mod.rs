@@ -95,7 +95,7 @@ use payload::{PayloadWriter, StagedFile};
 /// What to export.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportOptions {
-    /// The data sources, in the order they appear in the file.
+    /// The data sources, in the order they appear in the file (a repeated one counts once).
     pub sources: Vec<DataSource>,
     /// Whether attachments' bytes are inlined (base64) or left out (metadata only).
     pub attachments: Attachments,
@@ -107,6 +107,36 @@ impl Default for ExportOptions {
     /// Both sources, attachments inlined, pages of 100: the seed's export.
     fn default() -> Self {
         Self { sources: DataSource::ALL.to_vec(), attachments: Attachments::Inline, page_size: 100 }
+    }
+}
+
+impl ExportOptions {
+    /// The options a plan's export step records (`dataSources`: `main`/`archive`,
+    /// `attachments`: `inline`/`omit`), with the default page size.
+    ///
+    /// # Errors
+    /// [`ExportError::UnknownOption`] for a value the plan format does not have.
+    pub fn from_plan(info: &crate::plan::ExportInfo) -> Result<Self, ExportError> {
+        let sources = info
+            .data_sources
+            .iter()
+            .map(|name| {
+                crate::ucs::wire::data_source_from_name(name).ok_or_else(|| {
+                    ExportError::UnknownOption { what: "data source", value: name.clone() }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let attachments = match info.attachments.as_str() {
+            "inline" => Attachments::Inline,
+            "omit" => Attachments::Omit,
+            other => {
+                return Err(ExportError::UnknownOption {
+                    what: "attachments mode",
+                    value: other.to_owned(),
+                });
+            }
+        };
+        Ok(Self { sources, attachments, ..Self::default() })
     }
 }
 
@@ -248,6 +278,14 @@ pub enum ExportError {
         bag: PathBuf,
         /// Everything wrong with it.
         problems: Vec<BagProblem>,
+    },
+    /// A plan's export options hold a value this version does not know.
+    #[error("the plan's export has an unknown {what} {value:?}")]
+    UnknownOption {
+        /// Which option.
+        what: &'static str,
+        /// The value (from the plan: no personal data).
+        value: String,
     },
     /// A value could not be encoded as JSON (a bug).
     #[error("a value could not be encoded as JSON")]
@@ -399,7 +437,14 @@ async fn write_interactions<U: Ucs + ?Sized>(
     out.write(if inline { b",\"attachments\":\"inline\"" } else { b",\"attachments\":\"omit\"" })
         .await?;
     out.write(b",\"dataSources\":[").await?;
-    for (index, &source) in options.sources.iter().enumerate() {
+    // A source asked for twice is exported once, where it first appears.
+    let mut wanted: Vec<DataSource> = Vec::with_capacity(options.sources.len());
+    for source in &options.sources {
+        if !wanted.contains(source) {
+            wanted.push(*source);
+        }
+    }
+    for (index, &source) in wanted.iter().enumerate() {
         if index > 0 {
             out.write(b",").await?;
         }
@@ -434,10 +479,7 @@ async fn write_interactions<U: Ucs + ?Sized>(
             bytes = counts.bytes,
             "data source exported"
         );
-        if sources.insert(source, counts).is_some() {
-            // Listing a source twice would give it two entries in the file but one count.
-            return Err(ExportError::Encoding);
-        }
+        sources.insert(source, counts);
     }
     out.write(b"]}\n").await?;
     Ok((out.finish().await?, sources))
@@ -526,4 +568,28 @@ async fn write_attachment<U: Ucs + ?Sized>(
     out.write(b"}").await?;
     counts.attachments += 1;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::ExportInfo;
+
+    #[test]
+    fn options_come_from_the_plans_export_step() {
+        let info = ExportInfo {
+            data_sources: vec!["archive".to_owned(), "main".to_owned()],
+            attachments: "omit".to_owned(),
+        };
+        let options = ExportOptions::from_plan(&info).unwrap();
+        assert_eq!(options.sources, [DataSource::Archive, DataSource::Main]);
+        assert_eq!(options.attachments, Attachments::Omit);
+        let odd = ExportInfo { attachments: "zip".to_owned(), ..info.clone() };
+        assert!(matches!(
+            ExportOptions::from_plan(&odd),
+            Err(ExportError::UnknownOption { what: "attachments mode", .. })
+        ));
+        let odd = ExportInfo { data_sources: vec!["backup".to_owned()], ..info };
+        assert!(ExportOptions::from_plan(&odd).is_err());
+    }
 }
