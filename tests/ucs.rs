@@ -430,6 +430,37 @@ fn a_bad_configuration_is_refused_up_front() {
     assert!(error.starts_with("cannot use CA file"), "{error}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_limit_and_the_rate_limit_hold() {
+    let sim = start(
+        "demo.yaml",
+        FaultOptions { latency: Duration::from_millis(50), ..FaultOptions::default() },
+    )
+    .await;
+    let mut config = config_for(&sim);
+    config.concurrency = 2;
+    let client = RestClient::new(config).unwrap();
+    let started = std::time::Instant::now();
+    let jane = contact(JANE);
+    let reads = (0..6).map(|_| client.get_contact(&jane));
+    for read in futures_util::future::join_all(reads).await {
+        read.unwrap();
+    }
+    // Six 50 ms calls, two at a time: three rounds.
+    assert!(started.elapsed() >= Duration::from_millis(150), "{:?}", started.elapsed());
+
+    let (sim, _) = demo().await;
+    let mut config = config_for(&sim);
+    config.rate_limit = Some(20.0);
+    let client = RestClient::new(config).unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..30 {
+        client.get_contact(&contact(JANE)).await.unwrap();
+    }
+    // A burst of 20, then 10 more at 20 per second.
+    assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
+}
+
 mod faults {
     use super::*;
 

@@ -445,6 +445,7 @@ impl RestClient {
         request: RequestBuilder,
     ) -> Result<(Response, OwnedSemaphorePermit), UcsError> {
         let permit = self.admit().await?;
+        let started = Instant::now();
         let response = request.send().await.map_err(|error| {
             let detail = if error.is_timeout() {
                 "timed out waiting for the server"
@@ -456,6 +457,13 @@ impl RestClient {
             UcsError::new(operation, ErrorKind::Transient, detail).with_subject(subject)
         })?;
         let status = response.status().as_u16();
+        tracing::debug!(
+            operation = %operation,
+            subject = subject.unwrap_or(""),
+            status,
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "UCS call answered"
+        );
         let meaning = wire::status_meaning(status);
         if meaning == StatusMeaning::Success {
             return Ok((response, permit));
