@@ -212,3 +212,37 @@ fn sim_generate_writes_a_dataset() {
         dataset["contacts"][0]["interactions"]["main"][0]["attachments"][0]["base64"].is_string()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_attachment_streams_in_chunks_byte_for_byte() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("large.json");
+    let options = GenerateOptions {
+        contacts: 1,
+        interactions: 1,
+        attachment_bytes: 3 * 1024 * 1024 + 7,
+        seed: 5,
+        out: out.clone(),
+    };
+    generate(&options).unwrap();
+    let sim = Simulator::start(SimOptions::new(&out)).await.unwrap();
+    let client = RestClient::new(ClientConfig::new(sim.base_url())).unwrap();
+    let dataset: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let interaction = &dataset["contacts"][0]["interactions"]["main"][0];
+    let id = interaction["attachments"][0]["id"].as_str().unwrap();
+    let file = dir.path().join(interaction["attachments"][0]["file"].as_str().unwrap());
+
+    let mut body = client
+        .open_attachment(&ucs_gdpr::ucs::AttachmentId::new(id).unwrap(), DataSource::Main)
+        .await
+        .unwrap();
+    assert_eq!(body.size, Some(3 * 1024 * 1024 + 7));
+    let (mut bytes, mut chunks) = (Vec::new(), 0);
+    while let Some(chunk) = body.bytes.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+        chunks += 1;
+    }
+    assert!(chunks > 1, "streamed, not buffered whole");
+    assert!(bytes == std::fs::read(file).unwrap(), "byte for byte");
+}
