@@ -96,8 +96,9 @@ impl fmt::Display for Operation {
     }
 }
 
-/// Path of the UCS REST API under the configured base URL (which holds any `<base>` prefix).
-pub const UCS_PREFIX: &str = "/ucs/v1";
+// Paths of the UCS REST API are appended to the configured base URL (which holds any
+// `<base>` prefix); they all start with `/ucs/v1`.
+
 /// `POST`: identify contacts by attributes.
 pub const IDENTIFY_CONTACT: &str = "/ucs/v1/OMContacts/IdentifyContact";
 /// `GET`: a contact's attributes.
