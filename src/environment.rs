@@ -1,1 +1,433 @@
-//! The environments file: named targets (UCS, Context Services, GMS, Info Mart) and policy.
+//! The environments file: named targets (UCS, Context Services, GMS, Info Mart) and their policy.
+//!
+//! Secrets never live in the file: it names the environment variables that hold them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::manifest::{self, Diagnostic, FileKind, FileReport, yaml::SpanMap};
+
+/// The file looked for in the current folder when no `--env-file` is given.
+pub const DEFAULT_FILE: &str = "ucs-gdpr.yaml";
+
+/// An environments file (`kind: Environments`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Environments {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    /// The environments by name.
+    pub environments: BTreeMap<String, Environment>,
+    /// The folder the file is in; relative paths in it are resolved from there.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// What kind of target an environment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvironmentType {
+    /// The built-in simulator, started in-process.
+    Embedded,
+    /// A real UCS over REST.
+    Rest,
+}
+
+/// One target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Environment {
+    /// Embedded or REST.
+    #[serde(rename = "type")]
+    pub kind: EnvironmentType,
+    /// What it is, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The UCS tenant.
+    pub tenant: u64,
+    /// Embedded: the simulator's dataset.
+    #[serde(default)]
+    pub dataset: Option<PathBuf>,
+    /// Embedded: where the simulator keeps its state across runs.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// REST: the UCS endpoint.
+    #[serde(default)]
+    pub ucs: Option<Service>,
+    /// The Context Services endpoint.
+    #[serde(default)]
+    pub context_services: Option<Service>,
+    /// The GMS endpoint.
+    #[serde(default)]
+    pub gms: Option<Gms>,
+    /// The Info Mart database.
+    #[serde(default)]
+    pub infomart: Option<InfoMart>,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Requests in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Requests per second.
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    /// The variable holding the HMAC key for subject digests.
+    #[serde(default)]
+    pub hmac_key_env: Option<String>,
+    /// What must hold before anything is applied.
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+fn default_concurrency() -> u32 {
+    8
+}
+
+/// An HTTP service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Service {
+    /// Its base URL.
+    pub url: String,
+    /// How to authenticate.
+    #[serde(default)]
+    pub auth: Option<Auth>,
+    /// Extra certificate authorities.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Authentication, by the names of the variables that hold the secrets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Auth {
+    /// Basic: the user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Basic: the variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The variable holding a bearer token.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+}
+
+/// The GMS endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Gms {
+    /// Its base URL.
+    pub url: String,
+    /// The callback service name.
+    pub service: String,
+    /// How to authenticate.
+    #[serde(default)]
+    pub auth: Option<Auth>,
+}
+
+/// The Info Mart database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InfoMart {
+    /// The connection string, without the password.
+    pub dsn: String,
+    /// The variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+/// Timeouts, in milliseconds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Timeouts {
+    /// To connect.
+    #[serde(default = "default_connect_ms")]
+    pub connect_ms: u64,
+    /// For one answer.
+    #[serde(default = "default_read_ms")]
+    pub read_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { connect_ms: default_connect_ms(), read_ms: default_read_ms() }
+    }
+}
+
+fn default_connect_ms() -> u64 {
+    5_000
+}
+
+fn default_read_ms() -> u64 {
+    30_000
+}
+
+/// What must hold before anything is applied.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policy {
+    /// Whether apply needs an approval (default: `true` for REST, `false` for embedded).
+    #[serde(default)]
+    pub require_approval: Option<bool>,
+    /// Who may approve.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// How many distinct approvals.
+    #[serde(default)]
+    pub min_approvals: Option<u32>,
+    /// Whether a check that is not configured blocks.
+    #[serde(default)]
+    pub require_checks: bool,
+    /// The runbook `ucs-gdpr delete` uses.
+    #[serde(default)]
+    pub forget_runbook: Option<String>,
+    /// The audit log.
+    #[serde(default)]
+    pub audit_log: Option<PathBuf>,
+    /// The signing key.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// Where exports go.
+    #[serde(default)]
+    pub exports: Option<PathBuf>,
+}
+
+impl Environments {
+    /// Loads and validates an environments file.
+    ///
+    /// # Errors
+    /// The file's report when it has any error.
+    pub fn load(path: &Path) -> Result<(Environments, FileReport), FileReport> {
+        let manifest::Loaded { mut report, document } = manifest::load(path);
+        let Some(document) = document else { return Err(report) };
+        match manifest::detect_kind(&document) {
+            Ok(FileKind::Environments) => {}
+            Ok(other) => {
+                report.diagnostics.push(Diagnostic::error(
+                    "schema::wrong-kind",
+                    format!("this is a `{}` file, not an environments file", other.name()),
+                    manifest::value_span(&document, "/kind"),
+                ));
+                return Err(report);
+            }
+            Err(diagnostic) => {
+                report.diagnostics.push(*diagnostic);
+                return Err(report);
+            }
+        }
+        let Some(mut environments) =
+            manifest::typed::<Environments>(FileKind::Environments, &document, &mut report)
+        else {
+            return Err(report);
+        };
+        report.diagnostics.extend(environments.check(path, &document.spans));
+        if report.has_errors() {
+            return Err(report);
+        }
+        environments.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Ok((environments, report))
+    }
+
+    /// Rules beyond the schema: settings that do not apply to the environment's type, and
+    /// files it names that do not exist.
+    pub fn check(&self, path: &Path, spans: &SpanMap) -> Vec<Diagnostic> {
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        let span = |pointer: String| spans.find(&pointer).map(|n| n.value.clone()).unwrap_or(0..0);
+        let key = |pointer: String| {
+            spans.get(&pointer).and_then(|n| n.key.clone()).unwrap_or_else(|| span(pointer))
+        };
+        let mut diagnostics = Vec::new();
+        for (name, environment) in &self.environments {
+            let escaped = name.replace('~', "~0").replace('/', "~1");
+            let at = |field: &str| format!("/environments/{escaped}/{field}");
+            match environment.kind {
+                EnvironmentType::Embedded => {
+                    if environment.ucs.is_some() {
+                        diagnostics.push(Diagnostic::warning(
+                            "environments::ignored",
+                            format!(
+                                "environment `{name}` is embedded: its `ucs` endpoint is not used"
+                            ),
+                            key(at("ucs")),
+                        ));
+                    }
+                    if let Some(dataset) = &environment.dataset
+                        && !base.join(dataset).is_file()
+                    {
+                        diagnostics.push(
+                            Diagnostic::error(
+                                "environments::missing-file",
+                                format!("environment `{name}`: the dataset file does not exist"),
+                                span(at("dataset")),
+                            )
+                            .label("not found")
+                            .help("the path is relative to the environments file"),
+                        );
+                    }
+                }
+                EnvironmentType::Rest => {
+                    for field in ["dataset", "stateDir"] {
+                        if spans.get(&at(field)).is_some() {
+                            diagnostics.push(Diagnostic::warning(
+                                "environments::ignored",
+                                format!(
+                                    "environment `{name}` is a REST target: `{field}` is not used"
+                                ),
+                                key(at(field)),
+                            ));
+                        }
+                    }
+                }
+            }
+            let policy = &environment.policy;
+            if let Some(min) = policy.min_approvals
+                && !policy.approvers.is_empty()
+                && usize::try_from(min).unwrap_or(usize::MAX) > policy.approvers.len()
+            {
+                diagnostics.push(Diagnostic::error(
+                    "environments::approvals",
+                    format!(
+                        "environment `{name}` needs {min} approvals but names only {} approvers",
+                        policy.approvers.len()
+                    ),
+                    span(at("policy/minApprovals")),
+                ));
+            }
+        }
+        diagnostics
+    }
+
+    /// The environment named `name`.
+    pub fn get(&self, name: &str) -> Option<&Environment> {
+        self.environments.get(name)
+    }
+
+    /// Every environment name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.environments.keys().map(String::as_str)
+    }
+}
+
+impl Environment {
+    /// Whether apply needs an approval here.
+    pub fn requires_approval(&self) -> bool {
+        self.policy.require_approval.unwrap_or(self.kind == EnvironmentType::Rest)
+    }
+}
+
+/// The key that turns subject identifiers into digests in embedded environments that name no
+/// `hmacKeyEnv`. It is public on purpose: the simulator's data is fictional, and a rehearsal
+/// must give the same plan ids on every machine. Real environments must name their own key.
+const DEMO_HMAC_KEY: &[u8] = b"ucs-gdpr demo key: not a secret, embedded environments only";
+
+/// Why an environment could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No environment of that name.
+    #[error("there is no environment named `{0}` in the environments file")]
+    Unknown(String),
+    /// An embedded environment without a dataset.
+    #[error("environment `{0}` is embedded but names no `dataset`")]
+    NoDataset(String),
+    /// A REST environment without a UCS endpoint.
+    #[error("environment `{0}` is a REST target but names no `ucs` endpoint")]
+    NoEndpoint(String),
+    /// The simulator did not start.
+    #[error("the embedded simulator did not start")]
+    Simulator(#[from] crate::sim::SimError),
+    /// The client configuration is unusable.
+    #[error("the connection settings are not usable")]
+    Client(#[from] crate::ucs::ConfigError),
+    /// A secret could not be read from its environment variable.
+    #[error(transparent)]
+    Auth(#[from] crate::ucs::AuthError),
+    /// The HMAC key for subject digests is missing or too short.
+    #[error(transparent)]
+    SubjectKey(#[from] crate::audit::SubjectKeyError),
+    /// A REST environment must name its HMAC key.
+    #[error("environment `{0}` must name `hmacKeyEnv`: subject digests need a key of its own")]
+    NoSubjectKey(String),
+}
+
+/// A live connection to an environment: the REST client, and the embedded simulator it talks
+/// to when there is one (stopped when this is dropped).
+#[derive(Debug)]
+pub struct Connection {
+    /// The client every stage uses, whatever the target.
+    pub client: crate::ucs::RestClient,
+    /// The in-process simulator of an embedded environment.
+    pub simulator: Option<crate::sim::RunningSim>,
+    /// Subject digests for plans and audit records.
+    pub digester: crate::audit::SubjectDigester,
+}
+
+impl Environments {
+    /// Connects to the environment named `name`: starts the simulator for an embedded one and
+    /// points the real REST client at it, so every target goes through one code path.
+    ///
+    /// # Errors
+    /// An unknown name, missing settings or secrets, or a simulator that does not start.
+    pub async fn connect(
+        &self,
+        name: &str,
+        faults: crate::sim::FaultOptions,
+    ) -> Result<Connection, ConnectError> {
+        use crate::ucs::{Auth as ClientAuth, ClientConfig, RestClient};
+        let environment = self.get(name).ok_or_else(|| ConnectError::Unknown(name.to_owned()))?;
+        let resolve = |auth: Option<&Auth>| match auth {
+            None => Ok(ClientAuth::None),
+            Some(a) => ClientAuth::resolve(
+                a.user.as_deref(),
+                a.password_env.as_deref(),
+                a.bearer_token_env.as_deref(),
+            ),
+        };
+        let (mut config, simulator) = match environment.kind {
+            EnvironmentType::Embedded => {
+                let dataset = environment
+                    .dataset
+                    .as_ref()
+                    .ok_or_else(|| ConnectError::NoDataset(name.to_owned()))?;
+                let mut options = crate::sim::SimOptions::new(self.base_dir.join(dataset));
+                options.state_dir = environment.state_dir.as_ref().map(|d| self.base_dir.join(d));
+                options.faults = faults;
+                let simulator = crate::sim::Simulator::start(options).await?;
+                (ClientConfig::new(simulator.base_url()), Some(simulator))
+            }
+            EnvironmentType::Rest => {
+                let ucs = environment
+                    .ucs
+                    .as_ref()
+                    .ok_or_else(|| ConnectError::NoEndpoint(name.to_owned()))?;
+                let mut config = ClientConfig::new(ucs.url.clone());
+                config.auth = resolve(ucs.auth.as_ref())?;
+                config.ca_file = ucs.ca_file.as_ref().map(|f| self.base_dir.join(f));
+                config.context_services_url =
+                    environment.context_services.as_ref().map(|s| s.url.clone());
+                if let Some(gms) = &environment.gms {
+                    config.gms_url = Some(gms.url.clone());
+                    config.gms_service = gms.service.clone();
+                }
+                (config, None)
+            }
+        };
+        config.connect_timeout = std::time::Duration::from_millis(environment.timeouts.connect_ms);
+        config.read_timeout = std::time::Duration::from_millis(environment.timeouts.read_ms);
+        config.concurrency = usize::try_from(environment.concurrency).unwrap_or(8).max(1);
+        config.rate_limit = environment.rate_limit;
+        let client = RestClient::new(config)?;
+        let digester = match (&environment.hmac_key_env, environment.kind) {
+            (Some(variable), _) => crate::audit::SubjectDigester::from_env(variable)?,
+            (None, EnvironmentType::Embedded) => crate::audit::SubjectDigester::new(DEMO_HMAC_KEY)?,
+            (None, EnvironmentType::Rest) => {
+                return Err(ConnectError::NoSubjectKey(name.to_owned()));
+            }
+        };
+        Ok(Connection { client, simulator, digester })
+    }
+}

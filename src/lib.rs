@@ -6,9 +6,13 @@
 //! Nothing below [`cli`] prints.
 
 pub mod audit;
+pub mod canonical;
 pub mod cli;
+pub mod durable;
 pub mod environment;
+pub mod export;
 pub mod manifest;
+pub mod plan;
 pub mod runbook;
 pub mod sim;
 pub mod ucs;

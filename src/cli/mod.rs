@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod audit;
+mod plan;
 mod render;
 mod sim;
 mod validate;
@@ -51,6 +52,8 @@ enum Command {
     Validate(validate::Args),
     /// Print the JSON Schema of a file kind.
     Schema(validate::SchemaArgs),
+    /// Resolve a request against its environment, read-only, and print what would happen.
+    Plan(plan::Args),
     /// Verify, inspect and key the audit trail.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
     let exit = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => validate::schema(&args),
+        Command::Plan(args) => plan::run(&args),
         Command::Audit(command) => audit::run(&command),
         Command::Sim(command) => sim::run(&command),
     };

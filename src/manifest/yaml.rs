@@ -308,8 +308,14 @@ impl Loader<'_> {
                 Ok((event, span)) => self.on_event(event, span),
                 Err(error) => {
                     let at = self.byte(error.marker().index());
+                    // The scanner has its own, deeper, nesting bound; report it as ours.
+                    let kind = if error.info().contains("recursion limit") {
+                        YamlErrorKind::TooDeep
+                    } else {
+                        YamlErrorKind::Syntax
+                    };
                     self.fail(
-                        YamlErrorKind::Syntax,
+                        kind,
                         format!(
                             "this is not valid YAML: {} (line {}, column {})",
                             error.info(),

@@ -1,1 +1,503 @@
-//! Runbooks: named DAGs of steps from a fixed catalogue.
+//! Runbooks: named DAGs of steps from a fixed catalogue, the built-in ones, and the rules that
+//! make a runbook safe to follow (acyclic; a delete after the export and after every check).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::manifest::{self, Diagnostic, Document, FileKind, FileReport, value_span};
+
+/// The steps the engine knows, as runbooks name them in `uses`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+pub enum StepKind {
+    /// Info Mart has extracted everything UCS holds for the contact.
+    #[serde(rename = "infomart/etl-complete")]
+    EtlComplete,
+    /// GMS holds no pending callback for the contact.
+    #[serde(rename = "gms/no-pending-callbacks")]
+    NoPendingCallbacks,
+    /// On-premise: stop the contact's interactions that are still in progress.
+    #[serde(rename = "ucs/stop-in-progress")]
+    StopInProgress,
+    /// Cloud: any interaction still in progress blocks (wait for it).
+    #[serde(rename = "ucs/require-no-in-progress")]
+    RequireNoInProgress,
+    /// Delete the contact's Context Services profile.
+    #[serde(rename = "context-services/delete-profile")]
+    DeleteProfile,
+    /// Export the contact and its interactions.
+    #[serde(rename = "ucs/export")]
+    Export,
+    /// Delete the contact and everything attached to it.
+    #[serde(rename = "ucs/delete-contact")]
+    DeleteContact,
+    /// Confirm the contact is gone from main and archive.
+    #[serde(rename = "ucs/verify-absent")]
+    VerifyAbsent,
+}
+
+impl StepKind {
+    /// The name runbooks use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EtlComplete => "infomart/etl-complete",
+            Self::NoPendingCallbacks => "gms/no-pending-callbacks",
+            Self::StopInProgress => "ucs/stop-in-progress",
+            Self::RequireNoInProgress => "ucs/require-no-in-progress",
+            Self::DeleteProfile => "context-services/delete-profile",
+            Self::Export => "ucs/export",
+            Self::DeleteContact => "ucs/delete-contact",
+            Self::VerifyAbsent => "ucs/verify-absent",
+        }
+    }
+
+    /// Whether the step only observes and decides (a failed check blocks what follows).
+    pub fn is_check(self) -> bool {
+        matches!(self, Self::EtlComplete | Self::NoPendingCallbacks | Self::RequireNoInProgress)
+    }
+
+    /// Whether the step must have run before a contact is deleted: every step but the delete
+    /// and its verification.
+    pub fn precedes_delete(self) -> bool {
+        !matches!(self, Self::DeleteContact | Self::VerifyAbsent)
+    }
+
+    /// The scopes the step can run at.
+    pub fn scopes(self) -> &'static [Scope] {
+        match self {
+            Self::EtlComplete => &[Scope::Request, Scope::Contact],
+            _ => &[Scope::Contact],
+        }
+    }
+}
+
+/// How often a step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Once for the whole request.
+    Request,
+    /// Once per resolved contact.
+    Contact,
+}
+
+/// One step of a runbook.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// The step's id within the runbook.
+    pub id: String,
+    /// The catalogue step it runs.
+    pub uses: StepKind,
+    /// How often it runs.
+    pub scope: Scope,
+    /// The steps that must succeed first.
+    #[serde(default)]
+    pub after: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RunbookFile {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    metadata: RunbookMetadata,
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunbookMetadata {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// Where a runbook came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Compiled into the binary.
+    BuiltIn,
+    /// Read from a file.
+    File(PathBuf),
+}
+
+/// A runbook: a named DAG of steps.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Its steps, in file order.
+    pub steps: Vec<Step>,
+    /// Where it came from.
+    pub origin: Origin,
+    /// sha256 of its file's bytes, so a plan can pin the exact runbook.
+    pub sha256: String,
+}
+
+impl Runbook {
+    /// Reads a runbook from a parsed document (schema first).
+    pub fn from_document(
+        document: &Document,
+        report: &mut FileReport,
+        origin: Option<Origin>,
+    ) -> Option<Runbook> {
+        let file: RunbookFile = manifest::typed(FileKind::Runbook, document, report)?;
+        Some(Runbook {
+            name: file.metadata.name,
+            description: file.metadata.description,
+            steps: file.steps,
+            origin: origin.unwrap_or_else(|| Origin::File(report.path.clone())),
+            sha256: sha256_hex(report.source.as_bytes()),
+        })
+    }
+
+    /// Whether any step deletes contacts.
+    pub fn deletes(&self) -> bool {
+        self.steps.iter().any(|s| s.uses == StepKind::DeleteContact)
+    }
+
+    /// Whether any step exports.
+    pub fn exports(&self) -> bool {
+        self.steps.iter().any(|s| s.uses == StepKind::Export)
+    }
+
+    /// The rules beyond the schema: unique ids, known `after`, no cycle, scopes, and a delete
+    /// (transitively) after an export and after every other step that must precede it.
+    pub fn check(&self, spans: &manifest::yaml::SpanMap) -> Vec<Diagnostic> {
+        let document = Document { value: serde_json::Value::Null, spans: spans.clone() };
+        let mut diagnostics = Vec::new();
+        let mut index_of: HashMap<&str, usize> = HashMap::new();
+        for (index, step) in self.steps.iter().enumerate() {
+            if let Some(first) = index_of.get(step.id.as_str()) {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "runbook::duplicate-step",
+                        format!("two steps have the id `{}`", step.id),
+                        value_span(&document, &format!("/steps/{index}/id")),
+                    )
+                    .label("second step with this id")
+                    .related(value_span(&document, &format!("/steps/{first}/id")), "first one"),
+                );
+            } else {
+                index_of.insert(&step.id, index);
+            }
+            if !step.uses.scopes().contains(&step.scope) {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "runbook::scope",
+                        format!(
+                            "`{}` runs once per contact; it cannot have `scope: request`",
+                            step.uses.name()
+                        ),
+                        value_span(&document, &format!("/steps/{index}/scope")),
+                    )
+                    .label("use `scope: contact`"),
+                );
+            }
+            for (position, after) in step.after.iter().enumerate() {
+                if !self.steps.iter().any(|s| &s.id == after) {
+                    let mut diagnostic = Diagnostic::error(
+                        "runbook::unknown-after",
+                        format!(
+                            "step `{}` comes after `{after}`, which is not a step of this runbook",
+                            step.id
+                        ),
+                        value_span(&document, &format!("/steps/{index}/after/{position}")),
+                    )
+                    .label("no such step");
+                    if let Some(close) = manifest::diagnostic::did_you_mean(
+                        after,
+                        self.steps.iter().map(|s| s.id.as_str()),
+                    ) {
+                        diagnostic = diagnostic.help(format!("did you mean `{close}`?"));
+                    }
+                    diagnostics.push(diagnostic);
+                }
+            }
+        }
+        if let Some(cycle) = self.find_cycle() {
+            let first =
+                cycle.first().and_then(|id| index_of.get(id.as_str())).copied().unwrap_or(0);
+            diagnostics.push(
+                Diagnostic::error(
+                    "runbook::cycle",
+                    format!("the steps wait for each other in a cycle: {}", cycle.join(" -> ")),
+                    value_span(&document, &format!("/steps/{first}/after")),
+                )
+                .label("part of the cycle")
+                .help("remove one of these `after` entries so the steps can run in some order"),
+            );
+            return diagnostics;
+        }
+        let ancestors = self.ancestors();
+        let exports: Vec<&Step> =
+            self.steps.iter().filter(|s| s.uses == StepKind::Export).collect();
+        for (index, step) in self.steps.iter().enumerate() {
+            let before = ancestors.get(step.id.as_str());
+            let is_before = |id: &str| before.is_some_and(|set| set.contains(id));
+            match step.uses {
+                StepKind::DeleteContact => {
+                    if exports.is_empty() || !exports.iter().any(|e| is_before(&e.id)) {
+                        diagnostics.push(
+                            Diagnostic::error(
+                                "runbook::delete-before-export",
+                                format!("the delete step `{}` does not come after an export step", step.id),
+                                value_span(&document, &format!("/steps/{index}")),
+                            )
+                            .label("this delete")
+                            .help("add an `ucs/export` step and list it (directly or through another step) in this step's `after`; requests that want no export say so with `exportWaiver`"),
+                        );
+                    }
+                    let missing: Vec<&str> = self
+                        .steps
+                        .iter()
+                        .filter(|s| s.uses.precedes_delete() && s.uses != StepKind::Export)
+                        .filter(|s| !is_before(&s.id))
+                        .map(|s| s.id.as_str())
+                        .collect();
+                    if !missing.is_empty() {
+                        diagnostics.push(
+                            Diagnostic::error(
+                                "runbook::delete-before-check",
+                                format!(
+                                    "the delete step `{}` does not come after {}",
+                                    step.id,
+                                    missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                                ),
+                                value_span(&document, &format!("/steps/{index}")),
+                            )
+                            .label("this delete")
+                            .help("nothing may be deleted before every check has passed: add them to `after`"),
+                        );
+                    }
+                }
+                StepKind::VerifyAbsent => {
+                    let after_delete = self
+                        .steps
+                        .iter()
+                        .any(|s| s.uses == StepKind::DeleteContact && is_before(&s.id));
+                    if !after_delete {
+                        diagnostics.push(
+                            Diagnostic::error(
+                                "runbook::verify-before-delete",
+                                format!("the step `{}` verifies absence but does not come after a delete step", step.id),
+                                value_span(&document, &format!("/steps/{index}")),
+                            )
+                            .label("this verification"),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        diagnostics
+    }
+
+    /// A cycle of step ids (first repeated at the end), if the `after` edges have one.
+    pub fn find_cycle(&self) -> Option<Vec<String>> {
+        let edges: HashMap<&str, Vec<&str>> = self
+            .steps
+            .iter()
+            .map(|s| (s.id.as_str(), s.after.iter().map(String::as_str).collect()))
+            .collect();
+        // 0 unvisited, 1 on the path, 2 done.
+        let mut state: HashMap<&str, u8> = HashMap::new();
+        let mut path: Vec<&str> = Vec::new();
+        fn visit<'a>(
+            node: &'a str,
+            edges: &HashMap<&'a str, Vec<&'a str>>,
+            state: &mut HashMap<&'a str, u8>,
+            path: &mut Vec<&'a str>,
+        ) -> Option<Vec<String>> {
+            match state.get(node) {
+                Some(2) => return None,
+                Some(1) => {
+                    let start = path.iter().position(|n| *n == node).unwrap_or(0);
+                    let mut cycle: Vec<String> = path
+                        .get(start..)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect();
+                    cycle.push(node.to_owned());
+                    return Some(cycle);
+                }
+                _ => {}
+            }
+            state.insert(node, 1);
+            path.push(node);
+            for next in edges.get(node).into_iter().flatten() {
+                if edges.contains_key(next)
+                    && let Some(cycle) = visit(next, edges, state, path)
+                {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            state.insert(node, 2);
+            None
+        }
+        for step in &self.steps {
+            if let Some(cycle) = visit(&step.id, &edges, &mut state, &mut path) {
+                return Some(cycle);
+            }
+        }
+        None
+    }
+
+    /// For each step, every step it (transitively) comes after.
+    pub fn ancestors(&self) -> BTreeMap<&str, BTreeSet<&str>> {
+        let direct: HashMap<&str, &Vec<String>> =
+            self.steps.iter().map(|s| (s.id.as_str(), &s.after)).collect();
+        let mut result = BTreeMap::new();
+        for step in &self.steps {
+            let mut seen: BTreeSet<&str> = BTreeSet::new();
+            let mut todo: Vec<&str> = step.after.iter().map(String::as_str).collect();
+            while let Some(id) = todo.pop() {
+                if seen.insert(id)
+                    && let Some(next) = direct.get(id)
+                {
+                    todo.extend(next.iter().map(String::as_str));
+                }
+            }
+            result.insert(step.id.as_str(), seen);
+        }
+        result
+    }
+
+    /// The steps in an order that respects `after` (file order among independent steps), or
+    /// `None` when there is a cycle.
+    pub fn order(&self) -> Option<Vec<&Step>> {
+        let mut done: BTreeSet<&str> = BTreeSet::new();
+        let mut order = Vec::with_capacity(self.steps.len());
+        while order.len() < self.steps.len() {
+            let next = self.steps.iter().find(|s| {
+                !done.contains(s.id.as_str()) && s.after.iter().all(|a| done.contains(a.as_str()))
+            })?;
+            done.insert(&next.id);
+            order.push(next);
+        }
+        Some(order)
+    }
+}
+
+/// The built-in runbooks, as shipped in `runbooks/`.
+const BUILT_IN: [(&str, &str); 4] = [
+    ("forget-me-on-premise", include_str!("../../runbooks/forget-me-on-premise.yaml")),
+    ("forget-me-cloud", include_str!("../../runbooks/forget-me-cloud.yaml")),
+    ("export-only", include_str!("../../runbooks/export-only.yaml")),
+    ("batch-delete", include_str!("../../runbooks/batch-delete.yaml")),
+];
+
+/// The runbooks a request may name: the built-in ones, then files that add or override.
+#[derive(Debug, Clone, Default)]
+pub struct RunbookLibrary {
+    runbooks: BTreeMap<String, Runbook>,
+}
+
+impl RunbookLibrary {
+    /// The built-in runbooks.
+    pub fn built_in() -> Self {
+        let mut library = Self::default();
+        for (name, text) in BUILT_IN {
+            let path = PathBuf::from(format!("<built-in>/runbooks/{name}.yaml"));
+            let mut report = FileReport::new(&path, std::sync::Arc::new(text.to_owned()));
+            let runbook = manifest::yaml::load_str(text, &manifest::Limits::MANIFEST)
+                .ok()
+                .and_then(|doc| Runbook::from_document(&doc, &mut report, Some(Origin::BuiltIn)));
+            // The built-ins are tested to load and pass every rule; one that does not is left
+            // out rather than crashing a tool that may not even need it.
+            if let Some(runbook) = runbook {
+                library.runbooks.insert(runbook.name.clone(), runbook);
+            }
+        }
+        library
+    }
+
+    /// Adds every runbook file in `dir` (overriding built-ins of the same name). Files that are
+    /// not valid runbooks are returned as reports and not added.
+    pub fn add_dir(&mut self, dir: &Path) -> Vec<FileReport> {
+        let files = match manifest::collect_files(&[dir.to_owned()]) {
+            Ok(files) => files,
+            Err((path, error)) => {
+                let mut report = FileReport::new(&path, std::sync::Arc::new(String::new()));
+                report.diagnostics.push(Diagnostic::error(
+                    "io::read",
+                    format!("cannot read the runbooks folder: {error}"),
+                    0..0,
+                ));
+                return vec![report];
+            }
+        };
+        let mut failed = Vec::new();
+        for path in files {
+            let manifest::Loaded { mut report, document } = manifest::load(&path);
+            let runbook = document.as_ref().and_then(|document| {
+                let runbook = Runbook::from_document(document, &mut report, None)?;
+                report.diagnostics.extend(runbook.check(&document.spans));
+                Some(runbook)
+            });
+            match runbook {
+                Some(runbook) if !report.has_errors() => {
+                    self.runbooks.insert(runbook.name.clone(), runbook);
+                }
+                _ => failed.push(report),
+            }
+        }
+        failed
+    }
+
+    /// The runbook named `name`.
+    pub fn get(&self, name: &str) -> Option<&Runbook> {
+        self.runbooks.get(name)
+    }
+
+    /// Every runbook name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.runbooks.keys().map(String::as_str)
+    }
+}
+
+/// Lowercase hex sha256 of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_runbook_loads_and_passes_every_rule() {
+        for (name, text) in BUILT_IN {
+            let doc = manifest::yaml::load_str(text, &manifest::Limits::MANIFEST).unwrap();
+            let mut report = FileReport::new(Path::new(name), std::sync::Arc::new(text.into()));
+            let runbook = Runbook::from_document(&doc, &mut report, Some(Origin::BuiltIn))
+                .unwrap_or_else(|| panic!("{name}: {:?}", report.diagnostics));
+            assert_eq!(runbook.name, name);
+            assert_eq!(runbook.check(&doc.spans), vec![], "{name}");
+            assert!(runbook.order().is_some());
+        }
+        assert_eq!(RunbookLibrary::built_in().names().count(), 4);
+    }
+
+    #[test]
+    fn order_puts_every_step_after_its_dependencies() {
+        let library = RunbookLibrary::built_in();
+        let runbook = library.get("forget-me-on-premise").unwrap();
+        let order: Vec<&str> = runbook.order().unwrap().iter().map(|s| s.id.as_str()).collect();
+        let position = |id: &str| order.iter().position(|s| *s == id).unwrap();
+        for step in &runbook.steps {
+            for after in &step.after {
+                assert!(position(after) < position(&step.id));
+            }
+        }
+    }
+}

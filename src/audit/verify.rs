@@ -1,0 +1,785 @@
+//! Verification: every line, every link, every sequence number, and the checkpoint.
+//!
+//! Each line is checked on its own (JSON, record schema, recomputed hash) and against the
+//! chain so far. When a line does not fit, the classifier looks one line ahead and remembers
+//! gaps and out-of-place records, so that a single act of tampering is reported once, as what
+//! it is, at the line where it shows:
+//!
+//! - *modified*: the line's hash does not match its content;
+//! - *deleted*: `seq` jumps forward and `prev` does not link to the line before; reported at
+//!   the first line after the gap;
+//! - *inserted*: the line does not fit and the next line links to the line before it (the
+//!   chain continues as if it were not there), or it forks the chain (same `seq` and `prev`
+//!   as its neighbour, while the chain continues from the other);
+//! - *reordered*: a valid record out of its place: ahead of its turn (the chain does not
+//!   continue from it and its slot turns up empty later) or behind it (its `seq` fills a gap
+//!   seen earlier); reported at the line where it sits;
+//! - *duplicated*: the same record (`seq` and hash) as the line before;
+//! - *broken link*: the right `seq`, a valid hash, but `prev` is not the previous record's
+//!   hash (one of the two was rewritten with a recomputed hash);
+//! - *malformed*: a line in the middle that is not a record (it stands for one record: the
+//!   chain resumes after it without another fault);
+//! - *torn last line*: the last line is not a record (a crash mid-write; reopening the log
+//!   for writing moves it aside).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use serde::Serialize;
+
+use super::AuditError;
+use super::checkpoint::{Checkpoint, SignatureCheck};
+use super::record::{
+    AuditRecord, ContactId, Event, LineError, ParsedLine, RequestId, Sha256Hex, StepId, parse_line,
+};
+
+/// What to verify the log against.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// A checkpoint kept elsewhere: reveals a truncated or rewritten tail.
+    pub checkpoint: Option<Checkpoint>,
+    /// The public key the checkpoint must be signed with.
+    pub public_key: Option<VerifyingKey>,
+}
+
+/// The kind of a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// A line in the middle of the log is not a record at all.
+    Malformed,
+    /// A record's content no longer matches its hash.
+    Modified,
+    /// Records are missing.
+    Deleted,
+    /// A line that does not belong to the chain.
+    Inserted,
+    /// A valid record out of its place.
+    Reordered,
+    /// A record repeated.
+    Duplicated,
+    /// A record does not link to the one before it.
+    BrokenLink,
+    /// The last line is incomplete.
+    TornLastLine,
+    /// Records were removed from the end (seen only against a checkpoint).
+    TruncatedTail,
+    /// The log does not contain the record the checkpoint names as its head.
+    CheckpointMismatch,
+    /// The checkpoint's signature does not verify.
+    BadSignature,
+    /// The checkpoint was signed by another key.
+    WrongKey,
+    /// A public key was given but the checkpoint is not signed.
+    UnsignedCheckpoint,
+}
+
+impl FaultKind {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Modified => "modified",
+            Self::Deleted => "deleted",
+            Self::Inserted => "inserted",
+            Self::Reordered => "reordered",
+            Self::Duplicated => "duplicated",
+            Self::BrokenLink => "broken link",
+            Self::TornLastLine => "torn last line",
+            Self::TruncatedTail => "truncated tail",
+            Self::CheckpointMismatch => "checkpoint mismatch",
+            Self::BadSignature => "bad signature",
+            Self::WrongKey => "wrong key",
+            Self::UnsignedCheckpoint => "unsigned checkpoint",
+        }
+    }
+}
+
+/// One fault found in the log or its checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fault {
+    /// The 1-based line where it shows; `None` for faults of the checkpoint.
+    pub line: Option<u64>,
+    /// What it is.
+    pub kind: FaultKind,
+    /// The `seq` concerned, when known.
+    pub seq: Option<u64>,
+    /// An explanation for a reviewer.
+    pub message: String,
+}
+
+/// A `step.intent` with no outcome after it: a run that stopped mid-step, not tampering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Interrupted {
+    /// The intent's line.
+    pub line: u64,
+    /// The intent's `seq`.
+    pub seq: u64,
+    /// Its request.
+    pub request_id: Option<RequestId>,
+    /// Its step.
+    pub step: Option<StepId>,
+    /// Its contact.
+    pub contact: Option<ContactId>,
+}
+
+/// A `log.recovered` record: a torn line was moved aside when the log was reopened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recovered {
+    /// The record's line.
+    pub line: u64,
+    /// How many torn bytes were moved aside.
+    pub torn_bytes: Option<u64>,
+}
+
+/// What was found about the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointStatus {
+    /// Records the checkpoint covers.
+    pub size: u64,
+    /// Its head hash.
+    pub head: Sha256Hex,
+    /// Its signing key id.
+    pub key_id: Option<String>,
+    /// `valid`, `unsigned`, `not-checked`, `wrong-key` or `bad`.
+    pub signature: &'static str,
+    /// Records in the log after the checkpoint (appended by later runs).
+    pub records_after: u64,
+}
+
+/// The result of verifying a log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    /// Whether the log verifies (no fault; interrupted runs allowed).
+    pub ok: bool,
+    /// Lines read.
+    pub lines: u64,
+    /// Lines that are well-formed records.
+    pub records: u64,
+    /// `run.start` records.
+    pub runs: u64,
+    /// Distinct request ids.
+    pub requests: u64,
+    /// Every fault, by line.
+    pub faults: Vec<Fault>,
+    /// Intents without an outcome.
+    pub interrupted: Vec<Interrupted>,
+    /// Torn lines recovered by the writer.
+    pub recovered: Vec<Recovered>,
+    /// The checkpoint, when one was given.
+    pub checkpoint: Option<CheckpointStatus>,
+    /// A writer held the log while it was read: an incomplete last line is a record being
+    /// written, not a fault.
+    pub writer_active: bool,
+    /// The line being written when `writer_active`, left unchecked.
+    pub unchecked_last_line: Option<u64>,
+}
+
+/// Verifies the log at `path`. I/O errors are errors; everything wrong with the content is a
+/// [`Fault`] in the report.
+pub fn verify_file(path: &Path, options: &VerifyOptions) -> Result<VerifyReport, AuditError> {
+    let io =
+        |source| AuditError::Io { action: "read the audit log", path: path.to_owned(), source };
+    let file = File::open(path).map_err(io)?;
+    let writer_active = writer_holds(&file);
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut verifier = Verifier::new(options.checkpoint.as_ref().map(|c| c.size));
+    verifier.writer_active = writer_active;
+    let mut current: Option<Line> = read_line(&mut reader, 1).map_err(io)?;
+    while let Some(line) = current {
+        let next = read_line(&mut reader, line.number + 1).map_err(io)?;
+        verifier.process(&line, next.as_ref());
+        current = next;
+    }
+    Ok(verifier.finish(options))
+}
+
+/// Whether a writer holds the log's lock. Probed, not held: holding even a shared lock would
+/// refuse a writer that starts meanwhile.
+fn writer_holds(file: &File) -> bool {
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
+}
+
+struct Line {
+    number: u64,
+    parsed: Result<ParsedLine, LineError>,
+    is_last: bool,
+}
+
+fn read_line(reader: &mut impl BufRead, number: u64) -> std::io::Result<Option<Line>> {
+    let mut bytes = Vec::with_capacity(512);
+    if reader.read_until(b'\n', &mut bytes)? == 0 {
+        return Ok(None);
+    }
+    let complete = bytes.last() == Some(&b'\n');
+    if complete {
+        bytes.pop();
+    }
+    let is_last = reader.fill_buf()?.is_empty();
+    // A line without its newline is torn even if what is there happens to parse.
+    let parsed = if complete { parse_line(&bytes) } else { Err(LineError::NotJson) };
+    Ok(Some(Line { number, parsed, is_last }))
+}
+
+/// The last record accepted into the chain.
+struct Anchor {
+    line: u64,
+    seq: u64,
+    hash: Sha256Hex,
+    prev: Sha256Hex,
+    /// The fault reported for the anchor's own line, if any.
+    fault: Option<usize>,
+}
+
+/// A forward jump in `seq`: missing sequence numbers, reported as deleted unless they turn
+/// up elsewhere (then the records were reordered).
+struct Gap {
+    line: u64,
+    missing: Vec<(u64, u64)>,
+}
+
+/// A valid record that came before its turn, provisionally reported as inserted.
+struct Displaced {
+    line: u64,
+    record: AuditRecord,
+    seq: u64,
+    hash: Sha256Hex,
+    prev: Sha256Hex,
+    expected_then: u64,
+    fault: usize,
+}
+
+type IntentKey = (Option<RequestId>, Option<StepId>, Option<ContactId>);
+
+struct Verifier {
+    anchor: Option<Anchor>,
+    faults: Vec<Fault>,
+    gaps: Vec<Gap>,
+    displaced: Vec<Displaced>,
+    lines: u64,
+    records: u64,
+    /// Lines since the anchor that are not records: each may stand for a record.
+    unreadable: u64,
+    runs: u64,
+    requests: HashSet<RequestId>,
+    open_intents: HashMap<IntentKey, (u64, u64)>,
+    recovered: Vec<Recovered>,
+    writer_active: bool,
+    unchecked_last_line: Option<u64>,
+    /// The `seq` whose hash a checkpoint names, and that hash once seen.
+    checkpoint_seq: Option<u64>,
+    checkpoint_hash: Option<(u64, Sha256Hex)>,
+}
+
+impl Verifier {
+    fn new(checkpoint_size: Option<u64>) -> Self {
+        Self {
+            anchor: None,
+            faults: Vec::new(),
+            gaps: Vec::new(),
+            displaced: Vec::new(),
+            lines: 0,
+            records: 0,
+            unreadable: 0,
+            runs: 0,
+            requests: HashSet::new(),
+            open_intents: HashMap::new(),
+            recovered: Vec::new(),
+            writer_active: false,
+            unchecked_last_line: None,
+            checkpoint_seq: checkpoint_size.and_then(|size| size.checked_sub(1)),
+            checkpoint_hash: None,
+        }
+    }
+
+    fn expected(&self) -> u64 {
+        self.anchor.as_ref().map_or(0, |anchor| anchor.seq.saturating_add(1))
+    }
+
+    fn anchor_hash(&self) -> Sha256Hex {
+        self.anchor.as_ref().map_or_else(Sha256Hex::genesis, |anchor| anchor.hash.clone())
+    }
+
+    fn fault(&mut self, line: u64, kind: FaultKind, seq: Option<u64>, message: String) -> usize {
+        self.faults.push(Fault { line: Some(line), kind, seq, message });
+        self.faults.len() - 1
+    }
+
+    fn accept(&mut self, line: u64, record: &AuditRecord, seq: u64, fault: Option<usize>) {
+        self.track(line, record);
+        self.unreadable = 0;
+        if self.checkpoint_seq == Some(seq) {
+            self.checkpoint_hash = Some((line, record.hash.clone()));
+        }
+        self.anchor =
+            Some(Anchor { line, seq, hash: record.hash.clone(), prev: record.prev.clone(), fault });
+    }
+
+    fn process(&mut self, line: &Line, next: Option<&Line>) {
+        self.lines += 1;
+        let number = line.number;
+        let parsed = match &line.parsed {
+            Ok(parsed) => parsed,
+            Err(LineError::NotJson) if line.is_last && self.writer_active => {
+                self.unchecked_last_line = Some(number);
+                return;
+            }
+            Err(error) => {
+                let (kind, message) = if line.is_last && *error == LineError::NotJson {
+                    (
+                        FaultKind::TornLastLine,
+                        format!(
+                            "the last line is incomplete ({}): a write was interrupted; \
+                             opening the log for writing moves it aside to the .torn file",
+                            error.as_str()
+                        ),
+                    )
+                } else {
+                    (FaultKind::Malformed, format!("the line is {}", error.as_str()))
+                };
+                self.fault(number, kind, None, message);
+                self.unreadable += 1;
+                return;
+            }
+        };
+        self.records += 1;
+        self.classify(number, parsed, next.and_then(|next| next.parsed.as_ref().ok()));
+    }
+
+    /// Counts and intent tracking, for records that belong to the chain.
+    fn track(&mut self, number: u64, record: &AuditRecord) {
+        if let Some(request) = &record.request_id
+            && !self.requests.contains(request)
+        {
+            self.requests.insert(request.clone());
+        }
+        let key = || (record.request_id.clone(), record.step.clone(), record.contact.clone());
+        match record.event {
+            Event::RunStart => self.runs += 1,
+            Event::StepIntent => {
+                self.open_intents.insert(key(), (number, record.seq));
+            }
+            event if event.is_step_outcome() => {
+                self.open_intents.remove(&key());
+            }
+            Event::LogRecovered => self.recovered.push(Recovered {
+                line: number,
+                torn_bytes: record.detail.as_ref().and_then(|detail| detail.torn_bytes),
+            }),
+            _ => {}
+        }
+    }
+
+    fn classify(&mut self, number: u64, parsed: &ParsedLine, next: Option<&ParsedLine>) {
+        let record = &parsed.record;
+        let intact = parsed.hash_matches;
+        let seq = record.seq;
+        let expected = self.expected();
+        let anchor_hash = self.anchor_hash();
+
+        if let Some(anchor) = &self.anchor
+            && seq == anchor.seq
+            && record.hash == anchor.hash
+        {
+            let message = format!("the same record as line {} (seq {seq})", anchor.line);
+            self.fault(number, FaultKind::Duplicated, Some(seq), message);
+            return;
+        }
+        if intact && seq == expected && record.prev == anchor_hash {
+            self.accept(number, record, seq, None);
+            return;
+        }
+        // Unreadable lines just before stood for the records in between (already reported);
+        // the link through them cannot be checked.
+        if intact && self.unreadable > 0 && seq == expected.saturating_add(self.unreadable) {
+            self.accept(number, record, seq, None);
+            return;
+        }
+        // The chain continues on the next line as if this one were not there.
+        if next.is_some_and(|next| next.record.seq == expected && next.record.prev == anchor_hash) {
+            if intact && seq > expected {
+                self.displace(number, record, expected);
+            } else if intact && seq < expected && self.take_from_gaps(seq).is_some() {
+                self.track(number, record);
+                self.report_moved_later(number, seq, expected);
+            } else {
+                let message = format!(
+                    "this line does not belong to the chain (seq {seq}); the next line links \
+                     to the record before it"
+                );
+                self.fault(number, FaultKind::Inserted, Some(seq), message);
+            }
+            return;
+        }
+        // A fork: same seq and prev as the anchor. The one the chain continues from stays.
+        if let Some(anchor) = &self.anchor
+            && intact
+            && seq == anchor.seq
+            && record.prev == anchor.prev
+        {
+            if next.is_none_or(|next| next.record.prev == record.hash) {
+                let message = format!(
+                    "this line does not belong to the chain: line {number} has the same \
+                     seq {seq} and links to the same record, and the chain continues \
+                     from line {number}",
+                );
+                let anchor_line = anchor.line;
+                match anchor.fault.and_then(|index| self.faults.get_mut(index)) {
+                    Some(fault) => {
+                        fault.kind = FaultKind::Inserted;
+                        fault.message = message;
+                    }
+                    None => {
+                        self.fault(anchor_line, FaultKind::Inserted, Some(seq), message);
+                    }
+                }
+                self.accept(number, record, seq, None);
+            } else {
+                let message = format!(
+                    "this line does not belong to the chain: it repeats seq {seq} of line \
+                     {} and the chain continues from that line",
+                    anchor.line
+                );
+                self.fault(number, FaultKind::Inserted, Some(seq), message);
+            }
+            return;
+        }
+        if !intact {
+            let message = format!(
+                "the record's content does not match its hash (record seq {expected}): it was \
+                 edited after it was written"
+            );
+            let fault = self.fault(number, FaultKind::Modified, Some(expected), message);
+            self.accept(number, record, expected, Some(fault));
+            return;
+        }
+        if seq == expected {
+            let message = format!(
+                "prev does not match the hash of the record before it{}: one of the two was \
+                 rewritten and its hash recomputed",
+                self.anchor.as_ref().map(|a| format!(" (line {})", a.line)).unwrap_or_default()
+            );
+            let fault = self.fault(number, FaultKind::BrokenLink, Some(seq), message);
+            self.accept(number, record, seq, Some(fault));
+            return;
+        }
+        if seq > expected {
+            // The chain does not continue from this record and the next one is earlier:
+            // this one is out of place (records were moved), not the end of a deletion.
+            if record.prev != anchor_hash && next.is_some_and(|next| next.record.seq < seq) {
+                self.displace(number, record, expected);
+            } else {
+                self.jump_forward(number, record, expected, &anchor_hash);
+            }
+            return;
+        }
+        if self.take_from_gaps(seq).is_some() {
+            self.track(number, record);
+            self.report_moved_later(number, seq, expected);
+            return;
+        }
+        let message = format!(
+            "seq goes backwards (seq {seq} after seq {}): a copy of an earlier record or a \
+             record from elsewhere was inserted",
+            expected.saturating_sub(1)
+        );
+        self.fault(number, FaultKind::Inserted, Some(seq), message);
+    }
+
+    /// A valid record ahead of its turn: inserted, unless its slot turns up empty later
+    /// (then it was reordered).
+    fn displace(&mut self, number: u64, record: &AuditRecord, expected: u64) {
+        let seq = record.seq;
+        let message = format!(
+            "record seq {seq} does not belong here (expected seq {expected}); the chain \
+             continues without it"
+        );
+        let fault = self.fault(number, FaultKind::Inserted, Some(seq), message);
+        self.displaced.push(Displaced {
+            line: number,
+            record: record.clone(),
+            seq,
+            hash: record.hash.clone(),
+            prev: record.prev.clone(),
+            expected_then: expected,
+            fault,
+        });
+    }
+
+    /// `seq` jumps past `expected`: records are missing here, unless they came earlier.
+    fn jump_forward(
+        &mut self,
+        number: u64,
+        record: &AuditRecord,
+        expected: u64,
+        anchor_hash: &Sha256Hex,
+    ) {
+        let seq = record.seq;
+        let mut missing = vec![(expected, seq - 1)];
+        let mut linked = record.prev == *anchor_hash;
+        let mut index = 0;
+        while let Some(displaced) = self.displaced.get(index) {
+            if (expected..seq).contains(&displaced.seq) {
+                let displaced = self.displaced.swap_remove(index);
+                self.track(displaced.line, &displaced.record);
+                remove_seq(&mut missing, displaced.seq);
+                if displaced.seq.checked_add(1) == Some(seq) && record.prev == displaced.hash {
+                    linked = true;
+                }
+                if let Some(fault) = self.faults.get_mut(displaced.fault) {
+                    fault.kind = FaultKind::Reordered;
+                    fault.message = format!(
+                        "record seq {} is out of order: it comes before seq {}",
+                        displaced.seq, displaced.expected_then
+                    );
+                }
+            } else {
+                index += 1;
+            }
+        }
+        let fault = if missing.is_empty() {
+            (!linked).then(|| {
+                let message =
+                    "prev does not match the hash of the record before it in sequence".to_owned();
+                self.fault(number, FaultKind::BrokenLink, Some(seq), message)
+            })
+        } else if linked {
+            let message = format!(
+                "seq jumps from {} to {seq} yet the record links to the line before: its seq \
+                 was rewritten and its hash recomputed",
+                expected.saturating_sub(1)
+            );
+            Some(self.fault(number, FaultKind::Modified, Some(seq), message))
+        } else {
+            self.gaps.push(Gap { line: number, missing });
+            None
+        };
+        self.accept(number, record, seq, fault);
+    }
+
+    fn report_moved_later(&mut self, number: u64, seq: u64, expected: u64) {
+        let message = format!(
+            "record seq {seq} is out of order: it comes after seq {}",
+            expected.saturating_sub(1)
+        );
+        self.fault(number, FaultKind::Reordered, Some(seq), message);
+    }
+
+    /// Removes `seq` from the gaps; returns the line of the gap it was in.
+    fn take_from_gaps(&mut self, seq: u64) -> Option<u64> {
+        self.gaps.iter_mut().find_map(|gap| remove_seq(&mut gap.missing, seq).then_some(gap.line))
+    }
+
+    fn finish(mut self, options: &VerifyOptions) -> VerifyReport {
+        // Records displaced past the end (the last two lines swapped) fit after the chain.
+        while let Some(index) = self.displaced.iter().position(|displaced| {
+            displaced.seq == self.expected() && displaced.prev == self.anchor_hash()
+        }) {
+            let displaced = self.displaced.swap_remove(index);
+            self.track(displaced.line, &displaced.record);
+            if let Some(fault) = self.faults.get_mut(displaced.fault) {
+                fault.kind = FaultKind::Reordered;
+                fault.message = format!(
+                    "record seq {} is out of order: it comes before seq {}",
+                    displaced.seq, displaced.expected_then
+                );
+                let line = fault.line.unwrap_or_default();
+                if self.checkpoint_seq == Some(displaced.seq) {
+                    self.checkpoint_hash = Some((line, displaced.hash.clone()));
+                }
+                self.anchor = Some(Anchor {
+                    line,
+                    seq: displaced.seq,
+                    hash: displaced.hash,
+                    prev: displaced.prev,
+                    fault: Some(displaced.fault),
+                });
+            }
+        }
+        for gap in std::mem::take(&mut self.gaps) {
+            let count = gap
+                .missing
+                .iter()
+                .fold(0_u64, |count, (from, to)| count.saturating_add(to - from).saturating_add(1));
+            if count == 0 {
+                continue;
+            }
+            let seqs = gap
+                .missing
+                .iter()
+                .map(
+                    |&(from, to)| {
+                        if from == to { from.to_string() } else { format!("{from}..{to}") }
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join(", ");
+            let records = if count == 1 { "record" } else { "records" };
+            let message = format!("{count} {records} missing before this line (seq {seqs})");
+            let first = gap.missing.first().map(|&(from, _)| from);
+            self.fault(gap.line, FaultKind::Deleted, first, message);
+        }
+        let checkpoint =
+            options.checkpoint.as_ref().map(|checkpoint| self.check(checkpoint, options));
+        self.faults.sort_by_key(|fault| fault.line.unwrap_or(u64::MAX));
+        let mut interrupted: Vec<Interrupted> = self
+            .open_intents
+            .into_iter()
+            .map(|((request_id, step, contact), (line, seq))| Interrupted {
+                line,
+                seq,
+                request_id,
+                step,
+                contact,
+            })
+            .collect();
+        interrupted.sort_by_key(|intent| intent.line);
+        VerifyReport {
+            ok: self.faults.is_empty(),
+            lines: self.lines,
+            records: self.records,
+            runs: self.runs,
+            requests: u64::try_from(self.requests.len()).unwrap_or(u64::MAX),
+            faults: self.faults,
+            interrupted,
+            recovered: self.recovered,
+            checkpoint,
+            writer_active: self.writer_active,
+            unchecked_last_line: self.unchecked_last_line,
+        }
+    }
+
+    /// Checks the log against a checkpoint kept elsewhere.
+    fn check(&mut self, checkpoint: &Checkpoint, options: &VerifyOptions) -> CheckpointStatus {
+        let length = self.expected();
+        let mut checkpoint_fault = |kind, message| {
+            self.faults.push(Fault { line: None, kind, seq: None, message });
+        };
+        if length < checkpoint.size {
+            let removed = checkpoint.size - length;
+            let records = if removed == 1 { "record was" } else { "records were" };
+            checkpoint_fault(
+                FaultKind::TruncatedTail,
+                format!(
+                    "the checkpoint of {} covers {} records but the log has only {length}: \
+                     {removed} {records} removed from the end",
+                    checkpoint.time, checkpoint.size
+                ),
+            );
+        } else if checkpoint.size == 0 {
+            if checkpoint.head != Sha256Hex::genesis() {
+                checkpoint_fault(
+                    FaultKind::CheckpointMismatch,
+                    "the checkpoint covers no record but names a head hash".to_owned(),
+                );
+            }
+        } else {
+            match &self.checkpoint_hash {
+                Some((_, hash)) if *hash == checkpoint.head => {}
+                found => {
+                    let line = found
+                        .as_ref()
+                        .map(|(line, _)| format!(" (line {line})"))
+                        .unwrap_or_default();
+                    checkpoint_fault(
+                        FaultKind::CheckpointMismatch,
+                        format!(
+                            "record seq {}{line} is not the record the checkpoint of {} names \
+                             as its head: the log was rewritten",
+                            checkpoint.size - 1,
+                            checkpoint.time
+                        ),
+                    );
+                }
+            }
+        }
+        let signature = match (&options.public_key, checkpoint.signature.is_some()) {
+            (None, true) => "not-checked",
+            (None, false) => "unsigned",
+            (Some(key), _) => match checkpoint.check_signature(key) {
+                SignatureCheck::Valid => "valid",
+                SignatureCheck::Unsigned => {
+                    checkpoint_fault(
+                        FaultKind::UnsignedCheckpoint,
+                        "a public key was given but the checkpoint is not signed".to_owned(),
+                    );
+                    "unsigned"
+                }
+                SignatureCheck::WrongKey => {
+                    checkpoint_fault(
+                        FaultKind::WrongKey,
+                        format!(
+                            "the checkpoint was signed by key {}, not by the given public key",
+                            checkpoint.key_id.as_deref().unwrap_or("(none)")
+                        ),
+                    );
+                    "wrong-key"
+                }
+                SignatureCheck::Bad => {
+                    checkpoint_fault(
+                        FaultKind::BadSignature,
+                        "the checkpoint's signature does not verify: the checkpoint was altered"
+                            .to_owned(),
+                    );
+                    "bad"
+                }
+            },
+        };
+        CheckpointStatus {
+            size: checkpoint.size,
+            head: checkpoint.head.clone(),
+            key_id: checkpoint.key_id.clone(),
+            signature,
+            records_after: length.saturating_sub(checkpoint.size),
+        }
+    }
+}
+
+/// Removes `seq` from a list of inclusive ranges; whether it was there.
+fn remove_seq(ranges: &mut Vec<(u64, u64)>, seq: u64) -> bool {
+    let Some(index) = ranges.iter().position(|&(from, to)| (from..=to).contains(&seq)) else {
+        return false;
+    };
+    let (from, to) = ranges.swap_remove(index);
+    if from < seq {
+        ranges.push((from, seq - 1));
+    }
+    if seq < to {
+        ranges.push((seq + 1, to));
+    }
+    ranges.sort_unstable();
+    true
+}
+
+/// Reads the records of the log in order, for display; lines that are not records are
+/// counted, not returned.
+pub fn read_records(path: &Path) -> Result<(Vec<(u64, AuditRecord)>, u64), AuditError> {
+    let io =
+        |source| AuditError::Io { action: "read the audit log", path: path.to_owned(), source };
+    let mut reader = BufReader::new(File::open(path).map_err(io)?);
+    let mut records = Vec::new();
+    let mut unreadable = 0;
+    let mut number = 0;
+    while let Some(line) = read_line(&mut reader, number + 1).map_err(io)? {
+        number = line.number;
+        match line.parsed {
+            Ok(parsed) => records.push((number, parsed.record)),
+            Err(_) => unreadable += 1,
+        }
+    }
+    Ok((records, unreadable))
+}

@@ -1,0 +1,476 @@
+//! The BagIt bag (RFC 8493) of one request: its tag files, its manifest, and its validation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::payload::{self, TEMP_MARKER};
+use super::{ContactExport, ExportError, PayloadKind};
+use crate::durable;
+use crate::ucs::ContactId;
+
+/// The bag declaration: version 1.0, UTF-8 tag files.
+const BAGIT_TXT: &str = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n";
+const BAGIT: &str = "bagit.txt";
+const BAG_INFO: &str = "bag-info.txt";
+const MANIFEST: &str = "manifest-sha256.txt";
+const TAG_MANIFEST: &str = "tagmanifest-sha256.txt";
+const DATA: &str = "data";
+
+/// The export bag of one request, `<exports>/<request-id>/`.
+///
+/// Cheap to clone; clones share the bag's lock. While any clone lives the process holds an
+/// exclusive advisory lock (`flock`) on the bag's `bagit.txt`: a second process (or a second
+/// [`Bag::open_or_create`] in this one) is refused with [`ExportError::Busy`]. Inside the
+/// process, updates of the manifest are serialised by a mutex, so contacts exported
+/// concurrently never lose each other's manifest lines.
+#[derive(Debug, Clone)]
+pub struct Bag {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    request_id: String,
+    /// Held open for the lock; never read.
+    _lock: File,
+    manifest: Mutex<()>,
+}
+
+/// What [`Bag::validate`] found in a valid bag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BagReport {
+    /// Payload files (all listed in the manifest, all matching it).
+    pub files: u64,
+    /// Their total size in bytes (the `Payload-Oxum` octet count).
+    pub bytes: u64,
+}
+
+/// One thing wrong with a bag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BagProblem {
+    /// A manifest line names a file that is not there.
+    Missing {
+        /// The path relative to the bag.
+        path: String,
+    },
+    /// A file's digest is not the one in the manifest.
+    Mismatch {
+        /// The path relative to the bag.
+        path: String,
+        /// The manifest's digest.
+        expected: String,
+        /// The file's digest.
+        actual: String,
+    },
+    /// A payload file no manifest line lists.
+    Unlisted {
+        /// The path relative to the bag.
+        path: String,
+    },
+    /// A tag file is missing or malformed.
+    Tag {
+        /// The tag file.
+        file: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for BagProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BagProblem::Missing { path } => write!(f, "{path} is listed but missing"),
+            BagProblem::Mismatch { path, expected, actual } => {
+                write!(f, "{path} has sha256 {actual}, the manifest says {expected}")
+            }
+            BagProblem::Unlisted { path } => write!(f, "{path} is not in the manifest"),
+            BagProblem::Tag { file, reason } => write!(f, "{file}: {reason}"),
+        }
+    }
+}
+
+/// Checks a request id before it names a folder: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`, which
+/// rules out `.`, `..`, separators and hidden names.
+fn check_request_id(request_id: &str) -> Result<(), ExportError> {
+    let refuse = |reason| Err(ExportError::InvalidRequestId { reason });
+    let mut bytes = request_id.bytes();
+    match bytes.next() {
+        None => return refuse("it is empty"),
+        Some(first) if !first.is_ascii_alphanumeric() => {
+            return refuse("it must start with a letter or digit");
+        }
+        Some(_) => {}
+    }
+    if request_id.len() > 64 {
+        return refuse("it is longer than 64 characters");
+    }
+    if !bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return refuse("only letters, digits, '.', '_' and '-' are allowed");
+    }
+    if request_id == "." || request_id == ".." {
+        return refuse("it names a directory");
+    }
+    Ok(())
+}
+
+impl Bag {
+    /// Opens the bag of `request_id` under `exports_dir`, creating it (and `exports_dir`) when
+    /// absent, and takes its lock. A new bag is valid and empty. Temporary files a crash left
+    /// in the bag are removed (safe: the lock says no other process is writing here).
+    ///
+    /// # Errors
+    /// [`ExportError::InvalidRequestId`] before touching the disk; [`ExportError::Busy`] when
+    /// another process holds the bag; [`ExportError::InvalidBag`] when the folder holds a
+    /// `bagit.txt` that is not ours; I/O errors with their path.
+    pub fn open_or_create(exports_dir: &Path, request_id: &str) -> Result<Bag, ExportError> {
+        check_request_id(request_id)?;
+        let root = exports_dir.join(request_id);
+        let data = root.join(DATA);
+        fs::create_dir_all(&data).map_err(|e| ExportError::io("create", &data, e))?;
+        let bagit = root.join(BAGIT);
+        match fs::read_to_string(&bagit) {
+            Ok(text) if text == BAGIT_TXT => {}
+            Ok(_) => {
+                return Err(ExportError::InvalidBag {
+                    bag: root,
+                    problems: vec![BagProblem::Tag {
+                        file: BAGIT,
+                        reason: "not a BagIt 1.0 declaration this tool wrote".to_owned(),
+                    }],
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                durable::write_atomically(&bagit, BAGIT_TXT.as_bytes())
+                    .map_err(|e| ExportError::io("write", &bagit, e))?;
+            }
+            Err(e) => return Err(ExportError::io("read", &bagit, e)),
+        }
+        let lock = File::open(&bagit).map_err(|e| ExportError::io("open", &bagit, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(ExportError::Busy { bag: root }),
+            Err(fs::TryLockError::Error(e)) => return Err(ExportError::io("lock", &bagit, e)),
+        }
+        for dir in [&root, &data] {
+            remove_temporaries(dir)?;
+        }
+        durable::sync_dir(&root).map_err(|e| ExportError::io("fsync", &root, e))?;
+        durable::sync_dir(exports_dir).map_err(|e| ExportError::io("fsync", exports_dir, e))?;
+        let bag = Bag {
+            inner: Arc::new(Inner {
+                root,
+                request_id: request_id.to_owned(),
+                _lock: lock,
+                manifest: Mutex::new(()),
+            }),
+        };
+        if !bag.root().join(MANIFEST).exists() {
+            bag.rewrite_tags(&BTreeMap::new())?;
+        }
+        Ok(bag)
+    }
+
+    /// The bag's folder.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The request id the bag is named after.
+    pub fn request_id(&self) -> &str {
+        &self.inner.request_id
+    }
+
+    /// The payload path of one of a contact's files, relative to the bag (`data/...`). Built
+    /// only from a validated [`ContactId`].
+    pub fn relative_path(kind: PayloadKind, contact: &ContactId) -> String {
+        format!("{DATA}/{}", kind.file_name(contact))
+    }
+
+    pub(super) fn data_dir(&self) -> PathBuf {
+        self.root().join(DATA)
+    }
+
+    pub(super) fn payload_path(&self, kind: PayloadKind, contact: &ContactId) -> PathBuf {
+        self.data_dir().join(kind.file_name(contact))
+    }
+
+    /// Records a contact's verified files in the manifest (replacing the contact's earlier
+    /// lines) and rewrites `bag-info.txt` and `tagmanifest-sha256.txt`, each atomically, so
+    /// the bag is valid again when it returns. Idempotent. [`export_contact`] calls it; call it
+    /// yourself after a successful [`verify_contact`] on resume, in case the run was killed
+    /// between the files' rename and their manifest lines.
+    ///
+    /// [`export_contact`]: super::export_contact
+    /// [`verify_contact`]: super::verify_contact
+    ///
+    /// # Errors
+    /// The manifest cannot be read or parsed, or a tag file cannot be written.
+    pub fn record(&self, export: &ContactExport) -> Result<(), ExportError> {
+        // A poisoned mutex only means another thread panicked mid-update; the files on disk are
+        // each whole (atomic writes), so carrying on is safe.
+        let _guard = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self.read_manifest()?;
+        for file in &export.files {
+            let path = Bag::relative_path(file.kind, &export.contact);
+            entries.insert(path, file.sha256.clone());
+        }
+        self.rewrite_tags(&entries)
+    }
+
+    /// Reads `manifest-sha256.txt`: path -> digest.
+    fn read_manifest(&self) -> Result<BTreeMap<String, String>, ExportError> {
+        let path = self.root().join(MANIFEST);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(ExportError::io("read", &path, e)),
+        };
+        parse_manifest(&text).map_err(|reason| ExportError::InvalidBag {
+            bag: self.root().to_owned(),
+            problems: vec![BagProblem::Tag { file: MANIFEST, reason }],
+        })
+    }
+
+    /// Writes the manifest, then `bag-info.txt` (its Payload-Oxum from the listed files), then
+    /// the tag manifest over the three.
+    fn rewrite_tags(&self, entries: &BTreeMap<String, String>) -> Result<(), ExportError> {
+        let mut manifest = String::new();
+        let mut octets = 0u64;
+        for (path, digest) in entries {
+            let _ = writeln!(manifest, "{digest}  {path}");
+            let file = self.root().join(path);
+            octets += fs::metadata(&file).map_err(|e| ExportError::io("stat", &file, e))?.len();
+        }
+        let date = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+        let info = format!(
+            "Bag-Software-Agent: ucs-gdpr {}\nBagging-Date: {date}\nPayload-Oxum: {octets}.{}\n\
+             Request-Id: {}\n",
+            env!("CARGO_PKG_VERSION"),
+            entries.len(),
+            self.request_id()
+        );
+        let mut tags = String::new();
+        for (name, text) in [(BAGIT, BAGIT_TXT), (BAG_INFO, info.as_str()), (MANIFEST, &manifest)] {
+            let _ = writeln!(tags, "{}  {name}", crate::canonical::sha256_hex(text.as_bytes()));
+        }
+        for (name, text) in [(MANIFEST, &manifest), (BAG_INFO, &info), (TAG_MANIFEST, &tags)] {
+            let path = self.root().join(name);
+            durable::write_atomically(&path, text.as_bytes())
+                .map_err(|e| ExportError::io("write", &path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Validates the whole bag: the declaration, every manifest line against the file on disk
+    /// (re-hashed), no payload file unlisted, `Payload-Oxum`, and the tag manifest.
+    ///
+    /// # Errors
+    /// [`ExportError::InvalidBag`] listing every problem found (paths relative to the bag);
+    /// I/O errors other than a missing file.
+    pub fn validate(&self) -> Result<BagReport, ExportError> {
+        let _guard = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        validate_dir(self.root())
+    }
+}
+
+/// Validates the bag in `root` without opening (or locking) it: see [`Bag::validate`].
+///
+/// # Errors
+/// As [`Bag::validate`].
+pub fn validate_dir(root: &Path) -> Result<BagReport, ExportError> {
+    let mut problems = Vec::new();
+    let tag = |file, reason: &str| BagProblem::Tag { file, reason: reason.to_owned() };
+    match fs::read_to_string(root.join(BAGIT)) {
+        Ok(text) if text == BAGIT_TXT => {}
+        Ok(_) => problems.push(tag(BAGIT, "not a BagIt 1.0 UTF-8 declaration")),
+        Err(_) => problems.push(tag(BAGIT, "missing")),
+    }
+    let entries = match fs::read_to_string(root.join(MANIFEST)) {
+        Ok(text) => parse_manifest(&text).unwrap_or_else(|reason| {
+            problems.push(BagProblem::Tag { file: MANIFEST, reason });
+            BTreeMap::new()
+        }),
+        Err(_) => {
+            problems.push(tag(MANIFEST, "missing"));
+            BTreeMap::new()
+        }
+    };
+    let mut report = BagReport { files: 0, bytes: 0 };
+    for (path, expected) in &entries {
+        let file = root.join(path);
+        match payload::measure(&file) {
+            Ok(found) if &found.sha256 == expected => {
+                report.files += 1;
+                report.bytes += found.size;
+            }
+            Ok(found) => problems.push(BagProblem::Mismatch {
+                path: path.clone(),
+                expected: expected.clone(),
+                actual: found.sha256,
+            }),
+            Err(ExportError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                problems.push(BagProblem::Missing { path: path.clone() });
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let listed: BTreeSet<&String> = entries.keys().collect();
+    for path in payload_files(root)? {
+        if !listed.contains(&path) {
+            problems.push(BagProblem::Unlisted { path });
+        }
+    }
+    match fs::read_to_string(root.join(BAG_INFO)) {
+        Ok(info) => {
+            let oxum = info.lines().find_map(|line| line.strip_prefix("Payload-Oxum: "));
+            let want = format!("{}.{}", report.bytes, entries.len());
+            if problems.is_empty() && oxum != Some(want.as_str()) {
+                problems.push(BagProblem::Tag {
+                    file: BAG_INFO,
+                    reason: format!("Payload-Oxum is {oxum:?}, the payload is {want}"),
+                });
+            }
+        }
+        Err(_) => problems.push(tag(BAG_INFO, "missing")),
+    }
+    if let Ok(text) = fs::read_to_string(root.join(TAG_MANIFEST)) {
+        match parse_manifest(&text) {
+            Ok(tags) => {
+                for (name, expected) in tags {
+                    let actual = fs::read(root.join(&name))
+                        .map(|bytes| crate::canonical::sha256_hex(&bytes))
+                        .unwrap_or_default();
+                    if actual != expected {
+                        problems.push(BagProblem::Tag {
+                            file: TAG_MANIFEST,
+                            reason: format!("{name} does not match its line"),
+                        });
+                    }
+                }
+            }
+            Err(reason) => problems.push(BagProblem::Tag { file: TAG_MANIFEST, reason }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(report)
+    } else {
+        Err(ExportError::InvalidBag { bag: root.to_owned(), problems })
+    }
+}
+
+/// Parses a manifest: `<64 hex>  <path>` per line, paths unique, relative, without `..`.
+fn parse_manifest(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut entries = BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let bad = |what: &str| format!("line {}: {what}", number + 1);
+        let (digest, path) = line.split_once("  ").ok_or_else(|| bad("not '<sha256>  <path>'"))?;
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("not a sha256 digest"));
+        }
+        if path.starts_with('/') || path.split('/').any(|part| part.is_empty() || part == "..") {
+            return Err(bad("not a path inside the bag"));
+        }
+        if entries.insert(path.to_owned(), digest.to_ascii_lowercase()).is_some() {
+            return Err(bad("a path listed twice"));
+        }
+    }
+    Ok(entries)
+}
+
+/// Every file under `data/`, as paths relative to the bag, `/`-separated.
+fn payload_files(root: &Path) -> Result<Vec<String>, ExportError> {
+    let mut files = Vec::new();
+    let mut pending = vec![(root.join(DATA), DATA.to_owned())];
+    while let Some((dir, relative)) = pending.pop() {
+        let entries = fs::read_dir(&dir).map_err(|e| ExportError::io("list", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| ExportError::io("list", &dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = format!("{relative}/{name}");
+            let kind = entry.file_type().map_err(|e| ExportError::io("stat", &entry.path(), e))?;
+            if kind.is_dir() {
+                pending.push((entry.path(), path));
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Removes the temporary files (`*.tmp.*`) a crash left in `dir`.
+fn remove_temporaries(dir: &Path) -> Result<(), ExportError> {
+    let entries = fs::read_dir(dir).map_err(|e| ExportError::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| ExportError::io("list", dir, e))?;
+        if entry.file_name().to_string_lossy().contains(TEMP_MARKER) {
+            let path = entry.path();
+            tracing::warn!(path = %path.display(), "removing a temporary file left by an interrupted export");
+            fs::remove_file(&path).map_err(|e| ExportError::io("remove", &path, e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_request_ids_are_refused_before_any_folder_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        for id in ["../x", "..", ".", "", "a/b", "a\\b", "/abs", ".hidden", "-x", &"a".repeat(65)] {
+            let error = Bag::open_or_create(dir.path(), id).unwrap_err();
+            assert!(matches!(error, ExportError::InvalidRequestId { .. }), "{id}: {error}");
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_new_bag_is_valid_and_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let bag = Bag::open_or_create(dir.path(), "DSR-2026-0142").unwrap();
+        assert_eq!(bag.validate().unwrap(), BagReport { files: 0, bytes: 0 });
+        let info = fs::read_to_string(bag.root().join(BAG_INFO)).unwrap();
+        assert!(info.contains("Payload-Oxum: 0.0\n"), "{info}");
+        assert!(info.contains("Request-Id: DSR-2026-0142\n"), "{info}");
+    }
+
+    #[test]
+    fn a_bag_is_held_by_one_opener_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+        let second = Bag::open_or_create(dir.path(), "DSR-1").unwrap_err();
+        assert!(matches!(second, ExportError::Busy { .. }), "{second}");
+        drop(bag);
+        Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+    }
+
+    #[test]
+    fn leftover_temporaries_are_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Bag::open_or_create(dir.path(), "DSR-1").unwrap());
+        let stale = dir.path().join("DSR-1/data/contact-0001SaD2PVY4312K.json.tmp.1.0");
+        fs::write(&stale, b"{\"half").unwrap();
+        assert!(validate_dir(&dir.path().join("DSR-1")).is_err());
+        let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+        assert!(!stale.exists());
+        bag.validate().unwrap();
+    }
+
+    #[test]
+    fn manifest_lines_outside_the_bag_are_refused() {
+        let digest = "0".repeat(64);
+        assert!(parse_manifest(&format!("{digest}  data/a.json\n")).is_ok());
+        for path in ["../x", "/etc/passwd", "data/../../x", "data//x"] {
+            assert!(parse_manifest(&format!("{digest}  {path}\n")).is_err(), "{path}");
+        }
+    }
+}

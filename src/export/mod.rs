@@ -1,0 +1,529 @@
+//! Export packages: a contact's data as the Genesys export script writes it, in a BagIt bag.
+//!
+//! A request's export is the bag `<exports>/<request-id>/` (RFC 8493, see [`Bag`]):
+//!
+//! ```text
+//! <exports>/<request-id>/
+//!   bagit.txt                 BagIt-Version: 1.0, Tag-File-Character-Encoding: UTF-8
+//!   bag-info.txt              Bag-Software-Agent, Bagging-Date, Payload-Oxum, Request-Id
+//!   manifest-sha256.txt       "<sha256>  data/<file>" per payload file, sorted by path
+//!   tagmanifest-sha256.txt    the digests of the three tag files above
+//!   data/contact-<id>.json                    per contact (the seed's names)
+//!   data/interactions-for-contact-<id>.json
+//! ```
+//!
+//! No personal data is in the tag files; file names hold contact ids only, and only after the
+//! id matched the id pattern (they are built from [`ContactId`], never from text).
+//!
+//! # `contact-<id>.json`
+//!
+//! ```json
+//! {"contactId":"0001SaD2PVY4312K","tenantId":101,
+//!  "attributes":{"EmailAddress":["jane.doe@company.com"],"FirstName":["Jane"]}}
+//! ```
+//!
+//! Attributes are multi-valued in UCS, so every value is a list.
+//!
+//! # `interactions-for-contact-<id>.json`
+//!
+//! ```json
+//! {"contactId":"0001SaD2PVY4312K",
+//!  "attachments":"inline",
+//!  "dataSources":[
+//!   {"dataSource":"main","available":true,"interactions":[
+//!     {"endDate":"2026-10-02T09:31:00Z","id":"00001a5R8AJ800AB","mediaType":"email",
+//!      "modified":"2026-10-02T09:31:00Z","startDate":"2026-10-02T09:14:00Z",
+//!      "status":"Stopped","structured":{"Direction":"inbound"},
+//!      "subject":"Invoice 2026-0042","text":"Hello, ...","workbin":null,
+//!      "attachments":[
+//!        {"id":"0000DOC1INVOICE1","mimeType":"application/pdf",
+//!         "name":"invoice-2026-0042.pdf","size":608,"content":"JVBERi0xLjQK..."}]}]},
+//!   {"dataSource":"archive","available":false,
+//!    "reason":"Server: ucs85 Msg: No data source with role 'archive' found","interactions":[]}]}
+//! ```
+//!
+//! - `dataSources` lists the exported sources in the order asked (`main`, `archive`). A source
+//!   the deployment does not have is `"available":false` with the server's `reason` (the seed
+//!   logs "No interactions found for contact Id X in source archive"); that is not a failure.
+//! - `content` is the attachment's bytes in standard base64 with padding, present when the
+//!   export inlines attachments (`"attachments":"inline"`); with `"omit"` each attachment has
+//!   its metadata only.
+//! - `workbin`, `startDate`, `endDate`, `subject` and `text` are `null` when UCS has none;
+//!   `structured` is `{}`. An interaction's fields are in key order with `attachments` last (it
+//!   is written after them, as it streams); an attachment's metadata is in key order with
+//!   `content` last. Timestamps are RFC 3339 in UTC.
+//! - Both files are compact JSON (UTF-8) ending with a newline.
+//!
+//! # Streaming, durability, verification
+//!
+//! The interactions file is written as it is read: each interaction's content, then each
+//! attachment's bytes encoded to base64 chunk by chunk, straight into a temporary file in
+//! `data/` and hashed as written, so memory does not grow with attachment sizes (one chunk and
+//! its encoding at a time). Both of a contact's files are written to temporary names and
+//! fsynced first, then renamed over their final names and the directory fsynced, then each is
+//! re-read from disk and its sha256 and size compared with what was written
+//! ([`verify_contact`]); only then are they recorded in the manifest ([`Bag::record`]), which
+//! rewrites `manifest-sha256.txt`, `bag-info.txt` and `tagmanifest-sha256.txt` atomically.
+//! A failure or a cancelled task at any point before the rename leaves no file under a final
+//! name; a temporary left by a crash is removed when the bag is next opened.
+//!
+//! # Concurrency
+//!
+//! Contacts may be exported concurrently into one [`Bag`] (clone it): manifest updates are
+//! serialised by a mutex inside the bag, each update re-reading the manifest from disk and
+//! replacing only the contact's own lines. One process at a time holds a bag (an advisory
+//! lock on `bagit.txt`); a second gets [`ExportError::Busy`].
+
+mod bag;
+mod payload;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+pub use crate::manifest::model::Attachments;
+pub use bag::{Bag, BagProblem, BagReport, validate_dir};
+
+use crate::ucs::{
+    AttachmentMeta, ContactId, DataSource, InteractionListing, InteractionSummary, Ucs, UcsError,
+    list_all_interactions,
+};
+use payload::{PayloadWriter, StagedFile};
+
+/// What to export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// The data sources, in the order they appear in the file.
+    pub sources: Vec<DataSource>,
+    /// Whether attachments' bytes are inlined (base64) or left out (metadata only).
+    pub attachments: Attachments,
+    /// Page size for listing interactions.
+    pub page_size: u32,
+}
+
+impl Default for ExportOptions {
+    /// Both sources, attachments inlined, pages of 100: the seed's export.
+    fn default() -> Self {
+        Self { sources: DataSource::ALL.to_vec(), attachments: Attachments::Inline, page_size: 100 }
+    }
+}
+
+/// Which of a contact's two payload files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadKind {
+    /// `contact-<id>.json`.
+    Contact,
+    /// `interactions-for-contact-<id>.json`.
+    Interactions,
+}
+
+impl PayloadKind {
+    /// The file's name for `contact` (the seed's names).
+    pub fn file_name(self, contact: &ContactId) -> String {
+        match self {
+            PayloadKind::Contact => format!("contact-{contact}.json"),
+            PayloadKind::Interactions => format!("interactions-for-contact-{contact}.json"),
+        }
+    }
+}
+
+/// One verified payload file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedFile {
+    /// Which file.
+    pub kind: PayloadKind,
+    /// Its path relative to the bag (`data/...`), for people; code rebuilds it from the kind
+    /// and the contact id.
+    pub path: String,
+    /// Its SHA-256, lowercase hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// What one data source gave for a contact.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceExport {
+    /// `false` when the deployment has no data source with this role.
+    pub available: bool,
+    /// Why it is unavailable (the server's reason; no personal data).
+    pub reason: Option<String>,
+    /// Interactions exported.
+    pub interactions: u64,
+    /// Attachments exported (metadata, and bytes when inlined).
+    pub attachments: u64,
+    /// Attachment bytes inlined (0 when attachments are omitted), as the plan counts them.
+    pub bytes: u64,
+}
+
+/// A contact's export: its verified files and what each data source gave. Serialisable, so
+/// the executor can record it in the audit trail and hand it back to [`verify_contact`] on
+/// resume. Holds ids, digests and counts only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactExport {
+    /// The contact.
+    pub contact: ContactId,
+    /// Its files: the contact file, then the interactions file.
+    pub files: Vec<ExportedFile>,
+    /// Per exported data source.
+    pub sources: BTreeMap<DataSource, SourceExport>,
+}
+
+/// An export that failed. Messages hold paths (request and contact ids), operations, digests
+/// and counts, never personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The request id cannot name a folder.
+    #[error("the request id cannot name an export folder: {reason}")]
+    InvalidRequestId {
+        /// Why.
+        reason: &'static str,
+    },
+    /// A file operation failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`create`, `write`, `fsync`, `rename`, `read`, ...).
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The connector failed.
+    #[error("export: {0}")]
+    Ucs(#[from] UcsError),
+    /// A file on disk is not what was written (or recorded).
+    #[error(
+        "{} does not verify: expected sha256 {expected} ({expected_size} bytes), found {actual} \
+         ({actual_size} bytes)", path.display()
+    )]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// The recorded digest.
+        expected: String,
+        /// The digest on disk.
+        actual: String,
+        /// The recorded size.
+        expected_size: u64,
+        /// The size on disk.
+        actual_size: u64,
+    },
+    /// A recorded export does not describe this contact's files.
+    #[error("the recorded export of {contact} does not list its {kind:?} file as {path}")]
+    NotThisExport {
+        /// The contact.
+        contact: ContactId,
+        /// The file expected.
+        kind: PayloadKind,
+        /// Where it must be.
+        path: String,
+    },
+    /// An attachment's bytes did not match its announced size.
+    #[error("attachment {attachment} announced {expected} bytes and delivered {actual}")]
+    AttachmentSize {
+        /// The attachment id.
+        attachment: String,
+        /// The size in its metadata.
+        expected: u64,
+        /// The bytes received.
+        actual: u64,
+    },
+    /// The bag is held by another process (or another opener in this one).
+    #[error("the export bag {} is in use by another process", bag.display())]
+    Busy {
+        /// The bag.
+        bag: PathBuf,
+    },
+    /// The bag does not validate.
+    #[error("the export bag {} is not valid: {}", bag.display(), list(problems))]
+    InvalidBag {
+        /// The bag.
+        bag: PathBuf,
+        /// Everything wrong with it.
+        problems: Vec<BagProblem>,
+    },
+    /// A value could not be encoded as JSON (a bug).
+    #[error("a value could not be encoded as JSON")]
+    Encoding,
+    /// A blocking file task panicked or was cancelled.
+    #[error("a file task of the export failed")]
+    Task,
+}
+
+fn list(problems: &[BagProblem]) -> String {
+    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+impl ExportError {
+    fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        ExportError::Io { action, path: path.to_owned(), source }
+    }
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ExportError> + Send + 'static,
+) -> Result<T, ExportError> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| ExportError::Task)?
+}
+
+/// Exports `contact` into `bag`: writes both files durably, verifies them against their
+/// checksums, records them in the manifest, and returns what was written. Exporting a contact
+/// again replaces its files atomically.
+///
+/// # Errors
+/// A connector error (nothing is left under the final names, the manifest is unchanged), an
+/// I/O error, an attachment whose bytes do not match its size, or a verification mismatch.
+pub async fn export_contact<U: Ucs + ?Sized>(
+    ucs: &U,
+    bag: &Bag,
+    contact: &ContactId,
+    options: &ExportOptions,
+) -> Result<ContactExport, ExportError> {
+    let found = ucs.get_contact(contact).await?;
+    let contact_json = serde_json::json!({
+        "contactId": found.id,
+        "tenantId": found.tenant,
+        "attributes": found.attributes,
+    });
+    let mut contact_bytes = serde_json::to_vec(&contact_json).map_err(|_| ExportError::Encoding)?;
+    contact_bytes.push(b'\n');
+    let contact_path = bag.payload_path(PayloadKind::Contact, contact);
+    let staged_contact = {
+        let path = contact_path.clone();
+        blocking(move || StagedFile::stage_bytes(&path, &contact_bytes)).await?
+    };
+
+    let interactions_path = bag.payload_path(PayloadKind::Interactions, contact);
+    let (staged_interactions, sources) =
+        write_interactions(ucs, &interactions_path, contact, options).await?;
+
+    // Both files are complete and fsynced: put them in place, then make the renames durable.
+    let data_dir = bag.data_dir();
+    let written = blocking(move || {
+        let contact_written = staged_contact.commit(&contact_path)?;
+        let interactions_written = staged_interactions.commit(&interactions_path)?;
+        crate::durable::sync_dir(&data_dir).map_err(|e| ExportError::io("fsync", &data_dir, e))?;
+        Ok([
+            (PayloadKind::Contact, contact_written),
+            (PayloadKind::Interactions, interactions_written),
+        ])
+    })
+    .await?;
+    let export = ContactExport {
+        contact: contact.clone(),
+        files: written
+            .into_iter()
+            .map(|(kind, written)| ExportedFile {
+                kind,
+                path: Bag::relative_path(kind, contact),
+                sha256: written.sha256,
+                size: written.size,
+            })
+            .collect(),
+        sources,
+    };
+    let (bag_for_task, export_for_task) = (bag.clone(), export.clone());
+    blocking(move || {
+        verify_contact(&bag_for_task, &export_for_task)?;
+        bag_for_task.record(&export_for_task)
+    })
+    .await?;
+    let totals = export
+        .sources
+        .values()
+        .fold((0, 0, 0), |(i, a, b), s| (i + s.interactions, a + s.attachments, b + s.bytes));
+    tracing::info!(
+        request = bag.request_id(),
+        contact = %contact,
+        interactions = totals.0,
+        attachments = totals.1,
+        bytes = totals.2,
+        "contact exported and verified"
+    );
+    Ok(export)
+}
+
+/// Re-reads a contact's files from disk and checks each against its recorded sha256 and size.
+/// The paths are rebuilt from the contact id; the export must list both files.
+///
+/// # Errors
+/// [`ExportError::Mismatch`] naming the file; [`ExportError::Io`] when a file is missing or
+/// unreadable; [`ExportError::NotThisExport`] when the record does not list both files.
+pub fn verify_contact(bag: &Bag, expected: &ContactExport) -> Result<(), ExportError> {
+    for kind in [PayloadKind::Contact, PayloadKind::Interactions] {
+        let relative = Bag::relative_path(kind, &expected.contact);
+        let Some(file) = expected.files.iter().find(|f| f.kind == kind && f.path == relative)
+        else {
+            return Err(ExportError::NotThisExport {
+                contact: expected.contact.clone(),
+                kind,
+                path: relative,
+            });
+        };
+        let path = bag.payload_path(kind, &expected.contact);
+        let found = payload::measure(&path)?;
+        if found.sha256 != file.sha256 || found.size != file.size {
+            return Err(ExportError::Mismatch {
+                path,
+                expected: file.sha256.clone(),
+                actual: found.sha256,
+                expected_size: file.size,
+                actual_size: found.size,
+            });
+        }
+    }
+    tracing::debug!(request = bag.request_id(), contact = %expected.contact, "export verified");
+    Ok(())
+}
+
+/// Streams the interactions file to a temporary name; returns it staged, with the counts.
+async fn write_interactions<U: Ucs + ?Sized>(
+    ucs: &U,
+    final_path: &Path,
+    contact: &ContactId,
+    options: &ExportOptions,
+) -> Result<(StagedFile, BTreeMap<DataSource, SourceExport>), ExportError> {
+    let inline = options.attachments == Attachments::Inline;
+    let mut out = PayloadWriter::create(final_path).await?;
+    let mut sources = BTreeMap::new();
+    out.write(b"{\"contactId\":").await?;
+    out.write_json(contact).await?;
+    out.write(if inline { b",\"attachments\":\"inline\"" } else { b",\"attachments\":\"omit\"" })
+        .await?;
+    out.write(b",\"dataSources\":[").await?;
+    for (index, &source) in options.sources.iter().enumerate() {
+        if index > 0 {
+            out.write(b",").await?;
+        }
+        out.write(b"{\"dataSource\":").await?;
+        out.write_json(source.as_str()).await?;
+        let mut counts = SourceExport::default();
+        match list_all_interactions(ucs, contact, source, options.page_size).await? {
+            InteractionListing::SourceUnavailable { reason } => {
+                tracing::info!(contact = %contact, source = %source, "data source unavailable");
+                out.write(b",\"available\":false,\"reason\":").await?;
+                out.write_json(&reason).await?;
+                out.write(b",\"interactions\":[]}").await?;
+                counts.reason = Some(reason);
+            }
+            InteractionListing::Found(interactions) => {
+                counts.available = true;
+                out.write(b",\"available\":true,\"interactions\":[").await?;
+                for (index, summary) in interactions.iter().enumerate() {
+                    if index > 0 {
+                        out.write(b",").await?;
+                    }
+                    write_interaction(ucs, &mut out, summary, source, inline, &mut counts).await?;
+                }
+                out.write(b"]}").await?;
+            }
+        }
+        tracing::debug!(
+            contact = %contact,
+            source = %source,
+            interactions = counts.interactions,
+            attachments = counts.attachments,
+            bytes = counts.bytes,
+            "data source exported"
+        );
+        if sources.insert(source, counts).is_some() {
+            // Listing a source twice would give it two entries in the file but one count.
+            return Err(ExportError::Encoding);
+        }
+    }
+    out.write(b"]}\n").await?;
+    Ok((out.finish().await?, sources))
+}
+
+/// Writes one interaction object: summary fields, content, attachments.
+async fn write_interaction<U: Ucs + ?Sized>(
+    ucs: &U,
+    out: &mut PayloadWriter,
+    summary: &InteractionSummary,
+    source: DataSource,
+    inline: bool,
+    counts: &mut SourceExport,
+) -> Result<(), ExportError> {
+    let content = ucs.get_interaction_content(&summary.id, source).await?;
+    let head = serde_json::json!({
+        "id": summary.id,
+        "mediaType": summary.media_type,
+        "status": summary.status,
+        "workbin": summary.workbin,
+        "startDate": summary.start_date,
+        "endDate": summary.end_date,
+        "modified": summary.modified,
+        "subject": content.subject,
+        "text": content.text,
+        "structured": content.structured,
+    });
+    // The head is a closed object: write it without its closing brace and append attachments.
+    let mut bytes = serde_json::to_vec(&head).map_err(|_| ExportError::Encoding)?;
+    if bytes.pop() != Some(b'}') {
+        return Err(ExportError::Encoding);
+    }
+    out.write(&bytes).await?;
+    out.write(b",\"attachments\":[").await?;
+    for (index, attachment) in content.attachments.iter().enumerate() {
+        if index > 0 {
+            out.write(b",").await?;
+        }
+        write_attachment(ucs, out, attachment, source, inline, counts).await?;
+    }
+    out.write(b"]}").await?;
+    counts.interactions += 1;
+    Ok(())
+}
+
+/// Writes one attachment object; with `inline`, its bytes streamed as base64.
+async fn write_attachment<U: Ucs + ?Sized>(
+    ucs: &U,
+    out: &mut PayloadWriter,
+    attachment: &AttachmentMeta,
+    source: DataSource,
+    inline: bool,
+    counts: &mut SourceExport,
+) -> Result<(), ExportError> {
+    let meta = serde_json::json!({
+        "id": attachment.id,
+        "name": attachment.name,
+        "mimeType": attachment.mime_type,
+        "size": attachment.size,
+    });
+    let mut bytes = serde_json::to_vec(&meta).map_err(|_| ExportError::Encoding)?;
+    if bytes.pop() != Some(b'}') {
+        return Err(ExportError::Encoding);
+    }
+    out.write(&bytes).await?;
+    if inline {
+        out.write(b",\"content\":\"").await?;
+        let mut body = ucs.open_attachment(&attachment.id, source).await?;
+        let mut received = 0u64;
+        while let Some(chunk) = body.bytes.next().await {
+            let chunk = chunk?;
+            received += chunk.len() as u64;
+            out.write_base64_chunk(&chunk).await?;
+        }
+        out.finish_base64().await?;
+        out.write(b"\"").await?;
+        if received != attachment.size {
+            return Err(ExportError::AttachmentSize {
+                attachment: attachment.id.to_string(),
+                expected: attachment.size,
+                actual: received,
+            });
+        }
+        counts.bytes += received;
+    }
+    out.write(b"}").await?;
+    counts.attachments += 1;
+    Ok(())
+}

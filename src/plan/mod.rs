@@ -1,0 +1,757 @@
+//! The planner: resolves the subjects against the live systems, read-only, runs each step's
+//! plan behaviour (observe, count, decide), and writes a plan bound to what it saw.
+
+pub mod fingerprint;
+mod model;
+pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_util::{StreamExt, stream};
+use serde_json::Value;
+
+pub use fingerprint::{ContactState, fingerprint};
+pub use model::*;
+
+use crate::audit::SubjectDigester;
+use crate::environment::{Environment, EnvironmentType};
+use crate::manifest::model::{Attachments, DataSourceRole, Expect, Request, Subject};
+use crate::runbook::{Runbook, Scope, StepKind};
+use crate::ucs::{
+    ContactId, DataSource, ErrorKind, IdentifyRequest, InteractionListing, TenantId, Ucs, UcsError,
+    list_all_interactions,
+};
+
+/// What the planner needs besides the connector.
+#[derive(Debug)]
+pub struct PlanInput<'a> {
+    /// The validated request.
+    pub request: &'a Request,
+    /// sha256 of the manifest's bytes.
+    pub manifest_sha256: String,
+    /// The runbook it names.
+    pub runbook: &'a Runbook,
+    /// The environment's name.
+    pub environment_name: &'a str,
+    /// The environment.
+    pub environment: &'a Environment,
+    /// Turns identification requests into digests.
+    pub digester: &'a SubjectDigester,
+    /// How many contacts are read at once.
+    pub concurrency: usize,
+    /// Page size for interaction listings.
+    pub page_size: u32,
+}
+
+/// What was found about one contact, before any decision.
+#[derive(Debug, Clone)]
+struct Observed {
+    state: ContactState,
+    sources: BTreeMap<DataSource, SourceCounts>,
+    in_flight: Vec<(String, String, Option<String>)>,
+    pending_callbacks: Vec<String>,
+    profile: Option<bool>,
+}
+
+/// Builds the plan. Read-only: nothing is changed anywhere.
+///
+/// # Errors
+/// Only when the connector cannot be used at all; a contact that cannot be read becomes a
+/// blocker in the plan instead.
+pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
+    let request = input.request;
+    let spec = &request.spec;
+    let runbook = input.runbook;
+    let tenant = TenantId(u32::try_from(input.environment.tenant).unwrap_or(u32::MAX));
+    let mut blockers = Vec::new();
+
+    // 1. Resolve every subject, concurrently.
+    let resolutions: Vec<SubjectResolution> = stream::iter(spec.subjects.iter().enumerate())
+        .map(|(index, subject)| resolve(index + 1, subject, tenant, input, ucs))
+        .buffered(input.concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut subjects_of: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for resolution in &resolutions {
+        match &resolution.outcome {
+            Resolution::Found { contacts } => {
+                for contact in contacts {
+                    subjects_of.entry(contact.clone()).or_default().push(resolution.index);
+                }
+            }
+            Resolution::Ambiguous { candidates } => blockers.push(Blocker {
+                contact_id: None,
+                subject: Some(resolution.index),
+                step: None,
+                code: "subject::ambiguous".into(),
+                message: format!(
+                    "subject {} matches {} contacts but expects one; name the right ones by \
+                     contactId, or set `expect: all`",
+                    resolution.index,
+                    candidates.len()
+                ),
+            }),
+            Resolution::Unreadable { reason } => blockers.push(Blocker {
+                contact_id: resolution.contact_id.clone(),
+                subject: Some(resolution.index),
+                step: None,
+                code: "subject::unreadable".into(),
+                message: format!("subject {} could not be resolved: {reason}", resolution.index),
+            }),
+            Resolution::AlreadyAbsent | Resolution::NoMatch => {}
+        }
+    }
+
+    // 2. Request-scope steps.
+    let request_steps: Vec<StepPlan> = ordered_steps(runbook)
+        .filter(|step| step.scope == Scope::Request)
+        .map(|step| request_step(step.uses, &step.id, input))
+        .collect();
+
+    // 3. Observe every contact, concurrently, then decide.
+    let wants = Wants::of(runbook, request);
+    let observed: Vec<(String, Result<Observed, String>)> =
+        stream::iter(subjects_of.keys().cloned())
+            .map(|id| async {
+                let result = match ContactId::new(&id) {
+                    Ok(contact) => {
+                        observe(&contact, &wants, input, ucs).await.map_err(|e| e.to_string())
+                    }
+                    Err(_) => Err("not a valid contact id".to_owned()),
+                };
+                (id, result)
+            })
+            .buffered(input.concurrency.max(1))
+            .collect()
+            .await;
+
+    let held: BTreeMap<&str, &str> =
+        spec.holds.iter().map(|h| (h.contact_id.as_str(), h.reason.as_str())).collect();
+    let delete_mode = if !runbook.deletes() || spec.delete.is_none() {
+        DeleteMode::None
+    } else if spec.delete_confirmed() {
+        DeleteMode::Confirmed
+    } else {
+        DeleteMode::ReportOnly
+    };
+
+    let mut contacts = Vec::new();
+    for (id, result) in observed {
+        let subjects = subjects_of.get(&id).cloned().unwrap_or_default();
+        let hold = held.get(id.as_str()).map(|r| (*r).to_owned());
+        let contact = match result {
+            Ok(observed) => decide(&id, subjects, hold, &observed, &wants, delete_mode, input),
+            Err(reason) => unreadable_contact(&id, subjects, hold, &reason),
+        };
+        for step in &contact.steps {
+            if step.status == StepStatus::Blocked {
+                blockers.push(Blocker {
+                    contact_id: Some(id.clone()),
+                    subject: None,
+                    step: Some(step.id.clone()),
+                    code: format!("step::{}", step.uses),
+                    message: step.notes.first().cloned().unwrap_or_else(|| "blocked".into()),
+                });
+            }
+        }
+        contacts.push(contact);
+    }
+    blockers.sort();
+
+    let summary = summarize(&resolutions, &contacts, &blockers, &wants);
+    let body = PlanBody {
+        api_version: PLAN_API_VERSION.into(),
+        kind: "Plan".into(),
+        request: RequestInfo {
+            id: request.metadata.id.clone(),
+            manifest_sha256: input.manifest_sha256.clone(),
+            received_at: request.metadata.received_at.to_string(),
+            deadline: request.metadata.effective_deadline().to_string(),
+            channel: format!("{:?}", request.metadata.channel).to_lowercase(),
+            verified_by: request.metadata.verified_by.clone(),
+            ticket: request.metadata.ticket.clone(),
+        },
+        environment: EnvironmentInfo {
+            name: input.environment_name.to_owned(),
+            kind: match input.environment.kind {
+                EnvironmentType::Embedded => "embedded".into(),
+                EnvironmentType::Rest => "rest".into(),
+            },
+            tenant: input.environment.tenant,
+        },
+        runbook: RunbookInfo {
+            name: runbook.name.clone(),
+            sha256: runbook.sha256.clone(),
+            steps: ordered_steps(runbook)
+                .map(|s| StepInfo {
+                    id: s.id.clone(),
+                    uses: s.uses.name().into(),
+                    scope: match s.scope {
+                        Scope::Request => "request".into(),
+                        Scope::Contact => "contact".into(),
+                    },
+                    after: s.after.clone(),
+                })
+                .collect(),
+        },
+        export: wants.export.then(|| ExportInfo {
+            data_sources: wants.export_sources.iter().map(|s| s.as_str().to_owned()).collect(),
+            attachments: if wants.inline { "inline".into() } else { "omit".into() },
+        }),
+        export_waived: spec.export_waiver.is_some(),
+        delete: delete_mode,
+        subjects: resolutions,
+        request_steps,
+        contacts,
+        blockers,
+        summary,
+    };
+    seal(body)
+}
+
+/// Computes the plan id of a body.
+pub fn seal(body: PlanBody) -> Plan {
+    Plan { plan_id: body_hash(&body), body }
+}
+
+/// sha256 of the canonical JSON of a plan body.
+pub fn body_hash(body: &PlanBody) -> String {
+    let value = serde_json::to_value(body).unwrap_or(Value::Null);
+    crate::canonical::sha256_hex(&crate::canonical::to_vec(&value))
+}
+
+impl Plan {
+    /// The plan as canonical JSON bytes (what `--out` writes).
+    pub fn to_canonical_json(&self) -> Vec<u8> {
+        let value = serde_json::to_value(self).unwrap_or(Value::Null);
+        crate::canonical::to_vec(&value)
+    }
+
+    /// Reads a plan and checks its id against its body.
+    ///
+    /// # Errors
+    /// Not a plan, or a body that does not hash to its id (edited by hand, or corrupted).
+    pub fn from_json(bytes: &[u8]) -> Result<Plan, String> {
+        let plan: Plan =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a ucs-gdpr plan: {e}"))?;
+        let actual = body_hash(&plan.body);
+        if actual != plan.plan_id {
+            return Err(format!(
+                "the plan's body does not match its id (planId {}, body hashes to {actual}): \
+                 it was changed after it was made",
+                plan.plan_id
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// Whether anything blocks the plan.
+    pub fn is_blocked(&self) -> bool {
+        !self.body.blockers.is_empty()
+    }
+}
+
+/// What the runbook and the request ask for.
+#[derive(Debug, Clone)]
+struct Wants {
+    export: bool,
+    export_sources: Vec<DataSource>,
+    inline: bool,
+    kinds: BTreeSet<StepKind>,
+}
+
+impl Wants {
+    fn of(runbook: &Runbook, request: &Request) -> Self {
+        let kinds: BTreeSet<StepKind> = runbook.steps.iter().map(|s| s.uses).collect();
+        let export = request.spec.export.as_ref().filter(|_| kinds.contains(&StepKind::Export));
+        Wants {
+            export: export.is_some(),
+            export_sources: export
+                .map(|e| {
+                    let mut sources: Vec<DataSource> = e
+                        .data_sources
+                        .iter()
+                        .map(|s| match s {
+                            DataSourceRole::Main => DataSource::Main,
+                            DataSourceRole::Archive => DataSource::Archive,
+                        })
+                        .collect();
+                    sources.sort();
+                    sources.dedup();
+                    sources
+                })
+                .unwrap_or_default(),
+            inline: export.is_some_and(|e| e.attachments == Attachments::Inline),
+            kinds,
+        }
+    }
+}
+
+fn ordered_steps(runbook: &Runbook) -> impl Iterator<Item = &crate::runbook::Step> {
+    runbook.order().unwrap_or_default().into_iter()
+}
+
+async fn resolve<U: Ucs>(
+    index: usize,
+    subject: &Subject,
+    tenant: TenantId,
+    input: &PlanInput<'_>,
+    ucs: &U,
+) -> SubjectResolution {
+    match subject {
+        Subject::Contact { contact_id } => {
+            let outcome = match ContactId::new(contact_id) {
+                Err(_) => Resolution::Unreadable { reason: "not a contact id".into() },
+                Ok(id) => match ucs.get_contact(&id).await {
+                    Ok(_) => Resolution::Found { contacts: vec![contact_id.clone()] },
+                    Err(error) if error.kind == ErrorKind::NotFound => Resolution::AlreadyAbsent,
+                    Err(error) => Resolution::Unreadable { reason: error.to_string() },
+                },
+            };
+            SubjectResolution {
+                index,
+                contact_id: Some(contact_id.clone()),
+                match_digest: None,
+                expect: None,
+                outcome,
+            }
+        }
+        Subject::Match { criteria, expect } => {
+            let digest = input.digester.digest(&Value::Object(
+                criteria.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            ));
+            let tenant = criteria
+                .get("TenantId")
+                .and_then(Value::as_u64)
+                .and_then(|t| u32::try_from(t).ok())
+                .map_or(tenant, TenantId);
+            let attributes = criteria
+                .iter()
+                .filter(|(k, _)| k.as_str() != "TenantId")
+                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                .collect();
+            let identify = IdentifyRequest { tenant, attributes };
+            let outcome = match ucs.identify_contacts(&identify).await {
+                Err(error) => Resolution::Unreadable { reason: error.to_string() },
+                Ok(found) if found.is_empty() => Resolution::NoMatch,
+                Ok(found) if found.len() > 1 && *expect == Expect::One => {
+                    let mut candidates = Vec::new();
+                    for id in &found {
+                        candidates.push(candidate(id, input, ucs).await);
+                    }
+                    candidates.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
+                    Resolution::Ambiguous { candidates }
+                }
+                Ok(found) => {
+                    let mut contacts: Vec<String> =
+                        found.iter().map(|c| c.as_str().to_owned()).collect();
+                    contacts.sort();
+                    Resolution::Found { contacts }
+                }
+            };
+            SubjectResolution {
+                index,
+                contact_id: None,
+                match_digest: Some(digest.as_str().to_owned()),
+                expect: Some(match expect {
+                    Expect::One => "one".into(),
+                    Expect::All => "all".into(),
+                }),
+                outcome,
+            }
+        }
+    }
+}
+
+async fn candidate<U: Ucs>(id: &ContactId, input: &PlanInput<'_>, ucs: &U) -> Candidate {
+    let mut interactions = BTreeMap::new();
+    let mut starts = Vec::new();
+    for source in DataSource::ALL {
+        if let Ok(InteractionListing::Found(list)) =
+            list_all_interactions(ucs, id, source, input.page_size).await
+        {
+            interactions.insert(source.as_str().to_owned(), list.len() as u64);
+            starts.extend(list.iter().filter_map(|i| i.start_date));
+        }
+    }
+    starts.sort();
+    Candidate {
+        contact_id: id.as_str().to_owned(),
+        interactions,
+        first_interaction: starts.first().map(ToString::to_string),
+        last_interaction: starts.last().map(ToString::to_string),
+    }
+}
+
+async fn observe<U: Ucs>(
+    contact: &ContactId,
+    wants: &Wants,
+    input: &PlanInput<'_>,
+    ucs: &U,
+) -> Result<Observed, UcsError> {
+    let record = ucs.get_contact(contact).await?;
+    let mut state = ContactState {
+        attribute_names: record.attributes.keys().cloned().collect(),
+        sources: BTreeMap::new(),
+    };
+    let mut sources = BTreeMap::new();
+    let mut in_flight = Vec::new();
+    for source in DataSource::ALL {
+        let listing = list_all_interactions(ucs, contact, source, input.page_size).await?;
+        let mut counts = SourceCounts::default();
+        match &listing {
+            InteractionListing::SourceUnavailable { reason } => {
+                counts.reason = Some(reason.clone());
+            }
+            InteractionListing::Found(list) => {
+                counts.available = true;
+                counts.interactions = list.len() as u64;
+                let mut starts: Vec<_> = list.iter().filter_map(|i| i.start_date).collect();
+                starts.sort();
+                counts.first_interaction = starts.first().map(ToString::to_string);
+                counts.last_interaction = starts.last().map(ToString::to_string);
+                for interaction in list {
+                    counts.attachments += u64::from(interaction.attachment_count);
+                    if interaction.is_in_flight() {
+                        counts.in_flight += 1;
+                        in_flight.push((
+                            interaction.id.as_str().to_owned(),
+                            format!("{:?}", interaction.status),
+                            interaction.workbin.clone(),
+                        ));
+                    }
+                    if wants.export
+                        && wants.inline
+                        && wants.export_sources.contains(&source)
+                        && interaction.attachment_count > 0
+                    {
+                        let content = ucs.get_interaction_content(&interaction.id, source).await?;
+                        counts.bytes += content.attachments.iter().map(|a| a.size).sum::<u64>();
+                    }
+                }
+            }
+        }
+        state.sources.insert(source, listing);
+        sources.insert(source, counts);
+    }
+    in_flight.sort();
+    let gms = configured_gms(input.environment);
+    let pending_callbacks = if wants.kinds.contains(&StepKind::NoPendingCallbacks) && gms {
+        let mut ids: Vec<String> = ucs
+            .list_callbacks(contact)
+            .await?
+            .into_iter()
+            .filter(|c| c.state.is_pending())
+            .map(|c| c.id.as_str().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    } else {
+        Vec::new()
+    };
+    let profile = if wants.kinds.contains(&StepKind::DeleteProfile)
+        && configured_context_services(input.environment)
+    {
+        Some(ucs.get_profile(contact).await?.is_some())
+    } else {
+        None
+    };
+    Ok(Observed { state, sources, in_flight, pending_callbacks, profile })
+}
+
+fn configured_gms(environment: &Environment) -> bool {
+    environment.kind == EnvironmentType::Embedded || environment.gms.is_some()
+}
+
+fn configured_context_services(environment: &Environment) -> bool {
+    environment.kind == EnvironmentType::Embedded || environment.context_services.is_some()
+}
+
+fn request_step(kind: StepKind, id: &str, input: &PlanInput<'_>) -> StepPlan {
+    let (status, notes) = match kind {
+        StepKind::EtlComplete if input.environment.infomart.is_none() => {
+            if input.environment.policy.require_checks {
+                (
+                    StepStatus::Blocked,
+                    vec![
+                        "Info Mart is not configured for this environment, and its policy \
+                          requires every check"
+                            .to_owned(),
+                    ],
+                )
+            } else {
+                (
+                    StepStatus::NotConfigured,
+                    vec![
+                        "Info Mart is not configured for this environment: the ETL cycle is \
+                          not checked"
+                            .to_owned(),
+                    ],
+                )
+            }
+        }
+        StepKind::EtlComplete => (
+            StepStatus::Blocked,
+            vec![
+                "cannot confirm the ETL cycle is complete: the Info Mart check is not \
+                  available in this build"
+                    .to_owned(),
+            ],
+        ),
+        other => (StepStatus::Ready, vec![format!("{} runs once", other.name())]),
+    };
+    StepPlan { id: id.to_owned(), uses: kind.name().to_owned(), status, notes }
+}
+
+fn decide(
+    id: &str,
+    subjects: Vec<usize>,
+    hold: Option<String>,
+    observed: &Observed,
+    wants: &Wants,
+    delete_mode: DeleteMode,
+    input: &PlanInput<'_>,
+) -> ContactPlan {
+    let runbook = input.runbook;
+    let held = hold.is_some();
+    let mut steps = Vec::new();
+    let mut blocked = false;
+    let order = runbook.order().unwrap_or_default();
+    for step in order.iter().filter(|s| s.scope == Scope::Contact) {
+        let (status, notes) = if held {
+            (StepStatus::Skipped, vec!["held: this contact is kept (Art. 17(3))".to_owned()])
+        } else {
+            plan_contact_step(step.uses, observed, wants, delete_mode, input, blocked)
+        };
+        if status == StepStatus::Blocked {
+            blocked = true;
+        }
+        steps.push(StepPlan {
+            id: step.id.clone(),
+            uses: step.uses.name().to_owned(),
+            status,
+            notes,
+        });
+    }
+    let export = !held && wants.export;
+    let delete = !held && !blocked && delete_mode == DeleteMode::Confirmed;
+    ContactPlan {
+        contact_id: id.to_owned(),
+        subjects,
+        hold,
+        sources: observed
+            .sources
+            .iter()
+            .map(|(source, counts)| (source.as_str().to_owned(), counts.clone()))
+            .collect(),
+        fingerprint: fingerprint(&observed.state),
+        steps,
+        export,
+        delete,
+    }
+}
+
+fn plan_contact_step(
+    kind: StepKind,
+    observed: &Observed,
+    wants: &Wants,
+    delete_mode: DeleteMode,
+    input: &PlanInput<'_>,
+    blocked_before: bool,
+) -> (StepStatus, Vec<String>) {
+    let in_flight_notes = || {
+        observed
+            .in_flight
+            .iter()
+            .map(|(id, status, workbin)| match workbin {
+                Some(workbin) => format!("interaction {id}: {status}, in workbin `{workbin}`"),
+                None => format!("interaction {id}: {status}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    match kind {
+        StepKind::EtlComplete => {
+            let step = request_step(kind, "etl", input);
+            (step.status, step.notes)
+        }
+        StepKind::NoPendingCallbacks => {
+            if !configured_gms(input.environment) {
+                let status = if input.environment.policy.require_checks {
+                    StepStatus::Blocked
+                } else {
+                    StepStatus::NotConfigured
+                };
+                (status, vec!["GMS is not configured for this environment".to_owned()])
+            } else if observed.pending_callbacks.is_empty() {
+                (StepStatus::Ready, vec!["no pending callback".to_owned()])
+            } else {
+                let mut notes = vec![format!(
+                    "{} pending GMS callback(s): cancel or complete them first",
+                    observed.pending_callbacks.len()
+                )];
+                notes.extend(observed.pending_callbacks.iter().map(|id| format!("callback {id}")));
+                (StepStatus::Blocked, notes)
+            }
+        }
+        StepKind::StopInProgress => {
+            if observed.in_flight.is_empty() {
+                (StepStatus::NothingToDo, vec!["no interaction in progress".to_owned()])
+            } else {
+                let mut notes =
+                    vec![format!("will stop {} interaction(s)", observed.in_flight.len())];
+                notes.extend(in_flight_notes());
+                (StepStatus::Ready, notes)
+            }
+        }
+        StepKind::RequireNoInProgress => {
+            if observed.in_flight.is_empty() {
+                (StepStatus::Ready, vec!["no interaction in progress".to_owned()])
+            } else {
+                let mut notes = vec![format!(
+                    "{} interaction(s) still in progress: wait until they are done",
+                    observed.in_flight.len()
+                )];
+                notes.extend(in_flight_notes());
+                (StepStatus::Blocked, notes)
+            }
+        }
+        StepKind::DeleteProfile => match observed.profile {
+            None => (
+                StepStatus::NotConfigured,
+                vec!["Context Services is not configured for this environment".to_owned()],
+            ),
+            Some(false) => {
+                (StepStatus::NothingToDo, vec!["no Context Services profile".to_owned()])
+            }
+            Some(true) if delete_mode == DeleteMode::Confirmed && !blocked_before => {
+                (StepStatus::Ready, vec!["will delete the Context Services profile".to_owned()])
+            }
+            Some(true) => (
+                StepStatus::ReportOnly,
+                vec![
+                    "a Context Services profile exists; it is kept while nothing is deleted"
+                        .to_owned(),
+                ],
+            ),
+        },
+        StepKind::Export => {
+            if !wants.export {
+                let note = if input.request.spec.export_waiver.is_some() {
+                    "export waived by the request"
+                } else {
+                    "the request asks for no export"
+                };
+                return (StepStatus::NothingToDo, vec![note.to_owned()]);
+            }
+            let mut notes = Vec::new();
+            for source in &wants.export_sources {
+                match observed.sources.get(source) {
+                    Some(counts) if counts.available => notes.push(format!(
+                        "{source}: {} interaction(s), {} attachment(s), {} bytes",
+                        counts.interactions, counts.attachments, counts.bytes
+                    )),
+                    Some(counts) => notes.push(format!(
+                        "{source}: no interactions found in source {source} ({})",
+                        counts.reason.as_deref().unwrap_or("data source unavailable")
+                    )),
+                    None => {}
+                }
+            }
+            (StepStatus::Ready, notes)
+        }
+        StepKind::DeleteContact => match delete_mode {
+            DeleteMode::None => {
+                (StepStatus::NothingToDo, vec!["the request deletes nothing".to_owned()])
+            }
+            DeleteMode::ReportOnly => (
+                StepStatus::ReportOnly,
+                vec!["`confirm: true` is missing: apply will only report this contact".to_owned()],
+            ),
+            DeleteMode::Confirmed if blocked_before => {
+                (StepStatus::Skipped, vec!["an earlier step blocks".to_owned()])
+            }
+            DeleteMode::Confirmed => {
+                let total: u64 = observed.sources.values().map(|c| c.interactions).sum();
+                (
+                    StepStatus::Ready,
+                    vec![format!(
+                        "will delete the contact and its {total} interaction(s) in every data source"
+                    )],
+                )
+            }
+        },
+        StepKind::VerifyAbsent => match delete_mode {
+            DeleteMode::Confirmed if !blocked_before => (
+                StepStatus::Ready,
+                vec!["will confirm it is gone from main and archive".to_owned()],
+            ),
+            _ => (StepStatus::NothingToDo, vec!["nothing is deleted".to_owned()]),
+        },
+    }
+}
+
+fn unreadable_contact(
+    id: &str,
+    subjects: Vec<usize>,
+    hold: Option<String>,
+    reason: &str,
+) -> ContactPlan {
+    ContactPlan {
+        contact_id: id.to_owned(),
+        subjects,
+        hold,
+        sources: BTreeMap::new(),
+        fingerprint: String::new(),
+        steps: vec![StepPlan {
+            id: "read".into(),
+            uses: "ucs/read".into(),
+            status: StepStatus::Blocked,
+            notes: vec![format!("cannot read the contact's state: {reason}")],
+        }],
+        export: false,
+        delete: false,
+    }
+}
+
+fn summarize(
+    resolutions: &[SubjectResolution],
+    contacts: &[ContactPlan],
+    blockers: &[Blocker],
+    wants: &Wants,
+) -> Summary {
+    let mut summary = Summary {
+        contacts: contacts.len() as u64,
+        already_absent: resolutions
+            .iter()
+            .filter(|r| r.outcome == Resolution::AlreadyAbsent)
+            .count() as u64,
+        blockers: blockers.len() as u64,
+        ..Summary::default()
+    };
+    for contact in contacts {
+        if contact.hold.is_some() {
+            summary.held += 1;
+        }
+        summary.to_export += u64::from(contact.export);
+        summary.to_delete += u64::from(contact.delete);
+        if contact.export || contact.delete {
+            for (source, counts) in &contact.sources {
+                let counted = contact.delete
+                    || wants.export_sources.iter().any(|s| s.as_str() == source.as_str());
+                if counted {
+                    *summary.interactions.entry(source.clone()).or_default() += counts.interactions;
+                    summary.attachments += counts.attachments;
+                    summary.bytes += counts.bytes;
+                }
+            }
+        }
+    }
+    let stops = contacts.iter().any(|c| {
+        c.steps
+            .iter()
+            .any(|s| s.uses == StepKind::StopInProgress.name() && s.status == StepStatus::Ready)
+    });
+    summary.changes = summary.to_export > 0 || summary.to_delete > 0 || stops;
+    summary
+}

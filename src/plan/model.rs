@@ -1,0 +1,323 @@
+//! The plan: what will happen to whom, bound to the state it was computed from.
+//!
+//! The body is canonical JSON and `planId` is the sha256 of it, so the same request against the
+//! same state gives a byte-identical body and the same id. Nothing in a plan is personal data:
+//! contact ids, counts, dates, statuses and HMAC digests only.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The format version written into every plan.
+pub const PLAN_API_VERSION: &str = "ucs-gdpr/v1";
+
+/// A plan and its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Plan {
+    /// sha256 of the canonical JSON of `body`.
+    pub plan_id: String,
+    /// Everything the plan says.
+    pub body: PlanBody,
+}
+
+/// Everything a plan says; hashed into the plan id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlanBody {
+    /// Always `ucs-gdpr/v1`.
+    pub api_version: String,
+    /// Always `Plan`.
+    pub kind: String,
+    /// The request the plan is for.
+    pub request: RequestInfo,
+    /// Where it runs.
+    pub environment: EnvironmentInfo,
+    /// The runbook it follows.
+    pub runbook: RunbookInfo,
+    /// What the export covers, when there is one.
+    pub export: Option<ExportInfo>,
+    /// Whether the request waived the export explicitly.
+    pub export_waived: bool,
+    /// What happens to contacts that may be deleted.
+    pub delete: DeleteMode,
+    /// How each subject of the manifest resolved.
+    pub subjects: Vec<SubjectResolution>,
+    /// Request-scope steps (once for the whole request).
+    pub request_steps: Vec<StepPlan>,
+    /// Per contact, sorted by id.
+    pub contacts: Vec<ContactPlan>,
+    /// Everything that stops the plan from being applied.
+    pub blockers: Vec<Blocker>,
+    /// The totals.
+    pub summary: Summary,
+}
+
+/// The request, as facts a reviewer needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestInfo {
+    /// The request id.
+    pub id: String,
+    /// sha256 of the manifest file's bytes.
+    pub manifest_sha256: String,
+    /// When the request arrived (RFC 3339).
+    pub received_at: String,
+    /// When the answer is due (a date).
+    pub deadline: String,
+    /// How it arrived.
+    pub channel: String,
+    /// Who verified the requester.
+    pub verified_by: String,
+    /// The ticket reference, if any.
+    pub ticket: Option<String>,
+}
+
+/// The environment the plan was computed against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvironmentInfo {
+    /// Its name in the environments file.
+    pub name: String,
+    /// `embedded` or `rest`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The tenant.
+    pub tenant: u64,
+}
+
+/// The runbook, pinned by its content hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunbookInfo {
+    /// Its name.
+    pub name: String,
+    /// sha256 of its file.
+    pub sha256: String,
+    /// Its steps in execution order.
+    pub steps: Vec<StepInfo>,
+}
+
+/// One runbook step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepInfo {
+    /// The step id.
+    pub id: String,
+    /// The catalogue step.
+    pub uses: String,
+    /// `request` or `contact`.
+    pub scope: String,
+    /// Steps it waits for.
+    pub after: Vec<String>,
+}
+
+/// What the export covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExportInfo {
+    /// `main`, `archive`.
+    pub data_sources: Vec<String>,
+    /// `inline` or `omit`.
+    pub attachments: String,
+}
+
+/// What happens to contacts that may be deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeleteMode {
+    /// The runbook or the request deletes nothing.
+    None,
+    /// `delete` without `confirm: true`: apply only reports, like the script without -confirm.
+    ReportOnly,
+    /// Contacts are deleted.
+    Confirmed,
+}
+
+/// How one subject of the manifest resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubjectResolution {
+    /// 1-based position in `spec.subjects`.
+    pub index: usize,
+    /// The contact id, for a `contactId` subject.
+    pub contact_id: Option<String>,
+    /// The HMAC digest of the identification request, for a `match` subject.
+    pub match_digest: Option<String>,
+    /// `one` or `all`, for a `match` subject.
+    pub expect: Option<String>,
+    /// What was found.
+    pub outcome: Resolution,
+}
+
+/// What a subject resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Resolution {
+    /// These contacts.
+    Found {
+        /// Their ids.
+        contacts: Vec<String>,
+    },
+    /// The contact id does not exist (already erased, or never was): nothing to do.
+    AlreadyAbsent,
+    /// The identification request matched nobody.
+    NoMatch,
+    /// More matches than `expect: one` allows: a reviewer must name the contacts.
+    Ambiguous {
+        /// The candidates with facts that help decide, none of them personal.
+        candidates: Vec<Candidate>,
+    },
+    /// The state could not be read.
+    Unreadable {
+        /// Why (an error kind and operation; no personal data).
+        reason: String,
+    },
+}
+
+/// A candidate of an ambiguous match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Candidate {
+    /// Its contact id.
+    pub contact_id: String,
+    /// Interactions per data source.
+    pub interactions: BTreeMap<String, u64>,
+    /// Its first interaction's start.
+    pub first_interaction: Option<String>,
+    /// Its last interaction's start.
+    pub last_interaction: Option<String>,
+}
+
+/// Everything planned for one contact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContactPlan {
+    /// The contact id.
+    pub contact_id: String,
+    /// The subjects (1-based) that resolved to it.
+    pub subjects: Vec<usize>,
+    /// The reason it is kept, when a hold applies.
+    pub hold: Option<String>,
+    /// What each data source holds for it.
+    pub sources: BTreeMap<String, SourceCounts>,
+    /// sha256 over its interactions' ids, statuses and modification stamps and its attribute
+    /// names: apply refuses to run when this changed.
+    pub fingerprint: String,
+    /// Its steps, in execution order.
+    pub steps: Vec<StepPlan>,
+    /// Whether it will be exported.
+    pub export: bool,
+    /// Whether it will be deleted.
+    pub delete: bool,
+}
+
+/// What one data source holds for a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceCounts {
+    /// `false` when the deployment has no data source with this role.
+    pub available: bool,
+    /// Why it is unavailable (the server's reason).
+    pub reason: Option<String>,
+    /// Interactions.
+    pub interactions: u64,
+    /// Interactions still in progress or in a workbin.
+    pub in_flight: u64,
+    /// Attachments.
+    pub attachments: u64,
+    /// Attachment bytes (counted when the export inlines them).
+    pub bytes: u64,
+    /// The first interaction's start.
+    pub first_interaction: Option<String>,
+    /// The last interaction's start.
+    pub last_interaction: Option<String>,
+}
+
+/// What a step will do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepPlan {
+    /// The step id.
+    pub id: String,
+    /// The catalogue step.
+    pub uses: String,
+    /// The decision.
+    pub status: StepStatus,
+    /// Facts behind the decision (ids, counts, statuses; never personal data).
+    pub notes: Vec<String>,
+}
+
+/// A step's decision at plan time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    /// A check that passed, or an action that will run.
+    Ready,
+    /// Nothing to do (no profile, nothing in progress, no export asked).
+    NothingToDo,
+    /// Apply will only report (a delete without `confirm`).
+    ReportOnly,
+    /// Skipped (a hold, a subject already absent, an earlier blocker).
+    Skipped,
+    /// The environment does not configure what the check needs.
+    NotConfigured,
+    /// The step blocks the plan.
+    Blocked,
+}
+
+impl StepStatus {
+    /// The word a person reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::NothingToDo => "nothing to do",
+            Self::ReportOnly => "report only",
+            Self::Skipped => "skipped",
+            Self::NotConfigured => "not configured",
+            Self::Blocked => "BLOCKED",
+        }
+    }
+}
+
+/// Something that stops the plan from being applied.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Blocker {
+    /// The contact it concerns, if one.
+    pub contact_id: Option<String>,
+    /// The subject (1-based) it concerns, if one.
+    pub subject: Option<usize>,
+    /// The step that blocks, if one.
+    pub step: Option<String>,
+    /// A stable code.
+    pub code: String,
+    /// What blocks and why, in plain words.
+    pub message: String,
+}
+
+/// The totals.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Summary {
+    /// Contacts resolved.
+    pub contacts: u64,
+    /// Contacts that will be exported.
+    pub to_export: u64,
+    /// Contacts that will be deleted.
+    pub to_delete: u64,
+    /// Contacts kept by a hold.
+    pub held: u64,
+    /// Subjects already absent.
+    pub already_absent: u64,
+    /// Blockers.
+    pub blockers: u64,
+    /// Interactions per data source, over the contacts exported or deleted.
+    pub interactions: BTreeMap<String, u64>,
+    /// Attachments over those contacts.
+    pub attachments: u64,
+    /// Attachment bytes over those contacts.
+    pub bytes: u64,
+    /// Whether applying the plan would change anything.
+    pub changes: bool,
+}

@@ -1,0 +1,415 @@
+//! `ucs-gdpr plan` against the embedded demo environment (the real simulator behind the real
+//! REST client), through the real binary.
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::{repo_path, transcript, ucs_gdpr};
+
+const ENV_FILE: &str = "examples/ucs-gdpr.yaml";
+
+/// Writes a request for the demo environment into `dir` and returns its path.
+fn request(dir: &Path, name: &str, runbook: &str, subjects: &str, extra: &str) -> String {
+    let path = dir.join(format!("{name}.yaml"));
+    fs::write(
+        &path,
+        format!(
+            "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-TEST-{name}\n  \
+             receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: agent.smith\n  \
+             deadline: 2026-12-20\nspec:\n  environment: demo\n  runbook: {runbook}\n  \
+             subjects:\n{subjects}{extra}"
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+const EXPORT_AND_DELETE: &str = "  export: {}\n  delete: { confirm: true }\n";
+
+fn plan_json(manifest: &str) -> (i32, Value) {
+    let output = ucs_gdpr()
+        .args(["plan", "--env-file", ENV_FILE, "--format", "json", manifest])
+        .output()
+        .unwrap();
+    let plan = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", transcript(&output)));
+    (output.status.code().unwrap(), plan)
+}
+
+fn step<'a>(plan: &'a Value, contact: &str, id: &str) -> &'a Value {
+    let contact = plan["body"]["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["contactId"] == contact)
+        .unwrap_or_else(|| panic!("no contact {contact}"));
+    contact["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()
+}
+
+/// Days left change every day: the snapshots pin everything else.
+fn without_days_left(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.find(" day(s) left") {
+            Some(end) => {
+                let start = line[..end].rfind(' ').map_or(0, |s| s + 1);
+                format!("{}N{}", &line[..start], &line[end..])
+            }
+            None => match line.find("OVERDUE by ") {
+                Some(at) => {
+                    let rest = &line[at + 11..];
+                    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+                    format!("{}OVERDUE by N{}", &line[..at], &rest[digits..])
+                }
+                None => line.to_owned(),
+            },
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_text_and_markdown_plans_of_each_built_in_runbook_read_well() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "forget-me-on-premise",
+            "    - contactId: 0001SaD2PVY4312K\n    - contactId: 0001SaD2PVY4315J\n",
+            EXPORT_AND_DELETE,
+        ),
+        (
+            "forget-me-cloud",
+            "    - contactId: 0001SaD2PVY4312K\n    - contactId: 0001SaD2PVY4315J\n",
+            EXPORT_AND_DELETE,
+        ),
+        (
+            "export-only",
+            "    - match: { TenantId: 101, EmailAddress: jane.doe@company.com }\n      expect: all\n",
+            "  export: { dataSources: [main] }\n",
+        ),
+        (
+            "batch-delete",
+            "    - contactId: 0001SaD2PVY4312K\n    - contactId: 0002Ha7QB2MX000K\n    - contactId: 0001SaD2PVY4315J\n    - contactId: 0009ZZZZZZZZZZZZ\n",
+            "  export: {}\n  delete: { confirm: true }\n  holds:\n    - { contactId: 0001SaD2PVY4315J, reason: legal claim 2026-77 }\n",
+        ),
+    ];
+    for (runbook, subjects, extra) in cases {
+        let manifest = request(dir.path(), runbook, runbook, subjects, extra);
+        for format in ["text", "markdown"] {
+            let output = ucs_gdpr()
+                .args(["plan", "--env-file", ENV_FILE, "--format", format, &manifest])
+                .output()
+                .unwrap();
+            insta::assert_snapshot!(
+                format!("plan-{runbook}-{format}"),
+                without_days_left(&transcript(&output))
+            );
+        }
+    }
+}
+
+#[test]
+fn several_matches_block_when_one_is_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = request(
+        dir.path(),
+        "ambiguous",
+        "forget-me-on-premise",
+        "    - match: { TenantId: 101, EmailAddress: jane.doe@company.com }\n",
+        EXPORT_AND_DELETE,
+    );
+    let (code, plan) = plan_json(&manifest);
+    assert_eq!(code, 1);
+    let outcome = &plan["body"]["subjects"][0]["outcome"];
+    assert_eq!(outcome["kind"], "ambiguous");
+    let candidates: Vec<&str> = outcome["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["contactId"].as_str().unwrap())
+        .collect();
+    assert_eq!(candidates, ["0001SaD2PVY4312K", "0001TbE3QWZ5520L"]);
+    assert_eq!(outcome["candidates"][0]["interactions"]["main"], 3);
+    assert_eq!(plan["body"]["blockers"][0]["code"], "subject::ambiguous");
+    assert_eq!(
+        plan["body"]["contacts"].as_array().unwrap().len(),
+        0,
+        "nothing is planned for an ambiguous match"
+    );
+}
+
+#[test]
+fn in_progress_interactions_are_stopped_on_premise_and_block_in_the_cloud() {
+    let dir = tempfile::tempdir().unwrap();
+    let subjects = "    - contactId: 0001SaD2PVY4315J\n";
+    let on_premise =
+        request(dir.path(), "onprem", "forget-me-on-premise", subjects, EXPORT_AND_DELETE);
+    let (_, plan) = plan_json(&on_premise);
+    let stop = step(&plan, "0001SaD2PVY4315J", "in-flight");
+    assert_eq!(stop["status"], "ready");
+    let notes = stop["notes"].to_string();
+    assert!(notes.contains("00001c7T0CL100AA") && notes.contains("Inbox-Review"), "{notes}");
+    assert!(notes.contains("00001c7T0CL100AB") && notes.contains("InProcess"), "{notes}");
+
+    let cloud = request(dir.path(), "cloud", "forget-me-cloud", subjects, EXPORT_AND_DELETE);
+    let (code, plan) = plan_json(&cloud);
+    assert_eq!(code, 1);
+    assert_eq!(step(&plan, "0001SaD2PVY4315J", "in-flight")["status"], "blocked");
+    assert!(
+        plan["body"]["blockers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["code"] == "step::ucs/require-no-in-progress")
+    );
+}
+
+#[test]
+fn a_pending_callback_blocks_the_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = request(
+        dir.path(),
+        "callback",
+        "forget-me-on-premise",
+        "    - contactId: 0001SaD2PVY4315J\n",
+        EXPORT_AND_DELETE,
+    );
+    let (code, plan) = plan_json(&manifest);
+    assert_eq!(code, 1);
+    let callbacks = step(&plan, "0001SaD2PVY4315J", "callbacks");
+    assert_eq!(callbacks["status"], "blocked");
+    assert!(callbacks["notes"].to_string().contains("9a7c5e1b-2f1d-4c33-9d0e-5c1f0a6b7e21"));
+    assert_eq!(step(&plan, "0001SaD2PVY4315J", "delete")["status"], "skipped");
+    assert_eq!(plan["body"]["summary"]["toDelete"], 0);
+}
+
+#[test]
+fn a_hold_keeps_its_contact_out_of_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = request(
+        dir.path(),
+        "hold",
+        "batch-delete",
+        "    - contactId: 0002Ha7QB2MX000K\n    - contactId: 0001TbE3QWZ5520L\n",
+        "  export: {}\n  delete: { confirm: true }\n  holds:\n    - { contactId: 0001TbE3QWZ5520L, reason: legal claim 2026-77 }\n",
+    );
+    let (code, plan) = plan_json(&manifest);
+    assert_eq!(code, 0);
+    for id in ["callbacks", "in-flight", "export", "delete", "verify"] {
+        assert_eq!(step(&plan, "0001TbE3QWZ5520L", id)["status"], "skipped", "{id}");
+    }
+    assert_eq!(plan["body"]["summary"]["held"], 1);
+    assert_eq!(plan["body"]["summary"]["toDelete"], 1);
+}
+
+#[test]
+fn without_confirm_nothing_is_planned_for_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = request(
+        dir.path(),
+        "noconfirm",
+        "forget-me-on-premise",
+        "    - contactId: 0002Ha7QB2MX000K\n",
+        "  export: {}\n  delete: { confirm: false }\n",
+    );
+    let (code, plan) = plan_json(&manifest);
+    assert_eq!(code, 0);
+    assert_eq!(plan["body"]["delete"], "report-only");
+    assert_eq!(step(&plan, "0002Ha7QB2MX000K", "delete")["status"], "report-only");
+    assert_eq!(plan["body"]["summary"]["toDelete"], 0);
+    assert_eq!(plan["body"]["summary"]["toExport"], 1);
+}
+
+#[test]
+fn an_unknown_contact_is_already_absent_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = request(
+        dir.path(),
+        "absent",
+        "forget-me-on-premise",
+        "    - contactId: 0009ZZZZZZZZZZZZ\n",
+        EXPORT_AND_DELETE,
+    );
+    let output = ucs_gdpr()
+        .args(["plan", "--env-file", ENV_FILE, "--detailed-exitcode", &manifest])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "nothing to do: {}", transcript(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("already absent"));
+}
+
+#[test]
+fn the_plan_id_is_stable_and_follows_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = request(
+        dir.path(),
+        "stable",
+        "export-only",
+        "    - contactId: 0002Ha7QB2MX000K\n",
+        "  export: {}\n",
+    );
+    let first = dir.path().join("first.json");
+    let second = dir.path().join("second.json");
+    for out in [&first, &second] {
+        ucs_gdpr()
+            .args(["plan", "--env-file", ENV_FILE, "--out"])
+            .arg(out)
+            .arg(&manifest)
+            .assert()
+            .success();
+    }
+    let (a, b) = (fs::read(&first).unwrap(), fs::read(&second).unwrap());
+    assert_eq!(a, b, "the same state gives a byte-identical plan");
+
+    // The same request against changed data: a dataset with one more interaction.
+    let dataset = fs::read_to_string(repo_path("examples/sim/demo.yaml")).unwrap();
+    let changed = dataset.replacen(
+        "        - id: 00002d8U1DM200AA\n",
+        "        - id: 00002d8U1DM200AZ\n          mediaType: email\n          status: Stopped\n          startDate: 2026-11-27T10:00:00Z\n        - id: 00002d8U1DM200AA\n",
+        1,
+    );
+    assert_ne!(changed, dataset, "the edit applies");
+    let data_dir = dir.path().join("sim");
+    fs::create_dir(&data_dir).unwrap();
+    fs::write(data_dir.join("demo.yaml"), changed).unwrap();
+    fs::create_dir(data_dir.join("files")).unwrap();
+    for file in fs::read_dir(repo_path("examples/sim/files")).unwrap() {
+        let file = file.unwrap().path();
+        fs::copy(&file, data_dir.join("files").join(file.file_name().unwrap())).unwrap();
+    }
+    let env_file = dir.path().join("ucs-gdpr.yaml");
+    fs::copy(repo_path(ENV_FILE), &env_file).unwrap();
+    let third = dir.path().join("third.json");
+    ucs_gdpr()
+        .args(["plan", "--env-file"])
+        .arg(&env_file)
+        .arg("--out")
+        .arg(&third)
+        .arg(&manifest)
+        .assert()
+        .success();
+    let (a, c): (Value, Value) = (
+        serde_json::from_slice(&a).unwrap(),
+        serde_json::from_slice(&fs::read(&third).unwrap()).unwrap(),
+    );
+    assert_ne!(a["planId"], c["planId"]);
+    assert_ne!(a["body"]["contacts"][0]["fingerprint"], c["body"]["contacts"][0]["fingerprint"]);
+}
+
+#[test]
+fn count_prints_what_the_dataset_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = request(
+        dir.path(),
+        "count",
+        "forget-me-on-premise",
+        "    - match: { TenantId: 101, EmailAddress: jane.doe@company.com }\n      expect: all\n",
+        EXPORT_AND_DELETE,
+    );
+    let output =
+        ucs_gdpr().args(["plan", "--env-file", ENV_FILE, "--count", &manifest]).output().unwrap();
+    // Jane's two records: 3 + 1 interactions in main, 2 + 0 in the archive (the dataset's story).
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "contacts to export: 2\ninteractions to export from archive: 2\ninteractions to export from main: 4\n\
+         contacts to delete: 2\ninteractions to delete from archive: 2\ninteractions to delete from main: 4\n",
+        "{}",
+        transcript(&output)
+    );
+}
+
+#[test]
+fn detailed_exit_codes_tell_nothing_changes_and_blockers_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let changes = request(
+        dir.path(),
+        "changes",
+        "export-only",
+        "    - contactId: 0002Ha7QB2MX000K\n",
+        "  export: {}\n",
+    );
+    let blocked = request(
+        dir.path(),
+        "blocked",
+        "forget-me-cloud",
+        "    - contactId: 0001SaD2PVY4315J\n",
+        EXPORT_AND_DELETE,
+    );
+    let code = |manifest: &str| {
+        ucs_gdpr()
+            .args(["plan", "--env-file", ENV_FILE, "--detailed-exitcode", manifest])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(code(&changes), Some(2));
+    assert_eq!(code(&blocked), Some(1));
+    let output =
+        ucs_gdpr().args(["plan", "--env-file", ENV_FILE, "--no-such-flag"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+}
+
+#[test]
+fn no_rendering_of_a_plan_holds_personal_data() {
+    let dataset: Value = serde_json::to_value(
+        ucs_gdpr::manifest::yaml::parse_value(
+            &fs::read_to_string(repo_path("examples/sim/demo.yaml")).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // Every attribute value, text, subject and phone number of the dataset.
+    let mut secrets = Vec::new();
+    fn collect(value: &Value, key: &str, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => map.iter().for_each(|(k, v)| collect(v, k, out)),
+            Value::Array(items) => items.iter().for_each(|v| collect(v, key, out)),
+            Value::String(s)
+                if [
+                    "FirstName",
+                    "LastName",
+                    "EmailAddress",
+                    "PhoneNumber",
+                    "text",
+                    "subject",
+                    "phoneNumber",
+                    "first_name",
+                    "last_name",
+                    "email",
+                ]
+                .contains(&key) =>
+            {
+                out.push(s.clone());
+            }
+            _ => {}
+        }
+    }
+    collect(&dataset, "", &mut secrets);
+    assert!(secrets.len() >= 15, "{secrets:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = request(
+        dir.path(),
+        "pii",
+        "forget-me-on-premise",
+        "    - match: { TenantId: 101, EmailAddress: jane.doe@company.com }\n      expect: all\n    - contactId: 0001SaD2PVY4315J\n    - match: { TenantId: 101, LastName: Doe }\n",
+        EXPORT_AND_DELETE,
+    );
+    let mut seen = String::new();
+    for args in
+        [&["--format", "text"][..], &["--format", "markdown"], &["--format", "json"], &["--count"]]
+    {
+        let output = ucs_gdpr()
+            .args(["plan", "--env-file", ENV_FILE])
+            .args(args)
+            .arg(&manifest)
+            .output()
+            .unwrap();
+        seen.push_str(&transcript(&output));
+    }
+    assert!(seen.contains("0001SaD2PVY4312K"), "the plans were made: {seen}");
+    for secret in &secrets {
+        assert!(!seen.contains(secret.as_str()), "`{secret}` appears in a plan rendering");
+    }
+}
