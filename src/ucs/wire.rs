@@ -373,9 +373,9 @@ pub const OCTET_STREAM: &str = "application/octet-stream";
 
 /// A Context Services profile: a JSON object with `customer_id` and the profile's fields.
 ///
-/// **Assumption**: the profile id is the UCS contact id (since 8.5 Context Services lives in
-/// UCS and its customer profiles are UCS contacts). `DELETE` answers 200 or 204; 404 means
-/// there is no profile.
+/// **Assumption**: the profile id is the UCS contact id (Context Services runs inside UCS and
+/// its customer profiles are the UCS contacts; a deployment that keys profiles otherwise needs
+/// a lookup here). `DELETE` answers 200 or 204; 404 means there is no profile.
 pub const PROFILE_ID_FIELD: &str = "customer_id";
 
 /// A GMS callback as the callback query lists it.
