@@ -27,7 +27,16 @@ async fn sim_serve_prints_its_address_and_answers() {
         .unwrap()
         .args(["sim", "serve", "--dataset"])
         .arg(example("demo.yaml"))
-        .args(["--listen", "127.0.0.1:0", "--latency-ms", "1", "--seed", "3"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--latency-ms",
+            "1",
+            "--seed",
+            "3",
+            "--error-rate",
+            "0.5",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -37,12 +46,19 @@ async fn sim_serve_prints_its_address_and_answers() {
     let url = line.trim().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
-    let client = RestClient::new(ClientConfig::new(url.clone())).unwrap();
-    let jane = client.get_contact(&ContactId::new(JANE).unwrap()).await.unwrap();
-    assert_eq!(jane.tenant, TenantId(101));
+    let mut config = ClientConfig::new(url.clone());
+    config.retry.max_attempts = 20;
+    config.retry.base_backoff = std::time::Duration::from_millis(1);
+    let client = RestClient::new(config).unwrap();
+    for _ in 0..4 {
+        let jane = client.get_contact(&ContactId::new(JANE).unwrap()).await.unwrap();
+        assert_eq!(jane.tenant, TenantId(101));
+    }
     let stats: serde_json::Value =
         reqwest::get(format!("{url}/sim/stats")).await.unwrap().json().await.unwrap();
-    assert_eq!(stats["calls"]["GetAttributes"], 1);
+    let faults = stats["faults"]["unavailable"].as_u64().unwrap();
+    assert!(faults > 0, "{stats}");
+    assert_eq!(stats["calls"]["GetAttributes"].as_u64().unwrap(), 4 + faults, "{stats}");
 
     // SIGTERM stops it cleanly.
     let status = Command::new("kill").arg(child.id().to_string()).status().unwrap();

@@ -422,6 +422,56 @@ fn secrets_resolve_from_named_variables_and_never_show() {
     );
 }
 
+/// A one-shot server that records the request it gets and answers `{"ContactIdList":[]}`.
+async fn recording_server() -> (String, tokio::task::JoinHandle<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !String::from_utf8_lossy(&request).contains("}}") {
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "request ended early");
+            request.extend_from_slice(&buffer[..n]);
+        }
+        let body = "{\"ContactIdList\":[]}";
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).await.unwrap();
+        String::from_utf8(request).unwrap()
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_go_in_the_authorization_header_and_identification_in_the_body() {
+    let (url, request) = recording_server().await;
+    let mut config = ClientConfig::new(format!("{url}/base"));
+    config.auth = Auth::Basic { user: "svc".to_owned(), password: "s3cret".to_owned() };
+    let client = RestClient::new(config).unwrap();
+    assert!(client.identify_contacts(&by_email("jane.doe@company.com")).await.unwrap().is_empty());
+    let request = request.await.unwrap();
+    assert!(
+        request.starts_with("POST /base/ucs/v1/OMContacts/IdentifyContact HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(request.contains("\r\nauthorization: Basic c3ZjOnMzY3JldA==\r\n"), "{request}");
+    assert!(request.ends_with(
+        r#"{"Parameters":{"TenantId":101,"OtherFields":{"EmailAddress":"jane.doe@company.com"},"CreateContact":false},"UserData":{}}"#
+    ), "{request}");
+
+    let (url, request) = recording_server().await;
+    let mut config = ClientConfig::new(url);
+    config.auth = Auth::Bearer("t0ken".to_owned());
+    let client = RestClient::new(config).unwrap();
+    client.identify_contacts(&by_email("a@b.c")).await.unwrap();
+    assert!(request.await.unwrap().contains("authorization: Bearer t0ken\r\n"));
+}
+
 #[test]
 fn a_bad_configuration_is_refused_up_front() {
     assert!(RestClient::new(ClientConfig::new("not a url")).is_err());
