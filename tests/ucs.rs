@@ -541,7 +541,7 @@ mod faults {
             .collect();
         let sim = start("demo.yaml", FaultOptions { script, ..FaultOptions::default() }).await;
         let mut config = config_for(&sim);
-        config.read_timeout = Duration::from_millis(200);
+        config.read_timeout = Duration::from_millis(400);
         let events = recorder(&mut config);
         let client = RestClient::new(config).unwrap();
 
@@ -577,7 +577,7 @@ mod faults {
         };
         let sim = start("demo.yaml", faults).await;
         let mut config = config_for(&sim);
-        config.read_timeout = Duration::from_millis(150);
+        config.read_timeout = Duration::from_millis(400);
         config.retry.max_attempts = 10;
         let client = RestClient::new(config).unwrap();
         for _ in 0..10 {
