@@ -422,8 +422,8 @@ fn secrets_resolve_from_named_variables_and_never_show() {
     );
 }
 
-/// A one-shot server that records the request it gets and answers `{"ContactIdList":[]}`.
-async fn recording_server() -> (String, tokio::task::JoinHandle<String>) {
+/// A one-shot server that records the request it gets and answers `body` as JSON.
+async fn recording_server(body: &'static str) -> (String, tokio::task::JoinHandle<String>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -431,12 +431,17 @@ async fn recording_server() -> (String, tokio::task::JoinHandle<String>) {
         let (mut stream, _) = listener.accept().await.unwrap();
         let mut request = Vec::new();
         let mut buffer = [0u8; 4096];
-        while !String::from_utf8_lossy(&request).contains("}}") {
+        loop {
+            let text = String::from_utf8_lossy(&request);
+            let complete = text.contains("\r\n\r\n")
+                && (!text.to_ascii_lowercase().contains("content-length") || text.ends_with("}}"));
+            if complete {
+                break;
+            }
             let n = stream.read(&mut buffer).await.unwrap();
             assert!(n > 0, "request ended early");
             request.extend_from_slice(&buffer[..n]);
         }
-        let body = "{\"ContactIdList\":[]}";
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
@@ -449,7 +454,7 @@ async fn recording_server() -> (String, tokio::task::JoinHandle<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_go_in_the_authorization_header_and_identification_in_the_body() {
-    let (url, request) = recording_server().await;
+    let (url, request) = recording_server(r#"{"ContactIdList":[]}"#).await;
     let mut config = ClientConfig::new(format!("{url}/base"));
     config.auth = Auth::Basic { user: "svc".to_owned(), password: "s3cret".to_owned() };
     let client = RestClient::new(config).unwrap();
@@ -464,12 +469,24 @@ async fn credentials_go_in_the_authorization_header_and_identification_in_the_bo
         r#"{"Parameters":{"TenantId":101,"OtherFields":{"EmailAddress":"jane.doe@company.com"},"CreateContact":false},"UserData":{}}"#
     ), "{request}");
 
-    let (url, request) = recording_server().await;
+    let (url, request) = recording_server(r#"{"ContactIdList":[]}"#).await;
     let mut config = ClientConfig::new(url);
     config.auth = Auth::Bearer("t0ken".to_owned());
     let client = RestClient::new(config).unwrap();
     client.identify_contacts(&by_email("a@b.c")).await.unwrap();
     assert!(request.await.unwrap().contains("authorization: Bearer t0ken\r\n"));
+
+    // Context Services with credentials of its own.
+    let (url, request) = recording_server(r#"{"customer_id":"0001SaD2PVY4312K"}"#).await;
+    let mut config = ClientConfig::new("http://127.0.0.1:1");
+    config.auth = Auth::Bearer("ucs-token".to_owned());
+    config.context_services_url = Some(url);
+    config.context_services_auth = Some(Auth::Bearer("cs-token".to_owned()));
+    let client = RestClient::new(config).unwrap();
+    assert!(client.get_profile(&contact(JANE)).await.unwrap().unwrap().fields.is_empty());
+    let request = request.await.unwrap();
+    assert!(request.starts_with("GET /profiles/0001SaD2PVY4312K HTTP/1.1\r\n"), "{request}");
+    assert!(request.contains("authorization: Bearer cs-token\r\n"), "{request}");
 }
 
 #[test]
