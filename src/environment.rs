@@ -130,15 +130,69 @@ pub struct Gms {
     pub auth: Option<Auth>,
 }
 
-/// The Info Mart database.
+/// The Info Mart database (PostgreSQL), read by the `infomart/etl-complete` check.
+///
+/// Only Info Mart's control tables are read (see [`crate::infomart`] for the exact tables and
+/// columns), in a read-only transaction.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InfoMart {
-    /// The connection string, without the password.
+    /// The connection string, without the password: `host=... dbname=... user=...` or a
+    /// `postgresql://` URL. TLS follows its `sslmode` (`disable`, `prefer`, `require`).
     pub dsn: String,
     /// The variable holding the password.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// To connect, in milliseconds (default: the environment's `timeouts.connectMs`).
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// For the whole check once connected, in milliseconds (default: `timeouts.readMs`).
+    #[serde(default)]
+    pub query_timeout_ms: Option<u64>,
+    /// Extra certificate authorities (PEM) to trust for TLS, relative to the file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The Info Mart server's IANA time zone, such as `Europe/Berlin`: only used when an
+    /// extraction row has no UTC `MAX_TS` and its `MAX_TIME` is a local `timestamp`.
+    #[serde(default)]
+    pub server_time_zone: Option<String>,
+}
+
+impl InfoMart {
+    /// The DSN must parse and must not carry the password (its text is never repeated).
+    fn check(&self, name: &str, dsn_span: &std::ops::Range<usize>) -> Vec<Diagnostic> {
+        match crate::infomart::parse_dsn(&self.dsn) {
+            Ok(_) => Vec::new(),
+            Err(crate::infomart::EtlError::PasswordInDsn) => vec![
+                Diagnostic::error(
+                    "environments::secret-in-file",
+                    format!("environment `{name}`: the Info Mart `dsn` contains a password"),
+                    dsn_span.clone(),
+                )
+                .label("holds a secret")
+                .help("remove the password and name the variable that holds it in `passwordEnv`"),
+            ],
+            Err(error) => vec![
+                Diagnostic::error(
+                    "environments::invalid-dsn",
+                    match error {
+                        crate::infomart::EtlError::IncompleteDsn { missing } => {
+                            format!(
+                                "environment `{name}`: the Info Mart `dsn` names no `{missing}`"
+                            )
+                        }
+                        _ => format!(
+                            "environment `{name}`: the Info Mart `dsn` is not a PostgreSQL \
+                             connection string"
+                        ),
+                    },
+                    dsn_span.clone(),
+                )
+                .label("not usable")
+                .help("write `host=... dbname=... user=...` or a postgresql:// URL"),
+            ],
+        }
+    }
 }
 
 /// Timeouts, in milliseconds.
@@ -282,6 +336,22 @@ impl Environments {
                             ));
                         }
                     }
+                }
+            }
+            if let Some(infomart) = &environment.infomart {
+                diagnostics.extend(infomart.check(name, &span(at("infomart/dsn"))));
+                if let Some(ca_file) = &infomart.ca_file
+                    && !base.join(ca_file).is_file()
+                {
+                    diagnostics.push(
+                        Diagnostic::error(
+                            "environments::missing-file",
+                            format!("environment `{name}`: the Info Mart CA file does not exist"),
+                            span(at("infomart/caFile")),
+                        )
+                        .label("not found")
+                        .help("the path is relative to the environments file"),
+                    );
                 }
             }
             let policy = &environment.policy;

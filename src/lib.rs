@@ -11,6 +11,7 @@ pub mod cli;
 pub mod durable;
 pub mod environment;
 pub mod export;
+pub mod infomart;
 pub mod manifest;
 pub mod plan;
 pub mod runbook;

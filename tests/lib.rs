@@ -13,6 +13,7 @@
 
 mod audit;
 mod export;
+mod infomart;
 mod plan;
 mod sim;
 mod ucs;
