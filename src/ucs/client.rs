@@ -437,7 +437,7 @@ impl RestClient {
     }
 
     /// Waits for the rate limit and a concurrency permit.
-    async fn admit(&self) -> Result<OwnedSemaphorePermit, UcsError> {
+    async fn admit(&self, operation: Operation) -> Result<OwnedSemaphorePermit, UcsError> {
         if let Some(bucket) = &self.inner.bucket {
             let wait = match bucket.lock() {
                 Ok(mut bucket) => bucket.reserve(),
@@ -448,9 +448,12 @@ impl RestClient {
             }
         }
         // The semaphore is never closed, so this cannot fail; map it anyway.
-        self.inner.permits.clone().acquire_owned().await.map_err(|_| {
-            UcsError::new(Operation::GetAttributes, ErrorKind::Permanent, "client shut down")
-        })
+        self.inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| UcsError::new(operation, ErrorKind::Permanent, "client shut down"))
     }
 
     /// One attempt: sends the request and returns the response if its status is 2xx.
@@ -460,7 +463,7 @@ impl RestClient {
         subject: Option<&str>,
         request: RequestBuilder,
     ) -> Result<(Response, OwnedSemaphorePermit), UcsError> {
-        let permit = self.admit().await?;
+        let permit = self.admit(operation).await?;
         let started = Instant::now();
         let response = request.send().await.map_err(|error| {
             let detail = if error.is_timeout() {
