@@ -521,11 +521,18 @@ impl Environments {
                 let mut config = ClientConfig::new(ucs.url.clone());
                 config.auth = resolve(ucs.auth.as_ref())?;
                 config.ca_file = ucs.ca_file.as_ref().map(|f| self.base_dir.join(f));
-                config.context_services_url =
-                    environment.context_services.as_ref().map(|s| s.url.clone());
+                if let Some(service) = &environment.context_services {
+                    config.context_services_url = Some(service.url.clone());
+                    if service.auth.is_some() {
+                        config.context_services_auth = Some(resolve(service.auth.as_ref())?);
+                    }
+                }
                 if let Some(gms) = &environment.gms {
                     config.gms_url = Some(gms.url.clone());
                     config.gms_service = gms.service.clone();
+                    if gms.auth.is_some() {
+                        config.gms_auth = Some(resolve(gms.auth.as_ref())?);
+                    }
                 }
                 (config, None)
             }

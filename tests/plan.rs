@@ -337,8 +337,10 @@ fn count_prints_what_the_dataset_holds() {
         "    - match: { TenantId: 101, EmailAddress: jane.doe@company.com }\n      expect: all\n",
         EXPORT_AND_DELETE,
     );
-    let output =
-        ucs_gdpr().args(["plan", "--env-file", &env_file(dir.path()), "--count", &manifest]).output().unwrap();
+    let output = ucs_gdpr()
+        .args(["plan", "--env-file", &env_file(dir.path()), "--count", &manifest])
+        .output()
+        .unwrap();
     // Jane's two records: 3 + 1 interactions in main, 2 + 0 in the archive (the dataset's story).
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
@@ -376,8 +378,10 @@ fn detailed_exit_codes_tell_nothing_changes_and_blockers_apart() {
     };
     assert_eq!(code(&changes), Some(2));
     assert_eq!(code(&blocked), Some(1));
-    let output =
-        ucs_gdpr().args(["plan", "--env-file", &env_file(dir.path()), "--no-such-flag"]).output().unwrap();
+    let output = ucs_gdpr()
+        .args(["plan", "--env-file", &env_file(dir.path()), "--no-such-flag"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(64));
 }
 
@@ -442,4 +446,36 @@ fn no_rendering_of_a_plan_holds_personal_data() {
     for secret in &secrets {
         assert!(!seen.contains(secret.as_str()), "`{secret}` appears in a plan rendering");
     }
+}
+
+#[test]
+fn a_rest_environment_names_the_missing_secret_variable_never_a_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("ucs-gdpr.yaml");
+    fs::write(
+        &env,
+        "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    type: rest\n    \
+         tenant: 101\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    ucs:\n      url: http://127.0.0.1:9/\n      \
+         auth: { user: gdpr-bot, passwordEnv: UCS_GDPR_TEST_PASSWORD_UNSET }\n",
+    )
+    .unwrap();
+    let manifest = request(
+        dir.path(),
+        "rest",
+        "export-only",
+        "    - contactId: 0002Ha7QB2MX000K\n",
+        "  export: {}\n",
+    );
+    let output = ucs_gdpr()
+        .args(["plan", "--env-file"])
+        .arg(&env)
+        .arg(&manifest)
+        .env("UCS_GDPR_TEST_HMAC", "a-test-key-that-is-at-least-32-bytes-long")
+        .env_remove("UCS_GDPR_TEST_PASSWORD_UNSET")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("UCS_GDPR_TEST_PASSWORD_UNSET"), "{stderr}");
+    assert!(stderr.contains("cannot connect to `demo`"), "{stderr}");
 }

@@ -27,7 +27,16 @@ async fn sim_serve_prints_its_address_and_answers() {
         .unwrap()
         .args(["sim", "serve", "--dataset"])
         .arg(example("demo.yaml"))
-        .args(["--listen", "127.0.0.1:0", "--latency-ms", "1", "--seed", "3"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--latency-ms",
+            "1",
+            "--seed",
+            "3",
+            "--error-rate",
+            "0.5",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -37,12 +46,19 @@ async fn sim_serve_prints_its_address_and_answers() {
     let url = line.trim().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
-    let client = RestClient::new(ClientConfig::new(url.clone())).unwrap();
-    let jane = client.get_contact(&ContactId::new(JANE).unwrap()).await.unwrap();
-    assert_eq!(jane.tenant, TenantId(101));
+    let mut config = ClientConfig::new(url.clone());
+    config.retry.max_attempts = 20;
+    config.retry.base_backoff = std::time::Duration::from_millis(1);
+    let client = RestClient::new(config).unwrap();
+    for _ in 0..4 {
+        let jane = client.get_contact(&ContactId::new(JANE).unwrap()).await.unwrap();
+        assert_eq!(jane.tenant, TenantId(101));
+    }
     let stats: serde_json::Value =
         reqwest::get(format!("{url}/sim/stats")).await.unwrap().json().await.unwrap();
-    assert_eq!(stats["calls"]["GetAttributes"], 1);
+    let faults = stats["faults"]["unavailable"].as_u64().unwrap();
+    assert!(faults > 0, "{stats}");
+    assert_eq!(stats["calls"]["GetAttributes"].as_u64().unwrap(), 4 + faults, "{stats}");
 
     // SIGTERM stops it cleanly.
     let status = Command::new("kill").arg(child.id().to_string()).status().unwrap();
@@ -211,4 +227,38 @@ fn sim_generate_writes_a_dataset() {
     assert!(
         dataset["contacts"][0]["interactions"]["main"][0]["attachments"][0]["base64"].is_string()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_attachment_streams_in_chunks_byte_for_byte() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("large.json");
+    let options = GenerateOptions {
+        contacts: 1,
+        interactions: 1,
+        attachment_bytes: 3 * 1024 * 1024 + 7,
+        seed: 5,
+        out: out.clone(),
+    };
+    generate(&options).unwrap();
+    let sim = Simulator::start(SimOptions::new(&out)).await.unwrap();
+    let client = RestClient::new(ClientConfig::new(sim.base_url())).unwrap();
+    let dataset: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let interaction = &dataset["contacts"][0]["interactions"]["main"][0];
+    let id = interaction["attachments"][0]["id"].as_str().unwrap();
+    let file = dir.path().join(interaction["attachments"][0]["file"].as_str().unwrap());
+
+    let mut body = client
+        .open_attachment(&ucs_gdpr::ucs::AttachmentId::new(id).unwrap(), DataSource::Main)
+        .await
+        .unwrap();
+    assert_eq!(body.size, Some(3 * 1024 * 1024 + 7));
+    let (mut bytes, mut chunks) = (Vec::new(), 0);
+    while let Some(chunk) = body.bytes.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+        chunks += 1;
+    }
+    assert!(chunks > 1, "streamed, not buffered whole");
+    assert!(bytes == std::fs::read(file).unwrap(), "byte for byte");
 }

@@ -422,6 +422,73 @@ fn secrets_resolve_from_named_variables_and_never_show() {
     );
 }
 
+/// A one-shot server that records the request it gets and answers `body` as JSON.
+async fn recording_server(body: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&request);
+            let complete = text.contains("\r\n\r\n")
+                && (!text.to_ascii_lowercase().contains("content-length") || text.ends_with("}}"));
+            if complete {
+                break;
+            }
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "request ended early");
+            request.extend_from_slice(&buffer[..n]);
+        }
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).await.unwrap();
+        String::from_utf8(request).unwrap()
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_go_in_the_authorization_header_and_identification_in_the_body() {
+    let (url, request) = recording_server(r#"{"ContactIdList":[]}"#).await;
+    let mut config = ClientConfig::new(format!("{url}/base"));
+    config.auth = Auth::Basic { user: "svc".to_owned(), password: "s3cret".to_owned() };
+    let client = RestClient::new(config).unwrap();
+    assert!(client.identify_contacts(&by_email("jane.doe@company.com")).await.unwrap().is_empty());
+    let request = request.await.unwrap();
+    assert!(
+        request.starts_with("POST /base/ucs/v1/OMContacts/IdentifyContact HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(request.contains("\r\nauthorization: Basic c3ZjOnMzY3JldA==\r\n"), "{request}");
+    assert!(request.ends_with(
+        r#"{"Parameters":{"TenantId":101,"OtherFields":{"EmailAddress":"jane.doe@company.com"},"CreateContact":false},"UserData":{}}"#
+    ), "{request}");
+
+    let (url, request) = recording_server(r#"{"ContactIdList":[]}"#).await;
+    let mut config = ClientConfig::new(url);
+    config.auth = Auth::Bearer("t0ken".to_owned());
+    let client = RestClient::new(config).unwrap();
+    client.identify_contacts(&by_email("a@b.c")).await.unwrap();
+    assert!(request.await.unwrap().contains("authorization: Bearer t0ken\r\n"));
+
+    // Context Services with credentials of its own.
+    let (url, request) = recording_server(r#"{"customer_id":"0001SaD2PVY4312K"}"#).await;
+    let mut config = ClientConfig::new("http://127.0.0.1:1");
+    config.auth = Auth::Bearer("ucs-token".to_owned());
+    config.context_services_url = Some(url);
+    config.context_services_auth = Some(Auth::Bearer("cs-token".to_owned()));
+    let client = RestClient::new(config).unwrap();
+    assert!(client.get_profile(&contact(JANE)).await.unwrap().unwrap().fields.is_empty());
+    let request = request.await.unwrap();
+    assert!(request.starts_with("GET /profiles/0001SaD2PVY4312K HTTP/1.1\r\n"), "{request}");
+    assert!(request.contains("authorization: Bearer cs-token\r\n"), "{request}");
+}
+
 #[test]
 fn a_bad_configuration_is_refused_up_front() {
     assert!(RestClient::new(ClientConfig::new("not a url")).is_err());
@@ -433,6 +500,37 @@ fn a_bad_configuration_is_refused_up_front() {
     config.ca_file = Some(example("demo.yaml"));
     let error = RestClient::new(config).unwrap_err().to_string();
     assert!(error.starts_with("cannot use CA file"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_limit_and_the_rate_limit_hold() {
+    let sim = start(
+        "demo.yaml",
+        FaultOptions { latency: Duration::from_millis(50), ..FaultOptions::default() },
+    )
+    .await;
+    let mut config = config_for(&sim);
+    config.concurrency = 2;
+    let client = RestClient::new(config).unwrap();
+    let started = std::time::Instant::now();
+    let jane = contact(JANE);
+    let reads = (0..6).map(|_| client.get_contact(&jane));
+    for read in futures_util::future::join_all(reads).await {
+        read.unwrap();
+    }
+    // Six 50 ms calls, two at a time: three rounds.
+    assert!(started.elapsed() >= Duration::from_millis(150), "{:?}", started.elapsed());
+
+    let (sim, _) = demo().await;
+    let mut config = config_for(&sim);
+    config.rate_limit = Some(20.0);
+    let client = RestClient::new(config).unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..30 {
+        client.get_contact(&contact(JANE)).await.unwrap();
+    }
+    // A burst of 20, then 10 more at 20 per second.
+    assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
 }
 
 mod faults {
@@ -460,7 +558,7 @@ mod faults {
             .collect();
         let sim = start("demo.yaml", FaultOptions { script, ..FaultOptions::default() }).await;
         let mut config = config_for(&sim);
-        config.read_timeout = Duration::from_millis(200);
+        config.read_timeout = Duration::from_millis(400);
         let events = recorder(&mut config);
         let client = RestClient::new(config).unwrap();
 
@@ -496,7 +594,7 @@ mod faults {
         };
         let sim = start("demo.yaml", faults).await;
         let mut config = config_for(&sim);
-        config.read_timeout = Duration::from_millis(150);
+        config.read_timeout = Duration::from_millis(400);
         config.retry.max_attempts = 10;
         let client = RestClient::new(config).unwrap();
         for _ in 0..10 {

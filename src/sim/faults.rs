@@ -204,10 +204,10 @@ impl Faults {
 
     /// Waits `delay`, precisely: tokio's timer rounds up to the next millisecond, which would
     /// turn an injected 2 ms into 2 to 3 ms and skew every latency-bound measurement.
-    pub(crate) async fn wait(&self, delay: Duration) {
-        if delay.is_zero() {
+    pub(crate) async fn wait_until(&self, at: Instant) {
+        let Some(delay) = at.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
             return;
-        }
+        };
         match &self.timer {
             Some(timer) => timer.sleep(delay).await,
             None => tokio::time::sleep(delay).await,

@@ -94,7 +94,7 @@ pub struct Simulator;
 
 impl Simulator {
     /// Loads the dataset, creates (or reopens) the databases and serves them on
-    /// `options.listen`. Must be called within a multi-threaded tokio runtime; the server runs
+    /// `options.listen`. Must be called within a tokio runtime; the server runs
     /// on it until [`RunningSim::shutdown`] or drop.
     pub async fn start(options: SimOptions) -> Result<RunningSim, SimError> {
         let (state_dir, temporary) = match &options.state_dir {

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -77,13 +78,28 @@ fn internal(sim: &SimState, error_: &StoreError) -> Response {
     error(sim, StatusCode::INTERNAL_SERVER_ERROR, wire::CODE_INTERNAL, "storage failure")
 }
 
-/// Runs a blocking store call off the runtime.
+tokio::task_local! {
+    /// When the current call may answer at the earliest (arrival + injected latency).
+    static ANSWER_AT: Instant;
+}
+
+/// Runs a blocking store call off the runtime. The blocking thread also serves the injected
+/// latency (the query overlaps it): one thread hand-off per call instead of two, which is
+/// what keeps the simulator out of the way of latency-bound measurements.
 async fn blocking<T: Send + 'static>(
     sim: &SimState,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Response> {
     let store = sim.store.clone();
-    match tokio::task::spawn_blocking(move || f(&store)).await {
+    let answer_at = ANSWER_AT.try_with(|at| *at).ok();
+    let job = move || {
+        let result = f(&store);
+        if let Some(wait) = answer_at.and_then(|at| at.checked_duration_since(Instant::now())) {
+            std::thread::sleep(wait);
+        }
+        result
+    };
+    match tokio::task::spawn_blocking(job).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(internal(sim, &e)),
         Err(_) => Err(error(sim, StatusCode::INTERNAL_SERVER_ERROR, wire::CODE_INTERNAL, "panic")),
@@ -100,8 +116,14 @@ async fn serve(
     work: impl Future<Output = Response>,
 ) -> Response {
     let decision = sim.faults.arrive(operation);
-    sim.faults.wait(decision.delay).await;
-    let Some(fault) = decision.fault else { return work.await };
+    let answer_at = Instant::now() + decision.delay;
+    let work = ANSWER_AT.scope(answer_at, work);
+    let Some(fault) = decision.fault else {
+        let response = work.await;
+        sim.faults.wait_until(answer_at).await;
+        return response;
+    };
+    sim.faults.wait_until(answer_at).await;
     tracing::debug!(operation = %operation, fault = ?fault, "injecting a fault");
     match fault {
         FaultKind::Unavailable => {

@@ -172,8 +172,12 @@ pub struct ClientConfig {
     pub gms_url: Option<String>,
     /// The GMS callback service name.
     pub gms_service: String,
-    /// Authentication.
+    /// Authentication to UCS (and to Context Services and GMS unless they have their own).
     pub auth: Auth,
+    /// Authentication to Context Services, when it differs from `auth`.
+    pub context_services_auth: Option<Auth>,
+    /// Authentication to GMS, when it differs from `auth`.
+    pub gms_auth: Option<Auth>,
     /// A PEM file of CA certificates to trust in addition to the built-in roots.
     pub ca_file: Option<PathBuf>,
     /// Connect timeout.
@@ -202,6 +206,8 @@ impl fmt::Debug for ClientConfig {
             .field("gms_url", &self.gms_url)
             .field("gms_service", &self.gms_service)
             .field("auth", &self.auth)
+            .field("context_services_auth", &self.context_services_auth)
+            .field("gms_auth", &self.gms_auth)
             .field("ca_file", &self.ca_file)
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
@@ -225,6 +231,8 @@ impl ClientConfig {
             gms_url: None,
             gms_service: "callback".to_owned(),
             auth: Auth::None,
+            context_services_auth: None,
+            gms_auth: None,
             ca_file: None,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
@@ -287,7 +295,9 @@ struct Inner {
     ucs: String,
     context_services: String,
     gms: String,
-    authorization: Option<HeaderValue>,
+    ucs_auth: Option<HeaderValue>,
+    context_services_auth: Option<HeaderValue>,
+    gms_auth: Option<HeaderValue>,
     permits: Arc<Semaphore>,
     bucket: Option<Mutex<Bucket>>,
     jitter: SplitMix64,
@@ -382,15 +392,14 @@ impl RestClient {
             }
         }
         let http = builder.build().map_err(|e| ConfigError::Http(e.to_string()))?;
-        let authorization = match &config.auth {
-            Auth::None => None,
-            Auth::Basic { user, password } => {
-                use base64::Engine as _;
-                let token =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                Some(sensitive_header(&format!("Basic {token}"))?)
-            }
-            Auth::Bearer(token) => Some(sensitive_header(&format!("Bearer {token}"))?),
+        let ucs_auth = authorization_header(&config.auth)?;
+        let context_services_auth = match &config.context_services_auth {
+            Some(auth) => authorization_header(auth)?,
+            None => ucs_auth.clone(),
+        };
+        let gms_auth = match &config.gms_auth {
+            Some(auth) => authorization_header(auth)?,
+            None => ucs_auth.clone(),
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -398,7 +407,9 @@ impl RestClient {
                 ucs,
                 context_services,
                 gms,
-                authorization,
+                ucs_auth,
+                context_services_auth,
+                gms_auth,
                 permits: Arc::new(Semaphore::new(config.concurrency)),
                 bucket,
                 jitter: SplitMix64::new(config.retry.jitter_seed),
@@ -412,16 +423,21 @@ impl RestClient {
         &self.inner.config
     }
 
-    fn request(&self, method: Method, url: &str) -> RequestBuilder {
+    fn request(&self, operation: Operation, method: Method, url: &str) -> RequestBuilder {
         let builder = self.inner.http.request(method, url);
-        match &self.inner.authorization {
+        let authorization = match operation {
+            Operation::GetProfile | Operation::DeleteProfile => &self.inner.context_services_auth,
+            Operation::ListCallbacks | Operation::CancelCallback => &self.inner.gms_auth,
+            _ => &self.inner.ucs_auth,
+        };
+        match authorization {
             Some(value) => builder.header(AUTHORIZATION, value.clone()),
             None => builder,
         }
     }
 
     /// Waits for the rate limit and a concurrency permit.
-    async fn admit(&self) -> Result<OwnedSemaphorePermit, UcsError> {
+    async fn admit(&self, operation: Operation) -> Result<OwnedSemaphorePermit, UcsError> {
         if let Some(bucket) = &self.inner.bucket {
             let wait = match bucket.lock() {
                 Ok(mut bucket) => bucket.reserve(),
@@ -432,9 +448,12 @@ impl RestClient {
             }
         }
         // The semaphore is never closed, so this cannot fail; map it anyway.
-        self.inner.permits.clone().acquire_owned().await.map_err(|_| {
-            UcsError::new(Operation::GetAttributes, ErrorKind::Permanent, "client shut down")
-        })
+        self.inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| UcsError::new(operation, ErrorKind::Permanent, "client shut down"))
     }
 
     /// One attempt: sends the request and returns the response if its status is 2xx.
@@ -444,7 +463,8 @@ impl RestClient {
         subject: Option<&str>,
         request: RequestBuilder,
     ) -> Result<(Response, OwnedSemaphorePermit), UcsError> {
-        let permit = self.admit().await?;
+        let permit = self.admit(operation).await?;
+        let started = Instant::now();
         let response = request.send().await.map_err(|error| {
             let detail = if error.is_timeout() {
                 "timed out waiting for the server"
@@ -456,6 +476,13 @@ impl RestClient {
             UcsError::new(operation, ErrorKind::Transient, detail).with_subject(subject)
         })?;
         let status = response.status().as_u16();
+        tracing::debug!(
+            operation = %operation,
+            subject = subject.unwrap_or(""),
+            status,
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "UCS call answered"
+        );
         let meaning = wire::status_meaning(status);
         if meaning == StatusMeaning::Success {
             return Ok((response, permit));
@@ -593,13 +620,30 @@ impl RestClient {
         query: &[(&str, &str)],
     ) -> Result<DeleteOutcome, UcsError> {
         match self
-            .empty_once(operation, Some(subject), self.request(Method::DELETE, url).query(query))
+            .empty_once(
+                operation,
+                Some(subject),
+                self.request(operation, Method::DELETE, url).query(query),
+            )
             .await
         {
             Ok(()) => Ok(DeleteOutcome::Deleted),
             Err(error) if error.kind == ErrorKind::NotFound => Ok(DeleteOutcome::AlreadyAbsent),
             Err(error) => Err(error),
         }
+    }
+}
+
+fn authorization_header(auth: &Auth) -> Result<Option<HeaderValue>, ConfigError> {
+    match auth {
+        Auth::None => Ok(None),
+        Auth::Basic { user, password } => {
+            use base64::Engine as _;
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            sensitive_header(&format!("Basic {token}")).map(Some)
+        }
+        Auth::Bearer(token) => sensitive_header(&format!("Bearer {token}")).map(Some),
     }
 }
 
@@ -711,7 +755,11 @@ impl Ucs for RestClient {
         let url = self.ucs_url(wire::IDENTIFY_CONTACT);
         let result: wire::IdentifyResult = self
             .retrying(operation, None, || {
-                self.json_once(operation, None, self.request(Method::POST, &url).json(&body))
+                self.json_once(
+                    operation,
+                    None,
+                    self.request(operation, Method::POST, &url).json(&body),
+                )
             })
             .await?;
         result
@@ -728,7 +776,7 @@ impl Ucs for RestClient {
         let result: wire::AttributesResult = self
             .retrying(operation, subject, || {
                 let request = self
-                    .request(Method::GET, &url)
+                    .request(operation, Method::GET, &url)
                     .query(&[(wire::Q_CONTACT_ID, contact.as_str())]);
                 self.json_once(operation, subject, request)
             })
@@ -753,7 +801,7 @@ impl Ucs for RestClient {
         let (offset, size_text) = (page.offset.to_string(), size.to_string());
         let outcome: Result<wire::InteractionsResult, UcsError> = self
             .retrying(operation, subject, || {
-                let request = self.request(Method::GET, &url).query(&[
+                let request = self.request(operation, Method::GET, &url).query(&[
                     (wire::Q_CONTACT_ID, contact.as_str()),
                     (wire::Q_DATA_SOURCE, wire::data_source_name(source)),
                     (wire::Q_FROM_INDEX, offset.as_str()),
@@ -802,7 +850,7 @@ impl Ucs for RestClient {
         let subject = Some(interaction.as_str());
         let result: wire::ContentResult = self
             .retrying(operation, subject, || {
-                let request = self.request(Method::GET, &url).query(&[
+                let request = self.request(operation, Method::GET, &url).query(&[
                     (wire::Q_INTERACTION_ID, interaction.as_str()),
                     (wire::Q_DATA_SOURCE, wire::data_source_name(source)),
                 ]);
@@ -840,7 +888,7 @@ impl Ucs for RestClient {
         let subject = Some(attachment.as_str());
         let (response, permit) = self
             .retrying(operation, subject, || {
-                let request = self.request(Method::GET, &url).query(&[
+                let request = self.request(operation, Method::GET, &url).query(&[
                     (wire::Q_DOCUMENT_ID, attachment.as_str()),
                     (wire::Q_DATA_SOURCE, wire::data_source_name(source)),
                 ]);
@@ -879,7 +927,11 @@ impl Ucs for RestClient {
             user_data: serde_json::Map::new(),
         };
         self.retrying(operation, subject, || {
-            self.empty_once(operation, subject, self.request(Method::POST, &url).json(&body))
+            self.empty_once(
+                operation,
+                subject,
+                self.request(operation, Method::POST, &url).json(&body),
+            )
         })
         .await
     }
@@ -951,7 +1003,7 @@ impl Ucs for RestClient {
         let subject = Some(contact.as_str());
         let outcome: Result<serde_json::Map<String, serde_json::Value>, UcsError> = self
             .retrying(operation, subject, || {
-                self.json_once(operation, subject, self.request(Method::GET, &url))
+                self.json_once(operation, subject, self.request(operation, Method::GET, &url))
             })
             .await;
         let mut fields = match outcome {
@@ -982,7 +1034,7 @@ impl Ucs for RestClient {
         let result: wire::CallbacksResult = self
             .retrying(operation, subject, || {
                 let request = self
-                    .request(Method::GET, &url)
+                    .request(operation, Method::GET, &url)
                     .query(&[(wire::Q_CALLBACK_CUSTOMER, contact.as_str())]);
                 self.json_once(operation, subject, request)
             })

@@ -96,8 +96,9 @@ impl fmt::Display for Operation {
     }
 }
 
-/// Path of the UCS REST API under the configured base URL (which holds any `<base>` prefix).
-pub const UCS_PREFIX: &str = "/ucs/v1";
+// Paths of the UCS REST API are appended to the configured base URL (which holds any
+// `<base>` prefix); they all start with `/ucs/v1`.
+
 /// `POST`: identify contacts by attributes.
 pub const IDENTIFY_CONTACT: &str = "/ucs/v1/OMContacts/IdentifyContact";
 /// `GET`: a contact's attributes.
@@ -372,9 +373,9 @@ pub const OCTET_STREAM: &str = "application/octet-stream";
 
 /// A Context Services profile: a JSON object with `customer_id` and the profile's fields.
 ///
-/// **Assumption**: the profile id is the UCS contact id (since 8.5 Context Services lives in
-/// UCS and its customer profiles are UCS contacts). `DELETE` answers 200 or 204; 404 means
-/// there is no profile.
+/// **Assumption**: the profile id is the UCS contact id (Context Services runs inside UCS and
+/// its customer profiles are the UCS contacts; a deployment that keys profiles otherwise needs
+/// a lookup here). `DELETE` answers 200 or 204; 404 means there is no profile.
 pub const PROFILE_ID_FIELD: &str = "customer_id";
 
 /// A GMS callback as the callback query lists it.
