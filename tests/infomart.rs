@@ -29,9 +29,9 @@ use ucs_gdpr::infomart::{
 
 /// The read-only user the check connects as, and its password (a throwaway test value).
 const READER: &str = "gdpr_ro";
-const READER_PASSWORD: &str = "reader-test-password";
+pub(crate) const READER_PASSWORD: &str = "reader-test-password";
 /// The variable the environments file names for that password.
-const PASSWORD_VARIABLE: &str = "INFOMART_PASSWORD";
+pub(crate) const PASSWORD_VARIABLE: &str = "INFOMART_PASSWORD";
 
 /// The shared server.
 struct Server {
@@ -262,7 +262,7 @@ CREATE TABLE CTL_ETL_HISTORY (
 const SERVER_ZONE: &str = "Europe/Berlin";
 
 /// One extraction row: IDB `table` of `data_source_type`, extracted up to `utc`.
-fn extraction(table: &str, data_source_type: i32, utc: &str) -> String {
+pub(crate) fn extraction(table: &str, data_source_type: i32, utc: &str) -> String {
     format!(
         "INSERT INTO CTL_EXTRACT_HISTORY (TABLE_NAME, DATA_SOURCE_KEY, DATA_SOURCE_TYPE, \
            ROW_COUNT, MAX_TIME, MAX_TS, ICON_DBID, EXTRACT_START_TIME, EXTRACT_END_TIME, JOB_ID, \
@@ -291,7 +291,7 @@ fn job(id: &str, name: &str, status: &str, utc: &str) -> String {
 
 /// A realistic Info Mart: Interaction Server extracted up to 09:00 UTC, T-Server further (to
 /// show only Interaction Server counts), and a history of successful jobs.
-fn healthy_info_mart() -> Vec<String> {
+pub(crate) fn healthy_info_mart() -> Vec<String> {
     vec![
         EXTRACT_HISTORY.to_owned(),
         ETL_HISTORY.to_owned(),
@@ -306,7 +306,7 @@ fn healthy_info_mart() -> Vec<String> {
 }
 
 /// A fresh database named `name` holding `statements`, readable by the reader.
-fn info_mart(name: &str, statements: &[String]) -> String {
+pub(crate) fn info_mart(name: &str, statements: &[String]) -> String {
     let server = server();
     // Each its own statement: neither may run inside a transaction block.
     admin_execute(

@@ -479,3 +479,65 @@ fn a_rest_environment_names_the_missing_secret_variable_never_a_value() {
     assert!(stderr.contains("UCS_GDPR_TEST_PASSWORD_UNSET"), "{stderr}");
     assert!(stderr.contains("cannot connect to `demo`"), "{stderr}");
 }
+
+/// The Info Mart check in a plan, against a real PostgreSQL (the Info Mart tests' cluster).
+mod info_mart {
+    use super::*;
+    use crate::infomart::{PASSWORD_VARIABLE, READER_PASSWORD, healthy_info_mart, info_mart};
+
+    fn plan_with_info_mart(dsn: &str) -> (i32, Value, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_file(dir.path());
+        // The first `policy:` is the demo environment's.
+        let text = fs::read_to_string(&env).unwrap().replacen(
+            "    policy:\n",
+            &format!("    infomart:\n      dsn: \"{dsn}\"\n      passwordEnv: {PASSWORD_VARIABLE}\n    policy:\n"),
+            1,
+        );
+        fs::write(&env, text).unwrap();
+        let manifest = request(
+            dir.path(),
+            "etl",
+            "forget-me-on-premise",
+            "    - contactId: 0001SaD2PVY4312K\n",
+            EXPORT_AND_DELETE,
+        );
+        let output = ucs_gdpr()
+            .args(["plan", "--env-file", &env, "--format", "json", &manifest])
+            .env(PASSWORD_VARIABLE, READER_PASSWORD)
+            .output()
+            .unwrap();
+        let plan: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", transcript(&output)));
+        let etl = &plan["body"]["requestSteps"][0];
+        let note = etl["notes"][0].as_str().unwrap().to_owned();
+        assert_eq!(etl["uses"], "infomart/etl-complete");
+        (output.status.code().unwrap(), etl["status"].clone(), note)
+    }
+
+    #[test]
+    fn a_caught_up_info_mart_lets_the_deletion_through_and_shows_its_mark() {
+        let (code, status, note) =
+            plan_with_info_mart(&info_mart("plan_caught_up", &healthy_info_mart()));
+        assert_eq!((code, status), (0, Value::from("ready")), "{note}");
+        assert!(note.contains("extracted up to 2026-11-28T09:00:00Z"), "{note}");
+    }
+
+    #[test]
+    fn an_info_mart_behind_the_contacts_interactions_blocks_and_says_by_how_much() {
+        let mut rows = healthy_info_mart();
+        rows.retain(|row| !row.contains("CTL_EXTRACT_HISTORY (TABLE_NAME"));
+        rows.push(crate::infomart::extraction("G_IR", 2, "2026-01-01 00:00:00+00"));
+        let (code, status, note) = plan_with_info_mart(&info_mart("plan_behind", &rows));
+        assert_eq!((code, status), (1, Value::from("blocked")), "{note}");
+        assert!(note.starts_with("Info Mart is behind by"), "{note}");
+    }
+
+    #[test]
+    fn an_unreachable_info_mart_blocks_the_deletion() {
+        let (code, status, note) =
+            plan_with_info_mart("host=127.0.0.1 port=1 dbname=gim user=gdpr_ro sslmode=disable");
+        assert_eq!((code, status), (1, Value::from("blocked")), "{note}");
+        assert!(note.starts_with("cannot confirm the ETL cycle is complete"), "{note}");
+    }
+}

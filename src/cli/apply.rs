@@ -278,6 +278,7 @@ async fn apply_one(
             digester: &connection.digester,
             concurrency,
             page_size: 100,
+            etl: crate::plan::Etl::of(environment, &environments.base_dir),
         },
         runbook,
         actor,

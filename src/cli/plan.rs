@@ -113,6 +113,7 @@ pub(crate) async fn make_plan(prepared: &Prepared, connection: &Connection) -> O
         digester: &connection.digester,
         concurrency: usize::try_from(environment.concurrency).unwrap_or(8).max(1),
         page_size: 100,
+        etl: plan::Etl::of(environment, &prepared.environments.base_dir),
     };
     Some(plan::build(&input, &connection.client).await)
 }

@@ -43,6 +43,39 @@ pub struct PlanInput<'a> {
     pub concurrency: usize,
     /// Page size for interaction listings.
     pub page_size: u32,
+    /// How the Info Mart ETL check can be made here.
+    pub etl: Etl,
+}
+
+/// How the `infomart/etl-complete` check can be made in an environment.
+#[derive(Debug)]
+pub enum Etl {
+    /// The environment configures no Info Mart.
+    NotConfigured,
+    /// Info Mart is configured and reachable in principle.
+    Target(Box<crate::infomart::InfoMartTarget>),
+    /// Info Mart is configured but its settings cannot be used (a missing password variable):
+    /// the check blocks with this reason.
+    Unusable(String),
+}
+
+impl Etl {
+    /// The environment's Info Mart check, resolved from its settings.
+    pub fn of(environment: &Environment, base_dir: &std::path::Path) -> Etl {
+        match crate::infomart::InfoMartTarget::from_environment(environment, base_dir) {
+            Ok(None) => Etl::NotConfigured,
+            Ok(Some(target)) => Etl::Target(Box::new(target)),
+            Err(error) => Etl::Unusable(error.to_string()),
+        }
+    }
+}
+
+/// What the Info Mart check found once for the whole plan.
+#[derive(Debug)]
+enum EtlFinding {
+    NotConfigured,
+    Status(crate::infomart::EtlStatus),
+    Failed(String),
 }
 
 /// What was found about one contact, before any decision.
@@ -53,6 +86,8 @@ struct Observed {
     in_flight: Vec<(String, String, Option<String>)>,
     pending_callbacks: Vec<String>,
     profile: Option<bool>,
+    /// When the contact's latest interaction ended (or started, when it has not ended).
+    latest_end: Option<jiff::Timestamp>,
 }
 
 /// Builds the plan. Read-only: nothing is changed anywhere.
@@ -105,12 +140,6 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         }
     }
 
-    // 2. Request-scope steps.
-    let request_steps: Vec<StepPlan> = ordered_steps(runbook)
-        .filter(|step| step.scope == Scope::Request)
-        .map(|step| request_step(step.uses, &step.id, input))
-        .collect();
-
     // 3. Observe every contact, concurrently, then decide.
     let wants = Wants::of(runbook, request);
     let observed: Vec<(String, Result<Observed, String>)> =
@@ -138,12 +167,48 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         DeleteMode::ReportOnly
     };
 
+    // 2. Info Mart, read once for the whole plan when a step needs it.
+    let etl = if runbook.steps.iter().any(|s| s.uses == StepKind::EtlComplete) {
+        match &input.etl {
+            Etl::NotConfigured => EtlFinding::NotConfigured,
+            Etl::Unusable(reason) => EtlFinding::Failed(reason.clone()),
+            Etl::Target(target) => match target.read_status().await {
+                Ok(status) => EtlFinding::Status(status),
+                Err(error) => EtlFinding::Failed(error.to_string()),
+            },
+        }
+    } else {
+        EtlFinding::NotConfigured
+    };
+    let latest_end = observed
+        .iter()
+        .filter_map(|(id, result)| {
+            let held = held.contains_key(id.as_str());
+            result.as_ref().ok().filter(|_| !held).and_then(|o| o.latest_end)
+        })
+        .max();
+    let request_steps: Vec<StepPlan> = ordered_steps(runbook)
+        .filter(|step| step.scope == Scope::Request)
+        .map(|step| request_step(step.uses, &step.id, input, &etl, latest_end))
+        .collect();
+    for step in request_steps.iter().filter(|s| s.status == StepStatus::Blocked) {
+        blockers.push(Blocker {
+            contact_id: None,
+            subject: None,
+            step: Some(step.id.clone()),
+            code: format!("step::{}", step.uses),
+            message: step.notes.first().cloned().unwrap_or_else(|| "blocked".into()),
+        });
+    }
+
     let mut contacts = Vec::new();
     for (id, result) in observed {
         let subjects = subjects_of.get(&id).cloned().unwrap_or_default();
         let hold = held.get(id.as_str()).map(|r| (*r).to_owned());
         let contact = match result {
-            Ok(observed) => decide(&id, subjects, hold, &observed, &wants, delete_mode, input),
+            Ok(observed) => {
+                decide(&id, subjects, hold, &observed, &wants, delete_mode, input, &etl)
+            }
             Err(reason) => unreadable_contact(&id, subjects, hold, &reason),
         };
         for step in &contact.steps {
@@ -460,7 +525,17 @@ async fn observe<U: Ucs>(
     } else {
         None
     };
-    Ok(Observed { state, sources, in_flight, pending_callbacks, profile })
+    let latest_end = state
+        .sources
+        .values()
+        .filter_map(|listing| match listing {
+            InteractionListing::Found(list) => {
+                list.iter().filter_map(|i| i.end_date.or(i.start_date)).max()
+            }
+            InteractionListing::SourceUnavailable { .. } => None,
+        })
+        .max();
+    Ok(Observed { state, sources, in_flight, pending_callbacks, profile, latest_end })
 }
 
 fn configured_gms(environment: &Environment) -> bool {
@@ -471,42 +546,54 @@ fn configured_context_services(environment: &Environment) -> bool {
     environment.kind == EnvironmentType::Embedded || environment.context_services.is_some()
 }
 
-fn request_step(kind: StepKind, id: &str, input: &PlanInput<'_>) -> StepPlan {
+fn request_step(
+    kind: StepKind,
+    id: &str,
+    input: &PlanInput<'_>,
+    etl: &EtlFinding,
+    latest_end: Option<jiff::Timestamp>,
+) -> StepPlan {
     let (status, notes) = match kind {
-        StepKind::EtlComplete if input.environment.infomart.is_none() => {
-            if input.environment.policy.require_checks {
-                (
-                    StepStatus::Blocked,
-                    vec![
-                        "Info Mart is not configured for this environment, and its policy \
-                          requires every check"
-                            .to_owned(),
-                    ],
-                )
-            } else {
-                (
-                    StepStatus::NotConfigured,
-                    vec![
-                        "Info Mart is not configured for this environment: the ETL cycle is \
-                          not checked"
-                            .to_owned(),
-                    ],
-                )
-            }
-        }
-        StepKind::EtlComplete => (
-            StepStatus::Blocked,
-            vec![
-                "cannot confirm the ETL cycle is complete: the Info Mart check is not \
-                  available in this build"
-                    .to_owned(),
-            ],
-        ),
+        StepKind::EtlComplete => etl_check(input, etl, latest_end),
         other => (StepStatus::Ready, vec![format!("{} runs once", other.name())]),
     };
     StepPlan { id: id.to_owned(), uses: kind.name().to_owned(), status, notes }
 }
 
+/// The Info Mart check for interactions that ended by `latest_end`: a check that cannot confirm
+/// the ETL cycle is complete blocks, never passes.
+fn etl_check(
+    input: &PlanInput<'_>,
+    etl: &EtlFinding,
+    latest_end: Option<jiff::Timestamp>,
+) -> (StepStatus, Vec<String>) {
+    match etl {
+        EtlFinding::NotConfigured if input.environment.policy.require_checks => (
+            StepStatus::Blocked,
+            vec![
+                "Info Mart is not configured for this environment, and its policy requires \
+                  every check"
+                    .to_owned(),
+            ],
+        ),
+        EtlFinding::NotConfigured => (
+            StepStatus::NotConfigured,
+            vec![
+                "Info Mart is not configured for this environment: the ETL cycle is not checked"
+                    .to_owned(),
+            ],
+        ),
+        EtlFinding::Failed(reason) => (StepStatus::Blocked, vec![reason.clone()]),
+        EtlFinding::Status(status) => {
+            let verdict = crate::infomart::verdict(status, latest_end);
+            let decision =
+                if verdict.allows_deletes() { StepStatus::Ready } else { StepStatus::Blocked };
+            (decision, vec![verdict.to_string()])
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn decide(
     id: &str,
     subjects: Vec<usize>,
@@ -515,6 +602,7 @@ fn decide(
     wants: &Wants,
     delete_mode: DeleteMode,
     input: &PlanInput<'_>,
+    etl: &EtlFinding,
 ) -> ContactPlan {
     let runbook = input.runbook;
     let held = hold.is_some();
@@ -525,7 +613,7 @@ fn decide(
         let (status, notes) = if held {
             (StepStatus::Skipped, vec!["held: this contact is kept (Art. 17(3))".to_owned()])
         } else {
-            plan_contact_step(step.uses, observed, wants, delete_mode, input, blocked)
+            plan_contact_step(step.uses, observed, wants, delete_mode, input, etl, blocked)
         };
         if status == StepStatus::Blocked {
             blocked = true;
@@ -561,6 +649,7 @@ fn plan_contact_step(
     wants: &Wants,
     delete_mode: DeleteMode,
     input: &PlanInput<'_>,
+    etl: &EtlFinding,
     blocked_before: bool,
 ) -> (StepStatus, Vec<String>) {
     let in_flight_notes = || {
@@ -574,10 +663,7 @@ fn plan_contact_step(
             .collect::<Vec<_>>()
     };
     match kind {
-        StepKind::EtlComplete => {
-            let step = request_step(kind, "etl", input);
-            (step.status, step.notes)
-        }
+        StepKind::EtlComplete => etl_check(input, etl, observed.latest_end),
         StepKind::NoPendingCallbacks => {
             if !configured_gms(input.environment) {
                 let status = if input.environment.policy.require_checks {
