@@ -92,7 +92,7 @@ fn default_concurrency() -> u32 {
 }
 
 /// Faults an embedded simulator injects (see `ucs-gdpr sim serve --help`).
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SimFaults {
     /// Seed of every random choice.
@@ -113,10 +113,13 @@ pub struct SimFaults {
     /// Share of calls whose connection is dropped.
     #[serde(default)]
     pub reset_rate: f64,
+    /// Scripted failures.
+    #[serde(default)]
+    pub script: Vec<crate::sim::ScriptedFault>,
 }
 
 impl SimFaults {
-    fn options(self) -> crate::sim::FaultOptions {
+    fn options(&self) -> crate::sim::FaultOptions {
         crate::sim::FaultOptions {
             seed: self.seed,
             latency: std::time::Duration::from_millis(self.latency_ms),
@@ -124,7 +127,7 @@ impl SimFaults {
             error_rate: self.error_rate,
             timeout_rate: self.timeout_rate,
             reset_rate: self.reset_rate,
-            script: Vec::new(),
+            script: self.script.clone(),
         }
     }
 }
@@ -509,7 +512,7 @@ impl Environments {
                     .ok_or_else(|| ConnectError::NoDataset(name.to_owned()))?;
                 let mut options = crate::sim::SimOptions::new(self.base_dir.join(dataset));
                 options.state_dir = environment.state_dir.as_ref().map(|d| self.base_dir.join(d));
-                options.faults = environment.faults.unwrap_or_default().options();
+                options.faults = environment.faults.clone().unwrap_or_default().options();
                 let simulator = crate::sim::Simulator::start(options).await?;
                 (ClientConfig::new(simulator.base_url()), Some(simulator))
             }

@@ -411,8 +411,22 @@ fn the_audit_log_plan_receipt_and_output_hold_no_personal_data() {
         workspace.request("pii", "forget-me-on-premise", &[JANE, JANE_AGAIN], EXPORT_AND_DELETE);
     let plan = workspace.path("plan.json").display().to_string();
     let planned = workspace.run(&["plan", &manifest, "--out", &plan]);
-    let applied = workspace.run(&["apply", &plan]);
+    // Every log line too, at the most talkative level, as JSON.
+    let applied = ucs_gdpr()
+        .args(["--log-format", "json", "apply", &plan, "--env-file", &workspace.env_file()])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
     assert!(applied.status.success(), "{}", transcript(&applied));
+    let log_lines: Vec<&str> = std::str::from_utf8(&applied.stderr)
+        .unwrap()
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .collect();
+    assert!(log_lines.len() > 10, "debug logging is on");
+    for line in &log_lines {
+        serde_json::from_str::<Value>(line).unwrap();
+    }
     let shown =
         ucs_gdpr().args(["audit", "show"]).arg(workspace.path("audit.jsonl")).output().unwrap();
     let mut seen = transcript(&planned) + &transcript(&applied) + &transcript(&shown);
@@ -543,4 +557,32 @@ async fn a_run_killed_at_any_moment_resumes_to_completion_without_deleting_an_un
         assert!(verified.status.success(), "kill point {point}: {}", transcript(&verified));
     }
     assert!(kills_that_landed >= 20, "the kills must land during runs: {kills_that_landed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_on_one_contact_gives_a_partial_receipt_and_exit_1() {
+    // The first delete (the first contact in id order is Jane) fails with a 500: permanent.
+    let workspace = Workspace::new(
+        "      requireApproval: false\n",
+        "    faults:\n      script: [{ operation: DeleteContact, nth: 1, kind: permanent }]\n",
+    );
+    let manifest =
+        workspace.request("partial", "forget-me-on-premise", &[JANE, MAIN_ONLY], EXPORT_AND_DELETE);
+    let output = workspace.run(&["apply", &manifest, "--concurrency", "1"]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let receipt = receipt(&workspace, "partial");
+    let failures: Vec<&Value> =
+        receipt["contacts"].as_array().unwrap().iter().map(|c| &c["failure"]).collect();
+    assert_eq!(failures[0][0], "delete", "{receipt}");
+    assert!(
+        failures[0][1].as_str().unwrap().starts_with("ucs.deletecontact.permanent"),
+        "{receipt}"
+    );
+    assert!(failures[1].is_null(), "the other contact finished: {receipt}");
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, JANE).await, "the failed delete left Jane");
+    assert!(!exists(&client, MAIN_ONLY).await, "the other contact was erased");
+    assert!(workspace.audit_verifies().status.success());
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert!(log.contains("\"step.failed\""), "{log}");
 }

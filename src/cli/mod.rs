@@ -45,6 +45,31 @@ impl From<Exit> for ExitCode {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to stderr (their level comes from `RUST_LOG`, default `warn`).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event, for log collectors.
+    Json,
+}
+
+/// Sends tracing events to stderr. Events carry ids, counts and codes, never personal data.
+fn install_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Only fails when a subscriber is already set (never in the binary).
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +104,7 @@ pub fn main() -> ExitCode {
         }
     };
     render::install_miette_hook();
+    install_logging(cli.log_format);
     let exit = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => validate::schema(&args),
