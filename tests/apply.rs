@@ -375,35 +375,6 @@ fn a_plan_edited_by_hand_is_refused() {
     );
 }
 
-/// Every personal value in the demo dataset: names, addresses, numbers, texts.
-fn dataset_secrets() -> Vec<String> {
-    let text = fs::read_to_string(repo_path("examples/sim/demo.yaml")).unwrap();
-    let dataset = ucs_gdpr::manifest::yaml::parse_value(&text).unwrap();
-    let mut out = Vec::new();
-    fn collect(value: &Value, key: &str, out: &mut Vec<String>) {
-        const PERSONAL: [&str; 10] = [
-            "FirstName",
-            "LastName",
-            "EmailAddress",
-            "PhoneNumber",
-            "text",
-            "subject",
-            "phoneNumber",
-            "first_name",
-            "last_name",
-            "email",
-        ];
-        match value {
-            Value::Object(map) => map.iter().for_each(|(k, v)| collect(v, k, out)),
-            Value::Array(items) => items.iter().for_each(|v| collect(v, key, out)),
-            Value::String(s) if PERSONAL.contains(&key) => out.push(s.clone()),
-            _ => {}
-        }
-    }
-    collect(&dataset, "", &mut out);
-    out
-}
-
 #[test]
 fn the_audit_log_plan_receipt_and_output_hold_no_personal_data() {
     let workspace = Workspace::demo();
@@ -435,7 +406,7 @@ fn the_audit_log_plan_receipt_and_output_hold_no_personal_data() {
     {
         seen.push_str(&fs::read_to_string(workspace.path(file)).unwrap());
     }
-    let secrets = dataset_secrets();
+    let secrets = crate::demo_personal_values();
     assert!(secrets.len() >= 15);
     for secret in secrets {
         assert!(!seen.contains(&secret), "`{secret}` leaked");

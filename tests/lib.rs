@@ -49,3 +49,34 @@ fn transcript(output: &std::process::Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// Every personal value of the demo dataset (names, e-mail addresses, phone numbers, subjects,
+/// message texts), for the scans that prove none of them leaks.
+fn demo_personal_values() -> Vec<String> {
+    use serde_json::Value;
+    const PERSONAL: [&str; 10] = [
+        "FirstName",
+        "LastName",
+        "EmailAddress",
+        "PhoneNumber",
+        "text",
+        "subject",
+        "phoneNumber",
+        "first_name",
+        "last_name",
+        "email",
+    ];
+    fn collect(value: &Value, key: &str, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => map.iter().for_each(|(k, v)| collect(v, k, out)),
+            Value::Array(items) => items.iter().for_each(|v| collect(v, key, out)),
+            Value::String(s) if PERSONAL.contains(&key) => out.push(s.clone()),
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(repo_path("examples/sim/demo.yaml")).unwrap();
+    let dataset = ucs_gdpr::manifest::yaml::parse_value(&text).unwrap();
+    let mut out = Vec::new();
+    collect(&dataset, "", &mut out);
+    out
+}

@@ -387,40 +387,7 @@ fn detailed_exit_codes_tell_nothing_changes_and_blockers_apart() {
 
 #[test]
 fn no_rendering_of_a_plan_holds_personal_data() {
-    let dataset: Value = serde_json::to_value(
-        ucs_gdpr::manifest::yaml::parse_value(
-            &fs::read_to_string(repo_path("examples/sim/demo.yaml")).unwrap(),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    // Every attribute value, text, subject and phone number of the dataset.
-    let mut secrets = Vec::new();
-    fn collect(value: &Value, key: &str, out: &mut Vec<String>) {
-        match value {
-            Value::Object(map) => map.iter().for_each(|(k, v)| collect(v, k, out)),
-            Value::Array(items) => items.iter().for_each(|v| collect(v, key, out)),
-            Value::String(s)
-                if [
-                    "FirstName",
-                    "LastName",
-                    "EmailAddress",
-                    "PhoneNumber",
-                    "text",
-                    "subject",
-                    "phoneNumber",
-                    "first_name",
-                    "last_name",
-                    "email",
-                ]
-                .contains(&key) =>
-            {
-                out.push(s.clone());
-            }
-            _ => {}
-        }
-    }
-    collect(&dataset, "", &mut secrets);
+    let secrets = crate::demo_personal_values();
     assert!(secrets.len() >= 15, "{secrets:?}");
     let dir = tempfile::tempdir().unwrap();
     let manifest = request(

@@ -547,6 +547,14 @@ impl From<export::ExportError> for StepFailure {
     }
 }
 
+/// A delete's outcome as the audit trail records it: gone already is success, said as such.
+fn recorded(outcome: DeleteOutcome) -> Outcome {
+    match outcome {
+        DeleteOutcome::Deleted => Outcome::Ok,
+        DeleteOutcome::AlreadyAbsent => Outcome::AlreadyAbsent,
+    }
+}
+
 fn skip(trail: &Trail, step: &str, contact: &str, reason: &str) -> Result<(), ApplyError> {
     trail.outcome(
         Event::StepSkipped,
@@ -641,10 +649,7 @@ async fn execute<U: Ucs>(
                 return Ok(StepReceipt::skipped(step, "not-planned"));
             }
             trail.intent(step, id, Detail::default())?;
-            let outcome = match ucs.delete_profile(contact_id).await? {
-                DeleteOutcome::Deleted => Outcome::Ok,
-                DeleteOutcome::AlreadyAbsent => Outcome::AlreadyAbsent,
-            };
+            let outcome = recorded(ucs.delete_profile(contact_id).await?);
             trail.outcome(Event::StepDone, step, Some(id), outcome, Detail::default())?;
             Ok(StepReceipt::new(step, outcome))
         }
@@ -701,10 +706,7 @@ async fn execute<U: Ucs>(
                 return Err(StepFailure::Precondition("delete.export-not-verified"));
             }
             trail.intent(step, id, Detail::default())?;
-            let outcome = match ucs.delete_contact(contact_id).await? {
-                DeleteOutcome::Deleted => Outcome::Ok,
-                DeleteOutcome::AlreadyAbsent => Outcome::AlreadyAbsent,
-            };
+            let outcome = recorded(ucs.delete_contact(contact_id).await?);
             trail.outcome(Event::StepDone, step, Some(id), outcome, Detail::default())?;
             Ok(StepReceipt::new(step, outcome))
         }

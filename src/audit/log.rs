@@ -13,6 +13,9 @@ use super::record::{
 };
 use super::{AuditError, sidecar};
 
+/// How many times (10 ms apart) a held lock is tried again before the log is reported locked.
+const LOCK_GRACE_POLLS: u32 = 30;
+
 /// Buffered records are written to the file once this many bytes are waiting.
 const GROUP_COMMIT_BYTES: usize = 64 * 1024;
 
@@ -96,7 +99,18 @@ impl AuditLog {
             .open(&path)
             .map_err(io("open the audit log"))?;
         let lock_path = sidecar(&path, ".lock");
-        match file.try_lock() {
+        // A lock that is held is given a moment to be released: a process that forks (to run
+        // another program) while it holds the log shares the lock until the child's exec
+        // closes it, which is not a second writer.
+        let mut attempt = file.try_lock();
+        for _ in 0..LOCK_GRACE_POLLS {
+            if !matches!(attempt, Err(fs::TryLockError::WouldBlock)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            attempt = file.try_lock();
+        }
+        match attempt {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 let holder = fs::read_to_string(&lock_path)

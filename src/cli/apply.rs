@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::apply::{self, ApplyContext, ApplyError, approval::Approval};
 use crate::environment::Environments;
-use crate::plan::{Plan, PlanInput};
+use crate::plan::Plan;
 
 use super::Exit;
 use super::plan::{Prepared, chain, make_plan, prepare, runtime};
@@ -267,19 +267,11 @@ async fn apply_one(
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "operator".to_owned());
     let progress = |line: &str| eprintln!("{line}");
+    let Some(input) = prepared.plan_input(&connection, Some(concurrency)) else {
+        return Exit::Internal;
+    };
     let context = ApplyContext {
-        input: PlanInput {
-            request: &prepared.request,
-            manifest_path: prepared.manifest_path.clone(),
-            manifest_sha256: prepared.manifest_sha256.clone(),
-            runbook,
-            environment_name: &spec.environment,
-            environment,
-            digester: &connection.digester,
-            concurrency,
-            page_size: 100,
-            etl: crate::plan::Etl::of(environment, &environments.base_dir),
-        },
+        input,
         runbook,
         actor,
         audit_log: audit_log.clone(),

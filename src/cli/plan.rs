@@ -98,23 +98,37 @@ fn print_reports(reports: &[FileReport]) {
     }
 }
 
+impl Prepared {
+    /// What the planner needs for this request over `connection`, with `concurrency` contacts
+    /// read at once (default: the environment's); `None` when the names do not resolve (they
+    /// were validated, so only a bug gets there).
+    pub(crate) fn plan_input<'a>(
+        &'a self,
+        connection: &'a Connection,
+        concurrency: Option<usize>,
+    ) -> Option<PlanInput<'a>> {
+        let spec = &self.request.spec;
+        let environment = self.environments.get(&spec.environment)?;
+        Some(PlanInput {
+            request: &self.request,
+            manifest_path: self.manifest_path.clone(),
+            manifest_sha256: self.manifest_sha256.clone(),
+            runbook: self.runbooks.get(&spec.runbook)?,
+            environment_name: &spec.environment,
+            environment,
+            digester: &connection.digester,
+            concurrency: concurrency
+                .unwrap_or_else(|| usize::try_from(environment.concurrency).unwrap_or(8))
+                .max(1),
+            page_size: 100,
+            etl: plan::Etl::of(environment, &self.environments.base_dir),
+        })
+    }
+}
+
 /// Builds the plan of a prepared request over a live connection.
 pub(crate) async fn make_plan(prepared: &Prepared, connection: &Connection) -> Option<Plan> {
-    let spec = &prepared.request.spec;
-    let environment = prepared.environments.get(&spec.environment)?;
-    let runbook = prepared.runbooks.get(&spec.runbook)?;
-    let input = PlanInput {
-        request: &prepared.request,
-        manifest_path: prepared.manifest_path.clone(),
-        manifest_sha256: prepared.manifest_sha256.clone(),
-        runbook,
-        environment_name: &spec.environment,
-        environment,
-        digester: &connection.digester,
-        concurrency: usize::try_from(environment.concurrency).unwrap_or(8).max(1),
-        page_size: 100,
-        etl: plan::Etl::of(environment, &prepared.environments.base_dir),
-    };
+    let input = prepared.plan_input(connection, None)?;
     Some(plan::build(&input, &connection.client).await)
 }
 
