@@ -557,3 +557,52 @@ async fn a_permanent_failure_on_one_contact_gives_a_partial_receipt_and_exit_1()
     let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
     assert!(log.contains("\"step.failed\""), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_scheduling_records_what_ran_and_the_same_command_resumes() {
+    let workspace = Workspace::new(
+        "      requireApproval: false\n",
+        "    faults: { seed: 3, latencyMs: 25 }\n",
+    );
+    let manifest = workspace.request(
+        "interrupted",
+        "forget-me-on-premise",
+        &[JANE, JANE_AGAIN, MAIN_ONLY],
+        EXPORT_AND_DELETE,
+    );
+    let plan = workspace.path("plan.json").display().to_string();
+    assert!(workspace.run(&["plan", &manifest, "--out", &plan]).status.success());
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("ucs-gdpr"))
+        .args(["apply", &plan, "--concurrency", "1", "--env-file", &workspace.env_file()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first contact is under way, then interrupt as a terminal would.
+    let log = workspace.path("audit.jsonl");
+    let started = std::time::Instant::now();
+    while !fs::read_to_string(&log).unwrap_or_default().contains("\"step.intent\"") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "apply never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("Run the same command again to resume")
+    );
+    let receipt = receipt(&workspace, "interrupted");
+    assert_eq!(receipt["interrupted"], true, "{receipt}");
+    assert!(workspace.audit_verifies().status.success());
+
+    let output = workspace.run(&["apply", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let (_sim, client) = workspace.world().await;
+    for id in [JANE, JANE_AGAIN, MAIN_ONLY] {
+        assert!(!exists(&client, id).await, "{id}");
+    }
+}
