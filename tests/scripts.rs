@@ -411,3 +411,75 @@ fn bad_targets_show_the_accepted_forms() {
     assert!(workspace.bags().is_empty());
     assert_eq!(workspace.audit_records(), 0);
 }
+
+#[test]
+fn show_values_prints_values_unmasked_on_a_terminal_and_writes_nothing() {
+    let workspace = Workspace::new(false);
+    let cwd = workspace.path("cwd-tty");
+    fs::create_dir_all(&cwd).unwrap();
+    // `script` gives the command a terminal and copies what it shows to our pipe.
+    let command = format!(
+        "'{}' delete {JANE} --show-values --env-file '{}'",
+        env!("CARGO_BIN_EXE_ucs-gdpr"),
+        workspace.path("ucs-gdpr.yaml").display()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(&cwd)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = transcript(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("EmailAddress: jane.doe@company.com"), "{text}");
+    assert!(text.contains("PhoneNumber: +44 20 7946 0958"), "{text}");
+    assert!(files(&cwd).is_empty());
+    assert_eq!(workspace.audit_records(), 0);
+    assert!(workspace.bags().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_from_a_rest_target_names_its_host_and_port_and_runs_without_approval() {
+    let sim = Simulator::start(SimOptions::new(repo_path("examples/sim/demo.yaml"))).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("ucs-gdpr.yaml");
+    // A REST target requires approval by default: an export deletes nothing, so it runs.
+    fs::write(
+        &env_file,
+        format!(
+            "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  rehearsal:\n    \
+             type: rest\n    tenant: 101\n    ucs: {{ url: '{}' }}\n    hmacKeyEnv: TEST_HMAC_KEY\n    \
+             policy:\n      auditLog: audit.jsonl\n      exports: exports\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    let output = ucs_gdpr()
+        .args(["export", JANE, "--out"])
+        .arg(dir.path().join("out/here"))
+        .arg("--env-file")
+        .arg(&env_file)
+        .env("TEST_HMAC_KEY", "a test key that is long enough for subject digests")
+        .output()
+        .unwrap();
+    let text = transcript(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains(&format!("Connecting to UCS at {}\n", sim.address())), "{text}");
+    assert!(text.contains("Directory created: "), "{text}");
+    assert_eq!(files(&dir.path().join("out/here")), seed_files(&[JANE]));
+
+    // The bag holds the plan that ran: a plan like any other, for the in-memory request.
+    let exports = dir.path().join("exports");
+    let bag = fs::read_dir(&exports).unwrap().next().unwrap().unwrap().path();
+    let plan = ucs_gdpr::plan::Plan::from_json(&fs::read(bag.join("plan.json")).unwrap()).unwrap();
+    assert!(plan.body.request.id.starts_with("EXPORT-"), "{}", plan.body.request.id);
+    assert_eq!(plan.body.runbook.name, "export-only");
+    assert!(plan.body.request.manifest_path.starts_with("(ucs-gdpr export EXPORT-"));
+    let audit = fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(audit.contains(&plan.plan_id) && audit.contains(&plan.body.request.id));
+    assert_no_personal_data("the audit log", &audit);
+    let verify =
+        ucs_gdpr().args(["audit", "verify"]).arg(dir.path().join("audit.jsonl")).output().unwrap();
+    assert!(verify.status.success(), "{}", transcript(&verify));
+    sim.shutdown().await;
+}
