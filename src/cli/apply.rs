@@ -118,7 +118,7 @@ pub(crate) fn apply(args: &ApplyArgs) -> Exit {
         }
     };
     let Some(runtime) = runtime() else { return Exit::Internal };
-    let stop = interrupt_flag(&runtime);
+    let stop = interrupt_flag(&runtime, "Run the same command again to resume.");
     if is_plan {
         let plan = match read_plan(&args.target) {
             Ok(plan) => plan,
@@ -174,7 +174,10 @@ pub(crate) fn apply(args: &ApplyArgs) -> Exit {
 }
 
 /// A flag Ctrl-C sets: no new contact starts, steps in flight finish and are recorded.
-pub(crate) fn interrupt_flag(runtime: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+pub(crate) fn interrupt_flag(
+    runtime: &tokio::runtime::Runtime,
+    then: &'static str,
+) -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -183,7 +186,7 @@ pub(crate) fn interrupt_flag(runtime: &tokio::runtime::Runtime) -> Arc<AtomicBoo
                 stop.store(true, Ordering::SeqCst);
                 eprintln!(
                     "\ninterrupt: no new contact starts; steps in flight finish and are recorded. \
-                     Run the same command again to resume."
+                     {then}"
                 );
             }
         });

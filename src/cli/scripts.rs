@@ -263,7 +263,11 @@ impl Invocation<'_> {
         }
 
         let Some(runtime) = runtime() else { return Exit::Internal };
-        let stop = interrupt_flag(&runtime);
+        // A new invocation is a new request: it plans afresh, finding what this one finished.
+        let stop = interrupt_flag(
+            &runtime,
+            "Run the same command again to finish: a new request that finds what this one did.",
+        );
         let script = ScriptRequest {
             operation: self.operation,
             environment: &environment_name,
