@@ -16,6 +16,7 @@ mod audit;
 mod export;
 mod infomart;
 mod plan;
+mod scripts;
 mod sim;
 mod ucs;
 mod validate;

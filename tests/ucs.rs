@@ -829,3 +829,19 @@ mod faults {
         assert_eq!(stats["faults"]["permanent"], 1);
     }
 }
+
+/// Regression: two deletes at once used to race in the simulator's store (a deferred
+/// transaction that read, then wrote, failed when another connection committed between).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deletes_of_different_contacts_all_succeed() {
+    let (_sim, client) = demo().await;
+    let ids = [JANE, JANE_AGAIN, JOSE, MAIN_ONLY].map(contact);
+    let outcomes =
+        futures_util::future::join_all(ids.iter().map(|id| client.delete_contact(id))).await;
+    for outcome in outcomes {
+        assert_eq!(outcome.unwrap(), DeleteOutcome::Deleted);
+    }
+    for id in &ids {
+        assert_eq!(client.get_contact(id).await.unwrap_err().kind, ErrorKind::NotFound);
+    }
+}

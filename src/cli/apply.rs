@@ -1,11 +1,12 @@
 //! `ucs-gdpr approve` and `ucs-gdpr apply`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::apply::{self, ApplyContext, ApplyError, approval::Approval};
-use crate::environment::Environments;
+use crate::environment::{Connection, Environment, Environments};
 use crate::plan::Plan;
 
 use super::Exit;
@@ -117,19 +118,7 @@ pub(crate) fn apply(args: &ApplyArgs) -> Exit {
         }
     };
     let Some(runtime) = runtime() else { return Exit::Internal };
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        runtime.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::SeqCst);
-                eprintln!(
-                    "\ninterrupt: no new contact starts; steps in flight finish and are recorded. \
-                     Run the same command again to resume."
-                );
-            }
-        });
-    }
+    let stop = interrupt_flag(&runtime, "Run the same command again to resume.");
     if is_plan {
         let plan = match read_plan(&args.target) {
             Ok(plan) => plan,
@@ -184,6 +173,27 @@ pub(crate) fn apply(args: &ApplyArgs) -> Exit {
     exit
 }
 
+/// A flag Ctrl-C sets: no new contact starts, steps in flight finish and are recorded.
+pub(crate) fn interrupt_flag(
+    runtime: &tokio::runtime::Runtime,
+    then: &'static str,
+) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "\ninterrupt: no new contact starts; steps in flight finish and are recorded. \
+                     {then}"
+                );
+            }
+        });
+    }
+    stop
+}
+
 /// Connects, plans (or takes the given plan), checks approvals and applies.
 async fn apply_one(
     prepared: &Prepared,
@@ -195,7 +205,9 @@ async fn apply_one(
     let spec = &prepared.request.spec;
     let environments: &Environments = &prepared.environments;
     let Some(environment) = environments.get(&spec.environment) else { return Exit::Failure };
-    let Some(runbook) = prepared.runbooks.get(&spec.runbook) else { return Exit::Failure };
+    if prepared.runbooks.get(&spec.runbook).is_none() {
+        return Exit::Failure;
+    }
     if given.is_none() && environment.requires_approval() {
         eprintln!(
             "error: environment `{}` requires an approved plan: run `ucs-gdpr plan --out plan.json`, \
@@ -204,13 +216,7 @@ async fn apply_one(
         );
         return Exit::Failure;
     }
-    let retries = Arc::new(Mutex::new(Vec::new()));
-    let hook: crate::ucs::RetryHook = {
-        let retries = Arc::clone(&retries);
-        Arc::new(move |event: &crate::ucs::RetryEvent| {
-            retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event.clone());
-        })
-    };
+    let (retries, hook) = retry_hook();
     let connection = match environments.connect(&spec.environment, Some(hook)).await {
         Ok(connection) => connection,
         Err(error) => {
@@ -236,54 +242,26 @@ async fn apply_one(
                 return Exit::Failure;
             }
         };
-    let base = &environments.base_dir;
-    let policy = &environment.policy;
-    let audit_log =
-        base.join(policy.audit_log.clone().unwrap_or_else(|| "ucs-gdpr-audit.jsonl".into()));
-    let exports_dir = base.join(policy.exports.clone().unwrap_or_else(|| "exports".into()));
-    for dir in [crate::durable::parent_dir(&audit_log), exports_dir.clone()] {
-        if let Err(error) = std::fs::create_dir_all(&dir) {
-            eprintln!("error: cannot create `{}`: {error}", dir.display());
-            return Exit::Failure;
-        }
-    }
-    let signing_key = match &policy.signing_key {
-        None => None,
-        Some(path) => match crate::audit::load_signing_key(&base.join(path)) {
-            Ok(key) => Some(key),
-            Err(error) => {
-                eprintln!("error: cannot read the signing key: {}", chain(&error));
-                return Exit::Failure;
-            }
-        },
+    let Some(outputs) = Outputs::prepare(environments, environment) else {
+        return Exit::Failure;
     };
     let concurrency = args
         .concurrency
         .unwrap_or_else(|| usize::try_from(environment.concurrency).unwrap_or(8))
         .max(1);
-    let actor = args
-        .actor
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "operator".to_owned());
+    let actor = actor(args.actor.as_deref());
     let progress = |line: &str| eprintln!("{line}");
-    let Some(input) = prepared.plan_input(&connection, Some(concurrency)) else {
-        return Exit::Internal;
-    };
-    let context = ApplyContext {
-        input,
-        runbook,
-        actor,
-        audit_log: audit_log.clone(),
-        signing_key,
-        exports_dir: exports_dir.clone(),
-        concurrency,
-        stop: Arc::clone(stop),
+    let run = Run {
+        prepared,
+        plan: &plan,
+        approvals,
         approvers,
-        retries,
+        concurrency,
+        actor,
+        stop,
         progress: &progress,
     };
-    let result = apply::run(&plan, approvals, &context, &connection.client).await;
+    let result = run.execute(&outputs, &connection, retries).await;
     if let Some(simulator) = connection.simulator {
         simulator.shutdown().await;
     }
@@ -291,12 +269,22 @@ async fn apply_one(
         Ok(receipt) => {
             print!("{}", receipt.text());
             if plan.body.export.is_some() {
-                println!("export: {}", exports_dir.join(&plan.body.request.id).display());
+                println!("export: {}", outputs.bag(&plan).display());
             }
-            println!("audit log: {}", audit_log.display());
+            println!("audit log: {}", outputs.audit_log.display());
             if receipt.succeeded() { Exit::Success } else { Exit::Failure }
         }
-        Err(ApplyError::Stale(changes)) => {
+        Err(error) => {
+            report_apply_error(&error);
+            Exit::Failure
+        }
+    }
+}
+
+/// Prints why apply did not run; a stale plan lists what changed.
+pub(crate) fn report_apply_error(error: &ApplyError) {
+    match error {
+        ApplyError::Stale(changes) => {
             eprintln!(
                 "error: the plan is stale; nothing was changed. What changed since it was made:"
             );
@@ -304,11 +292,112 @@ async fn apply_one(
                 eprintln!("  - {change}");
             }
             eprintln!("hint: run `ucs-gdpr plan` again and have the new plan approved");
-            Exit::Failure
         }
-        Err(error) => {
-            eprintln!("error: {}", chain(&error));
-            Exit::Failure
+        error => eprintln!("error: {}", chain(error)),
+    }
+}
+
+/// A client retry hook and the retries it collects, drained into the audit log by apply.
+pub(crate) fn retry_hook() -> (Arc<Mutex<Vec<crate::ucs::RetryEvent>>>, crate::ucs::RetryHook) {
+    let retries = Arc::new(Mutex::new(Vec::new()));
+    let hook: crate::ucs::RetryHook = {
+        let retries = Arc::clone(&retries);
+        Arc::new(move |event: &crate::ucs::RetryEvent| {
+            retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event.clone());
+        })
+    };
+    (retries, hook)
+}
+
+/// Who runs this, for the audit trail: the flag, else $USER, else `operator`.
+pub(crate) fn actor(flag: Option<&str>) -> String {
+    flag.map(str::to_owned)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".to_owned())
+}
+
+/// Where an environment's runs write: its audit log and export bags, and the checkpoint key.
+pub(crate) struct Outputs {
+    pub(crate) audit_log: PathBuf,
+    pub(crate) exports_dir: PathBuf,
+    signing_key: Option<ed25519_dalek::SigningKey>,
+}
+
+impl Outputs {
+    /// Reads the environment's policy, creates the folders and loads the signing key, printing
+    /// what goes wrong.
+    pub(crate) fn prepare(environments: &Environments, environment: &Environment) -> Option<Self> {
+        let base = &environments.base_dir;
+        let policy = &environment.policy;
+        let audit_log =
+            base.join(policy.audit_log.clone().unwrap_or_else(|| "ucs-gdpr-audit.jsonl".into()));
+        let exports_dir = base.join(policy.exports.clone().unwrap_or_else(|| "exports".into()));
+        for dir in [crate::durable::parent_dir(&audit_log), exports_dir.clone()] {
+            if let Err(error) = std::fs::create_dir_all(&dir) {
+                eprintln!("error: cannot create `{}`: {error}", dir.display());
+                return None;
+            }
         }
+        let signing_key = match &policy.signing_key {
+            None => None,
+            Some(path) => match crate::audit::load_signing_key(&base.join(path)) {
+                Ok(key) => Some(key),
+                Err(error) => {
+                    eprintln!("error: cannot read the signing key: {}", chain(&error));
+                    return None;
+                }
+            },
+        };
+        Some(Self { audit_log, exports_dir, signing_key })
+    }
+
+    /// The export bag of a plan.
+    pub(crate) fn bag(&self, plan: &Plan) -> PathBuf {
+        self.exports_dir.join(&plan.body.request.id)
+    }
+}
+
+/// One run of a plan: what [`apply::run`] needs besides the connection and the outputs.
+pub(crate) struct Run<'a> {
+    pub(crate) prepared: &'a Prepared,
+    pub(crate) plan: &'a Plan,
+    pub(crate) approvals: &'a [Approval],
+    pub(crate) approvers: BTreeSet<String>,
+    pub(crate) concurrency: usize,
+    pub(crate) actor: String,
+    pub(crate) stop: &'a Arc<AtomicBool>,
+    pub(crate) progress: &'a (dyn Fn(&str) + Sync),
+}
+
+impl Run<'_> {
+    /// Runs the plan through the executor, with the audit trail and bags of `outputs`.
+    pub(crate) async fn execute(
+        self,
+        outputs: &Outputs,
+        connection: &Connection,
+        retries: Arc<Mutex<Vec<crate::ucs::RetryEvent>>>,
+    ) -> Result<apply::Receipt, ApplyError> {
+        let prepared = self.prepared;
+        let spec = &prepared.request.spec;
+        let (Some(runbook), Some(input)) = (
+            prepared.runbooks.get(&spec.runbook),
+            prepared.plan_input(connection, Some(self.concurrency)),
+        ) else {
+            return Err(ApplyError::Record("the environment or runbook is gone".into()));
+        };
+        let context = ApplyContext {
+            input,
+            runbook,
+            actor: self.actor,
+            audit_log: outputs.audit_log.clone(),
+            signing_key: outputs.signing_key.clone(),
+            exports_dir: outputs.exports_dir.clone(),
+            concurrency: self.concurrency,
+            stop: Arc::clone(self.stop),
+            approvers: self.approvers,
+            retries,
+            progress: self.progress,
+        };
+        apply::run(self.plan, self.approvals, &context, &connection.client).await
     }
 }

@@ -9,6 +9,7 @@ mod apply;
 mod audit;
 mod plan;
 mod render;
+mod scripts;
 mod sim;
 mod validate;
 
@@ -84,6 +85,10 @@ enum Command {
     Approve(apply::ApproveArgs),
     /// Apply an approved plan (or plan and apply requests where no approval is needed).
     Apply(apply::ApplyArgs),
+    /// Export contacts as Genesys's `exportUcsInteractions.sh` does (`TARGET [-count]`).
+    Export(scripts::ExportArgs),
+    /// Delete contacts as Genesys's `deleteContact.sh` does (`TARGET [-confirm]`).
+    Delete(scripts::DeleteArgs),
     /// Verify, inspect and key the audit trail.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -94,7 +99,7 @@ enum Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(scripts::script_spellings(std::env::args_os())) {
         Ok(cli) => cli,
         Err(error) => {
             let exit = if error.use_stderr() { Exit::Usage } else { Exit::Success };
@@ -111,6 +116,8 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(&args),
         Command::Approve(args) => apply::approve(&args),
         Command::Apply(args) => apply::apply(&args),
+        Command::Export(args) => scripts::export(&args),
+        Command::Delete(args) => scripts::delete(&args),
         Command::Audit(command) => audit::run(&command),
         Command::Sim(command) => sim::run(&command),
     };

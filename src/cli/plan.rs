@@ -90,7 +90,7 @@ pub(crate) fn prepare(
     })
 }
 
-fn print_reports(reports: &[FileReport]) {
+pub(crate) fn print_reports(reports: &[FileReport]) {
     for report in reports {
         for rendered in report.rendered() {
             eprint!("{}", render::diagnostic(&rendered));

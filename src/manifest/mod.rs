@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod model;
 mod rules;
 pub mod schema;
+pub mod target;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};

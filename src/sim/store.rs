@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use base64::Engine as _;
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::dataset::{Dataset, DatasetInteraction, relative_file};
 use crate::ucs::wire::{
@@ -195,7 +195,7 @@ impl Store {
 
     fn seed(&self, dataset: &Dataset, dataset_path: &Path) -> Result<(), StoreError> {
         self.main.run(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for contact in &dataset.contacts {
                 let attributes: BTreeMap<String, Vec<String>> =
                     contact.attributes.iter().map(|(k, v)| (k.clone(), v.values())).collect();
@@ -276,7 +276,7 @@ impl Store {
                 }
             }
             db.run(|conn| {
-                let tx = conn.transaction()?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 for contact in &dataset.contacts {
                     let list = match source {
                         DataSource::Main => &contact.interactions.main,
@@ -306,7 +306,7 @@ impl Store {
             })?;
         }
         self.services.run(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for contact in &dataset.contacts {
                 if let Some(profile) = &contact.profile {
                     let json = serde_json::to_string(profile).unwrap_or_else(|_| "{}".to_owned());
@@ -532,7 +532,7 @@ impl Store {
         for source in DataSource::ALL {
             let Some(db) = self.db(source) else { continue };
             let files = db.run(|conn| {
-                let tx = conn.transaction()?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let files = tx
                     .prepare(
                         "SELECT d.path FROM documents d JOIN interactions i \
@@ -552,7 +552,7 @@ impl Store {
             owned_files.extend(files);
         }
         self.main.run(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM contact_attributes WHERE contact_id = ?1", params![id])?;
             tx.execute("DELETE FROM contacts WHERE id = ?1", params![id])?;
             tx.commit()
