@@ -610,8 +610,9 @@ async fn export_logs_hold_ids_and_counts_and_no_personal_data() {
         "Jane",
         "Doe",
         "jane.doe",
-        "+44",
-        "7946",
+        // Whole numbers only: a bare "7946" also matches a loopback port or a duration.
+        "+44 20 7946 0958",
+        "7946 0958",
         "Invoice",
         "invoice-2026",
         "screenshot",
