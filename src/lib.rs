@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod audit;
 pub mod canonical;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod durable;
 pub mod environment;
