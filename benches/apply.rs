@@ -186,6 +186,7 @@ fn main() {
                 digester: &connection.digester,
                 concurrency: concurrency_usize,
                 page_size: 100,
+                etl: ucs_gdpr::plan::Etl::NotConfigured,
             };
             let before = sim.stats();
             let started = Instant::now();

@@ -136,6 +136,7 @@ fn main() {
                 digester: &connection.digester,
                 concurrency: usize::try_from(concurrency).unwrap(),
                 page_size: 100,
+                etl: ucs_gdpr::plan::Etl::NotConfigured,
             };
             let mut times = Vec::new();
             let mut calls = 0;
