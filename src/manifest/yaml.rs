@@ -658,19 +658,15 @@ fn plain_scalar(text: &str) -> Option<Value> {
             },
         };
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        return if hex.is_empty() {
-            Some(Value::String(text.to_owned()))
-        } else {
-            u64::from_str_radix(hex, 16).ok().map(|n| Value::Number(n.into()))
-        };
-    }
-    if let Some(octal) = text.strip_prefix("0o") {
-        return if octal.is_empty() {
-            Some(Value::String(text.to_owned()))
-        } else {
-            u64::from_str_radix(octal, 8).ok().map(|n| Value::Number(n.into()))
-        };
+    // `0x1F` and `0o17` are integers only when every digit fits the base; `0oYWD5Bq33vFqv89`
+    // (a contact id) is a string.
+    for (prefix, radix) in [("0x", 16), ("0o", 8)] {
+        if let Some(digits) = text.strip_prefix(prefix)
+            && !digits.is_empty()
+            && digits.chars().all(|c| c.is_digit(radix))
+        {
+            return u64::from_str_radix(digits, radix).ok().map(|n| Value::Number(n.into()));
+        }
     }
     if is_yaml_float(text) {
         return text.parse::<f64>().ok().and_then(Number::from_f64).map(Value::Number);
@@ -723,6 +719,12 @@ mod tests {
             json!({"a":1,"b":-2,"c":1.5,"d":true,"e":null,"f":"yes","g":"1","h":31,
                    "i":"2026-11-20","j":1000.0})
         );
+    }
+
+    #[test]
+    fn ids_that_start_like_hex_or_octal_numbers_are_strings() {
+        let doc = load("a: 0oYWD5Bq33vFqv89\nb: 0xZZ\nc: 0o17\nd: 0x\n");
+        assert_eq!(doc.value, json!({"a":"0oYWD5Bq33vFqv89","b":"0xZZ","c":15,"d":"0x"}));
     }
 
     #[test]
