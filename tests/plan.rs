@@ -508,3 +508,49 @@ mod info_mart {
         assert!(note.starts_with("cannot confirm the ETL cycle is complete"), "{note}");
     }
 }
+
+/// The planner through the library, counting what it asks the simulator: a `contactId`
+/// subject's record is read once (when resolving), not again when observing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planning_a_contact_id_reads_its_record_once() {
+    use ucs_gdpr::environment::Environments;
+    use ucs_gdpr::manifest::{Context, load_request};
+    use ucs_gdpr::plan::{Etl, PlanInput, build};
+    use ucs_gdpr::runbook::RunbookLibrary;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (environments, _) = Environments::load(Path::new(&env_file(dir.path()))).unwrap();
+    let runbooks = RunbookLibrary::built_in();
+    let manifest = request(
+        dir.path(),
+        "once",
+        "export-only",
+        "    - contactId: 0002Ha7QB2MX000K\n",
+        "  export: {}\n",
+    );
+    let context = Context {
+        runbooks: &runbooks,
+        environments: Some(&environments),
+        now: jiff::Timestamp::now(),
+    };
+    let (report, request) = load_request(Path::new(&manifest), &context);
+    let request = request.unwrap_or_else(|| panic!("{:?}", report.diagnostics));
+    let connection = environments.connect("demo", None).await.unwrap();
+    let environment = environments.get("demo").unwrap();
+    let input = PlanInput {
+        request: &request,
+        manifest_path: manifest.clone(),
+        manifest_sha256: String::new(),
+        runbook: runbooks.get("export-only").unwrap(),
+        environment_name: "demo",
+        environment,
+        digester: &connection.digester,
+        concurrency: 4,
+        page_size: 100,
+        etl: Etl::NotConfigured,
+    };
+    let plan = build(&input, &connection.client).await;
+    assert_eq!(plan.body.contacts.len(), 1);
+    let stats = connection.simulator.as_ref().unwrap().stats();
+    assert_eq!(stats.calls.get("GetAttributes"), Some(&1), "{stats:?}");
+}

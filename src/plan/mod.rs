@@ -18,8 +18,8 @@ use crate::environment::{Environment, EnvironmentType};
 use crate::manifest::model::{Attachments, DataSourceRole, Expect, Request, Subject};
 use crate::runbook::{Runbook, Scope, StepKind};
 use crate::ucs::{
-    ContactId, DataSource, ErrorKind, IdentifyRequest, InteractionListing, TenantId, Ucs, UcsError,
-    list_all_interactions,
+    Contact, ContactId, DataSource, ErrorKind, IdentifyRequest, InteractionListing, TenantId, Ucs,
+    UcsError, list_all_interactions,
 };
 
 /// What the planner needs besides the connector.
@@ -103,11 +103,21 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
     let mut blockers = Vec::new();
 
     // 1. Resolve every subject, concurrently.
-    let resolutions: Vec<SubjectResolution> = stream::iter(spec.subjects.iter().enumerate())
-        .map(|(index, subject)| resolve(index + 1, subject, tenant, input, ucs))
-        .buffered(input.concurrency.max(1))
-        .collect()
-        .await;
+    let resolved: Vec<(SubjectResolution, Option<Contact>)> =
+        stream::iter(spec.subjects.iter().enumerate())
+            .map(|(index, subject)| resolve(index + 1, subject, tenant, input, ucs))
+            .buffered(input.concurrency.max(1))
+            .collect()
+            .await;
+    // A `contactId` subject's record, read while resolving, is not read again when observing.
+    let mut records: BTreeMap<String, Contact> = BTreeMap::new();
+    let mut resolutions = Vec::with_capacity(resolved.len());
+    for (resolution, record) in resolved {
+        if let Some(record) = record {
+            records.insert(record.id.as_str().to_owned(), record);
+        }
+        resolutions.push(resolution);
+    }
 
     let mut subjects_of: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for resolution in &resolutions {
@@ -147,7 +157,10 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
             .map(|id| async {
                 let result = match ContactId::new(&id) {
                     Ok(contact) => {
-                        observe(&contact, &wants, input, ucs).await.map_err(|e| e.to_string())
+                        let known = records.get(&id).cloned();
+                        observe(&contact, known, &wants, input, ucs)
+                            .await
+                            .map_err(|e| e.to_string())
                     }
                     Err(_) => Err("not a valid contact id".to_owned()),
                 };
@@ -366,24 +379,29 @@ async fn resolve<U: Ucs>(
     tenant: TenantId,
     input: &PlanInput<'_>,
     ucs: &U,
-) -> SubjectResolution {
+) -> (SubjectResolution, Option<Contact>) {
     match subject {
         Subject::Contact { contact_id } => {
-            let outcome = match ContactId::new(contact_id) {
-                Err(_) => Resolution::Unreadable { reason: "not a contact id".into() },
+            let (outcome, record) = match ContactId::new(contact_id) {
+                Err(_) => (Resolution::Unreadable { reason: "not a contact id".into() }, None),
                 Ok(id) => match ucs.get_contact(&id).await {
-                    Ok(_) => Resolution::Found { contacts: vec![contact_id.clone()] },
-                    Err(error) if error.kind == ErrorKind::NotFound => Resolution::AlreadyAbsent,
-                    Err(error) => Resolution::Unreadable { reason: error.to_string() },
+                    Ok(record) => {
+                        (Resolution::Found { contacts: vec![contact_id.clone()] }, Some(record))
+                    }
+                    Err(error) if error.kind == ErrorKind::NotFound => {
+                        (Resolution::AlreadyAbsent, None)
+                    }
+                    Err(error) => (Resolution::Unreadable { reason: error.to_string() }, None),
                 },
             };
-            SubjectResolution {
+            let resolution = SubjectResolution {
                 index,
                 contact_id: Some(contact_id.clone()),
                 match_digest: None,
                 expect: None,
                 outcome,
-            }
+            };
+            (resolution, record)
         }
         Subject::Match { criteria, expect } => {
             let digest = input.digester.digest(&Value::Object(
@@ -418,7 +436,7 @@ async fn resolve<U: Ucs>(
                     Resolution::Found { contacts }
                 }
             };
-            SubjectResolution {
+            let resolution = SubjectResolution {
                 index,
                 contact_id: None,
                 match_digest: Some(digest.as_str().to_owned()),
@@ -427,7 +445,8 @@ async fn resolve<U: Ucs>(
                     Expect::All => "all".into(),
                 }),
                 outcome,
-            }
+            };
+            (resolution, None)
         }
     }
 }
@@ -454,11 +473,15 @@ async fn candidate<U: Ucs>(id: &ContactId, input: &PlanInput<'_>, ucs: &U) -> Ca
 
 async fn observe<U: Ucs>(
     contact: &ContactId,
+    known: Option<Contact>,
     wants: &Wants,
     input: &PlanInput<'_>,
     ucs: &U,
 ) -> Result<Observed, UcsError> {
-    let record = ucs.get_contact(contact).await?;
+    let record = match known {
+        Some(record) => record,
+        None => ucs.get_contact(contact).await?,
+    };
     let mut state = ContactState {
         attribute_names: record.attributes.keys().cloned().collect(),
         sources: BTreeMap::new(),
