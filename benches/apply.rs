@@ -195,7 +195,7 @@ fn main() {
             assert!(!plan.is_blocked(), "{:?}", plan.body.blockers.first());
             let planned = sim.stats();
 
-            let progress = |_: &str| {};
+            let progress = |_: &ucs_gdpr::apply::Progress<'_>| {};
             let context = ApplyContext {
                 input: input(),
                 runbook,

@@ -606,3 +606,25 @@ async fn ctrl_c_stops_scheduling_records_what_ran_and_the_same_command_resumes()
         assert!(!exists(&client, id).await, "{id}");
     }
 }
+
+#[test]
+fn on_a_terminal_apply_draws_a_progress_bar_under_the_contact_lines() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request("bar", "export-only", &[JANE, MAIN_ONLY], "  export: {}\n");
+    // `script` gives the command a pseudo-terminal, as a person's shell would.
+    let command = format!(
+        "{} apply {manifest} --env-file {}",
+        assert_cmd::cargo::cargo_bin!("ucs-gdpr").display(),
+        workspace.env_file()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", transcript(&output));
+    let seen = String::from_utf8_lossy(&output.stdout);
+    assert!(seen.contains("[1/2] contact "), "{seen}");
+    assert!(seen.contains("] 2/2 contacts · "), "{seen}");
+    assert!(seen.contains("ETA"), "{seen}");
+}

@@ -84,8 +84,8 @@ pub struct ApplyContext<'a> {
     pub approvers: BTreeSet<String>,
     /// Retries the client reported, drained into the log.
     pub retries: Arc<Mutex<Vec<RetryEvent>>>,
-    /// Progress lines for people (stderr), one per contact.
-    pub progress: &'a (dyn Fn(&str) + Sync),
+    /// Told each time a contact is finished.
+    pub progress: &'a (dyn Fn(&Progress<'_>) + Sync),
 }
 
 impl std::fmt::Debug for ApplyContext<'_> {
@@ -97,6 +97,25 @@ impl std::fmt::Debug for ApplyContext<'_> {
             .field("exports_dir", &self.exports_dir)
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
+    }
+}
+
+/// A contact finished: how far the run is.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// Contacts finished so far, this one included.
+    pub done: usize,
+    /// Contacts in the plan.
+    pub total: usize,
+    /// The contact just finished.
+    pub contact: &'a str,
+    /// What happened to it, in a few words (ids and outcomes only).
+    pub summary: &'a str,
+}
+
+impl std::fmt::Display for Progress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}/{}] contact {}: {}", self.done, self.total, self.contact, self.summary)
     }
 }
 
@@ -309,12 +328,13 @@ pub async fn run<U: Ucs>(
                 } else {
                     run_contact(contact, plan, context, trail, done, bag, ucs).await
                 };
-                let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
-                (context.progress)(&format!(
-                    "[{n}/{total}] contact {}: {}",
-                    contact.contact_id,
-                    receipt.summary()
-                ));
+                let done = finished.fetch_add(1, Ordering::SeqCst) + 1;
+                (context.progress)(&Progress {
+                    done,
+                    total,
+                    contact: &contact.contact_id,
+                    summary: &receipt.summary(),
+                });
                 receipt
             }
         })

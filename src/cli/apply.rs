@@ -250,7 +250,8 @@ async fn apply_one(
         .unwrap_or_else(|| usize::try_from(environment.concurrency).unwrap_or(8))
         .max(1);
     let actor = actor(args.actor.as_deref());
-    let progress = |line: &str| eprintln!("{line}");
+    let bar = ProgressBar::new();
+    let progress = |event: &apply::Progress<'_>| bar.show(event);
     let run = Run {
         prepared,
         plan: &plan,
@@ -366,7 +367,7 @@ pub(crate) struct Run<'a> {
     pub(crate) concurrency: usize,
     pub(crate) actor: String,
     pub(crate) stop: &'a Arc<AtomicBool>,
-    pub(crate) progress: &'a (dyn Fn(&str) + Sync),
+    pub(crate) progress: &'a (dyn Fn(&apply::Progress<'_>) + Sync),
 }
 
 impl Run<'_> {
@@ -399,5 +400,41 @@ impl Run<'_> {
             progress: self.progress,
         };
         apply::run(self.plan, self.approvals, &context, &connection.client).await
+    }
+}
+
+/// Progress on stderr: a line per finished contact, and on a terminal a bar under them
+/// (contacts done / total, rate, time left) redrawn in place.
+struct ProgressBar {
+    started: std::time::Instant,
+    terminal: bool,
+}
+
+impl ProgressBar {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        Self { started: std::time::Instant::now(), terminal: std::io::stderr().is_terminal() }
+    }
+
+    fn show(&self, event: &apply::Progress<'_>) {
+        if !self.terminal {
+            eprintln!("{event}");
+            return;
+        }
+        const WIDTH: usize = 24;
+        let filled = (event.done * WIDTH).checked_div(event.total).unwrap_or(WIDTH);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let rate = if elapsed > 0.0 { event.done as f64 / elapsed } else { 0.0 };
+        let left = event.total.saturating_sub(event.done);
+        let eta = if rate > 0.0 { format!("{:.0}s", left as f64 / rate) } else { "?".to_owned() };
+        // Clear the bar, print the contact's line, draw the bar again below it.
+        eprint!(
+            "\r\x1b[2K{event}\n[{}{}] {}/{} contacts · {rate:.1}/s · ETA {eta}{}",
+            "#".repeat(filled),
+            ".".repeat(WIDTH - filled.min(WIDTH)),
+            event.done,
+            event.total,
+            if left == 0 { "\n" } else { "" }
+        );
     }
 }

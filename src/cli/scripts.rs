@@ -356,7 +356,7 @@ impl Invocation<'_> {
             return Exit::Failure;
         };
         let concurrency = usize::try_from(environment.concurrency).unwrap_or(8).max(1);
-        let progress = |line: &str| log(line);
+        let progress = |event: &crate::apply::Progress<'_>| log(&event.to_string());
         let run = Run {
             prepared,
             plan: &plan,
