@@ -61,17 +61,7 @@ pub(crate) fn prepare(
     env_file: Option<&Path>,
     runbooks_dir: Option<&Path>,
 ) -> Option<Prepared> {
-    let Setting { runbooks, environments, reports } = load_setting(env_file, runbooks_dir);
-    print_reports(&reports);
-    let Some(environments) = environments else {
-        if reports.iter().all(|r| !r.has_errors()) {
-            eprintln!(
-                "error: no environments file: pass --env-file FILE or create ./{}",
-                crate::environment::DEFAULT_FILE
-            );
-        }
-        return None;
-    };
+    let (runbooks, environments) = setting_or_explain(env_file, runbooks_dir)?;
     let context = manifest::Context {
         runbooks: &runbooks,
         environments: Some(&environments),
@@ -88,6 +78,26 @@ pub(crate) fn prepare(
         environments,
         runbooks,
     })
+}
+
+/// Loads the runbooks and the environments file, printing what is wrong with them; `None` when
+/// there is no usable environments file (and says how to give one).
+pub(crate) fn setting_or_explain(
+    env_file: Option<&Path>,
+    runbooks_dir: Option<&Path>,
+) -> Option<(RunbookLibrary, Environments)> {
+    let Setting { runbooks, environments, reports } = load_setting(env_file, runbooks_dir);
+    print_reports(&reports);
+    let Some(environments) = environments else {
+        if reports.iter().all(|r| !r.has_errors()) {
+            eprintln!(
+                "error: no environments file: pass --env-file FILE or create ./{}",
+                crate::environment::DEFAULT_FILE
+            );
+        }
+        return None;
+    };
+    Some((runbooks, environments))
 }
 
 pub(crate) fn print_reports(reports: &[FileReport]) {

@@ -22,8 +22,7 @@ use crate::ucs::{ContactId, Ucs as _};
 
 use super::Exit;
 use super::apply::{Outputs, Run, actor, interrupt_flag, report_apply_error, retry_hook};
-use super::plan::{Prepared, chain, make_plan, print_reports, runtime, write_plan};
-use super::validate::{Setting, load_setting};
+use super::plan::{Prepared, chain, make_plan, runtime, setting_or_explain, write_plan};
 
 /// The runbook `delete` uses when the environment names none (`policy.forgetRunbook`).
 const DEFAULT_FORGET_RUNBOOK: &str = "forget-me-on-premise";
@@ -190,16 +189,9 @@ impl Invocation<'_> {
             return Exit::Usage;
         }
         let common = self.common;
-        let Setting { runbooks, environments, reports } =
-            load_setting(common.env_file.as_deref(), common.runbooks.as_deref());
-        print_reports(&reports);
-        let Some(environments) = environments else {
-            if reports.iter().all(|r| !r.has_errors()) {
-                eprintln!(
-                    "error: no environments file: pass --env-file FILE or create ./{}",
-                    crate::environment::DEFAULT_FILE
-                );
-            }
+        let Some((runbooks, environments)) =
+            setting_or_explain(common.env_file.as_deref(), common.runbooks.as_deref())
+        else {
             return Exit::Failure;
         };
         let Some(environment_name) = choose_environment(&environments, common.env.as_deref())
