@@ -628,3 +628,30 @@ fn on_a_terminal_apply_draws_a_progress_bar_under_the_contact_lines() {
     assert!(seen.contains("] 2/2 contacts · "), "{seen}");
     assert!(seen.contains("ETA"), "{seen}");
 }
+
+#[test]
+fn a_changed_attribute_value_makes_the_plan_stale() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request("attribute", "export-only", &[JANE], "  export: {}\n");
+    let plan = workspace.path("plan.json").display().to_string();
+    assert!(workspace.run(&["plan", &manifest, "--out", &plan]).status.success());
+
+    // Jane's e-mail address changes in UCS after the review (straight in the simulator's
+    // database: the connector has no call for it, as the engine never edits contacts).
+    let db = rusqlite::Connection::open(workspace.path("state/main.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE contacts SET attributes = replace(attributes, 'jane.doe@company.com', \
+             'jane.new@company.com') WHERE id = ?1",
+            [JANE],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let output = workspace.run(&["apply", &plan]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("contact {JANE} changed")), "{stderr}");
+    assert!(!stderr.contains("jane.new"), "the new value is not shown: {stderr}");
+}

@@ -600,6 +600,10 @@ async fn export_logs_hold_ids_and_counts_and_no_personal_data() {
         .finish();
     // The test's future is polled on this thread, where the default subscriber applies.
     let _default = tracing::subscriber::set_default(subscriber);
+    // Other tests in this process hit the same callsites with no subscriber; a callsite first
+    // registered then may have cached "never". Recompute every callsite's interest now that
+    // this thread's subscriber exists (a rare flake under load before this).
+    tracing::callsite::rebuild_interest_cache();
     let bag = Bag::open_or_create(exports.path(), REQUEST).unwrap();
     for id in [JANE, JOSE] {
         export_contact(&client, &bag, &contact(id), &ExportOptions::default()).await.unwrap();

@@ -11,9 +11,11 @@ use crate::ucs::{DataSource, InteractionListing};
 /// interactions (or the source's absence).
 #[derive(Debug, Clone)]
 pub struct ContactState {
-    /// Attribute names (not values: the fingerprint must not be a digest of personal data
-    /// that could be tested against guesses).
+    /// Attribute names.
     pub attribute_names: BTreeSet<String>,
+    /// The keyed (HMAC) digest of the attribute values: a changed value changes the
+    /// fingerprint, and without the key nobody can test the digest against guesses.
+    pub attribute_values: String,
     /// Each data source's listing.
     pub sources: BTreeMap<DataSource, InteractionListing>,
 }
@@ -28,6 +30,9 @@ pub fn fingerprint(state: &ContactState) -> String {
         hasher.update(name.as_bytes());
         hasher.update(b"\n");
     }
+    hasher.update(b"values\t");
+    hasher.update(state.attribute_values.as_bytes());
+    hasher.update(b"\n");
     for (source, listing) in &state.sources {
         hasher.update(format!("source\t{}\n", source.as_str()).as_bytes());
         match listing {
@@ -62,6 +67,8 @@ pub fn differences(before: &ContactState, after: &ContactState) -> Vec<String> {
         let added: Vec<_> = after.attribute_names.difference(&before.attribute_names).collect();
         let removed: Vec<_> = before.attribute_names.difference(&after.attribute_names).collect();
         out.push(format!("attributes changed (added {added:?}, removed {removed:?})"));
+    } else if before.attribute_values != after.attribute_values {
+        out.push("an attribute value changed".to_owned());
     }
     for source in DataSource::ALL {
         let (Some(old), Some(new)) = (before.sources.get(&source), after.sources.get(&source))

@@ -484,6 +484,11 @@ async fn observe<U: Ucs>(
     };
     let mut state = ContactState {
         attribute_names: record.attributes.keys().cloned().collect(),
+        attribute_values: input
+            .digester
+            .digest(&serde_json::to_value(&record.attributes).unwrap_or(Value::Null))
+            .as_str()
+            .to_owned(),
         sources: BTreeMap::new(),
     };
     let mut sources = BTreeMap::new();
