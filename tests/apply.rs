@@ -139,14 +139,14 @@ async fn apply_erases_jane_leaving_a_verified_export_a_receipt_and_a_log_that_ve
         [
             ("callbacks", "ok"),
             ("in-flight", "ok"),
-            ("context", "ok"),
             ("export", "ok"),
+            ("context", "ok"),
             ("delete", "ok"),
             ("verify", "ok")
         ]
     );
     assert_eq!(receipt["contacts"][0]["plannedInteractions"]["main"], 3);
-    let export = &receipt["contacts"][0]["steps"][3];
+    let export = &receipt["contacts"][0]["steps"][2];
     assert_eq!(export["count"], 5, "3 interactions in main and 2 in the archive were exported");
 }
 
@@ -654,4 +654,24 @@ fn a_changed_attribute_value_makes_the_plan_stale() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("contact {JANE} changed")), "{stderr}");
     assert!(!stderr.contains("jane.new"), "the new value is not shown: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_export_leaves_the_subject_whole_context_services_included() {
+    // Jane's first attachment download fails for good: the export step fails, and nothing of
+    // hers (UCS contact, Context Services profile) may have been deleted before it.
+    let workspace = Workspace::new(
+        "      requireApproval: false\n",
+        "    faults:\n      script: [{ operation: GetDocument, nth: 1, kind: permanent }]\n",
+    );
+    let manifest = workspace.request("halfway", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let output = workspace.run(&["apply", &manifest]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let receipt = receipt(&workspace, "halfway");
+    assert_eq!(receipt["contacts"][0]["failure"][0], "export", "{receipt}");
+    let (_sim, client) = workspace.world().await;
+    let jane = ContactId::new(JANE).unwrap();
+    assert!(exists(&client, JANE).await, "Jane's contact is kept");
+    assert!(client.get_profile(&jane).await.unwrap().is_some(), "and her profile");
+    assert!(workspace.audit_verifies().status.success());
 }

@@ -668,6 +668,10 @@ async fn execute<U: Ucs>(
                 skip(trail, step, id, "not-planned")?;
                 return Ok(StepReceipt::skipped(step, "not-planned"));
             }
+            // Invariant 1 holds for every step that deletes, not only the contact's.
+            if plan.body.export.is_some() && !*exported {
+                return Err(StepFailure::Precondition("delete.export-not-verified"));
+            }
             trail.intent(step, id, Detail::default())?;
             let outcome = recorded(ucs.delete_profile(contact_id).await?);
             trail.outcome(Event::StepDone, step, Some(id), outcome, Detail::default())?;
