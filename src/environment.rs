@@ -167,8 +167,10 @@ pub struct Auth {
 pub struct Gms {
     /// Its base URL.
     pub url: String,
-    /// The callback service name.
-    pub service: String,
+    /// Ignored (kept so older files stay valid): callbacks are found across every callback
+    /// service and cancelled in the service each record names (`_service_name`).
+    #[serde(default)]
+    pub service: Option<String>,
     /// How to authenticate.
     #[serde(default)]
     pub auth: Option<Auth>,
@@ -532,7 +534,6 @@ impl Environments {
                 }
                 if let Some(gms) = &environment.gms {
                     config.gms_url = Some(gms.url.clone());
-                    config.gms_service = gms.service.clone();
                     if gms.auth.is_some() {
                         config.gms_auth = Some(resolve(gms.auth.as_ref())?);
                     }

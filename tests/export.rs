@@ -20,9 +20,9 @@ use ucs_gdpr::sim::{
 };
 use ucs_gdpr::ucs::wire::Operation;
 use ucs_gdpr::ucs::{
-    AttachmentBody, AttachmentId, Callback, CallbackId, ClientConfig, Contact, ContactId,
+    AttachmentBody, AttachmentId, Callback, ClientConfig, Contact, ContactId, CsService,
     DataSource, DeleteOutcome, ErrorKind, IdentifyRequest, InteractionContent, InteractionId,
-    InteractionPage, PageRequest, Profile, RestClient, RetryPolicy, Ucs, UcsError,
+    InteractionPage, PageRequest, Profile, RestClient, RetryPolicy, ServiceId, Ucs, UcsError,
 };
 
 use crate::repo_path;
@@ -447,10 +447,19 @@ impl Ucs for CutDownloads {
     async fn delete_profile(&self, c: &ContactId) -> Result<DeleteOutcome, UcsError> {
         self.inner.delete_profile(c).await
     }
-    async fn list_callbacks(&self, c: &ContactId) -> Result<Vec<Callback>, UcsError> {
+    async fn list_services(&self, c: &ContactId) -> Result<Vec<CsService>, UcsError> {
+        self.inner.list_services(c).await
+    }
+    async fn list_anonymous_services(&self, c: &Contact) -> Result<Vec<CsService>, UcsError> {
+        self.inner.list_anonymous_services(c).await
+    }
+    async fn delete_service(&self, s: &ServiceId) -> Result<DeleteOutcome, UcsError> {
+        self.inner.delete_service(s).await
+    }
+    async fn list_callbacks(&self, c: &Contact) -> Result<Vec<Callback>, UcsError> {
         self.inner.list_callbacks(c).await
     }
-    async fn cancel_callback(&self, c: &CallbackId) -> Result<DeleteOutcome, UcsError> {
+    async fn cancel_callback(&self, c: &Callback) -> Result<DeleteOutcome, UcsError> {
         self.inner.cancel_callback(c).await
     }
 }

@@ -673,9 +673,31 @@ async fn execute<U: Ucs>(
                 return Err(StepFailure::Precondition("delete.export-not-verified"));
             }
             trail.intent(step, id, Detail::default())?;
+            // Since Context Services 8.5.0 a profile's services (with their states and tasks)
+            // outlive it: each is deleted first, then the profile.
+            let mut services = 0u64;
+            if plan::configured_gms(context.input.environment) {
+                let mut found = ucs.list_services(contact_id).await?;
+                match ucs.get_contact(contact_id).await {
+                    Ok(record) => found.extend(ucs.list_anonymous_services(&record).await?),
+                    Err(error) if error.kind == ErrorKind::NotFound => {}
+                    Err(error) => return Err(error.into()),
+                }
+                for service in &found {
+                    ucs.delete_service(&service.id).await?;
+                    services += 1;
+                }
+            }
             let outcome = recorded(ucs.delete_profile(contact_id).await?);
-            trail.outcome(Event::StepDone, step, Some(id), outcome, Detail::default())?;
-            Ok(StepReceipt::new(step, outcome))
+            let outcome = if services > 0 { Outcome::Ok } else { outcome };
+            trail.outcome(
+                Event::StepDone,
+                step,
+                Some(id),
+                outcome,
+                Detail { count: Some(services), ..Detail::default() },
+            )?;
+            Ok(StepReceipt::new(step, outcome).count(services))
         }
         StepKind::Export => {
             let (Some(bag), Some(export)) = (bag, plan.body.export.as_ref()) else {
@@ -786,8 +808,12 @@ fn verify_recorded(bag: &Bag, contact: &ContactId, recorded: &str) -> Result<(),
     let manifest = std::fs::read_to_string(bag.root().join("manifest-sha256.txt"))
         .map_err(|_| StepFailure::Precondition("export.manifest-unreadable"))?;
     let mut files = Vec::new();
-    for kind in [PayloadKind::Contact, PayloadKind::Interactions] {
+    for kind in [PayloadKind::Contact, PayloadKind::Interactions, PayloadKind::ContextServices] {
         let path = Bag::relative_path(kind, contact);
+        let listed = manifest.lines().any(|line| line.ends_with(path.as_str()));
+        if kind == PayloadKind::ContextServices && !listed {
+            continue;
+        }
         let sha = manifest
             .lines()
             .find_map(|line| line.strip_suffix(path.as_str()).and_then(|s| s.strip_suffix("  ")))

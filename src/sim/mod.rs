@@ -10,6 +10,7 @@ mod dataset;
 mod faults;
 mod generate;
 mod server;
+mod services;
 mod store;
 
 use std::net::SocketAddr;
@@ -22,10 +23,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use dataset::{
     Dataset, DatasetAttachment, DatasetCallback, DatasetContact, DatasetError, DatasetInteraction,
-    DatasetInteractions, OneOrMany,
+    DatasetInteractions, DatasetService, OneOrMany,
 };
 pub use faults::{FaultKind, FaultOptions, ScriptedFault, Stats};
 pub use generate::{GenerateError, GenerateOptions, generate};
+pub use services::NonConforming;
 pub use store::StoreError;
 
 use faults::{ConnectionKill, Faults, SimListener};
@@ -129,6 +131,7 @@ impl Simulator {
             faults: Faults::new(options.faults),
             server,
             shutdown: shutdown.clone(),
+            journal: services::Journal::default(),
         });
         let app =
             server::router(state.clone()).into_make_service_with_connect_info::<ConnectionKill>();
@@ -184,6 +187,12 @@ impl RunningSim {
     /// Calls per operation and injected faults so far.
     pub fn stats(&self) -> Stats {
         self.state.faults.stats()
+    }
+
+    /// Every Context Services / GMS request so far that did not follow the documentation (also
+    /// in `/sim/stats` as `nonConforming`).
+    pub fn non_conforming(&self) -> Vec<NonConforming> {
+        self.state.journal.entries()
     }
 
     /// Adds scripted faults, counting `nth` from now.

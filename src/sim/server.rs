@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::faults::{ConnectionKill, FaultKind, Faults, ScriptedFault};
 use super::store::{Store, StoreError};
 use crate::ucs::wire::{self, Operation};
-use crate::ucs::{AttachmentId, CallbackId, ContactId, DataSource, InteractionId};
+use crate::ucs::{AttachmentId, ContactId, DataSource, InteractionId};
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -28,6 +28,8 @@ pub(crate) struct SimState {
     pub(crate) faults: Faults,
     pub(crate) server: String,
     pub(crate) shutdown: CancellationToken,
+    /// Non-conforming Context Services / GMS requests (see `sim::services`).
+    pub(crate) journal: super::services::Journal,
 }
 
 type Shared = State<Arc<SimState>>;
@@ -35,7 +37,7 @@ type Conn = ConnectInfo<ConnectionKill>;
 type Params = Query<HashMap<String, String>>;
 
 pub(crate) fn router(state: Arc<SimState>) -> Router {
-    Router::new()
+    super::services::routes(Router::new())
         .route(wire::IDENTIFY_CONTACT, post(identify))
         .route(wire::GET_ATTRIBUTES, get(attributes))
         .route(wire::DELETE_CONTACT, axum::routing::delete(delete_contact))
@@ -43,9 +45,6 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .route(wire::GET_CONTENT, get(content))
         .route(wire::GET_DOCUMENT, get(document))
         .route(wire::STOP_INTERACTION, post(stop))
-        .route(&format!("{}/{{id}}", wire::PROFILES), get(profile).delete(delete_profile))
-        .route(&format!("{}/{{service}}", wire::CALLBACKS), get(callbacks))
-        .route(&format!("{}/{{service}}/{{id}}", wire::CALLBACKS), axum::routing::delete(cancel))
         .route("/sim/stats", get(stats))
         .route("/sim/faults", post(script))
         .fallback(|State(sim): Shared| async move {
@@ -86,7 +85,7 @@ tokio::task_local! {
 /// Runs a blocking store call off the runtime. The blocking thread also serves the injected
 /// latency (the query overlaps it): one thread hand-off per call instead of two, which is
 /// what keeps the simulator out of the way of latency-bound measurements.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     sim: &SimState,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Response> {
@@ -109,7 +108,7 @@ async fn blocking<T: Send + 'static>(
 /// Counts the call, injects latency and faults, and runs `work` unless a fault replaces it.
 /// A timeout or reset runs the work first and then loses the answer: the nastiest case for a
 /// client (did my delete happen?).
-async fn serve(
+pub(super) async fn serve(
     sim: &SimState,
     kill: &ConnectionKill,
     operation: Operation,
@@ -362,69 +361,13 @@ async fn stop(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> Respo
     .await
 }
 
-async fn profile(State(sim): Shared, ConnectInfo(kill): Conn, Path(id): Path<String>) -> Response {
-    serve(&sim, &kill, Operation::GetProfile, async {
-        let id = try_response!(ContactId::new(&id).map_err(|e| bad_request(&sim, &e.to_string())));
-        let key = id.clone();
-        match try_response!(blocking(&sim, move |s| s.profile(key.as_str())).await) {
-            Some(mut fields) => {
-                fields.insert(wire::PROFILE_ID_FIELD.to_owned(), id.as_str().into());
-                json(&fields)
-            }
-            None => not_found(&sim, "profile"),
-        }
-    })
-    .await
-}
-
-async fn delete_profile(
-    State(sim): Shared,
-    ConnectInfo(kill): Conn,
-    Path(id): Path<String>,
-) -> Response {
-    serve(&sim, &kill, Operation::DeleteProfile, async {
-        let id = try_response!(ContactId::new(&id).map_err(|e| bad_request(&sim, &e.to_string())));
-        if try_response!(blocking(&sim, move |s| s.delete_profile(id.as_str())).await) {
-            StatusCode::NO_CONTENT.into_response()
-        } else {
-            not_found(&sim, "profile")
-        }
-    })
-    .await
-}
-
-async fn callbacks(
-    State(sim): Shared,
-    ConnectInfo(kill): Conn,
-    Path(_service): Path<String>,
-    Query(q): Params,
-) -> Response {
-    serve(&sim, &kill, Operation::ListCallbacks, async {
-        let id = try_response!(id_param(&sim, &q, wire::Q_CALLBACK_CUSTOMER, ContactId::new));
-        let found = try_response!(blocking(&sim, move |s| s.callbacks(id.as_str())).await);
-        json(&found)
-    })
-    .await
-}
-
-async fn cancel(
-    State(sim): Shared,
-    ConnectInfo(kill): Conn,
-    Path((_service, id)): Path<(String, String)>,
-) -> Response {
-    serve(&sim, &kill, Operation::CancelCallback, async {
-        let id = try_response!(CallbackId::new(&id).map_err(|e| bad_request(&sim, &e.to_string())));
-        if try_response!(blocking(&sim, move |s| s.cancel_callback(id.as_str())).await) {
-            json(&serde_json::json!({}))
-        } else {
-            not_found(&sim, "callback")
-        }
-    })
-    .await
-}
-
 async fn stats(State(sim): Shared) -> Response {
-    json(&sim.faults.stats())
+    let mut value = serde_json::to_value(sim.faults.stats()).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        let journal = serde_json::to_value(sim.journal.entries()).unwrap_or_default();
+        object.insert("nonConforming".to_owned(), journal);
+    }
+    json(&value)
 }
 
 async fn script(State(sim): Shared, body: Bytes) -> Response {

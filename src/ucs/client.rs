@@ -16,10 +16,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::rng::SplitMix64;
 use super::wire::{self, Operation, StatusMeaning};
 use super::{
-    AttachmentBody, AttachmentId, AttachmentMeta, Callback, CallbackId, CallbackState, Contact,
-    ContactId, DataSource, DeleteOutcome, ErrorKind, IdentifyRequest, InteractionContent,
+    AttachmentBody, AttachmentId, AttachmentMeta, Callback, CallbackState, Contact, ContactId,
+    CsService, DataSource, DeleteOutcome, ErrorKind, IdentifyRequest, InteractionContent,
     InteractionId, InteractionPage, InteractionSummary, PageRequest, Profile, ProtocolFault,
-    TenantId, Ucs, UcsError,
+    ServiceId, TenantId, Ucs, UcsError,
 };
 
 /// How the client authenticates. The secret is resolved by the caller (see
@@ -170,8 +170,6 @@ pub struct ClientConfig {
     pub context_services_url: Option<String>,
     /// The GMS base URL (defaults to `ucs_url`).
     pub gms_url: Option<String>,
-    /// The GMS callback service name.
-    pub gms_service: String,
     /// Authentication to UCS (and to Context Services and GMS unless they have their own).
     pub auth: Auth,
     /// Authentication to Context Services, when it differs from `auth`.
@@ -204,7 +202,6 @@ impl fmt::Debug for ClientConfig {
             .field("ucs_url", &self.ucs_url)
             .field("context_services_url", &self.context_services_url)
             .field("gms_url", &self.gms_url)
-            .field("gms_service", &self.gms_service)
             .field("auth", &self.auth)
             .field("context_services_auth", &self.context_services_auth)
             .field("gms_auth", &self.gms_auth)
@@ -223,13 +220,12 @@ impl fmt::Debug for ClientConfig {
 
 impl ClientConfig {
     /// Defaults for a UCS at `ucs_url`, with Context Services and GMS at the same address
-    /// (as the simulator serves them) and GMS service `callback`.
+    /// (as the simulator serves them).
     pub fn new(ucs_url: impl Into<String>) -> Self {
         Self {
             ucs_url: ucs_url.into(),
             context_services_url: None,
             gms_url: None,
-            gms_service: "callback".to_owned(),
             auth: Auth::None,
             context_services_auth: None,
             gms_auth: None,
@@ -255,9 +251,6 @@ pub enum ConfigError {
         /// Which setting.
         which: &'static str,
     },
-    /// The GMS service name is not `[A-Za-z0-9_-]{1,64}`.
-    #[error("the GMS service name must be 1 to 64 letters, digits, '_' or '-'")]
-    InvalidService,
     /// The CA file cannot be read or holds no certificate.
     #[error("cannot use CA file {path}: {reason}")]
     CaFile {
@@ -347,13 +340,6 @@ impl RestClient {
             Some(url) => checked_url(url, "the GMS URL")?,
             None => ucs.clone(),
         };
-        let service = &config.gms_service;
-        if service.is_empty()
-            || service.len() > 64
-            || !service.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(ConfigError::InvalidService);
-        }
         if config.concurrency == 0 {
             return Err(ConfigError::Zero { which: "concurrency" });
         }
@@ -423,12 +409,17 @@ impl RestClient {
         &self.inner.config
     }
 
-    fn request(&self, operation: Operation, method: Method, url: &str) -> RequestBuilder {
+    pub(super) fn request(
+        &self,
+        operation: Operation,
+        method: Method,
+        url: &str,
+    ) -> RequestBuilder {
         let builder = self.inner.http.request(method, url);
-        let authorization = match operation {
-            Operation::GetProfile | Operation::DeleteProfile => &self.inner.context_services_auth,
-            Operation::ListCallbacks | Operation::CancelCallback => &self.inner.gms_auth,
-            _ => &self.inner.ucs_auth,
+        let authorization = match operation.backend() {
+            wire::Backend::ContextServices => &self.inner.context_services_auth,
+            wire::Backend::Gms => &self.inner.gms_auth,
+            wire::Backend::Ucs => &self.inner.ucs_auth,
         };
         match authorization {
             Some(value) => builder.header(AUTHORIZATION, value.clone()),
@@ -437,7 +428,10 @@ impl RestClient {
     }
 
     /// Waits for the rate limit and a concurrency permit.
-    async fn admit(&self, operation: Operation) -> Result<OwnedSemaphorePermit, UcsError> {
+    pub(super) async fn admit(
+        &self,
+        operation: Operation,
+    ) -> Result<OwnedSemaphorePermit, UcsError> {
         if let Some(bucket) = &self.inner.bucket {
             let wait = match bucket.lock() {
                 Ok(mut bucket) => bucket.reserve(),
@@ -505,7 +499,7 @@ impl RestClient {
 
     /// Runs `attempt` until it succeeds, fails for good or the attempts run out; retries only
     /// transient failures of idempotent operations.
-    async fn retrying<T, F, Fut>(
+    pub(super) async fn retrying<T, F, Fut>(
         &self,
         operation: Operation,
         subject: Option<&str>,
@@ -534,7 +528,7 @@ impl RestClient {
         }
     }
 
-    fn backoff(&self, failed_attempt: u32) -> Duration {
+    pub(super) fn backoff(&self, failed_attempt: u32) -> Duration {
         let policy = &self.inner.config.retry;
         let exponent = failed_attempt.saturating_sub(1).min(20);
         let ceiling = policy.base_backoff.saturating_mul(1 << exponent).min(policy.max_backoff);
@@ -604,12 +598,19 @@ impl RestClient {
         format!("{}{path}", self.inner.ucs)
     }
 
-    fn profile_url(&self, contact: &ContactId) -> String {
-        format!("{}{}/{contact}", self.inner.context_services, wire::PROFILES)
+    /// The Context Services base URL (no trailing `/`).
+    pub(super) fn context_services_base(&self) -> &str {
+        &self.inner.context_services
     }
 
-    fn callbacks_url(&self) -> String {
-        format!("{}{}/{}", self.inner.gms, wire::CALLBACKS, self.inner.config.gms_service)
+    /// The GMS base URL (no trailing `/`).
+    pub(super) fn gms_base(&self) -> &str {
+        &self.inner.gms
+    }
+
+    /// The largest JSON body accepted.
+    pub(super) fn max_body_bytes(&self) -> u64 {
+        self.inner.config.max_body_bytes
     }
 
     async fn delete_once(
@@ -655,7 +656,7 @@ fn sensitive_header(text: &str) -> Result<HeaderValue, ConfigError> {
 }
 
 /// Reads a whole body, refusing more than `max` bytes.
-async fn read_limited(
+pub(super) async fn read_limited(
     operation: Operation,
     response: Response,
     max: u64,
@@ -683,7 +684,7 @@ fn body_error(operation: Operation, error: &reqwest::Error) -> UcsError {
     }
 }
 
-fn has_content_type(response: &Response, expected: &str) -> bool {
+pub(super) fn has_content_type(response: &Response, expected: &str) -> bool {
     response
         .headers()
         .get(CONTENT_TYPE)
@@ -705,7 +706,7 @@ async fn decode_json<T: DeserializeOwned>(
         .map_err(|_| UcsError::protocol(operation, ProtocolFault::Malformed))
 }
 
-fn malformed(operation: Operation) -> UcsError {
+pub(super) fn malformed(operation: Operation) -> UcsError {
     UcsError::protocol(operation, ProtocolFault::Malformed)
 }
 
@@ -725,7 +726,7 @@ fn summary_from_wire(
     })
 }
 
-fn callback_state(state: &str) -> CallbackState {
+pub(super) fn callback_state(state: &str) -> CallbackState {
     match state.to_ascii_uppercase().as_str() {
         "SCHEDULED" => CallbackState::Scheduled,
         "QUEUED" => CallbackState::Queued,
@@ -998,66 +999,30 @@ impl Ucs for RestClient {
     }
 
     async fn get_profile(&self, contact: &ContactId) -> Result<Option<Profile>, UcsError> {
-        let operation = Operation::GetProfile;
-        let url = self.profile_url(contact);
-        let subject = Some(contact.as_str());
-        let outcome: Result<serde_json::Map<String, serde_json::Value>, UcsError> = self
-            .retrying(operation, subject, || {
-                self.json_once(operation, subject, self.request(operation, Method::GET, &url))
-            })
-            .await;
-        let mut fields = match outcome {
-            Ok(fields) => fields,
-            Err(error) if error.kind == ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(error),
-        };
-        match fields.remove(wire::PROFILE_ID_FIELD) {
-            Some(serde_json::Value::String(id)) if id == contact.as_str() => {}
-            _ => return Err(malformed(operation).with_subject(subject)),
-        }
-        Ok(Some(Profile { id: contact.clone(), fields }))
+        self.cs_get_profile(contact).await
     }
 
     async fn delete_profile(&self, contact: &ContactId) -> Result<DeleteOutcome, UcsError> {
-        let operation = Operation::DeleteProfile;
-        let url = self.profile_url(contact);
-        self.retrying(operation, Some(contact.as_str()), || {
-            self.delete_once(operation, contact.as_str(), &url, &[])
-        })
-        .await
+        self.cs_delete_profile(contact).await
     }
 
-    async fn list_callbacks(&self, contact: &ContactId) -> Result<Vec<Callback>, UcsError> {
-        let operation = Operation::ListCallbacks;
-        let url = self.callbacks_url();
-        let subject = Some(contact.as_str());
-        let result: wire::CallbacksResult = self
-            .retrying(operation, subject, || {
-                let request = self
-                    .request(operation, Method::GET, &url)
-                    .query(&[(wire::Q_CALLBACK_CUSTOMER, contact.as_str())]);
-                self.json_once(operation, subject, request)
-            })
-            .await?;
-        result
-            .into_iter()
-            .map(|wire| {
-                Ok(Callback {
-                    id: CallbackId::new(&wire.id).map_err(|_| malformed(operation))?,
-                    state: callback_state(&wire.state),
-                    desired_time: wire.desired_time,
-                    phone_number: wire.customer_number,
-                })
-            })
-            .collect()
+    async fn list_services(&self, contact: &ContactId) -> Result<Vec<CsService>, UcsError> {
+        self.cs_list_services(contact).await
     }
 
-    async fn cancel_callback(&self, callback: &CallbackId) -> Result<DeleteOutcome, UcsError> {
-        let operation = Operation::CancelCallback;
-        let url = format!("{}/{callback}", self.callbacks_url());
-        self.retrying(operation, Some(callback.as_str()), || {
-            self.delete_once(operation, callback.as_str(), &url, &[])
-        })
-        .await
+    async fn list_anonymous_services(&self, contact: &Contact) -> Result<Vec<CsService>, UcsError> {
+        self.cs_list_anonymous_services(contact).await
+    }
+
+    async fn delete_service(&self, service: &ServiceId) -> Result<DeleteOutcome, UcsError> {
+        self.cs_delete_service(service).await
+    }
+
+    async fn list_callbacks(&self, contact: &Contact) -> Result<Vec<Callback>, UcsError> {
+        self.gms_list_callbacks(contact).await
+    }
+
+    async fn cancel_callback(&self, callback: &Callback) -> Result<DeleteOutcome, UcsError> {
+        self.gms_cancel_callback(callback).await
     }
 }
