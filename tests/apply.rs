@@ -108,20 +108,52 @@ async fn apply_erases_jane_leaving_a_verified_export_a_receipt_and_a_log_that_ve
     assert!(output.status.success(), "{}", transcript(&output));
 
     let bag = workspace.path("exports/DSR-jane");
-    for name in
-        [format!("data/contact-{JANE}.json"), format!("data/interactions-for-contact-{JANE}.json")]
-    {
+    for name in [
+        format!("data/contact-{JANE}.json"),
+        format!("data/interactions-for-contact-{JANE}.json"),
+        format!("data/context-services-{JANE}.json"),
+    ] {
         assert!(bag.join(&name).is_file(), "{name}");
     }
     let report = ucs_gdpr::export::validate_dir(&bag).unwrap();
-    assert_eq!(report.files, 2, "{report:?}");
+    assert_eq!(report.files, 3, "{report:?}");
+    // Her Context Services data is in the bag: the profile, her service with its states and
+    // tasks, and the anonymous service keyed by her phone number.
+    let context: Value = serde_json::from_slice(
+        &fs::read(bag.join(format!("data/context-services-{JANE}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(context["contactId"], JANE);
+    assert_eq!(context["profile"]["customer_id"], JANE);
+    assert_eq!(context["profile"]["email"], "jane.doe@company.com");
+    let services = context["services"].as_array().unwrap();
+    let ids: Vec<(&str, bool)> = services
+        .iter()
+        .map(|s| (s["service"]["service_id"].as_str().unwrap(), s["anonymous"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(ids, [("4041", false), ("361-a3793cef-d559-4f9f-a95d-64555a4ba371", true)]);
+    assert_eq!(services[0]["states"].as_array().unwrap().len(), 2);
+    assert_eq!(services[0]["tasks"][0]["task_type"], "verify-identity");
     assert_inline_attachments_are_the_originals(
         &bag.join(format!("data/interactions-for-contact-{JANE}.json")),
     );
 
-    let (_sim, client) = workspace.world().await;
+    let (sim, client) = workspace.world().await;
     assert!(!exists(&client, JANE).await, "Jane is gone");
     assert!(exists(&client, JOSE).await, "nobody else is");
+    let jane = ContactId::new(JANE).unwrap();
+    assert!(client.get_profile(&jane).await.unwrap().is_none(), "her profile is gone");
+    assert!(client.list_services(&jane).await.unwrap().is_empty(), "her services are gone");
+    let anonymous = reqwest::get(format!(
+        "{}/genesys/1/cs/services/anonymous/%2B44%2020%207946%200958",
+        sim.base_url()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert_eq!(anonymous, "[]", "the service keyed by her number is gone");
 
     let verified = workspace.audit_verifies();
     assert!(verified.status.success(), "{}", transcript(&verified));
@@ -673,5 +705,8 @@ async fn a_failed_export_leaves_the_subject_whole_context_services_included() {
     let jane = ContactId::new(JANE).unwrap();
     assert!(exists(&client, JANE).await, "Jane's contact is kept");
     assert!(client.get_profile(&jane).await.unwrap().is_some(), "and her profile");
+    assert_eq!(client.list_services(&jane).await.unwrap().len(), 1, "and her service");
+    let record = client.get_contact(&jane).await.unwrap();
+    assert_eq!(client.list_anonymous_services(&record).await.unwrap().len(), 1, "and the other");
     assert!(workspace.audit_verifies().status.success());
 }

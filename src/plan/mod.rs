@@ -118,10 +118,11 @@ impl ServiceCounts {
         }
     }
 
-    /// "2 service(s) (3 state(s), 4 task(s)), 1 of them anonymous, found by a phone number"
+    /// "2 service(s) with 3 state(s) and 4 task(s), 1 of them anonymous (found by the
+    /// contact's phone numbers)"
     fn describe(&self) -> String {
         let mut text = format!(
-            "{} service(s) ({} state(s), {} task(s))",
+            "{} service(s) with {} state(s) and {} task(s)",
             self.services, self.states, self.tasks
         );
         if self.anonymous > 0 {
@@ -132,6 +133,19 @@ impl ServiceCounts {
         }
         text
     }
+}
+
+/// "the profile and 2 service(s) with ...", or `None` when Context Services holds nothing.
+fn context_held(found: &ContextFinding) -> Option<String> {
+    let services = found.services.unwrap_or_default();
+    let mut what = Vec::new();
+    if found.profile {
+        what.push("the profile".to_owned());
+    }
+    if services.services > 0 {
+        what.push(services.describe());
+    }
+    (!what.is_empty()).then(|| what.join(" and "))
 }
 
 /// Builds the plan. Read-only: nothing is changed anywhere.
@@ -818,16 +832,10 @@ fn plan_contact_step(
                 }
             }
             if let Some(found) = &observed.context {
-                let mut held = Vec::new();
-                if found.profile {
-                    held.push("profile".to_owned());
-                }
-                if let Some(services) = found.services {
-                    held.push(services.describe());
-                }
-                if !held.is_empty() {
-                    notes.push(format!("Context Services: {}", held.join(", ")));
-                }
+                notes.push(match context_held(found) {
+                    Some(held) => format!("Context Services: {held}"),
+                    None => "Context Services: no profile, no service".to_owned(),
+                });
             }
             (StepStatus::Ready, notes)
         }
@@ -876,14 +884,7 @@ fn context_step(
             vec!["Context Services is not configured for this environment".to_owned()],
         );
     };
-    let services = found.services.unwrap_or_default();
-    let mut what = Vec::new();
-    if found.profile {
-        what.push("the Context Services profile".to_owned());
-    }
-    if services.services > 0 {
-        what.push(services.describe());
-    }
+    let held = context_held(found);
     let mut notes = Vec::new();
     let unchecked = found.services.is_none();
     if unchecked {
@@ -897,15 +898,21 @@ fn context_step(
         notes.insert(0, "Context Services services cannot be checked".to_owned());
         return (StepStatus::Blocked, notes);
     }
-    let status = if what.is_empty() {
-        notes.insert(0, "no Context Services profile or service".to_owned());
-        StepStatus::NothingToDo
-    } else if delete_mode == DeleteMode::Confirmed && !blocked_before {
-        notes.insert(0, format!("will delete {} (after the export)", what.join(" and ")));
-        StepStatus::Ready
-    } else {
-        notes.insert(0, format!("{} exist(s); kept while nothing is deleted", what.join(" and ")));
-        StepStatus::ReportOnly
+    let status = match held {
+        None => {
+            notes.insert(0, "no Context Services profile or service".to_owned());
+            StepStatus::NothingToDo
+        }
+        Some(held) if delete_mode == DeleteMode::Confirmed && !blocked_before => {
+            notes
+                .insert(0, format!("will delete, after the export, from Context Services: {held}"));
+            StepStatus::Ready
+        }
+        Some(held) => {
+            notes
+                .insert(0, format!("Context Services holds {held}; kept while nothing is deleted"));
+            StepStatus::ReportOnly
+        }
     };
     (status, notes)
 }
