@@ -929,3 +929,26 @@ async fn concurrent_deletes_of_different_contacts_all_succeed() {
         assert_eq!(client.get_contact(id).await.unwrap_err().kind, ErrorKind::NotFound);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_is_found_whatever_service_holds_it_and_however_the_number_is_spaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("d.yaml");
+    std::fs::write(
+        &dataset,
+        "contacts:\n  - id: 0001SaD2PVY4399X\n    tenant: 101\n    attributes:\n      \
+         MobilePhone: \"+1 555 0100\"\n    callbacks:\n      - { id: cb-1, service: \
+         callback-for-mobile, state: QUEUED, phoneNumber: \"+15550100\" }\n",
+    )
+    .unwrap();
+    let sim = Simulator::start(SimOptions::new(dataset)).await.unwrap();
+    let client = RestClient::new(config_for(&sim)).unwrap();
+    let record = client.get_contact(&contact("0001SaD2PVY4399X")).await.unwrap();
+    let found = client.list_callbacks(&record).await.unwrap();
+    assert_eq!(found.len(), 1, "found by the number's digits, in a service nobody configured");
+    assert_eq!(found[0].service, "callback-for-mobile");
+    assert!(found[0].state.is_pending());
+    assert_eq!(client.cancel_callback(&found[0]).await.unwrap(), DeleteOutcome::Deleted);
+    assert!(client.list_callbacks(&record).await.unwrap().is_empty());
+    assert!(sim.non_conforming().is_empty(), "{:?}", sim.non_conforming());
+}
