@@ -718,6 +718,8 @@ async fn execute<U: Ucs>(
             }
             let mut options = ExportOptions::from_plan(export)?;
             options.page_size = context.input.page_size;
+            options.context_services_services =
+                options.context_services && plan::configured_gms(context.input.environment);
             trail.intent(step, id, Detail::default())?;
             // `export_contact` verifies the files against their checksums before it returns.
             let result = export::export_contact(ucs, bag, contact_id, &options).await?;

@@ -66,7 +66,8 @@
 //!
 //! - `profile` is the Context Services profile as `QueryCustomerProfile` answers it (with its
 //!   `customer_id`), or `null` when there is none.
-//! - `services` are the customer's services and the anonymous services keyed by one of the
+//! - `services` (`null` when the environment has no GMS, which serves their API, so they could
+//!   not be looked up) are the customer's services and the anonymous services keyed by one of the
 //!   contact's phone numbers (`"anonymous":true`), each with every state and task, as Context
 //!   Services returns them. Since Context Services 8.5.0 deleting the profile does not delete
 //!   them, so the export holds them and the `context-services/delete-profile` step deletes them.
@@ -120,6 +121,9 @@ pub struct ExportOptions {
     pub page_size: u32,
     /// Whether the contact's Context Services data goes into `context-services-<id>.json`.
     pub context_services: bool,
+    /// Whether its services can be read (their API is GMS's): when not, the file says
+    /// `"services": null` (not looked up), never an empty list it did not check.
+    pub context_services_services: bool,
 }
 
 impl Default for ExportOptions {
@@ -130,6 +134,7 @@ impl Default for ExportOptions {
             attachments: Attachments::Inline,
             page_size: 100,
             context_services: false,
+            context_services_services: false,
         }
     }
 }
@@ -164,6 +169,7 @@ impl ExportOptions {
             sources,
             attachments,
             context_services: info.context_services,
+            context_services_services: info.context_services,
             ..Self::default()
         })
     }
@@ -374,7 +380,7 @@ pub async fn export_contact<U: Ucs + ?Sized>(
 
     let context_path = bag.payload_path(PayloadKind::ContextServices, contact);
     let staged_context = if options.context_services {
-        let bytes = context_services_json(ucs, &found).await?;
+        let bytes = context_services_json(ucs, &found, options.context_services_services).await?;
         let path = context_path.clone();
         Some(blocking(move || StagedFile::stage_bytes(&path, &bytes)).await?)
     } else {
@@ -477,6 +483,7 @@ pub fn verify_contact(bag: &Bag, expected: &ContactExport) -> Result<(), ExportE
 async fn context_services_json<U: Ucs + ?Sized>(
     ucs: &U,
     contact: &crate::ucs::Contact,
+    with_services: bool,
 ) -> Result<Vec<u8>, ExportError> {
     let profile = ucs.get_profile(&contact.id).await?.map(|profile| {
         let mut fields = profile.fields;
@@ -486,23 +493,28 @@ async fn context_services_json<U: Ucs + ?Sized>(
         );
         fields
     });
-    let mut services = ucs.list_services(&contact.id).await?;
-    for service in ucs.list_anonymous_services(contact).await? {
-        if !services.iter().any(|s| s.id == service.id) {
-            services.push(service);
+    let services = if with_services {
+        let mut services = ucs.list_services(&contact.id).await?;
+        for service in ucs.list_anonymous_services(contact).await? {
+            if !services.iter().any(|s| s.id == service.id) {
+                services.push(service);
+            }
         }
-    }
-    let services: Vec<serde_json::Value> = services
-        .into_iter()
-        .map(|s| {
-            serde_json::json!({
-                "anonymous": s.anonymous,
-                "service": s.service,
-                "states": s.states,
-                "tasks": s.tasks,
+        let services: Vec<serde_json::Value> = services
+            .into_iter()
+            .map(|s| {
+                serde_json::json!({
+                    "anonymous": s.anonymous,
+                    "service": s.service,
+                    "states": s.states,
+                    "tasks": s.tasks,
+                })
             })
-        })
-        .collect();
+            .collect();
+        Some(services)
+    } else {
+        None
+    };
     let document = serde_json::json!({
         "contactId": contact.id,
         "profile": profile,
