@@ -388,6 +388,31 @@ async fn apply_refuses_a_stale_plan_and_says_what_changed() {
     assert!(exists(&client, JANE).await, "nothing was done");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_services_change_after_review_makes_the_plan_stale() {
+    let workspace = Workspace::demo();
+    let manifest =
+        workspace.request("cs-stale", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    let output = workspace.run(&["plan", &manifest, "--out", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    // Her service ends up deleted by someone else after the review: what apply would export
+    // and erase is no longer what was approved.
+    {
+        let (sim, client) = workspace.world().await;
+        let service = ucs_gdpr::ucs::ServiceId::new("4041").unwrap();
+        client.delete_service(&service).await.unwrap();
+        sim.shutdown().await;
+    }
+    let output = workspace.run(&["apply", &plan]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the plan is stale"), "{stderr}");
+    assert!(stderr.contains("Context Services"), "{stderr}");
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, JANE).await, "nothing was done");
+}
+
 #[test]
 fn a_plan_edited_by_hand_is_refused() {
     let workspace = Workspace::demo();

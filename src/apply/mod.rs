@@ -425,7 +425,7 @@ fn differences(approved: &Plan, fresh: &Plan, done: &Done) -> Vec<String> {
                     }
                 }
                 if what.is_empty() {
-                    what.push("an interaction's status, workbin or modification changed, or its attributes".to_owned());
+                    what.push("an interaction's status, workbin or modification changed, or its attributes or Context Services data".to_owned());
                 }
                 out.push(format!("contact {} changed: {}", contact.contact_id, what.join("; ")));
             }

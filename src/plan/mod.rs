@@ -549,6 +549,7 @@ async fn observe<U: Ucs>(
             .as_str()
             .to_owned(),
         sources: BTreeMap::new(),
+        context: None,
     };
     let mut sources = BTreeMap::new();
     let mut in_flight = Vec::new();
@@ -609,15 +610,26 @@ async fn observe<U: Ucs>(
     let context = if (wants.kinds.contains(&StepKind::DeleteProfile) || wants.export)
         && configured_context_services(input.environment)
     {
-        let profile = ucs.get_profile(contact).await?.is_some();
+        let profile = ucs.get_profile(contact).await?;
         let services = if gms {
             let mut services = ucs.list_services(contact).await?;
             services.extend(ucs.list_anonymous_services(&record).await?);
-            Some(ServiceCounts::of(&services))
+            Some(services)
         } else {
             None
         };
-        Some(ContextFinding { profile, services })
+        let content = serde_json::json!({
+            "profile": profile.as_ref().map(|p| &p.fields),
+            "services": services.as_ref().map(|list| list
+                .iter()
+                .map(|s| serde_json::json!([s.id, s.anonymous, s.service, s.states, s.tasks]))
+                .collect::<Vec<_>>()),
+        });
+        state.context = Some(input.digester.digest(&content).as_str().to_owned());
+        Some(ContextFinding {
+            profile: profile.is_some(),
+            services: services.as_deref().map(ServiceCounts::of),
+        })
     } else {
         None
     };
