@@ -174,7 +174,13 @@ pub fn generate(options: &GenerateOptions) -> Result<u64, GenerateError> {
             callbacks,
         });
     }
-    let dataset = Dataset { server: "ucs-sim-generated".to_owned(), archive: true, contacts };
+    // A generated dataset models UCS 8.5's two data sources (every fourth interaction archived).
+    let dataset = Dataset {
+        server: "ucs-sim-generated".to_owned(),
+        ucs_version: crate::environment::UcsVersion::V8_5,
+        archive: Some(true),
+        contacts,
+    };
     let error = |source| GenerateError::Write { path: options.out.clone(), source };
     let mut out = std::io::BufWriter::new(std::fs::File::create(&options.out).map_err(error)?);
     serde_json::to_writer(&mut out, &dataset)
