@@ -545,6 +545,7 @@ async fn planning_a_contact_id_reads_its_record_once() {
         environment_name: "demo",
         environment,
         digester: &connection.digester,
+        ucs_version: connection.ucs_version,
         concurrency: 4,
         page_size: 100,
         etl: Etl::NotConfigured,

@@ -22,7 +22,7 @@ use crate::export::{self, Bag, ContactExport, ExportOptions, PayloadKind};
 use crate::plan::{self, ContactPlan, Plan, PlanInput, StepStatus};
 use crate::runbook::{Runbook, Scope, StepKind};
 use crate::ucs::{
-    ContactId, DataSource, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
+    ContactId, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
     list_all_interactions,
 };
 
@@ -629,7 +629,7 @@ async fn execute<U: Ucs>(
         }
         StepKind::StopInProgress => {
             let mut in_flight = Vec::new();
-            for source in DataSource::ALL {
+            for &source in context.input.ucs_version.data_sources() {
                 if let InteractionListing::Found(list) =
                     list_all_interactions(ucs, contact_id, source, context.input.page_size).await?
                 {
@@ -741,7 +741,7 @@ async fn execute<U: Ucs>(
                 Ok(_) => return Err(StepFailure::StillPresent),
             }
             let mut left = 0u64;
-            for source in DataSource::ALL {
+            for &source in context.input.ucs_version.data_sources() {
                 match list_all_interactions(ucs, contact_id, source, context.input.page_size).await
                 {
                     Ok(InteractionListing::Found(list)) => left += list.len() as u64,

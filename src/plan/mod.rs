@@ -14,7 +14,7 @@ pub use fingerprint::{ContactState, fingerprint};
 pub use model::*;
 
 use crate::audit::SubjectDigester;
-use crate::environment::{Environment, EnvironmentType};
+use crate::environment::{Environment, EnvironmentType, UcsVersion};
 use crate::manifest::model::{Attachments, DataSourceRole, Expect, Request, Subject};
 use crate::runbook::{Runbook, Scope, StepKind};
 use crate::ucs::{
@@ -39,6 +39,9 @@ pub struct PlanInput<'a> {
     pub environment: &'a Environment,
     /// Turns identification requests into digests.
     pub digester: &'a SubjectDigester,
+    /// Which UCS the environment is ([`Connection::ucs_version`](crate::environment::Connection)):
+    /// the data sources read and exported follow it (9.x: `main` only).
+    pub ucs_version: UcsVersion,
     /// How many contacts are read at once.
     pub concurrency: usize,
     /// Page size for interaction listings.
@@ -151,7 +154,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
     }
 
     // 3. Observe every contact, concurrently, then decide.
-    let wants = Wants::of(runbook, request);
+    let wants = Wants::of(runbook, request, input.ucs_version);
     let observed: Vec<(String, Result<Observed, String>)> =
         stream::iter(subjects_of.keys().cloned())
             .map(|id| async {
@@ -260,6 +263,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
                 EnvironmentType::Rest => "rest".into(),
             },
             tenant: input.environment.tenant,
+            ucs_version: input.ucs_version.as_str().to_owned(),
         },
         runbook: RunbookInfo {
             name: runbook.name.clone(),
@@ -338,18 +342,19 @@ impl Plan {
 struct Wants {
     export: bool,
     export_sources: Vec<DataSource>,
+    /// Sources the request asks for that this UCS does not have as a store of their own
+    /// (`archive` on 9.x): noted in the plan, never read a second time.
+    ignored_sources: Vec<DataSource>,
     inline: bool,
     kinds: BTreeSet<StepKind>,
 }
 
 impl Wants {
-    fn of(runbook: &Runbook, request: &Request) -> Self {
+    fn of(runbook: &Runbook, request: &Request, version: UcsVersion) -> Self {
         let kinds: BTreeSet<StepKind> = runbook.steps.iter().map(|s| s.uses).collect();
         let export = request.spec.export.as_ref().filter(|_| kinds.contains(&StepKind::Export));
-        Wants {
-            export: export.is_some(),
-            export_sources: export
-                .map(|e| {
+        let asked: Vec<DataSource> = export
+            .map(|e| {
                     let mut sources: Vec<DataSource> = e
                         .data_sources
                         .iter()
@@ -362,7 +367,17 @@ impl Wants {
                     sources.dedup();
                     sources
                 })
-                .unwrap_or_default(),
+                .unwrap_or_default();
+        // On 9.x every role names the one store: it is read once, as `main`.
+        let (mut export_sources, ignored_sources): (Vec<_>, Vec<_>) =
+            asked.into_iter().partition(|s| version.data_sources().contains(s));
+        if export_sources.is_empty() && !ignored_sources.is_empty() {
+            export_sources.push(DataSource::Main);
+        }
+        Wants {
+            export: export.is_some(),
+            export_sources,
+            ignored_sources,
             inline: export.is_some_and(|e| e.attachments == Attachments::Inline),
             kinds,
         }
@@ -454,7 +469,7 @@ async fn resolve<U: Ucs>(
 async fn candidate<U: Ucs>(id: &ContactId, input: &PlanInput<'_>, ucs: &U) -> Candidate {
     let mut interactions = BTreeMap::new();
     let mut starts = Vec::new();
-    for source in DataSource::ALL {
+    for &source in input.ucs_version.data_sources() {
         if let Ok(InteractionListing::Found(list)) =
             list_all_interactions(ucs, id, source, input.page_size).await
         {
@@ -493,7 +508,7 @@ async fn observe<U: Ucs>(
     };
     let mut sources = BTreeMap::new();
     let mut in_flight = Vec::new();
-    for source in DataSource::ALL {
+    for &source in input.ucs_version.data_sources() {
         let listing = list_all_interactions(ucs, contact, source, input.page_size).await?;
         let mut counts = SourceCounts::default();
         match &listing {
@@ -762,6 +777,13 @@ fn plan_contact_step(
                 return (StepStatus::NothingToDo, vec![note.to_owned()]);
             }
             let mut notes = Vec::new();
+            for source in &wants.ignored_sources {
+                notes.push(format!(
+                    "{source}: UCS {} keeps every interaction in one store and ignores \
+                     `DataSource`, so `{source}` is the same store as main: exported once, as main",
+                    input.ucs_version
+                ));
+            }
             for source in &wants.export_sources {
                 match observed.sources.get(source) {
                     Some(counts) if counts.available => notes.push(format!(
@@ -792,16 +814,25 @@ fn plan_contact_step(
                 let total: u64 = observed.sources.values().map(|c| c.interactions).sum();
                 (
                     StepStatus::Ready,
-                    vec![format!(
-                        "will delete the contact and its {total} interaction(s) in every data source"
-                    )],
+                    vec![if input.ucs_version.has_archive_role() {
+                        format!(
+                            "will delete the contact and its {total} interaction(s) in every \
+                             data source"
+                        )
+                    } else {
+                        format!("will delete the contact and its {total} interaction(s)")
+                    }],
                 )
             }
         },
         StepKind::VerifyAbsent => match delete_mode {
             DeleteMode::Confirmed if !blocked_before => (
                 StepStatus::Ready,
-                vec!["will confirm it is gone from main and archive".to_owned()],
+                vec![if input.ucs_version.has_archive_role() {
+                    "will confirm it is gone from main and archive".to_owned()
+                } else {
+                    "will confirm it is gone from the store".to_owned()
+                }],
             ),
             _ => (StepStatus::NothingToDo, vec!["nothing is deleted".to_owned()]),
         },

@@ -87,6 +87,9 @@ pub struct EnvironmentInfo {
     pub kind: String,
     /// The tenant.
     pub tenant: u64,
+    /// Which UCS it is: `9.1` (one store; `main` is its only data source) or `8.5` (`main` and
+    /// `archive`).
+    pub ucs_version: String,
 }
 
 /// The runbook, pinned by its content hash.
