@@ -16,8 +16,9 @@ fn env_file(dir: &Path) -> String {
         .lines()
         .filter(|line| !line.trim_start().starts_with("stateDir:"))
         .map(|line| {
-            if line.trim_start().starts_with("dataset:") {
-                format!("    dataset: {}\n", repo_path("examples/sim/demo.yaml").display())
+            if let Some(rest) = line.trim_start().strip_prefix("dataset: sim/") {
+                let file = rest.split_whitespace().next().unwrap();
+                format!("    dataset: {}\n", repo_path(&format!("examples/sim/{file}")).display())
             } else {
                 format!("{line}\n")
             }
@@ -164,17 +165,31 @@ fn several_matches_block_when_one_is_expected() {
 }
 
 #[test]
-fn in_progress_interactions_are_stopped_on_premise_and_block_in_the_cloud() {
+fn in_progress_interactions_block_on_premise_and_in_the_cloud_with_the_list() {
     let dir = tempfile::tempdir().unwrap();
     let subjects = "    - contactId: 0001SaD2PVY4315J\n";
     let on_premise =
         request(dir.path(), "onprem", "forget-me-on-premise", subjects, EXPORT_AND_DELETE);
-    let (_, plan) = plan_json(&on_premise);
+    let (code, plan) = plan_json(&on_premise);
+    // Nothing documented removes an interaction from Interaction Server's queues and workbins
+    // through UCS: the on-premise step blocks with what the operator must stop there.
+    assert_eq!(code, 1);
     let stop = step(&plan, "0001SaD2PVY4315J", "in-flight");
-    assert_eq!(stop["status"], "ready");
+    assert_eq!(stop["status"], "blocked");
     let notes = stop["notes"].to_string();
-    assert!(notes.contains("00001c7T0CL100AA") && notes.contains("Inbox-Review"), "{notes}");
-    assert!(notes.contains("00001c7T0CL100AB") && notes.contains("InProcess"), "{notes}");
+    assert!(notes.contains("stop them in Interaction Server"), "{notes}");
+    assert!(notes.contains("then plan again"), "{notes}");
+    assert!(notes.contains("00001c7T0CL100AA (email)") && notes.contains("Inbox-Review"), "{notes}");
+    assert!(notes.contains("00001c7T0CL100AB (chat)") && notes.contains("InProcess"), "{notes}");
+    let blocker = plan["body"]["blockers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["code"] == "step::ucs/stop-in-progress")
+        .unwrap_or_else(|| panic!("{}", plan["body"]["blockers"]))
+        .clone();
+    assert_eq!(blocker["contactId"], "0001SaD2PVY4315J");
+    assert_eq!(step(&plan, "0001SaD2PVY4315J", "delete")["status"], "skipped");
 
     let cloud = request(dir.path(), "cloud", "forget-me-cloud", subjects, EXPORT_AND_DELETE);
     let (code, plan) = plan_json(&cloud);

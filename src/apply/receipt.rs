@@ -105,11 +105,6 @@ impl StepReceipt {
         Self { resumed: true, ..Self::new(step, outcome) }
     }
 
-    pub(super) fn count(mut self, count: u64) -> Self {
-        self.count = Some(count);
-        self
-    }
-
     pub(super) fn exported(self, export: &crate::export::ContactExport) -> Self {
         Self {
             count: Some(export.interactions()),

@@ -86,7 +86,8 @@ enum EtlFinding {
 struct Observed {
     state: ContactState,
     sources: BTreeMap<DataSource, SourceCounts>,
-    in_flight: Vec<(String, String, Option<String>)>,
+    /// Interactions in progress or in a workbin: id, media type, status, workbin.
+    in_flight: Vec<(String, String, String, Option<String>)>,
     pending_callbacks: Vec<String>,
     profile: Option<bool>,
     /// When the contact's latest interaction ended (or started, when it has not ended).
@@ -528,6 +529,7 @@ async fn observe<U: Ucs>(
                         counts.in_flight += 1;
                         in_flight.push((
                             interaction.id.as_str().to_owned(),
+                            interaction.media_type.clone(),
                             format!("{:?}", interaction.status),
                             interaction.workbin.clone(),
                         ));
@@ -699,9 +701,11 @@ fn plan_contact_step(
         observed
             .in_flight
             .iter()
-            .map(|(id, status, workbin)| match workbin {
-                Some(workbin) => format!("interaction {id}: {status}, in workbin `{workbin}`"),
-                None => format!("interaction {id}: {status}"),
+            .map(|(id, media, status, workbin)| match workbin {
+                Some(workbin) => {
+                    format!("interaction {id} ({media}): {status}, in workbin `{workbin}`")
+                }
+                None => format!("interaction {id} ({media}): {status}"),
             })
             .collect::<Vec<_>>()
     };
@@ -726,14 +730,21 @@ fn plan_contact_step(
                 (StepStatus::Blocked, notes)
             }
         }
+        // Interaction Server owns queues and workbins; nothing documented removes an interaction
+        // from them through UCS (see `StepKind::StopInProgress`), so the step lists what an
+        // operator must stop there, and blocks until it is done.
         StepKind::StopInProgress => {
             if observed.in_flight.is_empty() {
                 (StepStatus::NothingToDo, vec!["no interaction in progress".to_owned()])
             } else {
-                let mut notes =
-                    vec![format!("will stop {} interaction(s)", observed.in_flight.len())];
+                let mut notes = vec![format!(
+                    "{} interaction(s) in progress or in a workbin: stop them in Interaction \
+                     Server (the agent desktop, Composer's Stop Interaction block, or Interaction \
+                     Server's administration), then plan again",
+                    observed.in_flight.len()
+                )];
                 notes.extend(in_flight_notes());
-                (StepStatus::Ready, notes)
+                (StepStatus::Blocked, notes)
             }
         }
         StepKind::RequireNoInProgress => {
@@ -895,11 +906,6 @@ fn summarize(
             }
         }
     }
-    let stops = contacts.iter().any(|c| {
-        c.steps
-            .iter()
-            .any(|s| s.uses == StepKind::StopInProgress.name() && s.status == StepStatus::Ready)
-    });
-    summary.changes = summary.to_export > 0 || summary.to_delete > 0 || stops;
+    summary.changes = summary.to_export > 0 || summary.to_delete > 0;
     summary
 }
