@@ -151,7 +151,9 @@ pub struct Service {
 /// store (`DataSource` is "Ignored in 9.0", docs.genesys.com/Documentation/UCS/9.1.x/RESTAPI/
 /// OMInteractionsGetInteractionsForContact), 8.5 has separate `main` and `archive` data sources
 /// (an RDBMS each; a deployment may have no archive, the seed's log).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, serde::Serialize,
+)]
 pub enum UcsVersion {
     /// UCS 9.1 (REST API, Cassandra + Elasticsearch): one store, no archive pass.
     #[default]

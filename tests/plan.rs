@@ -179,7 +179,10 @@ fn in_progress_interactions_block_on_premise_and_in_the_cloud_with_the_list() {
     let notes = stop["notes"].to_string();
     assert!(notes.contains("stop them in Interaction Server"), "{notes}");
     assert!(notes.contains("then plan again"), "{notes}");
-    assert!(notes.contains("00001c7T0CL100AA (email)") && notes.contains("Inbox-Review"), "{notes}");
+    assert!(
+        notes.contains("00001c7T0CL100AA (email)") && notes.contains("Inbox-Review"),
+        "{notes}"
+    );
     assert!(notes.contains("00001c7T0CL100AB (chat)") && notes.contains("InProcess"), "{notes}");
     let blocker = plan["body"]["blockers"]
         .as_array()

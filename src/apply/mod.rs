@@ -28,7 +28,6 @@ use crate::ucs::{
 
 pub use receipt::{ContactReceipt, Receipt, StepReceipt};
 
-
 /// Why apply did not run, or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

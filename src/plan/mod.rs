@@ -92,6 +92,62 @@ struct Observed {
     profile: Option<bool>,
     /// When the contact's latest interaction ended (or started, when it has not ended).
     latest_end: Option<jiff::Timestamp>,
+    /// Other contacts sharing one of its identifying values, with what they share.
+    sharing: BTreeMap<String, BTreeSet<SharedValue>>,
+    /// Whether every identification of its values was complete (not capped by UCS).
+    identification_complete: bool,
+}
+
+/// Whether an attribute identifies a person the way the seed warns records get duplicated:
+/// an e-mail address or a phone number (UCS's `EmailAddress`, `PhoneNumber`, and any other
+/// attribute named for one, such as `MobilePhone` or `HomeEmail`).
+fn is_identifying(attribute: &str) -> bool {
+    let name = attribute.to_ascii_lowercase();
+    name.contains("email") || name.contains("phone")
+}
+
+/// Contacts of `tenant` with `attribute` = `value`, through the documented identification
+/// (OMContacts/IdentifyContact, the client's `identify_contacts`), and whether UCS's answer was
+/// complete. The one place the plan identifies for other records.
+async fn identify_sharing<U: Ucs>(
+    ucs: &U,
+    tenant: TenantId,
+    attribute: &str,
+    value: &str,
+) -> Result<(Vec<ContactId>, bool), UcsError> {
+    let request = IdentifyRequest {
+        tenant,
+        attributes: BTreeMap::from([(attribute.to_owned(), value.to_owned())]),
+    };
+    let contacts = ucs.identify_contacts(&request).await?;
+    Ok((contacts, true))
+}
+
+/// The other contacts sharing one of `record`'s identifying values (one identification per
+/// value, in the contact's tenant), and whether every identification was complete.
+async fn other_records_of<U: Ucs>(
+    record: &Contact,
+    input: &PlanInput<'_>,
+    ucs: &U,
+) -> Result<(BTreeMap<String, BTreeSet<SharedValue>>, bool), UcsError> {
+    let mut sharing: BTreeMap<String, BTreeSet<SharedValue>> = BTreeMap::new();
+    let mut complete = true;
+    for (attribute, values) in record.attributes.iter().filter(|(name, _)| is_identifying(name)) {
+        for value in values.iter().filter(|v| !v.trim().is_empty()) {
+            let (found, whole) = identify_sharing(ucs, record.tenant, attribute, value).await?;
+            complete &= whole;
+            let digest = input.digester.digest(&Value::Object(
+                [(attribute.clone(), Value::String(value.clone()))].into_iter().collect(),
+            ));
+            for other in found.iter().filter(|c| **c != record.id) {
+                sharing.entry(other.as_str().to_owned()).or_default().insert(SharedValue {
+                    attribute: attribute.clone(),
+                    digest: digest.as_str().to_owned(),
+                });
+            }
+        }
+    }
+    Ok((sharing, complete))
 }
 
 /// Builds the plan. Read-only: nothing is changed anywhere.
@@ -218,6 +274,9 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         });
     }
 
+    let (other_records, warnings) =
+        other_records(&observed, &subjects_of, runbook, input, ucs, &mut blockers).await;
+
     let mut contacts = Vec::new();
     for (id, result) in observed {
         let subjects = subjects_of.get(&id).cloned().unwrap_or_default();
@@ -291,9 +350,85 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         request_steps,
         contacts,
         blockers,
+        other_records,
+        warnings,
         summary,
     };
     seal(body)
+}
+
+/// The possible other records of the plan's people: contacts outside the plan that share an
+/// identifying value with one in it, with non-personal facts; a warning per contact when the
+/// runbook deletes and leaves them out; a blocker when an identification was incomplete.
+async fn other_records<U: Ucs>(
+    observed: &[(String, Result<Observed, String>)],
+    in_plan: &BTreeMap<String, Vec<usize>>,
+    runbook: &Runbook,
+    input: &PlanInput<'_>,
+    ucs: &U,
+    blockers: &mut Vec<Blocker>,
+) -> (Vec<OtherRecord>, Vec<Warning>) {
+    let mut shares: BTreeMap<String, (BTreeSet<String>, BTreeSet<SharedValue>)> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for (id, result) in observed {
+        let Ok(found) = result else { continue };
+        if !found.identification_complete {
+            blockers.push(Blocker {
+                contact_id: Some(id.clone()),
+                subject: None,
+                step: None,
+                code: "subject::identification-incomplete".into(),
+                message: format!(
+                    "UCS capped the identification of contact {id}'s e-mail addresses or phone \
+                     numbers (its select limit): other records of the same person may be \
+                     missing; raise the limit or find them by contact id, then plan again"
+                ),
+            });
+        }
+        let left_out: Vec<&String> =
+            found.sharing.keys().filter(|other| !in_plan.contains_key(*other)).collect();
+        for other in &left_out {
+            let entry = shares.entry((*other).clone()).or_default();
+            entry.0.insert(id.clone());
+            entry.1.extend(found.sharing.get(*other).into_iter().flatten().cloned());
+        }
+        if runbook.deletes() && !left_out.is_empty() {
+            let attributes: BTreeSet<&str> = left_out
+                .iter()
+                .filter_map(|o| found.sharing.get(*o))
+                .flatten()
+                .map(|v| v.attribute.as_str())
+                .collect();
+            let others: Vec<&str> = left_out.iter().map(|o| o.as_str()).collect();
+            warnings.push(Warning {
+                contact_id: Some(id.clone()),
+                code: "subject::other-records-left-out".into(),
+                message: format!(
+                    "contact {id} shares {} with {} that this plan leaves out: possibly the same \
+                     person, whose erasure would then be partial; name {} (or match with \
+                     `expect: all`), or record why they are not the same person",
+                    attributes.into_iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "),
+                    others.join(", "),
+                    if others.len() == 1 { "it as a subject" } else { "them as subjects" }
+                ),
+            });
+        }
+    }
+    let mut records = Vec::new();
+    for (other, (with, shared)) in shares {
+        let Ok(id) = ContactId::new(&other) else { continue };
+        let facts = candidate(&id, input, ucs).await;
+        records.push(OtherRecord {
+            contact_id: other,
+            shares_with: with.into_iter().collect(),
+            shared: shared.into_iter().collect(),
+            interactions: facts.interactions,
+            first_interaction: facts.first_interaction,
+            last_interaction: facts.last_interaction,
+        });
+    }
+    warnings.sort();
+    (records, warnings)
 }
 
 /// Computes the plan id of a body.
@@ -356,19 +491,19 @@ impl Wants {
         let export = request.spec.export.as_ref().filter(|_| kinds.contains(&StepKind::Export));
         let asked: Vec<DataSource> = export
             .map(|e| {
-                    let mut sources: Vec<DataSource> = e
-                        .data_sources
-                        .iter()
-                        .map(|s| match s {
-                            DataSourceRole::Main => DataSource::Main,
-                            DataSourceRole::Archive => DataSource::Archive,
-                        })
-                        .collect();
-                    sources.sort();
-                    sources.dedup();
-                    sources
-                })
-                .unwrap_or_default();
+                let mut sources: Vec<DataSource> = e
+                    .data_sources
+                    .iter()
+                    .map(|s| match s {
+                        DataSourceRole::Main => DataSource::Main,
+                        DataSourceRole::Archive => DataSource::Archive,
+                    })
+                    .collect();
+                sources.sort();
+                sources.dedup();
+                sources
+            })
+            .unwrap_or_default();
         // On 9.x every role names the one store: it is read once, as `main`.
         let (mut export_sources, ignored_sources): (Vec<_>, Vec<_>) =
             asked.into_iter().partition(|s| version.data_sources().contains(s));
@@ -498,6 +633,7 @@ async fn observe<U: Ucs>(
         Some(record) => record,
         None => ucs.get_contact(contact).await?,
     };
+    let (sharing, identification_complete) = other_records_of(&record, input, ucs).await?;
     let mut state = ContactState {
         attribute_names: record.attributes.keys().cloned().collect(),
         attribute_values: input
@@ -580,7 +716,16 @@ async fn observe<U: Ucs>(
             InteractionListing::SourceUnavailable { .. } => None,
         })
         .max();
-    Ok(Observed { state, sources, in_flight, pending_callbacks, profile, latest_end })
+    Ok(Observed {
+        state,
+        sources,
+        in_flight,
+        pending_callbacks,
+        profile,
+        latest_end,
+        sharing,
+        identification_complete,
+    })
 }
 
 fn configured_gms(environment: &Environment) -> bool {
