@@ -615,6 +615,10 @@ async fn execute<U: Ucs>(
             // here (see `StepKind::StopInProgress`): the fresh plan blocks while any is left.
             let (event, outcome, why) = match status {
                 StepStatus::Ready => (Event::StepDone, Outcome::Ok, None),
+                // Nothing in progress: the on-premise check passed.
+                StepStatus::NothingToDo if kind == StepKind::StopInProgress => {
+                    (Event::StepDone, Outcome::Ok, None)
+                }
                 StepStatus::NotConfigured => {
                     (Event::StepSkipped, Outcome::Skipped, Some("not-configured"))
                 }

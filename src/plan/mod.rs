@@ -935,8 +935,8 @@ fn plan_contact_step(
             let mut notes = Vec::new();
             for source in &wants.ignored_sources {
                 notes.push(format!(
-                    "{source}: UCS {} keeps every interaction in one store and ignores \
-                     `DataSource`, so `{source}` is the same store as main: exported once, as main",
+                    "{source}: on UCS {} this is the one store again (`DataSource` is ignored \
+                     in 9.x): not read a second time",
                     input.ucs_version
                 ));
             }
