@@ -313,6 +313,40 @@ fn blocked_plans_are_refused_before_any_side_effect() {
     assert!(log.contains("\"run.refused\"") && !log.contains("\"step.intent\""), "{log}");
 }
 
+/// On premise, the tool never stops an interaction itself: Interaction Server owns queues and
+/// workbins. José's plan blocks with the list, apply refuses, and his e-mail is still in its
+/// workbin and his chat still in process afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_premise_in_progress_interactions_block_and_are_left_to_interaction_server() {
+    let workspace = Workspace::demo();
+    let blocked = workspace.request("onprem", "forget-me-on-premise", &[JOSE], EXPORT_AND_DELETE);
+    let output = workspace.run(&["apply", &blocked]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let shown = transcript(&output);
+    assert!(shown.contains("stop them in Interaction Server"), "{shown}");
+    let (_sim, client) = workspace.world().await;
+    let listing = ucs_gdpr::ucs::list_all_interactions(
+        &client,
+        &ContactId::new(JOSE).unwrap(),
+        ucs_gdpr::ucs::DataSource::Main,
+        10,
+    )
+    .await
+    .unwrap();
+    let ucs_gdpr::ucs::InteractionListing::Found(list) = listing else { panic!("main exists") };
+    let states: Vec<(String, String, Option<String>)> = list
+        .iter()
+        .map(|i| (i.id.to_string(), format!("{:?}", i.status), i.workbin.clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("00001c7T0CL100AA".to_owned(), "Pending".to_owned(), Some("Inbox-Review".to_owned())),
+            ("00001c7T0CL100AB".to_owned(), "InProcess".to_owned(), None),
+        ]
+    );
+}
+
 #[test]
 fn an_environment_that_requires_approval_refuses_missing_forged_and_wrong_approvals() {
     let keys = tempfile::tempdir().unwrap();
