@@ -493,6 +493,16 @@ fn naming_every_record_or_expect_all_clears_the_warning() {
         assert_eq!(plan["body"]["otherRecords"], serde_json::json!([]), "{name}");
         assert_eq!(plan["body"]["warnings"], serde_json::json!([]), "{name}");
     }
+
+    // A held contact is kept: its other record is listed, but nothing is partially erased.
+    let subjects = format!("    - contactId: {JANE}\n");
+    let held = format!(
+        "{EXPORT_AND_DELETE}  holds:\n    - {{ contactId: {JANE}, reason: legal claim 2026-77 }}\n"
+    );
+    let manifest = request(dir.path(), "held", "forget-me-on-premise", &subjects, &held);
+    let (_, plan) = plan_json(&manifest);
+    assert_eq!(plan["body"]["otherRecords"][0]["contactId"], JANE_AGAIN);
+    assert_eq!(plan["body"]["warnings"], serde_json::json!([]));
 }
 
 #[test]

@@ -275,7 +275,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
     }
 
     let (other_records, warnings) =
-        other_records(&observed, &subjects_of, runbook, input, ucs, &mut blockers).await;
+        other_records(&observed, &subjects_of, &held, runbook, input, ucs, &mut blockers).await;
 
     let mut contacts = Vec::new();
     for (id, result) in observed {
@@ -363,6 +363,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
 async fn other_records<U: Ucs>(
     observed: &[(String, Result<Observed, String>)],
     in_plan: &BTreeMap<String, Vec<usize>>,
+    held: &BTreeMap<&str, &str>,
     runbook: &Runbook,
     input: &PlanInput<'_>,
     ucs: &U,
@@ -392,7 +393,8 @@ async fn other_records<U: Ucs>(
             entry.0.insert(id.clone());
             entry.1.extend(found.sharing.get(*other).into_iter().flatten().cloned());
         }
-        if runbook.deletes() && !left_out.is_empty() {
+        // A held contact is kept: leaving its other records out erases nothing partially.
+        if runbook.deletes() && !held.contains_key(id.as_str()) && !left_out.is_empty() {
             let attributes: BTreeSet<&str> = left_out
                 .iter()
                 .filter_map(|o| found.sharing.get(*o))
