@@ -184,6 +184,7 @@ fn main() {
                 environment_name: "bench",
                 environment,
                 digester: &connection.digester,
+                ucs_version: connection.ucs_version,
                 concurrency: concurrency_usize,
                 page_size: 100,
                 etl: ucs_gdpr::plan::Etl::NotConfigured,

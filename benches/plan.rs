@@ -134,6 +134,7 @@ fn main() {
                 environment_name: "bench",
                 environment,
                 digester: &connection.digester,
+                ucs_version: connection.ucs_version,
                 concurrency: usize::try_from(concurrency).unwrap(),
                 page_size: 100,
                 etl: ucs_gdpr::plan::Etl::NotConfigured,

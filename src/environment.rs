@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::manifest::{self, Diagnostic, FileKind, FileReport, yaml::SpanMap};
+use crate::ucs::DataSource;
 
 /// The file looked for in the current folder when no `--env-file` is given.
 pub const DEFAULT_FILE: &str = "ucs-gdpr.yaml";
@@ -58,9 +59,9 @@ pub struct Environment {
     /// Embedded: faults the simulator injects.
     #[serde(default)]
     pub faults: Option<SimFaults>,
-    /// REST: the UCS endpoint.
+    /// REST: the UCS endpoint and which UCS it is.
     #[serde(default)]
-    pub ucs: Option<Service>,
+    pub ucs: Option<UcsService>,
     /// The Context Services endpoint.
     #[serde(default)]
     pub context_services: Option<Service>,
@@ -144,6 +145,71 @@ pub struct Service {
     /// Extra certificate authorities.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+}
+
+/// Which UCS an environment is. The data semantics follow it: 9.x keeps every interaction in one
+/// store (`DataSource` is "Ignored in 9.0", docs.genesys.com/Documentation/UCS/9.1.x/RESTAPI/
+/// OMInteractionsGetInteractionsForContact), 8.5 has separate `main` and `archive` data sources
+/// (an RDBMS each; a deployment may have no archive, the seed's log).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, serde::Serialize,
+)]
+pub enum UcsVersion {
+    /// UCS 9.1 (REST API, Cassandra + Elasticsearch): one store, no archive pass.
+    #[default]
+    #[serde(rename = "9.1")]
+    V9_1,
+    /// UCS 8.5 (Platform SDK over ESP; RDBMS with `main` and `archive` data sources).
+    #[serde(rename = "8.5")]
+    V8_5,
+}
+
+impl UcsVersion {
+    /// As written in files and plans: `9.1` or `8.5`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V9_1 => "9.1",
+            Self::V8_5 => "8.5",
+        }
+    }
+
+    /// The data sources this UCS really has, in the order they are read: `main` only on 9.x
+    /// (asking for `archive` would read the one store again), `main` then `archive` on 8.5.
+    pub fn data_sources(self) -> &'static [DataSource] {
+        match self {
+            Self::V9_1 => &[DataSource::Main],
+            Self::V8_5 => &DataSource::ALL,
+        }
+    }
+
+    /// Whether `archive` is a data source of its own.
+    pub fn has_archive_role(self) -> bool {
+        self == Self::V8_5
+    }
+}
+
+impl std::fmt::Display for UcsVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The UCS endpoint of a REST environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UcsService {
+    /// Its base URL.
+    pub url: String,
+    /// How to authenticate.
+    #[serde(default)]
+    pub auth: Option<Auth>,
+    /// Extra certificate authorities.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Which UCS it is (default `9.1`). `8.5` is refused for REST: UCS 8.5 speaks Platform SDK
+    /// (ESP over TCP), and this build has no ESP transport.
+    #[serde(default)]
+    pub version: UcsVersion,
 }
 
 /// Authentication, by the names of the variables that hold the secrets.
@@ -351,13 +417,20 @@ impl Environments {
             match environment.kind {
                 EnvironmentType::Embedded => {
                     if environment.ucs.is_some() {
-                        diagnostics.push(Diagnostic::warning(
-                            "environments::ignored",
-                            format!(
-                                "environment `{name}` is embedded: its `ucs` endpoint is not used"
+                        diagnostics.push(
+                            Diagnostic::warning(
+                                "environments::ignored",
+                                format!(
+                                    "environment `{name}` is embedded: its `ucs` endpoint is not \
+                                     used"
+                                ),
+                                key(at("ucs")),
+                            )
+                            .help(
+                                "an embedded environment is the UCS version its dataset names \
+                                 (`ucsVersion` in the dataset file)",
                             ),
-                            key(at("ucs")),
-                        ));
+                        );
                     }
                     if let Some(dataset) = &environment.dataset
                         && !base.join(dataset).is_file()
@@ -374,6 +447,25 @@ impl Environments {
                     }
                 }
                 EnvironmentType::Rest => {
+                    if environment.ucs.as_ref().is_some_and(|u| u.version == UcsVersion::V8_5) {
+                        diagnostics.push(
+                            Diagnostic::error(
+                                "environments::no-transport",
+                                format!(
+                                    "environment `{name}`: UCS 8.5 is reached through Platform \
+                                     SDK (ESP over TCP), not REST, and this build has no ESP \
+                                     transport"
+                                ),
+                                span(at("ucs/version")),
+                            )
+                            .label("not reachable over REST")
+                            .help(
+                                "point a REST environment at a UCS 9.1; to rehearse UCS 8.5's \
+                                 main/archive semantics, use an embedded environment whose \
+                                 dataset says `ucsVersion: \"8.5\"`",
+                            ),
+                        );
+                    }
                     for field in ["dataset", "stateDir", "faults"] {
                         if spans.get(&at(field)).is_some() {
                             diagnostics.push(Diagnostic::warning(
@@ -468,6 +560,12 @@ pub enum ConnectError {
     /// The HMAC key for subject digests is missing or too short.
     #[error(transparent)]
     SubjectKey(#[from] crate::audit::SubjectKeyError),
+    /// A REST environment that says UCS 8.5 (validate refuses it too).
+    #[error(
+        "environment `{0}` says UCS 8.5, which is reached through Platform SDK (ESP over TCP): \
+         this build has no ESP transport"
+    )]
+    NoTransport(String),
     /// A REST environment must name its HMAC key.
     #[error("environment `{0}` must name `hmacKeyEnv`: subject digests need a key of its own")]
     NoSubjectKey(String),
@@ -483,6 +581,9 @@ pub struct Connection {
     pub simulator: Option<crate::sim::RunningSim>,
     /// Subject digests for plans and audit records.
     pub digester: crate::audit::SubjectDigester,
+    /// Which UCS it is: the REST environment's `ucs.version`, or the embedded dataset's
+    /// `ucsVersion`.
+    pub ucs_version: UcsVersion,
 }
 
 impl Environments {
@@ -506,7 +607,7 @@ impl Environments {
                 a.bearer_token_env.as_deref(),
             ),
         };
-        let (mut config, simulator) = match environment.kind {
+        let (mut config, simulator, ucs_version) = match environment.kind {
             EnvironmentType::Embedded => {
                 let dataset = environment
                     .dataset
@@ -516,13 +617,17 @@ impl Environments {
                 options.state_dir = environment.state_dir.as_ref().map(|d| self.base_dir.join(d));
                 options.faults = environment.faults.clone().unwrap_or_default().options();
                 let simulator = crate::sim::Simulator::start(options).await?;
-                (ClientConfig::new(simulator.base_url()), Some(simulator))
+                let version = simulator.ucs_version();
+                (ClientConfig::new(simulator.base_url()), Some(simulator), version)
             }
             EnvironmentType::Rest => {
                 let ucs = environment
                     .ucs
                     .as_ref()
                     .ok_or_else(|| ConnectError::NoEndpoint(name.to_owned()))?;
+                if ucs.version == UcsVersion::V8_5 {
+                    return Err(ConnectError::NoTransport(name.to_owned()));
+                }
                 let mut config = ClientConfig::new(ucs.url.clone());
                 config.auth = resolve(ucs.auth.as_ref())?;
                 config.ca_file = ucs.ca_file.as_ref().map(|f| self.base_dir.join(f));
@@ -538,7 +643,7 @@ impl Environments {
                         config.gms_auth = Some(resolve(gms.auth.as_ref())?);
                     }
                 }
-                (config, None)
+                (config, None, ucs.version)
             }
         };
         config.connect_timeout = std::time::Duration::from_millis(environment.timeouts.connect_ms);
@@ -554,6 +659,6 @@ impl Environments {
                 return Err(ConnectError::NoSubjectKey(name.to_owned()));
             }
         };
-        Ok(Connection { client, simulator, digester })
+        Ok(Connection { client, simulator, digester, ucs_version })
     }
 }

@@ -20,12 +20,17 @@ const MAIN_ONLY: &str = "0002Ha7QB2MX000K";
 /// exports in a temporary folder.
 struct Workspace {
     dir: tempfile::TempDir,
+    dataset: PathBuf,
 }
 
 impl Workspace {
     fn new(policy: &str, faults: &str) -> Self {
+        Self::with_dataset("examples/sim/demo.yaml", policy, faults)
+    }
+
+    fn with_dataset(dataset: &str, policy: &str, faults: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let dataset = repo_path("examples/sim/demo.yaml");
+        let dataset = repo_path(dataset);
         fs::write(
             dir.path().join("ucs-gdpr.yaml"),
             format!(
@@ -36,7 +41,7 @@ impl Workspace {
             ),
         )
         .unwrap();
-        Workspace { dir }
+        Workspace { dir, dataset }
     }
 
     fn demo() -> Self {
@@ -76,7 +81,7 @@ impl Workspace {
 
     /// Starts the simulator on the kept state, to look at the world.
     async fn world(&self) -> (ucs_gdpr::sim::RunningSim, RestClient) {
-        let mut options = SimOptions::new(repo_path("examples/sim/demo.yaml"));
+        let mut options = SimOptions::new(&self.dataset);
         options.state_dir = Some(self.path("state"));
         let sim = Simulator::start(options).await.unwrap();
         let client = RestClient::new(ClientConfig::new(sim.base_url())).unwrap();
@@ -177,9 +182,70 @@ async fn apply_erases_jane_leaving_a_verified_export_a_receipt_and_a_log_that_ve
             ("verify", "ok")
         ]
     );
+    // UCS 9.1 (the demo): one store, read once; each of Jane's five interactions exported once.
+    let planned = receipt["contacts"][0]["plannedInteractions"].as_object().unwrap();
+    assert_eq!(planned.keys().collect::<Vec<_>>(), ["main"], "{planned:?}");
+    assert_eq!(planned["main"], 5);
+    let export = &receipt["contacts"][0]["steps"][2];
+    assert_eq!(export["count"], 5, "Jane's five interactions, each exported once");
+    let file: Value = serde_json::from_slice(
+        &fs::read(bag.join(format!("data/interactions-for-contact-{JANE}.json"))).unwrap(),
+    )
+    .unwrap();
+    let sources = file["dataSources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1, "no archive pass on 9.1");
+    let mut ids: Vec<&str> = sources[0]["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "every interaction exactly once");
+}
+
+/// UCS 8.5 (an embedded rehearsal): main and archive are separate data sources, both exported
+/// and both checked empty after the delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_ucs_8_5_apply_exports_main_and_archive_and_erases_both() {
+    let workspace =
+        Workspace::with_dataset("examples/sim/demo-8.5.yaml", "      requireApproval: false\n", "");
+    let manifest = workspace.request("jane", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let receipt = receipt(&workspace, "jane");
     assert_eq!(receipt["contacts"][0]["plannedInteractions"]["main"], 3);
+    assert_eq!(receipt["contacts"][0]["plannedInteractions"]["archive"], 2);
     let export = &receipt["contacts"][0]["steps"][2];
     assert_eq!(export["count"], 5, "3 interactions in main and 2 in the archive were exported");
+    let bag = workspace.path("exports/DSR-jane");
+    let file: Value = serde_json::from_slice(
+        &fs::read(bag.join(format!("data/interactions-for-contact-{JANE}.json"))).unwrap(),
+    )
+    .unwrap();
+    let sources: Vec<&str> = file["dataSources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["dataSource"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["main", "archive"]);
+    let (_sim, client) = workspace.world().await;
+    assert!(!exists(&client, JANE).await, "Jane is gone");
+    let archived = ucs_gdpr::ucs::list_all_interactions(
+        &client,
+        &ContactId::new(JANE).unwrap(),
+        ucs_gdpr::ucs::DataSource::Archive,
+        10,
+    )
+    .await;
+    match archived {
+        Err(error) => assert_eq!(error.kind, ErrorKind::NotFound, "{error}"),
+        Ok(listing) => {
+            assert_eq!(listing, ucs_gdpr::ucs::InteractionListing::Found(Vec::new()), "emptied");
+        }
+    }
 }
 
 /// Finds every inlined attachment in an export file and compares it with the dataset's file.
@@ -277,6 +343,40 @@ fn blocked_plans_are_refused_before_any_side_effect() {
     assert!(verified.status.success(), "{}", transcript(&verified));
     let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
     assert!(log.contains("\"run.refused\"") && !log.contains("\"step.intent\""), "{log}");
+}
+
+/// On premise, the tool never stops an interaction itself: Interaction Server owns queues and
+/// workbins. José's plan blocks with the list, apply refuses, and his e-mail is still in its
+/// workbin and his chat still in process afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_premise_in_progress_interactions_block_and_are_left_to_interaction_server() {
+    let workspace = Workspace::demo();
+    let blocked = workspace.request("onprem", "forget-me-on-premise", &[JOSE], EXPORT_AND_DELETE);
+    let output = workspace.run(&["apply", &blocked]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let shown = transcript(&output);
+    assert!(shown.contains("stop them in Interaction Server"), "{shown}");
+    let (_sim, client) = workspace.world().await;
+    let listing = ucs_gdpr::ucs::list_all_interactions(
+        &client,
+        &ContactId::new(JOSE).unwrap(),
+        ucs_gdpr::ucs::DataSource::Main,
+        10,
+    )
+    .await
+    .unwrap();
+    let ucs_gdpr::ucs::InteractionListing::Found(list) = listing else { panic!("main exists") };
+    let states: Vec<(String, String, Option<String>)> = list
+        .iter()
+        .map(|i| (i.id.to_string(), format!("{:?}", i.status), i.workbin.clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("00001c7T0CL100AA".to_owned(), "Pending".to_owned(), Some("Inbox-Review".to_owned())),
+            ("00001c7T0CL100AB".to_owned(), "InProcess".to_owned(), None),
+        ]
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ use base64::Engine as _;
 use futures_util::StreamExt as _;
 use serde_json::Value;
 use ucs_gdpr::canonical::sha256_hex;
+use ucs_gdpr::environment::UcsVersion;
 use ucs_gdpr::export::{
     Attachments, Bag, BagProblem, ContactExport, ExportError, ExportOptions, PayloadKind,
     export_contact, validate_dir, verify_contact,
@@ -108,11 +109,12 @@ fn no_temporaries(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn janes_export_has_the_seed_files_and_every_attachment_is_byte_for_byte_the_original() {
-    let (_sim, client) = demo().await;
+    // UCS 8.5: main and archive are separate data sources, each exported (the seed's script).
+    let (_sim, client) = start(&repo_path("examples/sim/demo-8.5.yaml")).await;
     let exports = tempfile::tempdir().unwrap();
     let bag = Bag::open_or_create(exports.path(), REQUEST).unwrap();
-    let export =
-        export_contact(&client, &bag, &contact(JANE), &options(Attachments::Inline)).await.unwrap();
+    let options = ExportOptions::for_version(UcsVersion::V8_5);
+    let export = export_contact(&client, &bag, &contact(JANE), &options).await.unwrap();
 
     let data = exports.path().join(REQUEST).join("data");
     let contact_file = data.join(format!("contact-{JANE}.json"));
@@ -190,6 +192,35 @@ async fn janes_export_has_the_seed_files_and_every_attachment_is_byte_for_byte_t
     bagit_python_validates(bag.root()).unwrap();
 }
 
+/// UCS 9.1 ignores `DataSource`: the export reads the one store once, and holds each of Jane's
+/// interactions exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_ucs_9_1_the_export_has_one_source_and_every_interaction_once() {
+    let (_sim, client) = demo().await;
+    let exports = tempfile::tempdir().unwrap();
+    let bag = Bag::open_or_create(exports.path(), REQUEST).unwrap();
+    let options = ExportOptions::for_version(UcsVersion::V9_1);
+    assert_eq!(options, ExportOptions::default(), "9.1 is the default");
+    let export = export_contact(&client, &bag, &contact(JANE), &options).await.unwrap();
+    let file = read_json(&bag.root().join(format!("data/interactions-for-contact-{JANE}.json")));
+    let sources = file["dataSources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1, "one store, one source: {sources:?}");
+    assert_eq!(sources[0]["dataSource"], "main");
+    let mut ids: Vec<&str> = sources[0]["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5, "Jane's five interactions, the 2023 ones included");
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "no interaction twice");
+    assert_eq!(export.sources.keys().copied().collect::<Vec<_>>(), [DataSource::Main]);
+    assert_eq!(export.interactions(), 5);
+    bag.validate().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn omitted_attachments_keep_their_metadata_and_no_bytes() {
     let (_sim, client) = demo().await;
@@ -219,8 +250,8 @@ async fn a_deployment_without_archive_is_recorded_as_unavailable_with_the_reason
     let (_sim, client) = start(&repo_path("examples/sim/no-archive.yaml")).await;
     let exports = tempfile::tempdir().unwrap();
     let bag = Bag::open_or_create(exports.path(), REQUEST).unwrap();
-    let export =
-        export_contact(&client, &bag, &contact(ALEX), &ExportOptions::default()).await.unwrap();
+    let options = ExportOptions::for_version(UcsVersion::V8_5);
+    let export = export_contact(&client, &bag, &contact(ALEX), &options).await.unwrap();
     let archive = &export.sources[&DataSource::Archive];
     assert!(!archive.available);
     let reason = archive.reason.clone().unwrap();

@@ -16,8 +16,9 @@ fn env_file(dir: &Path) -> String {
         .lines()
         .filter(|line| !line.trim_start().starts_with("stateDir:"))
         .map(|line| {
-            if line.trim_start().starts_with("dataset:") {
-                format!("    dataset: {}\n", repo_path("examples/sim/demo.yaml").display())
+            if let Some(rest) = line.trim_start().strip_prefix("dataset: sim/") {
+                let file = rest.split_whitespace().next().unwrap();
+                format!("    dataset: {}\n", repo_path(&format!("examples/sim/{file}")).display())
             } else {
                 format!("{line}\n")
             }
@@ -154,7 +155,8 @@ fn several_matches_block_when_one_is_expected() {
         .map(|c| c["contactId"].as_str().unwrap())
         .collect();
     assert_eq!(candidates, ["0001SaD2PVY4312K", "0001TbE3QWZ5520L"]);
-    assert_eq!(outcome["candidates"][0]["interactions"]["main"], 3);
+    // UCS 9.1: one store, so one count per candidate.
+    assert_eq!(outcome["candidates"][0]["interactions"], serde_json::json!({"main": 5}));
     assert_eq!(plan["body"]["blockers"][0]["code"], "subject::ambiguous");
     assert_eq!(
         plan["body"]["contacts"].as_array().unwrap().len(),
@@ -164,17 +166,34 @@ fn several_matches_block_when_one_is_expected() {
 }
 
 #[test]
-fn in_progress_interactions_are_stopped_on_premise_and_block_in_the_cloud() {
+fn in_progress_interactions_block_on_premise_and_in_the_cloud_with_the_list() {
     let dir = tempfile::tempdir().unwrap();
     let subjects = "    - contactId: 0001SaD2PVY4315J\n";
     let on_premise =
         request(dir.path(), "onprem", "forget-me-on-premise", subjects, EXPORT_AND_DELETE);
-    let (_, plan) = plan_json(&on_premise);
+    let (code, plan) = plan_json(&on_premise);
+    // Nothing documented removes an interaction from Interaction Server's queues and workbins
+    // through UCS: the on-premise step blocks with what the operator must stop there.
+    assert_eq!(code, 1);
     let stop = step(&plan, "0001SaD2PVY4315J", "in-flight");
-    assert_eq!(stop["status"], "ready");
+    assert_eq!(stop["status"], "blocked");
     let notes = stop["notes"].to_string();
-    assert!(notes.contains("00001c7T0CL100AA") && notes.contains("Inbox-Review"), "{notes}");
-    assert!(notes.contains("00001c7T0CL100AB") && notes.contains("InProcess"), "{notes}");
+    assert!(notes.contains("stop them in Interaction Server"), "{notes}");
+    assert!(notes.contains("then plan again"), "{notes}");
+    assert!(
+        notes.contains("00001c7T0CL100AA (email)") && notes.contains("Inbox-Review"),
+        "{notes}"
+    );
+    assert!(notes.contains("00001c7T0CL100AB (chat)") && notes.contains("InProcess"), "{notes}");
+    let blocker = plan["body"]["blockers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["code"] == "step::ucs/stop-in-progress")
+        .unwrap_or_else(|| panic!("{}", plan["body"]["blockers"]))
+        .clone();
+    assert_eq!(blocker["contactId"], "0001SaD2PVY4315J");
+    assert_eq!(step(&plan, "0001SaD2PVY4315J", "delete")["status"], "skipped");
 
     let cloud = request(dir.path(), "cloud", "forget-me-cloud", subjects, EXPORT_AND_DELETE);
     let (code, plan) = plan_json(&cloud);
@@ -341,7 +360,21 @@ fn count_prints_what_the_dataset_holds() {
         .args(["plan", "--env-file", &env_file(dir.path()), "--count", &manifest])
         .output()
         .unwrap();
-    // Jane's two records: 3 + 1 interactions in main, 2 + 0 in the archive (the dataset's story).
+    // Jane's two records on UCS 9.1: 5 + 1 interactions in the one store, no archive pass.
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "contacts to export: 2\ninteractions to export from main: 6\n\
+         contacts to delete: 2\ninteractions to delete from main: 6\n",
+        "{}",
+        transcript(&output)
+    );
+
+    // The same story on UCS 8.5: 3 + 1 in main, 2 + 0 in the archive.
+    on_ucs_8_5(&manifest);
+    let output = ucs_gdpr()
+        .args(["plan", "--env-file", &env_file(dir.path()), "--count", &manifest])
+        .output()
+        .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
         "contacts to export: 2\ninteractions to export from archive: 2\ninteractions to export from main: 4\n\
@@ -349,6 +382,131 @@ fn count_prints_what_the_dataset_holds() {
         "{}",
         transcript(&output)
     );
+}
+
+/// Points a request at the `demo-85` environment (the demo story on UCS 8.5).
+fn on_ucs_8_5(manifest: &str) {
+    let text = fs::read_to_string(manifest).unwrap();
+    assert!(text.contains("  environment: demo\n"));
+    fs::write(manifest, text.replace("  environment: demo\n", "  environment: demo-85\n")).unwrap();
+}
+
+#[test]
+fn on_ucs_9_1_the_plan_has_one_source_and_notes_an_archive_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let subjects = "    - contactId: 0001SaD2PVY4312K\n";
+    let extra = "  export: { dataSources: [main, archive] }\n  delete: { confirm: true }\n";
+    let manifest = request(dir.path(), "v91", "forget-me-on-premise", subjects, extra);
+    let (code, plan) = plan_json(&manifest);
+    assert_eq!(code, 0, "a note, not an error: {plan}");
+    let body = &plan["body"];
+    assert_eq!(body["environment"]["ucsVersion"], "9.1");
+    assert_eq!(body["export"]["dataSources"], serde_json::json!(["main"]));
+    let contact = &body["contacts"][0];
+    let sources: Vec<&String> = contact["sources"].as_object().unwrap().keys().collect();
+    assert_eq!(sources, ["main"], "one store, read once");
+    assert_eq!(contact["sources"]["main"]["interactions"], 5);
+    assert_eq!(body["summary"]["interactions"], serde_json::json!({"main": 5}));
+    let notes = step(&plan, "0001SaD2PVY4312K", "export")["notes"].to_string();
+    assert!(notes.contains("archive: on UCS 9.1 this is the one store again"), "{notes}");
+    assert!(notes.contains("not read a second time"), "{notes}");
+
+    on_ucs_8_5(&manifest);
+    let (code, plan) = plan_json(&manifest);
+    assert_eq!(code, 0);
+    let body = &plan["body"];
+    assert_eq!(body["environment"]["ucsVersion"], "8.5");
+    assert_eq!(body["export"]["dataSources"], serde_json::json!(["main", "archive"]));
+    assert_eq!(body["summary"]["interactions"], serde_json::json!({"main": 3, "archive": 2}));
+    let notes = step(&plan, "0001SaD2PVY4312K", "export")["notes"].to_string();
+    assert!(!notes.contains("one store"), "{notes}");
+}
+
+const JANE: &str = "0001SaD2PVY4312K";
+const JANE_AGAIN: &str = "0001TbE3QWZ5520L";
+
+/// Jane's second record shares her e-mail address: a forget-me plan for Jane alone lists it,
+/// warns in every rendering, and holds neither the address nor any other personal value.
+#[test]
+fn another_record_of_the_same_person_is_listed_and_a_partial_erasure_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let subjects = format!("    - contactId: {JANE}\n");
+    let manifest =
+        request(dir.path(), "other", "forget-me-on-premise", &subjects, EXPORT_AND_DELETE);
+    let (code, plan) = plan_json(&manifest);
+    assert_eq!(code, 0, "a warning does not block: {plan}");
+    let others = plan["body"]["otherRecords"].as_array().unwrap();
+    assert_eq!(others.len(), 1, "{others:?}");
+    let other = &others[0];
+    assert_eq!(other["contactId"], JANE_AGAIN);
+    assert_eq!(other["sharesWith"], serde_json::json!([JANE]));
+    assert_eq!(other["shared"].as_array().unwrap().len(), 1);
+    assert_eq!(other["shared"][0]["attribute"], "EmailAddress");
+    let digest = other["shared"][0]["digest"].as_str().unwrap();
+    assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()), "{digest}");
+    assert_eq!(other["interactions"], serde_json::json!({"main": 1}));
+    assert_eq!(other["firstInteraction"], "2025-01-15T17:45:00Z");
+    assert_eq!(other["lastInteraction"], "2025-01-15T17:45:00Z");
+    let warnings = plan["body"]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0]["code"], "subject::other-records-left-out");
+    assert_eq!(warnings[0]["contactId"], JANE);
+    let message = warnings[0]["message"].as_str().unwrap();
+    assert!(message.contains(JANE_AGAIN) && message.contains("`EmailAddress`"), "{message}");
+    let json = plan.to_string();
+    let personal = crate::demo_personal_values();
+    assert!(personal.iter().any(|v| v == "jane.doe@company.com"), "the scan knows the address");
+    for value in &personal {
+        assert!(!json.contains(value.as_str()), "the plan holds a personal value");
+    }
+
+    let env_file = env_file(dir.path());
+    for format in ["text", "markdown"] {
+        let output = ucs_gdpr()
+            .args(["plan", "--env-file", &env_file, "--format", format, &manifest])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&output.stdout);
+        assert!(shown.contains("WARNINGS") || shown.contains("#### Warnings"), "{shown}");
+        assert!(shown.contains("Possible other records of the same person"), "{shown}");
+        assert!(shown.contains(&format!("{JANE_AGAIN} shares EmailAddress")), "{shown}");
+        for value in &personal {
+            assert!(!shown.contains(value.as_str()), "the {format} plan holds a personal value");
+        }
+    }
+
+    // An access request should know too: listed, but nothing is erased, so no warning.
+    let export_only = request(dir.path(), "access", "export-only", &subjects, "  export: {}\n");
+    let (code, plan) = plan_json(&export_only);
+    assert_eq!(code, 0);
+    assert_eq!(plan["body"]["otherRecords"][0]["contactId"], JANE_AGAIN);
+    assert_eq!(plan["body"]["warnings"], serde_json::json!([]));
+}
+
+#[test]
+fn naming_every_record_or_expect_all_clears_the_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = format!("    - contactId: {JANE}\n    - contactId: {JANE_AGAIN}\n");
+    let all =
+        "    - match: { TenantId: 101, EmailAddress: jane.doe@company.com }\n      expect: all\n";
+    for (name, subjects) in [("both", both.as_str()), ("all", all)] {
+        let manifest =
+            request(dir.path(), name, "forget-me-on-premise", subjects, EXPORT_AND_DELETE);
+        let (_, plan) = plan_json(&manifest);
+        assert_eq!(plan["body"]["contacts"].as_array().unwrap().len(), 2, "{name}");
+        assert_eq!(plan["body"]["otherRecords"], serde_json::json!([]), "{name}");
+        assert_eq!(plan["body"]["warnings"], serde_json::json!([]), "{name}");
+    }
+
+    // A held contact is kept: its other record is listed, but nothing is partially erased.
+    let subjects = format!("    - contactId: {JANE}\n");
+    let held = format!(
+        "{EXPORT_AND_DELETE}  holds:\n    - {{ contactId: {JANE}, reason: legal claim 2026-77 }}\n"
+    );
+    let manifest = request(dir.path(), "held", "forget-me-on-premise", &subjects, &held);
+    let (_, plan) = plan_json(&manifest);
+    assert_eq!(plan["body"]["otherRecords"][0]["contactId"], JANE_AGAIN);
+    assert_eq!(plan["body"]["warnings"], serde_json::json!([]));
 }
 
 #[test]
@@ -545,6 +703,7 @@ async fn planning_a_contact_id_reads_its_record_once() {
         environment_name: "demo",
         environment,
         digester: &connection.digester,
+        ucs_version: connection.ucs_version,
         concurrency: 4,
         page_size: 100,
         etl: Etl::NotConfigured,

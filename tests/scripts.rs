@@ -382,7 +382,7 @@ fn several_environments_need_env() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
-    assert!(transcript(&output).contains("pass --env NAME (one of: demo, production)"));
+    assert!(transcript(&output).contains("pass --env NAME (one of: demo, demo-85, production)"));
 }
 
 #[test]

@@ -149,11 +149,51 @@ async fn a_bad_dataset_gets_a_clear_error() {
         "dataset <dir>/d.json: contact 0001SaD2PVY4312K appears twice"
     );
 
-    let archive = r#"{"archive":false,"contacts":[{"id":"0001SaD2PVY4312K","tenant":1,"interactions":{"archive":[{"id":"00001a5R8AJ800AB","mediaType":"email"}]}}]}"#;
+    let archive = r#"{"ucsVersion":"8.5","archive":false,"contacts":[{"id":"0001SaD2PVY4312K","tenant":1,"interactions":{"archive":[{"id":"00001a5R8AJ800AB","mediaType":"email"}]}}]}"#;
     assert!(start_error(archive, "d.json").await.contains("`archive: false`"));
+
+    // UCS 9.1 (the default) has one store: no archive role, no archive interactions.
+    let archived = r#"{"contacts":[{"id":"0001SaD2PVY4312K","tenant":1,"interactions":{"archive":[{"id":"00001a5R8AJ800AB","mediaType":"email"}]}}]}"#;
+    let error = start_error(archived, "d.json").await;
+    assert!(error.contains("UCS 9.1 has one store") && error.contains("ucsVersion"), "{error}");
+    let role = r#"{"ucsVersion":"9.1","archive":true,"contacts":[]}"#;
+    let error = start_error(role, "d.json").await;
+    assert!(error.contains("`archive` is a UCS 8.5 setting"), "{error}");
+    let version = r#"{"ucsVersion":"9.0","contacts":[]}"#;
+    assert!(start_error(version, "d.json").await.contains("unknown variant `9.0`"));
 
     let unknown = r#"{"contacts":[],"contactz":[]}"#;
     assert!(start_error(unknown, "d.json").await.contains("unknown field `contactz`"));
+}
+
+/// UCS 9.x ignores `DataSource` ("Ignored in 9.0", GetInteractionsForContact): on the 9.1 demo,
+/// asking for `archive` answers what `main` answers, which is why the tool never makes an
+/// archive pass there. On 8.5 the two are separate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_ucs_9_1_the_data_source_is_ignored_and_on_8_5_it_is_not() {
+    let jane = ucs_gdpr::ucs::ContactId::new("0001SaD2PVY4312K").unwrap();
+    let mut seen = Vec::new();
+    for (dataset, version) in [("demo.yaml", "9.1"), ("demo-8.5.yaml", "8.5")] {
+        let sim = Simulator::start(SimOptions::new(example(dataset))).await.unwrap();
+        assert_eq!(sim.ucs_version().as_str(), version);
+        let client = RestClient::new(ClientConfig::new(sim.base_url())).unwrap();
+        let ids = |listing: InteractionListing| match listing {
+            InteractionListing::Found(list) => {
+                list.into_iter().map(|i| i.id.as_str().to_owned()).collect::<Vec<_>>()
+            }
+            InteractionListing::SourceUnavailable { reason } => panic!("{reason}"),
+        };
+        let main = ids(list_all_interactions(&client, &jane, DataSource::Main, 2).await.unwrap());
+        let archive =
+            ids(list_all_interactions(&client, &jane, DataSource::Archive, 2).await.unwrap());
+        seen.push((main, archive));
+    }
+    let (main_91, archive_91) = &seen[0];
+    assert_eq!(main_91.len(), 5, "every interaction in the one store");
+    assert_eq!(archive_91, main_91, "9.1: archive is the same store");
+    let (main_85, archive_85) = &seen[1];
+    assert_eq!((main_85.len(), archive_85.len()), (3, 2));
+    assert!(archive_85.iter().all(|id| !main_85.contains(id)), "8.5: separate data sources");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,8 +57,10 @@ async fn start(dataset: &str, faults: FaultOptions) -> RunningSim {
     Simulator::start(options).await.unwrap()
 }
 
+/// The demo story on UCS 8.5 (separate main and archive data sources): these tests read each
+/// data source on its own. (`demo.yaml` is the same story on 9.1, one store.)
 async fn demo() -> (RunningSim, RestClient) {
-    let sim = start("demo.yaml", FaultOptions::default()).await;
+    let sim = start("demo-8.5.yaml", FaultOptions::default()).await;
     let client = RestClient::new(config_for(&sim)).unwrap();
     (sim, client)
 }
@@ -676,7 +678,7 @@ mod faults {
             timeout_rate: 0.05,
             ..FaultOptions::default()
         };
-        let sim = start("demo.yaml", faults).await;
+        let sim = start("demo-8.5.yaml", faults).await;
         let mut config = config_for(&sim);
         config.read_timeout = Duration::from_millis(400);
         config.retry.max_attempts = 10;

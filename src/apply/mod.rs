@@ -22,14 +22,11 @@ use crate::export::{self, Bag, ContactExport, ExportOptions, PayloadKind};
 use crate::plan::{self, ContactPlan, Plan, PlanInput, StepStatus};
 use crate::runbook::{Runbook, Scope, StepKind};
 use crate::ucs::{
-    ContactId, DataSource, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
+    ContactId, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
     list_all_interactions,
 };
 
 pub use receipt::{ContactReceipt, Receipt, StepReceipt};
-
-/// The reason given to UCS for stopping an interaction; no personal data.
-const STOP_REASON: &str = "GDPR erasure (ucs-gdpr)";
 
 /// Why apply did not run, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -609,10 +606,19 @@ async fn execute<U: Ucs>(
         return Ok(StepReceipt::resumed(step, outcome));
     }
     match kind {
-        StepKind::EtlComplete | StepKind::NoPendingCallbacks | StepKind::RequireNoInProgress => {
-            // Checks: the fresh plan just ran them; a failure there refused the run.
+        StepKind::EtlComplete
+        | StepKind::NoPendingCallbacks
+        | StepKind::StopInProgress
+        | StepKind::RequireNoInProgress => {
+            // Checks: the fresh plan just ran them; a failure there refused the run. On premise,
+            // in-progress interactions are stopped in Interaction Server by an operator, never
+            // here (see `StepKind::StopInProgress`): the fresh plan blocks while any is left.
             let (event, outcome, why) = match status {
                 StepStatus::Ready => (Event::StepDone, Outcome::Ok, None),
+                // Nothing in progress: the on-premise check passed.
+                StepStatus::NothingToDo if kind == StepKind::StopInProgress => {
+                    (Event::StepDone, Outcome::Ok, None)
+                }
                 StepStatus::NotConfigured => {
                     (Event::StepSkipped, Outcome::Skipped, Some("not-configured"))
                 }
@@ -626,42 +632,6 @@ async fn execute<U: Ucs>(
                 Detail { reason: why.and_then(|w| audit::Token::new(w).ok()), ..Detail::default() },
             )?;
             Ok(StepReceipt::new(step, outcome))
-        }
-        StepKind::StopInProgress => {
-            let mut in_flight = Vec::new();
-            for source in DataSource::ALL {
-                if let InteractionListing::Found(list) =
-                    list_all_interactions(ucs, contact_id, source, context.input.page_size).await?
-                {
-                    in_flight.extend(list.into_iter().filter(|i| i.is_in_flight()).map(|i| i.id));
-                }
-            }
-            if in_flight.is_empty() {
-                trail.outcome(
-                    Event::StepDone,
-                    step,
-                    Some(id),
-                    Outcome::Ok,
-                    Detail { count: Some(0), ..Detail::default() },
-                )?;
-                return Ok(StepReceipt::new(step, Outcome::Ok).count(0));
-            }
-            trail.intent(
-                step,
-                id,
-                Detail { count: Some(in_flight.len() as u64), ..Detail::default() },
-            )?;
-            for interaction in &in_flight {
-                ucs.stop_interaction(interaction, STOP_REASON).await?;
-            }
-            trail.outcome(
-                Event::StepDone,
-                step,
-                Some(id),
-                Outcome::Ok,
-                Detail { count: Some(in_flight.len() as u64), ..Detail::default() },
-            )?;
-            Ok(StepReceipt::new(step, Outcome::Ok).count(in_flight.len() as u64))
         }
         StepKind::DeleteProfile => {
             if status != StepStatus::Ready || !contact.delete {
@@ -697,7 +667,7 @@ async fn execute<U: Ucs>(
                 outcome,
                 Detail { count: Some(services), ..Detail::default() },
             )?;
-            Ok(StepReceipt::new(step, outcome).count(services))
+            Ok(StepReceipt { count: Some(services), ..StepReceipt::new(step, outcome) })
         }
         StepKind::Export => {
             let (Some(bag), Some(export)) = (bag, plan.body.export.as_ref()) else {
@@ -769,7 +739,7 @@ async fn execute<U: Ucs>(
                 Ok(_) => return Err(StepFailure::StillPresent),
             }
             let mut left = 0u64;
-            for source in DataSource::ALL {
+            for &source in context.input.ucs_version.data_sources() {
                 match list_all_interactions(ucs, contact_id, source, context.input.page_size).await
                 {
                     Ok(InteractionListing::Found(list)) => left += list.len() as u64,

@@ -70,7 +70,7 @@ pub struct StepReceipt {
     /// Why it was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// A count (interactions stopped, or exported).
+    /// A count (interactions exported, or Context Services services deleted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// Attachments exported.
@@ -103,11 +103,6 @@ impl StepReceipt {
 
     pub(super) fn resumed(step: &str, outcome: Outcome) -> Self {
         Self { resumed: true, ..Self::new(step, outcome) }
-    }
-
-    pub(super) fn count(mut self, count: u64) -> Self {
-        self.count = Some(count);
-        self
     }
 
     pub(super) fn exported(self, export: &crate::export::ContactExport) -> Self {

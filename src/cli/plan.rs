@@ -127,6 +127,7 @@ impl Prepared {
             environment_name: &spec.environment,
             environment,
             digester: &connection.digester,
+            ucs_version: connection.ucs_version,
             concurrency: concurrency
                 .unwrap_or_else(|| usize::try_from(environment.concurrency).unwrap_or(8))
                 .max(1),

@@ -127,10 +127,20 @@ pub struct ExportOptions {
 }
 
 impl Default for ExportOptions {
-    /// Both sources, attachments inlined, pages of 100: the seed's export; no Context Services.
+    /// The data sources of the default UCS (9.1: `main`, its one store), attachments inlined,
+    /// pages of 100. For UCS 8.5's two data sources (the seed's export), use
+    /// [`ExportOptions::for_version`].
     fn default() -> Self {
+        Self::for_version(crate::environment::UcsVersion::default())
+    }
+}
+
+impl ExportOptions {
+    /// Every data source `version` really has (9.x: `main` only, never a second pass over the
+    /// same store; 8.5: `main` then `archive`), attachments inlined, pages of 100.
+    pub fn for_version(version: crate::environment::UcsVersion) -> Self {
         Self {
-            sources: DataSource::ALL.to_vec(),
+            sources: version.data_sources().to_vec(),
             attachments: Attachments::Inline,
             page_size: 100,
             context_services: false,

@@ -14,7 +14,7 @@ pub use fingerprint::{ContactState, fingerprint};
 pub use model::*;
 
 use crate::audit::SubjectDigester;
-use crate::environment::{Environment, EnvironmentType};
+use crate::environment::{Environment, EnvironmentType, UcsVersion};
 use crate::manifest::model::{Attachments, DataSourceRole, Expect, Request, Subject};
 use crate::runbook::{Runbook, Scope, StepKind};
 use crate::ucs::{
@@ -39,6 +39,9 @@ pub struct PlanInput<'a> {
     pub environment: &'a Environment,
     /// Turns identification requests into digests.
     pub digester: &'a SubjectDigester,
+    /// Which UCS the environment is ([`Connection::ucs_version`](crate::environment::Connection)):
+    /// the data sources read and exported follow it (9.x: `main` only).
+    pub ucs_version: UcsVersion,
     /// How many contacts are read at once.
     pub concurrency: usize,
     /// Page size for interaction listings.
@@ -83,13 +86,70 @@ enum EtlFinding {
 struct Observed {
     state: ContactState,
     sources: BTreeMap<DataSource, SourceCounts>,
-    in_flight: Vec<(String, String, Option<String>)>,
+    /// Interactions in progress or in a workbin: id, media type, status, workbin.
+    in_flight: Vec<(String, String, String, Option<String>)>,
     /// Pending callbacks: (service, id).
     pending_callbacks: Vec<(String, String)>,
-    /// What Context Services holds, when the runbook cleans it and it is configured.
+    /// What Context Services holds, when the runbook cleans it or the export carries it.
     context: Option<ContextFinding>,
     /// When the contact's latest interaction ended (or started, when it has not ended).
     latest_end: Option<jiff::Timestamp>,
+    /// Other contacts sharing one of its identifying values, with what they share.
+    sharing: BTreeMap<String, BTreeSet<SharedValue>>,
+    /// Whether every identification of its values was complete (not capped by UCS).
+    identification_complete: bool,
+}
+
+/// Whether an attribute identifies a person the way the seed warns records get duplicated:
+/// an e-mail address or a phone number (UCS's `EmailAddress`, `PhoneNumber`, and any other
+/// attribute named for one, such as `MobilePhone` or `HomeEmail`).
+fn is_identifying(attribute: &str) -> bool {
+    let name = attribute.to_ascii_lowercase();
+    name.contains("email") || name.contains("phone")
+}
+
+/// Contacts of `tenant` with `attribute` = `value`, through the documented identification
+/// (OMContacts/IdentifyContact, the client's `identify_contacts`), and whether UCS's answer was
+/// complete. The one place the plan identifies for other records.
+async fn identify_sharing<U: Ucs>(
+    ucs: &U,
+    tenant: TenantId,
+    attribute: &str,
+    value: &str,
+) -> Result<(Vec<ContactId>, bool), UcsError> {
+    let request = IdentifyRequest {
+        tenant,
+        attributes: BTreeMap::from([(attribute.to_owned(), value.to_owned())]),
+    };
+    let contacts = ucs.identify_contacts(&request).await?;
+    Ok((contacts, true))
+}
+
+/// The other contacts sharing one of `record`'s identifying values (one identification per
+/// value, in the contact's tenant), and whether every identification was complete.
+async fn other_records_of<U: Ucs>(
+    record: &Contact,
+    input: &PlanInput<'_>,
+    ucs: &U,
+) -> Result<(BTreeMap<String, BTreeSet<SharedValue>>, bool), UcsError> {
+    let mut sharing: BTreeMap<String, BTreeSet<SharedValue>> = BTreeMap::new();
+    let mut complete = true;
+    for (attribute, values) in record.attributes.iter().filter(|(name, _)| is_identifying(name)) {
+        for value in values.iter().filter(|v| !v.trim().is_empty()) {
+            let (found, whole) = identify_sharing(ucs, record.tenant, attribute, value).await?;
+            complete &= whole;
+            let digest = input.digester.digest(&Value::Object(
+                [(attribute.clone(), Value::String(value.clone()))].into_iter().collect(),
+            ));
+            for other in found.iter().filter(|c| **c != record.id) {
+                sharing.entry(other.as_str().to_owned()).or_default().insert(SharedValue {
+                    attribute: attribute.clone(),
+                    digest: digest.as_str().to_owned(),
+                });
+            }
+        }
+    }
+    Ok((sharing, complete))
 }
 
 /// What Context Services holds for a contact: counts only.
@@ -209,7 +269,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
     }
 
     // 3. Observe every contact, concurrently, then decide.
-    let wants = Wants::of(runbook, request);
+    let wants = Wants::of(runbook, request, input.ucs_version);
     let observed: Vec<(String, Result<Observed, String>)> =
         stream::iter(subjects_of.keys().cloned())
             .map(|id| async {
@@ -272,6 +332,9 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         });
     }
 
+    let (other_records, warnings) =
+        other_records(&observed, &subjects_of, &held, runbook, input, ucs, &mut blockers).await;
+
     let mut contacts = Vec::new();
     for (id, result) in observed {
         let subjects = subjects_of.get(&id).cloned().unwrap_or_default();
@@ -318,6 +381,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
                 EnvironmentType::Rest => "rest".into(),
             },
             tenant: input.environment.tenant,
+            ucs_version: input.ucs_version.as_str().to_owned(),
         },
         runbook: RunbookInfo {
             name: runbook.name.clone(),
@@ -345,9 +409,87 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         request_steps,
         contacts,
         blockers,
+        other_records,
+        warnings,
         summary,
     };
     seal(body)
+}
+
+/// The possible other records of the plan's people: contacts outside the plan that share an
+/// identifying value with one in it, with non-personal facts; a warning per contact when the
+/// runbook deletes and leaves them out; a blocker when an identification was incomplete.
+async fn other_records<U: Ucs>(
+    observed: &[(String, Result<Observed, String>)],
+    in_plan: &BTreeMap<String, Vec<usize>>,
+    held: &BTreeMap<&str, &str>,
+    runbook: &Runbook,
+    input: &PlanInput<'_>,
+    ucs: &U,
+    blockers: &mut Vec<Blocker>,
+) -> (Vec<OtherRecord>, Vec<Warning>) {
+    let mut shares: BTreeMap<String, (BTreeSet<String>, BTreeSet<SharedValue>)> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for (id, result) in observed {
+        let Ok(found) = result else { continue };
+        if !found.identification_complete {
+            blockers.push(Blocker {
+                contact_id: Some(id.clone()),
+                subject: None,
+                step: None,
+                code: "subject::identification-incomplete".into(),
+                message: format!(
+                    "UCS capped the identification of contact {id}'s e-mail addresses or phone \
+                     numbers (its select limit): other records of the same person may be \
+                     missing; raise the limit or find them by contact id, then plan again"
+                ),
+            });
+        }
+        let left_out: Vec<&String> =
+            found.sharing.keys().filter(|other| !in_plan.contains_key(*other)).collect();
+        for other in &left_out {
+            let entry = shares.entry((*other).clone()).or_default();
+            entry.0.insert(id.clone());
+            entry.1.extend(found.sharing.get(*other).into_iter().flatten().cloned());
+        }
+        // A held contact is kept: leaving its other records out erases nothing partially.
+        if runbook.deletes() && !held.contains_key(id.as_str()) && !left_out.is_empty() {
+            let attributes: BTreeSet<&str> = left_out
+                .iter()
+                .filter_map(|o| found.sharing.get(*o))
+                .flatten()
+                .map(|v| v.attribute.as_str())
+                .collect();
+            let others: Vec<&str> = left_out.iter().map(|o| o.as_str()).collect();
+            warnings.push(Warning {
+                contact_id: Some(id.clone()),
+                code: "subject::other-records-left-out".into(),
+                message: format!(
+                    "contact {id} shares {} with {} that this plan leaves out: possibly the same \
+                     person, whose erasure would then be partial; name {} (or match with \
+                     `expect: all`), or record why they are not the same person",
+                    attributes.into_iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "),
+                    others.join(", "),
+                    if others.len() == 1 { "it as a subject" } else { "them as subjects" }
+                ),
+            });
+        }
+    }
+    let mut records = Vec::new();
+    for (other, (with, shared)) in shares {
+        let Ok(id) = ContactId::new(&other) else { continue };
+        let facts = candidate(&id, input, ucs).await;
+        records.push(OtherRecord {
+            contact_id: other,
+            shares_with: with.into_iter().collect(),
+            shared: shared.into_iter().collect(),
+            interactions: facts.interactions,
+            first_interaction: facts.first_interaction,
+            last_interaction: facts.last_interaction,
+        });
+    }
+    warnings.sort();
+    (records, warnings)
 }
 
 /// Computes the plan id of a body.
@@ -397,31 +539,42 @@ impl Plan {
 struct Wants {
     export: bool,
     export_sources: Vec<DataSource>,
+    /// Sources the request asks for that this UCS does not have as a store of their own
+    /// (`archive` on 9.x): noted in the plan, never read a second time.
+    ignored_sources: Vec<DataSource>,
     inline: bool,
     kinds: BTreeSet<StepKind>,
 }
 
 impl Wants {
-    fn of(runbook: &Runbook, request: &Request) -> Self {
+    fn of(runbook: &Runbook, request: &Request, version: UcsVersion) -> Self {
         let kinds: BTreeSet<StepKind> = runbook.steps.iter().map(|s| s.uses).collect();
         let export = request.spec.export.as_ref().filter(|_| kinds.contains(&StepKind::Export));
+        let asked: Vec<DataSource> = export
+            .map(|e| {
+                let mut sources: Vec<DataSource> = e
+                    .data_sources
+                    .iter()
+                    .map(|s| match s {
+                        DataSourceRole::Main => DataSource::Main,
+                        DataSourceRole::Archive => DataSource::Archive,
+                    })
+                    .collect();
+                sources.sort();
+                sources.dedup();
+                sources
+            })
+            .unwrap_or_default();
+        // On 9.x every role names the one store: it is read once, as `main`.
+        let (mut export_sources, ignored_sources): (Vec<_>, Vec<_>) =
+            asked.into_iter().partition(|s| version.data_sources().contains(s));
+        if export_sources.is_empty() && !ignored_sources.is_empty() {
+            export_sources.push(DataSource::Main);
+        }
         Wants {
             export: export.is_some(),
-            export_sources: export
-                .map(|e| {
-                    let mut sources: Vec<DataSource> = e
-                        .data_sources
-                        .iter()
-                        .map(|s| match s {
-                            DataSourceRole::Main => DataSource::Main,
-                            DataSourceRole::Archive => DataSource::Archive,
-                        })
-                        .collect();
-                    sources.sort();
-                    sources.dedup();
-                    sources
-                })
-                .unwrap_or_default(),
+            export_sources,
+            ignored_sources,
             inline: export.is_some_and(|e| e.attachments == Attachments::Inline),
             kinds,
         }
@@ -513,7 +666,7 @@ async fn resolve<U: Ucs>(
 async fn candidate<U: Ucs>(id: &ContactId, input: &PlanInput<'_>, ucs: &U) -> Candidate {
     let mut interactions = BTreeMap::new();
     let mut starts = Vec::new();
-    for source in DataSource::ALL {
+    for &source in input.ucs_version.data_sources() {
         if let Ok(InteractionListing::Found(list)) =
             list_all_interactions(ucs, id, source, input.page_size).await
         {
@@ -541,6 +694,7 @@ async fn observe<U: Ucs>(
         Some(record) => record,
         None => ucs.get_contact(contact).await?,
     };
+    let (sharing, identification_complete) = other_records_of(&record, input, ucs).await?;
     let mut state = ContactState {
         attribute_names: record.attributes.keys().cloned().collect(),
         attribute_values: input
@@ -553,7 +707,7 @@ async fn observe<U: Ucs>(
     };
     let mut sources = BTreeMap::new();
     let mut in_flight = Vec::new();
-    for source in DataSource::ALL {
+    for &source in input.ucs_version.data_sources() {
         let listing = list_all_interactions(ucs, contact, source, input.page_size).await?;
         let mut counts = SourceCounts::default();
         match &listing {
@@ -573,6 +727,7 @@ async fn observe<U: Ucs>(
                         counts.in_flight += 1;
                         in_flight.push((
                             interaction.id.as_str().to_owned(),
+                            interaction.media_type.clone(),
                             format!("{:?}", interaction.status),
                             interaction.workbin.clone(),
                         ));
@@ -643,7 +798,16 @@ async fn observe<U: Ucs>(
             InteractionListing::SourceUnavailable { .. } => None,
         })
         .max();
-    Ok(Observed { state, sources, in_flight, pending_callbacks, context, latest_end })
+    Ok(Observed {
+        state,
+        sources,
+        in_flight,
+        pending_callbacks,
+        context,
+        latest_end,
+        sharing,
+        identification_complete,
+    })
 }
 
 /// Whether the environment reaches GMS (callbacks, and the Context Services services API).
@@ -765,9 +929,11 @@ fn plan_contact_step(
         observed
             .in_flight
             .iter()
-            .map(|(id, status, workbin)| match workbin {
-                Some(workbin) => format!("interaction {id}: {status}, in workbin `{workbin}`"),
-                None => format!("interaction {id}: {status}"),
+            .map(|(id, media, status, workbin)| match workbin {
+                Some(workbin) => {
+                    format!("interaction {id} ({media}): {status}, in workbin `{workbin}`")
+                }
+                None => format!("interaction {id} ({media}): {status}"),
             })
             .collect::<Vec<_>>()
     };
@@ -797,14 +963,21 @@ fn plan_contact_step(
                 (StepStatus::Blocked, notes)
             }
         }
+        // Interaction Server owns queues and workbins; nothing documented removes an interaction
+        // from them through UCS (see `StepKind::StopInProgress`), so the step lists what an
+        // operator must stop there, and blocks until it is done.
         StepKind::StopInProgress => {
             if observed.in_flight.is_empty() {
                 (StepStatus::NothingToDo, vec!["no interaction in progress".to_owned()])
             } else {
-                let mut notes =
-                    vec![format!("will stop {} interaction(s)", observed.in_flight.len())];
+                let mut notes = vec![format!(
+                    "{} interaction(s) in progress or in a workbin: stop them in Interaction \
+                     Server (the agent desktop, Composer's Stop Interaction block, or Interaction \
+                     Server's administration), then plan again",
+                    observed.in_flight.len()
+                )];
                 notes.extend(in_flight_notes());
-                (StepStatus::Ready, notes)
+                (StepStatus::Blocked, notes)
             }
         }
         StepKind::RequireNoInProgress => {
@@ -830,6 +1003,13 @@ fn plan_contact_step(
                 return (StepStatus::NothingToDo, vec![note.to_owned()]);
             }
             let mut notes = Vec::new();
+            for source in &wants.ignored_sources {
+                notes.push(format!(
+                    "{source}: on UCS {} this is the one store again (`DataSource` is ignored \
+                     in 9.x): not read a second time",
+                    input.ucs_version
+                ));
+            }
             for source in &wants.export_sources {
                 match observed.sources.get(source) {
                     Some(counts) if counts.available => notes.push(format!(
@@ -866,16 +1046,25 @@ fn plan_contact_step(
                 let total: u64 = observed.sources.values().map(|c| c.interactions).sum();
                 (
                     StepStatus::Ready,
-                    vec![format!(
-                        "will delete the contact and its {total} interaction(s) in every data source"
-                    )],
+                    vec![if input.ucs_version.has_archive_role() {
+                        format!(
+                            "will delete the contact and its {total} interaction(s) in every \
+                             data source"
+                        )
+                    } else {
+                        format!("will delete the contact and its {total} interaction(s)")
+                    }],
                 )
             }
         },
         StepKind::VerifyAbsent => match delete_mode {
             DeleteMode::Confirmed if !blocked_before => (
                 StepStatus::Ready,
-                vec!["will confirm it is gone from main and archive".to_owned()],
+                vec![if input.ucs_version.has_archive_role() {
+                    "will confirm it is gone from main and archive".to_owned()
+                } else {
+                    "will confirm it is gone from the store".to_owned()
+                }],
             ),
             _ => (StepStatus::NothingToDo, vec!["nothing is deleted".to_owned()]),
         },
@@ -985,11 +1174,6 @@ fn summarize(
             }
         }
     }
-    let stops = contacts.iter().any(|c| {
-        c.steps
-            .iter()
-            .any(|s| s.uses == StepKind::StopInProgress.name() && s.status == StepStatus::Ready)
-    });
-    summary.changes = summary.to_export > 0 || summary.to_delete > 0 || stops;
+    summary.changes = summary.to_export > 0 || summary.to_delete > 0;
     summary
 }

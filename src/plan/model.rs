@@ -49,8 +49,55 @@ pub struct PlanBody {
     pub contacts: Vec<ContactPlan>,
     /// Everything that stops the plan from being applied.
     pub blockers: Vec<Blocker>,
+    /// Contacts outside the plan that share an identifying value (an e-mail address, a phone
+    /// number) with a contact in it: possibly other records of the same person. Sorted by id.
+    pub other_records: Vec<OtherRecord>,
+    /// What a reviewer must know that does not stop the plan (a forget-me plan that leaves
+    /// possible other records of the person out).
+    pub warnings: Vec<Warning>,
     /// The totals.
     pub summary: Summary,
+}
+
+/// A contact outside the plan that shares an identifying value with contacts in it. Holds no
+/// personal data: the shared value is only named by its attribute and an HMAC digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OtherRecord {
+    /// Its contact id.
+    pub contact_id: String,
+    /// The plan's contacts it shares a value with.
+    pub shares_with: Vec<String>,
+    /// What it shares: attribute names and value digests.
+    pub shared: Vec<SharedValue>,
+    /// Interactions per data source.
+    pub interactions: BTreeMap<String, u64>,
+    /// Its first interaction's start.
+    pub first_interaction: Option<String>,
+    /// Its last interaction's start.
+    pub last_interaction: Option<String>,
+}
+
+/// An identifying value two contacts share, without the value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SharedValue {
+    /// The attribute, such as `EmailAddress`.
+    pub attribute: String,
+    /// The HMAC digest of `{attribute: value}` (the plan's digester, as a `match` subject's).
+    pub digest: String,
+}
+
+/// Something a reviewer must know; it does not block.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Warning {
+    /// The contact it concerns, if one.
+    pub contact_id: Option<String>,
+    /// A stable code.
+    pub code: String,
+    /// What and why, in plain words.
+    pub message: String,
 }
 
 /// The request, as facts a reviewer needs.
@@ -87,6 +134,9 @@ pub struct EnvironmentInfo {
     pub kind: String,
     /// The tenant.
     pub tenant: u64,
+    /// Which UCS it is: `9.1` (one store; `main` is its only data source) or `8.5` (`main` and
+    /// `archive`).
+    pub ucs_version: String,
 }
 
 /// The runbook, pinned by its content hash.

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::model::{
-    ContactPlan, DeleteMode, Plan, Resolution, StepPlan, StepStatus, SubjectResolution,
+    ContactPlan, DeleteMode, OtherRecord, Plan, Resolution, StepPlan, StepStatus, SubjectResolution,
 };
 
 /// Days from `today` to the plan's deadline (negative when overdue).
@@ -58,6 +58,26 @@ fn subject_line(subject: &SubjectResolution) -> String {
         Resolution::Unreadable { reason } => format!("-> could not be read: {reason}"),
     };
     format!("subject {}: {who} {outcome}", subject.index)
+}
+
+/// One possible other record: its id, what it shares with whom, and its facts.
+fn other_record_line(record: &OtherRecord) -> String {
+    let counts: Vec<String> = record.interactions.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let shared: Vec<String> = record
+        .shared
+        .iter()
+        .map(|v| format!("{} {}", v.attribute, v.digest.get(..12).unwrap_or(&v.digest)))
+        .collect();
+    format!(
+        "{} shares {} with {} ({} interaction(s){}; first {}, last {})",
+        record.contact_id,
+        shared.join(", "),
+        record.shares_with.join(", "),
+        record.interactions.values().sum::<u64>(),
+        if counts.is_empty() { String::new() } else { format!(": {}", counts.join(", ")) },
+        record.first_interaction.as_deref().unwrap_or("-"),
+        record.last_interaction.as_deref().unwrap_or("-")
+    )
 }
 
 fn step_line(step: &StepPlan) -> String {
@@ -133,12 +153,13 @@ pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Plan {} for request {} ({}, runbook {}, environment {})",
+        "Plan {} for request {} ({}, runbook {}, environment {}, UCS {})",
         plan.plan_id.get(..12).unwrap_or(&plan.plan_id),
         body.request.id,
         deadline_line(plan, today),
         body.runbook.name,
-        body.environment.name
+        body.environment.name,
+        body.environment.ucs_version
     );
     let _ = writeln!(
         out,
@@ -162,6 +183,12 @@ pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
             let _ = writeln!(out, "  ✗ {at}: {}", blocker.message);
         }
     }
+    if !body.warnings.is_empty() {
+        let _ = writeln!(out, "\nWARNINGS ({})", body.warnings.len());
+        for warning in &body.warnings {
+            let _ = writeln!(out, "  ! {}", warning.message);
+        }
+    }
     let _ = writeln!(out, "\nSubjects");
     for subject in &body.subjects {
         let _ = writeln!(out, "  {}", subject_line(subject));
@@ -181,6 +208,12 @@ pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
             }
         }
     }
+    if !body.other_records.is_empty() {
+        let _ = writeln!(out, "\nPossible other records of the same person");
+        for record in &body.other_records {
+            let _ = writeln!(out, "  {}", other_record_line(record));
+        }
+    }
     let _ = writeln!(out, "\n{}", summary_line(plan));
     out
 }
@@ -193,10 +226,11 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
     let _ = writeln!(out, "### ucs-gdpr plan for `{}`\n", body.request.id);
     let _ = writeln!(
         out,
-        "Plan `{}` · runbook `{}` · environment `{}` · {}\n",
+        "Plan `{}` · runbook `{}` · environment `{}` (UCS {}) · {}\n",
         plan.plan_id,
         body.runbook.name,
         body.environment.name,
+        body.environment.ucs_version,
         deadline_line(plan, today)
     );
     let _ = writeln!(out, "| contacts | export | delete | held | already absent | blockers |");
@@ -231,6 +265,13 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
         }
         let _ = writeln!(out);
     }
+    if !body.warnings.is_empty() {
+        let _ = writeln!(out, "#### Warnings\n");
+        for warning in &body.warnings {
+            let _ = writeln!(out, "- :warning: {}", warning.message);
+        }
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "#### Subjects\n");
     for subject in &body.subjects {
         let _ = writeln!(out, "- {}", subject_line(subject));
@@ -261,6 +302,12 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
             );
         }
         let _ = writeln!(out, "\nFingerprint `{}`\n\n</details>", contact.fingerprint);
+    }
+    if !body.other_records.is_empty() {
+        let _ = writeln!(out, "\n#### Possible other records of the same person\n");
+        for record in &body.other_records {
+            let _ = writeln!(out, "- {}", other_record_line(record));
+        }
     }
     out
 }

@@ -17,7 +17,27 @@ pub enum StepKind {
     /// GMS holds no pending callback for the contact.
     #[serde(rename = "gms/no-pending-callbacks")]
     NoPendingCallbacks,
-    /// On-premise: stop the contact's interactions that are still in progress.
+    /// On-premise: the contact's interactions still in progress or in a workbin must be stopped
+    /// in Interaction Server before the contact is erased (the seed's Step #2: "such
+    /// interactions must be stopped. Agents must remove all interactions from workbins").
+    ///
+    /// The step does not stop them itself, and blocks with the list (id, media type, status,
+    /// workbin) until an operator has. Why, from the documentation:
+    /// - Stopping an interaction is a request to Interaction Server, which then notifies UCS
+    ///   that processing is finished (Composer's Stop Interaction block,
+    ///   docs.genesys.com/Documentation/Composer/latest/Help/StopInteractionBlock).
+    /// - UCS's `StopInteraction` (docs.genesys.com/Documentation/UCS/latest/RESTAPI/
+    ///   OMInteractionsStopInteraction) records a stop in UCS's database; the page says nothing
+    ///   of Interaction Server, and it lists the queue and workbin fields (`Queue`,
+    ///   `WorkbinAgentId`, `WorkbinPlaceId`, ...) among those it does not save, i.e. it does not
+    ///   move an interaction out of a queue or workbin.
+    /// - Nothing else documented for UCS removes an interaction from Interaction Server's queues
+    ///   or workbins.
+    ///
+    /// Calling UCS alone could mark an interaction stopped in UCS while Interaction Server still
+    /// routes it or keeps it in a workbin, so the step no longer claims to stop anything: the
+    /// operator stops them in Interaction Server (the agent desktop, a Composer strategy's Stop
+    /// Interaction block, or Interaction Server's administration), then plans again.
     #[serde(rename = "ucs/stop-in-progress")]
     StopInProgress,
     /// Cloud: any interaction still in progress blocks (wait for it).
@@ -55,7 +75,13 @@ impl StepKind {
 
     /// Whether the step only observes and decides (a failed check blocks what follows).
     pub fn is_check(self) -> bool {
-        matches!(self, Self::EtlComplete | Self::NoPendingCallbacks | Self::RequireNoInProgress)
+        matches!(
+            self,
+            Self::EtlComplete
+                | Self::NoPendingCallbacks
+                | Self::StopInProgress
+                | Self::RequireNoInProgress
+        )
     }
 
     /// Whether the step deletes anything (a UCS contact, a Context Services profile or service,

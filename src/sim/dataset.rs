@@ -17,9 +17,18 @@ pub struct Dataset {
     /// The server name the simulator gives in errors (the seed's `Server: ucs85-...`).
     #[serde(default = "default_server")]
     pub server: String,
-    /// Whether the deployment has a data source with role `archive` (default: yes).
-    #[serde(default = "yes")]
-    pub archive: bool,
+    /// Which UCS it simulates (default `9.1`). On `9.1` there is one store: every interaction is
+    /// in `interactions.main`, and `DataSource` is ignored ("Ignored in 9.0",
+    /// .../RESTAPI/OMInteractionsGetInteractionsForContact): asking for `archive` answers what
+    /// `main` answers. On `8.5` `main` and `archive` are separate data sources. An embedded
+    /// environment is the version of its dataset: `8.5` rehearses 8.5's data semantics over the
+    /// simulator's REST endpoints (a real 8.5 is reached through Platform SDK, not REST).
+    #[serde(default)]
+    pub ucs_version: crate::environment::UcsVersion,
+    /// 8.5: whether the deployment has a data source with role `archive` (default: yes).
+    /// Must not be set on 9.1, which has no archive role.
+    #[serde(default)]
+    pub archive: Option<bool>,
     /// The contacts.
     #[serde(default)]
     pub contacts: Vec<DatasetContact>,
@@ -33,8 +42,11 @@ fn default_server() -> String {
     "ucs-sim".to_owned()
 }
 
-fn yes() -> bool {
-    true
+impl Dataset {
+    /// Whether the deployment has a separate data source with role `archive` (8.5 only).
+    pub fn has_archive(&self) -> bool {
+        self.ucs_version.has_archive_role() && self.archive.unwrap_or(true)
+    }
 }
 
 /// One contact and everything about it.
@@ -110,7 +122,7 @@ pub struct DatasetInteractions {
     /// In `main`.
     #[serde(default)]
     pub main: Vec<DatasetInteraction>,
-    /// In `archive` (must be empty when the dataset has no archive).
+    /// In `archive` (8.5 only; must be empty when the dataset has no archive).
     #[serde(default)]
     pub archive: Vec<DatasetInteraction>,
 }
@@ -265,11 +277,25 @@ impl Dataset {
         let mut interactions = std::collections::HashSet::new();
         let mut documents = std::collections::HashSet::new();
         let mut callbacks = std::collections::HashSet::new();
+        if !self.ucs_version.has_archive_role() && self.archive.is_some() {
+            return Err(invalid(
+                "`archive` is a UCS 8.5 setting: UCS 9.1 has one store (set `ucsVersion: \"8.5\"` \
+                 for main and archive data sources)"
+                    .to_owned(),
+            ));
+        }
         for contact in &self.contacts {
             if !contacts.insert(&contact.id) {
                 return Err(invalid(format!("contact {} appears twice", contact.id)));
             }
-            if !self.archive && !contact.interactions.archive.is_empty() {
+            if !self.ucs_version.has_archive_role() && !contact.interactions.archive.is_empty() {
+                return Err(invalid(format!(
+                    "contact {} has archive interactions but UCS 9.1 has one store: list them \
+                     under `main`, or set `ucsVersion: \"8.5\"`",
+                    contact.id
+                )));
+            }
+            if !self.has_archive() && !contact.interactions.archive.is_empty() {
                 return Err(invalid(format!(
                     "contact {} has archive interactions but the dataset has `archive: false`",
                     contact.id

@@ -180,9 +180,11 @@ pub fn generate(options: &GenerateOptions) -> Result<u64, GenerateError> {
             callbacks,
         });
     }
+    // A generated dataset models UCS 8.5's two data sources (every fourth interaction archived).
     let dataset = Dataset {
         server: "ucs-sim-generated".to_owned(),
-        archive: true,
+        ucs_version: crate::environment::UcsVersion::V8_5,
+        archive: Some(true),
         contacts,
         anonymous_services: Vec::new(),
     };

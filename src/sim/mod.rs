@@ -112,10 +112,10 @@ impl Simulator {
         };
         let dataset_path = options.dataset.clone();
         let dir = state_dir.clone();
-        let (store, server) = tokio::task::spawn_blocking(move || {
+        let (store, server, ucs_version) = tokio::task::spawn_blocking(move || {
             let dataset = Dataset::load(&dataset_path)?;
             let store = Store::open(&dir, &dataset, &dataset_path)?;
-            Ok::<_, SimError>((store, dataset.server))
+            Ok::<_, SimError>((store, dataset.server, dataset.ucs_version))
         })
         .await
         .map_err(|_| SimError::Setup)??;
@@ -151,6 +151,7 @@ impl Simulator {
             shutdown,
             task: Some(task),
             state_dir,
+            ucs_version,
             _temporary: temporary,
         })
     }
@@ -165,6 +166,7 @@ pub struct RunningSim {
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
     state_dir: PathBuf,
+    ucs_version: crate::environment::UcsVersion,
     _temporary: Option<TempDir>,
 }
 
@@ -172,6 +174,11 @@ impl RunningSim {
     /// The address it listens on.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The UCS version its dataset simulates (`ucsVersion`).
+    pub fn ucs_version(&self) -> crate::environment::UcsVersion {
+        self.ucs_version
     }
 
     /// `http://<address>`: the base URL of UCS, Context Services and GMS alike.

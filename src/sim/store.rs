@@ -129,6 +129,8 @@ pub(crate) struct Store {
     archive: Option<Db>,
     services: Db,
     documents: PathBuf,
+    /// UCS 9.x: `DataSource` is ignored, every role reads and writes the one store.
+    one_store: bool,
 }
 
 /// A document to stream.
@@ -176,7 +178,7 @@ impl Store {
         let marker = dir.join("seeded");
         let seeded = marker.exists();
         let archive_path = dir.join("archive.db");
-        let has_archive = if seeded { archive_path.exists() } else { dataset.archive };
+        let has_archive = if seeded { archive_path.exists() } else { dataset.has_archive() };
         let store = Self {
             main: Db::open(dir.join("main.db"), INTERACTIONS_SCHEMA)?,
             archive: if has_archive {
@@ -186,6 +188,7 @@ impl Store {
             },
             services: Db::open(dir.join("services.db"), SERVICES_SCHEMA)?,
             documents,
+            one_store: !dataset.ucs_version.has_archive_role(),
         };
         if !seeded {
             store.seed(dataset, dataset_path)?;
@@ -197,6 +200,8 @@ impl Store {
     fn db(&self, source: DataSource) -> Option<&Db> {
         match source {
             DataSource::Main => Some(&self.main),
+            // UCS 9.x ignores `DataSource` ("Ignored in 9.0"): archive is the one store again.
+            DataSource::Archive if self.one_store => Some(&self.main),
             DataSource::Archive => self.archive.as_ref(),
         }
     }
