@@ -450,6 +450,19 @@ async fn the_simulator_refuses_and_journals_an_undocumented_callback_query() {
     let stats: serde_json::Value =
         reqwest::get(format!("{}/sim/stats", sim.base_url())).await.unwrap().json().await.unwrap();
     assert_eq!(stats["nonConforming"][0]["operation"], "ListCallbacks", "{stats}");
+
+    // A verb the page does not document (the old client stopped interactions with POST; here,
+    // a POST where DeleteServiceByID takes DELETE) is refused and journaled too.
+    let response = reqwest::Client::new()
+        .post(format!("{}/genesys/1/cs/services/4041", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let journal = sim.non_conforming();
+    assert_eq!(journal.len(), 2, "{journal:?}");
+    assert_eq!(journal[1].operation, "DeleteService");
+    assert!(journal[1].reason.contains("POST"), "{journal:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,22 +70,56 @@ impl Journal {
 
 /// Adds the Context Services and GMS routes.
 pub(crate) fn routes(router: Router<Arc<SimState>>) -> Router<Arc<SimState>> {
+    use Operation as Op;
     router
-        .route(&format!("{}/{{id}}", cs::PROFILES), get(profile).delete(delete_profile))
+        .route(
+            &format!("{}/{{id}}", cs::PROFILES),
+            get(profile).delete(delete_profile).fallback(wrong_verb(Op::GetProfile)),
+        )
         .route(
             &format!("{}/{{id}}/{}", cs::CUSTOMERS, cs::SERVICES_SEGMENT),
-            get(customer_services),
+            get(customer_services).fallback(wrong_verb(Op::ListServices)),
         )
-        .route(&format!("{}/{{key}}", cs::ANONYMOUS_SERVICES), get(anonymous_services))
-        .route(&format!("{}/{{id}}", cs::SERVICES), axum::routing::delete(delete_service))
-        .route(&format!("{}/{{id}}/{}", cs::SERVICES, cs::STATES_SEGMENT), get(states))
-        .route(&format!("{}/{{id}}/{}", cs::SERVICES, cs::TASKS_SEGMENT), get(tasks))
-        .route(gms::CALLBACKS, get(all_callbacks))
-        .route(&format!("{}/{{service}}", gms::CALLBACKS), get(service_callbacks))
+        .route(
+            &format!("{}/{{key}}", cs::ANONYMOUS_SERVICES),
+            get(anonymous_services).fallback(wrong_verb(Op::ListAnonymousServices)),
+        )
+        .route(
+            &format!("{}/{{id}}", cs::SERVICES),
+            axum::routing::delete(delete_service).fallback(wrong_verb(Op::DeleteService)),
+        )
+        .route(
+            &format!("{}/{{id}}/{}", cs::SERVICES, cs::STATES_SEGMENT),
+            get(states).fallback(wrong_verb(Op::GetServiceStates)),
+        )
+        .route(
+            &format!("{}/{{id}}/{}", cs::SERVICES, cs::TASKS_SEGMENT),
+            get(tasks).fallback(wrong_verb(Op::GetServiceTasks)),
+        )
+        .route(gms::CALLBACKS, get(all_callbacks).fallback(wrong_verb(Op::ListCallbacks)))
+        .route(
+            &format!("{}/{{service}}", gms::CALLBACKS),
+            get(service_callbacks).fallback(wrong_verb(Op::ListCallbacks)),
+        )
         .route(
             &format!("{}/{{service}}/{{id}}", gms::CALLBACKS),
-            axum::routing::delete(cancel_callback),
+            axum::routing::delete(cancel_callback).fallback(wrong_verb(Op::CancelCallback)),
         )
+}
+
+/// A verb the page does not document on a known path: 405 with the documented error body,
+/// journaled under the path's operation.
+fn wrong_verb(
+    operation: Operation,
+) -> impl Fn(Shared, axum::http::Method) -> std::future::Ready<Response> + Clone + Send + 'static {
+    move |State(sim): Shared, method: axum::http::Method| {
+        sim.journal.push(operation, format!("verb {method} is not documented on this path"));
+        std::future::ready(cs_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("{method} is not supported here"),
+            &format!("{CS_EXCEPTIONS}.MethodNotAllowedException"),
+        ))
+    }
 }
 
 fn cs_error(status: StatusCode, message: &str, exception: &str) -> Response {
