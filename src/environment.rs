@@ -240,6 +240,11 @@ pub struct Gms {
     /// How to authenticate.
     #[serde(default)]
     pub auth: Option<Auth>,
+    /// Extra callback properties to look a contact's callbacks up by, beyond its phone numbers
+    /// (`_customer_number`): GMS property -> the contact attribute whose values it holds, e.g.
+    /// `{ _customer_email: EmailAddress }` for a service whose `_customer_lookup_keys` has it.
+    #[serde(default)]
+    pub lookup_keys: std::collections::BTreeMap<String, String>,
 }
 
 /// The Info Mart database (PostgreSQL), read by the `infomart/etl-complete` check.
@@ -639,6 +644,8 @@ impl Environments {
                 }
                 if let Some(gms) = &environment.gms {
                     config.gms_url = Some(gms.url.clone());
+                    config.gms_lookup_keys =
+                        gms.lookup_keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                     if gms.auth.is_some() {
                         config.gms_auth = Some(resolve(gms.auth.as_ref())?);
                     }

@@ -967,3 +967,25 @@ async fn a_callback_is_found_whatever_service_holds_it_and_however_the_number_is
     assert!(client.list_callbacks(&record).await.unwrap().is_empty());
     assert!(sim.non_conforming().is_empty(), "{:?}", sim.non_conforming());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_lookup_key_is_queried_with_the_contacts_attribute_values() {
+    let (url, request) = recording_server("[]").await;
+    let mut config = ClientConfig::new("http://127.0.0.1:1");
+    config.gms_url = Some(url);
+    config.gms_lookup_keys = vec![("_customer_email".to_owned(), "EmailAddress".to_owned())];
+    let client = RestClient::new(config).unwrap();
+    let contact = Contact {
+        id: contact(JANE),
+        tenant: TenantId(101),
+        attributes: [("EmailAddress".to_owned(), vec!["someone@lookup.example".to_owned()])].into(),
+    };
+    assert!(client.list_callbacks(&contact).await.unwrap().is_empty());
+    let request = request.await.unwrap();
+    assert!(
+        request.starts_with(
+            "GET /genesys/1/service/callback?_customer_email=someone%40lookup.example HTTP/1.1\r\n"
+        ),
+        "{request}"
+    );
+}

@@ -176,6 +176,9 @@ pub struct ClientConfig {
     pub context_services_auth: Option<Auth>,
     /// Authentication to GMS, when it differs from `auth`.
     pub gms_auth: Option<Auth>,
+    /// Extra callback properties to look callbacks up by: (GMS property, contact attribute),
+    /// e.g. a service's `_customer_lookup_keys` (see `wire::gms::lookups`).
+    pub gms_lookup_keys: Vec<(String, String)>,
     /// A PEM file of CA certificates to trust in addition to the built-in roots.
     pub ca_file: Option<PathBuf>,
     /// Connect timeout.
@@ -205,6 +208,7 @@ impl fmt::Debug for ClientConfig {
             .field("auth", &self.auth)
             .field("context_services_auth", &self.context_services_auth)
             .field("gms_auth", &self.gms_auth)
+            .field("gms_lookup_keys", &self.gms_lookup_keys)
             .field("ca_file", &self.ca_file)
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
@@ -229,6 +233,7 @@ impl ClientConfig {
             auth: Auth::None,
             context_services_auth: None,
             gms_auth: None,
+            gms_lookup_keys: Vec::new(),
             ca_file: None,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
@@ -606,6 +611,11 @@ impl RestClient {
     /// The GMS base URL (no trailing `/`).
     pub(super) fn gms_base(&self) -> &str {
         &self.inner.gms
+    }
+
+    /// The extra callback lookups configured: (GMS property, contact attribute).
+    pub(super) fn gms_lookup_keys(&self) -> &[(String, String)] {
+        &self.inner.config.gms_lookup_keys
     }
 
     /// The largest JSON body accepted.

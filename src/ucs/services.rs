@@ -256,8 +256,8 @@ impl RestClient {
         self.cs_delete(Operation::DeleteService, service.as_str(), &url).await
     }
 
-    /// The callbacks on each of the contact's phone numbers, across every callback service; a
-    /// callback found under two numbers is listed once.
+    /// The callbacks on each of the contact's phone numbers (and configured lookup keys),
+    /// across every callback service; a callback found by two queries is listed once.
     pub(super) async fn gms_list_callbacks(
         &self,
         contact: &Contact,
@@ -266,9 +266,9 @@ impl RestClient {
         let subject = Some(contact.id.as_str());
         let url = format!("{}{}", self.gms_base(), gms::CALLBACKS);
         let mut found: Vec<Callback> = Vec::new();
-        for number in gms::phone_numbers(&contact.attributes) {
+        for (property, value) in gms::lookups(&contact.attributes, self.gms_lookup_keys()) {
             let result: gms::CallbacksResult = self
-                .cs_json(operation, subject, &url, &[(gms::Q_CUSTOMER_NUMBER, number.as_str())])
+                .cs_json(operation, subject, &url, &[(property.as_str(), value.as_str())])
                 .await?;
             for record in result.into_vec() {
                 let id = CallbackId::new(&record.id)

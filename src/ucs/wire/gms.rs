@@ -26,6 +26,32 @@ pub const CALLBACKS: &str = "/genesys/1/service/callback";
 /// every record comes back and the client decides what is pending.
 pub const Q_CUSTOMER_NUMBER: &str = "_customer_number";
 
+/// The queries that find a contact's callbacks: `_customer_number` with each of its phone
+/// numbers ([`phone_numbers`]), then each configured lookup key (GMS property -> contact
+/// attribute) with each value of that attribute. Personal data: never log the result.
+///
+/// **Assumption** for the lookup keys: the page says records carry the keys of the service's
+/// `_customer_lookup_keys` option and can be queried by properties; which keys a deployment has
+/// is its configuration, so they come from the environment (`gms.lookupKeys`), none by default.
+pub fn lookups(
+    attributes: &BTreeMap<String, Vec<String>>,
+    lookup_keys: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut queries: Vec<(String, String)> = phone_numbers(attributes)
+        .into_iter()
+        .map(|number| (Q_CUSTOMER_NUMBER.to_owned(), number))
+        .collect();
+    for (property, attribute) in lookup_keys {
+        for value in attributes.get(attribute).into_iter().flatten() {
+            let query = (property.clone(), value.clone());
+            if !value.trim().is_empty() && !queries.contains(&query) {
+                queries.push(query);
+            }
+        }
+    }
+    queries
+}
+
 /// `_callback_state`: `SCHEDULED`, `QUEUED`, `ROUTING`, `PROCESSING`, `COMPLETED`, ...
 pub const F_STATE: &str = "_callback_state";
 
@@ -143,6 +169,25 @@ mod tests {
         assert_eq!(
             phone_numbers(&attributes),
             ["07700900123", "+44 20 7946 0958", "+442079460958"]
+        );
+    }
+
+    #[test]
+    fn lookup_keys_add_queries_after_the_phone_numbers() {
+        let attributes = BTreeMap::from([
+            ("PhoneNumber".to_owned(), vec!["5551234".to_owned()]),
+            ("EmailAddress".to_owned(), vec!["a@b.example".to_owned(), " ".to_owned()]),
+        ]);
+        let keys = [
+            ("_customer_email".to_owned(), "EmailAddress".to_owned()),
+            ("_loyalty_id".to_owned(), "LoyaltyId".to_owned()),
+        ];
+        assert_eq!(
+            lookups(&attributes, &keys),
+            [
+                (Q_CUSTOMER_NUMBER.to_owned(), "5551234".to_owned()),
+                ("_customer_email".to_owned(), "a@b.example".to_owned())
+            ]
         );
     }
 
