@@ -22,8 +22,8 @@ use crate::export::{self, Bag, ContactExport, ExportOptions, PayloadKind};
 use crate::plan::{self, ContactPlan, Plan, PlanInput, StepStatus};
 use crate::runbook::{Runbook, Scope, StepKind};
 use crate::ucs::{
-    ContactId, DataSource, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
-    list_all_interactions,
+    ContactId, DataSource, DeleteOutcome, ErrorKind, InteractionListing, InteractionSummary,
+    RetryEvent, TenantId, Ucs, UcsError, list_all_interactions,
 };
 
 pub use receipt::{ContactReceipt, Receipt, StepReceipt};
@@ -633,9 +633,13 @@ async fn execute<U: Ucs>(
                 if let InteractionListing::Found(list) =
                     list_all_interactions(ucs, contact_id, source, context.input.page_size).await?
                 {
-                    in_flight.extend(list.into_iter().filter(|i| i.is_in_flight()).map(|i| i.id));
+                    in_flight.extend(list.into_iter().filter(InteractionSummary::is_in_flight));
                 }
             }
+            // StopInteraction's TenantId is mandatory: the environment's tenant (as the plan's
+            // identification used it).
+            let tenant =
+                TenantId(u32::try_from(context.input.environment.tenant).unwrap_or(u32::MAX));
             if in_flight.is_empty() {
                 trail.outcome(
                     Event::StepDone,
@@ -652,7 +656,7 @@ async fn execute<U: Ucs>(
                 Detail { count: Some(in_flight.len() as u64), ..Detail::default() },
             )?;
             for interaction in &in_flight {
-                ucs.stop_interaction(interaction, STOP_REASON).await?;
+                ucs.stop_interaction(interaction, tenant, STOP_REASON).await?;
             }
             trail.outcome(
                 Event::StepDone,
