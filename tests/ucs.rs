@@ -18,6 +18,8 @@ use ucs_gdpr::ucs::{
     RetryThen, TenantId, Ucs, list_all_interactions,
 };
 
+mod contract;
+
 fn example(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/sim").join(name)
 }
