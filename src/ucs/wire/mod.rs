@@ -120,9 +120,20 @@ impl fmt::Display for Operation {
 
 /// `POST`: identify contacts by attributes (`.../RESTAPI/OMContactsIdentifyContact`).
 pub const IDENTIFY_CONTACT: &str = "/ucs/v1/OMContacts/IdentifyContact";
-/// `GET`: a contact's attributes (`.../RESTAPI/OMContactsGetAttributes`, book p. 105).
+/// `GET`: a contact's attributes, `ContactId` in the query (the guide's table of contents:
+/// OMContacts/GetAttributes, book p. 105).
+///
+/// **Assumption**: the method's own page was not readable in any stored copy. The verb is the
+/// general rule's (GET reads); `ContactId` as PSDK's `RequestGetAttributes` names it; no
+/// `AttributeList` is sent, meant as "all attributes" (PSDK sends the list of the wanted ones;
+/// a server that answers none without it fails the plan visibly: no attribute, no match).
 pub const GET_ATTRIBUTES: &str = "/ucs/v1/OMContacts/GetAttributes";
-/// `DELETE`: a contact and all its interactions (`.../RESTAPI/OMContactsDelete`, book p. 104).
+/// `DELETE`: a contact and all its interactions, `ContactId` in the query (table of contents:
+/// OMContacts/Delete, book p. 104).
+///
+/// **Assumption**: the method's own page was not readable. The verb is the general rule's
+/// (DELETE deletes); `ContactId` as PSDK's `RequestDeleteContact` names it; the answer's body
+/// is not read beyond a fault; a not-found fault is "already absent".
 pub const DELETE_CONTACT: &str = "/ucs/v1/OMContacts/Delete";
 /// `GET`: a contact's interactions (`.../RESTAPI/OMInteractionsGetInteractionsForContact`).
 pub const GET_INTERACTIONS: &str = "/ucs/v1/OMInteractions/GetInteractionsForContact";
