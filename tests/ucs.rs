@@ -19,6 +19,7 @@ use ucs_gdpr::ucs::{
 };
 
 mod contract;
+mod seam;
 
 fn example(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/sim").join(name)

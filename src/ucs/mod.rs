@@ -440,7 +440,7 @@ pub enum DeleteOutcome {
 ///
 /// Reads are idempotent; [`stop_interaction`](Ucs::stop_interaction) and
 /// [`cancel_callback`](Ucs::cancel_callback) are idempotent by nature;
-/// [`delete_contact`](Ucs::delete_contact) is not retried blindly (see [`RestClient`]).
+/// [`delete_contact`](Ucs::delete_contact) is not retried blindly (see [`Connector`]).
 pub trait Ucs: Send + Sync {
     /// Contacts of the tenant whose attributes match every pair of the request. Never creates
     /// a contact (a transport that cannot guarantee that refuses the call).
