@@ -10,6 +10,7 @@ use reqwest::{Method, RequestBuilder, Response, Url};
 use serde::de::DeserializeOwned;
 
 use super::{Auth, ClientConfig, ConfigError, Transport};
+use crate::ucs::error::sanitise_code;
 use crate::ucs::wire::document::{DecodeError, DocumentDecoder};
 use crate::ucs::wire::{self, FaultMeaning, Operation};
 use crate::ucs::{
@@ -186,10 +187,10 @@ impl RestTransport {
             return Ok(Answer::Ok(response));
         }
         let body = read_limited(operation, response, MAX_ERROR_BODY).await.unwrap_or_default();
-        Err(failure(operation, subject, status, &body)).or_else(|answer| match answer {
+        match failure(operation, subject, status, &body) {
             Failure::NoDataSource { server } => Ok(Answer::NoDataSource { server }),
             Failure::Error(error) => Err(error),
-        })
+        }
     }
 
     /// One call answering JSON: the status, the fault (in any answer) and the body.
@@ -530,9 +531,9 @@ impl Transport for RestTransport {
             Answer::NoDataSource { server } => {
                 // The reason is rebuilt from fixed text and the (sanitised) server name, never
                 // copied from the server's message.
-                let server = UcsError::new(operation, ErrorKind::Permanent, "")
-                    .with_server(server.as_deref())
-                    .server
+                let server = server
+                    .as_deref()
+                    .map(sanitise_code)
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| "unknown".to_owned());
                 let reason = format!(
@@ -639,8 +640,7 @@ impl Transport for RestTransport {
                         return Some((Err(error), None));
                     }
                     None => {
-                        let mut out = Vec::new();
-                        return match decoder.finish(&mut out) {
+                        return match decoder.finish() {
                             Ok(()) => None,
                             Err(error) => {
                                 Some((Err(decode_error(operation, error, &subject)), None))

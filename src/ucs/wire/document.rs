@@ -99,8 +99,9 @@ impl DocumentDecoder {
         Ok(())
     }
 
-    /// Ends the answer: `Ok` if the content was found and the JSON is whole.
-    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    /// Ends the answer: `Ok` if the content was found and the JSON is whole. (The content's
+    /// last bytes went out when its string closed.)
+    pub fn finish(mut self) -> Result<(), DecodeError> {
         if self.in_scalar {
             self.end_scalar();
         }
@@ -113,7 +114,6 @@ impl DocumentDecoder {
         if !self.found {
             return Err(DecodeError::Malformed);
         }
-        let _ = out;
         Ok(())
     }
 
@@ -391,7 +391,7 @@ mod tests {
             decoder.feed(&json[start..end], &mut out)?;
             start = end;
         }
-        decoder.finish(&mut out)?;
+        decoder.finish()?;
         Ok(out)
     }
 
@@ -449,7 +449,7 @@ mod tests {
             assert!(out.len() <= chunk.len(), "a chunk decodes to less than itself");
             total.extend_from_slice(&out);
         }
-        decoder.finish(&mut total).unwrap();
+        decoder.finish().unwrap();
         assert_eq!(total, bytes);
     }
 
@@ -461,7 +461,7 @@ mod tests {
             let mut out = Vec::new();
             let fed = decoder.feed(&json.as_bytes()[..cut], &mut out);
             assert!(fed.is_ok());
-            assert_eq!(decoder.finish(&mut out), Err(DecodeError::Truncated), "cut {cut}");
+            assert_eq!(decoder.finish(), Err(DecodeError::Truncated), "cut {cut}");
         }
         assert_eq!(
             decode_in_chunks(br#"{"FaultCode":510,"FaultString":"Msg: x not found"}"#, &[13]),
