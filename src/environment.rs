@@ -649,6 +649,7 @@ impl Environments {
         config.read_timeout = std::time::Duration::from_millis(environment.timeouts.read_ms);
         config.concurrency = usize::try_from(environment.concurrency).unwrap_or(8).max(1);
         config.rate_limit = environment.rate_limit;
+        config.tenant = u32::try_from(environment.tenant).ok().map(crate::ucs::TenantId);
         config.on_retry = on_retry;
         let client = RestClient::new(config)?;
         let digester = match (&environment.hmac_key_env, environment.kind) {

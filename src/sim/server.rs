@@ -13,7 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tokio_util::sync::CancellationToken;
 
 use super::faults::{ConnectionKill, FaultKind, Faults, ScriptedFault};
@@ -42,7 +42,7 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .route(wire::GET_INTERACTIONS, get(interactions))
         .route(wire::GET_CONTENT, get(content))
         .route(wire::GET_DOCUMENT, get(document))
-        .route(wire::STOP_INTERACTION, post(stop))
+        .route(wire::STOP_INTERACTION, put(stop))
         .route(&format!("{}/{{id}}", wire::PROFILES), get(profile).delete(delete_profile))
         .route(&format!("{}/{{service}}", wire::CALLBACKS), get(callbacks))
         .route(&format!("{}/{{service}}/{{id}}", wire::CALLBACKS), axum::routing::delete(cancel))
@@ -54,19 +54,32 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .with_state(state)
 }
 
+/// Answers a UCS fault (`FaultCode`/`FaultString`, `.../RESTAPI/NewBehaviors`). A stand-in
+/// until the simulator models UCS's documented faults method by method.
 fn error(sim: &SimState, status: StatusCode, code: &str, message: &str) -> Response {
-    let body = wire::ErrorBody {
-        error: wire::ErrorDetail {
-            code: code.to_owned(),
-            message: message.to_owned(),
-            server: Some(sim.server.clone()),
-        },
+    let fault_code = match code {
+        wire::CODE_NOT_FOUND => wire::FAULT_NOT_IN_DATABASE,
+        wire::CODE_BAD_REQUEST => wire::FAULT_INCORRECT_VALUE,
+        _ => "1",
     };
-    (status, axum::Json(body)).into_response()
+    let body = wire::Fault {
+        code: fault_code.to_owned(),
+        string: format!("Server: {} Msg: {message}", sim.server),
+    };
+    let mut value = serde_json::to_value(&body).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("FaultCode".to_owned(), fault_code.parse::<u32>().unwrap_or(1).into());
+    }
+    (status, axum::Json(value)).into_response()
 }
 
 fn not_found(sim: &SimState, what: &str) -> Response {
-    error(sim, StatusCode::NOT_FOUND, wire::CODE_NOT_FOUND, &format!("{what} not found"))
+    error(
+        sim,
+        StatusCode::NOT_FOUND,
+        wire::CODE_NOT_FOUND,
+        &format!("{what} not found in database"),
+    )
 }
 
 fn bad_request(sim: &SimState, message: &str) -> Response {
@@ -195,7 +208,7 @@ fn no_data_source(sim: &SimState, source: DataSource) -> Response {
     error(
         sim,
         StatusCode::NOT_FOUND,
-        wire::CODE_NO_DATA_SOURCE,
+        "NoDataSource",
         &format!("{} '{}' found", wire::NO_DATA_SOURCE_MESSAGE, source.as_str()),
     )
 }
@@ -211,21 +224,41 @@ macro_rules! try_response {
 
 async fn identify(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> Response {
     serve(&sim, &kill, Operation::IdentifyContact, async {
-        let Ok(request) = serde_json::from_slice::<wire::Envelope<wire::IdentifyParams>>(&body)
-        else {
-            return bad_request(
-                &sim,
-                "body must be {\"Parameters\":{\"TenantId\":..,\"OtherFields\":{..}}}",
-            );
+        type Parameters = serde_json::Map<String, serde_json::Value>;
+        let Ok(request) = serde_json::from_slice::<wire::Envelope<Parameters>>(&body) else {
+            return bad_request(&sim, "body must be {\"Parameters\":{\"TenantId\":..,..}}");
         };
-        let params = request.parameters;
-        if params.create_contact {
-            return bad_request(&sim, "CreateContact is not supported");
+        let mut params = request.parameters;
+        let Some(tenant) = params
+            .remove(wire::P_TENANT_ID)
+            .and_then(|t| t.as_u64())
+            .and_then(|t| u32::try_from(t).ok())
+        else {
+            return bad_request(&sim, "Missing parameter 'TenantId'");
+        };
+        if params.remove(wire::P_CREATE_CONTACT).as_ref().and_then(|v| v.as_str())
+            != Some(wire::FALSE)
+        {
+            return bad_request(&sim, "CreateContact other than \"false\" is not supported");
         }
-        let ids = try_response!(
-            blocking(&sim, move |s| s.identify(params.tenant_id, &params.other_fields)).await
-        );
-        json(&wire::IdentifyResult { contact_id_list: ids })
+        params.remove(wire::P_RETURN_UNIQUE);
+        let mut fields = std::collections::BTreeMap::new();
+        for (name, value) in params {
+            let Some(value) = value.as_str() else {
+                return bad_request(&sim, "attribute values must be strings");
+            };
+            fields.insert(name, value.to_owned());
+        }
+        let ids = try_response!(blocking(&sim, move |s| s.identify(tenant, &fields)).await);
+        let mut answer = serde_json::json!({
+            "NumberOfContactsFound": ids.len(),
+            "ContactIdList": ids,
+            "ContactCreated": wire::FALSE,
+        });
+        if let (Some(object), [one]) = (answer.as_object_mut(), ids.as_slice()) {
+            object.insert("ContactId".to_owned(), one.clone().into());
+        }
+        json(&answer)
     })
     .await
 }
@@ -259,17 +292,6 @@ async fn interactions(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Par
     serve(&sim, &kill, Operation::GetInteractionsForContact, async {
         let id = try_response!(id_param(&sim, &q, wire::Q_CONTACT_ID, ContactId::new));
         let source = try_response!(source_param(&sim, &q));
-        let number = |name: &str, default: u32| match param(&q, name) {
-            None => Ok(default),
-            Some(text) => text
-                .parse::<u32>()
-                .map_err(|_| bad_request(&sim, &format!("{name} must be a number"))),
-        };
-        let offset = try_response!(number(wire::Q_FROM_INDEX, 0));
-        let size = try_response!(number(wire::Q_PAGE_SIZE, 100));
-        if size == 0 || size > wire::MAX_PAGE_SIZE {
-            return bad_request(&sim, "PageSize out of range");
-        }
         if !sim.store.has_source(source) {
             return no_data_source(&sim, source);
         }
@@ -278,14 +300,12 @@ async fn interactions(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Par
                 if !s.contact_exists(id.as_str())? {
                     return Ok(None);
                 }
-                s.interactions(source, id.as_str(), offset, size).map(Some)
+                s.interactions(source, id.as_str(), 0, u32::MAX).map(Some)
             })
             .await
         );
         match found {
-            Some((interactions, total_count)) => {
-                json(&wire::InteractionsResult { interactions, total_count })
-            }
+            Some((interactions, _)) => json(&wire::InteractionsResult { interactions }),
             None => not_found(&sim, "contact"),
         }
     })
@@ -310,6 +330,7 @@ async fn content(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params) 
 async fn document(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params) -> Response {
     serve(&sim, &kill, Operation::GetDocument, async {
         let id = try_response!(id_param(&sim, &q, wire::Q_DOCUMENT_ID, AttachmentId::new));
+        let document_id = id.as_str().to_owned();
         let source = try_response!(source_param(&sim, &q));
         if !sim.store.has_source(source) {
             return no_data_source(&sim, source);
@@ -326,15 +347,38 @@ async fn document(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params)
                 return internal(&sim, &e);
             }
         };
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
-        (
-            [
-                (header::CONTENT_TYPE, wire::OCTET_STREAM.to_owned()),
-                (header::CONTENT_LENGTH, found.size.to_string()),
-            ],
-            Body::from_stream(stream),
-        )
-            .into_response()
+        // JSON, the content base64 in `Content`, encoded as the file streams.
+        let head = serde_json::json!({ "DocumentId": document_id, "TheSize": found.size });
+        let head = head.to_string();
+        let head = Bytes::from(format!("{},\"Content\":\"", head.trim_end_matches('}')));
+        let chunks = tokio_util::io::ReaderStream::with_capacity(file, 48 * 1024);
+        let body = futures_util::stream::unfold(
+            (Some(head), Some(chunks), Vec::<u8>::new()),
+            |(head, chunks, mut carry)| async move {
+                use base64::Engine as _;
+                use futures_util::StreamExt as _;
+                let engine = base64::engine::general_purpose::STANDARD;
+                if let Some(head) = head {
+                    return Some((Ok::<Bytes, std::io::Error>(head), (None, chunks, carry)));
+                }
+                let mut chunks = chunks?;
+                match chunks.next().await {
+                    Some(Ok(bytes)) => {
+                        carry.extend_from_slice(&bytes);
+                        let whole = carry.len() / 3 * 3;
+                        let encoded = engine.encode(carry.get(..whole).unwrap_or_default());
+                        carry.drain(..whole);
+                        Some((Ok(Bytes::from(encoded)), (None, Some(chunks), carry)))
+                    }
+                    Some(Err(e)) => Some((Err(e), (None, None, carry))),
+                    None => {
+                        let tail = format!("{}\"}}", engine.encode(&carry));
+                        Some((Ok(Bytes::from(tail)), (None, None, Vec::new())))
+                    }
+                }
+            },
+        );
+        ([(header::CONTENT_TYPE, wire::JSON)], Body::from_stream(body)).into_response()
     })
     .await
 }
@@ -344,7 +388,7 @@ async fn stop(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> Respo
         let Ok(request) = serde_json::from_slice::<wire::Envelope<wire::StopParams>>(&body) else {
             return bad_request(
                 &sim,
-                "body must be {\"Parameters\":{\"InteractionId\":..,\"Reason\":..}}",
+                "body must be {\"Parameters\":{\"InteractionId\":..,\"TenantId\":..,..}}",
             );
         };
         let params = request.parameters;

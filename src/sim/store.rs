@@ -415,6 +415,7 @@ impl Store {
                     Ok(WireInteraction {
                         id: row.get(0)?,
                         media_type_id: row.get(1)?,
+                        type_id: None,
                         status: status_from_name(&row.get::<_, String>(2)?),
                         workbin: row.get(3)?,
                         start_date: timestamp(row.get(4)?),
