@@ -20,6 +20,10 @@ pub struct Dataset {
     /// Whether the deployment has a data source with role `archive` (default: yes).
     #[serde(default = "yes")]
     pub archive: bool,
+    /// UCS's `schema/select-limit`: the most contact ids one `IdentifyContact` answers
+    /// (`NumberOfContactsFound` never exceeds it; page `.../RESTAPI/OMContactsIdentifyContact`).
+    #[serde(default = "default_select_limit")]
+    pub select_limit: u32,
     /// The contacts.
     #[serde(default)]
     pub contacts: Vec<DatasetContact>,
@@ -27,6 +31,16 @@ pub struct Dataset {
 
 fn default_server() -> String {
     "ucs-sim".to_owned()
+}
+
+/// The default select limit of the simulator.
+///
+/// **Assumption**: UCS's own default for `schema/select-limit` is not in the pages read; 100 is
+/// small enough for tests to reach.
+pub const DEFAULT_SELECT_LIMIT: u32 = 100;
+
+fn default_select_limit() -> u32 {
+    DEFAULT_SELECT_LIMIT
 }
 
 fn yes() -> bool {

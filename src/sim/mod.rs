@@ -6,6 +6,7 @@
 //! environment of `type: embedded` and the tests use, with the real [`crate::ucs::RestClient`]
 //! pointed at [`RunningSim::base_url`].
 
+mod conformance;
 mod dataset;
 mod faults;
 mod generate;
@@ -24,6 +25,7 @@ pub use dataset::{
     Dataset, DatasetAttachment, DatasetCallback, DatasetContact, DatasetError, DatasetInteraction,
     DatasetInteractions, OneOrMany,
 };
+pub use conformance::{Conformance, NonConformity, UcsFault};
 pub use faults::{FaultKind, FaultOptions, ScriptedFault, Stats};
 pub use generate::{GenerateError, GenerateOptions, generate};
 pub use store::StoreError;
@@ -110,10 +112,10 @@ impl Simulator {
         };
         let dataset_path = options.dataset.clone();
         let dir = state_dir.clone();
-        let (store, server) = tokio::task::spawn_blocking(move || {
+        let (store, server, select_limit) = tokio::task::spawn_blocking(move || {
             let dataset = Dataset::load(&dataset_path)?;
             let store = Store::open(&dir, &dataset, &dataset_path)?;
-            Ok::<_, SimError>((store, dataset.server))
+            Ok::<_, SimError>((store, dataset.server, dataset.select_limit))
         })
         .await
         .map_err(|_| SimError::Setup)??;
@@ -127,6 +129,8 @@ impl Simulator {
         let state = Arc::new(SimState {
             store: Arc::new(store),
             faults: Faults::new(options.faults),
+            journal: conformance::Journal::default(),
+            select_limit,
             server,
             shutdown: shutdown.clone(),
         });
@@ -181,9 +185,16 @@ impl RunningSim {
         &self.state_dir
     }
 
-    /// Calls per operation and injected faults so far.
+    /// Calls per operation, injected faults and the conformance journal so far.
     pub fn stats(&self) -> Stats {
-        self.state.faults.stats()
+        self.state.stats()
+    }
+
+    /// The conformance journal: every non-conforming request so far and the contacts
+    /// identification created. A test of a conforming client asserts
+    /// [`Conformance::is_clean`].
+    pub fn conformance(&self) -> Conformance {
+        self.state.journal.snapshot()
     }
 
     /// Adds scripted faults, counting `nth` from now.
