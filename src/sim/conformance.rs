@@ -96,7 +96,9 @@ impl UcsFault {
         Self::new(
             StatusCode::BAD_REQUEST,
             FAULT_INCORRECT_VALUE,
-            format!("Incorrect value for parameter '{name}', expected '{expected}' but was '{was}'"),
+            format!(
+                "Incorrect value for parameter '{name}', expected '{expected}' but was '{was}'"
+            ),
         )
     }
 
@@ -169,11 +171,14 @@ impl Conformance {
     }
 }
 
+/// The kinds seen, in order, and where each (operation, problem) is in the list.
+type Entries = (Vec<NonConformity>, BTreeMap<(String, String), usize>);
+
 /// The running journal. Deduplicated by (operation, problem), so it stays small however many
 /// requests arrive.
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
-    entries: Mutex<(Vec<NonConformity>, BTreeMap<(String, String), usize>)>,
+    entries: Mutex<Entries>,
     contacts_created: AtomicU64,
 }
 
@@ -202,7 +207,12 @@ impl Journal {
     }
 
     /// Records a fault answered for a non-conforming request, and returns it.
-    pub(crate) fn refuse(&self, operation: &str, problem: impl Into<String>, fault: UcsFault) -> UcsFault {
+    pub(crate) fn refuse(
+        &self,
+        operation: &str,
+        problem: impl Into<String>,
+        fault: UcsFault,
+    ) -> UcsFault {
         self.record(operation, problem);
         fault
     }
@@ -272,7 +282,11 @@ pub(crate) fn check_query<'a>(
                     ),
                     None => format!("unknown parameter {}", printable(name)),
                 };
-                return Err(journal.refuse(operation, problem, UcsFault::unknown(&printable(name))));
+                return Err(journal.refuse(
+                    operation,
+                    problem,
+                    UcsFault::unknown(&printable(name)),
+                ));
             }
         }
     }

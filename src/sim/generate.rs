@@ -174,7 +174,12 @@ pub fn generate(options: &GenerateOptions) -> Result<u64, GenerateError> {
             callbacks,
         });
     }
-    let dataset = Dataset { server: "ucs-sim-generated".to_owned(), archive: true, select_limit: super::dataset::DEFAULT_SELECT_LIMIT, contacts };
+    let dataset = Dataset {
+        server: "ucs-sim-generated".to_owned(),
+        archive: true,
+        select_limit: super::dataset::DEFAULT_SELECT_LIMIT,
+        contacts,
+    };
     let error = |source| GenerateError::Write { path: options.out.clone(), source };
     let mut out = std::io::BufWriter::new(std::fs::File::create(&options.out).map_err(error)?);
     serde_json::to_writer(&mut out, &dataset)

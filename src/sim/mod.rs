@@ -12,6 +12,7 @@ mod faults;
 mod generate;
 mod server;
 mod store;
+mod ucs_api;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,11 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use dataset::{
-    Dataset, DatasetAttachment, DatasetCallback, DatasetContact, DatasetError, DatasetInteraction,
-    DatasetInteractions, OneOrMany,
-};
 pub use conformance::{Conformance, NonConformity, UcsFault};
+pub use dataset::{
+    DEFAULT_SELECT_LIMIT, Dataset, DatasetAttachment, DatasetCallback, DatasetContact,
+    DatasetError, DatasetInteraction, DatasetInteractions, OneOrMany,
+};
 pub use faults::{FaultKind, FaultOptions, ScriptedFault, Stats};
 pub use generate::{GenerateError, GenerateOptions, generate};
 pub use store::StoreError;

@@ -1,5 +1,6 @@
-//! The simulator's HTTP side: exactly the routes, fields and status codes of [`wire`], over
-//! the [`Store`], with fault injection in front of every call.
+//! The simulator's HTTP side over the [`Store`], with fault injection in front of every call.
+//! The UCS methods are in [`super::ucs_api`] (served as Genesys documents them); Context
+//! Services and GMS routes are here.
 
 // Handlers short-circuit with the error response itself; boxing it would buy nothing here.
 #![allow(clippy::result_large_err)]
@@ -16,18 +17,34 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
-use super::faults::{ConnectionKill, FaultKind, Faults, ScriptedFault};
+use super::conformance::{Journal, UcsFault};
+use super::faults::{ConnectionKill, FaultKind, Faults, ScriptedFault, Stats};
 use super::store::{Store, StoreError};
 use crate::ucs::wire::{self, Operation};
-use crate::ucs::{AttachmentId, CallbackId, ContactId, DataSource, InteractionId};
+use crate::ucs::{CallbackId, ContactId};
 
 /// What every handler shares.
 #[derive(Debug)]
 pub(crate) struct SimState {
     pub(crate) store: Arc<Store>,
     pub(crate) faults: Faults,
+    /// The conformance journal of the UCS methods.
+    pub(crate) journal: Journal,
+    /// UCS's `schema/select-limit` (IdentifyContact answers at most this many ids).
+    pub(crate) select_limit: u32,
     pub(crate) server: String,
     pub(crate) shutdown: CancellationToken,
+}
+
+impl SimState {
+    /// Calls, injected faults and the conformance journal.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = self.faults.stats();
+        let conformance = self.journal.snapshot();
+        stats.non_conforming = conformance.non_conforming;
+        stats.contacts_created = conformance.contacts_created;
+        stats
+    }
 }
 
 type Shared = State<Arc<SimState>>;
@@ -35,20 +52,30 @@ type Conn = ConnectInfo<ConnectionKill>;
 type Params = Query<HashMap<String, String>>;
 
 pub(crate) fn router(state: Arc<SimState>) -> Router {
-    Router::new()
-        .route(wire::IDENTIFY_CONTACT, post(identify))
-        .route(wire::GET_ATTRIBUTES, get(attributes))
-        .route(wire::DELETE_CONTACT, axum::routing::delete(delete_contact))
-        .route(wire::GET_INTERACTIONS, get(interactions))
-        .route(wire::GET_CONTENT, get(content))
-        .route(wire::GET_DOCUMENT, get(document))
-        .route(wire::STOP_INTERACTION, post(stop))
+    super::ucs_api::routes(Router::new())
         .route(&format!("{}/{{id}}", wire::PROFILES), get(profile).delete(delete_profile))
         .route(&format!("{}/{{service}}", wire::CALLBACKS), get(callbacks))
         .route(&format!("{}/{{service}}/{{id}}", wire::CALLBACKS), axum::routing::delete(cancel))
         .route("/sim/stats", get(stats))
         .route("/sim/faults", post(script))
-        .fallback(|State(sim): Shared| async move {
+        .fallback(|State(sim): Shared, uri: axum::http::Uri| async move {
+            if let Some(method) = uri.path().strip_prefix("/ucs/v1/") {
+                // **Assumption**: what UCS answers for a method it does not have is not
+                // documented; a wrong-verb-like fault, journaled.
+                let method = super::conformance::printable(method);
+                return sim
+                    .journal
+                    .refuse(
+                        "(unknown)",
+                        format!("unknown UCS method {method}"),
+                        UcsFault::new(
+                            StatusCode::NOT_FOUND,
+                            super::conformance::FAULT_WRONG_VERB,
+                            format!("Unknown method '{method}'"),
+                        ),
+                    )
+                    .into_response();
+            }
             error(&sim, StatusCode::NOT_FOUND, "NoSuchEndpoint", "no such endpoint")
         })
         .with_state(state)
@@ -86,10 +113,10 @@ tokio::task_local! {
 /// Runs a blocking store call off the runtime. The blocking thread also serves the injected
 /// latency (the query overlaps it): one thread hand-off per call instead of two, which is
 /// what keeps the simulator out of the way of latency-bound measurements.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     sim: &SimState,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, StoreError> {
     let store = sim.store.clone();
     let answer_at = ANSWER_AT.try_with(|at| *at).ok();
     let job = move || {
@@ -99,17 +126,21 @@ async fn blocking<T: Send + 'static>(
         }
         result
     };
-    match tokio::task::spawn_blocking(job).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(internal(sim, &e)),
-        Err(_) => Err(error(sim, StatusCode::INTERNAL_SERVER_ERROR, wire::CODE_INTERNAL, "panic")),
-    }
+    tokio::task::spawn_blocking(job).await.unwrap_or(Err(StoreError::Panicked))
+}
+
+/// [`blocking`] for the Context Services and GMS handlers: a storage failure as their error.
+async fn blocking_or_error<T: Send + 'static>(
+    sim: &SimState,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    blocking(sim, f).await.map_err(|e| internal(sim, &e))
 }
 
 /// Counts the call, injects latency and faults, and runs `work` unless a fault replaces it.
 /// A timeout or reset runs the work first and then loses the answer: the nastiest case for a
 /// client (did my delete happen?).
-async fn serve(
+pub(crate) async fn serve(
     sim: &SimState,
     kill: &ConnectionKill,
     operation: Operation,
@@ -127,20 +158,20 @@ async fn serve(
     tracing::debug!(operation = %operation, fault = ?fault, "injecting a fault");
     match fault {
         FaultKind::Unavailable => {
-            error(sim, StatusCode::SERVICE_UNAVAILABLE, wire::CODE_UNAVAILABLE, "injected fault")
+            injected(sim, operation, StatusCode::SERVICE_UNAVAILABLE, "injected fault")
         }
         FaultKind::Permanent => {
-            error(sim, StatusCode::INTERNAL_SERVER_ERROR, wire::CODE_INTERNAL, "injected fault")
+            injected(sim, operation, StatusCode::INTERNAL_SERVER_ERROR, "injected fault")
         }
         FaultKind::Timeout => {
             drop(work.await);
             sim.shutdown.cancelled().await;
-            error(sim, StatusCode::SERVICE_UNAVAILABLE, wire::CODE_UNAVAILABLE, "shutting down")
+            injected(sim, operation, StatusCode::SERVICE_UNAVAILABLE, "shutting down")
         }
         FaultKind::Reset => {
             drop(work.await);
             kill.kill();
-            error(sim, StatusCode::SERVICE_UNAVAILABLE, wire::CODE_UNAVAILABLE, "dropped")
+            injected(sim, operation, StatusCode::SERVICE_UNAVAILABLE, "dropped")
         }
         FaultKind::Garbage => {
             ([(header::CONTENT_TYPE, wire::JSON)], "{\"Interactions\": [<<garbage>>")
@@ -165,20 +196,34 @@ async fn serve(
     }
 }
 
+/// An injected failure: a UCS fault for the UCS methods (the documented shape), the old error
+/// body for the Context Services and GMS routes.
+fn injected(sim: &SimState, operation: Operation, status: StatusCode, text: &str) -> Response {
+    match operation {
+        Operation::IdentifyContact
+        | Operation::GetAttributes
+        | Operation::DeleteContact
+        | Operation::GetInteractionsForContact
+        | Operation::GetInteractionContent
+        | Operation::GetDocument
+        | Operation::StopInteraction => UcsFault::server(status, &sim.server, text).into_response(),
+        _ => {
+            let code = if status == StatusCode::SERVICE_UNAVAILABLE {
+                wire::CODE_UNAVAILABLE
+            } else {
+                wire::CODE_INTERNAL
+            };
+            error(sim, status, code, text)
+        }
+    }
+}
+
 fn json<T: serde::Serialize>(value: &T) -> Response {
     axum::Json(value).into_response()
 }
 
 fn param<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     params.get(name).map(String::as_str)
-}
-
-fn source_param(sim: &SimState, params: &HashMap<String, String>) -> Result<DataSource, Response> {
-    match param(params, wire::Q_DATA_SOURCE) {
-        None => Ok(DataSource::Main),
-        Some(name) => wire::data_source_from_name(name)
-            .ok_or_else(|| bad_request(sim, "DataSource must be main or archive")),
-    }
 }
 
 fn id_param<T>(
@@ -191,15 +236,6 @@ fn id_param<T>(
     parse(text).map_err(|e| bad_request(sim, &e.to_string()))
 }
 
-fn no_data_source(sim: &SimState, source: DataSource) -> Response {
-    error(
-        sim,
-        StatusCode::NOT_FOUND,
-        wire::CODE_NO_DATA_SOURCE,
-        &format!("{} '{}' found", wire::NO_DATA_SOURCE_MESSAGE, source.as_str()),
-    )
-}
-
 macro_rules! try_response {
     ($e:expr) => {
         match $e {
@@ -209,164 +245,11 @@ macro_rules! try_response {
     };
 }
 
-async fn identify(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> Response {
-    serve(&sim, &kill, Operation::IdentifyContact, async {
-        let Ok(request) = serde_json::from_slice::<wire::Envelope<wire::IdentifyParams>>(&body)
-        else {
-            return bad_request(
-                &sim,
-                "body must be {\"Parameters\":{\"TenantId\":..,\"OtherFields\":{..}}}",
-            );
-        };
-        let params = request.parameters;
-        if params.create_contact {
-            return bad_request(&sim, "CreateContact is not supported");
-        }
-        let ids = try_response!(
-            blocking(&sim, move |s| s.identify(params.tenant_id, &params.other_fields)).await
-        );
-        json(&wire::IdentifyResult { contact_id_list: ids })
-    })
-    .await
-}
-
-async fn attributes(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params) -> Response {
-    serve(&sim, &kill, Operation::GetAttributes, async {
-        let id = try_response!(id_param(&sim, &q, wire::Q_CONTACT_ID, ContactId::new));
-        match try_response!(blocking(&sim, move |s| s.contact(id.as_str())).await) {
-            Some(contact) => json(&contact),
-            None => not_found(&sim, "contact"),
-        }
-    })
-    .await
-}
-
-async fn delete_contact(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params) -> Response {
-    serve(&sim, &kill, Operation::DeleteContact, async {
-        let id = try_response!(id_param(&sim, &q, wire::Q_CONTACT_ID, ContactId::new));
-        let subject = id.clone();
-        if try_response!(blocking(&sim, move |s| s.delete_contact(id.as_str())).await) {
-            tracing::info!(contact = %subject, "simulator deleted a contact");
-            json(&serde_json::json!({ "ContactId": subject }))
-        } else {
-            not_found(&sim, "contact")
-        }
-    })
-    .await
-}
-
-async fn interactions(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params) -> Response {
-    serve(&sim, &kill, Operation::GetInteractionsForContact, async {
-        let id = try_response!(id_param(&sim, &q, wire::Q_CONTACT_ID, ContactId::new));
-        let source = try_response!(source_param(&sim, &q));
-        let number = |name: &str, default: u32| match param(&q, name) {
-            None => Ok(default),
-            Some(text) => text
-                .parse::<u32>()
-                .map_err(|_| bad_request(&sim, &format!("{name} must be a number"))),
-        };
-        let offset = try_response!(number(wire::Q_FROM_INDEX, 0));
-        let size = try_response!(number(wire::Q_PAGE_SIZE, 100));
-        if size == 0 || size > wire::MAX_PAGE_SIZE {
-            return bad_request(&sim, "PageSize out of range");
-        }
-        if !sim.store.has_source(source) {
-            return no_data_source(&sim, source);
-        }
-        let found = try_response!(
-            blocking(&sim, move |s| {
-                if !s.contact_exists(id.as_str())? {
-                    return Ok(None);
-                }
-                s.interactions(source, id.as_str(), offset, size).map(Some)
-            })
-            .await
-        );
-        match found {
-            Some((interactions, total_count)) => {
-                json(&wire::InteractionsResult { interactions, total_count })
-            }
-            None => not_found(&sim, "contact"),
-        }
-    })
-    .await
-}
-
-async fn content(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params) -> Response {
-    serve(&sim, &kill, Operation::GetInteractionContent, async {
-        let id = try_response!(id_param(&sim, &q, wire::Q_INTERACTION_ID, InteractionId::new));
-        let source = try_response!(source_param(&sim, &q));
-        if !sim.store.has_source(source) {
-            return no_data_source(&sim, source);
-        }
-        match try_response!(blocking(&sim, move |s| s.content(source, id.as_str())).await) {
-            Some(content) => json(&content),
-            None => not_found(&sim, "interaction"),
-        }
-    })
-    .await
-}
-
-async fn document(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params) -> Response {
-    serve(&sim, &kill, Operation::GetDocument, async {
-        let id = try_response!(id_param(&sim, &q, wire::Q_DOCUMENT_ID, AttachmentId::new));
-        let source = try_response!(source_param(&sim, &q));
-        if !sim.store.has_source(source) {
-            return no_data_source(&sim, source);
-        }
-        let Some(found) =
-            try_response!(blocking(&sim, move |s| s.document(source, id.as_str())).await)
-        else {
-            return not_found(&sim, "document");
-        };
-        let file = match tokio::fs::File::open(&found.path).await {
-            Ok(file) => file,
-            Err(e) => {
-                let e = StoreError::Io { path: found.path, source: e };
-                return internal(&sim, &e);
-            }
-        };
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
-        (
-            [
-                (header::CONTENT_TYPE, wire::OCTET_STREAM.to_owned()),
-                (header::CONTENT_LENGTH, found.size.to_string()),
-            ],
-            Body::from_stream(stream),
-        )
-            .into_response()
-    })
-    .await
-}
-
-async fn stop(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> Response {
-    serve(&sim, &kill, Operation::StopInteraction, async {
-        let Ok(request) = serde_json::from_slice::<wire::Envelope<wire::StopParams>>(&body) else {
-            return bad_request(
-                &sim,
-                "body must be {\"Parameters\":{\"InteractionId\":..,\"Reason\":..}}",
-            );
-        };
-        let params = request.parameters;
-        let id = try_response!(
-            InteractionId::new(&params.interaction_id)
-                .map_err(|e| bad_request(&sim, &e.to_string()))
-        );
-        let reason = params.reason;
-        if try_response!(blocking(&sim, move |s| s.stop(id.as_str(), &reason)).await) {
-            json(&serde_json::json!({}))
-        } else {
-            not_found(&sim, "interaction")
-        }
-    })
-    .await
-}
-
 async fn profile(State(sim): Shared, ConnectInfo(kill): Conn, Path(id): Path<String>) -> Response {
     serve(&sim, &kill, Operation::GetProfile, async {
         let id = try_response!(ContactId::new(&id).map_err(|e| bad_request(&sim, &e.to_string())));
         let key = id.clone();
-        match try_response!(blocking(&sim, move |s| s.profile(key.as_str())).await) {
+        match try_response!(blocking_or_error(&sim, move |s| s.profile(key.as_str())).await) {
             Some(mut fields) => {
                 fields.insert(wire::PROFILE_ID_FIELD.to_owned(), id.as_str().into());
                 json(&fields)
@@ -384,7 +267,7 @@ async fn delete_profile(
 ) -> Response {
     serve(&sim, &kill, Operation::DeleteProfile, async {
         let id = try_response!(ContactId::new(&id).map_err(|e| bad_request(&sim, &e.to_string())));
-        if try_response!(blocking(&sim, move |s| s.delete_profile(id.as_str())).await) {
+        if try_response!(blocking_or_error(&sim, move |s| s.delete_profile(id.as_str())).await) {
             StatusCode::NO_CONTENT.into_response()
         } else {
             not_found(&sim, "profile")
@@ -401,7 +284,7 @@ async fn callbacks(
 ) -> Response {
     serve(&sim, &kill, Operation::ListCallbacks, async {
         let id = try_response!(id_param(&sim, &q, wire::Q_CALLBACK_CUSTOMER, ContactId::new));
-        let found = try_response!(blocking(&sim, move |s| s.callbacks(id.as_str())).await);
+        let found = try_response!(blocking_or_error(&sim, move |s| s.callbacks(id.as_str())).await);
         json(&found)
     })
     .await
@@ -414,7 +297,7 @@ async fn cancel(
 ) -> Response {
     serve(&sim, &kill, Operation::CancelCallback, async {
         let id = try_response!(CallbackId::new(&id).map_err(|e| bad_request(&sim, &e.to_string())));
-        if try_response!(blocking(&sim, move |s| s.cancel_callback(id.as_str())).await) {
+        if try_response!(blocking_or_error(&sim, move |s| s.cancel_callback(id.as_str())).await) {
             json(&serde_json::json!({}))
         } else {
             not_found(&sim, "callback")
@@ -424,7 +307,7 @@ async fn cancel(
 }
 
 async fn stats(State(sim): Shared) -> Response {
-    json(&sim.faults.stats())
+    json(&sim.stats())
 }
 
 async fn script(State(sim): Shared, body: Bytes) -> Response {

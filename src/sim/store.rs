@@ -63,6 +63,9 @@ pub enum StoreError {
     /// The dataset holds something the store cannot take.
     #[error("dataset: {0}")]
     Dataset(String),
+    /// A storage task panicked or was cancelled.
+    #[error("simulator storage task failed")]
+    Panicked,
 }
 
 /// One database file with a few reusable connections.
@@ -383,8 +386,7 @@ impl Store {
     ) -> Result<String, StoreError> {
         self.main.run(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let count: i64 =
-                tx.query_row("SELECT COUNT(*) FROM contacts", [], |row| row.get(0))?;
+            let count: i64 = tx.query_row("SELECT COUNT(*) FROM contacts", [], |row| row.get(0))?;
             let mut n = count;
             let id = loop {
                 // 16 alphanumeric characters, like UCS's ids; never one the dataset uses.
@@ -429,8 +431,12 @@ impl Store {
                     .prepare("SELECT path FROM documents WHERE interaction_id = ?1 AND owned = 1")?
                     .query_map(params![interaction], |row| row.get::<_, String>(0))?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
-                tx.execute("DELETE FROM documents WHERE interaction_id = ?1", params![interaction])?;
-                let n = tx.execute("DELETE FROM interactions WHERE id = ?1", params![interaction])?;
+                tx.execute(
+                    "DELETE FROM documents WHERE interaction_id = ?1",
+                    params![interaction],
+                )?;
+                let n =
+                    tx.execute("DELETE FROM interactions WHERE id = ?1", params![interaction])?;
                 tx.commit()?;
                 Ok((files, n))
             })?;
