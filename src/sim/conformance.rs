@@ -145,20 +145,25 @@ pub struct NonConformity {
     pub count: u64,
 }
 
-/// What the journal holds: the non-conforming requests and the contacts identification created.
+/// What the journal holds: the non-conforming requests, the documented-but-dangerous ones, and
+/// the contacts identification created.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Conformance {
-    /// Every kind of non-conforming request, in the order first seen.
+    /// Every kind of request the documentation does not allow, in the order first seen.
     pub non_conforming: Vec<NonConformity>,
+    /// Requests the documentation allows but that a GDPR tool must not send: an
+    /// `IdentifyContact` without `"CreateContact":"false"` (UCS's default creates a contact),
+    /// and each contact so created.
+    pub dangerous: Vec<NonConformity>,
     /// Contacts created by `IdentifyContact` (its dangerous default).
     pub contacts_created: u64,
 }
 
 impl Conformance {
-    /// Whether no request was non-conforming and no contact was created.
+    /// Whether no request was non-conforming or dangerous and no contact was created.
     pub fn is_clean(&self) -> bool {
-        self.non_conforming.is_empty() && self.contacts_created == 0
+        self.non_conforming.is_empty() && self.dangerous.is_empty() && self.contacts_created == 0
     }
 
     /// The problems recorded for `operation`.
@@ -179,7 +184,35 @@ type Entries = (Vec<NonConformity>, BTreeMap<(String, String), usize>);
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
     entries: Mutex<Entries>,
+    dangerous: Mutex<Entries>,
     contacts_created: AtomicU64,
+}
+
+fn add(entries: &Mutex<Entries>, operation: &str, problem: String) {
+    let mut guard = match entries.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let (list, index) = &mut *guard;
+    let key = (operation.to_owned(), problem);
+    match index.get(&key) {
+        Some(&at) => {
+            if let Some(entry) = list.get_mut(at) {
+                entry.count += 1;
+            }
+        }
+        None => {
+            index.insert(key.clone(), list.len());
+            list.push(NonConformity { operation: key.0, problem: key.1, count: 1 });
+        }
+    }
+}
+
+fn list(entries: &Mutex<Entries>) -> Vec<NonConformity> {
+    match entries.lock() {
+        Ok(guard) => guard.0.clone(),
+        Err(poisoned) => poisoned.into_inner().0.clone(),
+    }
 }
 
 impl Journal {
@@ -187,23 +220,14 @@ impl Journal {
     pub(crate) fn record(&self, operation: &str, problem: impl Into<String>) {
         let problem = problem.into();
         tracing::warn!(operation, problem = %problem, "non-conforming UCS request");
-        let mut guard = match self.entries.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let (list, index) = &mut *guard;
-        let key = (operation.to_owned(), problem);
-        match index.get(&key) {
-            Some(&at) => {
-                if let Some(entry) = list.get_mut(at) {
-                    entry.count += 1;
-                }
-            }
-            None => {
-                index.insert(key.clone(), list.len());
-                list.push(NonConformity { operation: key.0, problem: key.1, count: 1 });
-            }
-        }
+        add(&self.entries, operation, problem);
+    }
+
+    /// Records a documented but dangerous request.
+    pub(crate) fn record_dangerous(&self, operation: &str, problem: impl Into<String>) {
+        let problem = problem.into();
+        tracing::warn!(operation, problem = %problem, "dangerous UCS request");
+        add(&self.dangerous, operation, problem);
     }
 
     /// Records a fault answered for a non-conforming request, and returns it.
@@ -224,12 +248,9 @@ impl Journal {
 
     /// A snapshot.
     pub(crate) fn snapshot(&self) -> Conformance {
-        let guard = match self.entries.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
         Conformance {
-            non_conforming: guard.0.clone(),
+            non_conforming: list(&self.entries),
+            dangerous: list(&self.dangerous),
             contacts_created: self.contacts_created.load(Ordering::Relaxed),
         }
     }

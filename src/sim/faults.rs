@@ -108,6 +108,9 @@ pub struct Stats {
     /// Every kind of non-conforming request (operation, what was wrong, how often).
     #[serde(default)]
     pub non_conforming: Vec<super::conformance::NonConformity>,
+    /// Documented but dangerous requests (an `IdentifyContact` that may create a contact).
+    #[serde(default)]
+    pub dangerous: Vec<super::conformance::NonConformity>,
     /// Contacts created by `IdentifyContact`.
     #[serde(default)]
     pub contacts_created: u64,
@@ -208,6 +211,7 @@ impl Faults {
             calls: counters.calls.iter().map(|(op, n)| (op.as_str().to_owned(), *n)).collect(),
             faults: counters.faults.iter().map(|(k, n)| (k.as_str().to_owned(), *n)).collect(),
             non_conforming: Vec::new(),
+            dangerous: Vec::new(),
             contacts_created: 0,
         }
     }

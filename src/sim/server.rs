@@ -42,6 +42,7 @@ impl SimState {
         let mut stats = self.faults.stats();
         let conformance = self.journal.snapshot();
         stats.non_conforming = conformance.non_conforming;
+        stats.dangerous = conformance.dangerous;
         stats.contacts_created = conformance.contacts_created;
         stats
     }

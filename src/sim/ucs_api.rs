@@ -443,7 +443,8 @@ async fn identify(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> R
         // The documented default: absent, CreateContact is the media's strategy, else true.
         let creates = create.unwrap_or(true);
         if create.is_none() {
-            sim.journal.record(op.as_str(), "CreateContact missing (UCS defaults to true)");
+            sim.journal
+                .record_dangerous(op.as_str(), "CreateContact missing (UCS defaults to true)");
         }
         let lookup = criteria.clone();
         let mut ids = try_response!(
@@ -459,9 +460,14 @@ async fn identify(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> R
                     .map_err(|e| storage(&sim, &e))
             );
             sim.journal.contact_created();
-            if create.is_none() {
-                sim.journal.record(op.as_str(), "CreateContact missing: contact created");
-            }
+            sim.journal.record_dangerous(
+                op.as_str(),
+                if create.is_none() {
+                    "CreateContact missing: contact created"
+                } else {
+                    "CreateContact \"true\": contact created"
+                },
+            );
             tracing::warn!(contact = %id, "IdentifyContact created a contact");
             ids.push(id);
             created = true;
