@@ -166,6 +166,11 @@ impl Conformance {
         self.non_conforming.is_empty() && self.dangerous.is_empty() && self.contacts_created == 0
     }
 
+    /// Every dangerous request's problem.
+    pub fn problems_dangerous(&self) -> Vec<&str> {
+        self.dangerous.iter().map(|n| n.problem.as_str()).collect()
+    }
+
     /// The problems recorded for `operation`.
     pub fn problems(&self, operation: &str) -> Vec<&str> {
         self.non_conforming
@@ -337,7 +342,7 @@ pub(crate) fn check_mandatory(
 pub(crate) fn printable(name: &str) -> String {
     let cleaned: String = name
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
         .take(64)
         .collect();
     if cleaned.is_empty() { "(unprintable)".to_owned() } else { cleaned }
