@@ -75,7 +75,9 @@ async fn send_fixture(sim: &RunningSim, name: &str) -> Answer {
 }
 
 fn identify(parameters: Value) -> Value {
-    json!({ "Parameters": parameters })
+    let mut body = serde_json::Map::new();
+    body.insert("Parameters".to_owned(), parameters);
+    Value::Object(body)
 }
 
 const IDENTIFY: &str = "/ucs/v1/OMContacts/IdentifyContact";
