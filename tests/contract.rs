@@ -159,6 +159,19 @@ async fn identify_contact_without_create_contact_creates_a_contact_as_ucs_would(
 }
 
 #[tokio::test]
+async fn identify_contact_uses_contact_attributes_of_user_data_too() {
+    let sim = start().await;
+    let body = json!({
+        "Parameters": {"TenantId": 101, "CreateContact": "false", "FirstName": "Constance"},
+        "UserData": {"MemberId": "83", "NotAnAttribute": "x"},
+    });
+    let got = send_json(&sim, reqwest::Method::POST, IDENTIFY, &body).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body["ContactIdList"], json!(["0000CONSTANCE083"]), "{}", got.body);
+    assert!(sim.conformance().is_clean(), "{:?}", sim.conformance());
+}
+
+#[tokio::test]
 async fn identify_contact_answers_at_most_the_select_limit() {
     let sim = start().await; // selectLimit: 1, two contacts share the address
     let got = send_json(

@@ -57,6 +57,8 @@ use crate::ucs::{AttachmentId, ContactId, DataSource, InteractionId};
 type Shared = State<Arc<SimState>>;
 type Conn = ConnectInfo<ConnectionKill>;
 type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+/// A KVList of a POST/PUT body.
+type Params = Map<String, Value>;
 
 /// `PUT`: stop an interaction (page `OMInteractionsStopInteraction`). `wire` has the same path.
 const STOP_INTERACTION: &str = "/ucs/v1/OMInteractions/StopInteraction";
@@ -264,12 +266,13 @@ fn attribute_list(value: Option<&str>) -> Option<BTreeSet<String>> {
     Some(names)
 }
 
-/// A POST/PUT body: `{"Parameters":{...},"UserData":{...}}`; answers `Parameters`.
+/// A POST/PUT body: `{"Parameters":{...},"UserData":{...}}`; answers `Parameters` and
+/// `UserData` (empty when absent).
 fn envelope(
     sim: &SimState,
     operation: Operation,
     body: &[u8],
-) -> Result<Map<String, Value>, UcsFault> {
+) -> Result<(Params, Params), UcsFault> {
     let op = operation.as_str();
     let Ok(Value::Object(mut top)) = serde_json::from_slice::<Value>(body) else {
         return Err(sim.journal.refuse(
@@ -286,18 +289,20 @@ fn envelope(
             UcsFault::unknown(&key),
         ));
     }
-    if let Some(user_data) = top.get("UserData")
-        && !user_data.is_object()
-    {
-        let kind = json_kind(user_data);
-        return Err(sim.journal.refuse(
-            op,
-            format!("UserData is {kind}, not a KVList"),
-            UcsFault::incorrect("UserData", "a KVList", kind),
-        ));
-    }
+    let user_data = match top.remove("UserData") {
+        None => Map::new(),
+        Some(Value::Object(user_data)) => user_data,
+        Some(other) => {
+            let kind = json_kind(&other);
+            return Err(sim.journal.refuse(
+                op,
+                format!("UserData is {kind}, not a KVList"),
+                UcsFault::incorrect("UserData", "a KVList", kind),
+            ));
+        }
+    };
     match top.remove("Parameters") {
-        Some(Value::Object(parameters)) => Ok(parameters),
+        Some(Value::Object(parameters)) => Ok((parameters, user_data)),
         Some(other) => {
             let kind = json_kind(&other);
             Err(sim.journal.refuse(
@@ -388,7 +393,7 @@ fn string_body<'a>(
 async fn identify(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> Response {
     let op = Operation::IdentifyContact;
     serve(&sim, &kill, op, async {
-        let params = try_response!(envelope(&sim, op, &body));
+        let (params, user_data) = try_response!(envelope(&sim, op, &body));
         for key in params.keys() {
             try_response!(casing(&sim, op, key, &IDENTIFY_PARAMS));
         }
@@ -438,6 +443,16 @@ async fn identify(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> R
                         )
                         .into_response();
                 }
+            }
+        }
+        // The page: "Each attribute of UserData whose name corresponds to a defined
+        // ContactAttribute name is used by UCS for contact identification"; other user data is
+        // not a criterion (and not an error).
+        for (key, value) in &user_data {
+            if let Value::String(text) = value
+                && (known.contains(key) || STANDARD_ATTRIBUTES.contains(&key.as_str()))
+            {
+                criteria.entry(key.clone()).or_insert_with(|| text.clone());
             }
         }
         // The documented default: absent, CreateContact is the media's strategy, else true.
@@ -762,7 +777,7 @@ fn base64_json(
 async fn stop(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> Response {
     let op = Operation::StopInteraction;
     serve(&sim, &kill, op, async {
-        let params = try_response!(envelope(&sim, op, &body));
+        let (params, _user_data) = try_response!(envelope(&sim, op, &body));
         for key in params.keys() {
             // Other keys are user data UCS saves (documented), but a documented name in the
             // wrong casing would be saved as user data instead of acting: refused.
