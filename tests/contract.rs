@@ -316,6 +316,54 @@ async fn interaction_listing_refuses_the_old_paging_parameters() {
 }
 
 #[tokio::test]
+async fn interaction_listing_is_within_the_tenant_and_refuses_a_repeated_parameter() {
+    let sim = start().await;
+    let got =
+        get(&sim, INTERACTIONS, &[("ContactId", "0000CONSTANCE083"), ("TenantId", "102")]).await;
+    assert_eq!(got.status, 404);
+    assert_eq!(got.body["FaultCode"], 510);
+    let got = get(
+        &sim,
+        INTERACTIONS,
+        &[("ContactId", "0000CONSTANCE083"), ("ContactId", "0000CONSTANCE084")],
+    )
+    .await;
+    assert_eq!(got.status, 400);
+    assert_eq!(got.body["FaultCode"], 204);
+    assert_eq!(
+        sim.conformance().problems("GetInteractionsForContact"),
+        ["parameter ContactId given more than once"]
+    );
+}
+
+#[tokio::test]
+async fn identify_contact_with_return_unique_gives_no_sublist() {
+    let dir = std::env::temp_dir().join(format!("ucs-gdpr-unique-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let contact = |id: &str| json!({"id": id, "tenant": 7, "attributes": {"EmailAddress": "shared@example.com"}});
+    let dataset = json!({"contacts": [contact("0000SHAREDMAIL01"), contact("0000SHAREDMAIL02")]});
+    std::fs::write(dir.join("dataset.json"), dataset.to_string()).unwrap();
+    let sim = Simulator::start(SimOptions::new(dir.join("dataset.json"))).await.unwrap();
+    let lookup = |unique: &str| {
+        identify(json!({"TenantId": 7, "EmailAddress": "shared@example.com",
+            "CreateContact": "false", "ReturnUnique": unique}))
+    };
+    let got = send_json(&sim, reqwest::Method::POST, IDENTIFY, &lookup("false")).await;
+    assert_eq!(got.body["NumberOfContactsFound"], 2, "{}", got.body);
+    assert_eq!(got.body["ContactIdList"], json!(["0000SHAREDMAIL01", "0000SHAREDMAIL02"]));
+    let got = send_json(&sim, reqwest::Method::POST, IDENTIFY, &lookup("true")).await;
+    assert_eq!(
+        got.body,
+        json!({"NumberOfContactsFound": 2, "ContactCreated": "false"}),
+        "{}",
+        got.body
+    );
+    assert!(sim.conformance().is_clean());
+    sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn interaction_listing_checks_mandatory_parameters_and_casing() {
     let sim = start().await;
     let got = get(&sim, INTERACTIONS, &[]).await;

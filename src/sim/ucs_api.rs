@@ -578,11 +578,15 @@ async fn interactions(State(sim): Shared, ConnectInfo(kill): Conn, query: Pairs)
         if !sim.store.has_source(source) {
             return no_data_source(&sim, source).into_response();
         }
+        // "The Tenant of the Contact and its Interactions; Contact Tenant if not specified":
+        // a contact of another tenant is not found.
+        let tenant = q.get("TenantId").and_then(|t| t.parse::<u32>().ok());
         let key = contact.clone();
         let found = try_response!(
             blocking(&sim, move |s| {
-                if !s.contact_exists(key.as_str())? {
-                    return Ok(None);
+                match s.contact(key.as_str())? {
+                    Some(found) if tenant.is_none_or(|t| t == found.tenant_id) => {}
+                    _ => return Ok(None),
                 }
                 s.interactions(source, key.as_str(), 0, u32::MAX).map(|(list, _)| Some(list))
             })
