@@ -600,3 +600,44 @@ async fn an_unknown_ucs_method_is_journaled() {
         ["unknown UCS method OMInteractions/GetInteractionsForContacts"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_serve_reports_the_journal_when_it_stops() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    use assert_cmd::cargo::CommandCargoExt;
+
+    let mut child = Command::cargo_bin("ucs-gdpr")
+        .unwrap()
+        .args(["sim", "serve", "--listen", "127.0.0.1:0", "--dataset"])
+        .arg(fixture("dataset.yaml"))
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().to_owned();
+    let got = http()
+        .get(format!("{url}{INTERACTIONS}"))
+        .query(&[("ContactId", "0000CONSTANCE083"), ("FromIndex", "0")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status().as_u16(), 400);
+    let status = Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(
+        stderr.contains(
+            "conformance: 1 kind(s) of non-conforming request, 0 dangerous, 0 contact(s) created \
+             by identification\n  GetInteractionsForContact: unknown parameter FromIndex (x1)\n"
+        ),
+        "{stderr}"
+    );
+}
