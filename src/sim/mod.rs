@@ -1,8 +1,11 @@
 //! A UCS simulator: an HTTP server over an embedded database, for the demo, rehearsal and tests.
 //!
-//! It serves exactly the connector's wire mapping ([`crate::ucs::wire`]) over SQLite, seeded
-//! from a [`Dataset`]; faults are injected deterministically ([`FaultOptions`]) and every call is
-//! counted ([`Stats`]). [`Simulator::start`] runs it in-process on a loopback port: what an
+//! It serves UCS 9.1's REST methods as Genesys documents them, not as our client calls them
+//! (`ucs_api`: verbs, parameter names, mandatory parameters, `FaultCode`/`FaultString` faults,
+//! IdentifyContact's default of creating a contact), over SQLite seeded from a [`Dataset`];
+//! every non-conforming request is journaled ([`Conformance`], [`RunningSim::conformance`]),
+//! faults are injected deterministically ([`FaultOptions`]) and every call is counted
+//! ([`Stats`]). [`Simulator::start`] runs it in-process on a loopback port: what an
 //! environment of `type: embedded` and the tests use, with the real [`crate::ucs::RestClient`]
 //! pointed at [`RunningSim::base_url`].
 
