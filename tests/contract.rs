@@ -487,40 +487,51 @@ async fn get_document_journals_a_caller_expecting_raw_bytes() {
 }
 
 #[tokio::test]
-async fn a_large_document_streams_as_base64_in_json() {
+async fn large_documents_stream_as_base64_in_json_at_every_chunk_boundary() {
     let dir = std::env::temp_dir().join(format!("ucs-gdpr-contract-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    // Several read chunks, and a size that is not a multiple of 3.
-    let bytes: Vec<u8> =
-        (0..300_001u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    std::fs::write(dir.join("big.bin"), &bytes).unwrap();
+    // Empty, one byte, exactly one and two read chunks (48 KiB), and several chunks with a
+    // size that is not a multiple of 3.
+    let sizes = [0usize, 1, 49_152, 98_304, 300_001];
+    let mut attachments = Vec::new();
+    for (n, size) in sizes.iter().enumerate() {
+        let bytes: Vec<u8> = (0..*size)
+            .map(|i| u8::try_from((i.wrapping_mul(2_654_435_761) >> 11) & 0xff).unwrap())
+            .collect();
+        std::fs::write(dir.join(format!("doc{n}.bin")), &bytes).unwrap();
+        attachments
+            .push(json!({"id": format!("0000DOCBIGDOCUM{n}"), "name": format!("doc{n}.bin"),
+            "mimeType": "application/octet-stream", "file": format!("doc{n}.bin")}));
+    }
     let dataset = json!({
         "contacts": [{
             "id": "0000BIGDOCUMENTS", "tenant": 1,
             "interactions": {"main": [{
-                "id": "0000IXNBIGDOCUM1", "mediaType": "email",
-                "attachments": [{"id": "0000DOCBIGDOCUM1", "name": "big.bin",
-                    "mimeType": "application/octet-stream", "file": "big.bin"}]
+                "id": "0000IXNBIGDOCUM1", "mediaType": "email", "attachments": attachments
             }]}
         }]
     });
     std::fs::write(dir.join("dataset.json"), dataset.to_string()).unwrap();
     let sim = Simulator::start(SimOptions::new(dir.join("dataset.json"))).await.unwrap();
-    let url = format!("{}{DOCUMENT}", sim.base_url());
-    let response = http()
-        .get(url)
-        .query(&[("DocumentId", "0000DOCBIGDOCUM1"), ("IncludeBinaryContent", "true")])
-        .send()
-        .await
-        .unwrap();
-    let length: usize = response.headers()["content-length"].to_str().unwrap().parse().unwrap();
-    let text = response.text().await.unwrap();
-    assert_eq!(text.len(), length);
-    let body: Value = serde_json::from_str(&text).unwrap();
-    let content = base64::engine::general_purpose::STANDARD
-        .decode(body["Content"].as_str().unwrap())
-        .unwrap();
-    assert_eq!(content, bytes);
+    for (n, size) in sizes.iter().enumerate() {
+        let url = format!("{}{DOCUMENT}", sim.base_url());
+        let id = format!("0000DOCBIGDOCUM{n}");
+        let response = http()
+            .get(url)
+            .query(&[("DocumentId", id.as_str()), ("IncludeBinaryContent", "true")])
+            .send()
+            .await
+            .unwrap();
+        let length: usize = response.headers()["content-length"].to_str().unwrap().parse().unwrap();
+        let text = response.text().await.unwrap();
+        assert_eq!(text.len(), length, "size {size}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        let content = base64::engine::general_purpose::STANDARD
+            .decode(body["Content"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(content, std::fs::read(dir.join(format!("doc{n}.bin"))).unwrap(), "size {size}");
+        assert_eq!(body["TheSize"], *size);
+    }
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
