@@ -737,6 +737,8 @@ fn verify_reports_several_deleted_records_as_one_gap() {
 #[test]
 fn verify_says_when_a_torn_write_was_recovered() {
     let (dir, path) = sample();
+    // A crash in the middle of writing the last record: the run never reached its checkpoint.
+    fs::remove_file(checkpoint_path(&path)).unwrap();
     let bytes = fs::read(&path).unwrap();
     fs::write(&path, &bytes[..bytes.len() - 25]).unwrap();
     drop(AuditLog::open_with(&path, options()).unwrap());
@@ -874,4 +876,128 @@ fn verify_detects_every_single_byte_change_without_panicking() {
         file.write_all_at(&[byte], position).unwrap();
     }
     assert!(verify_file(&path, &VerifyOptions::default()).unwrap().ok);
+}
+
+/// Rechains `lines` from index `from` on, as a forger who removed or changed records would:
+/// contiguous seq numbers, each `prev` the hash before it, every hash recomputed.
+fn rechain(lines: &mut [String], from: usize) {
+    for index in from..lines.len() {
+        let prev = if index == 0 {
+            Sha256Hex::genesis().to_string()
+        } else {
+            let before: Value = serde_json::from_str(&lines[index - 1]).unwrap();
+            before["hash"].as_str().unwrap().to_owned()
+        };
+        lines[index] = reforge(&lines[index], |map| {
+            map.insert("seq".to_owned(), Value::from(u64::try_from(index).unwrap()));
+            map.insert("prev".to_owned(), Value::String(prev));
+        });
+    }
+}
+
+fn assert_refused_by_its_checkpoint(path: &Path, reason: &str) {
+    let checkpoint = fs::read(checkpoint_path(path)).unwrap();
+    let log = fs::read(path).ok();
+    let error = AuditLog::open_with(path, options()).unwrap_err();
+    match &error {
+        AuditError::NotItsCheckpoint { reason: got, .. } => {
+            assert!(got.contains(reason), "{got}");
+        }
+        other => panic!("expected a checkpoint refusal, got {other}"),
+    }
+    assert!(error.to_string().contains("audit verify"), "{error}");
+    assert_eq!(fs::read(checkpoint_path(path)).unwrap(), checkpoint, "checkpoint overwritten");
+    assert_eq!(fs::read(path).ok(), log, "the log was changed");
+    assert!(!path.with_extension("jsonl.lock").exists(), "a stale lock file was left");
+}
+
+#[test]
+fn the_writer_refuses_a_log_rechained_with_two_records_removed() {
+    let (_dir, path) = sample();
+    let mut lines = lines(&path);
+    lines.drain(4..6);
+    rechain(&mut lines, 4);
+    write_lines(&path, &lines);
+    assert!(
+        verify_file(&path, &VerifyOptions::default()).unwrap().ok,
+        "without its checkpoint the forgery is consistent"
+    );
+    assert_refused_by_its_checkpoint(&path, "the log has 11 records, the checkpoint counts 13");
+}
+
+#[test]
+fn the_writer_refuses_an_emptied_or_removed_log() {
+    let (_dir, path) = sample();
+    fs::write(&path, b"").unwrap();
+    assert_refused_by_its_checkpoint(&path, "the log has 0 records, the checkpoint counts 13");
+    fs::remove_file(&path).unwrap();
+    assert_refused_by_its_checkpoint(&path, "the log is missing");
+    assert!(!path.exists(), "an empty log was created");
+}
+
+#[test]
+fn the_writer_refuses_a_log_rewritten_to_its_checkpoints_length() {
+    let (_dir, path) = sample();
+    let mut lines = lines(&path);
+    lines[3] = reforge(&lines[3], |map| {
+        map.insert("outcome".to_owned(), Value::String("failed".to_owned()));
+    });
+    rechain(&mut lines, 3);
+    write_lines(&path, &lines);
+    assert_refused_by_its_checkpoint(&path, "record 12 is not the one the checkpoint ends with");
+}
+
+#[test]
+fn the_writer_finds_the_checkpoint_inside_a_longer_log_and_refuses_a_rewrite_before_it() {
+    let (_dir, path) = sample();
+    // A run that appended and then stopped without a checkpoint: the log is longer.
+    let mut log = AuditLog::open_with(&path, options()).unwrap();
+    log.append(event(Event::RunStart)).unwrap();
+    log.append_intent(event(Event::StepIntent).step(step("etl"))).unwrap();
+    drop(log);
+    let mut log = AuditLog::open_with(&path, options()).unwrap();
+    assert_eq!(log.len(), 15);
+    log.append(event(Event::RunEnd).outcome(Outcome::Failed)).unwrap();
+    drop(log);
+
+    // The same, with a checkpoint from before checkpoints recorded their byte offset.
+    let checkpoint_file = checkpoint_path(&path);
+    let mut old: Value = serde_json::from_slice(&fs::read(&checkpoint_file).unwrap()).unwrap();
+    assert!(old.as_object_mut().unwrap().remove("bytes").is_some());
+    let untouched = fs::read(&checkpoint_file).unwrap();
+    fs::write(&checkpoint_file, serde_json::to_vec(&old).unwrap()).unwrap();
+    drop(AuditLog::open_with(&path, options()).unwrap());
+    fs::write(&checkpoint_file, untouched).unwrap();
+
+    let mut lines = lines(&path);
+    lines[12] = reforge(&lines[12], |map| {
+        map.insert("outcome".to_owned(), Value::String("failed".to_owned()));
+    });
+    rechain(&mut lines, 12);
+    write_lines(&path, &lines);
+    assert_refused_by_its_checkpoint(&path, "record 12 is not");
+    fs::write(&checkpoint_file, serde_json::to_vec(&old).unwrap()).unwrap();
+    assert_refused_by_its_checkpoint(&path, "record 12 is not");
+}
+
+/// The peak resident memory of this test process so far (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_torn_tail_of_a_gibibyte_is_refused_in_bounded_memory() {
+    let (_dir, path) = sample();
+    let len = fs::metadata(&path).unwrap().len();
+    // A sparse gibibyte of zero bytes after the last record: no newline anywhere in it.
+    fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len + (1 << 30)).unwrap();
+    let before = peak_rss_kib();
+    let error = AuditLog::open_with(&path, options()).unwrap_err();
+    let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
+    assert!(matches!(error, AuditError::CorruptTail { .. }), "{error}");
+    assert!(error.to_string().contains("more than 8 MiB"), "{error}");
+    assert!(grown_mib < 128, "opening the log grew the peak RSS by {grown_mib} MiB");
+    assert_eq!(fs::metadata(&path).unwrap().len(), len + (1 << 30), "the log was changed");
 }

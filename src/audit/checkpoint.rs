@@ -33,6 +33,12 @@ pub struct Checkpoint {
     /// The ed25519 signature of the checkpoint body, 128 hex digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The log's length in bytes when the checkpoint was made: where the writer finds the
+    /// checkpoint's last record when it reopens the log, without reading what came before.
+    /// A locator, not evidence (not signed): the record found there must still carry `size`
+    /// and `head`, so a wrong offset can only make the writer refuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 /// What checking a checkpoint's signature found.
@@ -56,7 +62,7 @@ impl Checkpoint {
         time: RecordTime,
         signing_key: Option<&SigningKey>,
     ) -> Self {
-        let mut checkpoint = Self { size, head, time, key_id: None, signature: None };
+        let mut checkpoint = Self { size, head, time, key_id: None, signature: None, bytes: None };
         if let Some(key) = signing_key {
             checkpoint.key_id = Some(key_id(&key.verifying_key()));
             let signature = key.sign(&checkpoint.signed_body());

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 
-use super::checkpoint::{Checkpoint, parent_dir};
+use super::checkpoint::{Checkpoint, SignatureCheck, parent_dir};
 use super::record::{
     Actor, AuditRecord, Detail, Entry, Event, LineError, RecordError, RecordTime, Sha256Hex,
     parse_line,
@@ -18,6 +18,11 @@ const LOCK_GRACE_POLLS: u32 = 30;
 
 /// Buffered records are written to the file once this many bytes are waiting.
 const GROUP_COMMIT_BYTES: usize = 64 * 1024;
+
+/// The most of the log's end that opening it reads to find the last record. A record is a
+/// few hundred bytes; a torn line is part of one. Anything longer at the end of the log is not
+/// a crash mid-write, and is refused rather than read into memory.
+const MAX_TAIL_BYTES: u64 = 8 * 1024 * 1024;
 
 /// How the log is opened.
 #[derive(Debug, Clone)]
@@ -92,6 +97,16 @@ impl AuditLog {
             move |source| AuditError::Io { action, path, source }
         };
         let existed = path.exists();
+        let checkpoint_file = checkpoint_path(&path);
+        if !existed && checkpoint_file.exists() {
+            // Creating an empty log here would restart the chain at seq 0 and, at the end of
+            // the run, overwrite the checkpoint that says records existed.
+            return Err(AuditError::NotItsCheckpoint {
+                path,
+                checkpoint_path: checkpoint_file,
+                reason: "the log is missing".to_owned(),
+            });
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -134,7 +149,10 @@ impl AuditLog {
         if !existed {
             sync_dir(&path)?;
         }
-        let tail = match read_tail(&mut file, &path) {
+        let tail = match read_tail(&mut file, &path).and_then(|tail| {
+            continues_checkpoint(&mut file, &path, &tail, &options)?;
+            Ok(tail)
+        }) {
             Ok(tail) => tail,
             Err(error) => {
                 // Nobody holds the log any more; leave no stale holder behind.
@@ -245,12 +263,14 @@ impl AuditLog {
     pub fn finish(mut self) -> Result<Checkpoint, AuditError> {
         self.sync()?;
         let time = RecordTime::from_timestamp((self.options.clock)());
-        let checkpoint = Checkpoint::new(
+        let bytes = self.file.metadata().map_err(|e| self.io_error("read the audit log", e))?.len();
+        let mut checkpoint = Checkpoint::new(
             self.next_seq,
             self.head.clone(),
             time,
             self.options.signing_key.as_ref(),
         );
+        checkpoint.bytes = Some(bytes);
         checkpoint.write_atomically(&checkpoint_path(&self.path))?;
         Ok(checkpoint)
     }
@@ -388,7 +408,14 @@ fn read_tail(file: &mut File, path: &Path) -> Result<Tail, AuditError> {
                 reason: "the end of the log cannot be read",
             });
         }
-        window = window.saturating_mul(4);
+        if window >= MAX_TAIL_BYTES {
+            return Err(AuditError::CorruptTail {
+                path: path.to_owned(),
+                reason: "the log ends with more than 8 MiB that are not a complete record, \
+                         which no interrupted write leaves",
+            });
+        }
+        window = window.saturating_mul(4).min(MAX_TAIL_BYTES);
     }
 }
 
@@ -458,6 +485,129 @@ fn tail_in(buffer: &[u8], start: u64, path: &Path) -> Result<Option<Tail>, Audit
                     reason: "the line before the torn last line is not a valid record",
                 });
             }
+        }
+    }
+}
+
+/// Checks that the log continues the checkpoint beside it, if there is one: at least as many
+/// records, and the checkpoint's last record still where it was with the hash it had. A log
+/// cut short or rewritten is refused before anything is appended, so a new run cannot write a
+/// fresh checkpoint over the evidence that it was changed.
+fn continues_checkpoint(
+    file: &mut File,
+    path: &Path,
+    tail: &Tail,
+    options: &LogOptions,
+) -> Result<(), AuditError> {
+    let checkpoint_file = checkpoint_path(path);
+    if !checkpoint_file.exists() {
+        return Ok(());
+    }
+    let refuse = |reason: String| AuditError::NotItsCheckpoint {
+        path: path.to_owned(),
+        checkpoint_path: checkpoint_file.clone(),
+        reason,
+    };
+    let checkpoint = Checkpoint::read(&checkpoint_file)?;
+    if let Some(key) = &options.signing_key
+        && checkpoint.check_signature(&key.verifying_key()) == SignatureCheck::Bad
+    {
+        return Err(refuse("the checkpoint's signature does not verify".to_owned()));
+    }
+    let records = tail.next_seq;
+    if records < checkpoint.size {
+        return Err(refuse(format!(
+            "the log has {records} records, the checkpoint counts {}",
+            checkpoint.size
+        )));
+    }
+    let Some(last_seq) = checkpoint.size.checked_sub(1) else {
+        return if checkpoint.head == Sha256Hex::genesis() {
+            Ok(())
+        } else {
+            Err(refuse("the checkpoint of an empty log names a head record".to_owned()))
+        };
+    };
+    let found = if records == checkpoint.size {
+        Some(tail.head.clone())
+    } else {
+        match checkpoint.bytes {
+            Some(bytes) => record_ending_at(file, path, bytes, tail.keep_len)?
+                .filter(|(seq, _)| *seq == last_seq)
+                .map(|(_, hash)| hash),
+            None => record_with_seq(file, path, last_seq)?,
+        }
+    };
+    match found {
+        Some(hash) if hash == checkpoint.head => Ok(()),
+        Some(_) => Err(refuse(format!(
+            "record {last_seq} is not the one the checkpoint ends with (another hash)"
+        ))),
+        None => Err(refuse(format!("record {last_seq} is not where the checkpoint says"))),
+    }
+}
+
+/// The seq and hash of the verified record whose line ends at byte `end` of the log (its
+/// newline is the byte before `end`), if there is one.
+fn record_ending_at(
+    file: &mut File,
+    path: &Path,
+    end: u64,
+    complete_len: u64,
+) -> Result<Option<(u64, Sha256Hex)>, AuditError> {
+    let io =
+        |source| AuditError::Io { action: "read the audit log", path: path.to_owned(), source };
+    if end == 0 || end > complete_len {
+        return Ok(None);
+    }
+    // A record is far shorter than 64 KiB.
+    let start = end.saturating_sub(64 * 1024);
+    let mut buffer = Vec::new();
+    file.seek(SeekFrom::Start(start)).map_err(io)?;
+    Read::by_ref(file).take(end - start).read_to_end(&mut buffer).map_err(io)?;
+    let Some((&b'\n', body)) = buffer.split_last() else {
+        return Ok(None);
+    };
+    let line = match body.iter().rposition(|&byte| byte == b'\n') {
+        Some(newline) => body.get(newline + 1..).unwrap_or_default(),
+        None if start == 0 => body,
+        None => return Ok(None),
+    };
+    Ok(match parse_line(line) {
+        Ok(parsed) if parsed.hash_matches => Some((parsed.record.seq, parsed.record.hash)),
+        _ => None,
+    })
+}
+
+/// The hash of the verified record with sequence number `seq`, read line by line from the
+/// start of the log (checkpoints written before they recorded their byte offset).
+fn record_with_seq(
+    file: &mut File,
+    path: &Path,
+    seq: u64,
+) -> Result<Option<Sha256Hex>, AuditError> {
+    let io =
+        |source| AuditError::Io { action: "read the audit log", path: path.to_owned(), source };
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut reader = std::io::BufReader::new(Read::by_ref(file));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = std::io::BufRead::read_until(
+            &mut Read::by_ref(&mut reader).take(MAX_TAIL_BYTES),
+            b'\n',
+            &mut line,
+        )
+        .map_err(io)?;
+        if read == 0 || line.last() != Some(&b'\n') {
+            return Ok(None);
+        }
+        let body = line.get(..line.len() - 1).unwrap_or_default();
+        if let Ok(parsed) = parse_line(body)
+            && parsed.hash_matches
+            && parsed.record.seq == seq
+        {
+            return Ok(Some(parsed.record.hash));
         }
     }
 }

@@ -93,6 +93,22 @@ pub enum AuditError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The log does not continue the checkpoint beside it: records were removed from it or
+    /// rewritten since the checkpoint was made.
+    #[error(
+        "refusing to append to {path}: it does not continue its checkpoint {checkpoint_path}: \
+         {reason}. The log may have been cut short or rewritten; check it with `ucs-gdpr audit \
+         verify` against a copy of the checkpoint kept elsewhere, and restore it, before \
+         writing to it again"
+    )]
+    NotItsCheckpoint {
+        /// The log.
+        path: PathBuf,
+        /// Its checkpoint.
+        checkpoint_path: PathBuf,
+        /// What does not match (counts and sequence numbers only).
+        reason: String,
+    },
     /// `append_intent` was given another event.
     #[error("append_intent records step.intent events, not {event}")]
     NotAnIntent {
