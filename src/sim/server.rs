@@ -114,7 +114,7 @@ tokio::task_local! {
 /// Runs a blocking store call off the runtime. The blocking thread also serves the injected
 /// latency (the query overlaps it): one thread hand-off per call instead of two, which is
 /// what keeps the simulator out of the way of latency-bound measurements.
-pub(crate) async fn blocking<T: Send + 'static>(
+pub(crate) async fn run_store<T: Send + 'static>(
     sim: &SimState,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -130,12 +130,12 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(job).await.unwrap_or(Err(StoreError::Panicked))
 }
 
-/// [`blocking`] for the Context Services and GMS handlers: a storage failure as their error.
-async fn blocking_or_error<T: Send + 'static>(
+/// [`run_store`] for the Context Services and GMS handlers: a storage failure as their error.
+async fn blocking<T: Send + 'static>(
     sim: &SimState,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Response> {
-    blocking(sim, f).await.map_err(|e| internal(sim, &e))
+    run_store(sim, f).await.map_err(|e| internal(sim, &e))
 }
 
 /// Counts the call, injects latency and faults, and runs `work` unless a fault replaces it.
@@ -250,7 +250,7 @@ async fn profile(State(sim): Shared, ConnectInfo(kill): Conn, Path(id): Path<Str
     serve(&sim, &kill, Operation::GetProfile, async {
         let id = try_response!(ContactId::new(&id).map_err(|e| bad_request(&sim, &e.to_string())));
         let key = id.clone();
-        match try_response!(blocking_or_error(&sim, move |s| s.profile(key.as_str())).await) {
+        match try_response!(blocking(&sim, move |s| s.profile(key.as_str())).await) {
             Some(mut fields) => {
                 fields.insert(wire::PROFILE_ID_FIELD.to_owned(), id.as_str().into());
                 json(&fields)
@@ -268,7 +268,7 @@ async fn delete_profile(
 ) -> Response {
     serve(&sim, &kill, Operation::DeleteProfile, async {
         let id = try_response!(ContactId::new(&id).map_err(|e| bad_request(&sim, &e.to_string())));
-        if try_response!(blocking_or_error(&sim, move |s| s.delete_profile(id.as_str())).await) {
+        if try_response!(blocking(&sim, move |s| s.delete_profile(id.as_str())).await) {
             StatusCode::NO_CONTENT.into_response()
         } else {
             not_found(&sim, "profile")
@@ -285,7 +285,7 @@ async fn callbacks(
 ) -> Response {
     serve(&sim, &kill, Operation::ListCallbacks, async {
         let id = try_response!(id_param(&sim, &q, wire::Q_CALLBACK_CUSTOMER, ContactId::new));
-        let found = try_response!(blocking_or_error(&sim, move |s| s.callbacks(id.as_str())).await);
+        let found = try_response!(blocking(&sim, move |s| s.callbacks(id.as_str())).await);
         json(&found)
     })
     .await
@@ -298,7 +298,7 @@ async fn cancel(
 ) -> Response {
     serve(&sim, &kill, Operation::CancelCallback, async {
         let id = try_response!(CallbackId::new(&id).map_err(|e| bad_request(&sim, &e.to_string())));
-        if try_response!(blocking_or_error(&sim, move |s| s.cancel_callback(id.as_str())).await) {
+        if try_response!(blocking(&sim, move |s| s.cancel_callback(id.as_str())).await) {
             json(&serde_json::json!({}))
         } else {
             not_found(&sim, "callback")

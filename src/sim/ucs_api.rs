@@ -49,7 +49,7 @@ use super::conformance::{
     string_bool,
 };
 use super::faults::ConnectionKill;
-use super::server::{SimState, blocking, serve};
+use super::server::{SimState, run_store, serve};
 use super::store::StoreError;
 use crate::ucs::wire::{self, Operation};
 use crate::ucs::{AttachmentId, ContactId, DataSource, InteractionId};
@@ -411,7 +411,7 @@ async fn identify(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> R
             try_response!(string_body(&sim, op, name, params.get(name)));
         }
         let known = try_response!(
-            blocking(&sim, |s| s.attribute_names()).await.map_err(|e| storage(&sim, &e))
+            run_store(&sim, |s| s.attribute_names()).await.map_err(|e| storage(&sim, &e))
         );
         let mut criteria = BTreeMap::new();
         for (key, value) in &params {
@@ -463,14 +463,14 @@ async fn identify(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> R
         }
         let lookup = criteria.clone();
         let mut ids = try_response!(
-            blocking(&sim, move |s| s.identify(tenant, &lookup))
+            run_store(&sim, move |s| s.identify(tenant, &lookup))
                 .await
                 .map_err(|e| storage(&sim, &e))
         );
         let mut created = false;
         if ids.is_empty() && creates {
             let id = try_response!(
-                blocking(&sim, move |s| s.create_contact(tenant, &criteria))
+                run_store(&sim, move |s| s.create_contact(tenant, &criteria))
                     .await
                     .map_err(|e| storage(&sim, &e))
             );
@@ -522,7 +522,7 @@ async fn attributes(State(sim): Shared, ConnectInfo(kill): Conn, query: Pairs) -
         let wanted = attribute_list(q.get("AttributeList").copied());
         let key = contact.clone();
         let found = try_response!(
-            blocking(&sim, move |s| s.contact(key.as_str())).await.map_err(|e| storage(&sim, &e))
+            run_store(&sim, move |s| s.contact(key.as_str())).await.map_err(|e| storage(&sim, &e))
         );
         let Some(mut found) = found else {
             return UcsFault::not_found("Contact", contact.as_str()).into_response();
@@ -547,7 +547,7 @@ async fn delete_contact(State(sim): Shared, ConnectInfo(kill): Conn, query: Pair
         let contact = try_response!(id(&sim, op, "ContactId", text, ContactId::new));
         let key = contact.clone();
         let deleted = try_response!(
-            blocking(&sim, move |s| s.delete_contact(key.as_str()))
+            run_store(&sim, move |s| s.delete_contact(key.as_str()))
                 .await
                 .map_err(|e| storage(&sim, &e))
         );
@@ -583,7 +583,7 @@ async fn interactions(State(sim): Shared, ConnectInfo(kill): Conn, query: Pairs)
         let tenant = q.get("TenantId").and_then(|t| t.parse::<u32>().ok());
         let key = contact.clone();
         let found = try_response!(
-            blocking(&sim, move |s| {
+            run_store(&sim, move |s| {
                 match s.contact(key.as_str())? {
                     Some(found) if tenant.is_none_or(|t| t == found.tenant_id) => {}
                     _ => return Ok(None),
@@ -640,7 +640,7 @@ async fn content(State(sim): Shared, ConnectInfo(kill): Conn, query: Pairs) -> R
         }
         let key = interaction.clone();
         let found = try_response!(
-            blocking(&sim, move |s| s.content(source, key.as_str()))
+            run_store(&sim, move |s| s.content(source, key.as_str()))
                 .await
                 .map_err(|e| storage(&sim, &e))
         );
@@ -694,7 +694,7 @@ async fn document(
         }
         let key = document.clone();
         let found = try_response!(
-            blocking(&sim, move |s| s.document(source, key.as_str()))
+            run_store(&sim, move |s| s.document(source, key.as_str()))
                 .await
                 .map_err(|e| storage(&sim, &e))
         );
@@ -806,7 +806,7 @@ async fn stop(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> Respo
         }
         let key = interaction.clone();
         let stopped = try_response!(
-            blocking(&sim, move |s| {
+            run_store(&sim, move |s| {
                 let stopped = s.stop(key.as_str(), &reason)?;
                 // "If true and if the Interaction has no child, it will be deleted."
                 if stopped && remove == Some(true) {
