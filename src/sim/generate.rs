@@ -179,6 +179,7 @@ pub fn generate(options: &GenerateOptions) -> Result<u64, GenerateError> {
         server: "ucs-sim-generated".to_owned(),
         ucs_version: crate::environment::UcsVersion::V8_5,
         archive: Some(true),
+        select_limit: super::dataset::DEFAULT_SELECT_LIMIT,
         contacts,
     };
     let error = |source| GenerateError::Write { path: options.out.clone(), source };
