@@ -192,10 +192,23 @@ pub const IDENTIFY_RESERVED: [&str; 4] =
 /// `Id`, `MediaTypeId`, `TypeId`, `Status`, `StartDate`, `EndDate` are Interaction-table
 /// attributes (the page says the method "returns only attributes from the Interaction table").
 /// **Assumption**: `ModifiedDate` is the table's modification stamp (used for the plan's
-/// fingerprint). Workbin and attachment count are not Interaction-table attributes: they are
-/// read when present and otherwise unknown.
-pub const INTERACTION_ATTRIBUTES: [&str; 7] =
-    ["Id", "MediaTypeId", "TypeId", "Status", "StartDate", "EndDate", "ModifiedDate"];
+/// fingerprint). **Assumption**: `Workbin` and `AttachmentCount` are asked for by name, so a
+/// server that has them delivers them (the simulator does); they are not documented
+/// Interaction-table attributes, and a UCS without them answers without them: the workbin is
+/// then unknown (an interaction parked in an Interaction Server workbin is still not
+/// `Stopped`, so its status alone blocks the deletion) and the attachment count is read from
+/// the content at export.
+pub const INTERACTION_ATTRIBUTES: [&str; 9] = [
+    "Id",
+    "MediaTypeId",
+    "TypeId",
+    "Status",
+    "StartDate",
+    "EndDate",
+    "ModifiedDate",
+    "Workbin",
+    "AttachmentCount",
+];
 
 /// The data source role's name on the wire.
 pub fn data_source_name(source: DataSource) -> &'static str {
