@@ -652,3 +652,60 @@ async fn sim_serve_reports_the_journal_when_it_stops() {
         "{stderr}"
     );
 }
+
+/// The README's first command, with the demo UCS outside the tool: the real binary plans and
+/// applies the four example requests against the simulator over loopback, and the simulator's
+/// journal shows that every request followed the documentation and none could create a contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_demo_speaks_only_documented_ucs_and_creates_no_contact() {
+    let sim = Simulator::start(SimOptions::new(crate::repo_path("examples/sim/demo.yaml")))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let requests = dir.path().join("requests");
+    std::fs::create_dir(&requests).unwrap();
+    for entry in std::fs::read_dir(crate::repo_path("examples/requests")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, requests.join(path.file_name().unwrap())).unwrap();
+    }
+    let env = dir.path().join("ucs-gdpr.yaml");
+    std::fs::write(
+        &env,
+        format!(
+            "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    type: rest\n    \
+             tenant: 101\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    ucs:\n      url: {}/\n    \
+             policy:\n      requireApproval: false\n      auditLog: {}\n      exports: {}\n",
+            sim.base_url(),
+            dir.path().join("audit.jsonl").display(),
+            dir.path().join("exports").display(),
+        ),
+    )
+    .unwrap();
+    let mut command = crate::ucs_gdpr();
+    command
+        .args(["apply", "--env-file"])
+        .arg(&env)
+        .arg(&requests)
+        .env("UCS_GDPR_TEST_HMAC", "a-test-key-that-is-at-least-32-bytes-long");
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", crate::transcript(&output));
+
+    let journal = sim.conformance();
+    assert!(journal.non_conforming.is_empty(), "{:?}", journal.non_conforming);
+    assert!(journal.dangerous.is_empty(), "{:?}", journal.dangerous);
+    assert_eq!(journal.contacts_created, 0);
+    // The run did reach every operation an erasure needs, so the clean journal means something.
+    let stats = sim.stats();
+    for operation in [
+        Operation::IdentifyContact,
+        Operation::GetAttributes,
+        Operation::GetInteractionsForContact,
+        Operation::GetInteractionContent,
+        Operation::GetDocument,
+        Operation::DeleteContact,
+    ] {
+        assert!(stats.calls(operation) > 0, "{operation} was never called");
+    }
+    assert!(dir.path().join("exports/DSR-2026-0142/data/contact-0001SaD2PVY4312K.json").exists());
+    sim.shutdown().await;
+}
