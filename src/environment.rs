@@ -591,6 +591,47 @@ pub struct Connection {
     pub ucs_version: UcsVersion,
 }
 
+impl Connection {
+    /// Stops the embedded simulator, if there is one, and reports what its conformance journal
+    /// holds: a request UCS as documented would refuse, a dangerous one (an identification
+    /// that could create a contact), or a contact created, is a bug in this tool's connector,
+    /// and the front end should say so rather than report success.
+    ///
+    /// # Errors
+    /// [`NotAsDocumented`] when the simulator saw any such request.
+    pub async fn close(self) -> Result<(), NotAsDocumented> {
+        let Some(simulator) = self.simulator else { return Ok(()) };
+        let conformance = simulator.conformance();
+        simulator.shutdown().await;
+        if conformance.is_clean() { Ok(()) } else { Err(NotAsDocumented(conformance)) }
+    }
+}
+
+/// Requests the embedded simulator saw that UCS, as Genesys documents it, would refuse or that
+/// a GDPR tool must never send. Lists operations and problems, never values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotAsDocumented(pub crate::sim::Conformance);
+
+impl std::fmt::Display for NotAsDocumented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let journal = &self.0;
+        write!(
+            f,
+            "the built-in simulator saw requests that UCS as documented would refuse or that \
+             must never be sent (a bug in ucs-gdpr's connector; please report it):"
+        )?;
+        for entry in journal.non_conforming.iter().chain(&journal.dangerous) {
+            write!(f, "\n  {}: {} ({}x)", entry.operation, entry.problem, entry.count)?;
+        }
+        if journal.contacts_created > 0 {
+            write!(f, "\n  {} contact(s) created by identification", journal.contacts_created)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NotAsDocumented {}
+
 impl Environments {
     /// Connects to the environment named `name`: starts the simulator for an embedded one and
     /// points the real REST client at it, so every target goes through one code path.
@@ -657,6 +698,7 @@ impl Environments {
         config.read_timeout = std::time::Duration::from_millis(environment.timeouts.read_ms);
         config.concurrency = usize::try_from(environment.concurrency).unwrap_or(8).max(1);
         config.rate_limit = environment.rate_limit;
+        config.tenant = u32::try_from(environment.tenant).ok().map(crate::ucs::TenantId);
         config.on_retry = on_retry;
         let client = RestClient::new(config)?;
         let digester = match (&environment.hmac_key_env, environment.kind) {

@@ -22,8 +22,9 @@ use ucs_gdpr::sim::{
 use ucs_gdpr::ucs::wire::Operation;
 use ucs_gdpr::ucs::{
     AttachmentBody, AttachmentId, Callback, ClientConfig, Contact, ContactId, CsService,
-    DataSource, DeleteOutcome, ErrorKind, IdentifyRequest, InteractionContent, InteractionId,
-    InteractionPage, PageRequest, Profile, RestClient, RetryPolicy, ServiceId, Ucs, UcsError,
+    DataSource, DeleteOutcome, ErrorKind, Identification, IdentifyRequest, InteractionContent,
+    InteractionId, InteractionListing, InteractionSummary, Profile, RestClient, RetryPolicy,
+    ServiceId, TenantId, Ucs, UcsError,
 };
 
 use crate::repo_path;
@@ -418,7 +419,7 @@ struct CutDownloads {
 }
 
 impl Ucs for CutDownloads {
-    async fn identify_contacts(&self, r: &IdentifyRequest) -> Result<Vec<ContactId>, UcsError> {
+    async fn identify_contacts(&self, r: &IdentifyRequest) -> Result<Identification, UcsError> {
         self.inner.identify_contacts(r).await
     }
     async fn get_contact(&self, c: &ContactId) -> Result<Contact, UcsError> {
@@ -428,9 +429,8 @@ impl Ucs for CutDownloads {
         &self,
         c: &ContactId,
         s: DataSource,
-        p: PageRequest,
-    ) -> Result<InteractionPage, UcsError> {
-        self.inner.list_interactions(c, s, p).await
+    ) -> Result<InteractionListing, UcsError> {
+        self.inner.list_interactions(c, s).await
     }
     async fn get_interaction_content(
         &self,
@@ -466,8 +466,13 @@ impl Ucs for CutDownloads {
         });
         Ok(AttachmentBody { size: body.size, bytes: Box::pin(bytes) })
     }
-    async fn stop_interaction(&self, i: &InteractionId, r: &str) -> Result<(), UcsError> {
-        self.inner.stop_interaction(i, r).await
+    async fn stop_interaction(
+        &self,
+        i: &InteractionSummary,
+        t: TenantId,
+        r: &str,
+    ) -> Result<(), UcsError> {
+        self.inner.stop_interaction(i, t, r).await
     }
     async fn delete_contact(&self, c: &ContactId) -> Result<DeleteOutcome, UcsError> {
         self.inner.delete_contact(c).await

@@ -763,5 +763,64 @@ async fn without_gms_the_plan_says_context_services_services_cannot_be_looked_up
             assert!(!notes.contains("service(s)"), "no services are claimed: {notes}");
         }
     }
-    assert!(sim.non_conforming().is_empty());
+    assert!(sim.conformance().non_conforming.is_empty());
+}
+
+/// An identification that may be capped by UCS's select limit blocks the plan: nobody can be
+/// sure every record of the person was found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identification_that_may_be_capped_blocks() {
+    use ucs_gdpr::environment::Environments;
+    use ucs_gdpr::manifest::{Context, load_request};
+    use ucs_gdpr::plan::{Etl, PlanInput, build};
+    use ucs_gdpr::runbook::RunbookLibrary;
+    use ucs_gdpr::ucs::{ClientConfig, RestClient};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (environments, _) = Environments::load(Path::new(&env_file(dir.path()))).unwrap();
+    let runbooks = RunbookLibrary::built_in();
+    let manifest = request(
+        dir.path(),
+        "capped",
+        "export-only",
+        "    - match: { TenantId: 101, EmailAddress: jane.doe@company.com }\n      expect: all\n",
+        "  export: {}\n",
+    );
+    let context = Context {
+        runbooks: &runbooks,
+        environments: Some(&environments),
+        now: jiff::Timestamp::now(),
+    };
+    let (report, request) = load_request(Path::new(&manifest), &context);
+    let request = request.unwrap_or_else(|| panic!("{:?}", report.diagnostics));
+    let connection = environments.connect("demo", None).await.unwrap();
+    let environment = environments.get("demo").unwrap();
+    let input = PlanInput {
+        request: &request,
+        manifest_path: manifest.clone(),
+        manifest_sha256: String::new(),
+        runbook: runbooks.get("export-only").unwrap(),
+        environment_name: "demo",
+        environment,
+        digester: &connection.digester,
+        concurrency: 4,
+        page_size: 100,
+        etl: Etl::NotConfigured,
+        ucs_version: connection.ucs_version,
+    };
+    // Jane's address matches two contacts: complete without a select limit...
+    let plan = build(&input, &connection.client).await;
+    assert!(plan.body.blockers.is_empty(), "{:?}", plan.body.blockers);
+    // ...and possibly capped when the select limit is 2.
+    let mut config = ClientConfig::new(connection.simulator.as_ref().unwrap().base_url());
+    config.select_limit = Some(2);
+    let capped = RestClient::new(config).unwrap();
+    let plan = build(&input, &capped).await;
+    let blocker = plan.body.blockers.iter().find(|b| b.code == "subject::unreadable").unwrap();
+    assert!(
+        blocker.message.contains("cannot be sure every record was found"),
+        "{}",
+        blocker.message
+    );
+    assert!(!blocker.message.contains("jane"), "{}", blocker.message);
 }

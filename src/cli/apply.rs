@@ -263,8 +263,9 @@ async fn apply_one(
         progress: &progress,
     };
     let result = run.execute(&outputs, &connection, retries).await;
-    if let Some(simulator) = connection.simulator {
-        simulator.shutdown().await;
+    if let Err(error) = connection.close().await {
+        eprintln!("error: {error}");
+        return Exit::Internal;
     }
     match result {
         Ok(receipt) => {

@@ -175,8 +175,9 @@ pub(crate) fn run(args: &Args) -> Exit {
                 }
             };
         let plan = make_plan(&prepared, &connection).await;
-        if let Some(simulator) = connection.simulator {
-            simulator.shutdown().await;
+        if let Err(error) = connection.close().await {
+            eprintln!("error: {error}");
+            return None;
         }
         plan
     });

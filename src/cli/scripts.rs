@@ -294,7 +294,7 @@ impl Invocation<'_> {
                     for diagnostic in diagnostics {
                         eprintln!("error[{}]: {}", diagnostic.code, diagnostic.message);
                     }
-                    shutdown(connection).await;
+                    let _ = shutdown(connection).await;
                     return Exit::Failure;
                 }
             };
@@ -306,8 +306,7 @@ impl Invocation<'_> {
                 runbooks: runbooks.clone(),
             };
             let exit = self.with_plan(&prepared, &out, &connection, retries, &stop).await;
-            shutdown(connection).await;
-            exit
+            if shutdown(connection).await { exit } else { Exit::Internal }
         })
     }
 
@@ -487,9 +486,15 @@ fn choose_environment(environments: &Environments, flag: Option<&str>) -> Option
     }
 }
 
-async fn shutdown(connection: Connection) {
-    if let Some(simulator) = connection.simulator {
-        simulator.shutdown().await;
+/// Stops the embedded simulator; a request it saw that UCS as documented would refuse is a
+/// bug of this tool, said on stderr (the command then fails).
+async fn shutdown(connection: Connection) -> bool {
+    match connection.close().await {
+        Ok(()) => true,
+        Err(error) => {
+            eprintln!("error: {error}");
+            false
+        }
     }
 }
 

@@ -138,7 +138,24 @@ fn serve(args: &ServeArgs) -> Exit {
             () = terminated() => {}
             () = stop.cancelled() => {}
         }
+        let conformance = sim.conformance();
         sim.shutdown().await;
+        // What a rehearsal against the simulator must show before a live run: which requests
+        // Genesys's UCS would have refused or answered dangerously (never a value).
+        if conformance.is_clean() {
+            eprintln!("conformance: every UCS request followed the documentation");
+        } else {
+            eprintln!(
+                "conformance: {} kind(s) of non-conforming request, {} dangerous, {} contact(s) \
+                 created by identification",
+                conformance.non_conforming.len(),
+                conformance.dangerous.len(),
+                conformance.contacts_created
+            );
+            for entry in conformance.non_conforming.iter().chain(&conformance.dangerous) {
+                eprintln!("  {}: {} (x{})", entry.operation, entry.problem, entry.count);
+            }
+        }
         Exit::Success
     })
 }

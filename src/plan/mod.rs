@@ -121,8 +121,8 @@ async fn identify_sharing<U: Ucs>(
         tenant,
         attributes: BTreeMap::from([(attribute.to_owned(), value.to_owned())]),
     };
-    let contacts = ucs.identify_contacts(&request).await?;
-    Ok((contacts, true))
+    let found = ucs.identify_contacts(&request).await?;
+    Ok((found.contacts, found.complete))
 }
 
 /// The other contacts sharing one of `record`'s identifying values (one identification per
@@ -632,10 +632,19 @@ async fn resolve<U: Ucs>(
             let identify = IdentifyRequest { tenant, attributes };
             let outcome = match ucs.identify_contacts(&identify).await {
                 Err(error) => Resolution::Unreadable { reason: error.to_string() },
-                Ok(found) if found.is_empty() => Resolution::NoMatch,
-                Ok(found) if found.len() > 1 && *expect == Expect::One => {
+                // UCS caps an identification at its select limit: a capped answer may leave
+                // records of the person out, so nobody can be sure every record was found.
+                Ok(found) if !found.complete => Resolution::Unreadable {
+                    reason: format!(
+                        "the identification lists {} contacts and may be capped by UCS's \
+                         select limit: cannot be sure every record was found",
+                        found.contacts.len()
+                    ),
+                },
+                Ok(found) if found.contacts.is_empty() => Resolution::NoMatch,
+                Ok(found) if found.contacts.len() > 1 && *expect == Expect::One => {
                     let mut candidates = Vec::new();
-                    for id in &found {
+                    for id in &found.contacts {
                         candidates.push(candidate(id, input, ucs).await);
                     }
                     candidates.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
@@ -643,7 +652,7 @@ async fn resolve<U: Ucs>(
                 }
                 Ok(found) => {
                     let mut contacts: Vec<String> =
-                        found.iter().map(|c| c.as_str().to_owned()).collect();
+                        found.contacts.iter().map(|c| c.as_str().to_owned()).collect();
                     contacts.sort();
                     Resolution::Found { contacts }
                 }

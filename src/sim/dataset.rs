@@ -29,6 +29,10 @@ pub struct Dataset {
     /// Must not be set on 9.1, which has no archive role.
     #[serde(default)]
     pub archive: Option<bool>,
+    /// UCS's `schema/select-limit`: the most contact ids one `IdentifyContact` answers
+    /// (`NumberOfContactsFound` never exceeds it; page `.../RESTAPI/OMContactsIdentifyContact`).
+    #[serde(default = "default_select_limit")]
+    pub select_limit: u32,
     /// The contacts.
     #[serde(default)]
     pub contacts: Vec<DatasetContact>,
@@ -47,6 +51,16 @@ impl Dataset {
     pub fn has_archive(&self) -> bool {
         self.ucs_version.has_archive_role() && self.archive.unwrap_or(true)
     }
+}
+
+/// The default select limit of the simulator.
+///
+/// **Assumption**: UCS's own default for `schema/select-limit` is not in the pages read; 100 is
+/// small enough for tests to reach.
+pub const DEFAULT_SELECT_LIMIT: u32 = 100;
+
+fn default_select_limit() -> u32 {
+    DEFAULT_SELECT_LIMIT
 }
 
 /// One contact and everything about it.

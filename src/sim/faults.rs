@@ -96,13 +96,24 @@ impl Default for FaultOptions {
     }
 }
 
-/// What the simulator has been asked, per operation, and which faults it injected.
+/// What the simulator has been asked, per operation, which faults it injected, and the
+/// conformance journal (see [`super::Conformance`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Stats {
     /// Calls per operation name (every call, faulted or not).
     pub calls: BTreeMap<String, u64>,
     /// Injected faults per kind.
     pub faults: BTreeMap<String, u64>,
+    /// Every kind of non-conforming request (operation, what was wrong, how often).
+    #[serde(default)]
+    pub non_conforming: Vec<super::conformance::NonConformity>,
+    /// Documented but dangerous requests (an `IdentifyContact` that may create a contact).
+    #[serde(default)]
+    pub dangerous: Vec<super::conformance::NonConformity>,
+    /// Contacts created by `IdentifyContact`.
+    #[serde(default)]
+    pub contacts_created: u64,
 }
 
 impl Stats {
@@ -199,6 +210,9 @@ impl Faults {
         Stats {
             calls: counters.calls.iter().map(|(op, n)| (op.as_str().to_owned(), *n)).collect(),
             faults: counters.faults.iter().map(|(k, n)| (k.as_str().to_owned(), *n)).collect(),
+            non_conforming: Vec::new(),
+            dangerous: Vec::new(),
+            contacts_created: 0,
         }
     }
 

@@ -185,6 +185,7 @@ pub fn generate(options: &GenerateOptions) -> Result<u64, GenerateError> {
         server: "ucs-sim-generated".to_owned(),
         ucs_version: crate::environment::UcsVersion::V8_5,
         archive: Some(true),
+        select_limit: super::dataset::DEFAULT_SELECT_LIMIT,
         contacts,
         anonymous_services: Vec::new(),
     };

@@ -1,17 +1,22 @@
 //! A UCS simulator: an HTTP server over an embedded database, for the demo, rehearsal and tests.
 //!
-//! It serves exactly the connector's wire mapping ([`crate::ucs::wire`]) over SQLite, seeded
-//! from a [`Dataset`]; faults are injected deterministically ([`FaultOptions`]) and every call is
-//! counted ([`Stats`]). [`Simulator::start`] runs it in-process on a loopback port: what an
+//! It serves UCS 9.1's REST methods as Genesys documents them, not as our client calls them
+//! (`ucs_api`: verbs, parameter names, mandatory parameters, `FaultCode`/`FaultString` faults,
+//! IdentifyContact's default of creating a contact), over SQLite seeded from a [`Dataset`];
+//! every non-conforming request is journaled ([`Conformance`], [`RunningSim::conformance`]),
+//! faults are injected deterministically ([`FaultOptions`]) and every call is counted
+//! ([`Stats`]). [`Simulator::start`] runs it in-process on a loopback port: what an
 //! environment of `type: embedded` and the tests use, with the real [`crate::ucs::RestClient`]
 //! pointed at [`RunningSim::base_url`].
 
+mod conformance;
 mod dataset;
 mod faults;
 mod generate;
 mod server;
 mod services;
 mod store;
+mod ucs_api;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,13 +26,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use conformance::{Conformance, NonConformity, UcsFault};
 pub use dataset::{
-    Dataset, DatasetAttachment, DatasetCallback, DatasetContact, DatasetError, DatasetInteraction,
-    DatasetInteractions, DatasetService, OneOrMany,
+    DEFAULT_SELECT_LIMIT, Dataset, DatasetAttachment, DatasetCallback, DatasetContact,
+    DatasetError, DatasetInteraction, DatasetInteractions, DatasetService, OneOrMany,
 };
 pub use faults::{FaultKind, FaultOptions, ScriptedFault, Stats};
 pub use generate::{GenerateError, GenerateOptions, generate};
-pub use services::NonConforming;
 pub use store::StoreError;
 
 use faults::{ConnectionKill, Faults, SimListener};
@@ -112,10 +117,10 @@ impl Simulator {
         };
         let dataset_path = options.dataset.clone();
         let dir = state_dir.clone();
-        let (store, server, ucs_version) = tokio::task::spawn_blocking(move || {
+        let (store, server, ucs_version, select_limit) = tokio::task::spawn_blocking(move || {
             let dataset = Dataset::load(&dataset_path)?;
             let store = Store::open(&dir, &dataset, &dataset_path)?;
-            Ok::<_, SimError>((store, dataset.server, dataset.ucs_version))
+            Ok::<_, SimError>((store, dataset.server, dataset.ucs_version, dataset.select_limit))
         })
         .await
         .map_err(|_| SimError::Setup)??;
@@ -129,9 +134,10 @@ impl Simulator {
         let state = Arc::new(SimState {
             store: Arc::new(store),
             faults: Faults::new(options.faults),
+            journal: conformance::Journal::default(),
+            select_limit,
             server,
             shutdown: shutdown.clone(),
-            journal: services::Journal::default(),
         });
         let app =
             server::router(state.clone()).into_make_service_with_connect_info::<ConnectionKill>();
@@ -191,15 +197,16 @@ impl RunningSim {
         &self.state_dir
     }
 
-    /// Calls per operation and injected faults so far.
+    /// Calls per operation, injected faults and the conformance journal so far.
     pub fn stats(&self) -> Stats {
-        self.state.faults.stats()
+        self.state.stats()
     }
 
-    /// Every Context Services / GMS request so far that did not follow the documentation (also
-    /// in `/sim/stats` as `nonConforming`).
-    pub fn non_conforming(&self) -> Vec<NonConforming> {
-        self.state.journal.entries()
+    /// The conformance journal: every non-conforming request so far and the contacts
+    /// identification created. A test of a conforming client asserts
+    /// [`Conformance::is_clean`].
+    pub fn conformance(&self) -> Conformance {
+        self.state.journal.snapshot()
     }
 
     /// Adds scripted faults, counting `nth` from now.

@@ -1,71 +1,85 @@
-//! The simulator's HTTP side: exactly the routes, fields and status codes of [`wire`], over
-//! the [`Store`], with fault injection in front of every call.
+//! The simulator's HTTP side over the [`Store`], with fault injection in front of every call.
+//! The UCS methods are in [`super::ucs_api`] (served as Genesys documents them); Context
+//! Services and GMS routes are here.
 
 // Handlers short-circuit with the error response itself; boxing it would buy nothing here.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
-use super::faults::{ConnectionKill, FaultKind, Faults, ScriptedFault};
+use super::conformance::{Journal, UcsFault};
+use super::faults::{ConnectionKill, FaultKind, Faults, ScriptedFault, Stats};
 use super::store::{Store, StoreError};
 use crate::ucs::wire::{self, Operation};
-use crate::ucs::{AttachmentId, ContactId, DataSource, InteractionId};
 
 /// What every handler shares.
 #[derive(Debug)]
 pub(crate) struct SimState {
     pub(crate) store: Arc<Store>,
     pub(crate) faults: Faults,
+    /// The conformance journal of the UCS methods.
+    pub(crate) journal: Journal,
+    /// UCS's `schema/select-limit` (IdentifyContact answers at most this many ids).
+    pub(crate) select_limit: u32,
     pub(crate) server: String,
     pub(crate) shutdown: CancellationToken,
-    /// Non-conforming Context Services / GMS requests (see `sim::services`).
-    pub(crate) journal: super::services::Journal,
+}
+
+impl SimState {
+    /// Calls, injected faults and the conformance journal.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = self.faults.stats();
+        let conformance = self.journal.snapshot();
+        stats.non_conforming = conformance.non_conforming;
+        stats.dangerous = conformance.dangerous;
+        stats.contacts_created = conformance.contacts_created;
+        stats
+    }
 }
 
 type Shared = State<Arc<SimState>>;
-type Conn = ConnectInfo<ConnectionKill>;
-type Params = Query<HashMap<String, String>>;
 
 pub(crate) fn router(state: Arc<SimState>) -> Router {
-    super::services::routes(Router::new())
-        .route(wire::IDENTIFY_CONTACT, post(identify))
-        .route(wire::GET_ATTRIBUTES, get(attributes))
-        .route(wire::DELETE_CONTACT, axum::routing::delete(delete_contact))
-        .route(wire::GET_INTERACTIONS, get(interactions))
-        .route(wire::GET_CONTENT, get(content))
-        .route(wire::GET_DOCUMENT, get(document))
-        .route(wire::STOP_INTERACTION, post(stop))
+    super::services::routes(super::ucs_api::routes(Router::new()))
         .route("/sim/stats", get(stats))
         .route("/sim/faults", post(script))
-        .fallback(|State(sim): Shared| async move {
+        .fallback(|State(sim): Shared, uri: axum::http::Uri| async move {
+            if let Some(method) = uri.path().strip_prefix("/ucs/v1/") {
+                // **Assumption**: what UCS answers for a method it does not have is not
+                // documented; a wrong-verb-like fault, journaled.
+                let method = super::conformance::printable(method);
+                return sim
+                    .journal
+                    .refuse(
+                        "(unknown)",
+                        format!("unknown UCS method {method}"),
+                        UcsFault::new(
+                            StatusCode::NOT_FOUND,
+                            super::conformance::FAULT_WRONG_VERB,
+                            format!("Unknown method '{method}'"),
+                        ),
+                    )
+                    .into_response();
+            }
             error(&sim, StatusCode::NOT_FOUND, "NoSuchEndpoint", "no such endpoint")
         })
         .with_state(state)
 }
 
-fn error(sim: &SimState, status: StatusCode, code: &str, message: &str) -> Response {
-    let body = wire::ErrorBody {
-        error: wire::ErrorDetail {
-            code: code.to_owned(),
-            message: message.to_owned(),
-            server: Some(sim.server.clone()),
-        },
-    };
+/// An error of Context Services or GMS: `{"message": ..., "exception": ...}`, as their API
+/// pages show (UCS methods answer UCS faults instead, see `ucs_api`).
+fn error(_sim: &SimState, status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "message": message, "exception": code });
     (status, axum::Json(body)).into_response()
-}
-
-fn not_found(sim: &SimState, what: &str) -> Response {
-    error(sim, StatusCode::NOT_FOUND, wire::CODE_NOT_FOUND, &format!("{what} not found"))
 }
 
 fn bad_request(sim: &SimState, message: &str) -> Response {
@@ -85,10 +99,10 @@ tokio::task_local! {
 /// Runs a blocking store call off the runtime. The blocking thread also serves the injected
 /// latency (the query overlaps it): one thread hand-off per call instead of two, which is
 /// what keeps the simulator out of the way of latency-bound measurements.
-pub(super) async fn blocking<T: Send + 'static>(
+pub(crate) async fn run_store<T: Send + 'static>(
     sim: &SimState,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, StoreError> {
     let store = sim.store.clone();
     let answer_at = ANSWER_AT.try_with(|at| *at).ok();
     let job = move || {
@@ -98,17 +112,21 @@ pub(super) async fn blocking<T: Send + 'static>(
         }
         result
     };
-    match tokio::task::spawn_blocking(job).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(internal(sim, &e)),
-        Err(_) => Err(error(sim, StatusCode::INTERNAL_SERVER_ERROR, wire::CODE_INTERNAL, "panic")),
-    }
+    tokio::task::spawn_blocking(job).await.unwrap_or(Err(StoreError::Panicked))
+}
+
+/// [`run_store`] for the Context Services and GMS handlers: a storage failure as their error.
+pub(super) async fn blocking<T: Send + 'static>(
+    sim: &SimState,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    run_store(sim, f).await.map_err(|e| internal(sim, &e))
 }
 
 /// Counts the call, injects latency and faults, and runs `work` unless a fault replaces it.
 /// A timeout or reset runs the work first and then loses the answer: the nastiest case for a
 /// client (did my delete happen?).
-pub(super) async fn serve(
+pub(crate) async fn serve(
     sim: &SimState,
     kill: &ConnectionKill,
     operation: Operation,
@@ -126,20 +144,20 @@ pub(super) async fn serve(
     tracing::debug!(operation = %operation, fault = ?fault, "injecting a fault");
     match fault {
         FaultKind::Unavailable => {
-            error(sim, StatusCode::SERVICE_UNAVAILABLE, wire::CODE_UNAVAILABLE, "injected fault")
+            injected(sim, operation, StatusCode::SERVICE_UNAVAILABLE, "injected fault")
         }
         FaultKind::Permanent => {
-            error(sim, StatusCode::INTERNAL_SERVER_ERROR, wire::CODE_INTERNAL, "injected fault")
+            injected(sim, operation, StatusCode::INTERNAL_SERVER_ERROR, "injected fault")
         }
         FaultKind::Timeout => {
             drop(work.await);
             sim.shutdown.cancelled().await;
-            error(sim, StatusCode::SERVICE_UNAVAILABLE, wire::CODE_UNAVAILABLE, "shutting down")
+            injected(sim, operation, StatusCode::SERVICE_UNAVAILABLE, "shutting down")
         }
         FaultKind::Reset => {
             drop(work.await);
             kill.kill();
-            error(sim, StatusCode::SERVICE_UNAVAILABLE, wire::CODE_UNAVAILABLE, "dropped")
+            injected(sim, operation, StatusCode::SERVICE_UNAVAILABLE, "dropped")
         }
         FaultKind::Garbage => {
             ([(header::CONTENT_TYPE, wire::JSON)], "{\"Interactions\": [<<garbage>>")
@@ -164,210 +182,34 @@ pub(super) async fn serve(
     }
 }
 
+/// An injected failure: a UCS fault for the UCS methods (the documented shape), the old error
+/// body for the Context Services and GMS routes.
+fn injected(sim: &SimState, operation: Operation, status: StatusCode, text: &str) -> Response {
+    match operation {
+        Operation::IdentifyContact
+        | Operation::GetAttributes
+        | Operation::DeleteContact
+        | Operation::GetInteractionsForContact
+        | Operation::GetInteractionContent
+        | Operation::GetDocument
+        | Operation::StopInteraction => UcsFault::server(status, &sim.server, text).into_response(),
+        _ => {
+            let code = if status == StatusCode::SERVICE_UNAVAILABLE {
+                wire::CODE_UNAVAILABLE
+            } else {
+                wire::CODE_INTERNAL
+            };
+            error(sim, status, code, text)
+        }
+    }
+}
+
 fn json<T: serde::Serialize>(value: &T) -> Response {
     axum::Json(value).into_response()
 }
 
-fn param<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    params.get(name).map(String::as_str)
-}
-
-fn source_param(sim: &SimState, params: &HashMap<String, String>) -> Result<DataSource, Response> {
-    match param(params, wire::Q_DATA_SOURCE) {
-        None => Ok(DataSource::Main),
-        Some(name) => wire::data_source_from_name(name)
-            .ok_or_else(|| bad_request(sim, "DataSource must be main or archive")),
-    }
-}
-
-fn id_param<T>(
-    sim: &SimState,
-    params: &HashMap<String, String>,
-    name: &str,
-    parse: impl Fn(&str) -> Result<T, crate::ucs::InvalidId>,
-) -> Result<T, Response> {
-    let text = param(params, name).ok_or_else(|| bad_request(sim, &format!("{name} missing")))?;
-    parse(text).map_err(|e| bad_request(sim, &e.to_string()))
-}
-
-fn no_data_source(sim: &SimState, source: DataSource) -> Response {
-    error(
-        sim,
-        StatusCode::NOT_FOUND,
-        wire::CODE_NO_DATA_SOURCE,
-        &format!("{} '{}' found", wire::NO_DATA_SOURCE_MESSAGE, source.as_str()),
-    )
-}
-
-macro_rules! try_response {
-    ($e:expr) => {
-        match $e {
-            Ok(value) => value,
-            Err(response) => return response,
-        }
-    };
-}
-
-async fn identify(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> Response {
-    serve(&sim, &kill, Operation::IdentifyContact, async {
-        let Ok(request) = serde_json::from_slice::<wire::Envelope<wire::IdentifyParams>>(&body)
-        else {
-            return bad_request(
-                &sim,
-                "body must be {\"Parameters\":{\"TenantId\":..,\"OtherFields\":{..}}}",
-            );
-        };
-        let params = request.parameters;
-        if params.create_contact {
-            return bad_request(&sim, "CreateContact is not supported");
-        }
-        let ids = try_response!(
-            blocking(&sim, move |s| s.identify(params.tenant_id, &params.other_fields)).await
-        );
-        json(&wire::IdentifyResult { contact_id_list: ids })
-    })
-    .await
-}
-
-async fn attributes(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params) -> Response {
-    serve(&sim, &kill, Operation::GetAttributes, async {
-        let id = try_response!(id_param(&sim, &q, wire::Q_CONTACT_ID, ContactId::new));
-        match try_response!(blocking(&sim, move |s| s.contact(id.as_str())).await) {
-            Some(contact) => json(&contact),
-            None => not_found(&sim, "contact"),
-        }
-    })
-    .await
-}
-
-async fn delete_contact(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params) -> Response {
-    serve(&sim, &kill, Operation::DeleteContact, async {
-        let id = try_response!(id_param(&sim, &q, wire::Q_CONTACT_ID, ContactId::new));
-        let subject = id.clone();
-        if try_response!(blocking(&sim, move |s| s.delete_contact(id.as_str())).await) {
-            tracing::info!(contact = %subject, "simulator deleted a contact");
-            json(&serde_json::json!({ "ContactId": subject }))
-        } else {
-            not_found(&sim, "contact")
-        }
-    })
-    .await
-}
-
-async fn interactions(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params) -> Response {
-    serve(&sim, &kill, Operation::GetInteractionsForContact, async {
-        let id = try_response!(id_param(&sim, &q, wire::Q_CONTACT_ID, ContactId::new));
-        let source = try_response!(source_param(&sim, &q));
-        let number = |name: &str, default: u32| match param(&q, name) {
-            None => Ok(default),
-            Some(text) => text
-                .parse::<u32>()
-                .map_err(|_| bad_request(&sim, &format!("{name} must be a number"))),
-        };
-        let offset = try_response!(number(wire::Q_FROM_INDEX, 0));
-        let size = try_response!(number(wire::Q_PAGE_SIZE, 100));
-        if size == 0 || size > wire::MAX_PAGE_SIZE {
-            return bad_request(&sim, "PageSize out of range");
-        }
-        if !sim.store.has_source(source) {
-            return no_data_source(&sim, source);
-        }
-        let found = try_response!(
-            blocking(&sim, move |s| {
-                if !s.contact_exists(id.as_str())? {
-                    return Ok(None);
-                }
-                s.interactions(source, id.as_str(), offset, size).map(Some)
-            })
-            .await
-        );
-        match found {
-            Some((interactions, total_count)) => {
-                json(&wire::InteractionsResult { interactions, total_count })
-            }
-            None => not_found(&sim, "contact"),
-        }
-    })
-    .await
-}
-
-async fn content(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params) -> Response {
-    serve(&sim, &kill, Operation::GetInteractionContent, async {
-        let id = try_response!(id_param(&sim, &q, wire::Q_INTERACTION_ID, InteractionId::new));
-        let source = try_response!(source_param(&sim, &q));
-        if !sim.store.has_source(source) {
-            return no_data_source(&sim, source);
-        }
-        match try_response!(blocking(&sim, move |s| s.content(source, id.as_str())).await) {
-            Some(content) => json(&content),
-            None => not_found(&sim, "interaction"),
-        }
-    })
-    .await
-}
-
-async fn document(State(sim): Shared, ConnectInfo(kill): Conn, Query(q): Params) -> Response {
-    serve(&sim, &kill, Operation::GetDocument, async {
-        let id = try_response!(id_param(&sim, &q, wire::Q_DOCUMENT_ID, AttachmentId::new));
-        let source = try_response!(source_param(&sim, &q));
-        if !sim.store.has_source(source) {
-            return no_data_source(&sim, source);
-        }
-        let Some(found) =
-            try_response!(blocking(&sim, move |s| s.document(source, id.as_str())).await)
-        else {
-            return not_found(&sim, "document");
-        };
-        let file = match tokio::fs::File::open(&found.path).await {
-            Ok(file) => file,
-            Err(e) => {
-                let e = StoreError::Io { path: found.path, source: e };
-                return internal(&sim, &e);
-            }
-        };
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
-        (
-            [
-                (header::CONTENT_TYPE, wire::OCTET_STREAM.to_owned()),
-                (header::CONTENT_LENGTH, found.size.to_string()),
-            ],
-            Body::from_stream(stream),
-        )
-            .into_response()
-    })
-    .await
-}
-
-async fn stop(State(sim): Shared, ConnectInfo(kill): Conn, body: Bytes) -> Response {
-    serve(&sim, &kill, Operation::StopInteraction, async {
-        let Ok(request) = serde_json::from_slice::<wire::Envelope<wire::StopParams>>(&body) else {
-            return bad_request(
-                &sim,
-                "body must be {\"Parameters\":{\"InteractionId\":..,\"Reason\":..}}",
-            );
-        };
-        let params = request.parameters;
-        let id = try_response!(
-            InteractionId::new(&params.interaction_id)
-                .map_err(|e| bad_request(&sim, &e.to_string()))
-        );
-        let reason = params.reason;
-        if try_response!(blocking(&sim, move |s| s.stop(id.as_str(), &reason)).await) {
-            json(&serde_json::json!({}))
-        } else {
-            not_found(&sim, "interaction")
-        }
-    })
-    .await
-}
-
 async fn stats(State(sim): Shared) -> Response {
-    let mut value = serde_json::to_value(sim.faults.stats()).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        let journal = serde_json::to_value(sim.journal.entries()).unwrap_or_default();
-        object.insert("nonConforming".to_owned(), journal);
-    }
-    json(&value)
+    json(&sim.stats())
 }
 
 async fn script(State(sim): Shared, body: Bytes) -> Response {

@@ -9,7 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -34,39 +34,6 @@ const CS_EXCEPTIONS: &str = "com.genesyslab.gsg.services.contextservices.excepti
 /// **Assumption**: the GMS callback exceptions' package (the page names
 /// `CallbackExceptionNotFound` without one).
 const GMS_EXCEPTIONS: &str = "com.genesyslab.gsg.services.callback";
-
-/// A request the simulator answered although (or refused because) it does not follow the pages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NonConforming {
-    /// The operation, as `/sim/stats` names it.
-    pub operation: String,
-    /// What was wrong (parameter names, never values).
-    pub reason: String,
-}
-
-/// Every non-conforming Context Services / GMS request so far.
-#[derive(Debug, Default)]
-pub(crate) struct Journal(Mutex<Vec<NonConforming>>);
-
-impl Journal {
-    fn push(&self, operation: Operation, reason: String) {
-        tracing::warn!(operation = %operation, reason = %reason, "non-conforming request");
-        let entry = NonConforming { operation: operation.as_str().to_owned(), reason };
-        match self.0.lock() {
-            Ok(mut entries) => entries.push(entry),
-            Err(poisoned) => poisoned.into_inner().push(entry),
-        }
-    }
-
-    /// A copy of the entries.
-    pub(crate) fn entries(&self) -> Vec<NonConforming> {
-        match self.0.lock() {
-            Ok(entries) => entries.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-}
 
 /// Adds the Context Services and GMS routes.
 pub(crate) fn routes(router: Router<Arc<SimState>>) -> Router<Arc<SimState>> {
@@ -113,7 +80,8 @@ fn wrong_verb(
     operation: Operation,
 ) -> impl Fn(Shared, axum::http::Method) -> std::future::Ready<Response> + Clone + Send + 'static {
     move |State(sim): Shared, method: axum::http::Method| {
-        sim.journal.push(operation, format!("verb {method} is not documented on this path"));
+        sim.journal
+            .record(operation.as_str(), format!("verb {method} is not documented on this path"));
         std::future::ready(cs_error(
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("{method} is not supported here"),
@@ -153,7 +121,7 @@ fn only_documented(
         .map(|k| k.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(40).collect())
         .collect::<Vec<String>>()
         .join(", ");
-    sim.journal.push(operation, format!("undocumented query parameter(s): {names}"));
+    sim.journal.record(operation.as_str(), format!("undocumented query parameter(s): {names}"));
     Err(cs_error(
         StatusCode::BAD_REQUEST,
         &format!("unexpected parameter(s): {names}"),
@@ -162,7 +130,7 @@ fn only_documented(
 }
 
 fn bad_id(sim: &SimState, operation: Operation, what: &str) -> Response {
-    sim.journal.push(operation, format!("{what} is not a valid id"));
+    sim.journal.record(operation.as_str(), format!("{what} is not a valid id"));
     cs_error(
         StatusCode::BAD_REQUEST,
         &format!("invalid {what}"),
@@ -355,7 +323,7 @@ async fn callbacks(
             return bad_id(&sim, operation, "service name");
         }
         let Some(number) = q.get(gms::Q_CUSTOMER_NUMBER).cloned() else {
-            sim.journal.push(operation, "no `_customer_number` to query by".to_owned());
+            sim.journal.record(operation.as_str(), "no `_customer_number` to query by".to_owned());
             return cs_error(
                 StatusCode::BAD_REQUEST,
                 "a property to query by is required",

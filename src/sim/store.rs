@@ -76,6 +76,9 @@ pub enum StoreError {
     /// The dataset holds something the store cannot take.
     #[error("dataset: {0}")]
     Dataset(String),
+    /// A storage task panicked or was cancelled.
+    #[error("simulator storage task failed")]
+    Panicked,
 }
 
 /// One database file with a few reusable connections.
@@ -138,6 +141,8 @@ pub(crate) struct Store {
 pub(crate) struct DocumentFile {
     pub(crate) path: PathBuf,
     pub(crate) size: u64,
+    pub(crate) name: String,
+    pub(crate) mime_type: String,
 }
 
 fn status_name(status: InteractionStatus) -> &'static str {
@@ -400,6 +405,87 @@ impl Store {
         })
     }
 
+    /// The attribute names the contacts have: the simulator's contact attribute schema.
+    pub(crate) fn attribute_names(&self) -> Result<BTreeSet<String>, StoreError> {
+        self.main.run(|conn| {
+            conn.prepare_cached("SELECT DISTINCT name FROM contact_attributes")?
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect()
+        })
+    }
+
+    /// Creates a contact of `tenant` with these attributes (what `IdentifyContact` does when
+    /// nothing matches and `CreateContact` is not `"false"`); answers its id.
+    pub(crate) fn create_contact(
+        &self,
+        tenant: u32,
+        fields: &BTreeMap<String, String>,
+    ) -> Result<String, StoreError> {
+        self.main.run(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let count: i64 = tx.query_row("SELECT COUNT(*) FROM contacts", [], |row| row.get(0))?;
+            let mut n = count;
+            let id = loop {
+                // 16 alphanumeric characters, like UCS's ids; never one the dataset uses.
+                let id = format!("SIMNEW{n:010}");
+                let taken: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM contacts WHERE id = ?1",
+                    params![id],
+                    |row| row.get(0),
+                )?;
+                if taken == 0 {
+                    break id;
+                }
+                n += 1;
+            };
+            let attributes: BTreeMap<&String, Vec<&String>> =
+                fields.iter().map(|(k, v)| (k, vec![v])).collect();
+            let json = serde_json::to_string(&attributes).unwrap_or_else(|_| "{}".to_owned());
+            tx.execute(
+                "INSERT INTO contacts (id, tenant, attributes) VALUES (?1, ?2, ?3)",
+                params![id, tenant, json],
+            )?;
+            for (name, value) in fields {
+                tx.execute(
+                    "INSERT INTO contact_attributes (contact_id, name, value) VALUES (?1, ?2, ?3)",
+                    params![id, name, value],
+                )?;
+            }
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    /// Deletes one interaction and its documents wherever it is; `false` if there is none.
+    pub(crate) fn delete_interaction(&self, interaction: &str) -> Result<bool, StoreError> {
+        let mut owned_files = Vec::new();
+        let mut deleted = false;
+        for source in DataSource::ALL {
+            let Some(db) = self.db(source) else { continue };
+            let (files, n) = db.run(|conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let files = tx
+                    .prepare("SELECT path FROM documents WHERE interaction_id = ?1 AND owned = 1")?
+                    .query_map(params![interaction], |row| row.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                tx.execute(
+                    "DELETE FROM documents WHERE interaction_id = ?1",
+                    params![interaction],
+                )?;
+                let n =
+                    tx.execute("DELETE FROM interactions WHERE id = ?1", params![interaction])?;
+                tx.commit()?;
+                Ok((files, n))
+            })?;
+            deleted |= n > 0;
+            owned_files.extend(files);
+        }
+        for file in owned_files {
+            let _ = std::fs::remove_file(file);
+        }
+        Ok(deleted)
+    }
+
     /// A contact's attributes.
     pub(crate) fn contact(&self, id: &str) -> Result<Option<AttributesResult>, StoreError> {
         self.main.run(|conn| {
@@ -447,6 +533,7 @@ impl Store {
                     Ok(WireInteraction {
                         id: row.get(0)?,
                         media_type_id: row.get(1)?,
+                        type_id: None,
                         status: status_from_name(&row.get::<_, String>(2)?),
                         workbin: row.get(3)?,
                         start_date: timestamp(row.get(4)?),
@@ -511,11 +598,13 @@ impl Store {
     ) -> Result<Option<DocumentFile>, StoreError> {
         let Some(db) = self.db(source) else { return Ok(None) };
         db.run(|conn| {
-            conn.prepare_cached("SELECT path, size FROM documents WHERE id = ?1")?
+            conn.prepare_cached("SELECT path, size, name, mime_type FROM documents WHERE id = ?1")?
                 .query_row(params![id], |row| {
                     Ok(DocumentFile {
                         path: PathBuf::from(row.get::<_, String>(0)?),
                         size: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                        name: row.get(2)?,
+                        mime_type: row.get(3)?,
                     })
                 })
                 .optional()

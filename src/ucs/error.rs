@@ -129,7 +129,7 @@ impl UcsError {
 
 /// Keeps an error code to a short token: a server that puts a message in its code field must not
 /// get personal data into our errors.
-fn sanitise_code(code: &str) -> String {
+pub(crate) fn sanitise_code(code: &str) -> String {
     code.chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         .take(48)

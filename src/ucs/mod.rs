@@ -1,14 +1,15 @@
 //! The UCS connector: one interface for what the engine needs, and the REST client behind it.
 //!
-//! [`Ucs`] is the interface the planner and the executor are generic over; [`RestClient`] is
-//! its only production implementation and speaks the mapping in [`wire`]. Everything here is
+//! [`Ucs`] is the interface the planner and the executor are generic over. [`Connector`]
+//! implements it over any [`Transport`] (retries, limits, delete-then-confirm); the one
+//! transport today is [`RestTransport`] (UCS 9.1 REST, as mapped in [`wire`]), and
+//! [`RestClient`] is the two together. Everything here is
 //! written so that nothing personal leaks: ids are fine in errors and traces, attribute values,
 //! message text and phone numbers are not, and the `Debug` of types that hold them redacts.
 
 mod client;
 mod error;
 pub(crate) mod rng;
-mod services;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -22,8 +23,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use client::{
-    Auth, AuthError, ClientConfig, ConfigError, RestClient, RetryEvent, RetryHook, RetryPolicy,
-    RetryThen,
+    Auth, AuthError, ClientConfig, ConfigError, Connector, Limits, RestClient, RestTransport,
+    RetryEvent, RetryHook, RetryPolicy, RetryThen, Transport,
 };
 pub use error::{ErrorKind, ProtocolFault, UcsError};
 
@@ -267,6 +268,17 @@ impl fmt::Debug for IdentifyRequest {
     }
 }
 
+/// What an identification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identification {
+    /// The matching contacts, in the server's order.
+    pub contacts: Vec<ContactId>,
+    /// `false` when the answer may be capped by UCS's select limit (`NumberOfContactsFound`
+    /// larger than the ids listed, or equal to the configured select limit): there may be
+    /// more matches than listed, so nobody can be sure every record was found.
+    pub complete: bool,
+}
+
 /// A contact and its attributes. Attributes are multi-valued in UCS (a contact may have
 /// several e-mail addresses), hence a list per name.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,6 +308,9 @@ pub struct InteractionSummary {
     pub id: InteractionId,
     /// `email`, `chat`, `voice`, ... as UCS names it.
     pub media_type: String,
+    /// `Inbound`, `Outbound`, ... (UCS's `TypeId`), when the listing gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interaction_type: Option<String>,
     /// Its status.
     pub status: InteractionStatus,
     /// The workbin it sits in, if any.
@@ -317,49 +332,16 @@ impl InteractionSummary {
     }
 }
 
-/// Where a page of interactions starts and how long it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageRequest {
-    /// Index of the first interaction (0-based).
-    pub offset: u32,
-    /// At most this many interactions.
-    pub size: u32,
-}
-
-impl PageRequest {
-    /// The first page of `size` interactions.
-    pub fn first(size: u32) -> Self {
-        Self { offset: 0, size }
-    }
-}
-
-/// One page of a contact's interactions in one data source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InteractionPage {
-    /// The data source exists; here is a page (possibly empty).
-    Page {
-        /// The interactions, in the server's stable order.
-        interactions: Vec<InteractionSummary>,
-        /// The next page to ask for, or `None` when this was the last.
-        next: Option<PageRequest>,
-    },
-    /// The deployment has no data source with this role. Not a failure: the seed reports it as
-    /// "No interactions found for contact Id X in source archive" with this reason.
-    SourceUnavailable {
-        /// The server's reason, e.g. `Server: ucs-sim Msg: No data source with role 'archive'
-        /// found`. Contains no personal data.
-        reason: String,
-    },
-}
-
-/// All of a contact's interactions in one data source (every page read).
+/// All of a contact's interactions in one data source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InteractionListing {
     /// The data source exists; here is everything in it for the contact.
     Found(Vec<InteractionSummary>),
-    /// The data source does not exist (see [`InteractionPage::SourceUnavailable`]).
+    /// The deployment has no data source with this role. Not a failure: the seed reports it as
+    /// "No interactions found for contact Id X in source archive" with this reason.
     SourceUnavailable {
-        /// The server's reason.
+        /// The reason, e.g. `Server: ucs-sim Msg: No data source with role 'archive' found`,
+        /// rebuilt from fixed text and the (sanitised) server name: no personal data.
         reason: String,
     },
 }
@@ -533,13 +515,14 @@ pub enum DeleteOutcome {
 ///
 /// Reads are idempotent; [`stop_interaction`](Ucs::stop_interaction) and
 /// [`cancel_callback`](Ucs::cancel_callback) are idempotent by nature;
-/// [`delete_contact`](Ucs::delete_contact) is not retried blindly (see [`RestClient`]).
+/// [`delete_contact`](Ucs::delete_contact) is not retried blindly (see [`Connector`]).
 pub trait Ucs: Send + Sync {
-    /// Contacts of the tenant whose attributes match every pair of the request.
+    /// Contacts of the tenant whose attributes match every pair of the request. Never creates
+    /// a contact (a transport that cannot guarantee that refuses the call).
     fn identify_contacts(
         &self,
         request: &IdentifyRequest,
-    ) -> impl Future<Output = Result<Vec<ContactId>, UcsError>> + Send;
+    ) -> impl Future<Output = Result<Identification, UcsError>> + Send;
 
     /// A contact's tenant and attributes; [`ErrorKind::NotFound`] when there is none.
     fn get_contact(
@@ -547,13 +530,13 @@ pub trait Ucs: Send + Sync {
         contact: &ContactId,
     ) -> impl Future<Output = Result<Contact, UcsError>> + Send;
 
-    /// One page of a contact's interactions in a data source.
+    /// All of a contact's interactions in a data source (UCS's `GetInteractionsForContact`
+    /// has no paging: see [`wire::InteractionsResult`]).
     fn list_interactions(
         &self,
         contact: &ContactId,
         source: DataSource,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<InteractionPage, UcsError>> + Send;
+    ) -> impl Future<Output = Result<InteractionListing, UcsError>> + Send;
 
     /// An interaction's content and attachment metadata.
     fn get_interaction_content(
@@ -569,11 +552,13 @@ pub trait Ucs: Send + Sync {
         source: DataSource,
     ) -> impl Future<Output = Result<AttachmentBody, UcsError>> + Send;
 
-    /// Stops an interaction (and takes it out of its workbin). Stopping a stopped interaction
-    /// succeeds. `reason` is free text kept by the server; put no personal data in it.
+    /// Stops an interaction, as listed (its id, type and media type go into the request),
+    /// in `tenant`. Stopping a stopped interaction succeeds. `reason` is free text kept by the
+    /// server; put no personal data in it.
     fn stop_interaction(
         &self,
-        interaction: &InteractionId,
+        interaction: &InteractionSummary,
+        tenant: TenantId,
         reason: &str,
     ) -> impl Future<Output = Result<(), UcsError>> + Send;
 
@@ -628,25 +613,14 @@ pub trait Ucs: Send + Sync {
     ) -> impl Future<Output = Result<DeleteOutcome, UcsError>> + Send;
 }
 
-/// Reads every page of a contact's interactions in a data source.
+/// All of a contact's interactions in a data source: the stable entry point the engine uses.
+/// `page_size` is kept for callers and ignored: UCS's `GetInteractionsForContact` does not page.
 pub async fn list_all_interactions<U: Ucs + ?Sized>(
     ucs: &U,
     contact: &ContactId,
     source: DataSource,
     page_size: u32,
 ) -> Result<InteractionListing, UcsError> {
-    let mut all = Vec::new();
-    let mut page = Some(PageRequest::first(page_size.max(1)));
-    while let Some(request) = page {
-        match ucs.list_interactions(contact, source, request).await? {
-            InteractionPage::Page { interactions, next } => {
-                all.extend(interactions);
-                page = next;
-            }
-            InteractionPage::SourceUnavailable { reason } => {
-                return Ok(InteractionListing::SourceUnavailable { reason });
-            }
-        }
-    }
-    Ok(InteractionListing::Found(all))
+    let _ = page_size;
+    ucs.list_interactions(contact, source).await
 }

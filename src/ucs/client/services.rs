@@ -1,7 +1,8 @@
 //! Context Services (profiles, services, states, tasks) and GMS callbacks over HTTP: inherent
-//! methods of [`RestClient`] that its [`Ucs`](super::Ucs) implementation delegates to. The
-//! mapping is in [`wire::context_services`] and [`wire::gms`]; retries, limits and the rate
-//! limit are the client's own.
+//! methods of [`RestTransport`] that its [`Transport`](super::Transport) implementation
+//! delegates to, each one attempt (retries, limits and the rate limit are the
+//! [`Connector`](super::Connector)'s). The mapping is in [`wire::context_services`] and
+//! [`wire::gms`].
 //!
 //! Both APIs answer errors as `{"message","exception"}`; the exception's class name (without
 //! its package) becomes the error's code, the message is never copied (it may quote a key).
@@ -12,10 +13,10 @@ use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::client::{RestClient, callback_state, has_content_type, malformed, read_limited};
-use super::wire::context_services::{self as cs, CsError};
-use super::wire::{self, Operation, StatusMeaning, gms};
-use super::{
+use super::rest::{RestTransport, callback_state, has_content_type, malformed, read_limited};
+use crate::ucs::wire::context_services::{self as cs, CsError};
+use crate::ucs::wire::{self, Operation, StatusMeaning, gms};
+use crate::ucs::{
     Callback, CallbackId, Contact, ContactId, CsService, DeleteOutcome, ErrorKind, Profile,
     ProtocolFault, ServiceId, UcsError,
 };
@@ -34,7 +35,7 @@ fn segment(text: &str) -> String {
     out
 }
 
-impl RestClient {
+impl RestTransport {
     /// One attempt of a Context Services or GMS call: the body of a 2xx answer, or a typed
     /// error read from the `{"message","exception"}` body. A 400 whose exception says "not
     /// found" is [`ErrorKind::NotFound`], as `DeleteServiceByID` documents it.
@@ -44,7 +45,6 @@ impl RestClient {
         subject: Option<&str>,
         request: RequestBuilder,
     ) -> Result<(Vec<u8>, bool), UcsError> {
-        let permit = self.admit(operation).await?;
         let response = request.send().await.map_err(|error| {
             let detail = if error.is_timeout() {
                 "timed out waiting for the server"
@@ -60,14 +60,12 @@ impl RestClient {
         let meaning = wire::status_meaning(status);
         if meaning == StatusMeaning::Success {
             let json = has_content_type(&response, wire::JSON);
-            let body = read_limited(operation, response, self.max_body_bytes())
+            let body = read_limited(operation, response, self.config.max_body_bytes)
                 .await
                 .map_err(|e| e.with_subject(subject))?;
-            drop(permit);
             return Ok((body, json));
         }
         let body = read_limited(operation, response, 64 * 1024).await.ok();
-        drop(permit);
         let error = body.and_then(|body| serde_json::from_slice::<CsError>(&body).ok());
         let not_found = meaning == StatusMeaning::NotFound
             || (status == 400 && error.as_ref().is_some_and(CsError::is_not_found));
@@ -84,7 +82,7 @@ impl RestClient {
             .with_subject(subject))
     }
 
-    /// A JSON answer, retried within the policy.
+    /// A JSON answer (one attempt).
     async fn cs_json<T: DeserializeOwned>(
         &self,
         operation: Operation,
@@ -92,15 +90,8 @@ impl RestClient {
         url: &str,
         query: &[(&str, &str)],
     ) -> Result<T, UcsError> {
-        let (body, json) = self
-            .retrying(operation, subject, || {
-                self.cs_once(
-                    operation,
-                    subject,
-                    self.request(operation, Method::GET, url).query(query),
-                )
-            })
-            .await?;
+        let request = self.request(operation, Method::GET, url).query(query);
+        let (body, json) = self.cs_once(operation, subject, request).await?;
         if !json {
             return Err(UcsError::protocol(operation, ProtocolFault::WrongContentType)
                 .with_subject(subject));
@@ -108,7 +99,7 @@ impl RestClient {
         serde_json::from_slice(&body).map_err(|_| malformed(operation).with_subject(subject))
     }
 
-    /// A delete, retried within the policy (deleting twice is harmless); not found is
+    /// A delete (one attempt; deleting twice is harmless): not found is
     /// [`DeleteOutcome::AlreadyAbsent`].
     async fn cs_delete(
         &self,
@@ -116,12 +107,8 @@ impl RestClient {
         subject: &str,
         url: &str,
     ) -> Result<DeleteOutcome, UcsError> {
-        let outcome = self
-            .retrying(operation, Some(subject), || {
-                self.cs_once(operation, Some(subject), self.request(operation, Method::DELETE, url))
-            })
-            .await;
-        match outcome {
+        let request = self.request(operation, Method::DELETE, url);
+        match self.cs_once(operation, Some(subject), request).await {
             Ok(_) => Ok(DeleteOutcome::Deleted),
             Err(error) if error.kind == ErrorKind::NotFound => Ok(DeleteOutcome::AlreadyAbsent),
             Err(error) => Err(error),
@@ -129,7 +116,7 @@ impl RestClient {
     }
 
     fn profile_url(&self, contact: &ContactId) -> String {
-        format!("{}{}/{contact}", self.context_services_base(), cs::PROFILES)
+        format!("{}{}/{contact}", self.context_services, cs::PROFILES)
     }
 
     /// `QueryCustomerProfile`; `None` when there is none (404).
@@ -180,7 +167,7 @@ impl RestClient {
                 .and_then(cs::service_id_text)
                 .and_then(|text| ServiceId::new(&text).ok())
                 .ok_or_else(|| malformed(operation).with_subject(Some(subject)))?;
-            let base = format!("{}{}/{id}", self.gms_base(), cs::SERVICES);
+            let base = format!("{}{}/{id}", self.gms, cs::SERVICES);
             let states: Vec<Value> = self
                 .cs_json(
                     Operation::GetServiceStates,
@@ -210,8 +197,7 @@ impl RestClient {
     ) -> Result<Vec<CsService>, UcsError> {
         let operation = Operation::ListServices;
         let subject = Some(contact.as_str());
-        let url =
-            format!("{}{}/{contact}/{}", self.gms_base(), cs::CUSTOMERS, cs::SERVICES_SEGMENT);
+        let url = format!("{}{}/{contact}/{}", self.gms, cs::CUSTOMERS, cs::SERVICES_SEGMENT);
         let services: Vec<Value> = match self.cs_json(operation, subject, &url, &[]).await {
             Ok(services) => services,
             Err(error) if error.kind == ErrorKind::NotFound => Vec::new(),
@@ -230,7 +216,7 @@ impl RestClient {
         let subject = Some(contact.id.as_str());
         let mut found: Vec<CsService> = Vec::new();
         for key in gms::phone_numbers(&contact.attributes) {
-            let url = format!("{}{}/{}", self.gms_base(), cs::ANONYMOUS_SERVICES, segment(&key));
+            let url = format!("{}{}/{}", self.gms, cs::ANONYMOUS_SERVICES, segment(&key));
             let services: Vec<Value> = match self.cs_json(operation, subject, &url, &[]).await {
                 Ok(services) => services,
                 Err(error) if error.kind == ErrorKind::NotFound => Vec::new(),
@@ -252,7 +238,7 @@ impl RestClient {
         &self,
         service: &ServiceId,
     ) -> Result<DeleteOutcome, UcsError> {
-        let url = format!("{}{}/{service}", self.gms_base(), cs::SERVICES);
+        let url = format!("{}{}/{service}", self.gms, cs::SERVICES);
         self.cs_delete(Operation::DeleteService, service.as_str(), &url).await
     }
 
@@ -264,9 +250,9 @@ impl RestClient {
     ) -> Result<Vec<Callback>, UcsError> {
         let operation = Operation::ListCallbacks;
         let subject = Some(contact.id.as_str());
-        let url = format!("{}{}", self.gms_base(), gms::CALLBACKS);
+        let url = format!("{}{}", self.gms, gms::CALLBACKS);
         let mut found: Vec<Callback> = Vec::new();
-        for (property, value) in gms::lookups(&contact.attributes, self.gms_lookup_keys()) {
+        for (property, value) in gms::lookups(&contact.attributes, &self.config.gms_lookup_keys) {
             let result: gms::CallbacksResult = self
                 .cs_json(operation, subject, &url, &[(property.as_str(), value.as_str())])
                 .await?;
@@ -302,8 +288,7 @@ impl RestClient {
             return Err(UcsError::new(operation, ErrorKind::Permanent, "invalid service name")
                 .with_subject(Some(callback.id.as_str())));
         }
-        let url =
-            format!("{}{}/{}/{}", self.gms_base(), gms::CALLBACKS, callback.service, callback.id);
+        let url = format!("{}{}/{}/{}", self.gms, gms::CALLBACKS, callback.service, callback.id);
         self.cs_delete(operation, callback.id.as_str(), &url).await
     }
 }
