@@ -355,6 +355,7 @@ pub async fn run<U: Ucs>(
     finish(trail)?;
     let receipt = Receipt::new(plan, receipts, head, size, interrupted);
     if let Some(bag) = &bag {
+        bag.finish()?;
         receipt.write(bag.root())?;
     }
     Ok(receipt)
@@ -777,20 +778,14 @@ fn export_digest(export: &ContactExport) -> String {
 /// file on disk to its line. Streams the files (they can be large).
 fn verify_recorded(bag: &Bag, contact: &ContactId, recorded: &str) -> Result<(), StepFailure> {
     use sha2::Digest as _;
-    let manifest = std::fs::read_to_string(bag.root().join("manifest-sha256.txt"))
-        .map_err(|_| StepFailure::Precondition("export.manifest-unreadable"))?;
     let mut files = Vec::new();
     for kind in [PayloadKind::Contact, PayloadKind::Interactions, PayloadKind::ContextServices] {
         let path = Bag::relative_path(kind, contact);
-        let listed = manifest.lines().any(|line| line.ends_with(path.as_str()));
-        if kind == PayloadKind::ContextServices && !listed {
-            continue;
+        match bag.listed_digest(&path) {
+            Some(sha) => files.push((path, sha)),
+            None if kind == PayloadKind::ContextServices => {}
+            None => return Err(StepFailure::Precondition("export.not-in-manifest")),
         }
-        let sha = manifest
-            .lines()
-            .find_map(|line| line.strip_suffix(path.as_str()).and_then(|s| s.strip_suffix("  ")))
-            .ok_or(StepFailure::Precondition("export.not-in-manifest"))?;
-        files.push((path, sha.to_owned()));
     }
     if crate::canonical::sha256_hex(manifest_lines(files.clone()).as_bytes()) != recorded {
         return Err(StepFailure::Precondition("export.manifest-differs-from-audit"));
