@@ -755,3 +755,56 @@ fn a_changed_attribute_value_makes_the_plan_stale() {
     assert!(stderr.contains(&format!("contact {JANE} changed")), "{stderr}");
     assert!(!stderr.contains("jane.new"), "the new value is not shown: {stderr}");
 }
+
+/// Issue 12: a plan edited after planning (the held contact un-held and deleted, every check
+/// set to `ready`, the export removed) with its `planId` recomputed, as anyone can, is refused:
+/// apply plans again and the two differ. Nothing is deleted, and the refusal says what differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_and_rehashed_plan_refused() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request(
+        "rehashed",
+        "forget-me-on-premise",
+        &[JANE, JOSE],
+        &format!("{EXPORT_AND_DELETE}  holds:\n    - {{ contactId: {JOSE}, reason: legal claim 2026-77 }}\n"),
+    );
+    let plan_path = workspace.path("plan.json");
+    let output = workspace.run(&["plan", &manifest, "--out", &plan_path.display().to_string()]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let mut plan: ucs_gdpr::plan::Plan =
+        serde_json::from_slice(&fs::read(&plan_path).unwrap()).unwrap();
+    let original = plan.plan_id.clone();
+    plan.body.export = None;
+    for contact in &mut plan.body.contacts {
+        contact.hold = None;
+        contact.export = false;
+        contact.delete = true;
+        for step in &mut contact.steps {
+            step.status = ucs_gdpr::plan::StepStatus::Ready;
+        }
+    }
+    for step in &mut plan.body.request_steps {
+        step.status = ucs_gdpr::plan::StepStatus::Ready;
+    }
+    let plan = ucs_gdpr::plan::seal(plan.body);
+    assert_ne!(plan.plan_id, original);
+    let mut bytes = plan.to_canonical_json();
+    bytes.push(b'\n');
+    fs::write(&plan_path, bytes).unwrap();
+    // The edited file is a well-formed plan: its id matches its body.
+    assert!(ucs_gdpr::plan::Plan::from_json(&fs::read(&plan_path).unwrap()).is_ok());
+
+    let output = workspace.run(&["apply", &plan_path.display().to_string()]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not match what planning again"), "{stderr}");
+    assert!(stderr.contains(&format!("/contacts/{JOSE}/hold")), "{stderr}");
+    assert!(stderr.contains(&format!("/contacts/{JOSE}/delete")), "{stderr}");
+    assert!(stderr.contains("/export:"), "{stderr}");
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert!(log.contains("\"run.refused\"") && log.contains("plan-mismatch"), "{log}");
+    assert!(!log.contains("\"step.intent\""), "{log}");
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, JOSE).await, "the held contact is kept");
+    assert!(exists(&client, JANE).await, "nothing was deleted");
+}

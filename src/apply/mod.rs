@@ -8,6 +8,7 @@
 //! and only when the plan says so (invariant 2).
 
 pub mod approval;
+mod compare;
 pub mod receipt;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,6 +41,10 @@ pub enum ApplyError {
     /// The world changed since the plan was made.
     #[error("the plan is stale: the live state no longer matches it")]
     Stale(Vec<String>),
+    /// The plan differs from what planning again from the manifest, the runbook, the policy and
+    /// the live state gives (it was edited, or made from other inputs).
+    #[error("the plan does not match what planning again gives; nothing was changed")]
+    Mismatch(Vec<String>),
     /// The manifest the plan was made from changed or is gone.
     #[error("the request manifest `{path}` {why}")]
     Manifest {
@@ -279,6 +284,12 @@ pub async fn run<U: Ucs>(
     let changes = differences(plan, &fresh, &done);
     if !changes.is_empty() {
         return refuse(trail, "stale-plan", ApplyError::Stale(changes));
+    }
+    // Every action-relevant field, not only the fingerprints: an edited plan whose id was
+    // recomputed is refused here.
+    let edits = compare::mismatches(plan, &fresh, &|contact| done.touched(contact));
+    if !edits.is_empty() {
+        return refuse(trail, "plan-mismatch", ApplyError::Mismatch(edits));
     }
     let _ = approvals;
 

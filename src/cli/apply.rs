@@ -295,6 +295,19 @@ pub(crate) fn report_apply_error(error: &ApplyError) {
             }
             eprintln!("hint: run `ucs-gdpr plan` again and have the new plan approved");
         }
+        ApplyError::Mismatch(edits) => {
+            eprintln!(
+                "error: the plan does not match what planning again from the manifest, the \
+                 runbook, the policy and the live state gives; nothing was changed. What differs:"
+            );
+            for edit in edits {
+                eprintln!("  - {edit}");
+            }
+            eprintln!(
+                "hint: the plan file was edited after it was made, or made with other inputs; run \
+                 `ucs-gdpr plan` again and have the new plan approved"
+            );
+        }
         error => eprintln!("error: {}", chain(error)),
     }
 }
