@@ -86,6 +86,73 @@ pub struct Environment {
     /// What must hold before anything is applied.
     #[serde(default)]
     pub policy: Policy,
+    /// What a plan made here is bound to (computed when the file is loaded).
+    #[serde(skip)]
+    pub digests: Digests,
+}
+
+/// What a plan is bound to: the sha256 of the policy it was made under and of the target it
+/// was made against. `apply` refuses a plan whose digests differ from the environment it is
+/// given, so a copy of the environments file with a laxer policy cannot run it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Digests {
+    /// The approval rule, the approvers, their keys (by key id) and the checks.
+    pub policy: String,
+    /// The UCS (and the services the checks read) the plan was made against.
+    pub target: String,
+}
+
+impl Digests {
+    /// The digests of `environment`, whose relative paths are resolved from `base_dir`.
+    pub fn of(environment: &Environment, base_dir: &Path) -> Digests {
+        let policy = &environment.policy;
+        let mut approvers = policy.approvers.clone();
+        approvers.sort();
+        approvers.dedup();
+        // A key is bound by its id, so replacing the key file is a different policy; a key that
+        // cannot be read is bound as such.
+        let keys: BTreeMap<&str, String> = policy
+            .approver_keys
+            .iter()
+            .map(|(name, file)| {
+                let id = crate::audit::load_verifying_key(&base_dir.join(file))
+                    .map_or_else(|_| "unreadable".to_owned(), |key| crate::audit::key_id(&key));
+                (name.as_str(), id)
+            })
+            .collect();
+        let policy_value = serde_json::json!({
+            "requireApproval": environment.requires_approval(),
+            "approvers": approvers,
+            "minApprovals": policy.min_approvals.unwrap_or(1),
+            "approverKeys": keys,
+            "requireChecks": policy.require_checks,
+            "forgetRunbook": policy.forget_runbook,
+        });
+        // The simulated world by its content (machine-independent: a rehearsal gives the same
+        // plan ids everywhere), and the folder that keeps its state as the file names it.
+        let dataset = environment.dataset.as_ref().map(|p| {
+            std::fs::read(base_dir.join(p))
+                .map_or_else(|_| "unreadable".to_owned(), |b| crate::canonical::sha256_hex(&b))
+        });
+        let target_value = serde_json::json!({
+            "type": match environment.kind {
+                EnvironmentType::Embedded => "embedded",
+                EnvironmentType::Rest => "rest",
+            },
+            "tenant": environment.tenant,
+            "dataset": dataset,
+            "stateDir": environment.state_dir,
+            "ucs": environment.ucs.as_ref().map(|u| (u.url.clone(), u.version.as_str())),
+            "contextServices": environment.context_services.as_ref().map(|c| c.url.clone()),
+            "gms": environment.gms.as_ref().map(|g| (g.url.clone(), g.service.clone())),
+            "infomart": environment.infomart.as_ref().map(|i| i.dsn.clone()),
+            "hmacKeyEnv": environment.hmac_key_env,
+        });
+        let digest = |value: &serde_json::Value| {
+            crate::canonical::sha256_hex(&crate::canonical::to_vec(value))
+        };
+        Digests { policy: digest(&policy_value), target: digest(&target_value) }
+    }
 }
 
 fn default_concurrency() -> u32 {
@@ -397,6 +464,10 @@ impl Environments {
             return Err(report);
         }
         environments.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        let base_dir = environments.base_dir.clone();
+        for environment in environments.environments.values_mut() {
+            environment.digests = Digests::of(environment, &base_dir);
+        }
         Ok((environments, report))
     }
 

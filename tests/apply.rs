@@ -808,3 +808,39 @@ async fn edited_and_rehashed_plan_refused() {
     assert!(exists(&client, JOSE).await, "the held contact is kept");
     assert!(exists(&client, JANE).await, "nothing was deleted");
 }
+
+/// Issue 12: a copy of the environments file that says `requireApproval: false` cannot run a
+/// plan made under the policy that requires approval: the plan records the digest of the policy
+/// it was made under, and apply refuses a plan whose policy differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lax_env_file_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    let alice = keys.path().join("alice");
+    ucs_gdpr().args(["audit", "keygen", "--out"]).arg(&alice).assert().success();
+    let workspace = Workspace::new(
+        &format!(
+            "      requireApproval: true\n      approvers: [dpo.alice]\n      \
+             approverKeys: {{ dpo.alice: {} }}\n",
+            alice.join("audit-signing.pub").display()
+        ),
+        "",
+    );
+    let manifest = workspace.request("lax", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    let output = workspace.run(&["plan", &manifest, "--out", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let strict = fs::read_to_string(workspace.path("ucs-gdpr.yaml")).unwrap();
+    let lax = workspace.path("lax-environments.yaml");
+    fs::write(&lax, strict.replace("requireApproval: true", "requireApproval: false")).unwrap();
+
+    let output = ucs_gdpr().args(["apply", &plan, "--env-file"]).arg(&lax).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("made under another policy"), "{stderr}");
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert!(log.contains("\"run.refused\"") && log.contains("policy-differs"), "{log}");
+    assert!(!log.contains("\"step.intent\""), "{log}");
+    assert!(!workspace.path("exports/DSR-lax/data").exists(), "nothing exported");
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, JANE).await, "nothing was deleted");
+}

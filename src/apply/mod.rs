@@ -45,6 +45,18 @@ pub enum ApplyError {
     /// the live state gives (it was edited, or made from other inputs).
     #[error("the plan does not match what planning again gives; nothing was changed")]
     Mismatch(Vec<String>),
+    /// The plan was made under another policy, or against another target, than the
+    /// environment it is applied with.
+    #[error(
+        "the plan was made under another {what} than environment `{environment}` has now: it \
+         cannot run with this environments file; nothing was changed"
+    )]
+    Unbound {
+        /// `policy` or `target`.
+        what: &'static str,
+        /// The environment.
+        environment: String,
+    },
     /// The manifest the plan was made from changed or is gone.
     #[error("the request manifest `{path}` {why}")]
     Manifest {
@@ -273,6 +285,18 @@ pub async fn run<U: Ucs>(
         let detail =
             Detail { approver: audit::Actor::new(approver.clone()).ok(), ..Detail::default() };
         trail.lock().append(trail.entry(Event::Approval).outcome(Outcome::Ok).detail(detail))?;
+    }
+    // The plan is bound to the policy and the target it was made under: another environments
+    // file (a laxer copy, another UCS) cannot run it.
+    let digests = &context.input.environment.digests;
+    for (what, recorded, now, reason) in [
+        ("policy", &body.environment.policy_sha256, &digests.policy, "policy-differs"),
+        ("target", &body.environment.target_sha256, &digests.target, "target-differs"),
+    ] {
+        if recorded != now {
+            let environment = context.input.environment_name.to_owned();
+            return refuse(trail, reason, ApplyError::Unbound { what, environment });
+        }
     }
     if !body.blockers.is_empty() {
         return refuse(trail, "blocked", ApplyError::Blocked(body.blockers.len()));
