@@ -564,20 +564,7 @@ impl Environments {
                     );
                 }
             }
-            let policy = &environment.policy;
-            if let Some(min) = policy.min_approvals
-                && !policy.approvers.is_empty()
-                && usize::try_from(min).unwrap_or(usize::MAX) > policy.approvers.len()
-            {
-                diagnostics.push(Diagnostic::error(
-                    "environments::approvals",
-                    format!(
-                        "environment `{name}` needs {min} approvals but names only {} approvers",
-                        policy.approvers.len()
-                    ),
-                    span(at("policy/minApprovals")),
-                ));
-            }
+            diagnostics.extend(check_policy(name, environment, &at, &span));
         }
         diagnostics
     }
@@ -598,6 +585,90 @@ impl Environment {
     pub fn requires_approval(&self) -> bool {
         self.policy.require_approval.unwrap_or(self.kind == EnvironmentType::Rest)
     }
+}
+
+/// The approval rule: enough approvers for `minApprovals`, names `approve --by` accepts, and,
+/// where approval is required, a registered key for every approver (an unsigned approval never
+/// counts there). Key files are read at apply (like the signing key, they live on the machine
+/// that runs it); one that cannot be read verifies nothing.
+fn check_policy(
+    name: &str,
+    environment: &Environment,
+    at: &dyn Fn(&str) -> String,
+    span: &dyn Fn(String) -> std::ops::Range<usize>,
+) -> Vec<Diagnostic> {
+    let policy = &environment.policy;
+    let mut diagnostics = Vec::new();
+    let required = environment.requires_approval();
+    let min = policy.min_approvals.unwrap_or(1);
+    // A rule that no list of approvers meets: `minApprovals` over the approvers listed, or
+    // approval asked for in so many words with nobody to give it. (A REST environment that says
+    // nothing about approval requires it and can plan and export; apply refuses there until
+    // approvers are listed.)
+    let unmeetable = usize::try_from(min).unwrap_or(usize::MAX) > policy.approvers.len()
+        && (policy.min_approvals.is_some()
+            || !policy.approvers.is_empty()
+            || policy.require_approval == Some(true));
+    if unmeetable {
+        let where_ = if policy.min_approvals.is_some() {
+            span(at("policy/minApprovals"))
+        } else if policy.approvers.is_empty() && spans_has(span, at("policy/approvers")) {
+            span(at("policy/approvers"))
+        } else {
+            span(at("policy"))
+        };
+        diagnostics.push(
+            Diagnostic::error(
+                "environments::approvals",
+                format!(
+                    "environment `{name}` needs {min} approval(s) but names only {} approver(s)",
+                    policy.approvers.len()
+                ),
+                where_,
+            )
+            .help("list at least `minApprovals` approvers under `policy.approvers`"),
+        );
+    }
+    for (index, approver) in policy.approvers.iter().enumerate() {
+        let item = span(at(&format!("policy/approvers/{index}")));
+        if crate::audit::Actor::new(approver.clone()).is_err() {
+            diagnostics.push(
+                Diagnostic::error(
+                    "environments::approver-name",
+                    format!(
+                        "environment `{name}`: approver {} is not a login name `approve --by` \
+                         accepts",
+                        index + 1
+                    ),
+                    item.clone(),
+                )
+                .label("not a login name")
+                .help("a login name: up to 64 letters, digits, `.`, `_`, `-`, starting with a letter or digit"),
+            );
+        } else if required && !policy.approver_keys.contains_key(approver) {
+            diagnostics.push(
+                Diagnostic::error(
+                    "environments::approver-without-key",
+                    format!(
+                        "environment `{name}` requires approval, but approver `{approver}` has \
+                         no registered key: an unsigned approval proves nothing about who gave it"
+                    ),
+                    item,
+                )
+                .label("no key under `policy.approverKeys`")
+                .help(
+                    "create a key pair with `ucs-gdpr audit keygen`, register the public key \
+                     under `policy.approverKeys`, and approve with `approve --key`",
+                ),
+            );
+        }
+    }
+    diagnostics
+}
+
+/// Whether the span of `pointer` is known (an empty range means it is not).
+fn spans_has(span: &dyn Fn(String) -> std::ops::Range<usize>, pointer: String) -> bool {
+    span(pointer) != (0..0)
 }
 
 /// The key that turns subject identifiers into digests in embedded environments that name no

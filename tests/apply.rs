@@ -353,12 +353,13 @@ fn an_environment_that_requires_approval_refuses_missing_forged_and_wrong_approv
     let workspace = Workspace::new(
         &format!(
             "      requireApproval: true\n      approvers: [dpo.alice, privacy.bob]\n      \
-             minApprovals: 2\n      approverKeys: {{ dpo.alice: {} }}\n",
-            keys.path().join("alice/audit-signing.pub").display()
+             minApprovals: 2\n      approverKeys: {{ dpo.alice: {}, privacy.bob: {} }}\n",
+            keys.path().join("alice/audit-signing.pub").display(),
+            keys.path().join("bob/audit-signing.pub").display()
         ),
         "",
     );
-    for who in ["alice", "mallory"] {
+    for who in ["alice", "bob", "mallory"] {
         ucs_gdpr().args(["audit", "keygen", "--out"]).arg(keys.path().join(who)).assert().success();
     }
     let manifest = workspace.request("approved", "export-only", &[MAIN_ONLY], "  export: {}\n");
@@ -388,7 +389,7 @@ fn an_environment_that_requires_approval_refuses_missing_forged_and_wrong_approv
         workspace.path(out).display().to_string()
     };
     let alice = approve("dpo.alice", Some("alice"), "alice.json");
-    let bob = approve("privacy.bob", None, "bob.json");
+    let bob = approve("privacy.bob", Some("bob"), "bob.json");
     let forged = approve("dpo.alice", Some("mallory"), "forged.json");
     let unsigned = approve("dpo.alice", None, "unsigned.json");
 
@@ -843,4 +844,64 @@ async fn lax_env_file_refused() {
     assert!(!workspace.path("exports/DSR-lax/data").exists(), "nothing exported");
     let (_sim, client) = workspace.world().await;
     assert!(exists(&client, JANE).await, "nothing was deleted");
+}
+
+/// Issue 12: where approval is required, an approver without a registered key makes the
+/// environments file invalid (their unsigned approval would prove nothing), as does a
+/// `minApprovals` no list of approvers can meet; and an unsigned approval by a keyless approver
+/// never counts, whatever the policy.
+#[test]
+fn unsigned_keyless_approver_refused_where_approval_is_required() {
+    let keys = tempfile::tempdir().unwrap();
+    let alice = keys.path().join("alice");
+    ucs_gdpr().args(["audit", "keygen", "--out"]).arg(&alice).assert().success();
+    let keyless = Workspace::new(
+        &format!(
+            "      requireApproval: true\n      approvers: [dpo.alice, privacy.bob]\n      \
+             minApprovals: 2\n      approverKeys: {{ dpo.alice: {} }}\n",
+            alice.join("audit-signing.pub").display()
+        ),
+        "",
+    );
+    let manifest = keyless.request("keyless", "export-only", &[MAIN_ONLY], "  export: {}\n");
+    let output = keyless.run(&["plan", &manifest]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("environments::approver-without-key"), "{stderr}");
+    assert!(stderr.contains("`privacy.bob` has no registered key"), "{stderr}");
+
+    let nobody = Workspace::new(
+        "      requireApproval: true\n      approvers: []\n      minApprovals: 2\n",
+        "",
+    );
+    let manifest = nobody.request("nobody", "export-only", &[MAIN_ONLY], "  export: {}\n");
+    let output = nobody.run(&["plan", &manifest]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("environments::approvals"),
+        "{}",
+        transcript(&output)
+    );
+
+    // The library never counts it either: here approval is optional, bob is listed and keyless.
+    let optional = Workspace::new(
+        "      requireApproval: false\n      approvers: [dpo.alice, privacy.bob]\n      minApprovals: 1\n",
+        "",
+    );
+    let (environments, _) =
+        ucs_gdpr::environment::Environments::load(&optional.path("ucs-gdpr.yaml")).unwrap();
+    let environment = environments.get("demo").unwrap();
+    let plan_id = "0".repeat(64);
+    let approval = ucs_gdpr::apply::approval::Approval::new(&plan_id, "privacy.bob", None, None);
+    let refused = ucs_gdpr::apply::approval::check(
+        &plan_id,
+        &[approval],
+        environment,
+        &environments.base_dir,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(refused, ucs_gdpr::apply::approval::ApprovalError::NoKey { ref by } if by == "privacy.bob"),
+        "{refused}"
+    );
 }

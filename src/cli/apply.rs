@@ -75,7 +75,7 @@ pub(crate) fn approve(args: &ApproveArgs) -> Exit {
         },
     };
     if crate::audit::Actor::new(args.by.clone()).is_err() {
-        eprintln!("error: `--by` must be a login name (letters, digits, `.`, `_`, `@`, `-`)");
+        eprintln!("error: `--by` must be a login name (letters, digits, `.`, `_`, `-`)");
         return Exit::Usage;
     }
     let approval = Approval::new(&plan.plan_id, &args.by, args.comment.clone(), key.as_ref());
