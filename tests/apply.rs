@@ -412,6 +412,12 @@ fn an_environment_that_requires_approval_refuses_missing_forged_and_wrong_approv
     refused(apply(&[&bob]), "1 more distinct approver(s) needed");
     refused(apply(&[&forged, &bob]), "does not verify");
     refused(apply(&[&unsigned, &bob]), "must be signed");
+    // Every refusal is in the audit log, with its reason (the gate is the library's).
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    for reason in ["approval-not-enough", "approval-forged", "approval-unsigned"] {
+        assert!(log.contains(&format!("\"{reason}\"")), "{reason}: {log}");
+    }
+    assert!(!log.contains("\"step.intent\""), "{log}");
 
     // An approval of another plan.
     let other_manifest = workspace.request("other", "export-only", &[JANE], "  export: {}\n");

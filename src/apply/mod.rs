@@ -1,14 +1,16 @@
 //! The executor: runs exactly the approved plan against UCS, writing an audit intent before every
 //! side effect and its outcome after, exporting before deleting, and resuming from the audit log.
 //!
-//! Order of business in [`run`]: the plan's own integrity, its approvals, a fresh read-only plan
-//! of the same request to prove the world has not moved since review (contacts this plan already
-//! acted on are exempt: their change is ours), then the steps in DAG order per contact, contacts
-//! in parallel. A contact is deleted only after its export is on disk and verified (invariant 1),
+//! Order of business: [`authorize`] (the gate: the manifest unchanged, the plan bound to this
+//! policy and target, its approvals) makes the [`ApprovedPlan`] that [`run`] requires; `run`
+//! then plans again, read-only, and refuses unless the result equals the approved plan (contacts
+//! this plan already acted on are exempt: their change is ours), then runs the steps in DAG
+//! order per contact, contacts in parallel. A contact is deleted only after its export is on disk and verified (invariant 1),
 //! and only when the plan says so (invariant 2).
 
 pub mod approval;
 mod compare;
+pub mod gate;
 pub mod receipt;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +29,7 @@ use crate::ucs::{
     list_all_interactions,
 };
 
+pub use gate::{ApprovedPlan, Outputs, OutputsError, authorize};
 pub use receipt::{ContactReceipt, Receipt, StepReceipt};
 
 /// Why apply did not run, or stopped.
@@ -82,6 +85,8 @@ pub struct ApplyContext<'a> {
     pub input: PlanInput<'a>,
     /// The runbook.
     pub runbook: &'a Runbook,
+    /// The folder of the environments file (approver keys are found from there).
+    pub base_dir: PathBuf,
     /// Who runs it (an operator login, validated).
     pub actor: String,
     /// The audit log file.
@@ -94,8 +99,6 @@ pub struct ApplyContext<'a> {
     pub concurrency: usize,
     /// Set to stop scheduling new contacts (Ctrl-C).
     pub stop: Arc<AtomicBool>,
-    /// Accepted approvers, recorded in the log.
-    pub approvers: BTreeSet<String>,
     /// Retries the client reported, drained into the log.
     pub retries: Arc<Mutex<Vec<RetryEvent>>>,
     /// Told each time a contact is finished.
@@ -255,18 +258,18 @@ impl Done {
     }
 }
 
-/// Runs a plan. Returns the receipt (also written into the bag) whatever happened to each
+/// Runs an approved plan. Returns the receipt (also written into the bag) whatever happened to each
 /// contact; an `Err` means nothing was applied.
 ///
 /// # Errors
 /// Approvals, blockers, a stale plan, or an audit log that cannot be written; in each case no
 /// side effect has happened (a refusal is recorded in the log when the log can be written).
 pub async fn run<U: Ucs>(
-    plan: &Plan,
-    approvals: &[approval::Approval],
+    approved: &ApprovedPlan,
     context: &ApplyContext<'_>,
     ucs: &U,
 ) -> Result<Receipt, ApplyError> {
+    let plan = approved.plan();
     let body = &plan.body;
     let actor =
         audit::Actor::new(context.actor.clone()).map_err(|e| ApplyError::Record(e.to_string()))?;
@@ -281,22 +284,21 @@ pub async fn run<U: Ucs>(
         plan: audit::Sha256Hex::new(plan.plan_id.clone())
             .map_err(|e| ApplyError::Record(e.to_string()))?,
     };
-    for approver in &context.approvers {
+    for approver in approved.approvers() {
         let detail =
             Detail { approver: audit::Actor::new(approver.clone()).ok(), ..Detail::default() };
         trail.lock().append(trail.entry(Event::Approval).outcome(Outcome::Ok).detail(detail))?;
     }
-    // The plan is bound to the policy and the target it was made under: another environments
-    // file (a laxer copy, another UCS) cannot run it.
-    let digests = &context.input.environment.digests;
-    for (what, recorded, now, reason) in [
-        ("policy", &body.environment.policy_sha256, &digests.policy, "policy-differs"),
-        ("target", &body.environment.target_sha256, &digests.target, "target-differs"),
-    ] {
-        if recorded != now {
-            let environment = context.input.environment_name.to_owned();
-            return refuse(trail, reason, ApplyError::Unbound { what, environment });
-        }
+    // The gate let the plan through for an environment; this must be that one (a plan is bound
+    // to the policy and the target it was made under).
+    if let Some(error) =
+        gate::unbound(plan, context.input.environment, context.input.environment_name)
+    {
+        let reason = match &error {
+            ApplyError::Unbound { what: "target", .. } => "target-differs",
+            _ => "policy-differs",
+        };
+        return refuse(trail, reason, error);
     }
     if !body.blockers.is_empty() {
         return refuse(trail, "blocked", ApplyError::Blocked(body.blockers.len()));
@@ -315,7 +317,6 @@ pub async fn run<U: Ucs>(
     if !edits.is_empty() {
         return refuse(trail, "plan-mismatch", ApplyError::Mismatch(edits));
     }
-    let _ = approvals;
 
     trail.lock().append_durable(
         trail

@@ -1,11 +1,10 @@
 //! `ucs-gdpr approve` and `ucs-gdpr apply`.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::apply::{self, ApplyContext, ApplyError, approval::Approval};
+use crate::apply::{self, ApplyContext, ApplyError, Outputs, approval::Approval};
 use crate::environment::{Connection, Environment, Environments};
 use crate::plan::Plan;
 
@@ -136,13 +135,8 @@ pub(crate) fn apply(args: &ApplyArgs) -> Exit {
             );
             return Exit::Failure;
         };
-        if prepared.manifest_sha256 != plan.body.request.manifest_sha256 {
-            eprintln!(
-                "error: the request manifest `{}` changed since the plan was made; plan again",
-                manifest.display()
-            );
-            return Exit::Failure;
-        }
+        // That the manifest is the one the plan was made from is the library's gate to check
+        // (`apply::authorize`), with the refusal in the audit log.
         let mut approvals = Vec::new();
         for path in &args.approvals {
             match Approval::read(path) {
@@ -233,16 +227,7 @@ async fn apply_one(
             plan
         }
     };
-    let approvers =
-        match apply::approval::check(&plan.plan_id, approvals, environment, &environments.base_dir)
-        {
-            Ok(approvers) => approvers,
-            Err(error) => {
-                eprintln!("error: {error}");
-                return Exit::Failure;
-            }
-        };
-    let Some(outputs) = Outputs::prepare(environments, environment) else {
+    let Some(outputs) = prepare_outputs(environments, environment) else {
         return Exit::Failure;
     };
     let concurrency = args
@@ -252,16 +237,8 @@ async fn apply_one(
     let actor = actor(args.actor.as_deref());
     let bar = ProgressBar::new();
     let progress = |event: &apply::Progress<'_>| bar.show(event);
-    let run = Run {
-        prepared,
-        plan: &plan,
-        approvals,
-        approvers,
-        concurrency,
-        actor,
-        stop,
-        progress: &progress,
-    };
+    let run =
+        Run { prepared, plan: &plan, approvals, concurrency, actor, stop, progress: &progress };
     let result = run.execute(&outputs, &connection, retries).await;
     if let Err(error) = connection.close().await {
         eprintln!("error: {error}");
@@ -331,44 +308,18 @@ pub(crate) fn actor(flag: Option<&str>) -> String {
         .unwrap_or_else(|| "operator".to_owned())
 }
 
-/// Where an environment's runs write: its audit log and export bags, and the checkpoint key.
-pub(crate) struct Outputs {
-    pub(crate) audit_log: PathBuf,
-    pub(crate) exports_dir: PathBuf,
-    signing_key: Option<ed25519_dalek::SigningKey>,
-}
-
-impl Outputs {
-    /// Reads the environment's policy, creates the folders and loads the signing key, printing
-    /// what goes wrong.
-    pub(crate) fn prepare(environments: &Environments, environment: &Environment) -> Option<Self> {
-        let base = &environments.base_dir;
-        let policy = &environment.policy;
-        let audit_log =
-            base.join(policy.audit_log.clone().unwrap_or_else(|| "ucs-gdpr-audit.jsonl".into()));
-        let exports_dir = base.join(policy.exports.clone().unwrap_or_else(|| "exports".into()));
-        for dir in [crate::durable::parent_dir(&audit_log), exports_dir.clone()] {
-            if let Err(error) = std::fs::create_dir_all(&dir) {
-                eprintln!("error: cannot create `{}`: {error}", dir.display());
-                return None;
-            }
+/// Where an environment's runs write (the library applies the policy's defaults), printing
+/// what goes wrong.
+pub(crate) fn prepare_outputs(
+    environments: &Environments,
+    environment: &Environment,
+) -> Option<Outputs> {
+    match Outputs::prepare(environments, environment) {
+        Ok(outputs) => Some(outputs),
+        Err(error) => {
+            eprintln!("error: {}", chain(&error));
+            None
         }
-        let signing_key = match &policy.signing_key {
-            None => None,
-            Some(path) => match crate::audit::load_signing_key(&base.join(path)) {
-                Ok(key) => Some(key),
-                Err(error) => {
-                    eprintln!("error: cannot read the signing key: {}", chain(&error));
-                    return None;
-                }
-            },
-        };
-        Some(Self { audit_log, exports_dir, signing_key })
-    }
-
-    /// The export bag of a plan.
-    pub(crate) fn bag(&self, plan: &Plan) -> PathBuf {
-        self.exports_dir.join(&plan.body.request.id)
     }
 }
 
@@ -377,7 +328,6 @@ pub(crate) struct Run<'a> {
     pub(crate) prepared: &'a Prepared,
     pub(crate) plan: &'a Plan,
     pub(crate) approvals: &'a [Approval],
-    pub(crate) approvers: BTreeSet<String>,
     pub(crate) concurrency: usize,
     pub(crate) actor: String,
     pub(crate) stop: &'a Arc<AtomicBool>,
@@ -385,7 +335,8 @@ pub(crate) struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Runs the plan through the executor, with the audit trail and bags of `outputs`.
+    /// Takes the plan through the library's gate and runs it, with the audit trail and bags of
+    /// `outputs`.
     pub(crate) async fn execute(
         self,
         outputs: &Outputs,
@@ -403,17 +354,18 @@ impl Run<'_> {
         let context = ApplyContext {
             input,
             runbook,
+            base_dir: prepared.environments.base_dir.clone(),
             actor: self.actor,
             audit_log: outputs.audit_log.clone(),
             signing_key: outputs.signing_key.clone(),
             exports_dir: outputs.exports_dir.clone(),
             concurrency: self.concurrency,
             stop: Arc::clone(self.stop),
-            approvers: self.approvers,
             retries,
             progress: self.progress,
         };
-        apply::run(self.plan, self.approvals, &context, &connection.client).await
+        let approved = apply::authorize(self.plan, self.approvals, &context)?;
+        apply::run(&approved, &context, &connection.client).await
     }
 }
 
