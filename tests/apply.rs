@@ -911,3 +911,42 @@ fn unsigned_keyless_approver_refused_where_approval_is_required() {
         "{refused}"
     );
 }
+
+/// Issue 12: UCS that cannot be read during the re-check is not UCS that changed. Every call
+/// answered 503: apply retries the re-check, then refuses as *unreachable* (on screen and in the
+/// log), not as a stale plan; a UCS that fails only for a moment is retried through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_ucs_refused_as_unreachable() {
+    let workspace = Workspace::demo();
+    let manifest =
+        workspace.request("unreachable", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    let output = workspace.run(&["plan", &manifest, "--out", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let healthy = fs::read_to_string(workspace.path("ucs-gdpr.yaml")).unwrap();
+    let with_faults = |faults: &str| {
+        let text = healthy.replace("    policy:\n", &format!("{faults}    policy:\n"));
+        assert_ne!(text, healthy);
+        fs::write(workspace.path("ucs-gdpr.yaml"), text).unwrap();
+    };
+
+    with_faults("    faults: { seed: 7, errorRate: 1.0 }\n");
+    let output = workspace.run(&["apply", &plan]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("UCS is unreachable"), "{stderr}");
+    assert!(!stderr.contains("stale"), "{stderr}");
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert!(log.contains("\"run.refused\"") && log.contains("\"unreachable\""), "{log}");
+    assert!(!log.contains("stale-plan") && !log.contains("\"step.intent\""), "{log}");
+
+    // Unreadable for a moment (the first read of the contact fails for good, which the client
+    // does not retry): the re-check is retried and the same plan runs.
+    with_faults(
+        "    faults:\n      script: [{ operation: GetAttributes, nth: 1, kind: permanent }]\n",
+    );
+    let output = workspace.run(&["apply", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let (_sim, client) = workspace.world().await;
+    assert!(!exists(&client, JANE).await);
+}

@@ -60,6 +60,13 @@ pub enum ApplyError {
         /// The environment.
         environment: String,
     },
+    /// UCS could not be read while checking the plan against the live state, even after
+    /// retrying: nothing is known to have changed, and nothing was done.
+    #[error(
+        "UCS is unreachable: the live state could not be read to check the plan ({0}); nothing \
+         was changed"
+    )]
+    Unreachable(String),
     /// The manifest the plan was made from changed or is gone.
     #[error("the request manifest `{path}` {why}")]
     Manifest {
@@ -305,8 +312,19 @@ pub async fn run<U: Ucs>(
     }
     let done = Done::read(&context.audit_log, &plan.plan_id)?;
 
-    // Stale-plan detection: plan again, compare.
-    let fresh = plan::build(&context.input, ucs).await;
+    // Stale-plan detection: plan again, compare. "UCS could not be read" is not "UCS changed":
+    // a re-check that cannot read is retried, and if it still cannot, refused as unreachable.
+    let mut fresh = plan::build(&context.input, ucs).await;
+    for pause in RECHECK_PAUSES {
+        if unreadable(&fresh).is_none() {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        fresh = plan::build(&context.input, ucs).await;
+    }
+    if let Some(what) = unreadable(&fresh) {
+        return refuse(trail, "unreachable", ApplyError::Unreachable(what));
+    }
     let changes = differences(plan, &fresh, &done);
     if !changes.is_empty() {
         return refuse(trail, "stale-plan", ApplyError::Stale(changes));
@@ -394,6 +412,32 @@ pub async fn run<U: Ucs>(
         receipt.write(bag.root())?;
     }
     Ok(receipt)
+}
+
+/// Pauses before each new attempt of a re-check that could not read UCS.
+const RECHECK_PAUSES: [std::time::Duration; 2] =
+    [std::time::Duration::from_millis(500), std::time::Duration::from_secs(2)];
+
+/// What of a fresh plan could not be read (a subject, a contact), in a few words; `None` when
+/// everything was read.
+fn unreadable(fresh: &Plan) -> Option<String> {
+    let blockers: Vec<&plan::Blocker> = fresh
+        .body
+        .blockers
+        .iter()
+        .filter(|b| b.code == "subject::unreadable" || b.code == "step::ucs/read")
+        .collect();
+    let first = blockers.first()?;
+    let what = match (&first.contact_id, first.subject) {
+        (Some(contact), _) => format!("contact {contact}"),
+        (None, Some(subject)) => format!("subject {subject}"),
+        (None, None) => "the request".to_owned(),
+    };
+    Some(if blockers.len() > 1 {
+        format!("{what} and {} more could not be read", blockers.len() - 1)
+    } else {
+        format!("{what} could not be read")
+    })
 }
 
 /// Records a refusal (durably), closes the log with its checkpoint, and returns the error.

@@ -285,6 +285,13 @@ pub(crate) fn report_apply_error(error: &ApplyError) {
                  `ucs-gdpr plan` again and have the new plan approved"
             );
         }
+        ApplyError::Unreachable(_) => {
+            eprintln!("error: {}", chain(error));
+            eprintln!(
+                "hint: nothing is known to have changed since the plan was made; run the same \
+                 command again when UCS answers"
+            );
+        }
         error => eprintln!("error: {}", chain(error)),
     }
 }
