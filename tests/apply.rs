@@ -950,3 +950,45 @@ async fn unreachable_ucs_refused_as_unreachable() {
     let (_sim, client) = workspace.world().await;
     assert!(!exists(&client, JANE).await);
 }
+
+/// Issue 12: approvers could not read what they signed. `show` renders a saved plan as `plan`
+/// prints it (text, markdown, its canonical JSON), and `approve` prints the plan's summary
+/// before it writes the approval.
+#[test]
+fn show_renders_a_saved_plan_and_approve_prints_it_first() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request("show", "export-only", &[MAIN_ONLY], "  export: {}\n");
+    let plan = workspace.path("plan.json").display().to_string();
+    let planned = workspace.run(&["plan", &manifest, "--out", &plan]);
+    assert!(planned.status.success(), "{}", transcript(&planned));
+
+    let shown = ucs_gdpr().args(["show", &plan]).output().unwrap();
+    assert!(shown.status.success(), "{}", transcript(&shown));
+    assert_eq!(String::from_utf8_lossy(&shown.stdout), String::from_utf8_lossy(&planned.stdout));
+    let markdown = ucs_gdpr().args(["show", &plan, "--format", "markdown"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&markdown.stdout).starts_with("### ucs-gdpr plan for"));
+    let json = ucs_gdpr().args(["show", &plan, "--format", "json"]).output().unwrap();
+    assert_eq!(json.stdout, fs::read(&plan).unwrap(), "the plan file itself");
+
+    let out = workspace.path("approval.json");
+    let approved = ucs_gdpr()
+        .args(["approve", &plan, "--by", "dpo.alice", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(approved.status.success(), "{}", transcript(&approved));
+    let stdout = String::from_utf8_lossy(&approved.stdout);
+    let summary = stdout.find("Plan ").expect("the plan's summary");
+    let written = stdout.find("approved plan").expect("the approval");
+    assert!(summary < written, "{stdout}");
+    assert!(out.is_file());
+
+    // An edited plan is not shown as if it were one.
+    fs::write(
+        &plan,
+        fs::read_to_string(&plan).unwrap().replace("\"toExport\":1", "\"toExport\":2"),
+    )
+    .unwrap();
+    let shown = ucs_gdpr().args(["show", &plan]).output().unwrap();
+    assert_eq!(shown.status.code(), Some(1), "{}", transcript(&shown));
+}

@@ -9,7 +9,7 @@ use crate::environment::{Connection, Environment, Environments};
 use crate::plan::Plan;
 
 use super::Exit;
-use super::plan::{Prepared, chain, make_plan, prepare, runtime};
+use super::plan::{PlanFormat, Prepared, chain, make_plan, prepare, runtime};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ApproveArgs {
@@ -27,6 +27,15 @@ pub(crate) struct ApproveArgs {
     /// Where to write the approval (default: beside the plan, `<plan>.approval.<by>.json`).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ShowArgs {
+    /// The plan file (from `plan --out`).
+    plan: PathBuf,
+    /// How to print the plan.
+    #[arg(long, value_enum, default_value_t)]
+    format: PlanFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +60,32 @@ pub(crate) struct ApplyArgs {
     actor: Option<String>,
 }
 
+/// `ucs-gdpr show PLAN`: a saved plan as `plan` prints it, so a reviewer reads what they sign.
+pub(crate) fn show(args: &ShowArgs) -> Exit {
+    let plan = match read_plan(&args.plan) {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::Failure;
+        }
+    };
+    print!("{}", rendered(&plan, args.format));
+    Exit::Success
+}
+
+fn rendered(plan: &Plan, format: PlanFormat) -> String {
+    let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+    match format {
+        PlanFormat::Text => crate::plan::render::text(plan, today),
+        PlanFormat::Markdown => crate::plan::render::markdown(plan, today),
+        PlanFormat::Json => {
+            let mut json = String::from_utf8_lossy(&plan.to_canonical_json()).into_owned();
+            json.push('\n');
+            json
+        }
+    }
+}
+
 pub(crate) fn approve(args: &ApproveArgs) -> Exit {
     let plan = match read_plan(&args.plan) {
         Ok(plan) => plan,
@@ -59,6 +94,9 @@ pub(crate) fn approve(args: &ApproveArgs) -> Exit {
             return Exit::Failure;
         }
     };
+    // What is approved, before the approval is written: an approver signs a plan they read,
+    // not an id.
+    print!("{}", rendered(&plan, PlanFormat::Text));
     let key = match &args.key {
         None => None,
         Some(path) => match crate::audit::load_signing_key(path) {
