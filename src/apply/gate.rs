@@ -126,6 +126,41 @@ pub fn authorize(
     context: &ApplyContext<'_>,
 ) -> Result<ApprovedPlan, ApplyError> {
     let input = &context.input;
+    bound(plan, context)?;
+    match approval::check(&plan.plan_id, approvals, input.environment, &context.base_dir) {
+        Ok(approvers) => Ok(ApprovedPlan { plan: plan.clone(), approvers }),
+        Err(error) => Err(refused(plan, context, approval_reason(&error), error.into())?),
+    }
+}
+
+/// Lets a plan that deletes nothing through without approvals, for a front end that only
+/// exports (`ucs-gdpr export`, the Genesys `exportUcsInteractions.sh` replacement, which
+/// Genesys runs without a review step): the manifest and the policy and target bindings are
+/// checked as by [`authorize`], and a plan that would delete anything is refused here whatever
+/// the policy says. A refusal is recorded in the audit log.
+///
+/// # Errors
+/// As [`authorize`], or [`ApplyError::NeedsApproval`] for a plan that deletes.
+pub fn authorize_without_deletion(
+    plan: &Plan,
+    context: &ApplyContext<'_>,
+) -> Result<ApprovedPlan, ApplyError> {
+    let input = &context.input;
+    let body = &plan.body;
+    bound(plan, context)?;
+    let deletes =
+        body.delete == crate::plan::DeleteMode::Confirmed || body.contacts.iter().any(|c| c.delete);
+    if deletes && input.environment.requires_approval() {
+        let error = ApplyError::NeedsApproval(input.environment_name.to_owned());
+        return Err(refused(plan, context, "approval-required", error)?);
+    }
+    Ok(ApprovedPlan { plan: plan.clone(), approvers: BTreeSet::new() })
+}
+
+/// The manifest is the one the plan was made from, and the plan was made under this
+/// environment's policy and against its target; a refusal is recorded.
+fn bound(plan: &Plan, context: &ApplyContext<'_>) -> Result<(), ApplyError> {
+    let input = &context.input;
     let body = &plan.body;
     if body.request.manifest_sha256 != input.manifest_sha256 {
         let error = ApplyError::Manifest {
@@ -141,10 +176,7 @@ pub fn authorize(
         };
         return Err(refused(plan, context, reason, error)?);
     }
-    match approval::check(&plan.plan_id, approvals, input.environment, &context.base_dir) {
-        Ok(approvers) => Ok(ApprovedPlan { plan: plan.clone(), approvers }),
-        Err(error) => Err(refused(plan, context, approval_reason(&error), error.into())?),
-    }
+    Ok(())
 }
 
 /// The refusal when the plan was made under another policy or against another target than

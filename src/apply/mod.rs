@@ -29,7 +29,7 @@ use crate::ucs::{
     list_all_interactions,
 };
 
-pub use gate::{ApprovedPlan, Outputs, OutputsError, authorize};
+pub use gate::{ApprovedPlan, Outputs, OutputsError, authorize, authorize_without_deletion};
 pub use receipt::{ContactReceipt, Receipt, StepReceipt};
 
 /// Why apply did not run, or stopped.
@@ -67,6 +67,9 @@ pub enum ApplyError {
          was changed"
     )]
     Unreachable(String),
+    /// A plan that deletes, where the policy requires approval, offered without approvals.
+    #[error("environment `{0}` requires an approved plan before anything is deleted")]
+    NeedsApproval(String),
     /// The manifest the plan was made from changed or is gone.
     #[error("the request manifest `{path}` {why}")]
     Manifest {

@@ -275,8 +275,16 @@ async fn apply_one(
     let actor = actor(args.actor.as_deref());
     let bar = ProgressBar::new();
     let progress = |event: &apply::Progress<'_>| bar.show(event);
-    let run =
-        Run { prepared, plan: &plan, approvals, concurrency, actor, stop, progress: &progress };
+    let run = Run {
+        prepared,
+        plan: &plan,
+        approvals,
+        without_deletion: false,
+        concurrency,
+        actor,
+        stop,
+        progress: &progress,
+    };
     let result = run.execute(&outputs, &connection, retries).await;
     if let Err(error) = connection.close().await {
         eprintln!("error: {error}");
@@ -373,6 +381,9 @@ pub(crate) struct Run<'a> {
     pub(crate) prepared: &'a Prepared,
     pub(crate) plan: &'a Plan,
     pub(crate) approvals: &'a [Approval],
+    /// A front end that only exports: a plan that deletes nothing runs without approvals (the
+    /// library checks that it deletes nothing).
+    pub(crate) without_deletion: bool,
     pub(crate) concurrency: usize,
     pub(crate) actor: String,
     pub(crate) stop: &'a Arc<AtomicBool>,
@@ -409,7 +420,11 @@ impl Run<'_> {
             retries,
             progress: self.progress,
         };
-        let approved = apply::authorize(self.plan, self.approvals, &context)?;
+        let approved = if self.without_deletion {
+            apply::authorize_without_deletion(self.plan, &context)?
+        } else {
+            apply::authorize(self.plan, self.approvals, &context)?
+        };
         apply::run(&approved, &context, &connection.client).await
     }
 }

@@ -352,6 +352,7 @@ impl Invocation<'_> {
             prepared,
             plan: &plan,
             approvals: &[],
+            without_deletion: self.operation == Operation::Export,
             concurrency,
             actor: actor(self.common.verified_by.as_deref()),
             stop,
