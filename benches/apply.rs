@@ -25,7 +25,7 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -200,18 +200,19 @@ fn main() {
             let context = ApplyContext {
                 input: input(),
                 runbook,
+                base_dir: environments.base_dir.clone(),
                 actor: "bench".to_owned(),
                 audit_log: work.join("audit.jsonl"),
                 signing_key: None,
                 exports_dir: work.join("exports"),
                 concurrency: concurrency_usize,
                 stop: Arc::new(AtomicBool::new(false)),
-                approvers: BTreeSet::new(),
                 retries: Arc::new(Mutex::new(Vec::new())),
                 progress: &progress,
             };
             let started = Instant::now();
-            let receipt = apply::run(&plan, &[], &context, &connection.client).await.unwrap();
+            let approved = apply::authorize(&plan, &[], &context).unwrap();
+            let receipt = apply::run(&approved, &context, &connection.client).await.unwrap();
             let apply_seconds = started.elapsed().as_secs_f64();
             let applied = sim.stats();
             assert!(!receipt.interrupted);

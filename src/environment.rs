@@ -86,6 +86,73 @@ pub struct Environment {
     /// What must hold before anything is applied.
     #[serde(default)]
     pub policy: Policy,
+    /// What a plan made here is bound to (computed when the file is loaded).
+    #[serde(skip)]
+    pub digests: Digests,
+}
+
+/// What a plan is bound to: the sha256 of the policy it was made under and of the target it
+/// was made against. `apply` refuses a plan whose digests differ from the environment it is
+/// given, so a copy of the environments file with a laxer policy cannot run it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Digests {
+    /// The approval rule, the approvers, their keys (by key id) and the checks.
+    pub policy: String,
+    /// The UCS (and the services the checks read) the plan was made against.
+    pub target: String,
+}
+
+impl Digests {
+    /// The digests of `environment`, whose relative paths are resolved from `base_dir`.
+    pub fn of(environment: &Environment, base_dir: &Path) -> Digests {
+        let policy = &environment.policy;
+        let mut approvers = policy.approvers.clone();
+        approvers.sort();
+        approvers.dedup();
+        // A key is bound by its id, so replacing the key file is a different policy; a key that
+        // cannot be read is bound as such.
+        let keys: BTreeMap<&str, String> = policy
+            .approver_keys
+            .iter()
+            .map(|(name, file)| {
+                let id = crate::audit::load_verifying_key(&base_dir.join(file))
+                    .map_or_else(|_| "unreadable".to_owned(), |key| crate::audit::key_id(&key));
+                (name.as_str(), id)
+            })
+            .collect();
+        let policy_value = serde_json::json!({
+            "requireApproval": environment.requires_approval(),
+            "approvers": approvers,
+            "minApprovals": policy.min_approvals.unwrap_or(1),
+            "approverKeys": keys,
+            "requireChecks": policy.require_checks,
+            "forgetRunbook": policy.forget_runbook,
+        });
+        // The simulated world by its content (machine-independent: a rehearsal gives the same
+        // plan ids everywhere), and the folder that keeps its state as the file names it.
+        let dataset = environment.dataset.as_ref().map(|p| {
+            std::fs::read(base_dir.join(p))
+                .map_or_else(|_| "unreadable".to_owned(), |b| crate::canonical::sha256_hex(&b))
+        });
+        let target_value = serde_json::json!({
+            "type": match environment.kind {
+                EnvironmentType::Embedded => "embedded",
+                EnvironmentType::Rest => "rest",
+            },
+            "tenant": environment.tenant,
+            "dataset": dataset,
+            "stateDir": environment.state_dir,
+            "ucs": environment.ucs.as_ref().map(|u| (u.url.clone(), u.version.as_str())),
+            "contextServices": environment.context_services.as_ref().map(|c| c.url.clone()),
+            "gms": environment.gms.as_ref().map(|g| (g.url.clone(), g.service.clone())),
+            "infomart": environment.infomart.as_ref().map(|i| i.dsn.clone()),
+            "hmacKeyEnv": environment.hmac_key_env,
+        });
+        let digest = |value: &serde_json::Value| {
+            crate::canonical::sha256_hex(&crate::canonical::to_vec(value))
+        };
+        Digests { policy: digest(&policy_value), target: digest(&target_value) }
+    }
 }
 
 fn default_concurrency() -> u32 {
@@ -404,6 +471,10 @@ impl Environments {
             return Err(report);
         }
         environments.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        let base_dir = environments.base_dir.clone();
+        for environment in environments.environments.values_mut() {
+            environment.digests = Digests::of(environment, &base_dir);
+        }
         Ok((environments, report))
     }
 
@@ -500,20 +571,7 @@ impl Environments {
                     );
                 }
             }
-            let policy = &environment.policy;
-            if let Some(min) = policy.min_approvals
-                && !policy.approvers.is_empty()
-                && usize::try_from(min).unwrap_or(usize::MAX) > policy.approvers.len()
-            {
-                diagnostics.push(Diagnostic::error(
-                    "environments::approvals",
-                    format!(
-                        "environment `{name}` needs {min} approvals but names only {} approvers",
-                        policy.approvers.len()
-                    ),
-                    span(at("policy/minApprovals")),
-                ));
-            }
+            diagnostics.extend(check_policy(name, environment, &at, &span));
         }
         diagnostics
     }
@@ -534,6 +592,90 @@ impl Environment {
     pub fn requires_approval(&self) -> bool {
         self.policy.require_approval.unwrap_or(self.kind == EnvironmentType::Rest)
     }
+}
+
+/// The approval rule: enough approvers for `minApprovals`, names `approve --by` accepts, and,
+/// where approval is required, a registered key for every approver (an unsigned approval never
+/// counts there). Key files are read at apply (like the signing key, they live on the machine
+/// that runs it); one that cannot be read verifies nothing.
+fn check_policy(
+    name: &str,
+    environment: &Environment,
+    at: &dyn Fn(&str) -> String,
+    span: &dyn Fn(String) -> std::ops::Range<usize>,
+) -> Vec<Diagnostic> {
+    let policy = &environment.policy;
+    let mut diagnostics = Vec::new();
+    let required = environment.requires_approval();
+    let min = policy.min_approvals.unwrap_or(1);
+    // A rule that no list of approvers meets: `minApprovals` over the approvers listed, or
+    // approval asked for in so many words with nobody to give it. (A REST environment that says
+    // nothing about approval requires it and can plan and export; apply refuses there until
+    // approvers are listed.)
+    let unmeetable = usize::try_from(min).unwrap_or(usize::MAX) > policy.approvers.len()
+        && (policy.min_approvals.is_some()
+            || !policy.approvers.is_empty()
+            || policy.require_approval == Some(true));
+    if unmeetable {
+        let where_ = if policy.min_approvals.is_some() {
+            span(at("policy/minApprovals"))
+        } else if policy.approvers.is_empty() && spans_has(span, at("policy/approvers")) {
+            span(at("policy/approvers"))
+        } else {
+            span(at("policy"))
+        };
+        diagnostics.push(
+            Diagnostic::error(
+                "environments::approvals",
+                format!(
+                    "environment `{name}` needs {min} approval(s) but names only {} approver(s)",
+                    policy.approvers.len()
+                ),
+                where_,
+            )
+            .help("list at least `minApprovals` approvers under `policy.approvers`"),
+        );
+    }
+    for (index, approver) in policy.approvers.iter().enumerate() {
+        let item = span(at(&format!("policy/approvers/{index}")));
+        if crate::audit::Actor::new(approver.clone()).is_err() {
+            diagnostics.push(
+                Diagnostic::error(
+                    "environments::approver-name",
+                    format!(
+                        "environment `{name}`: approver {} is not a login name `approve --by` \
+                         accepts",
+                        index + 1
+                    ),
+                    item.clone(),
+                )
+                .label("not a login name")
+                .help("a login name: up to 64 letters, digits, `.`, `_`, `-`, starting with a letter or digit"),
+            );
+        } else if required && !policy.approver_keys.contains_key(approver) {
+            diagnostics.push(
+                Diagnostic::error(
+                    "environments::approver-without-key",
+                    format!(
+                        "environment `{name}` requires approval, but approver `{approver}` has \
+                         no registered key: an unsigned approval proves nothing about who gave it"
+                    ),
+                    item,
+                )
+                .label("no key under `policy.approverKeys`")
+                .help(
+                    "create a key pair with `ucs-gdpr audit keygen`, register the public key \
+                     under `policy.approverKeys`, and approve with `approve --key`",
+                ),
+            );
+        }
+    }
+    diagnostics
+}
+
+/// Whether the span of `pointer` is known (an empty range means it is not).
+fn spans_has(span: &dyn Fn(String) -> std::ops::Range<usize>, pointer: String) -> bool {
+    span(pointer) != (0..0)
 }
 
 /// The key that turns subject identifiers into digests in embedded environments that name no

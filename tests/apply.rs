@@ -385,12 +385,13 @@ fn an_environment_that_requires_approval_refuses_missing_forged_and_wrong_approv
     let workspace = Workspace::new(
         &format!(
             "      requireApproval: true\n      approvers: [dpo.alice, privacy.bob]\n      \
-             minApprovals: 2\n      approverKeys: {{ dpo.alice: {} }}\n",
-            keys.path().join("alice/audit-signing.pub").display()
+             minApprovals: 2\n      approverKeys: {{ dpo.alice: {}, privacy.bob: {} }}\n",
+            keys.path().join("alice/audit-signing.pub").display(),
+            keys.path().join("bob/audit-signing.pub").display()
         ),
         "",
     );
-    for who in ["alice", "mallory"] {
+    for who in ["alice", "bob", "mallory"] {
         ucs_gdpr().args(["audit", "keygen", "--out"]).arg(keys.path().join(who)).assert().success();
     }
     let manifest = workspace.request("approved", "export-only", &[MAIN_ONLY], "  export: {}\n");
@@ -420,7 +421,7 @@ fn an_environment_that_requires_approval_refuses_missing_forged_and_wrong_approv
         workspace.path(out).display().to_string()
     };
     let alice = approve("dpo.alice", Some("alice"), "alice.json");
-    let bob = approve("privacy.bob", None, "bob.json");
+    let bob = approve("privacy.bob", Some("bob"), "bob.json");
     let forged = approve("dpo.alice", Some("mallory"), "forged.json");
     let unsigned = approve("dpo.alice", None, "unsigned.json");
 
@@ -443,6 +444,12 @@ fn an_environment_that_requires_approval_refuses_missing_forged_and_wrong_approv
     refused(apply(&[&bob]), "1 more distinct approver(s) needed");
     refused(apply(&[&forged, &bob]), "does not verify");
     refused(apply(&[&unsigned, &bob]), "must be signed");
+    // Every refusal is in the audit log, with its reason (the gate is the library's).
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    for reason in ["approval-not-enough", "approval-forged", "approval-unsigned"] {
+        assert!(log.contains(&format!("\"{reason}\"")), "{reason}: {log}");
+    }
+    assert!(!log.contains("\"step.intent\""), "{log}");
 
     // An approval of another plan.
     let other_manifest = workspace.request("other", "export-only", &[JANE], "  export: {}\n");
@@ -834,4 +841,234 @@ async fn a_failed_export_leaves_the_subject_whole_context_services_included() {
     let record = client.get_contact(&jane).await.unwrap();
     assert_eq!(client.list_anonymous_services(&record).await.unwrap().len(), 1, "and the other");
     assert!(workspace.audit_verifies().status.success());
+}
+
+/// Issue 12: a plan edited after planning (the held contact un-held and deleted, every check
+/// set to `ready`, the export removed) with its `planId` recomputed, as anyone can, is refused:
+/// apply plans again and the two differ. Nothing is deleted, and the refusal says what differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_and_rehashed_plan_refused() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request(
+        "rehashed",
+        "forget-me-on-premise",
+        &[JANE, JOSE],
+        &format!("{EXPORT_AND_DELETE}  holds:\n    - {{ contactId: {JOSE}, reason: legal claim 2026-77 }}\n"),
+    );
+    let plan_path = workspace.path("plan.json");
+    let output = workspace.run(&["plan", &manifest, "--out", &plan_path.display().to_string()]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let mut plan: ucs_gdpr::plan::Plan =
+        serde_json::from_slice(&fs::read(&plan_path).unwrap()).unwrap();
+    let original = plan.plan_id.clone();
+    plan.body.export = None;
+    for contact in &mut plan.body.contacts {
+        contact.hold = None;
+        contact.export = false;
+        contact.delete = true;
+        for step in &mut contact.steps {
+            step.status = ucs_gdpr::plan::StepStatus::Ready;
+        }
+    }
+    for step in &mut plan.body.request_steps {
+        step.status = ucs_gdpr::plan::StepStatus::Ready;
+    }
+    let plan = ucs_gdpr::plan::seal(plan.body);
+    assert_ne!(plan.plan_id, original);
+    let mut bytes = plan.to_canonical_json();
+    bytes.push(b'\n');
+    fs::write(&plan_path, bytes).unwrap();
+    // The edited file is a well-formed plan: its id matches its body.
+    assert!(ucs_gdpr::plan::Plan::from_json(&fs::read(&plan_path).unwrap()).is_ok());
+
+    let output = workspace.run(&["apply", &plan_path.display().to_string()]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not match what planning again"), "{stderr}");
+    assert!(stderr.contains(&format!("/contacts/{JOSE}/hold")), "{stderr}");
+    assert!(stderr.contains(&format!("/contacts/{JOSE}/delete")), "{stderr}");
+    assert!(stderr.contains("/export:"), "{stderr}");
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert!(log.contains("\"run.refused\"") && log.contains("plan-mismatch"), "{log}");
+    assert!(!log.contains("\"step.intent\""), "{log}");
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, JOSE).await, "the held contact is kept");
+    assert!(exists(&client, JANE).await, "nothing was deleted");
+}
+
+/// Issue 12: a copy of the environments file that says `requireApproval: false` cannot run a
+/// plan made under the policy that requires approval: the plan records the digest of the policy
+/// it was made under, and apply refuses a plan whose policy differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lax_env_file_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    let alice = keys.path().join("alice");
+    ucs_gdpr().args(["audit", "keygen", "--out"]).arg(&alice).assert().success();
+    let workspace = Workspace::new(
+        &format!(
+            "      requireApproval: true\n      approvers: [dpo.alice]\n      \
+             approverKeys: {{ dpo.alice: {} }}\n",
+            alice.join("audit-signing.pub").display()
+        ),
+        "",
+    );
+    let manifest = workspace.request("lax", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    let output = workspace.run(&["plan", &manifest, "--out", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let strict = fs::read_to_string(workspace.path("ucs-gdpr.yaml")).unwrap();
+    let lax = workspace.path("lax-environments.yaml");
+    fs::write(&lax, strict.replace("requireApproval: true", "requireApproval: false")).unwrap();
+
+    let output = ucs_gdpr().args(["apply", &plan, "--env-file"]).arg(&lax).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("made under another policy"), "{stderr}");
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert!(log.contains("\"run.refused\"") && log.contains("policy-differs"), "{log}");
+    assert!(!log.contains("\"step.intent\""), "{log}");
+    assert!(!workspace.path("exports/DSR-lax/data").exists(), "nothing exported");
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, JANE).await, "nothing was deleted");
+}
+
+/// Issue 12: where approval is required, an approver without a registered key makes the
+/// environments file invalid (their unsigned approval would prove nothing), as does a
+/// `minApprovals` no list of approvers can meet; and an unsigned approval by a keyless approver
+/// never counts, whatever the policy.
+#[test]
+fn unsigned_keyless_approver_refused_where_approval_is_required() {
+    let keys = tempfile::tempdir().unwrap();
+    let alice = keys.path().join("alice");
+    ucs_gdpr().args(["audit", "keygen", "--out"]).arg(&alice).assert().success();
+    let keyless = Workspace::new(
+        &format!(
+            "      requireApproval: true\n      approvers: [dpo.alice, privacy.bob]\n      \
+             minApprovals: 2\n      approverKeys: {{ dpo.alice: {} }}\n",
+            alice.join("audit-signing.pub").display()
+        ),
+        "",
+    );
+    let manifest = keyless.request("keyless", "export-only", &[MAIN_ONLY], "  export: {}\n");
+    let output = keyless.run(&["plan", &manifest]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("environments::approver-without-key"), "{stderr}");
+    assert!(stderr.contains("`privacy.bob` has no registered key"), "{stderr}");
+
+    let nobody = Workspace::new(
+        "      requireApproval: true\n      approvers: []\n      minApprovals: 2\n",
+        "",
+    );
+    let manifest = nobody.request("nobody", "export-only", &[MAIN_ONLY], "  export: {}\n");
+    let output = nobody.run(&["plan", &manifest]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("environments::approvals"),
+        "{}",
+        transcript(&output)
+    );
+
+    // The library never counts it either: here approval is optional, bob is listed and keyless.
+    let optional = Workspace::new(
+        "      requireApproval: false\n      approvers: [dpo.alice, privacy.bob]\n      minApprovals: 1\n",
+        "",
+    );
+    let (environments, _) =
+        ucs_gdpr::environment::Environments::load(&optional.path("ucs-gdpr.yaml")).unwrap();
+    let environment = environments.get("demo").unwrap();
+    let plan_id = "0".repeat(64);
+    let approval = ucs_gdpr::apply::approval::Approval::new(&plan_id, "privacy.bob", None, None);
+    let refused = ucs_gdpr::apply::approval::check(
+        &plan_id,
+        &[approval],
+        environment,
+        &environments.base_dir,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(refused, ucs_gdpr::apply::approval::ApprovalError::NoKey { ref by } if by == "privacy.bob"),
+        "{refused}"
+    );
+}
+
+/// Issue 12: UCS that cannot be read during the re-check is not UCS that changed. Every call
+/// answered 503: apply retries the re-check, then refuses as *unreachable* (on screen and in the
+/// log), not as a stale plan; a UCS that fails only for a moment is retried through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_ucs_refused_as_unreachable() {
+    let workspace = Workspace::demo();
+    let manifest =
+        workspace.request("unreachable", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    let output = workspace.run(&["plan", &manifest, "--out", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let healthy = fs::read_to_string(workspace.path("ucs-gdpr.yaml")).unwrap();
+    let with_faults = |faults: &str| {
+        let text = healthy.replace("    policy:\n", &format!("{faults}    policy:\n"));
+        assert_ne!(text, healthy);
+        fs::write(workspace.path("ucs-gdpr.yaml"), text).unwrap();
+    };
+
+    with_faults("    faults: { seed: 7, errorRate: 1.0 }\n");
+    let output = workspace.run(&["apply", &plan]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("UCS is unreachable"), "{stderr}");
+    assert!(!stderr.contains("stale"), "{stderr}");
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert!(log.contains("\"run.refused\"") && log.contains("\"unreachable\""), "{log}");
+    assert!(!log.contains("stale-plan") && !log.contains("\"step.intent\""), "{log}");
+
+    // Unreadable for a moment (the first read of the contact fails for good, which the client
+    // does not retry): the re-check is retried and the same plan runs.
+    with_faults(
+        "    faults:\n      script: [{ operation: GetAttributes, nth: 1, kind: permanent }]\n",
+    );
+    let output = workspace.run(&["apply", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let (_sim, client) = workspace.world().await;
+    assert!(!exists(&client, JANE).await);
+}
+
+/// Issue 12: approvers could not read what they signed. `show` renders a saved plan as `plan`
+/// prints it (text, markdown, its canonical JSON), and `approve` prints the plan's summary
+/// before it writes the approval.
+#[test]
+fn show_renders_a_saved_plan_and_approve_prints_it_first() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request("show", "export-only", &[MAIN_ONLY], "  export: {}\n");
+    let plan = workspace.path("plan.json").display().to_string();
+    let planned = workspace.run(&["plan", &manifest, "--out", &plan]);
+    assert!(planned.status.success(), "{}", transcript(&planned));
+
+    let shown = ucs_gdpr().args(["show", &plan]).output().unwrap();
+    assert!(shown.status.success(), "{}", transcript(&shown));
+    assert_eq!(String::from_utf8_lossy(&shown.stdout), String::from_utf8_lossy(&planned.stdout));
+    let markdown = ucs_gdpr().args(["show", &plan, "--format", "markdown"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&markdown.stdout).starts_with("### ucs-gdpr plan for"));
+    let json = ucs_gdpr().args(["show", &plan, "--format", "json"]).output().unwrap();
+    assert_eq!(json.stdout, fs::read(&plan).unwrap(), "the plan file itself");
+
+    let out = workspace.path("approval.json");
+    let approved = ucs_gdpr()
+        .args(["approve", &plan, "--by", "dpo.alice", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(approved.status.success(), "{}", transcript(&approved));
+    let stdout = String::from_utf8_lossy(&approved.stdout);
+    let summary = stdout.find("Plan ").expect("the plan's summary");
+    let written = stdout.find("approved plan").expect("the approval");
+    assert!(summary < written, "{stdout}");
+    assert!(out.is_file());
+
+    // An edited plan is not shown as if it were one.
+    fs::write(
+        &plan,
+        fs::read_to_string(&plan).unwrap().replace("\"toExport\":1", "\"toExport\":2"),
+    )
+    .unwrap();
+    let shown = ucs_gdpr().args(["show", &plan]).output().unwrap();
+    assert_eq!(shown.status.code(), Some(1), "{}", transcript(&shown));
 }

@@ -87,7 +87,8 @@ impl Workspace {
                  type: embedded\n    tenant: 101\n    dataset: {}\n    stateDir: state\n    \
                  concurrency: 1\n    \
                  policy:\n      requireApproval: {require_approval}\n      auditLog: audit.jsonl\n      \
-                 exports: exports\n",
+                 exports: exports\n      approvers: [dpo.alice]\n      \
+                 approverKeys: {{ dpo.alice: dpo.alice.pub }}\n",
                 repo_path(dataset).display()
             ),
         )

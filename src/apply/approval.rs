@@ -77,6 +77,16 @@ pub enum ApprovalError {
         /// Who.
         by: String,
     },
+    /// An approval by an approver with no registered key: nothing proves who gave it, so it
+    /// never counts.
+    #[error(
+        "the approval by `{by}` cannot count: `{by}` has no registered key (`policy.approverKeys`), \
+         so nothing proves who gave it"
+    )]
+    NoKey {
+        /// Who it claims to be from.
+        by: String,
+    },
     /// Not enough distinct approvals.
     #[error(
         "this environment needs {needed} approval(s) from distinct approvers; {have} valid: {missing}"
@@ -179,7 +189,8 @@ pub fn check(
                 plan: plan_id.to_owned(),
             });
         }
-        if !policy.approvers.is_empty() && !policy.approvers.contains(&approval.by) {
+        // Only a listed approver approves: an empty list means nobody, not anybody.
+        if !policy.approvers.contains(&approval.by) {
             return Err(ApprovalError::NotAnApprover {
                 by: approval.by.clone(),
                 approvers: policy.approvers.join(", "),
@@ -195,7 +206,10 @@ pub fn check(
             }
             // A registered key that cannot be read verifies nothing.
             Some(None) => return Err(ApprovalError::Forged { by: approval.by.clone() }),
-            _ => {}
+            Some(Some(_)) => {}
+            // No registered key: an unsigned approval (or one signed by an unknown key) never
+            // counts.
+            None => return Err(ApprovalError::NoKey { by: approval.by.clone() }),
         }
         accepted.insert(approval.by.clone());
     }

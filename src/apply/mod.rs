@@ -1,13 +1,16 @@
 //! The executor: runs exactly the approved plan against UCS, writing an audit intent before every
 //! side effect and its outcome after, exporting before deleting, and resuming from the audit log.
 //!
-//! Order of business in [`run`]: the plan's own integrity, its approvals, a fresh read-only plan
-//! of the same request to prove the world has not moved since review (contacts this plan already
-//! acted on are exempt: their change is ours), then the steps in DAG order per contact, contacts
-//! in parallel. A contact is deleted only after its export is on disk and verified (invariant 1),
+//! Order of business: [`authorize`] (the gate: the manifest unchanged, the plan bound to this
+//! policy and target, its approvals) makes the [`ApprovedPlan`] that [`run`] requires; `run`
+//! then plans again, read-only, and refuses unless the result equals the approved plan (contacts
+//! this plan already acted on are exempt: their change is ours), then runs the steps in DAG
+//! order per contact, contacts in parallel. A contact is deleted only after its export is on disk and verified (invariant 1),
 //! and only when the plan says so (invariant 2).
 
 pub mod approval;
+mod compare;
+pub mod gate;
 pub mod receipt;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +29,7 @@ use crate::ucs::{
     list_all_interactions,
 };
 
+pub use gate::{ApprovedPlan, Outputs, OutputsError, authorize, authorize_without_deletion};
 pub use receipt::{ContactReceipt, Receipt, StepReceipt};
 
 /// Why apply did not run, or stopped.
@@ -40,6 +44,32 @@ pub enum ApplyError {
     /// The world changed since the plan was made.
     #[error("the plan is stale: the live state no longer matches it")]
     Stale(Vec<String>),
+    /// The plan differs from what planning again from the manifest, the runbook, the policy and
+    /// the live state gives (it was edited, or made from other inputs).
+    #[error("the plan does not match what planning again gives; nothing was changed")]
+    Mismatch(Vec<String>),
+    /// The plan was made under another policy, or against another target, than the
+    /// environment it is applied with.
+    #[error(
+        "the plan was made under another {what} than environment `{environment}` has now: it \
+         cannot run with this environments file; nothing was changed"
+    )]
+    Unbound {
+        /// `policy` or `target`.
+        what: &'static str,
+        /// The environment.
+        environment: String,
+    },
+    /// UCS could not be read while checking the plan against the live state, even after
+    /// retrying: nothing is known to have changed, and nothing was done.
+    #[error(
+        "UCS is unreachable: the live state could not be read to check the plan ({0}); nothing \
+         was changed"
+    )]
+    Unreachable(String),
+    /// A plan that deletes, where the policy requires approval, offered without approvals.
+    #[error("environment `{0}` requires an approved plan before anything is deleted")]
+    NeedsApproval(String),
     /// The manifest the plan was made from changed or is gone.
     #[error("the request manifest `{path}` {why}")]
     Manifest {
@@ -65,6 +95,8 @@ pub struct ApplyContext<'a> {
     pub input: PlanInput<'a>,
     /// The runbook.
     pub runbook: &'a Runbook,
+    /// The folder of the environments file (approver keys are found from there).
+    pub base_dir: PathBuf,
     /// Who runs it (an operator login, validated).
     pub actor: String,
     /// The audit log file.
@@ -77,8 +109,6 @@ pub struct ApplyContext<'a> {
     pub concurrency: usize,
     /// Set to stop scheduling new contacts (Ctrl-C).
     pub stop: Arc<AtomicBool>,
-    /// Accepted approvers, recorded in the log.
-    pub approvers: BTreeSet<String>,
     /// Retries the client reported, drained into the log.
     pub retries: Arc<Mutex<Vec<RetryEvent>>>,
     /// Told each time a contact is finished.
@@ -238,18 +268,18 @@ impl Done {
     }
 }
 
-/// Runs a plan. Returns the receipt (also written into the bag) whatever happened to each
+/// Runs an approved plan. Returns the receipt (also written into the bag) whatever happened to each
 /// contact; an `Err` means nothing was applied.
 ///
 /// # Errors
 /// Approvals, blockers, a stale plan, or an audit log that cannot be written; in each case no
 /// side effect has happened (a refusal is recorded in the log when the log can be written).
 pub async fn run<U: Ucs>(
-    plan: &Plan,
-    approvals: &[approval::Approval],
+    approved: &ApprovedPlan,
     context: &ApplyContext<'_>,
     ucs: &U,
 ) -> Result<Receipt, ApplyError> {
+    let plan = approved.plan();
     let body = &plan.body;
     let actor =
         audit::Actor::new(context.actor.clone()).map_err(|e| ApplyError::Record(e.to_string()))?;
@@ -264,23 +294,50 @@ pub async fn run<U: Ucs>(
         plan: audit::Sha256Hex::new(plan.plan_id.clone())
             .map_err(|e| ApplyError::Record(e.to_string()))?,
     };
-    for approver in &context.approvers {
+    for approver in approved.approvers() {
         let detail =
             Detail { approver: audit::Actor::new(approver.clone()).ok(), ..Detail::default() };
         trail.lock().append(trail.entry(Event::Approval).outcome(Outcome::Ok).detail(detail))?;
+    }
+    // The gate let the plan through for an environment; this must be that one (a plan is bound
+    // to the policy and the target it was made under).
+    if let Some(error) =
+        gate::unbound(plan, context.input.environment, context.input.environment_name)
+    {
+        let reason = match &error {
+            ApplyError::Unbound { what: "target", .. } => "target-differs",
+            _ => "policy-differs",
+        };
+        return refuse(trail, reason, error);
     }
     if !body.blockers.is_empty() {
         return refuse(trail, "blocked", ApplyError::Blocked(body.blockers.len()));
     }
     let done = Done::read(&context.audit_log, &plan.plan_id)?;
 
-    // Stale-plan detection: plan again, compare.
-    let fresh = plan::build(&context.input, ucs).await;
+    // Stale-plan detection: plan again, compare. "UCS could not be read" is not "UCS changed":
+    // a re-check that cannot read is retried, and if it still cannot, refused as unreachable.
+    let mut fresh = plan::build(&context.input, ucs).await;
+    for pause in RECHECK_PAUSES {
+        if unreadable(&fresh).is_none() {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        fresh = plan::build(&context.input, ucs).await;
+    }
+    if let Some(what) = unreadable(&fresh) {
+        return refuse(trail, "unreachable", ApplyError::Unreachable(what));
+    }
     let changes = differences(plan, &fresh, &done);
     if !changes.is_empty() {
         return refuse(trail, "stale-plan", ApplyError::Stale(changes));
     }
-    let _ = approvals;
+    // Every action-relevant field, not only the fingerprints: an edited plan whose id was
+    // recomputed is refused here.
+    let edits = compare::mismatches(plan, &fresh, &|contact| done.touched(contact));
+    if !edits.is_empty() {
+        return refuse(trail, "plan-mismatch", ApplyError::Mismatch(edits));
+    }
 
     trail.lock().append_durable(
         trail
@@ -359,6 +416,32 @@ pub async fn run<U: Ucs>(
         receipt.write(bag.root())?;
     }
     Ok(receipt)
+}
+
+/// Pauses before each new attempt of a re-check that could not read UCS.
+const RECHECK_PAUSES: [std::time::Duration; 2] =
+    [std::time::Duration::from_millis(500), std::time::Duration::from_secs(2)];
+
+/// What of a fresh plan could not be read (a subject, a contact), in a few words; `None` when
+/// everything was read.
+fn unreadable(fresh: &Plan) -> Option<String> {
+    let blockers: Vec<&plan::Blocker> = fresh
+        .body
+        .blockers
+        .iter()
+        .filter(|b| b.code == "subject::unreadable" || b.code == "step::ucs/read")
+        .collect();
+    let first = blockers.first()?;
+    let what = match (&first.contact_id, first.subject) {
+        (Some(contact), _) => format!("contact {contact}"),
+        (None, Some(subject)) => format!("subject {subject}"),
+        (None, None) => "the request".to_owned(),
+    };
+    Some(if blockers.len() > 1 {
+        format!("{what} and {} more could not be read", blockers.len() - 1)
+    } else {
+        format!("{what} could not be read")
+    })
 }
 
 /// Records a refusal (durably), closes the log with its checkpoint, and returns the error.

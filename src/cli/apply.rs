@@ -1,16 +1,15 @@
 //! `ucs-gdpr approve` and `ucs-gdpr apply`.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::apply::{self, ApplyContext, ApplyError, approval::Approval};
+use crate::apply::{self, ApplyContext, ApplyError, Outputs, approval::Approval};
 use crate::environment::{Connection, Environment, Environments};
 use crate::plan::Plan;
 
 use super::Exit;
-use super::plan::{Prepared, chain, make_plan, prepare, runtime};
+use super::plan::{PlanFormat, Prepared, chain, make_plan, prepare, runtime};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ApproveArgs {
@@ -28,6 +27,15 @@ pub(crate) struct ApproveArgs {
     /// Where to write the approval (default: beside the plan, `<plan>.approval.<by>.json`).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ShowArgs {
+    /// The plan file (from `plan --out`).
+    plan: PathBuf,
+    /// How to print the plan.
+    #[arg(long, value_enum, default_value_t)]
+    format: PlanFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +60,32 @@ pub(crate) struct ApplyArgs {
     actor: Option<String>,
 }
 
+/// `ucs-gdpr show PLAN`: a saved plan as `plan` prints it, so a reviewer reads what they sign.
+pub(crate) fn show(args: &ShowArgs) -> Exit {
+    let plan = match read_plan(&args.plan) {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::Failure;
+        }
+    };
+    print!("{}", rendered(&plan, args.format));
+    Exit::Success
+}
+
+fn rendered(plan: &Plan, format: PlanFormat) -> String {
+    let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+    match format {
+        PlanFormat::Text => crate::plan::render::text(plan, today),
+        PlanFormat::Markdown => crate::plan::render::markdown(plan, today),
+        PlanFormat::Json => {
+            let mut json = String::from_utf8_lossy(&plan.to_canonical_json()).into_owned();
+            json.push('\n');
+            json
+        }
+    }
+}
+
 pub(crate) fn approve(args: &ApproveArgs) -> Exit {
     let plan = match read_plan(&args.plan) {
         Ok(plan) => plan,
@@ -60,6 +94,9 @@ pub(crate) fn approve(args: &ApproveArgs) -> Exit {
             return Exit::Failure;
         }
     };
+    // What is approved, before the approval is written: an approver signs a plan they read,
+    // not an id.
+    print!("{}", rendered(&plan, PlanFormat::Text));
     let key = match &args.key {
         None => None,
         Some(path) => match crate::audit::load_signing_key(path) {
@@ -75,7 +112,7 @@ pub(crate) fn approve(args: &ApproveArgs) -> Exit {
         },
     };
     if crate::audit::Actor::new(args.by.clone()).is_err() {
-        eprintln!("error: `--by` must be a login name (letters, digits, `.`, `_`, `@`, `-`)");
+        eprintln!("error: `--by` must be a login name (letters, digits, `.`, `_`, `-`)");
         return Exit::Usage;
     }
     let approval = Approval::new(&plan.plan_id, &args.by, args.comment.clone(), key.as_ref());
@@ -136,13 +173,8 @@ pub(crate) fn apply(args: &ApplyArgs) -> Exit {
             );
             return Exit::Failure;
         };
-        if prepared.manifest_sha256 != plan.body.request.manifest_sha256 {
-            eprintln!(
-                "error: the request manifest `{}` changed since the plan was made; plan again",
-                manifest.display()
-            );
-            return Exit::Failure;
-        }
+        // That the manifest is the one the plan was made from is the library's gate to check
+        // (`apply::authorize`), with the refusal in the audit log.
         let mut approvals = Vec::new();
         for path in &args.approvals {
             match Approval::read(path) {
@@ -233,16 +265,7 @@ async fn apply_one(
             plan
         }
     };
-    let approvers =
-        match apply::approval::check(&plan.plan_id, approvals, environment, &environments.base_dir)
-        {
-            Ok(approvers) => approvers,
-            Err(error) => {
-                eprintln!("error: {error}");
-                return Exit::Failure;
-            }
-        };
-    let Some(outputs) = Outputs::prepare(environments, environment) else {
+    let Some(outputs) = prepare_outputs(environments, environment) else {
         return Exit::Failure;
     };
     let concurrency = args
@@ -256,7 +279,7 @@ async fn apply_one(
         prepared,
         plan: &plan,
         approvals,
-        approvers,
+        without_deletion: false,
         concurrency,
         actor,
         stop,
@@ -295,6 +318,26 @@ pub(crate) fn report_apply_error(error: &ApplyError) {
             }
             eprintln!("hint: run `ucs-gdpr plan` again and have the new plan approved");
         }
+        ApplyError::Mismatch(edits) => {
+            eprintln!(
+                "error: the plan does not match what planning again from the manifest, the \
+                 runbook, the policy and the live state gives; nothing was changed. What differs:"
+            );
+            for edit in edits {
+                eprintln!("  - {edit}");
+            }
+            eprintln!(
+                "hint: the plan file was edited after it was made, or made with other inputs; run \
+                 `ucs-gdpr plan` again and have the new plan approved"
+            );
+        }
+        ApplyError::Unreachable(_) => {
+            eprintln!("error: {}", chain(error));
+            eprintln!(
+                "hint: nothing is known to have changed since the plan was made; run the same \
+                 command again when UCS answers"
+            );
+        }
         error => eprintln!("error: {}", chain(error)),
     }
 }
@@ -318,44 +361,18 @@ pub(crate) fn actor(flag: Option<&str>) -> String {
         .unwrap_or_else(|| "operator".to_owned())
 }
 
-/// Where an environment's runs write: its audit log and export bags, and the checkpoint key.
-pub(crate) struct Outputs {
-    pub(crate) audit_log: PathBuf,
-    pub(crate) exports_dir: PathBuf,
-    signing_key: Option<ed25519_dalek::SigningKey>,
-}
-
-impl Outputs {
-    /// Reads the environment's policy, creates the folders and loads the signing key, printing
-    /// what goes wrong.
-    pub(crate) fn prepare(environments: &Environments, environment: &Environment) -> Option<Self> {
-        let base = &environments.base_dir;
-        let policy = &environment.policy;
-        let audit_log =
-            base.join(policy.audit_log.clone().unwrap_or_else(|| "ucs-gdpr-audit.jsonl".into()));
-        let exports_dir = base.join(policy.exports.clone().unwrap_or_else(|| "exports".into()));
-        for dir in [crate::durable::parent_dir(&audit_log), exports_dir.clone()] {
-            if let Err(error) = std::fs::create_dir_all(&dir) {
-                eprintln!("error: cannot create `{}`: {error}", dir.display());
-                return None;
-            }
+/// Where an environment's runs write (the library applies the policy's defaults), printing
+/// what goes wrong.
+pub(crate) fn prepare_outputs(
+    environments: &Environments,
+    environment: &Environment,
+) -> Option<Outputs> {
+    match Outputs::prepare(environments, environment) {
+        Ok(outputs) => Some(outputs),
+        Err(error) => {
+            eprintln!("error: {}", chain(&error));
+            None
         }
-        let signing_key = match &policy.signing_key {
-            None => None,
-            Some(path) => match crate::audit::load_signing_key(&base.join(path)) {
-                Ok(key) => Some(key),
-                Err(error) => {
-                    eprintln!("error: cannot read the signing key: {}", chain(&error));
-                    return None;
-                }
-            },
-        };
-        Some(Self { audit_log, exports_dir, signing_key })
-    }
-
-    /// The export bag of a plan.
-    pub(crate) fn bag(&self, plan: &Plan) -> PathBuf {
-        self.exports_dir.join(&plan.body.request.id)
     }
 }
 
@@ -364,7 +381,9 @@ pub(crate) struct Run<'a> {
     pub(crate) prepared: &'a Prepared,
     pub(crate) plan: &'a Plan,
     pub(crate) approvals: &'a [Approval],
-    pub(crate) approvers: BTreeSet<String>,
+    /// A front end that only exports: a plan that deletes nothing runs without approvals (the
+    /// library checks that it deletes nothing).
+    pub(crate) without_deletion: bool,
     pub(crate) concurrency: usize,
     pub(crate) actor: String,
     pub(crate) stop: &'a Arc<AtomicBool>,
@@ -372,7 +391,8 @@ pub(crate) struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Runs the plan through the executor, with the audit trail and bags of `outputs`.
+    /// Takes the plan through the library's gate and runs it, with the audit trail and bags of
+    /// `outputs`.
     pub(crate) async fn execute(
         self,
         outputs: &Outputs,
@@ -390,17 +410,22 @@ impl Run<'_> {
         let context = ApplyContext {
             input,
             runbook,
+            base_dir: prepared.environments.base_dir.clone(),
             actor: self.actor,
             audit_log: outputs.audit_log.clone(),
             signing_key: outputs.signing_key.clone(),
             exports_dir: outputs.exports_dir.clone(),
             concurrency: self.concurrency,
             stop: Arc::clone(self.stop),
-            approvers: self.approvers,
             retries,
             progress: self.progress,
         };
-        apply::run(self.plan, self.approvals, &context, &connection.client).await
+        let approved = if self.without_deletion {
+            apply::authorize_without_deletion(self.plan, &context)?
+        } else {
+            apply::authorize(self.plan, self.approvals, &context)?
+        };
+        apply::run(&approved, &context, &connection.client).await
     }
 }
 

@@ -81,6 +81,8 @@ enum Command {
     Schema(validate::SchemaArgs),
     /// Resolve a request against its environment, read-only, and print what would happen.
     Plan(plan::Args),
+    /// Print a saved plan (text, markdown or its JSON).
+    Show(apply::ShowArgs),
     /// Approve a plan: an approval bound to its plan id, optionally signed.
     Approve(apply::ApproveArgs),
     /// Apply an approved plan (or plan and apply requests where no approval is needed).
@@ -114,6 +116,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => validate::schema(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Show(args) => apply::show(&args),
         Command::Approve(args) => apply::approve(&args),
         Command::Apply(args) => apply::apply(&args),
         Command::Export(args) => scripts::export(&args),

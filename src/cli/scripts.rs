@@ -21,7 +21,7 @@ use crate::plan::{ContactPlan, Plan, Resolution};
 use crate::ucs::{ContactId, Ucs as _};
 
 use super::Exit;
-use super::apply::{Outputs, Run, actor, interrupt_flag, report_apply_error, retry_hook};
+use super::apply::{Run, actor, interrupt_flag, prepare_outputs, report_apply_error, retry_hook};
 use super::plan::{Prepared, chain, make_plan, runtime, setting_or_explain, write_plan};
 
 /// The runbook `delete` uses when the environment names none (`policy.forgetRunbook`).
@@ -343,7 +343,7 @@ impl Invocation<'_> {
         let Some(environment) = prepared.environments.get(&spec.environment) else {
             return Exit::Failure;
         };
-        let Some(outputs) = Outputs::prepare(&prepared.environments, environment) else {
+        let Some(outputs) = prepare_outputs(&prepared.environments, environment) else {
             return Exit::Failure;
         };
         let concurrency = usize::try_from(environment.concurrency).unwrap_or(8).max(1);
@@ -352,7 +352,7 @@ impl Invocation<'_> {
             prepared,
             plan: &plan,
             approvals: &[],
-            approvers: std::collections::BTreeSet::new(),
+            without_deletion: self.operation == Operation::Export,
             concurrency,
             actor: actor(self.common.verified_by.as_deref()),
             stop,

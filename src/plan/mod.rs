@@ -382,6 +382,8 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
             },
             tenant: input.environment.tenant,
             ucs_version: input.ucs_version.as_str().to_owned(),
+            policy_sha256: input.environment.digests.policy.clone(),
+            target_sha256: input.environment.digests.target.clone(),
         },
         runbook: RunbookInfo {
             name: runbook.name.clone(),

@@ -137,6 +137,12 @@ pub struct EnvironmentInfo {
     /// Which UCS it is: `9.1` (one store; `main` is its only data source) or `8.5` (`main` and
     /// `archive`).
     pub ucs_version: String,
+    /// sha256 of the policy the plan was made under (approval rule, approvers, their keys,
+    /// checks): apply refuses the plan under any other.
+    pub policy_sha256: String,
+    /// sha256 of the target the plan was made against (the UCS and the services its checks
+    /// read): apply refuses the plan against any other.
+    pub target_sha256: String,
 }
 
 /// The runbook, pinned by its content hash.

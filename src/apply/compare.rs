@@ -1,0 +1,126 @@
+//! The approved plan against the plan made again from the manifest, the runbook, the policy and
+//! the live state: every action-relevant field must be equal, not only the fingerprints.
+//!
+//! A plan id is a plain sha256 of the plan's canonical JSON, which anyone can recompute after
+//! editing the file; so the id proves nothing about where a plan came from. What does is that
+//! planning again gives the same plan. Contacts this plan already acted on are exempt (their
+//! change is ours), and with them what is derived from them (the summary, other records,
+//! warnings, the notes of request-scope steps).
+
+use serde_json::{Map, Value};
+
+use crate::plan::{Plan, Resolution};
+
+/// At most this many differences are listed; the rest are counted.
+const MAX_LISTED: usize = 20;
+
+/// Every field where `approved` and `fresh` differ, as `pointer: approved vs re-planned` lines,
+/// ignoring what concerns contacts for which `touched` says yes.
+pub(crate) fn mismatches(
+    approved: &Plan,
+    fresh: &Plan,
+    touched: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let exempt: Vec<usize> = approved
+        .body
+        .subjects
+        .iter()
+        .filter(|s| match &s.outcome {
+            Resolution::Found { contacts } => contacts.iter().any(|c| touched(c)),
+            _ => false,
+        })
+        .map(|s| s.index)
+        .collect();
+    let any_touched = approved.body.contacts.iter().any(|c| touched(&c.contact_id));
+    let normalize = |plan: &Plan| -> Value {
+        let mut body = serde_json::to_value(&plan.body).unwrap_or(Value::Null);
+        if let Some(object) = body.as_object_mut() {
+            keyed(object, "contacts", "contactId", &|id| touched(id));
+            if let Some(Value::Object(contacts)) = object.get_mut("contacts") {
+                for contact in contacts.values_mut() {
+                    if let Some(contact) = contact.as_object_mut() {
+                        keyed(contact, "steps", "id", &|_| false);
+                    }
+                }
+            }
+            keyed(object, "requestSteps", "id", &|_| false);
+            keyed(object, "subjects", "index", &|index| {
+                index.parse::<usize>().is_ok_and(|i| exempt.contains(&i))
+            });
+            if any_touched {
+                for derived in ["summary", "otherRecords", "warnings"] {
+                    object.remove(derived);
+                }
+                if let Some(Value::Object(steps)) = object.get_mut("requestSteps") {
+                    for step in steps.values_mut() {
+                        if let Some(step) = step.as_object_mut() {
+                            step.remove("notes");
+                        }
+                    }
+                }
+            }
+        }
+        body
+    };
+    let mut out = Vec::new();
+    diff("", &normalize(approved), &normalize(fresh), &mut out);
+    if out.len() > MAX_LISTED {
+        let more = out.len() - MAX_LISTED;
+        out.truncate(MAX_LISTED);
+        out.push(format!("and {more} more difference(s)"));
+    }
+    out
+}
+
+/// Turns the array `field` of `object` into an object keyed by each element's `key`, leaving out
+/// the elements whose key `skip` says yes to: differences then name the contact or step, not a
+/// position.
+fn keyed(object: &mut Map<String, Value>, field: &str, key: &str, skip: &dyn Fn(&str) -> bool) {
+    let Some(Value::Array(items)) = object.remove(field) else { return };
+    let mut by_key = Map::new();
+    for (position, item) in items.into_iter().enumerate() {
+        let name = match item.get(key) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => format!("#{position}"),
+        };
+        if !skip(&name) {
+            by_key.insert(name, item);
+        }
+    }
+    object.insert(field.to_owned(), Value::Object(by_key));
+}
+
+fn diff(pointer: &str, approved: &Value, fresh: &Value, out: &mut Vec<String>) {
+    match (approved, fresh) {
+        (Value::Object(a), Value::Object(f)) => {
+            for (key, value) in a {
+                let at = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+                diff(&at, value, f.get(key).unwrap_or(&Value::Null), out);
+            }
+            for (key, value) in f.iter().filter(|(k, _)| !a.contains_key(*k)) {
+                let at = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+                diff(&at, &Value::Null, value, out);
+            }
+        }
+        (a, f) if a == f => {}
+        (a, f) => out.push(format!(
+            "{pointer}: the plan says {}, planning again gives {}",
+            shown(a),
+            shown(f)
+        )),
+    }
+}
+
+/// A value as a difference shows it: short, one line (plans hold no personal data).
+fn shown(value: &Value) -> String {
+    let text = match value {
+        Value::Null => "nothing".to_owned(),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 80 {
+        format!("{}…", text.chars().take(80).collect::<String>())
+    } else {
+        text
+    }
+}
