@@ -17,6 +17,7 @@ mod contract;
 mod export;
 mod infomart;
 mod plan;
+mod provision;
 mod scripts;
 mod sim;
 mod ucs;
