@@ -18,6 +18,7 @@ mod export;
 mod infomart;
 mod plan;
 mod provision;
+mod readme;
 mod scripts;
 mod sim;
 mod ucs;
