@@ -13,6 +13,7 @@
 
 mod apply;
 mod audit;
+mod cli;
 mod contract;
 mod export;
 mod infomart;

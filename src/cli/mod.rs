@@ -97,6 +97,33 @@ enum Command {
     Sim(sim::Command),
 }
 
+/// The exit status of a command whose reader went away (`ucs-gdpr ... | head`): 128 + SIGPIPE,
+/// what a shell reports for `yes | head` and the other tools of a pipeline.
+pub const BROKEN_PIPE_STATUS: i32 = 141;
+
+/// A print to a closed stdout or stderr ends the process quietly with [`BROKEN_PIPE_STATUS`]
+/// instead of a panic message and 101. Rust ignores SIGPIPE, so `println!` to a closed pipe
+/// panics with std's "failed printing to stdout: Broken pipe"; that panic, and only it, is
+/// turned into the exit every other tool of a pipeline has. Any other panic reaches the default
+/// hook unchanged.
+fn end_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to std")
+            && (message.contains("Broken pipe") || message.contains("os error 32"))
+        {
+            std::process::exit(BROKEN_PIPE_STATUS);
+        }
+        default(info);
+    }));
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(scripts::script_spellings(std::env::args_os())) {
@@ -108,6 +135,7 @@ pub fn main() -> ExitCode {
             return exit.into();
         }
     };
+    end_quietly_on_broken_pipe();
     render::install_miette_hook();
     install_logging(cli.log_format);
     let exit = match cli.command {
