@@ -636,7 +636,7 @@ fn environments_with(infomart: &str) -> Result<ucs_gdpr::environment::Environmen
         &path,
         format!(
             "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  production:\n    \
-             type: rest\n    tenant: 101\n    ucs: {{ url: https://ucs.example.com/ }}\n    \
+             type: rest\n    tenant: 101\n    ucs: {{ url: https://ucs.example.com/ }}\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    \
              infomart: {infomart}\n"
         ),
     )
