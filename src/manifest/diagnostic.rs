@@ -240,7 +240,8 @@ impl SourceCode for Source {
         let window = self.text.as_bytes().get(start..end).ok_or(MietteError::OutOfBounds)?;
         let inner = SourceSpan::new(span.offset().saturating_sub(start).into(), span.len());
         let contents = window.read_span(&inner, context_lines_before, context_lines_after)?;
-        let shown = SourceSpan::new((contents.span().offset() + start).into(), contents.span().len());
+        let shown =
+            SourceSpan::new((contents.span().offset() + start).into(), contents.span().len());
         Ok(Box::new(
             MietteSpanContents::new_named(
                 self.name.clone(),
@@ -361,6 +362,67 @@ mod tests {
         assert_eq!(did_you_mean("expotr", known), Some("export"));
         assert_eq!(did_you_mean("banana", known), None);
         assert_eq!(did_you_mean("x", ["y"]), None);
+    }
+
+    /// A diagnostic with one label, rendered from `source`, as the binary renders it.
+    fn render(source: &dyn SourceCode, span: (usize, usize)) -> String {
+        struct Probe<'a>(&'a dyn SourceCode, (usize, usize));
+        impl fmt::Debug for Probe<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("Probe")
+            }
+        }
+        impl fmt::Display for Probe<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("probe")
+            }
+        }
+        impl std::error::Error for Probe<'_> {}
+        impl miette::Diagnostic for Probe<'_> {
+            fn source_code(&self) -> Option<&dyn SourceCode> {
+                Some(self.0)
+            }
+            fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+                Some(Box::new(std::iter::once(LabeledSpan::new_primary_with_span(
+                    Some("here".into()),
+                    self.1,
+                ))))
+            }
+        }
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .render_report(&mut out, &Probe(source, span))
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn the_windowed_source_renders_exactly_as_the_whole_text_does() {
+        // Every span of every text, against miette's own walk over the whole text.
+        let texts = [
+            "a: 1\nb: 2\nc: 3\nd: 4\ne: 5\nf: 6\ng: 7\n",
+            "a: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\ne: 5\r\n",
+            "a: 1\rb: 2\rc: 3\rd: 4\re: 5",
+            "\u{feff}a: 1\n\n\nb: é\n  c: [x, y]\nd: 4",
+            "single line, no newline",
+            "\n\n\n\n",
+        ];
+        for text in texts {
+            let shared = Arc::new(text.to_owned());
+            let windowed = Source::new("f.yaml".into(), &shared);
+            let whole =
+                miette::NamedSource::new("f.yaml", Arc::clone(&shared)).with_language("yaml");
+            for start in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+                for end in (start..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+                    let span = (start, end - start);
+                    assert_eq!(
+                        render(&windowed, span),
+                        render(&whole, span),
+                        "{text:?} at {span:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
