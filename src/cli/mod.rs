@@ -7,6 +7,7 @@
 
 mod apply;
 mod audit;
+mod ci;
 mod plan;
 mod render;
 mod scripts;
