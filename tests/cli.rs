@@ -45,3 +45,44 @@ fn a_closed_pipe_ends_quietly_with_the_pipeline_status() {
         }
     }
 }
+
+#[test]
+fn every_command_s_long_help_has_examples_that_run_and_one_global_options_block() {
+    let commands = ["", "validate", "schema", "plan", "approve", "apply", "export", "delete"];
+    let commands = commands.into_iter().chain(["audit", "sim"]);
+    let mut runnable = Vec::new();
+    for command in commands {
+        let output =
+            crate::ucs_gdpr().args(command.split_whitespace()).arg("--help").output().unwrap();
+        let help = String::from_utf8(output.stdout).unwrap();
+        assert!(help.contains("\nExamples"), "`{command} --help` has no examples:\n{help}");
+        assert!(help.contains("Global options:\n      --log-format"), "{command}:\n{help}");
+        assert_eq!(help.matches("--log-format").count(), 1, "{command}:\n{help}");
+        runnable.extend(
+            help.lines()
+                .filter_map(|line| line.strip_prefix("  "))
+                .filter(|line| line.starts_with("ucs-gdpr ") && line.contains("examples/"))
+                .filter(|line| !line.contains("sim serve"))
+                .map(str::to_owned),
+        );
+    }
+    assert!(runnable.len() >= 12, "{runnable:?}");
+    // In a clone of its own, in order: the main examples apply before the audit is verified.
+    let clone = tempfile::tempdir().unwrap();
+    crate::readme::copy_dir(&crate::repo_path("examples"), &clone.path().join("examples"));
+    crate::readme::copy_dir(&crate::repo_path("runbooks"), &clone.path().join("runbooks"));
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ucs-gdpr")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    for line in &runnable {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .current_dir(clone.path())
+            .env("PATH", &path)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "`{line}`:\n{}", crate::transcript(&output));
+    }
+}
