@@ -49,7 +49,7 @@ fn a_closed_pipe_ends_quietly_with_the_pipeline_status() {
 #[test]
 fn every_command_s_long_help_has_examples_that_run_and_one_global_options_block() {
     let commands = ["", "validate", "schema", "plan", "approve", "apply", "export", "delete"];
-    let commands = commands.into_iter().chain(["audit", "sim"]);
+    let commands = commands.into_iter().chain(["audit", "sim", "completions", "man"]);
     let mut runnable = Vec::new();
     for command in commands {
         let output =
@@ -84,5 +84,38 @@ fn every_command_s_long_help_has_examples_that_run_and_one_global_options_block(
             .output()
             .unwrap();
         assert!(output.status.success(), "`{line}`:\n{}", crate::transcript(&output));
+    }
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_definitions() {
+    let run = |args: &[&str]| {
+        let output = crate::ucs_gdpr().args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", crate::transcript(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    for word in ["validate", "plan", "approve", "apply", "--detailed-exitcode", "--log-format"] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("ucs-gdpr.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let syntax = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+    assert!(run(&["completions", "zsh"]).starts_with("#compdef ucs-gdpr"));
+    assert!(run(&["completions", "fish"]).contains("complete -c ucs-gdpr"));
+
+    let page = run(&["man"]);
+    assert!(page.contains(".TH ucs-gdpr 1"), "{page}");
+    for word in ["validate", "plan", "apply", "completions"] {
+        assert!(page.contains(word), "the man page lacks {word}");
+    }
+    let pages = dir.path().join("man1");
+    run(&["man", "--out", pages.to_str().unwrap()]);
+    for name in ["ucs-gdpr.1", "ucs-gdpr-plan.1", "ucs-gdpr-audit-verify.1"] {
+        let text =
+            std::fs::read_to_string(pages.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".TH"), "{name}");
     }
 }

@@ -8,6 +8,7 @@
 mod apply;
 mod audit;
 mod ci;
+mod docs;
 mod plan;
 mod render;
 mod scripts;
@@ -87,7 +88,19 @@ Examples (from the clone's root; the demo UCS is built in):
   ucs-gdpr validate --env-file examples/ucs-gdpr.yaml examples/requests runbooks
   ucs-gdpr plan --env-file examples/ucs-gdpr.yaml examples/requests/1-access-request.yaml
   ucs-gdpr apply --env-file examples/ucs-gdpr.yaml examples/requests
-  ucs-gdpr audit verify examples/out/audit.jsonl";
+  ucs-gdpr audit verify examples/out/audit.jsonl
+  ucs-gdpr completions bash > ~/.local/share/bash-completion/completions/ucs-gdpr";
+
+const EXAMPLES_COMPLETIONS: &str = "\
+Examples:
+  ucs-gdpr completions bash > ~/.local/share/bash-completion/completions/ucs-gdpr
+  ucs-gdpr completions zsh > ~/.zfunc/_ucs-gdpr      # with fpath+=~/.zfunc before compinit
+  ucs-gdpr completions fish > ~/.config/fish/completions/ucs-gdpr.fish";
+
+const EXAMPLES_MAN: &str = "\
+Examples:
+  ucs-gdpr man | man -l -
+  ucs-gdpr man --out /usr/local/share/man/man1      # ucs-gdpr.1, ucs-gdpr-plan.1, ...";
 
 const EXAMPLES_VALIDATE: &str = "\
 Examples:
@@ -169,6 +182,12 @@ enum Command {
     /// Run or feed the built-in UCS simulator.
     #[command(subcommand, after_long_help = EXAMPLES_SIM)]
     Sim(sim::Command),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_long_help = EXAMPLES_COMPLETIONS)]
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff), or write one per command with `--out DIR`.
+    #[command(after_long_help = EXAMPLES_MAN)]
+    Man(docs::ManArgs),
 }
 
 /// The exit status of a command whose reader went away (`ucs-gdpr ... | head`): 128 + SIGPIPE,
@@ -222,6 +241,8 @@ pub fn main() -> ExitCode {
         Command::Delete(args) => scripts::delete(&args),
         Command::Audit(command) => audit::run(&command),
         Command::Sim(command) => sim::run(&command),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
     };
     exit.into()
 }
