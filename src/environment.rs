@@ -233,11 +233,18 @@ pub struct Auth {
 pub struct Gms {
     /// Its base URL.
     pub url: String,
-    /// The callback service name.
-    pub service: String,
+    /// Ignored (kept so older files stay valid): callbacks are found across every callback
+    /// service and cancelled in the service each record names (`_service_name`).
+    #[serde(default)]
+    pub service: Option<String>,
     /// How to authenticate.
     #[serde(default)]
     pub auth: Option<Auth>,
+    /// Extra callback properties to look a contact's callbacks up by, beyond its phone numbers
+    /// (`_customer_number`): GMS property -> the contact attribute whose values it holds, e.g.
+    /// `{ _customer_email: EmailAddress }` for a service whose `_customer_lookup_keys` has it.
+    #[serde(default)]
+    pub lookup_keys: std::collections::BTreeMap<String, String>,
 }
 
 /// The Info Mart database (PostgreSQL), read by the `infomart/etl-complete` check.
@@ -709,7 +716,8 @@ impl Environments {
                 }
                 if let Some(gms) = &environment.gms {
                     config.gms_url = Some(gms.url.clone());
-                    config.gms_service = gms.service.clone();
+                    config.gms_lookup_keys =
+                        gms.lookup_keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                     if gms.auth.is_some() {
                         config.gms_auth = Some(resolve(gms.auth.as_ref())?);
                     }

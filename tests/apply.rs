@@ -113,20 +113,52 @@ async fn apply_erases_jane_leaving_a_verified_export_a_receipt_and_a_log_that_ve
     assert!(output.status.success(), "{}", transcript(&output));
 
     let bag = workspace.path("exports/DSR-jane");
-    for name in
-        [format!("data/contact-{JANE}.json"), format!("data/interactions-for-contact-{JANE}.json")]
-    {
+    for name in [
+        format!("data/contact-{JANE}.json"),
+        format!("data/interactions-for-contact-{JANE}.json"),
+        format!("data/context-services-{JANE}.json"),
+    ] {
         assert!(bag.join(&name).is_file(), "{name}");
     }
     let report = ucs_gdpr::export::validate_dir(&bag).unwrap();
-    assert_eq!(report.files, 2, "{report:?}");
+    assert_eq!(report.files, 3, "{report:?}");
+    // Her Context Services data is in the bag: the profile, her service with its states and
+    // tasks, and the anonymous service keyed by her phone number.
+    let context: Value = serde_json::from_slice(
+        &fs::read(bag.join(format!("data/context-services-{JANE}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(context["contactId"], JANE);
+    assert_eq!(context["profile"]["customer_id"], JANE);
+    assert_eq!(context["profile"]["email"], "jane.doe@company.com");
+    let services = context["services"].as_array().unwrap();
+    let ids: Vec<(&str, bool)> = services
+        .iter()
+        .map(|s| (s["service"]["service_id"].as_str().unwrap(), s["anonymous"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(ids, [("4041", false), ("361-a3793cef-d559-4f9f-a95d-64555a4ba371", true)]);
+    assert_eq!(services[0]["states"].as_array().unwrap().len(), 2);
+    assert_eq!(services[0]["tasks"][0]["task_type"], "verify-identity");
     assert_inline_attachments_are_the_originals(
         &bag.join(format!("data/interactions-for-contact-{JANE}.json")),
     );
 
-    let (_sim, client) = workspace.world().await;
+    let (sim, client) = workspace.world().await;
     assert!(!exists(&client, JANE).await, "Jane is gone");
     assert!(exists(&client, JOSE).await, "nobody else is");
+    let jane = ContactId::new(JANE).unwrap();
+    assert!(client.get_profile(&jane).await.unwrap().is_none(), "her profile is gone");
+    assert!(client.list_services(&jane).await.unwrap().is_empty(), "her services are gone");
+    let anonymous = reqwest::get(format!(
+        "{}/genesys/1/cs/services/anonymous/%2B44%2020%207946%200958",
+        sim.base_url()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert_eq!(anonymous, "[]", "the service keyed by her number is gone");
 
     let verified = workspace.audit_verifies();
     assert!(verified.status.success(), "{}", transcript(&verified));
@@ -144,8 +176,8 @@ async fn apply_erases_jane_leaving_a_verified_export_a_receipt_and_a_log_that_ve
         [
             ("callbacks", "ok"),
             ("in-flight", "ok"),
-            ("context", "ok"),
             ("export", "ok"),
+            ("context", "ok"),
             ("delete", "ok"),
             ("verify", "ok")
         ]
@@ -154,7 +186,7 @@ async fn apply_erases_jane_leaving_a_verified_export_a_receipt_and_a_log_that_ve
     let planned = receipt["contacts"][0]["plannedInteractions"].as_object().unwrap();
     assert_eq!(planned.keys().collect::<Vec<_>>(), ["main"], "{planned:?}");
     assert_eq!(planned["main"], 5);
-    let export = &receipt["contacts"][0]["steps"][3];
+    let export = &receipt["contacts"][0]["steps"][2];
     assert_eq!(export["count"], 5, "Jane's five interactions, each exported once");
     let file: Value = serde_json::from_slice(
         &fs::read(bag.join(format!("data/interactions-for-contact-{JANE}.json"))).unwrap(),
@@ -185,7 +217,7 @@ async fn on_ucs_8_5_apply_exports_main_and_archive_and_erases_both() {
     let receipt = receipt(&workspace, "jane");
     assert_eq!(receipt["contacts"][0]["plannedInteractions"]["main"], 3);
     assert_eq!(receipt["contacts"][0]["plannedInteractions"]["archive"], 2);
-    let export = &receipt["contacts"][0]["steps"][3];
+    let export = &receipt["contacts"][0]["steps"][2];
     assert_eq!(export["count"], 5, "3 interactions in main and 2 in the archive were exported");
     let bag = workspace.path("exports/DSR-jane");
     let file: Value = serde_json::from_slice(
@@ -452,6 +484,31 @@ async fn apply_refuses_a_stale_plan_and_says_what_changed() {
     assert!(stderr.contains("the plan is stale"), "{stderr}");
     assert!(stderr.contains(JANE_AGAIN), "{stderr}");
     assert!(stderr.contains("plan` again"), "{stderr}");
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, JANE).await, "nothing was done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_services_change_after_review_makes_the_plan_stale() {
+    let workspace = Workspace::demo();
+    let manifest =
+        workspace.request("cs-stale", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    let output = workspace.run(&["plan", &manifest, "--out", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    // Her service ends up deleted by someone else after the review: what apply would export
+    // and erase is no longer what was approved.
+    {
+        let (sim, client) = workspace.world().await;
+        let service = ucs_gdpr::ucs::ServiceId::new("4041").unwrap();
+        client.delete_service(&service).await.unwrap();
+        sim.shutdown().await;
+    }
+    let output = workspace.run(&["apply", &plan]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the plan is stale"), "{stderr}");
+    assert!(stderr.contains("Context Services"), "{stderr}");
     let (_sim, client) = workspace.world().await;
     assert!(exists(&client, JANE).await, "nothing was done");
 }
@@ -754,4 +811,27 @@ fn a_changed_attribute_value_makes_the_plan_stale() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("contact {JANE} changed")), "{stderr}");
     assert!(!stderr.contains("jane.new"), "the new value is not shown: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_export_leaves_the_subject_whole_context_services_included() {
+    // Jane's first attachment download fails for good: the export step fails, and nothing of
+    // hers (UCS contact, Context Services profile) may have been deleted before it.
+    let workspace = Workspace::new(
+        "      requireApproval: false\n",
+        "    faults:\n      script: [{ operation: GetDocument, nth: 1, kind: permanent }]\n",
+    );
+    let manifest = workspace.request("halfway", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let output = workspace.run(&["apply", &manifest]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let receipt = receipt(&workspace, "halfway");
+    assert_eq!(receipt["contacts"][0]["failure"][0], "export", "{receipt}");
+    let (_sim, client) = workspace.world().await;
+    let jane = ContactId::new(JANE).unwrap();
+    assert!(exists(&client, JANE).await, "Jane's contact is kept");
+    assert!(client.get_profile(&jane).await.unwrap().is_some(), "and her profile");
+    assert_eq!(client.list_services(&jane).await.unwrap().len(), 1, "and her service");
+    let record = client.get_contact(&jane).await.unwrap();
+    assert_eq!(client.list_anonymous_services(&record).await.unwrap().len(), 1, "and the other");
+    assert!(workspace.audit_verifies().status.success());
 }

@@ -657,7 +657,7 @@ async fn sim_serve_reports_the_journal_when_it_stops() {
 /// applies the four example requests against the simulator over loopback, and the simulator's
 /// journal shows that every request followed the documentation and none could create a contact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_whole_demo_speaks_only_documented_ucs_and_creates_no_contact() {
+async fn the_whole_demo_speaks_only_documented_genesys_and_creates_no_contact() {
     let sim = Simulator::start(SimOptions::new(crate::repo_path("examples/sim/demo.yaml")))
         .await
         .unwrap();
@@ -673,8 +673,8 @@ async fn the_whole_demo_speaks_only_documented_ucs_and_creates_no_contact() {
         &env,
         format!(
             "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    type: rest\n    \
-             tenant: 101\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    ucs:\n      url: {}/\n    \
-             policy:\n      requireApproval: false\n      auditLog: {}\n      exports: {}\n",
+             tenant: 101\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    ucs:\n      url: {0}/\n    \
+             contextServices:\n      url: {0}/\n    gms:\n      url: {0}/\n    policy:\n      requireApproval: false\n      auditLog: {1}\n      exports: {2}\n",
             sim.base_url(),
             dir.path().join("audit.jsonl").display(),
             dir.path().join("exports").display(),
@@ -703,9 +703,24 @@ async fn the_whole_demo_speaks_only_documented_ucs_and_creates_no_contact() {
         Operation::GetInteractionContent,
         Operation::GetDocument,
         Operation::DeleteContact,
+        Operation::GetProfile,
+        Operation::ListServices,
+        Operation::ListAnonymousServices,
+        Operation::GetServiceStates,
+        Operation::GetServiceTasks,
+        Operation::DeleteService,
+        Operation::DeleteProfile,
+        Operation::ListCallbacks,
     ] {
         assert!(stats.calls(operation) > 0, "{operation} was never called");
     }
-    assert!(dir.path().join("exports/DSR-2026-0142/data/contact-0001SaD2PVY4312K.json").exists());
+    let bag = dir.path().join("exports/DSR-2026-0142/data");
+    assert!(bag.join("contact-0001SaD2PVY4312K.json").exists());
+    let context: Value = serde_json::from_slice(
+        &std::fs::read(bag.join("context-services-0001SaD2PVY4312K.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(context["profile"].is_object(), "{context}");
+    assert!(!context["services"].as_array().unwrap().is_empty(), "{context}");
     sim.shutdown().await;
 }

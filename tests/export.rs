@@ -20,10 +20,10 @@ use ucs_gdpr::sim::{
 };
 use ucs_gdpr::ucs::wire::Operation;
 use ucs_gdpr::ucs::{
-    AttachmentBody, AttachmentId, Callback, CallbackId, ClientConfig, Contact, ContactId,
+    AttachmentBody, AttachmentId, Callback, ClientConfig, Contact, ContactId, CsService,
     DataSource, DeleteOutcome, ErrorKind, Identification, IdentifyRequest, InteractionContent,
     InteractionId, InteractionListing, InteractionSummary, Profile, RestClient, RetryPolicy,
-    TenantId, Ucs, UcsError,
+    ServiceId, TenantId, Ucs, UcsError,
 };
 
 use crate::repo_path;
@@ -350,16 +350,20 @@ async fn contacts_exported_concurrently_all_keep_their_manifest_lines() {
     for done in exports_done {
         done.unwrap().unwrap();
     }
+    // Each contact's lines are on disk when its export returns (appended, in finishing order)...
     let manifest = std::fs::read_to_string(bag.root().join("manifest-sha256.txt")).unwrap();
     assert_eq!(manifest.lines().count(), 8, "{manifest}");
-    let paths: Vec<&str> = manifest.lines().map(|l| l.split_once("  ").unwrap().1).collect();
-    let mut sorted = paths.clone();
-    sorted.sort_unstable();
-    assert_eq!(paths, sorted, "manifest lines are sorted");
     for id in ids {
         assert!(manifest.contains(&format!("data/contact-{id}.json\n")), "{id}");
         assert!(manifest.contains(&format!("data/interactions-for-contact-{id}.json\n")), "{id}");
     }
+    // ...and the finished bag lists them sorted, with its tag files up to date.
+    bag.finish().unwrap();
+    let manifest = std::fs::read_to_string(bag.root().join("manifest-sha256.txt")).unwrap();
+    let paths: Vec<&str> = manifest.lines().map(|l| l.split_once("  ").unwrap().1).collect();
+    let mut sorted = paths.clone();
+    sorted.sort_unstable();
+    assert_eq!(paths, sorted, "manifest lines are sorted");
     assert_eq!(bag.validate().unwrap().files, 8);
     let info = std::fs::read_to_string(bag.root().join("bag-info.txt")).unwrap();
     assert!(info.contains("Payload-Oxum: ") && info.contains(".8\n"), "{info}");
@@ -480,10 +484,19 @@ impl Ucs for CutDownloads {
     async fn delete_profile(&self, c: &ContactId) -> Result<DeleteOutcome, UcsError> {
         self.inner.delete_profile(c).await
     }
-    async fn list_callbacks(&self, c: &ContactId) -> Result<Vec<Callback>, UcsError> {
+    async fn list_services(&self, c: &ContactId) -> Result<Vec<CsService>, UcsError> {
+        self.inner.list_services(c).await
+    }
+    async fn list_anonymous_services(&self, c: &Contact) -> Result<Vec<CsService>, UcsError> {
+        self.inner.list_anonymous_services(c).await
+    }
+    async fn delete_service(&self, s: &ServiceId) -> Result<DeleteOutcome, UcsError> {
+        self.inner.delete_service(s).await
+    }
+    async fn list_callbacks(&self, c: &Contact) -> Result<Vec<Callback>, UcsError> {
         self.inner.list_callbacks(c).await
     }
-    async fn cancel_callback(&self, c: &CallbackId) -> Result<DeleteOutcome, UcsError> {
+    async fn cancel_callback(&self, c: &Callback) -> Result<DeleteOutcome, UcsError> {
         self.inner.cancel_callback(c).await
     }
 }
@@ -578,6 +591,7 @@ async fn a_large_attachment_streams_and_decodes_to_the_original_bytes() {
     assert_eq!(original.len() as u64, size);
     assert!(decode(&attachments[0].1) == original, "the decoded attachment differs");
     verify_contact(&bag, &export).unwrap();
+    bag.finish().unwrap();
     assert_eq!(validate_dir(bag.root()).unwrap().files, 2);
     bagit_python_validates(bag.root()).unwrap();
 }
@@ -590,8 +604,8 @@ async fn a_run_killed_between_rename_and_manifest_resumes_by_verifying_and_recor
     let export =
         export_contact(&client, &bag, &contact(JANE), &ExportOptions::default()).await.unwrap();
     // As if the process died after the rename, before the manifest listed the files.
-    std::fs::write(bag.root().join("manifest-sha256.txt"), "").unwrap();
     drop(bag);
+    std::fs::write(exports.path().join(REQUEST).join("manifest-sha256.txt"), "").unwrap();
     let error = validate_dir(&exports.path().join(REQUEST)).unwrap_err();
     let ExportError::InvalidBag { problems, .. } = &error else { panic!("{error}") };
     assert!(problems.iter().any(|p| matches!(p, BagProblem::Unlisted { .. })), "{error}");
@@ -661,4 +675,39 @@ async fn export_logs_hold_ids_and_counts_and_no_personal_data() {
     ] {
         assert!(!logs.contains(personal), "{personal:?} in the logs:\n{logs}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_line_cut_short_by_a_crash_is_dropped_on_reopen_and_recorded_again() {
+    let (_sim, client) = demo().await;
+    let exports = tempfile::tempdir().unwrap();
+    let bag = Bag::open_or_create(exports.path(), REQUEST).unwrap();
+    let jane =
+        export_contact(&client, &bag, &contact(JANE), &ExportOptions::default()).await.unwrap();
+    let alex =
+        export_contact(&client, &bag, &contact(ALEX), &ExportOptions::default()).await.unwrap();
+    drop(bag);
+    // The process died in the middle of appending Alex's second line.
+    let manifest_path = exports.path().join(REQUEST).join("manifest-sha256.txt");
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    let alex_line = manifest
+        .lines()
+        .find(|l| l.ends_with("interactions-for-contact-0002Ha7QB2MX000K.json"))
+        .unwrap();
+    let cut = manifest.replace(&format!("{alex_line}\n"), "");
+    std::fs::write(&manifest_path, format!("{cut}{}", &alex_line[..40])).unwrap();
+
+    let bag = Bag::open_or_create(exports.path(), REQUEST).unwrap();
+    let error = bag.validate().unwrap_err();
+    let ExportError::InvalidBag { problems, .. } = &error else { panic!("{error}") };
+    assert_eq!(problems.len(), 1, "only the unrecorded file: {error}");
+    assert!(
+        matches!(&problems[0], BagProblem::Unlisted { path } if path.ends_with("0002Ha7QB2MX000K.json"))
+    );
+    verify_contact(&bag, &alex).unwrap();
+    bag.record(&alex).unwrap();
+    bag.record(&jane).unwrap();
+    assert_eq!(bag.validate().unwrap().files, 4);
+    drop(bag);
+    bagit_python_validates(&exports.path().join(REQUEST)).unwrap();
 }

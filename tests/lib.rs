@@ -59,7 +59,7 @@ fn transcript(output: &std::process::Output) -> String {
 /// message texts), for the scans that prove none of them leaks.
 fn demo_personal_values() -> Vec<String> {
     use serde_json::Value;
-    const PERSONAL: [&str; 10] = [
+    const PERSONAL: [&str; 11] = [
         "FirstName",
         "LastName",
         "EmailAddress",
@@ -70,6 +70,7 @@ fn demo_personal_values() -> Vec<String> {
         "first_name",
         "last_name",
         "email",
+        "contactKey",
     ];
     fn collect(value: &Value, key: &str, out: &mut Vec<String>) {
         match value {

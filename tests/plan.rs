@@ -714,6 +714,58 @@ async fn planning_a_contact_id_reads_its_record_once() {
     assert_eq!(stats.calls.get("GetAttributes"), Some(&1), "{stats:?}");
 }
 
+/// Context Services without GMS: the profile is seen, its services cannot be (their API is
+/// GMS's); the plan says so, and blocks when the policy requires every check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_gms_the_plan_says_context_services_services_cannot_be_looked_up() {
+    let sim = ucs_gdpr::sim::Simulator::start(ucs_gdpr::sim::SimOptions::new(repo_path(
+        "examples/sim/demo.yaml",
+    )))
+    .await
+    .unwrap();
+    for (require, status) in [(false, "ready"), (true, "blocked")] {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("ucs-gdpr.yaml");
+        fs::write(
+            &env,
+            format!(
+                "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    \
+                 type: rest\n    tenant: 101\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    \
+                 ucs: {{ url: '{url}' }}\n    contextServices: {{ url: '{url}' }}\n    \
+                 policy:\n      requireApproval: false\n      requireChecks: {require}\n      \
+                 auditLog: audit.jsonl\n      exports: exports\n",
+                url = sim.base_url()
+            ),
+        )
+        .unwrap();
+        let manifest = request(
+            dir.path(),
+            "no-gms",
+            "forget-me-on-premise",
+            "    - contactId: 0001SaD2PVY4312K\n",
+            EXPORT_AND_DELETE,
+        );
+        let output = ucs_gdpr()
+            .args(["plan", "--format", "json", "--env-file"])
+            .arg(&env)
+            .arg(&manifest)
+            .env("UCS_GDPR_TEST_HMAC", "a-test-key-that-is-at-least-32-bytes-long")
+            .output()
+            .unwrap();
+        let plan: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", transcript(&output)));
+        let context = step(&plan, "0001SaD2PVY4312K", "context");
+        assert_eq!(context["status"], status, "{context}");
+        let notes = context["notes"].to_string();
+        assert!(notes.contains("GMS is not configured"), "{notes}");
+        if !require {
+            assert!(notes.contains("the profile"), "{notes}");
+            assert!(!notes.contains("service(s)"), "no services are claimed: {notes}");
+        }
+    }
+    assert!(sim.conformance().non_conforming.is_empty());
+}
+
 /// An identification that may be capped by UCS's select limit blocks the plan: nobody can be
 /// sure every record of the person was found.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

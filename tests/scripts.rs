@@ -247,7 +247,8 @@ fn the_seeds_export_examples_write_the_seeds_files_and_count_writes_nothing() {
         let bag = workspace.bags().into_iter().find(|b| !bags.contains(b)).unwrap();
         assert!(bag.file_name().unwrap().to_str().unwrap().starts_with("EXPORT-"), "{bag:?}");
         assert!(bag.join("receipt.json").is_file() && bag.join("plan.json").is_file());
-        assert_eq!(ucs_gdpr::export::validate_dir(&bag).unwrap().files, ids.len() as u64 * 2);
+        // Per contact: the seed's two files, and its Context Services data.
+        assert_eq!(ucs_gdpr::export::validate_dir(&bag).unwrap().files, ids.len() as u64 * 3);
         for name in seed_files(ids) {
             assert_eq!(
                 fs::read(cwd.join(&name)).unwrap(),

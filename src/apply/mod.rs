@@ -355,6 +355,7 @@ pub async fn run<U: Ucs>(
     finish(trail)?;
     let receipt = Receipt::new(plan, receipts, head, size, interrupted);
     if let Some(bag) = &bag {
+        bag.finish()?;
         receipt.write(bag.root())?;
     }
     Ok(receipt)
@@ -422,7 +423,7 @@ fn differences(approved: &Plan, fresh: &Plan, done: &Done) -> Vec<String> {
                     }
                 }
                 if what.is_empty() {
-                    what.push("an interaction's status, workbin or modification changed, or its attributes".to_owned());
+                    what.push("an interaction's status, workbin or modification changed, or its attributes or Context Services data".to_owned());
                 }
                 out.push(format!("contact {} changed: {}", contact.contact_id, what.join("; ")));
             }
@@ -638,10 +639,36 @@ async fn execute<U: Ucs>(
                 skip(trail, step, id, "not-planned")?;
                 return Ok(StepReceipt::skipped(step, "not-planned"));
             }
+            // Invariant 1 holds for every step that deletes, not only the contact's.
+            if plan.body.export.is_some() && !*exported {
+                return Err(StepFailure::Precondition("delete.export-not-verified"));
+            }
             trail.intent(step, id, Detail::default())?;
+            // Since Context Services 8.5.0 a profile's services (with their states and tasks)
+            // outlive it: each is deleted first, then the profile.
+            let mut services = 0u64;
+            if plan::configured_gms(context.input.environment) {
+                let mut found = ucs.list_services(contact_id).await?;
+                match ucs.get_contact(contact_id).await {
+                    Ok(record) => found.extend(ucs.list_anonymous_services(&record).await?),
+                    Err(error) if error.kind == ErrorKind::NotFound => {}
+                    Err(error) => return Err(error.into()),
+                }
+                for service in &found {
+                    ucs.delete_service(&service.id).await?;
+                    services += 1;
+                }
+            }
             let outcome = recorded(ucs.delete_profile(contact_id).await?);
-            trail.outcome(Event::StepDone, step, Some(id), outcome, Detail::default())?;
-            Ok(StepReceipt::new(step, outcome))
+            let outcome = if services > 0 { Outcome::Ok } else { outcome };
+            trail.outcome(
+                Event::StepDone,
+                step,
+                Some(id),
+                outcome,
+                Detail { count: Some(services), ..Detail::default() },
+            )?;
+            Ok(StepReceipt { count: Some(services), ..StepReceipt::new(step, outcome) })
         }
         StepKind::Export => {
             let (Some(bag), Some(export)) = (bag, plan.body.export.as_ref()) else {
@@ -662,6 +689,8 @@ async fn execute<U: Ucs>(
             }
             let mut options = ExportOptions::from_plan(export)?;
             options.page_size = context.input.page_size;
+            options.context_services_services =
+                options.context_services && plan::configured_gms(context.input.environment);
             trail.intent(step, id, Detail::default())?;
             // `export_contact` verifies the files against their checksums before it returns.
             let result = export::export_contact(ucs, bag, contact_id, &options).await?;
@@ -749,16 +778,14 @@ fn export_digest(export: &ContactExport) -> String {
 /// file on disk to its line. Streams the files (they can be large).
 fn verify_recorded(bag: &Bag, contact: &ContactId, recorded: &str) -> Result<(), StepFailure> {
     use sha2::Digest as _;
-    let manifest = std::fs::read_to_string(bag.root().join("manifest-sha256.txt"))
-        .map_err(|_| StepFailure::Precondition("export.manifest-unreadable"))?;
     let mut files = Vec::new();
-    for kind in [PayloadKind::Contact, PayloadKind::Interactions] {
+    for kind in [PayloadKind::Contact, PayloadKind::Interactions, PayloadKind::ContextServices] {
         let path = Bag::relative_path(kind, contact);
-        let sha = manifest
-            .lines()
-            .find_map(|line| line.strip_suffix(path.as_str()).and_then(|s| s.strip_suffix("  ")))
-            .ok_or(StepFailure::Precondition("export.not-in-manifest"))?;
-        files.push((path, sha.to_owned()));
+        match bag.listed_digest(&path) {
+            Some(sha) => files.push((path, sha)),
+            None if kind == PayloadKind::ContextServices => {}
+            None => return Err(StepFailure::Precondition("export.not-in-manifest")),
+        }
     }
     if crate::canonical::sha256_hex(manifest_lines(files.clone()).as_bytes()) != recorded {
         return Err(StepFailure::Precondition("export.manifest-differs-from-audit"));

@@ -70,7 +70,7 @@ pub struct StepReceipt {
     /// Why it was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// A count (interactions stopped, or exported).
+    /// A count (interactions exported, or Context Services services deleted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// Attachments exported.

@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -37,7 +38,41 @@ struct Inner {
     request_id: String,
     /// Held open for the lock; never read.
     _lock: File,
-    manifest: Mutex<()>,
+    manifest: Mutex<Listing>,
+}
+
+/// What the manifest lists, kept in memory so recording a contact costs the same for the
+/// 100,000th contact as for the first: the file's line is appended (and fsynced), and the tag
+/// files (`bag-info.txt`, `tagmanifest-sha256.txt`) are brought up to date once, when the bag
+/// is finished, validated or dropped, and when it is opened again after a crash.
+#[derive(Debug, Default)]
+struct Listing {
+    /// Path relative to the bag -> (digest, size).
+    entries: BTreeMap<String, (String, u64)>,
+    /// The sum of the listed files' sizes (the `Payload-Oxum` octets).
+    octets: u64,
+    /// Lines were appended since the tag files were last written.
+    tags_stale: bool,
+}
+
+impl Listing {
+    fn insert(&mut self, path: String, digest: String, size: u64) {
+        if let Some((_, old)) = self.entries.insert(path, (digest, size)) {
+            self.octets = self.octets.saturating_sub(old);
+        }
+        self.octets = self.octets.saturating_add(size);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort: `Bag::finish` is the call that reports a failure; a bag left stale by
+        // a crash is brought up to date when it is next opened.
+        let listing = self.manifest.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if listing.tags_stale {
+            let _ = write_tags(&self.root, &self.request_id, listing);
+        }
+    }
 }
 
 /// What [`Bag::validate`] found in a valid bag.
@@ -160,17 +195,19 @@ impl Bag {
         }
         durable::sync_dir(&root).map_err(|e| ExportError::io("fsync", &root, e))?;
         durable::sync_dir(exports_dir).map_err(|e| ExportError::io("fsync", exports_dir, e))?;
+        // Read once: the listing lives in memory from here on. The tag files are rewritten
+        // from it, which also completes a bag whose last run was killed between appending a
+        // manifest line and finishing.
+        let mut listing = read_listing(&root)?;
+        write_tags(&root, request_id, &mut listing)?;
         let bag = Bag {
             inner: Arc::new(Inner {
                 root,
                 request_id: request_id.to_owned(),
                 _lock: lock,
-                manifest: Mutex::new(()),
+                manifest: Mutex::new(listing),
             }),
         };
-        if !bag.root().join(MANIFEST).exists() {
-            bag.rewrite_tags(&BTreeMap::new())?;
-        }
         Ok(bag)
     }
 
@@ -198,9 +235,11 @@ impl Bag {
         self.data_dir().join(kind.file_name(contact))
     }
 
-    /// Records a contact's verified files in the manifest (replacing the contact's earlier
-    /// lines) and rewrites `bag-info.txt` and `tagmanifest-sha256.txt`, each atomically, so
-    /// the bag is valid again when it returns. Idempotent. [`export_contact`] calls it; call it
+    /// Records a contact's verified files in the manifest: their lines are appended and
+    /// fsynced before it returns (a contact's line replaced by a different digest rewrites
+    /// the manifest atomically instead). Costs the same whatever the bag's size: the tag files
+    /// are brought up to date by [`Bag::finish`], [`Bag::validate`], dropping the last clone,
+    /// or the next [`Bag::open_or_create`]. Idempotent. [`export_contact`] calls it; call it
     /// yourself after a successful [`verify_contact`] on resume, in case the run was killed
     /// between the files' rename and their manifest lines.
     ///
@@ -208,59 +247,60 @@ impl Bag {
     /// [`verify_contact`]: super::verify_contact
     ///
     /// # Errors
-    /// The manifest cannot be read or parsed, or a tag file cannot be written.
+    /// The manifest cannot be written or synced.
     pub fn record(&self, export: &ContactExport) -> Result<(), ExportError> {
         // A poisoned mutex only means another thread panicked mid-update; the files on disk are
-        // each whole (atomic writes), so carrying on is safe.
-        let _guard = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut entries = self.read_manifest()?;
+        // each whole (appended lines are fsynced, rewrites atomic), so carrying on is safe.
+        let mut listing =
+            self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut appended = String::new();
+        let mut replaced = false;
         for file in &export.files {
             let path = Bag::relative_path(file.kind, &export.contact);
-            entries.insert(path, file.sha256.clone());
+            match listing.entries.get(&path) {
+                Some((digest, size)) if *digest == file.sha256 && *size == file.size => continue,
+                Some(_) => replaced = true,
+                None => {
+                    let _ = writeln!(appended, "{}  {path}", file.sha256);
+                }
+            }
+            listing.insert(path, file.sha256.clone(), file.size);
         }
-        self.rewrite_tags(&entries)
-    }
-
-    /// Reads `manifest-sha256.txt`: path -> digest.
-    fn read_manifest(&self) -> Result<BTreeMap<String, String>, ExportError> {
+        if replaced {
+            return write_tags(self.root(), self.request_id(), &mut listing);
+        }
+        if appended.is_empty() {
+            return Ok(());
+        }
         let path = self.root().join(MANIFEST);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(ExportError::io("read", &path, e)),
-        };
-        parse_manifest(&text).map_err(|reason| ExportError::InvalidBag {
-            bag: self.root().to_owned(),
-            problems: vec![BagProblem::Tag { file: MANIFEST, reason }],
-        })
+        let mut manifest = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| ExportError::io("open", &path, e))?;
+        manifest
+            .write_all(appended.as_bytes())
+            .and_then(|()| manifest.sync_data())
+            .map_err(|e| ExportError::io("append to", &path, e))?;
+        listing.tags_stale = true;
+        Ok(())
     }
 
-    /// Writes the manifest, then `bag-info.txt` (its Payload-Oxum from the listed files), then
-    /// the tag manifest over the three.
-    fn rewrite_tags(&self, entries: &BTreeMap<String, String>) -> Result<(), ExportError> {
-        let mut manifest = String::new();
-        let mut octets = 0u64;
-        for (path, digest) in entries {
-            let _ = writeln!(manifest, "{digest}  {path}");
-            let file = self.root().join(path);
-            octets += fs::metadata(&file).map_err(|e| ExportError::io("stat", &file, e))?.len();
-        }
-        let date = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
-        let info = format!(
-            "Bag-Software-Agent: ucs-gdpr {}\nBagging-Date: {date}\nPayload-Oxum: {octets}.{}\n\
-             Request-Id: {}\n",
-            env!("CARGO_PKG_VERSION"),
-            entries.len(),
-            self.request_id()
-        );
-        let mut tags = String::new();
-        for (name, text) in [(BAGIT, BAGIT_TXT), (BAG_INFO, info.as_str()), (MANIFEST, &manifest)] {
-            let _ = writeln!(tags, "{}  {name}", crate::canonical::sha256_hex(text.as_bytes()));
-        }
-        for (name, text) in [(MANIFEST, &manifest), (BAG_INFO, &info), (TAG_MANIFEST, &tags)] {
-            let path = self.root().join(name);
-            durable::write_atomically(&path, text.as_bytes())
-                .map_err(|e| ExportError::io("write", &path, e))?;
+    /// The digest the manifest lists for `path` (relative to the bag), if it lists it.
+    pub fn listed_digest(&self, path: &str) -> Option<String> {
+        let listing = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        listing.entries.get(path).map(|(digest, _)| digest.clone())
+    }
+
+    /// Brings the tag files up to date (`bag-info.txt`'s `Payload-Oxum`, the tag manifest),
+    /// so that any BagIt tool validates the bag. Call it when a run ends.
+    ///
+    /// # Errors
+    /// A tag file cannot be written.
+    pub fn finish(&self) -> Result<(), ExportError> {
+        let mut listing =
+            self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if listing.tags_stale {
+            write_tags(self.root(), self.request_id(), &mut listing)?;
         }
         Ok(())
     }
@@ -272,7 +312,11 @@ impl Bag {
     /// [`ExportError::InvalidBag`] listing every problem found (paths relative to the bag);
     /// I/O errors other than a missing file.
     pub fn validate(&self) -> Result<BagReport, ExportError> {
-        let _guard = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut listing =
+            self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if listing.tags_stale {
+            write_tags(self.root(), self.request_id(), &mut listing)?;
+        }
         validate_dir(self.root())
     }
 }
@@ -362,6 +406,65 @@ pub fn validate_dir(root: &Path) -> Result<BagReport, ExportError> {
     } else {
         Err(ExportError::InvalidBag { bag: root.to_owned(), problems })
     }
+}
+
+/// Reads the manifest of the bag at `root` once, with each listed file's size. A last line
+/// without its newline is a record a crash cut short: the contact's files were not recorded
+/// (nothing was deleted on their strength), and it is dropped, to be recorded again on resume.
+fn read_listing(root: &Path) -> Result<Listing, ExportError> {
+    let path = root.join(MANIFEST);
+    let mut text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(ExportError::io("read", &path, e)),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        let keep = text.rfind('\n').map_or(0, |newline| newline + 1);
+        tracing::warn!(
+            bytes = text.len() - keep,
+            "dropping a manifest line an interrupted run left incomplete"
+        );
+        text.truncate(keep);
+    }
+    let entries = parse_manifest(&text).map_err(|reason| ExportError::InvalidBag {
+        bag: root.to_owned(),
+        problems: vec![BagProblem::Tag { file: MANIFEST, reason }],
+    })?;
+    let mut listing = Listing::default();
+    for (relative, digest) in entries {
+        let file = root.join(&relative);
+        let size = fs::metadata(&file).map_err(|e| ExportError::io("stat", &file, e))?.len();
+        listing.insert(relative, digest, size);
+    }
+    Ok(listing)
+}
+
+/// Writes the manifest, then `bag-info.txt` (its Payload-Oxum from the listing), then the tag
+/// manifest over the three, each atomically; the listing is then current.
+fn write_tags(root: &Path, request_id: &str, listing: &mut Listing) -> Result<(), ExportError> {
+    let mut manifest = String::new();
+    for (path, (digest, _)) in &listing.entries {
+        let _ = writeln!(manifest, "{digest}  {path}");
+    }
+    let date = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+    let info = format!(
+        "Bag-Software-Agent: ucs-gdpr {}\nBagging-Date: {date}\nPayload-Oxum: {}.{}\n\
+         Request-Id: {request_id}\n",
+        env!("CARGO_PKG_VERSION"),
+        listing.octets,
+        listing.entries.len(),
+    );
+    let mut tags = String::new();
+    for (name, text) in [(BAGIT, BAGIT_TXT), (BAG_INFO, info.as_str()), (MANIFEST, &manifest)] {
+        let _ = writeln!(tags, "{}  {name}", crate::canonical::sha256_hex(text.as_bytes()));
+    }
+    for (name, text) in [(MANIFEST, &manifest), (BAG_INFO, &info), (TAG_MANIFEST, &tags)] {
+        let path = root.join(name);
+        durable::write_atomically(&path, text.as_bytes())
+            .map_err(|e| ExportError::io("write", &path, e))?;
+    }
+    listing.tags_stale = false;
+    Ok(())
 }
 
 /// Parses a manifest: `<64 hex>  <path>` per line, paths unique, relative, without `..`.

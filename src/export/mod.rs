@@ -10,6 +10,7 @@
 //!   tagmanifest-sha256.txt    the digests of the three tag files above
 //!   data/contact-<id>.json                    per contact (the seed's names)
 //!   data/interactions-for-contact-<id>.json
+//!   data/context-services-<id>.json          when the environment has Context Services
 //! ```
 //!
 //! No personal data is in the tag files; file names hold contact ids only, and only after the
@@ -53,6 +54,23 @@
 //!   is written after them, as it streams); an attachment's metadata is in key order with
 //!   `content` last. Timestamps are RFC 3339 in UTC.
 //! - Both files are compact JSON (UTF-8) ending with a newline.
+//!
+//! # `context-services-<id>.json`
+//!
+//! ```json
+//! {"contactId":"0001SaD2PVY4312K",
+//!  "profile":{"customer_id":"0001SaD2PVY4312K","first_name":"Jane"},
+//!  "services":[{"anonymous":false,"service":{"service_id":"4041","service_type":"order-support"},
+//!               "states":[{"state_id":1,"state_type":"collect-order"}],"tasks":[]}]}
+//! ```
+//!
+//! - `profile` is the Context Services profile as `QueryCustomerProfile` answers it (with its
+//!   `customer_id`), or `null` when there is none.
+//! - `services` (`null` when the environment has no GMS, which serves their API, so they could
+//!   not be looked up) are the customer's services and the anonymous services keyed by one of the
+//!   contact's phone numbers (`"anonymous":true`), each with every state and task, as Context
+//!   Services returns them. Since Context Services 8.5.0 deleting the profile does not delete
+//!   them, so the export holds them and the `context-services/delete-profile` step deletes them.
 //!
 //! # Streaming, durability, verification
 //!
@@ -101,6 +119,11 @@ pub struct ExportOptions {
     pub attachments: Attachments,
     /// Page size for listing interactions.
     pub page_size: u32,
+    /// Whether the contact's Context Services data goes into `context-services-<id>.json`.
+    pub context_services: bool,
+    /// Whether its services can be read (their API is GMS's): when not, the file says
+    /// `"services": null` (not looked up), never an empty list it did not check.
+    pub context_services_services: bool,
 }
 
 impl Default for ExportOptions {
@@ -120,6 +143,8 @@ impl ExportOptions {
             sources: version.data_sources().to_vec(),
             attachments: Attachments::Inline,
             page_size: 100,
+            context_services: false,
+            context_services_services: false,
         }
     }
 }
@@ -150,7 +175,13 @@ impl ExportOptions {
                 });
             }
         };
-        Ok(Self { sources, attachments, ..Self::default() })
+        Ok(Self {
+            sources,
+            attachments,
+            context_services: info.context_services,
+            context_services_services: info.context_services,
+            ..Self::default()
+        })
     }
 }
 
@@ -162,6 +193,8 @@ pub enum PayloadKind {
     Contact,
     /// `interactions-for-contact-<id>.json`.
     Interactions,
+    /// `context-services-<id>.json`.
+    ContextServices,
 }
 
 impl PayloadKind {
@@ -170,6 +203,7 @@ impl PayloadKind {
         match self {
             PayloadKind::Contact => format!("contact-{contact}.json"),
             PayloadKind::Interactions => format!("interactions-for-contact-{contact}.json"),
+            PayloadKind::ContextServices => format!("context-services-{contact}.json"),
         }
     }
 }
@@ -213,7 +247,8 @@ pub struct SourceExport {
 pub struct ContactExport {
     /// The contact.
     pub contact: ContactId,
-    /// Its files: the contact file, then the interactions file.
+    /// Its files: the contact file, the interactions file, then the Context Services file
+    /// when it was exported.
     pub files: Vec<ExportedFile>,
     /// Per exported data source.
     pub sources: BTreeMap<DataSource, SourceExport>,
@@ -353,20 +388,31 @@ pub async fn export_contact<U: Ucs + ?Sized>(
         blocking(move || StagedFile::stage_bytes(&path, &contact_bytes)).await?
     };
 
+    let context_path = bag.payload_path(PayloadKind::ContextServices, contact);
+    let staged_context = if options.context_services {
+        let bytes = context_services_json(ucs, &found, options.context_services_services).await?;
+        let path = context_path.clone();
+        Some(blocking(move || StagedFile::stage_bytes(&path, &bytes)).await?)
+    } else {
+        None
+    };
+
     let interactions_path = bag.payload_path(PayloadKind::Interactions, contact);
     let (staged_interactions, sources) =
         write_interactions(ucs, &interactions_path, contact, options).await?;
 
-    // Both files are complete and fsynced: put them in place, then make the renames durable.
+    // Every file is complete and fsynced: put them in place, then make the renames durable.
     let data_dir = bag.data_dir();
     let written = blocking(move || {
-        let contact_written = staged_contact.commit(&contact_path)?;
-        let interactions_written = staged_interactions.commit(&interactions_path)?;
+        let mut written = vec![
+            (PayloadKind::Contact, staged_contact.commit(&contact_path)?),
+            (PayloadKind::Interactions, staged_interactions.commit(&interactions_path)?),
+        ];
+        if let Some(staged) = staged_context {
+            written.push((PayloadKind::ContextServices, staged.commit(&context_path)?));
+        }
         crate::durable::sync_dir(&data_dir).map_err(|e| ExportError::io("fsync", &data_dir, e))?;
-        Ok([
-            (PayloadKind::Contact, contact_written),
-            (PayloadKind::Interactions, interactions_written),
-        ])
+        Ok(written)
     })
     .await?;
     let export = ContactExport {
@@ -404,13 +450,18 @@ pub async fn export_contact<U: Ucs + ?Sized>(
 }
 
 /// Re-reads a contact's files from disk and checks each against its recorded sha256 and size.
-/// The paths are rebuilt from the contact id; the export must list both files.
+/// The paths are rebuilt from the contact id; the export must list the contact and
+/// interactions files, and its Context Services file is checked when listed.
 ///
 /// # Errors
 /// [`ExportError::Mismatch`] naming the file; [`ExportError::Io`] when a file is missing or
 /// unreadable; [`ExportError::NotThisExport`] when the record does not list both files.
 pub fn verify_contact(bag: &Bag, expected: &ContactExport) -> Result<(), ExportError> {
-    for kind in [PayloadKind::Contact, PayloadKind::Interactions] {
+    let mut kinds = vec![PayloadKind::Contact, PayloadKind::Interactions];
+    if expected.files.iter().any(|f| f.kind == PayloadKind::ContextServices) {
+        kinds.push(PayloadKind::ContextServices);
+    }
+    for kind in kinds {
         let relative = Bag::relative_path(kind, &expected.contact);
         let Some(file) = expected.files.iter().find(|f| f.kind == kind && f.path == relative)
         else {
@@ -434,6 +485,59 @@ pub fn verify_contact(bag: &Bag, expected: &ContactExport) -> Result<(), ExportE
     }
     tracing::debug!(request = bag.request_id(), contact = %expected.contact, "export verified");
     Ok(())
+}
+
+/// The contact's Context Services data as one JSON document (see the module docs): its
+/// profile, its services and the anonymous services keyed by its phone numbers, each with
+/// every state and task. Small (no attachments), so built in memory.
+async fn context_services_json<U: Ucs + ?Sized>(
+    ucs: &U,
+    contact: &crate::ucs::Contact,
+    with_services: bool,
+) -> Result<Vec<u8>, ExportError> {
+    let profile = ucs.get_profile(&contact.id).await?.map(|profile| {
+        let mut fields = profile.fields;
+        fields.insert(
+            crate::ucs::wire::context_services::PROFILE_ID_FIELD.to_owned(),
+            profile.id.as_str().into(),
+        );
+        fields
+    });
+    let services = if with_services {
+        let mut services = ucs.list_services(&contact.id).await?;
+        for service in ucs.list_anonymous_services(contact).await? {
+            if !services.iter().any(|s| s.id == service.id) {
+                services.push(service);
+            }
+        }
+        let services: Vec<serde_json::Value> = services
+            .into_iter()
+            .map(|s| {
+                serde_json::json!({
+                    "anonymous": s.anonymous,
+                    "service": s.service,
+                    "states": s.states,
+                    "tasks": s.tasks,
+                })
+            })
+            .collect();
+        Some(services)
+    } else {
+        None
+    };
+    let document = serde_json::json!({
+        "contactId": contact.id,
+        "profile": profile,
+        "services": services,
+    });
+    let mut bytes = serde_json::to_vec(&document).map_err(|_| ExportError::Encoding)?;
+    bytes.push(b'\n');
+    tracing::debug!(contact = %contact.id, services = services_count(&document), "context services exported");
+    Ok(bytes)
+}
+
+fn services_count(document: &serde_json::Value) -> usize {
+    document.get("services").and_then(serde_json::Value::as_array).map_or(0, Vec::len)
 }
 
 /// Streams the interactions file to a temporary name; returns it staged, with the counts.
@@ -594,10 +698,12 @@ mod tests {
         let info = ExportInfo {
             data_sources: vec!["archive".to_owned(), "main".to_owned()],
             attachments: "omit".to_owned(),
+            context_services: true,
         };
         let options = ExportOptions::from_plan(&info).unwrap();
         assert_eq!(options.sources, [DataSource::Archive, DataSource::Main]);
         assert_eq!(options.attachments, Attachments::Omit);
+        assert!(options.context_services);
         let odd = ExportInfo { attachments: "zip".to_owned(), ..info.clone() };
         assert!(matches!(
             ExportOptions::from_plan(&odd),

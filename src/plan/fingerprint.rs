@@ -18,6 +18,10 @@ pub struct ContactState {
     pub attribute_values: String,
     /// Each data source's listing.
     pub sources: BTreeMap<DataSource, InteractionListing>,
+    /// The keyed (HMAC) digest of the contact's Context Services data (profile, services with
+    /// their states and tasks), when it was read: a service added or changed since the plan
+    /// changes the fingerprint.
+    pub context: Option<String>,
 }
 
 /// sha256 (hex) over the sorted interaction ids of each data source with their status,
@@ -57,6 +61,11 @@ pub fn fingerprint(state: &ContactState) -> String {
             }
         }
     }
+    if let Some(context) = &state.context {
+        hasher.update(b"context\t");
+        hasher.update(context.as_bytes());
+        hasher.update(b"\n");
+    }
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -69,6 +78,11 @@ pub fn differences(before: &ContactState, after: &ContactState) -> Vec<String> {
         out.push(format!("attributes changed (added {added:?}, removed {removed:?})"));
     } else if before.attribute_values != after.attribute_values {
         out.push("an attribute value changed".to_owned());
+    }
+    if before.context != after.context {
+        out.push(
+            "its Context Services data (profile, services, states or tasks) changed".to_owned(),
+        );
     }
     for source in DataSource::ALL {
         let (Some(old), Some(new)) = (before.sources.get(&source), after.sources.get(&source))

@@ -88,8 +88,10 @@ struct Observed {
     sources: BTreeMap<DataSource, SourceCounts>,
     /// Interactions in progress or in a workbin: id, media type, status, workbin.
     in_flight: Vec<(String, String, String, Option<String>)>,
-    pending_callbacks: Vec<String>,
-    profile: Option<bool>,
+    /// Pending callbacks: (service, id).
+    pending_callbacks: Vec<(String, String)>,
+    /// What Context Services holds, when the runbook cleans it or the export carries it.
+    context: Option<ContextFinding>,
     /// When the contact's latest interaction ended (or started, when it has not ended).
     latest_end: Option<jiff::Timestamp>,
     /// Other contacts sharing one of its identifying values, with what they share.
@@ -148,6 +150,62 @@ async fn other_records_of<U: Ucs>(
         }
     }
     Ok((sharing, complete))
+}
+
+/// What Context Services holds for a contact: counts only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ContextFinding {
+    profile: bool,
+    /// `None` when the services API (served by GMS) is not configured.
+    services: Option<ServiceCounts>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ServiceCounts {
+    services: u64,
+    anonymous: u64,
+    states: u64,
+    tasks: u64,
+}
+
+impl ServiceCounts {
+    fn of(services: &[crate::ucs::CsService]) -> Self {
+        Self {
+            services: services.len() as u64,
+            anonymous: services.iter().filter(|s| s.anonymous).count() as u64,
+            states: services.iter().map(|s| s.states.len() as u64).sum(),
+            tasks: services.iter().map(|s| s.tasks.len() as u64).sum(),
+        }
+    }
+
+    /// "2 service(s) with 3 state(s) and 4 task(s), 1 of them anonymous (found by the
+    /// contact's phone numbers)"
+    fn describe(&self) -> String {
+        let mut text = format!(
+            "{} service(s) with {} state(s) and {} task(s)",
+            self.services, self.states, self.tasks
+        );
+        if self.anonymous > 0 {
+            text.push_str(&format!(
+                ", {} of them anonymous (found by the contact's phone numbers)",
+                self.anonymous
+            ));
+        }
+        text
+    }
+}
+
+/// "the profile and 2 service(s) with ...", or `None` when Context Services holds nothing.
+fn context_held(found: &ContextFinding) -> Option<String> {
+    let services = found.services.unwrap_or_default();
+    let mut what = Vec::new();
+    if found.profile {
+        what.push("the profile".to_owned());
+    }
+    if services.services > 0 {
+        what.push(services.describe());
+    }
+    (!what.is_empty()).then(|| what.join(" and "))
 }
 
 /// Builds the plan. Read-only: nothing is changed anywhere.
@@ -343,6 +401,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         export: wants.export.then(|| ExportInfo {
             data_sources: wants.export_sources.iter().map(|s| s.as_str().to_owned()).collect(),
             attachments: if wants.inline { "inline".into() } else { "omit".into() },
+            context_services: configured_context_services(input.environment),
         }),
         export_waived: spec.export_waiver.is_some(),
         delete: delete_mode,
@@ -653,6 +712,7 @@ async fn observe<U: Ucs>(
             .as_str()
             .to_owned(),
         sources: BTreeMap::new(),
+        context: None,
     };
     let mut sources = BTreeMap::new();
     let mut in_flight = Vec::new();
@@ -698,22 +758,42 @@ async fn observe<U: Ucs>(
     in_flight.sort();
     let gms = configured_gms(input.environment);
     let pending_callbacks = if wants.kinds.contains(&StepKind::NoPendingCallbacks) && gms {
-        let mut ids: Vec<String> = ucs
-            .list_callbacks(contact)
+        let mut ids: Vec<(String, String)> = ucs
+            .list_callbacks(&record)
             .await?
             .into_iter()
             .filter(|c| c.state.is_pending())
-            .map(|c| c.id.as_str().to_owned())
+            .map(|c| (c.service, c.id.as_str().to_owned()))
             .collect();
         ids.sort();
         ids
     } else {
         Vec::new()
     };
-    let profile = if wants.kinds.contains(&StepKind::DeleteProfile)
+    // Context Services is read when the runbook cleans it or the export carries it.
+    let context = if (wants.kinds.contains(&StepKind::DeleteProfile) || wants.export)
         && configured_context_services(input.environment)
     {
-        Some(ucs.get_profile(contact).await?.is_some())
+        let profile = ucs.get_profile(contact).await?;
+        let services = if gms {
+            let mut services = ucs.list_services(contact).await?;
+            services.extend(ucs.list_anonymous_services(&record).await?);
+            Some(services)
+        } else {
+            None
+        };
+        let content = serde_json::json!({
+            "profile": profile.as_ref().map(|p| &p.fields),
+            "services": services.as_ref().map(|list| list
+                .iter()
+                .map(|s| serde_json::json!([s.id, s.anonymous, s.service, s.states, s.tasks]))
+                .collect::<Vec<_>>()),
+        });
+        state.context = Some(input.digester.digest(&content).as_str().to_owned());
+        Some(ContextFinding {
+            profile: profile.is_some(),
+            services: services.as_deref().map(ServiceCounts::of),
+        })
     } else {
         None
     };
@@ -732,14 +812,15 @@ async fn observe<U: Ucs>(
         sources,
         in_flight,
         pending_callbacks,
-        profile,
+        context,
         latest_end,
         sharing,
         identification_complete,
     })
 }
 
-fn configured_gms(environment: &Environment) -> bool {
+/// Whether the environment reaches GMS (callbacks, and the Context Services services API).
+pub(crate) fn configured_gms(environment: &Environment) -> bool {
     environment.kind == EnvironmentType::Embedded || environment.gms.is_some()
 }
 
@@ -882,7 +963,12 @@ fn plan_contact_step(
                     "{} pending GMS callback(s): cancel or complete them first",
                     observed.pending_callbacks.len()
                 )];
-                notes.extend(observed.pending_callbacks.iter().map(|id| format!("callback {id}")));
+                notes.extend(
+                    observed
+                        .pending_callbacks
+                        .iter()
+                        .map(|(service, id)| format!("callback {id} in service `{service}`")),
+                );
                 (StepStatus::Blocked, notes)
             }
         }
@@ -915,25 +1001,7 @@ fn plan_contact_step(
                 (StepStatus::Blocked, notes)
             }
         }
-        StepKind::DeleteProfile => match observed.profile {
-            None => (
-                StepStatus::NotConfigured,
-                vec!["Context Services is not configured for this environment".to_owned()],
-            ),
-            Some(false) => {
-                (StepStatus::NothingToDo, vec!["no Context Services profile".to_owned()])
-            }
-            Some(true) if delete_mode == DeleteMode::Confirmed && !blocked_before => {
-                (StepStatus::Ready, vec!["will delete the Context Services profile".to_owned()])
-            }
-            Some(true) => (
-                StepStatus::ReportOnly,
-                vec![
-                    "a Context Services profile exists; it is kept while nothing is deleted"
-                        .to_owned(),
-                ],
-            ),
-        },
+        StepKind::DeleteProfile => context_step(observed, delete_mode, input, blocked_before),
         StepKind::Export => {
             if !wants.export {
                 let note = if input.request.spec.export_waiver.is_some() {
@@ -963,6 +1031,12 @@ fn plan_contact_step(
                     )),
                     None => {}
                 }
+            }
+            if let Some(found) = &observed.context {
+                notes.push(match context_held(found) {
+                    Some(held) => format!("Context Services: {held}"),
+                    None => "Context Services: no profile, no service".to_owned(),
+                });
             }
             (StepStatus::Ready, notes)
         }
@@ -1004,6 +1078,53 @@ fn plan_contact_step(
             _ => (StepStatus::NothingToDo, vec!["nothing is deleted".to_owned()]),
         },
     }
+}
+
+/// The Context Services step: the profile and the services (with states and tasks), deleted
+/// after the export; services cannot be found without GMS, which serves their API.
+fn context_step(
+    observed: &Observed,
+    delete_mode: DeleteMode,
+    input: &PlanInput<'_>,
+    blocked_before: bool,
+) -> (StepStatus, Vec<String>) {
+    let Some(found) = &observed.context else {
+        return (
+            StepStatus::NotConfigured,
+            vec!["Context Services is not configured for this environment".to_owned()],
+        );
+    };
+    let held = context_held(found);
+    let mut notes = Vec::new();
+    let unchecked = found.services.is_none();
+    if unchecked {
+        notes.push(
+            "GMS is not configured: the contact's Context Services services (and states, tasks) \
+             cannot be looked up, and are not deleted with the profile"
+                .to_owned(),
+        );
+    }
+    if unchecked && input.environment.policy.require_checks {
+        notes.insert(0, "Context Services services cannot be checked".to_owned());
+        return (StepStatus::Blocked, notes);
+    }
+    let status = match held {
+        None => {
+            notes.insert(0, "no Context Services profile or service".to_owned());
+            StepStatus::NothingToDo
+        }
+        Some(held) if delete_mode == DeleteMode::Confirmed && !blocked_before => {
+            notes
+                .insert(0, format!("will delete, after the export, from Context Services: {held}"));
+            StepStatus::Ready
+        }
+        Some(held) => {
+            notes
+                .insert(0, format!("Context Services holds {held}; kept while nothing is deleted"));
+            StepStatus::ReportOnly
+        }
+    };
+    (status, notes)
 }
 
 fn unreadable_contact(

@@ -173,6 +173,11 @@ pub struct ExportInfo {
     pub data_sources: Vec<String>,
     /// `inline` or `omit`.
     pub attachments: String,
+    /// Whether each contact's Context Services data (profile, services with their states and
+    /// tasks) goes into the bag as `context-services-<id>.json`: when the environment has
+    /// Context Services.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub context_services: bool,
 }
 
 /// What happens to contacts that may be deleted.

@@ -43,7 +43,8 @@ pub enum StepKind {
     /// Cloud: any interaction still in progress blocks (wait for it).
     #[serde(rename = "ucs/require-no-in-progress")]
     RequireNoInProgress,
-    /// Delete the contact's Context Services profile.
+    /// Delete the contact's Context Services data: its services (with their states and tasks),
+    /// the anonymous services keyed by its phone numbers, and its profile.
     #[serde(rename = "context-services/delete-profile")]
     DeleteProfile,
     /// Export the contact and its interactions.
@@ -83,10 +84,17 @@ impl StepKind {
         )
     }
 
-    /// Whether the step must have run before a contact is deleted: every step but the delete
-    /// and its verification.
+    /// Whether the step deletes anything (a UCS contact, a Context Services profile or service,
+    /// a callback): such a step must come after the export and after every step that
+    /// [`precedes_delete`](Self::precedes_delete).
+    pub fn deletes(self) -> bool {
+        matches!(self, Self::DeleteProfile | Self::DeleteContact)
+    }
+
+    /// Whether the step must have run before anything is deleted: every check, the stopping of
+    /// interactions and the export; not the deleting steps themselves nor the verification.
     pub fn precedes_delete(self) -> bool {
-        !matches!(self, Self::DeleteContact | Self::VerifyAbsent)
+        !self.deletes() && self != Self::VerifyAbsent
     }
 
     /// The scopes the step can run at.
@@ -183,9 +191,9 @@ impl Runbook {
         })
     }
 
-    /// Whether any step deletes contacts.
+    /// Whether any step deletes anything (see [`StepKind::deletes`]).
     pub fn deletes(&self) -> bool {
-        self.steps.iter().any(|s| s.uses == StepKind::DeleteContact)
+        self.steps.iter().any(|s| s.uses.deletes())
     }
 
     /// Whether any step exports.
@@ -267,49 +275,53 @@ impl Runbook {
         for (index, step) in self.steps.iter().enumerate() {
             let before = ancestors.get(step.id.as_str());
             let is_before = |id: &str| before.is_some_and(|set| set.contains(id));
-            match step.uses {
-                StepKind::DeleteContact => {
-                    if exports.is_empty() || !exports.iter().any(|e| is_before(&e.id)) {
-                        diagnostics.push(
-                            Diagnostic::error(
-                                "runbook::delete-before-export",
-                                format!("the delete step `{}` does not come after an export step", step.id),
-                                value_span(&document, &format!("/steps/{index}")),
-                            )
-                            .label("this delete")
-                            .help("add an `ucs/export` step and list it (directly or through another step) in this step's `after`; requests that want no export say so with `exportWaiver`"),
-                        );
+            if step.uses.deletes() {
+                let what = match step.uses {
+                    StepKind::DeleteProfile => {
+                        format!("the step `{}` deletes Context Services data and", step.id)
                     }
-                    let missing: Vec<&str> = self
-                        .steps
-                        .iter()
-                        .filter(|s| s.uses.precedes_delete() && s.uses != StepKind::Export)
-                        .filter(|s| !is_before(&s.id))
-                        .map(|s| s.id.as_str())
-                        .collect();
-                    if !missing.is_empty() {
-                        diagnostics.push(
-                            Diagnostic::error(
-                                "runbook::delete-before-check",
-                                format!(
-                                    "the delete step `{}` does not come after {}",
-                                    step.id,
-                                    missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
-                                ),
-                                value_span(&document, &format!("/steps/{index}")),
-                            )
-                            .label("this delete")
-                            .help("nothing may be deleted before every check has passed: add them to `after`"),
-                        );
-                    }
+                    _ => format!("the delete step `{}`", step.id),
+                };
+                if exports.is_empty() || !exports.iter().any(|e| is_before(&e.id)) {
+                    diagnostics.push(
+                        Diagnostic::error(
+                            "runbook::delete-before-export",
+                            format!("{what} does not come after an export step"),
+                            value_span(&document, &format!("/steps/{index}")),
+                        )
+                        .label("this step deletes")
+                        .help("every step that deletes must come after the export, so a failed export leaves nothing half-erased: add an `ucs/export` step and list it (directly or through another step) in this step's `after`; requests that want no export say so with `exportWaiver`"),
+                    );
                 }
-                StepKind::VerifyAbsent => {
-                    let after_delete = self
-                        .steps
-                        .iter()
-                        .any(|s| s.uses == StepKind::DeleteContact && is_before(&s.id));
-                    if !after_delete {
-                        diagnostics.push(
+                let missing: Vec<&str> = self
+                    .steps
+                    .iter()
+                    .filter(|s| s.uses.precedes_delete() && s.uses != StepKind::Export)
+                    .filter(|s| !is_before(&s.id))
+                    .map(|s| s.id.as_str())
+                    .collect();
+                if !missing.is_empty() {
+                    diagnostics.push(
+                        Diagnostic::error(
+                            "runbook::delete-before-check",
+                            format!(
+                                "{what} does not come after {}",
+                                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                            ),
+                            value_span(&document, &format!("/steps/{index}")),
+                        )
+                        .label("this step deletes")
+                        .help("nothing may be deleted before every check has passed: add them to `after`"),
+                    );
+                }
+            }
+            if step.uses == StepKind::VerifyAbsent {
+                let after_delete = self
+                    .steps
+                    .iter()
+                    .any(|s| s.uses == StepKind::DeleteContact && is_before(&s.id));
+                if !after_delete {
+                    diagnostics.push(
                             Diagnostic::error(
                                 "runbook::verify-before-delete",
                                 format!("the step `{}` verifies absence but does not come after a delete step", step.id),
@@ -317,9 +329,7 @@ impl Runbook {
                             )
                             .label("this verification"),
                         );
-                    }
                 }
-                _ => {}
             }
         }
         diagnostics
@@ -512,6 +522,58 @@ mod tests {
             assert!(runbook.order().is_some());
         }
         assert_eq!(RunbookLibrary::built_in().names().count(), 4);
+    }
+
+    fn check(text: &str) -> Vec<String> {
+        let doc = manifest::yaml::load_str(text, &manifest::Limits::MANIFEST).unwrap();
+        let mut report = FileReport::new(Path::new("t.yaml"), std::sync::Arc::new(text.into()));
+        let runbook = Runbook::from_document(&doc, &mut report, Some(Origin::BuiltIn)).unwrap();
+        runbook.check(&doc.spans).into_iter().map(|d| d.code.to_string()).collect()
+    }
+
+    #[test]
+    fn every_step_that_deletes_comes_after_the_export_and_the_checks() {
+        let head = "apiVersion: ucs-gdpr/v1\nkind: Runbook\nmetadata: { name: t }\nsteps:\n";
+        let context_first = format!(
+            "{head}  - {{ id: context, uses: context-services/delete-profile, scope: contact }}\n\
+             \x20 - {{ id: export, uses: ucs/export, scope: contact, after: [context] }}\n"
+        );
+        assert_eq!(check(&context_first), ["runbook::delete-before-export"]);
+        let context_before_check = format!(
+            "{head}  - {{ id: callbacks, uses: gms/no-pending-callbacks, scope: contact }}\n\
+             \x20 - {{ id: export, uses: ucs/export, scope: contact }}\n\
+             \x20 - {{ id: context, uses: context-services/delete-profile, scope: contact, after: [export] }}\n"
+        );
+        assert_eq!(check(&context_before_check), ["runbook::delete-before-check"]);
+        let fine = format!(
+            "{head}  - {{ id: callbacks, uses: gms/no-pending-callbacks, scope: contact }}\n\
+             \x20 - {{ id: export, uses: ucs/export, scope: contact, after: [callbacks] }}\n\
+             \x20 - {{ id: context, uses: context-services/delete-profile, scope: contact, after: [export] }}\n"
+        );
+        assert_eq!(check(&fine), Vec::<String>::new());
+        for kind in [StepKind::DeleteProfile, StepKind::DeleteContact] {
+            assert!(kind.deletes() && !kind.precedes_delete(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn built_in_runbooks_delete_nothing_before_the_export() {
+        let library = RunbookLibrary::built_in();
+        for name in library.names() {
+            let runbook = library.get(name).unwrap();
+            let ancestors = runbook.ancestors();
+            for step in runbook.steps.iter().filter(|s| s.uses.deletes()) {
+                let before = &ancestors[step.id.as_str()];
+                assert!(
+                    runbook
+                        .steps
+                        .iter()
+                        .any(|s| s.uses == StepKind::Export && before.contains(s.id.as_str())),
+                    "{name}: {} deletes before the export",
+                    step.id
+                );
+            }
+        }
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct Dataset {
     /// The contacts.
     #[serde(default)]
     pub contacts: Vec<DatasetContact>,
+    /// Context Services services started before the customer was identified, each keyed by a
+    /// contact key (such as the number the customer called from).
+    #[serde(default)]
+    pub anonymous_services: Vec<DatasetService>,
 }
 
 fn default_server() -> String {
@@ -76,9 +80,33 @@ pub struct DatasetContact {
     /// Its Context Services profile, if it has one.
     #[serde(default)]
     pub profile: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Its Context Services services (with their states and tasks).
+    #[serde(default)]
+    pub services: Vec<DatasetService>,
     /// Its GMS callbacks.
     #[serde(default)]
     pub callbacks: Vec<DatasetCallback>,
+}
+
+/// One Context Services service, with its states and tasks (free-form, as Context Services
+/// returns them: `service_type`, `started`, `completed`, ...).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatasetService {
+    /// The service id (letters, digits, `-`, `_`; up to 64).
+    pub id: String,
+    /// For an anonymous service: its contact key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_key: Option<String>,
+    /// The service resource's fields.
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// Its states.
+    #[serde(default)]
+    pub states: Vec<serde_json::Value>,
+    /// Its tasks.
+    #[serde(default)]
+    pub tasks: Vec<serde_json::Value>,
 }
 
 /// A single attribute value or several.
@@ -178,6 +206,9 @@ pub struct DatasetAttachment {
 pub struct DatasetCallback {
     /// The callback id.
     pub id: CallbackId,
+    /// The callback service (execution name) that holds it, default `callback`.
+    #[serde(default = "callback_service")]
+    pub service: String,
     /// GMS state, default `SCHEDULED`.
     #[serde(default = "scheduled")]
     pub state: String,
@@ -186,6 +217,10 @@ pub struct DatasetCallback {
     pub desired_time: Option<Timestamp>,
     /// The number to call.
     pub phone_number: String,
+}
+
+fn callback_service() -> String {
+    "callback".to_owned()
 }
 
 fn scheduled() -> String {
@@ -313,7 +348,38 @@ impl Dataset {
                 if !callbacks.insert(&callback.id) {
                     return Err(invalid(format!("callback {} appears twice", callback.id)));
                 }
+                if !crate::ucs::wire::gms::is_service_name(&callback.service) {
+                    return Err(invalid(format!("callback {}: invalid service name", callback.id)));
+                }
             }
+            for service in &contact.services {
+                if service.contact_key.is_some() {
+                    return Err(invalid(format!(
+                        "service {}: a contact's service has no `contactKey` (put anonymous \
+                         services under `anonymousServices`)",
+                        contact.id
+                    )));
+                }
+            }
+        }
+        let mut services = std::collections::HashSet::new();
+        let all = self.contacts.iter().flat_map(|c| &c.services).chain(&self.anonymous_services);
+        for service in all {
+            if crate::ucs::ServiceId::new(&service.id).is_err() {
+                return Err(invalid(
+                    "a service id must be 1 to 64 letters, digits, `-` or `_`".into(),
+                ));
+            }
+            if !services.insert(&service.id) {
+                return Err(invalid(format!("service {} appears twice", service.id)));
+            }
+        }
+        if self
+            .anonymous_services
+            .iter()
+            .any(|s| s.contact_key.as_deref().is_none_or(str::is_empty))
+        {
+            return Err(invalid("every anonymous service needs a `contactKey`".into()));
         }
         Ok(())
     }

@@ -155,9 +155,14 @@ pub fn generate(options: &GenerateOptions) -> Result<u64, GenerateError> {
                 interactions.main.push(interaction);
             }
         }
+        if c % 10 == 0 {
+            // GMS finds a callback by the number it calls: the contact has that number.
+            attributes.insert("PhoneNumber".to_owned(), OneOrMany::One(format!("+1555{c:07}")));
+        }
         let callbacks = if c % 10 == 0 {
             vec![DatasetCallback {
                 id: CallbackId::new(&random_id(&rng)).map_err(|_| GenerateError::Id)?,
+                service: "callback".to_owned(),
                 state: "SCHEDULED".to_owned(),
                 desired_time: Some(epoch),
                 phone_number: format!("+1555{c:07}"),
@@ -171,6 +176,7 @@ pub fn generate(options: &GenerateOptions) -> Result<u64, GenerateError> {
             attributes,
             interactions,
             profile: None,
+            services: Vec::new(),
             callbacks,
         });
     }
@@ -181,6 +187,7 @@ pub fn generate(options: &GenerateOptions) -> Result<u64, GenerateError> {
         archive: Some(true),
         select_limit: super::dataset::DEFAULT_SELECT_LIMIT,
         contacts,
+        anonymous_services: Vec::new(),
     };
     let error = |source| GenerateError::Write { path: options.out.clone(), source };
     let mut out = std::io::BufWriter::new(std::fs::File::create(&options.out).map_err(error)?);

@@ -14,6 +14,7 @@ mod dataset;
 mod faults;
 mod generate;
 mod server;
+mod services;
 mod store;
 mod ucs_api;
 
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub use conformance::{Conformance, NonConformity, UcsFault};
 pub use dataset::{
     DEFAULT_SELECT_LIMIT, Dataset, DatasetAttachment, DatasetCallback, DatasetContact,
-    DatasetError, DatasetInteraction, DatasetInteractions, OneOrMany,
+    DatasetError, DatasetInteraction, DatasetInteractions, DatasetService, OneOrMany,
 };
 pub use faults::{FaultKind, FaultOptions, ScriptedFault, Stats};
 pub use generate::{GenerateError, GenerateOptions, generate};

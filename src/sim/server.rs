@@ -5,13 +5,12 @@
 // Handlers short-circuit with the error response itself; boxing it would buy nothing here.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,7 +20,6 @@ use super::conformance::{Journal, UcsFault};
 use super::faults::{ConnectionKill, FaultKind, Faults, ScriptedFault, Stats};
 use super::store::{Store, StoreError};
 use crate::ucs::wire::{self, Operation};
-use crate::ucs::{CallbackId, ContactId};
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -49,14 +47,9 @@ impl SimState {
 }
 
 type Shared = State<Arc<SimState>>;
-type Conn = ConnectInfo<ConnectionKill>;
-type Params = Query<HashMap<String, String>>;
 
 pub(crate) fn router(state: Arc<SimState>) -> Router {
-    super::ucs_api::routes(Router::new())
-        .route(&format!("{}/{{id}}", wire::PROFILES), get(profile).delete(delete_profile))
-        .route(&format!("{}/{{service}}", wire::CALLBACKS), get(callbacks))
-        .route(&format!("{}/{{service}}/{{id}}", wire::CALLBACKS), axum::routing::delete(cancel))
+    super::services::routes(super::ucs_api::routes(Router::new()))
         .route("/sim/stats", get(stats))
         .route("/sim/faults", post(script))
         .fallback(|State(sim): Shared, uri: axum::http::Uri| async move {
@@ -87,10 +80,6 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
 fn error(_sim: &SimState, status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "message": message, "exception": code });
     (status, axum::Json(body)).into_response()
-}
-
-fn not_found(sim: &SimState, what: &str) -> Response {
-    error(sim, StatusCode::NOT_FOUND, wire::CODE_NOT_FOUND, &format!("{what} not found"))
 }
 
 fn bad_request(sim: &SimState, message: &str) -> Response {
@@ -127,7 +116,7 @@ pub(crate) async fn run_store<T: Send + 'static>(
 }
 
 /// [`run_store`] for the Context Services and GMS handlers: a storage failure as their error.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     sim: &SimState,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Response> {
@@ -217,90 +206,6 @@ fn injected(sim: &SimState, operation: Operation, status: StatusCode, text: &str
 
 fn json<T: serde::Serialize>(value: &T) -> Response {
     axum::Json(value).into_response()
-}
-
-fn param<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    params.get(name).map(String::as_str)
-}
-
-fn id_param<T>(
-    sim: &SimState,
-    params: &HashMap<String, String>,
-    name: &str,
-    parse: impl Fn(&str) -> Result<T, crate::ucs::InvalidId>,
-) -> Result<T, Response> {
-    let text = param(params, name).ok_or_else(|| bad_request(sim, &format!("{name} missing")))?;
-    parse(text).map_err(|e| bad_request(sim, &e.to_string()))
-}
-
-macro_rules! try_response {
-    ($e:expr) => {
-        match $e {
-            Ok(value) => value,
-            Err(response) => return response,
-        }
-    };
-}
-
-async fn profile(State(sim): Shared, ConnectInfo(kill): Conn, Path(id): Path<String>) -> Response {
-    serve(&sim, &kill, Operation::GetProfile, async {
-        let id = try_response!(ContactId::new(&id).map_err(|e| bad_request(&sim, &e.to_string())));
-        let key = id.clone();
-        match try_response!(blocking(&sim, move |s| s.profile(key.as_str())).await) {
-            Some(mut fields) => {
-                fields.insert(wire::PROFILE_ID_FIELD.to_owned(), id.as_str().into());
-                json(&fields)
-            }
-            None => not_found(&sim, "profile"),
-        }
-    })
-    .await
-}
-
-async fn delete_profile(
-    State(sim): Shared,
-    ConnectInfo(kill): Conn,
-    Path(id): Path<String>,
-) -> Response {
-    serve(&sim, &kill, Operation::DeleteProfile, async {
-        let id = try_response!(ContactId::new(&id).map_err(|e| bad_request(&sim, &e.to_string())));
-        if try_response!(blocking(&sim, move |s| s.delete_profile(id.as_str())).await) {
-            StatusCode::NO_CONTENT.into_response()
-        } else {
-            not_found(&sim, "profile")
-        }
-    })
-    .await
-}
-
-async fn callbacks(
-    State(sim): Shared,
-    ConnectInfo(kill): Conn,
-    Path(_service): Path<String>,
-    Query(q): Params,
-) -> Response {
-    serve(&sim, &kill, Operation::ListCallbacks, async {
-        let id = try_response!(id_param(&sim, &q, wire::Q_CALLBACK_CUSTOMER, ContactId::new));
-        let found = try_response!(blocking(&sim, move |s| s.callbacks(id.as_str())).await);
-        json(&found)
-    })
-    .await
-}
-
-async fn cancel(
-    State(sim): Shared,
-    ConnectInfo(kill): Conn,
-    Path((_service, id)): Path<(String, String)>,
-) -> Response {
-    serve(&sim, &kill, Operation::CancelCallback, async {
-        let id = try_response!(CallbackId::new(&id).map_err(|e| bad_request(&sim, &e.to_string())));
-        if try_response!(blocking(&sim, move |s| s.cancel_callback(id.as_str())).await) {
-            json(&serde_json::json!({}))
-        } else {
-            not_found(&sim, "callback")
-        }
-    })
-    .await
 }
 
 async fn stats(State(sim): Shared) -> Response {

@@ -12,9 +12,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::dataset::{Dataset, DatasetInteraction, relative_file};
-use crate::ucs::wire::{
-    AttributesResult, ContentResult, WireAttachment, WireCallback, WireInteraction,
-};
+use crate::ucs::wire::gms::WireCallback;
+use crate::ucs::wire::{AttributesResult, ContentResult, WireAttachment, WireInteraction};
 use crate::ucs::{DataSource, InteractionStatus};
 
 const INTERACTIONS_SCHEMA: &str = "
@@ -41,10 +40,24 @@ const INTERACTIONS_SCHEMA: &str = "
 const SERVICES_SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS profiles (id TEXT PRIMARY KEY, fields TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS callbacks (
-        id TEXT PRIMARY KEY, contact_id TEXT NOT NULL, state TEXT NOT NULL,
+        id TEXT PRIMARY KEY, service_name TEXT NOT NULL, state TEXT NOT NULL,
         desired_time TEXT, customer_number TEXT NOT NULL);
-    CREATE INDEX IF NOT EXISTS callbacks_by_contact ON callbacks (contact_id);
+    CREATE INDEX IF NOT EXISTS callbacks_by_number ON callbacks (customer_number);
+    CREATE TABLE IF NOT EXISTS cs_services (
+        id TEXT PRIMARY KEY, customer_id TEXT, contact_key TEXT, fields TEXT NOT NULL,
+        states TEXT NOT NULL, tasks TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS cs_services_by_customer ON cs_services (customer_id);
+    CREATE INDEX IF NOT EXISTS cs_services_by_key ON cs_services (contact_key);
 ";
+
+/// One stored Context Services service: its resource (with `service_id` and `customer_id` or
+/// `contact_key`), states and tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredService {
+    pub(crate) resource: serde_json::Map<String, serde_json::Value>,
+    pub(crate) states: Vec<serde_json::Value>,
+    pub(crate) tasks: Vec<serde_json::Value>,
+}
 
 /// A failure of the simulator's own storage.
 #[derive(Debug, thiserror::Error)]
@@ -327,17 +340,36 @@ impl Store {
                 }
                 for callback in &contact.callbacks {
                     tx.execute(
-                        "INSERT INTO callbacks (id, contact_id, state, desired_time, \
+                        "INSERT INTO callbacks (id, service_name, state, desired_time, \
                          customer_number) VALUES (?1, ?2, ?3, ?4, ?5)",
                         params![
                             callback.id.as_str(),
-                            contact.id.as_str(),
+                            callback.service,
                             callback.state,
                             callback.desired_time.map(|t| t.to_string()),
                             callback.phone_number
                         ],
                     )?;
                 }
+            }
+            let services = dataset
+                .contacts
+                .iter()
+                .flat_map(|c| c.services.iter().map(move |s| (Some(c.id.as_str()), s)))
+                .chain(dataset.anonymous_services.iter().map(|s| (None, s)));
+            for (customer, service) in services {
+                tx.execute(
+                    "INSERT INTO cs_services (id, customer_id, contact_key, fields, states, \
+                     tasks) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        service.id,
+                        customer,
+                        service.contact_key,
+                        to_text(&service.fields),
+                        to_text(&service.states),
+                        to_text(&service.tasks)
+                    ],
+                )?;
             }
             tx.commit()
         })?;
@@ -678,32 +710,101 @@ impl Store {
             .map(|n| n > 0)
     }
 
-    /// A contact's callbacks.
-    pub(crate) fn callbacks(&self, contact: &str) -> Result<Vec<WireCallback>, StoreError> {
+    /// The callbacks on `number` (exactly as stored), in `service` or in every service.
+    pub(crate) fn callbacks(
+        &self,
+        number: &str,
+        service: Option<&str>,
+    ) -> Result<Vec<WireCallback>, StoreError> {
         self.services.run(|conn| {
             conn.prepare_cached(
-                "SELECT id, state, desired_time, customer_number FROM callbacks \
-                 WHERE contact_id = ?1 ORDER BY id",
+                "SELECT id, service_name, state, desired_time, customer_number FROM callbacks \
+                 WHERE customer_number = ?1 AND (?2 IS NULL OR service_name = ?2) ORDER BY id",
             )?
-            .query_map(params![contact], |row| {
+            .query_map(params![number, service], |row| {
                 Ok(WireCallback {
                     id: row.get(0)?,
-                    state: row.get(1)?,
-                    desired_time: timestamp(row.get(2)?),
-                    customer_number: row.get(3)?,
-                    customer_id: Some(contact.to_owned()),
+                    service_name: row.get(1)?,
+                    state: row.get(2)?,
+                    desired_time: timestamp(row.get(3)?).map(|t| t.to_string()),
+                    customer_number: row.get(4)?,
                 })
             })?
             .collect()
         })
     }
 
-    /// Cancels (removes) a callback; `false` if there was none.
-    pub(crate) fn cancel_callback(&self, id: &str) -> Result<bool, StoreError> {
+    /// Cancels (removes) a callback of `service`; `false` if that service has none by this id.
+    pub(crate) fn cancel_callback(&self, service: &str, id: &str) -> Result<bool, StoreError> {
         self.services
-            .run(|conn| conn.execute("DELETE FROM callbacks WHERE id = ?1", params![id]))
+            .run(|conn| {
+                conn.execute(
+                    "DELETE FROM callbacks WHERE id = ?1 AND service_name = ?2",
+                    params![id, service],
+                )
+            })
             .map(|n| n > 0)
     }
+
+    /// The services of a customer (`customer: Some`) or of a contact key (`key: Some`).
+    pub(crate) fn cs_services(
+        &self,
+        customer: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Vec<StoredService>, StoreError> {
+        self.services.run(|conn| {
+            conn.prepare_cached(
+                "SELECT id, customer_id, contact_key, fields, states, tasks FROM cs_services \
+                 WHERE (?1 IS NOT NULL AND customer_id = ?1) OR (?2 IS NOT NULL AND contact_key = ?2) \
+                 ORDER BY id",
+            )?
+            .query_map(params![customer, key], stored_service)?
+            .collect()
+        })
+    }
+
+    /// One service by id.
+    pub(crate) fn cs_service(&self, id: &str) -> Result<Option<StoredService>, StoreError> {
+        self.services.run(|conn| {
+            conn.prepare_cached(
+                "SELECT id, customer_id, contact_key, fields, states, tasks FROM cs_services \
+                 WHERE id = ?1",
+            )?
+            .query_row(params![id], stored_service)
+            .optional()
+        })
+    }
+
+    /// Deletes a service with its states and tasks; `false` if there was none.
+    pub(crate) fn delete_cs_service(&self, id: &str) -> Result<bool, StoreError> {
+        self.services
+            .run(|conn| conn.execute("DELETE FROM cs_services WHERE id = ?1", params![id]))
+            .map(|n| n > 0)
+    }
+}
+
+fn to_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn stored_service(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredService> {
+    let id: String = row.get(0)?;
+    let customer: Option<String> = row.get(1)?;
+    let key: Option<String> = row.get(2)?;
+    let mut resource: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&row.get::<_, String>(3)?).unwrap_or_default();
+    resource.insert("service_id".to_owned(), id.into());
+    if let Some(customer) = customer {
+        resource.insert("customer_id".to_owned(), customer.into());
+    }
+    if let Some(key) = key {
+        resource.insert("contact_key".to_owned(), key.into());
+    }
+    Ok(StoredService {
+        resource,
+        states: serde_json::from_str(&row.get::<_, String>(4)?).unwrap_or_default(),
+        tasks: serde_json::from_str(&row.get::<_, String>(5)?).unwrap_or_default(),
+    })
 }
 
 fn insert_interaction(

@@ -148,6 +148,47 @@ impl<'de> Deserialize<'de> for CallbackId {
     }
 }
 
+/// A Context Services service id: 1 to 64 `[A-Za-z0-9_-]`, so it is safe as a URL segment
+/// (the pages type it "integer" and show `361-a3793cef-…` in their examples).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ServiceId(String);
+
+impl ServiceId {
+    /// Validates `text` as a service id.
+    pub fn new(text: &str) -> Result<Self, InvalidId> {
+        let value = serde_json::Value::String(text.to_owned());
+        match wire::context_services::service_id_text(&value) {
+            Some(text) => Ok(Self(text)),
+            None => Err(InvalidId { what: "service id", len: text.len() }),
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServiceId({})", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A UCS tenant (DBID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -362,6 +403,8 @@ impl fmt::Debug for AttachmentBody {
 }
 
 /// A Context Services customer profile: free-form fields. Personal data.
+///
+/// See [`wire::context_services`].
 #[derive(Clone, PartialEq)]
 pub struct Profile {
     /// The profile id (the contact id, see [`wire`]).
@@ -406,8 +449,11 @@ impl CallbackState {
 /// A GMS callback for a customer.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Callback {
-    /// The callback (service) id.
+    /// The callback id.
     pub id: CallbackId,
+    /// The callback service (execution name) that holds it, where it is cancelled. Safe as a
+    /// URL segment (see [`wire::gms::is_service_name`]).
+    pub service: String,
     /// Its state.
     pub state: CallbackState,
     /// When the customer asked to be called.
@@ -420,10 +466,39 @@ impl fmt::Debug for Callback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Callback")
             .field("id", &self.id)
+            .field("service", &self.service)
             .field("state", &self.state)
             .field("desired_time", &self.desired_time)
             .field("phone_number", &"<redacted>")
             .finish()
+    }
+}
+
+/// One Context Services service of a customer, with its states and tasks, as Context Services
+/// returned them (free-form JSON: personal data, redacted from `Debug`).
+#[derive(Clone, PartialEq)]
+pub struct CsService {
+    /// The service id.
+    pub id: ServiceId,
+    /// Whether it was found as an anonymous service (by one of the contact's phone numbers)
+    /// rather than among the customer's services.
+    pub anonymous: bool,
+    /// The service resource.
+    pub service: serde_json::Map<String, serde_json::Value>,
+    /// Its states (active and completed).
+    pub states: Vec<serde_json::Value>,
+    /// Its tasks (active and completed).
+    pub tasks: Vec<serde_json::Value>,
+}
+
+impl fmt::Debug for CsService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CsService")
+            .field("id", &self.id)
+            .field("anonymous", &self.anonymous)
+            .field("states", &self.states.len())
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -505,16 +580,36 @@ pub trait Ucs: Send + Sync {
         contact: &ContactId,
     ) -> impl Future<Output = Result<DeleteOutcome, UcsError>> + Send;
 
-    /// The contact's GMS callbacks (every state; filter with [`CallbackState::is_pending`]).
-    fn list_callbacks(
+    /// The customer's Context Services services, each with its states and tasks.
+    fn list_services(
         &self,
         contact: &ContactId,
+    ) -> impl Future<Output = Result<Vec<CsService>, UcsError>> + Send;
+
+    /// The anonymous services keyed by one of the contact's phone numbers (a "contact key"),
+    /// each with its states and tasks.
+    fn list_anonymous_services(
+        &self,
+        contact: &Contact,
+    ) -> impl Future<Output = Result<Vec<CsService>, UcsError>> + Send;
+
+    /// Deletes a Context Services service with its states and tasks.
+    fn delete_service(
+        &self,
+        service: &ServiceId,
+    ) -> impl Future<Output = Result<DeleteOutcome, UcsError>> + Send;
+
+    /// The GMS callbacks on the contact's phone numbers, across every callback service (every
+    /// state; filter with [`CallbackState::is_pending`]).
+    fn list_callbacks(
+        &self,
+        contact: &Contact,
     ) -> impl Future<Output = Result<Vec<Callback>, UcsError>> + Send;
 
-    /// Cancels a GMS callback.
+    /// Cancels a GMS callback in the service that holds it.
     fn cancel_callback(
         &self,
-        callback: &CallbackId,
+        callback: &Callback,
     ) -> impl Future<Output = Result<DeleteOutcome, UcsError>> + Send;
 }
 

@@ -402,3 +402,51 @@ fn every_fixture_names_its_page() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_delete_service_not_found_answer_is_already_absent() {
+    let (url, received) =
+        answering(400, fixture("DeleteServiceByID.not-found.response.json")).await;
+    let service =
+        ucs_gdpr::ucs::ServiceId::new("361-a3793cef-d559-4f9f-a95d-64555a4ba371").unwrap();
+    let outcome = client(&url).delete_service(&service).await.unwrap();
+    assert_eq!(outcome, ucs_gdpr::ucs::DeleteOutcome::AlreadyAbsent);
+    let received = received.await.unwrap();
+    assert_eq!(
+        received.verb_and_path(),
+        ("DELETE", "/genesys/1/cs/services/361-a3793cef-d559-4f9f-a95d-64555a4ba371")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_callback_record_is_read_and_cancelled_in_its_service() {
+    let (url, received) = answering(200, fixture("CallbackServicesAPI.query.response.json")).await;
+    let contact = ucs_gdpr::ucs::Contact {
+        id: contact("0001SaD2PVY4312K"),
+        tenant: TenantId(101),
+        attributes: BTreeMap::from([("PhoneNumber".to_owned(), vec!["5551234567".to_owned()])]),
+    };
+    let found = client(&url).list_callbacks(&contact).await.unwrap();
+    let received = received.await.unwrap();
+    assert_eq!(received.verb_and_path(), ("GET", "/genesys/1/service/callback"));
+    assert_eq!(
+        received.query(),
+        BTreeMap::from([("_customer_number".into(), "5551234567".into())])
+    );
+    assert_eq!(found.len(), 1);
+    let callback = &found[0];
+    assert_eq!(callback.id.as_str(), "c3e8f0d2-5d0e-4e6a-9f4b-3b8f8a1d2e77");
+    assert_eq!(callback.service, "callback-for-mobile");
+    assert!(callback.state.is_pending());
+    assert_eq!(callback.desired_time.unwrap().to_string(), "2016-06-14T13:05:00Z");
+
+    let (url, received) = answering(200, "{}".to_owned()).await;
+    client(&url).cancel_callback(callback).await.unwrap();
+    assert_eq!(
+        received.await.unwrap().verb_and_path(),
+        (
+            "DELETE",
+            "/genesys/1/service/callback/callback-for-mobile/c3e8f0d2-5d0e-4e6a-9f4b-3b8f8a1d2e77"
+        )
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ucs_gdpr::ucs::wire::Operation;
 use ucs_gdpr::ucs::{
-    AttachmentBody, AttachmentId, Callback, CallbackId, Connector, Contact, ContactId, DataSource,
+    AttachmentBody, AttachmentId, Callback, Connector, Contact, ContactId, DataSource,
     DeleteOutcome, ErrorKind, Identification, IdentifyRequest, InteractionContent, InteractionId,
     InteractionListing, InteractionSummary, Limits, Profile, RetryEvent, RetryPolicy, RetryThen,
     TenantId, Transport, Ucs, UcsError,
@@ -98,10 +98,28 @@ impl Transport for Flaky {
     async fn delete_profile(&self, _: &ContactId) -> Result<DeleteOutcome, UcsError> {
         Ok(DeleteOutcome::AlreadyAbsent)
     }
-    async fn list_callbacks(&self, _: &ContactId) -> Result<Vec<Callback>, UcsError> {
+    async fn list_services(
+        &self,
+        _: &ContactId,
+    ) -> Result<Vec<ucs_gdpr::ucs::CsService>, UcsError> {
         Ok(Vec::new())
     }
-    async fn cancel_callback(&self, _: &CallbackId) -> Result<DeleteOutcome, UcsError> {
+    async fn list_anonymous_services(
+        &self,
+        _: &Contact,
+    ) -> Result<Vec<ucs_gdpr::ucs::CsService>, UcsError> {
+        Ok(Vec::new())
+    }
+    async fn delete_service(
+        &self,
+        _: &ucs_gdpr::ucs::ServiceId,
+    ) -> Result<DeleteOutcome, UcsError> {
+        Ok(DeleteOutcome::AlreadyAbsent)
+    }
+    async fn list_callbacks(&self, _: &Contact) -> Result<Vec<Callback>, UcsError> {
+        Ok(Vec::new())
+    }
+    async fn cancel_callback(&self, _: &Callback) -> Result<DeleteOutcome, UcsError> {
         Ok(DeleteOutcome::AlreadyAbsent)
     }
 }

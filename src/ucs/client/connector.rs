@@ -13,9 +13,9 @@ use super::{ConfigError, RetryEvent, RetryHook, RetryPolicy, RetryThen, Transpor
 use crate::ucs::rng::SplitMix64;
 use crate::ucs::wire::Operation;
 use crate::ucs::{
-    AttachmentBody, AttachmentId, Callback, CallbackId, Contact, ContactId, DataSource,
+    AttachmentBody, AttachmentId, Callback, Contact, ContactId, CsService, DataSource,
     DeleteOutcome, ErrorKind, Identification, IdentifyRequest, InteractionContent, InteractionId,
-    InteractionListing, InteractionSummary, Profile, TenantId, Ucs, UcsError,
+    InteractionListing, InteractionSummary, Profile, ServiceId, TenantId, Ucs, UcsError,
 };
 
 /// The slowest rate limit, in calls per second (one call every ten seconds): slower than this a
@@ -403,15 +403,36 @@ impl<T: Transport> Ucs for Connector<T> {
         .await
     }
 
-    async fn list_callbacks(&self, contact: &ContactId) -> Result<Vec<Callback>, UcsError> {
-        self.retrying(Operation::ListCallbacks, Some(contact.as_str()), || {
+    async fn list_services(&self, contact: &ContactId) -> Result<Vec<CsService>, UcsError> {
+        self.retrying(Operation::ListServices, Some(contact.as_str()), || {
+            self.inner.transport.list_services(contact)
+        })
+        .await
+    }
+
+    async fn list_anonymous_services(&self, contact: &Contact) -> Result<Vec<CsService>, UcsError> {
+        self.retrying(Operation::ListAnonymousServices, Some(contact.id.as_str()), || {
+            self.inner.transport.list_anonymous_services(contact)
+        })
+        .await
+    }
+
+    async fn delete_service(&self, service: &ServiceId) -> Result<DeleteOutcome, UcsError> {
+        self.retrying(Operation::DeleteService, Some(service.as_str()), || {
+            self.inner.transport.delete_service(service)
+        })
+        .await
+    }
+
+    async fn list_callbacks(&self, contact: &Contact) -> Result<Vec<Callback>, UcsError> {
+        self.retrying(Operation::ListCallbacks, Some(contact.id.as_str()), || {
             self.inner.transport.list_callbacks(contact)
         })
         .await
     }
 
-    async fn cancel_callback(&self, callback: &CallbackId) -> Result<DeleteOutcome, UcsError> {
-        self.retrying(Operation::CancelCallback, Some(callback.as_str()), || {
+    async fn cancel_callback(&self, callback: &Callback) -> Result<DeleteOutcome, UcsError> {
+        self.retrying(Operation::CancelCallback, Some(callback.id.as_str()), || {
             self.inner.transport.cancel_callback(callback)
         })
         .await

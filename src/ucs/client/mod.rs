@@ -5,6 +5,7 @@
 
 mod connector;
 mod rest;
+mod services;
 mod transport;
 
 use std::fmt;
@@ -167,14 +168,15 @@ pub struct ClientConfig {
     pub context_services_url: Option<String>,
     /// The GMS base URL (defaults to `ucs_url`).
     pub gms_url: Option<String>,
-    /// The GMS callback service name.
-    pub gms_service: String,
     /// Authentication to UCS (and to Context Services and GMS unless they have their own).
     pub auth: Auth,
     /// Authentication to Context Services, when it differs from `auth`.
     pub context_services_auth: Option<Auth>,
     /// Authentication to GMS, when it differs from `auth`.
     pub gms_auth: Option<Auth>,
+    /// Extra callback properties to look callbacks up by: (GMS property, contact attribute),
+    /// e.g. a service's `_customer_lookup_keys` (see `wire::gms::lookups`).
+    pub gms_lookup_keys: Vec<(String, String)>,
     /// A PEM file of CA certificates to trust in addition to the built-in roots.
     pub ca_file: Option<PathBuf>,
     /// Connect timeout.
@@ -206,10 +208,10 @@ impl fmt::Debug for ClientConfig {
             .field("ucs_url", &self.ucs_url)
             .field("context_services_url", &self.context_services_url)
             .field("gms_url", &self.gms_url)
-            .field("gms_service", &self.gms_service)
             .field("auth", &self.auth)
             .field("context_services_auth", &self.context_services_auth)
             .field("gms_auth", &self.gms_auth)
+            .field("gms_lookup_keys", &self.gms_lookup_keys)
             .field("ca_file", &self.ca_file)
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
@@ -227,16 +229,16 @@ impl fmt::Debug for ClientConfig {
 
 impl ClientConfig {
     /// Defaults for a UCS at `ucs_url`, with Context Services and GMS at the same address
-    /// (as the simulator serves them) and GMS service `callback`.
+    /// (as the simulator serves them).
     pub fn new(ucs_url: impl Into<String>) -> Self {
         Self {
             ucs_url: ucs_url.into(),
             context_services_url: None,
             gms_url: None,
-            gms_service: "callback".to_owned(),
             auth: Auth::None,
             context_services_auth: None,
             gms_auth: None,
+            gms_lookup_keys: Vec::new(),
             ca_file: None,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
@@ -264,9 +266,6 @@ pub enum ConfigError {
         /// Which setting.
         which: &'static str,
     },
-    /// The GMS service name is not `[A-Za-z0-9_-]{1,64}`.
-    #[error("the GMS service name must be 1 to 64 letters, digits, '_' or '-'")]
-    InvalidService,
     /// The CA file cannot be read or holds no certificate.
     #[error("cannot use CA file {path}: {reason}")]
     CaFile {

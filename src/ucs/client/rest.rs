@@ -14,10 +14,10 @@ use crate::ucs::error::sanitise_code;
 use crate::ucs::wire::document::{DecodeError, DocumentDecoder};
 use crate::ucs::wire::{self, FaultMeaning, Operation};
 use crate::ucs::{
-    AttachmentBody, AttachmentId, AttachmentMeta, Callback, CallbackId, CallbackState, Contact,
-    ContactId, DataSource, DeleteOutcome, ErrorKind, Identification, IdentifyRequest,
+    AttachmentBody, AttachmentId, AttachmentMeta, Callback, CallbackState, Contact, ContactId,
+    CsService, DataSource, DeleteOutcome, ErrorKind, Identification, IdentifyRequest,
     InteractionContent, InteractionId, InteractionListing, InteractionSummary, Profile,
-    ProtocolFault, TenantId, UcsError,
+    ProtocolFault, ServiceId, TenantId, UcsError,
 };
 
 /// The largest error (or fault) body read.
@@ -28,10 +28,10 @@ const MAX_ERROR_BODY: u64 = 64 * 1024;
 /// [`RestClient`](super::RestClient) does).
 pub struct RestTransport {
     http: reqwest::Client,
-    config: ClientConfig,
+    pub(super) config: ClientConfig,
     ucs: String,
-    context_services: String,
-    gms: String,
+    pub(super) context_services: String,
+    pub(super) gms: String,
     ucs_auth: Option<HeaderValue>,
     context_services_auth: Option<HeaderValue>,
     gms_auth: Option<HeaderValue>,
@@ -85,13 +85,6 @@ impl RestTransport {
             Some(url) => checked_url(url, "the GMS URL")?,
             None => ucs.clone(),
         };
-        let service = &config.gms_service;
-        if service.is_empty()
-            || service.len() > 64
-            || !service.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(ConfigError::InvalidService);
-        }
         if config.concurrency == 0 {
             return Err(ConfigError::Zero { which: "concurrency" });
         }
@@ -143,12 +136,17 @@ impl RestTransport {
         &self.config
     }
 
-    fn request(&self, operation: Operation, method: Method, url: &str) -> RequestBuilder {
+    pub(super) fn request(
+        &self,
+        operation: Operation,
+        method: Method,
+        url: &str,
+    ) -> RequestBuilder {
         let builder = self.http.request(method, url);
-        let authorization = match operation {
-            Operation::GetProfile | Operation::DeleteProfile => &self.context_services_auth,
-            Operation::ListCallbacks | Operation::CancelCallback => &self.gms_auth,
-            _ => &self.ucs_auth,
+        let authorization = match operation.backend() {
+            wire::Backend::ContextServices => &self.context_services_auth,
+            wire::Backend::Gms => &self.gms_auth,
+            wire::Backend::Ucs => &self.ucs_auth,
         };
         match authorization {
             Some(value) => builder.header(AUTHORIZATION, value.clone()),
@@ -243,14 +241,6 @@ impl RestTransport {
 
     fn ucs_url(&self, path: &str) -> String {
         format!("{}{path}", self.ucs)
-    }
-
-    fn profile_url(&self, contact: &ContactId) -> String {
-        format!("{}{}/{contact}", self.context_services, wire::PROFILES)
-    }
-
-    fn callbacks_url(&self) -> String {
-        format!("{}{}/{}", self.gms, wire::CALLBACKS, self.config.gms_service)
     }
 
     async fn delete(
@@ -352,7 +342,7 @@ fn sensitive_header(text: &str) -> Result<HeaderValue, ConfigError> {
 }
 
 /// Reads a whole body, refusing more than `max` bytes.
-async fn read_limited(
+pub(super) async fn read_limited(
     operation: Operation,
     response: Response,
     max: u64,
@@ -380,7 +370,7 @@ fn body_error(operation: Operation, error: &reqwest::Error) -> UcsError {
     }
 }
 
-fn has_content_type(response: &Response, expected: &str) -> bool {
+pub(super) fn has_content_type(response: &Response, expected: &str) -> bool {
     response
         .headers()
         .get(CONTENT_TYPE)
@@ -389,7 +379,7 @@ fn has_content_type(response: &Response, expected: &str) -> bool {
         .is_some_and(|value| value.trim().eq_ignore_ascii_case(expected))
 }
 
-fn malformed(operation: Operation) -> UcsError {
+pub(super) fn malformed(operation: Operation) -> UcsError {
     UcsError::protocol(operation, ProtocolFault::Malformed)
 }
 
@@ -421,7 +411,7 @@ fn summary_from_wire(
     })
 }
 
-fn callback_state(state: &str) -> CallbackState {
+pub(super) fn callback_state(state: &str) -> CallbackState {
     match state.to_ascii_uppercase().as_str() {
         "SCHEDULED" => CallbackState::Scheduled,
         "QUEUED" => CallbackState::Queued,
@@ -690,53 +680,31 @@ impl Transport for RestTransport {
     }
 
     async fn get_profile(&self, contact: &ContactId) -> Result<Option<Profile>, UcsError> {
-        let operation = Operation::GetProfile;
-        let url = self.profile_url(contact);
-        let subject = Some(contact.as_str());
-        let outcome =
-            self.json(operation, subject, self.request(operation, Method::GET, &url)).await;
-        let mut fields: serde_json::Map<String, serde_json::Value> = match outcome {
-            Ok(answer) => answer.require(operation, subject)?,
-            Err(error) if error.kind == ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(error),
-        };
-        match fields.remove(wire::PROFILE_ID_FIELD) {
-            Some(serde_json::Value::String(id)) if id == contact.as_str() => {}
-            _ => return Err(malformed(operation).with_subject(subject)),
-        }
-        Ok(Some(Profile { id: contact.clone(), fields }))
+        self.cs_get_profile(contact).await
     }
 
     async fn delete_profile(&self, contact: &ContactId) -> Result<DeleteOutcome, UcsError> {
-        let url = self.profile_url(contact);
-        self.delete(Operation::DeleteProfile, contact.as_str(), &url, &[]).await
+        self.cs_delete_profile(contact).await
     }
 
-    async fn list_callbacks(&self, contact: &ContactId) -> Result<Vec<Callback>, UcsError> {
-        let operation = Operation::ListCallbacks;
-        let url = self.callbacks_url();
-        let subject = Some(contact.as_str());
-        let request = self
-            .request(operation, Method::GET, &url)
-            .query(&[(wire::Q_CALLBACK_CUSTOMER, contact.as_str())]);
-        let result: wire::CallbacksResult =
-            self.json(operation, subject, request).await?.require(operation, subject)?;
-        result
-            .into_iter()
-            .map(|wire| {
-                Ok(Callback {
-                    id: CallbackId::new(&wire.id).map_err(|_| malformed(operation))?,
-                    state: callback_state(&wire.state),
-                    desired_time: wire.desired_time,
-                    phone_number: wire.customer_number,
-                })
-            })
-            .collect()
+    async fn list_services(&self, contact: &ContactId) -> Result<Vec<CsService>, UcsError> {
+        self.cs_list_services(contact).await
     }
 
-    async fn cancel_callback(&self, callback: &CallbackId) -> Result<DeleteOutcome, UcsError> {
-        let url = format!("{}/{callback}", self.callbacks_url());
-        self.delete(Operation::CancelCallback, callback.as_str(), &url, &[]).await
+    async fn list_anonymous_services(&self, contact: &Contact) -> Result<Vec<CsService>, UcsError> {
+        self.cs_list_anonymous_services(contact).await
+    }
+
+    async fn delete_service(&self, service: &ServiceId) -> Result<DeleteOutcome, UcsError> {
+        self.cs_delete_service(service).await
+    }
+
+    async fn list_callbacks(&self, contact: &Contact) -> Result<Vec<Callback>, UcsError> {
+        self.gms_list_callbacks(contact).await
+    }
+
+    async fn cancel_callback(&self, callback: &Callback) -> Result<DeleteOutcome, UcsError> {
+        self.gms_cancel_callback(callback).await
     }
 }
 

@@ -3,9 +3,9 @@
 use std::future::Future;
 
 use crate::ucs::{
-    AttachmentBody, AttachmentId, Callback, CallbackId, Contact, ContactId, DataSource,
+    AttachmentBody, AttachmentId, Callback, Contact, ContactId, CsService, DataSource,
     DeleteOutcome, Identification, IdentifyRequest, InteractionContent, InteractionId,
-    InteractionListing, InteractionSummary, Profile, TenantId, UcsError,
+    InteractionListing, InteractionSummary, Profile, ServiceId, TenantId, UcsError,
 };
 
 /// One wire protocol to UCS (and Context Services, GMS): each method is ONE attempt, with a
@@ -111,15 +111,35 @@ pub trait Transport: Send + Sync + 'static {
         contact: &ContactId,
     ) -> impl Future<Output = Result<DeleteOutcome, UcsError>> + Send;
 
-    /// One attempt at the contact's GMS callbacks.
-    fn list_callbacks(
+    /// One attempt at the customer's Context Services services, each with its states and
+    /// tasks (several HTTP calls over REST; retried as a whole).
+    fn list_services(
         &self,
         contact: &ContactId,
+    ) -> impl Future<Output = Result<Vec<CsService>, UcsError>> + Send;
+
+    /// One attempt at the anonymous services keyed by the contact's phone numbers.
+    fn list_anonymous_services(
+        &self,
+        contact: &Contact,
+    ) -> impl Future<Output = Result<Vec<CsService>, UcsError>> + Send;
+
+    /// One attempt at deleting a Context Services service (not-found is already absent).
+    fn delete_service(
+        &self,
+        service: &ServiceId,
+    ) -> impl Future<Output = Result<DeleteOutcome, UcsError>> + Send;
+
+    /// One attempt at the GMS callbacks on the contact's phone numbers (and configured lookup
+    /// keys), across every callback service.
+    fn list_callbacks(
+        &self,
+        contact: &Contact,
     ) -> impl Future<Output = Result<Vec<Callback>, UcsError>> + Send;
 
-    /// One attempt at cancelling a GMS callback.
+    /// One attempt at cancelling a GMS callback in its own service.
     fn cancel_callback(
         &self,
-        callback: &CallbackId,
+        callback: &Callback,
     ) -> impl Future<Output = Result<DeleteOutcome, UcsError>> + Send;
 }

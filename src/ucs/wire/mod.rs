@@ -26,6 +26,9 @@
 //! `IdentifyContact`; "the contact's tenant if not specified" on
 //! `GetInteractionsForContact`). The `X-Genesys-TenantId` header belongs to the 9.1 profile
 //! (Context Services) methods (`.../RESTAPI/identifyProfiles`), not to the OM methods.
+//!
+//! Context Services (profiles, services, states, tasks) are in [`context_services`], GMS
+//! callbacks in [`gms`], each item naming its page.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,7 +38,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{DataSource, InteractionStatus};
 
+pub mod context_services;
 pub mod document;
+pub mod gms;
 
 /// Every call the connector makes; also the names `/sim/stats` counts them under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -54,19 +59,40 @@ pub enum Operation {
     GetDocument,
     /// `PUT <ucs>/ucs/v1/OMInteractions/StopInteraction`
     StopInteraction,
-    /// `GET <context-services>/profiles/{id}`
+    /// `GET <context-services>/profiles/{id}` (see [`context_services`])
     GetProfile,
     /// `DELETE <context-services>/profiles/{id}`
     DeleteProfile,
-    /// `GET <gms>/genesys/1/service/callback/{service}?_customer_id=`
+    /// `GET <gms>/genesys/1/cs/customers/{id}/services`
+    ListServices,
+    /// `GET <gms>/genesys/1/cs/services/anonymous/{contact_key}`
+    ListAnonymousServices,
+    /// `GET <gms>/genesys/1/cs/services/{id}/states`
+    GetServiceStates,
+    /// `GET <gms>/genesys/1/cs/services/{id}/tasks`
+    GetServiceTasks,
+    /// `DELETE <gms>/genesys/1/cs/services/{id}`
+    DeleteService,
+    /// `GET <gms>/genesys/1/service/callback?_customer_number=` (see [`gms`])
     ListCallbacks,
     /// `DELETE <gms>/genesys/1/service/callback/{service}/{id}`
     CancelCallback,
 }
 
+/// Which server an operation is sent to (and authenticated against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// UCS's REST API.
+    Ucs,
+    /// Context Services' profile API.
+    ContextServices,
+    /// GMS: callbacks, and the Context Services services API it serves.
+    Gms,
+}
+
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 16] = [
         Operation::IdentifyContact,
         Operation::GetAttributes,
         Operation::DeleteContact,
@@ -76,6 +102,11 @@ impl Operation {
         Operation::StopInteraction,
         Operation::GetProfile,
         Operation::DeleteProfile,
+        Operation::ListServices,
+        Operation::ListAnonymousServices,
+        Operation::GetServiceStates,
+        Operation::GetServiceTasks,
+        Operation::DeleteService,
         Operation::ListCallbacks,
         Operation::CancelCallback,
     ];
@@ -92,8 +123,28 @@ impl Operation {
             Operation::StopInteraction => "StopInteraction",
             Operation::GetProfile => "GetProfile",
             Operation::DeleteProfile => "DeleteProfile",
+            Operation::ListServices => "ListServices",
+            Operation::ListAnonymousServices => "ListAnonymousServices",
+            Operation::GetServiceStates => "GetServiceStates",
+            Operation::GetServiceTasks => "GetServiceTasks",
+            Operation::DeleteService => "DeleteService",
             Operation::ListCallbacks => "ListCallbacks",
             Operation::CancelCallback => "CancelCallback",
+        }
+    }
+
+    /// The server the operation goes to.
+    pub fn backend(self) -> Backend {
+        match self {
+            Operation::GetProfile | Operation::DeleteProfile => Backend::ContextServices,
+            Operation::ListServices
+            | Operation::ListAnonymousServices
+            | Operation::GetServiceStates
+            | Operation::GetServiceTasks
+            | Operation::DeleteService
+            | Operation::ListCallbacks
+            | Operation::CancelCallback => Backend::Gms,
+            _ => Backend::Ucs,
         }
     }
 
@@ -143,10 +194,6 @@ pub const GET_CONTENT: &str = "/ucs/v1/OMInteractions/GetInteractionContent";
 pub const GET_DOCUMENT: &str = "/ucs/v1/OMInteractions/GetDocument";
 /// `PUT`: stop an interaction (`.../RESTAPI/OMInteractionsStopInteraction`).
 pub const STOP_INTERACTION: &str = "/ucs/v1/OMInteractions/StopInteraction";
-/// Context Services profiles, under the Context Services base URL: `/profiles/{id}`.
-pub const PROFILES: &str = "/profiles";
-/// GMS callbacks, under the GMS base URL: `/genesys/1/service/callback/{service}[/{id}]`.
-pub const CALLBACKS: &str = "/genesys/1/service/callback";
 
 /// Parameter: contact id (GetAttributes, Delete, GetInteractionsForContact).
 pub const Q_CONTACT_ID: &str = "ContactId";
@@ -878,49 +925,3 @@ fn attribute_map<'de, D: Deserializer<'de>>(
     }
     Ok(map)
 }
-
-/// Query parameter of the GMS callback query: the UCS contact id.
-///
-/// **Assumption**: GMS finds callbacks by their properties; the seed says GMS uses Context
-/// Services profiles to look them up. We query on a `_customer_id` property holding the
-/// contact (profile) id, so no phone number ever goes into a URL.
-pub const Q_CALLBACK_CUSTOMER: &str = "_customer_id";
-
-/// A Context Services profile: a JSON object with `customer_id` and the profile's fields.
-///
-/// **Assumption**: the profile id is the UCS contact id (Context Services runs inside UCS and
-/// its customer profiles are the UCS contacts; a deployment that keys profiles otherwise needs
-/// a lookup here). `DELETE` answers 200 or 204; 404 means there is no profile.
-pub const PROFILE_ID_FIELD: &str = "customer_id";
-
-/// A GMS callback as the callback query lists it.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct WireCallback {
-    /// The callback (service) id.
-    #[serde(rename = "_id")]
-    pub id: String,
-    /// `SCHEDULED`, `QUEUED`, `ROUTING`, `PROCESSING`, `COMPLETED`, `CANCELED`, ...
-    #[serde(rename = "_callback_state")]
-    pub state: String,
-    /// RFC 3339.
-    #[serde(rename = "_desired_time", default)]
-    pub desired_time: Option<Timestamp>,
-    /// The number to call.
-    #[serde(rename = "_customer_number", default)]
-    pub customer_number: String,
-    /// The contact id, see [`Q_CALLBACK_CUSTOMER`].
-    #[serde(rename = "_customer_id", default)]
-    pub customer_id: Option<String>,
-}
-
-impl fmt::Debug for WireCallback {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WireCallback")
-            .field("id", &self.id)
-            .field("state", &self.state)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The callback query answers a JSON array of [`WireCallback`].
-pub type CallbacksResult = Vec<WireCallback>;
