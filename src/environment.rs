@@ -542,6 +542,37 @@ impl Environments {
                             ),
                         );
                     }
+                    if environment.hmac_key_env.is_none() {
+                        diagnostics.push(
+                            Diagnostic::error(
+                                "environments::no-subject-key",
+                                format!(
+                                    "environment `{name}` is a REST target and names no \
+                                     `hmacKeyEnv`: plans and audit records could not digest \
+                                     subject identifiers, so every command would refuse it"
+                                ),
+                                key(format!("/environments/{escaped}")),
+                            )
+                            .label("no hmacKeyEnv")
+                            .help(
+                                "add `hmacKeyEnv: NAME`, the environment variable that will \
+                                 hold a key of this environment's own",
+                            ),
+                        );
+                    }
+                    if let Some(ca_file) = environment.ucs.as_ref().and_then(|u| u.ca_file.as_ref())
+                        && !base.join(ca_file).is_file()
+                    {
+                        diagnostics.push(
+                            Diagnostic::error(
+                                "environments::missing-file",
+                                format!("environment `{name}`: the UCS CA file does not exist"),
+                                span(at("ucs/caFile")),
+                            )
+                            .label("not found")
+                            .help("the path is relative to the environments file"),
+                        );
+                    }
                     for field in ["dataset", "stateDir", "faults"] {
                         if spans.get(&at(field)).is_some() {
                             diagnostics.push(Diagnostic::warning(

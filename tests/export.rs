@@ -2,7 +2,6 @@
 //! validator and by the Library of Congress's `bagit` (Python), attachments byte for byte.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -83,19 +82,17 @@ fn decode(attachment: &Value) -> Vec<u8> {
 }
 
 /// Validates `bag` with the `bagit` Python library (the Library of Congress's reference
-/// implementation), independent of ours. CI installs it (`.ci/run`); a machine without it fails
-/// here with the command to run, rather than skipping the check.
+/// implementation), independent of ours. A machine without it gets it provisioned on first use
+/// (`provision::python_with_bagit`), rather than skipping the check.
 fn bagit_python_validates(bag: &Path) -> Result<(), String> {
-    let output = Command::new("python3")
+    let output = crate::provision::python_with_bagit()
+        .command()
         .args(["-c", "import sys, bagit; bagit.Bag(sys.argv[1]).validate(); print('valid')"])
         .arg(bag)
         .output()
-        .expect("python3 is needed to validate bags independently");
+        .expect("python3 runs");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        !stderr.contains("No module named 'bagit'"),
-        "the independent BagIt validator is missing: run `python3 -m pip install bagit`"
-    );
+    assert!(!stderr.contains("No module named 'bagit'"), "the provisioned Python lost bagit");
     if output.status.success() { Ok(()) } else { Err(stderr) }
 }
 

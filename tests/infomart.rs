@@ -9,7 +9,7 @@
 //! and the socket in that folder, as the unprivileged `postgres` user when run as root, since
 //! `initdb` refuses root). A watchdog shell holds the cluster for as long as this
 //! test process lives: when the process ends its pipe closes and the watchdog stops the server
-//! and removes the folder. Without server binaries the tests fail and say how to install them.
+//! and removes the folder. Without server binaries they are installed (`provision`), or the tests fail and say how.
 //!
 //! Each test gets its own database with Info Mart's control tables as the PostgreSQL physical
 //! data model defines them, and connects as a read-only user that must give its password.
@@ -73,36 +73,6 @@ fn external_server(dsn: &str) -> Server {
     server
 }
 
-/// The folder holding `initdb` and `pg_ctl`: on the PATH, in /usr/local/bin, or Debian's
-/// /usr/lib/postgresql/<version>/bin (the newest).
-fn server_binaries() -> PathBuf {
-    let mut candidates: Vec<PathBuf> =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
-    candidates.push("/usr/local/bin".into());
-    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse().ok()?;
-            Some((version, entry.path().join("bin")))
-        })
-        .collect();
-    debian.sort();
-    candidates.extend(debian.into_iter().rev().map(|(_, bin)| bin));
-    candidates
-        .into_iter()
-        .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "the Info Mart tests need a PostgreSQL server: no `initdb` and `pg_ctl` on the \
-                 PATH, in /usr/local/bin or in /usr/lib/postgresql/*/bin. Install them with \
-                 `apt-get install postgresql` (Debian, Ubuntu), or set UCS_GDPR_TEST_PG to the \
-                 DSN of a superuser on a server that asks TCP clients for a password."
-            )
-        })
-}
-
 fn output(command: &mut Command) -> String {
     let out = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(out.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -139,7 +109,7 @@ rm -rf "$3"
     reason = "the watchdog must outlive this function: it stops the cluster when the process ends"
 )]
 fn throwaway_cluster() -> Server {
-    let bin = server_binaries();
+    let bin = crate::provision::postgres_server_binaries();
     let dir = tempfile::Builder::new().prefix("ucs-gdpr-pg-").tempdir().unwrap().keep();
     let port = free_port();
     let as_root = output(Command::new("id").arg("-u")) == "0";
@@ -666,7 +636,7 @@ fn environments_with(infomart: &str) -> Result<ucs_gdpr::environment::Environmen
         &path,
         format!(
             "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  production:\n    \
-             type: rest\n    tenant: 101\n    ucs: {{ url: https://ucs.example.com/ }}\n    \
+             type: rest\n    tenant: 101\n    ucs: {{ url: https://ucs.example.com/ }}\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    \
              infomart: {infomart}\n"
         ),
     )

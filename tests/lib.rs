@@ -13,10 +13,13 @@
 
 mod apply;
 mod audit;
+mod cli;
 mod contract;
 mod export;
 mod infomart;
 mod plan;
+mod provision;
+mod readme;
 mod scripts;
 mod sim;
 mod ucs;

@@ -306,6 +306,12 @@ async fn the_seeds_delete_examples_report_masked_without_confirm_and_delete_with
             assert_eq!(workspace.audit_records(), 0, "{line}");
             assert!(workspace.bags().is_empty(), "{line}");
             assert!(stdout(&output).contains("nothing was deleted"), "{line}");
+            // The preview says what -confirm would do (the next example in the list).
+            let preview = match index {
+                0 => "With -confirm: 1 contact(s) would be exported, then 1 deleted",
+                _ => "With -confirm: nothing would be exported or deleted, because the blockers",
+            };
+            assert!(stdout(&output).contains(preview), "{line}\n{}", transcript(&output));
         }
     }
 }

@@ -648,6 +648,22 @@ async fn the_concurrency_limit_and_the_rate_limit_hold() {
     assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
 }
 
+#[test]
+fn a_rate_limit_out_of_bounds_is_a_configuration_error_not_a_panic_or_a_hang() {
+    // 1e-20 used to panic (a wait beyond Duration's range), 1e-7 to wait 116 days per call.
+    for rate in [1e-20, 1e-7, 0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
+        let mut config = ClientConfig::new("http://127.0.0.1:9/");
+        config.rate_limit = Some(rate);
+        let error = RestClient::new(config).map(|_| ()).unwrap_err().to_string();
+        assert_eq!(error, "the rate limit must be from 0.1 to 100000 calls per second", "{rate}");
+    }
+    for rate in [0.1, 100_000.0] {
+        let mut config = ClientConfig::new("http://127.0.0.1:9/");
+        config.rate_limit = Some(rate);
+        RestClient::new(config).unwrap();
+    }
+}
+
 mod faults {
     use super::*;
 

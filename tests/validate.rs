@@ -299,3 +299,76 @@ fn a_misspelt_runbook_is_reported_alongside_schema_errors() {
     assert_eq!(code, 1);
     assert_eq!(codes(&annotations), ["schema::not-allowed", "request::unknown-runbook"]);
 }
+
+/// `validate --format FORMAT` on an error, a warning and a clean file, as CI sees it.
+fn ci_format(format: &str) -> (i32, String) {
+    let output = ucs_gdpr()
+        .args(["validate", "--format", format, "--env-file", ENV_FILE])
+        .args([
+            "examples/invalid/unknown-key.yaml",
+            "examples/invalid/hold-not-subject.yaml",
+            "examples/requests/1-access-request.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.stderr.is_empty(), "{}", transcript(&output));
+    (output.status.code().unwrap(), String::from_utf8(output.stdout).unwrap())
+}
+
+#[test]
+fn github_format_prints_one_workflow_command_per_finding() {
+    let (code, out) = ci_format("github");
+    assert_eq!(code, 1);
+    let (_, annotations) = validate_json(&[
+        "examples/invalid/unknown-key.yaml",
+        "examples/invalid/hold-not-subject.yaml",
+        "examples/requests/1-access-request.yaml",
+    ]);
+    assert_eq!(out.lines().count(), annotations.len(), "{out}");
+    for (line, annotation) in out.lines().zip(&annotations) {
+        let expected = format!(
+            "::{} file={},line={},col={},endLine={},endColumn={},title={}::",
+            annotation["severity"].as_str().unwrap(),
+            annotation["file"].as_str().unwrap(),
+            annotation["line"],
+            annotation["column"],
+            annotation["endLine"],
+            annotation["endColumn"],
+            annotation["code"].as_str().unwrap().replace(':', "%3A"),
+        );
+        assert!(line.starts_with(&expected), "{line}\nexpected {expected}");
+    }
+    insta::assert_snapshot!("validate-format-github", out);
+}
+
+#[test]
+fn sarif_format_is_a_sarif_log_with_a_located_result_per_finding() {
+    let (code, out) = ci_format("sarif");
+    assert_eq!(code, 1);
+    let sarif: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let run = &sarif["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "ucs-gdpr");
+    let results = run["results"].as_array().unwrap();
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    assert!(!results.is_empty());
+    for result in results {
+        let index = usize::try_from(result["ruleIndex"].as_u64().unwrap()).unwrap();
+        assert_eq!(rules[index]["id"], result["ruleId"]);
+        assert!(["error", "warning"].contains(&result["level"].as_str().unwrap()));
+        let region = &result["locations"][0]["physicalLocation"]["region"];
+        assert!(region["startLine"].as_u64().unwrap() >= 1, "{result}");
+    }
+    insta::assert_snapshot!("validate-format-sarif", out);
+}
+
+#[test]
+fn junit_format_has_a_test_case_per_file_failing_with_its_errors() {
+    let (code, out) = ci_format("junit");
+    assert_eq!(code, 1);
+    assert!(out.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites"), "{out}");
+    assert_eq!(out.matches("<testcase ").count(), 3, "{out}");
+    assert_eq!(out.matches("<failure ").count(), 1, "{out}");
+    assert!(out.contains("tests=\"3\" failures=\"1\""), "{out}");
+    insta::assert_snapshot!("validate-format-junit", out);
+}

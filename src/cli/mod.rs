@@ -7,6 +7,8 @@
 
 mod apply;
 mod audit;
+mod ci;
+mod docs;
 mod plan;
 mod render;
 mod scripts;
@@ -42,12 +44,18 @@ impl From<Exit> for ExitCode {
 
 /// GDPR requests against Genesys Universal Contact Server, as reviewable, auditable runbooks.
 #[derive(Debug, Parser)]
-#[command(name = "ucs-gdpr", version, about, propagate_version = true)]
+#[command(
+    name = "ucs-gdpr",
+    version,
+    about,
+    propagate_version = true,
+    after_long_help = EXAMPLES_MAIN
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
     /// How log lines are written to stderr (their level comes from `RUST_LOG`, default `warn`).
-    #[arg(long, global = true, value_enum, default_value_t)]
+    #[arg(long, global = true, value_enum, default_value_t, help_heading = "Global options")]
     log_format: LogFormat,
 }
 
@@ -73,30 +81,142 @@ fn install_logging(format: LogFormat) {
     };
 }
 
+// Examples shown by `--help` (not `-h`). Every one runs from the clone's root against the demo
+// environment of examples/ucs-gdpr.yaml (`tests/cli.rs` runs the read-only ones).
+const EXAMPLES_MAIN: &str = "\
+Examples (from the clone's root; the demo UCS is built in):
+  ucs-gdpr validate --env-file examples/ucs-gdpr.yaml examples/requests runbooks
+  ucs-gdpr plan --env-file examples/ucs-gdpr.yaml examples/requests/1-access-request.yaml
+  ucs-gdpr apply --env-file examples/ucs-gdpr.yaml examples/requests
+  ucs-gdpr audit verify examples/out/audit.jsonl
+  ucs-gdpr completions bash > ~/.local/share/bash-completion/completions/ucs-gdpr";
+
+const EXAMPLES_COMPLETIONS: &str = "\
+Examples:
+  ucs-gdpr completions bash > ~/.local/share/bash-completion/completions/ucs-gdpr
+  ucs-gdpr completions zsh > ~/.zfunc/_ucs-gdpr      # with fpath+=~/.zfunc before compinit
+  ucs-gdpr completions fish > ~/.config/fish/completions/ucs-gdpr.fish";
+
+const EXAMPLES_MAN: &str = "\
+Examples:
+  ucs-gdpr man | man -l -
+  ucs-gdpr man --out /usr/local/share/man/man1      # ucs-gdpr.1, ucs-gdpr-plan.1, ...";
+
+const EXAMPLES_VALIDATE: &str = "\
+Examples:
+  ucs-gdpr validate --env-file examples/ucs-gdpr.yaml examples/requests runbooks
+  ucs-gdpr validate --format json --env-file examples/ucs-gdpr.yaml examples/requests
+  ucs-gdpr validate --format github --env-file examples/ucs-gdpr.yaml examples/requests
+  ucs-gdpr validate --format sarif . > ucs-gdpr.sarif     # for code scanning";
+
+const EXAMPLES_SCHEMA: &str = "\
+Examples:
+  ucs-gdpr schema request > request.schema.json
+  ucs-gdpr schema environments";
+
+const EXAMPLES_PLAN: &str = "\
+Examples:
+  ucs-gdpr plan --env-file examples/ucs-gdpr.yaml examples/requests/2-forget-me-by-contact-id.yaml
+  ucs-gdpr plan request.yaml --out plan.json --format markdown   # paste into the pull request
+  ucs-gdpr plan request.yaml --count                             # the scripts' -count
+  ucs-gdpr plan request.yaml --detailed-exitcode                 # 2 when there are changes";
+
+const EXAMPLES_APPROVE: &str = "\
+Examples:
+  ucs-gdpr approve plan.json --by dpo.alice
+  ucs-gdpr approve plan.json --by dpo.alice --key alice.key --comment \"ticket 4711\"";
+
+const EXAMPLES_APPLY: &str = "\
+Examples:
+  ucs-gdpr apply --env-file examples/ucs-gdpr.yaml examples/requests   # where no approval is needed
+  ucs-gdpr apply plan.json --approval plan.approval.dpo.alice.json";
+
+const EXAMPLES_EXPORT: &str = "\
+Examples:
+  ucs-gdpr export 0001SaD2PVY4312K -count --env-file examples/ucs-gdpr.yaml --env demo
+  ucs-gdpr export \"0001SaD2PVY4312K,0001SaD2PVY4315J\" --env-file examples/ucs-gdpr.yaml --env demo
+  ucs-gdpr export '{\"TenantId\":101,\"EmailAddress\":\"jane.doe@company.com\"}' --env production";
+
+const EXAMPLES_DELETE: &str = "\
+Examples:
+  ucs-gdpr delete 0001SaD2PVY4312K --env-file examples/ucs-gdpr.yaml --env demo   # report only
+  ucs-gdpr delete 0001SaD2PVY4312K -confirm --env-file examples/ucs-gdpr.yaml --env demo";
+
+const EXAMPLES_AUDIT: &str = "\
+Examples:
+  ucs-gdpr audit verify examples/out/audit.jsonl
+  ucs-gdpr audit show examples/out/audit.jsonl --request DSR-2026-0142
+  ucs-gdpr audit keygen --out keys";
+
+const EXAMPLES_SIM: &str = "\
+Examples:
+  ucs-gdpr sim serve --dataset examples/sim/demo.yaml     # prints its http://127.0.0.1:PORT
+  ucs-gdpr sim generate --help";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check request manifests, runbooks and environments files.
+    #[command(after_long_help = EXAMPLES_VALIDATE)]
     Validate(validate::Args),
     /// Print the JSON Schema of a file kind.
+    #[command(after_long_help = EXAMPLES_SCHEMA)]
     Schema(validate::SchemaArgs),
     /// Resolve a request against its environment, read-only, and print what would happen.
+    #[command(after_long_help = EXAMPLES_PLAN)]
     Plan(plan::Args),
     /// Print a saved plan (text, markdown or its JSON).
     Show(apply::ShowArgs),
     /// Approve a plan: an approval bound to its plan id, optionally signed.
+    #[command(after_long_help = EXAMPLES_APPROVE)]
     Approve(apply::ApproveArgs),
     /// Apply an approved plan (or plan and apply requests where no approval is needed).
+    #[command(after_long_help = EXAMPLES_APPLY)]
     Apply(apply::ApplyArgs),
     /// Export contacts as Genesys's `exportUcsInteractions.sh` does (`TARGET [-count]`).
+    #[command(after_long_help = EXAMPLES_EXPORT)]
     Export(scripts::ExportArgs),
     /// Delete contacts as Genesys's `deleteContact.sh` does (`TARGET [-confirm]`).
+    #[command(after_long_help = EXAMPLES_DELETE)]
     Delete(scripts::DeleteArgs),
     /// Verify, inspect and key the audit trail.
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = EXAMPLES_AUDIT)]
     Audit(audit::Command),
     /// Run or feed the built-in UCS simulator.
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = EXAMPLES_SIM)]
     Sim(sim::Command),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_long_help = EXAMPLES_COMPLETIONS)]
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff), or write one per command with `--out DIR`.
+    #[command(after_long_help = EXAMPLES_MAN)]
+    Man(docs::ManArgs),
+}
+
+/// The exit status of a command whose reader went away (`ucs-gdpr ... | head`): 128 + SIGPIPE,
+/// what a shell reports for `yes | head` and the other tools of a pipeline.
+pub const BROKEN_PIPE_STATUS: i32 = 141;
+
+/// A print to a closed stdout or stderr ends the process quietly with [`BROKEN_PIPE_STATUS`]
+/// instead of a panic message and 101. Rust ignores SIGPIPE, so `println!` to a closed pipe
+/// panics with std's "failed printing to stdout: Broken pipe"; that panic, and only it, is
+/// turned into the exit every other tool of a pipeline has. Any other panic reaches the default
+/// hook unchanged.
+fn end_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to std")
+            && (message.contains("Broken pipe") || message.contains("os error 32"))
+        {
+            std::process::exit(BROKEN_PIPE_STATUS);
+        }
+        default(info);
+    }));
 }
 
 /// Runs the command line and returns the process exit code.
@@ -110,6 +230,7 @@ pub fn main() -> ExitCode {
             return exit.into();
         }
     };
+    end_quietly_on_broken_pipe();
     render::install_miette_hook();
     install_logging(cli.log_format);
     let exit = match cli.command {
@@ -123,6 +244,8 @@ pub fn main() -> ExitCode {
         Command::Delete(args) => scripts::delete(&args),
         Command::Audit(command) => audit::run(&command),
         Command::Sim(command) => sim::run(&command),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
     };
     exit.into()
 }

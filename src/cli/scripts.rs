@@ -261,7 +261,12 @@ impl Invocation<'_> {
             "Run the same command again to finish: a new request that finds what this one did.",
         );
         let script = ScriptRequest {
-            operation: self.operation,
+            // The report without -confirm previews what -confirm would do, so its plan is
+            // the confirmed one (planning is read-only; the report writes nothing).
+            operation: match self.operation {
+                Operation::Delete { .. } => Operation::Delete { confirm: true },
+                Operation::Export => Operation::Export,
+            },
             environment: &environment_name,
             runbook: &runbook,
             channel: &common.channel,
@@ -448,12 +453,19 @@ impl Invocation<'_> {
         }
         log_blockers(plan);
         let s = &plan.body.summary;
-        log(&format!(
-            "With -confirm: {} contact(s) would be exported and {} deleted{}",
-            s.to_export,
-            s.to_delete,
-            if plan.is_blocked() { " once the blockers above are resolved" } else { "" }
-        ));
+        // What -confirm would do: the confirmed plan's counts, or nothing at all when it is
+        // blocked (a blocker stops the whole request, as the Genesys procedure requires).
+        log(&if plan.is_blocked() {
+            "With -confirm: nothing would be exported or deleted, because the blockers above stop \
+             the whole request"
+                .to_owned()
+        } else {
+            format!(
+                "With -confirm: {} contact(s) would be exported, then {} deleted with all their \
+                 interactions",
+                s.to_export, s.to_delete
+            )
+        });
         log("Done (nothing was deleted: add -confirm to delete)");
         Exit::Success
     }

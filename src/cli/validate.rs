@@ -6,7 +6,7 @@ use crate::environment::{self, Environments};
 use crate::manifest::{self, Annotation, FileKind, FileReport, Severity};
 use crate::runbook::RunbookLibrary;
 
-use super::{Exit, Format, render};
+use super::{Exit, ci, render};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -19,9 +19,25 @@ pub(crate) struct Args {
     /// A folder of runbooks that add to or override the built-in ones (default: ./runbooks).
     #[arg(long, value_name = "DIR")]
     runbooks: Option<PathBuf>,
-    /// How to print the diagnostics: `text` for people, `json` for CI annotations.
+    /// How to print the findings (on stdout, except `text`'s, which go to stderr).
     #[arg(long, value_enum, default_value_t)]
-    format: Format,
+    format: ValidateFormat,
+}
+
+/// `validate`'s output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+enum ValidateFormat {
+    /// For a person: each finding with its source line (stderr), then a summary (stdout).
+    #[default]
+    Text,
+    /// One array of `{file, line, column, endLine, endColumn, severity, code, message}`.
+    Json,
+    /// GitHub Actions workflow commands (`::error file=...::...`): annotations on the diff.
+    Github,
+    /// SARIF 2.1.0, for code scanning (`github/codeql-action/upload-sarif`, GitLab, Azure).
+    Sarif,
+    /// JUnit XML: a test case per file, failing with its errors.
+    Junit,
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,7 +118,7 @@ pub(crate) fn run(args: &Args) -> Exit {
     }
     let failed = reports.iter().any(FileReport::has_errors);
     match args.format {
-        Format::Json => {
+        ValidateFormat::Json => {
             let annotations: Vec<Annotation> =
                 reports.iter().flat_map(FileReport::annotations).collect();
             match serde_json::to_string_pretty(&annotations) {
@@ -113,7 +129,16 @@ pub(crate) fn run(args: &Args) -> Exit {
                 }
             }
         }
-        Format::Text => print_text(&reports, files.len()),
+        ValidateFormat::Sarif => match serde_json::to_string_pretty(&ci::sarif(&reports)) {
+            Ok(json) => println!("{json}"),
+            Err(error) => {
+                eprintln!("error: cannot encode the diagnostics: {error}");
+                return Exit::Internal;
+            }
+        },
+        ValidateFormat::Github => print!("{}", ci::github(&reports)),
+        ValidateFormat::Junit => print!("{}", ci::junit(&reports)),
+        ValidateFormat::Text => print_text(&reports, files.len()),
     }
     if failed { Exit::Failure } else { Exit::Success }
 }

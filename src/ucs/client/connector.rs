@@ -18,6 +18,12 @@ use crate::ucs::{
     InteractionListing, InteractionSummary, Profile, ServiceId, TenantId, Ucs, UcsError,
 };
 
+/// The slowest rate limit, in calls per second (one call every ten seconds): slower than this a
+/// run would look hung. The environments schema has the same bounds.
+pub(crate) const MIN_RATE_LIMIT: f64 = 0.1;
+/// The fastest rate limit, in calls per second.
+pub(crate) const MAX_RATE_LIMIT: f64 = 100_000.0;
+
 /// How the connector paces and retries calls.
 #[derive(Clone)]
 pub struct Limits {
@@ -90,7 +96,9 @@ impl Bucket {
         if self.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-self.tokens / self.rate)
+            // The rate is bounded (`over`), so this is at most ten seconds per queued call;
+            // saturating all the same rather than panicking.
+            Duration::try_from_secs_f64(-self.tokens / self.rate).unwrap_or(Duration::MAX)
         }
     }
 }
@@ -105,13 +113,15 @@ impl<T: Transport> Connector<T> {
             return Err(ConfigError::Zero { which: "retry max attempts" });
         }
         let bucket = match limits.rate_limit {
-            Some(rate) if rate.is_finite() && rate > 0.0 => Some(Mutex::new(Bucket {
-                rate,
-                tokens: rate.max(1.0),
-                capacity: rate.max(1.0),
-                last: Instant::now(),
-            })),
-            Some(_) => return Err(ConfigError::Zero { which: "rate limit" }),
+            Some(rate) if (MIN_RATE_LIMIT..=MAX_RATE_LIMIT).contains(&rate) => {
+                Some(Mutex::new(Bucket {
+                    rate,
+                    tokens: rate.max(1.0),
+                    capacity: rate.max(1.0),
+                    last: Instant::now(),
+                }))
+            }
+            Some(_) => return Err(ConfigError::RateLimit),
             None => None,
         };
         Ok(Self {

@@ -257,6 +257,9 @@ impl ClientConfig {
 /// A configuration the client cannot work with.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The rate limit is outside 0.1 to 100000 calls per second (or not a number).
+    #[error("the rate limit must be from 0.1 to 100000 calls per second")]
+    RateLimit,
     /// A URL does not parse or is not http(s).
     #[error("{which} is not a valid http(s) URL")]
     InvalidUrl {

@@ -1,0 +1,55 @@
+//! `ucs-gdpr completions SHELL` and `ucs-gdpr man`: generated from the clap definitions, so
+//! they never drift from the commands.
+
+use clap::CommandFactory as _;
+
+use super::{Cli, Exit};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ManArgs {
+    /// Write one page per command (`ucs-gdpr.1`, `ucs-gdpr-plan.1`, ...) into this folder
+    /// instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
+}
+
+/// Prints the completion script for `shell` on stdout.
+pub(crate) fn completions(args: &CompletionsArgs) -> Exit {
+    let mut command = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "ucs-gdpr", &mut out);
+    print!("{}", String::from_utf8_lossy(&out));
+    Exit::Success
+}
+
+/// Prints the man page (roff) on stdout, or writes every command's page into `--out`.
+pub(crate) fn man(args: &ManArgs) -> Exit {
+    let command = Cli::command();
+    match &args.out {
+        None => {
+            let mut out = Vec::new();
+            if let Err(error) = clap_mangen::Man::new(command).render(&mut out) {
+                eprintln!("error: cannot render the man page: {error}");
+                return Exit::Internal;
+            }
+            print!("{}", String::from_utf8_lossy(&out));
+            Exit::Success
+        }
+        Some(dir) => {
+            if let Err(error) =
+                std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(command, dir))
+            {
+                eprintln!("error: cannot write the man pages into `{}`: {error}", dir.display());
+                return Exit::Failure;
+            }
+            Exit::Success
+        }
+    }
+}
