@@ -3,7 +3,36 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// The mode of every file this tool writes: exports, receipts, plans and the simulator's
+/// state hold personal data or describe it, so only the owner reads them.
+pub const PRIVATE_FILE: u32 = 0o600;
+/// The mode of every folder this tool creates for such files.
+pub const PRIVATE_DIR: u32 = 0o700;
+
+/// Creates `dir` and any missing parents with mode 0700, and makes `dir` itself 0700 when it
+/// existed already (a folder made by an earlier version, or by hand).
+///
+/// # Errors
+/// A folder cannot be created or its mode set.
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR))
+}
+
+/// Writes a new file (or replaces one) with mode 0600, not atomically: for files that are
+/// complete before anything relies on them (the simulator's seeded documents).
+///
+/// # Errors
+/// Any I/O error.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file =
+        OpenOptions::new().write(true).create(true).truncate(true).mode(PRIVATE_FILE).open(path)?;
+    file.write_all(bytes)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(PRIVATE_FILE))
+}
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, written and
 /// fsynced, renamed over `path`, then the directory fsynced so the rename survives a crash.
@@ -13,7 +42,8 @@ use std::path::{Path, PathBuf};
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let temp = temp_path(path);
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        let mut file =
+            OpenOptions::new().write(true).create_new(true).mode(PRIVATE_FILE).open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);

@@ -711,3 +711,41 @@ async fn a_manifest_line_cut_short_by_a_crash_is_dropped_on_reopen_and_recorded_
     drop(bag);
     bagit_python_validates(&exports.path().join(REQUEST)).unwrap();
 }
+
+/// Every file and folder under `dir` whose mode lets anyone but the owner in.
+fn open_to_others(dir: &Path, found: &mut Vec<String>) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        let is_dir = entry.file_type().unwrap().is_dir();
+        let expected = if is_dir { 0o700 } else { 0o600 };
+        if mode != expected {
+            found.push(format!("{} {mode:o}", entry.path().display()));
+        }
+        if is_dir {
+            open_to_others(&entry.path(), found);
+        }
+    }
+}
+
+#[test]
+fn bags_receipts_and_simulator_state_are_0600_files_in_0700_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = dir.path().join("examples");
+    crate::readme::copy_dir(&crate::repo_path("examples"), &examples);
+    let output = crate::ucs_gdpr()
+        .current_dir(&examples)
+        .args(["apply", "--env-file", "ucs-gdpr.yaml", "requests"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", crate::transcript(&output));
+    let out = examples.join("out");
+    assert!(out.join("exports/DSR-2026-0142/receipt.json").exists());
+    assert!(out.join("sim-state/main.db").exists());
+    let mut found = Vec::new();
+    for private in ["exports", "sim-state"] {
+        open_to_others(&out.join(private), &mut found);
+    }
+    assert!(found.is_empty(), "readable by others: {found:#?}");
+}

@@ -165,7 +165,10 @@ impl Bag {
         check_request_id(request_id)?;
         let root = exports_dir.join(request_id);
         let data = root.join(DATA);
-        fs::create_dir_all(&data).map_err(|e| ExportError::io("create", &data, e))?;
+        // The bag holds personal data: its folders are the owner's alone (0700, files 0600).
+        for dir in [&root, &data] {
+            durable::create_private_dir_all(dir).map_err(|e| ExportError::io("create", dir, e))?;
+        }
         let bagit = root.join(BAGIT);
         match fs::read_to_string(&bagit) {
             Ok(text) if text == BAGIT_TXT => {}

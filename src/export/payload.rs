@@ -2,6 +2,7 @@
 //! counted as it is written, fsynced, then renamed into place; and the re-read that verifies it.
 
 use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -70,6 +71,7 @@ impl PayloadWriter {
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(crate::durable::PRIVATE_FILE)
             .open(&path)
             .await
             .map_err(|source| ExportError::io("create", &path, source))?;
@@ -172,6 +174,7 @@ impl StagedFile {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(crate::durable::PRIVATE_FILE)
             .open(&temp.path)
             .map_err(|e| io("create", e))?;
         file.write_all(bytes).map_err(|e| io("write", e))?;

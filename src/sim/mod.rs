@@ -106,7 +106,7 @@ impl Simulator {
     pub async fn start(options: SimOptions) -> Result<RunningSim, SimError> {
         let (state_dir, temporary) = match &options.state_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir)
+                crate::durable::create_private_dir_all(dir)
                     .map_err(|source| SimError::StateDir { path: dir.clone(), source })?;
                 (dir.clone(), None)
             }

@@ -89,6 +89,12 @@ struct Db {
 
 impl Db {
     fn open(path: PathBuf, schema: &str) -> Result<Self, StoreError> {
+        // Created empty with mode 0600 before SQLite opens it: SQLite gives its -wal and -shm
+        // files the database file's mode, and the data is personal (fictional or not).
+        if !path.exists() {
+            crate::durable::write_private(&path, b"")
+                .map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        }
         let db = Self { path, idle: Mutex::new(Vec::new()) };
         db.run(|conn| conn.execute_batch(schema))?;
         Ok(db)
@@ -179,7 +185,8 @@ impl Store {
             move |source| StoreError::Io { path, source }
         };
         let documents = dir.join("documents");
-        std::fs::create_dir_all(&documents).map_err(io(&documents))?;
+        crate::durable::create_private_dir_all(dir).map_err(io(dir))?;
+        crate::durable::create_private_dir_all(&documents).map_err(io(&documents))?;
         let marker = dir.join("seeded");
         let seeded = marker.exists();
         let archive_path = dir.join("archive.db");
@@ -197,7 +204,7 @@ impl Store {
         };
         if !seeded {
             store.seed(dataset, dataset_path)?;
-            std::fs::write(&marker, b"seeded\n").map_err(io(&marker))?;
+            crate::durable::write_private(&marker, b"seeded\n").map_err(io(&marker))?;
         }
         Ok(store)
     }
@@ -260,9 +267,8 @@ impl Store {
                                         ))
                                     })?;
                                 let path = self.documents.join(attachment.id.as_str());
-                                std::fs::write(&path, bytes).map_err(|source| StoreError::Io {
-                                    path: path.clone(),
-                                    source,
+                                crate::durable::write_private(&path, &bytes).map_err(|source| {
+                                    StoreError::Io { path: path.clone(), source }
                                 })?;
                                 (path, true)
                             }
