@@ -163,16 +163,8 @@ impl RestTransport {
         request: RequestBuilder,
     ) -> Result<Answer<Response>, UcsError> {
         let started = std::time::Instant::now();
-        let response = request.send().await.map_err(|error| {
-            let detail = if error.is_timeout() {
-                "timed out waiting for the server"
-            } else if error.is_connect() {
-                "could not connect"
-            } else {
-                "connection dropped before a response"
-            };
-            UcsError::new(operation, ErrorKind::Transient, detail).with_subject(subject)
-        })?;
+        let response =
+            request.send().await.map_err(|error| send_error(operation, subject, &error))?;
         let status = response.status().as_u16();
         tracing::debug!(
             operation = %operation,
@@ -360,6 +352,23 @@ pub(super) async fn read_limited(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// A request that got no answer: transient (a timeout, a refused or dropped connection), with
+/// what happened in words that hold no personal data.
+pub(super) fn send_error(
+    operation: Operation,
+    subject: Option<&str>,
+    error: &reqwest::Error,
+) -> UcsError {
+    let detail = if error.is_timeout() {
+        "timed out waiting for the server"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "connection dropped before a response"
+    };
+    UcsError::new(operation, ErrorKind::Transient, detail).with_subject(subject)
 }
 
 fn body_error(operation: Operation, error: &reqwest::Error) -> UcsError {

@@ -13,7 +13,9 @@ use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::rest::{RestTransport, callback_state, has_content_type, malformed, read_limited};
+use super::rest::{
+    RestTransport, callback_state, has_content_type, malformed, read_limited, send_error,
+};
 use crate::ucs::wire::context_services::{self as cs, CsError};
 use crate::ucs::wire::{self, Operation, StatusMeaning, gms};
 use crate::ucs::{
@@ -45,16 +47,8 @@ impl RestTransport {
         subject: Option<&str>,
         request: RequestBuilder,
     ) -> Result<(Vec<u8>, bool), UcsError> {
-        let response = request.send().await.map_err(|error| {
-            let detail = if error.is_timeout() {
-                "timed out waiting for the server"
-            } else if error.is_connect() {
-                "could not connect"
-            } else {
-                "connection dropped before a response"
-            };
-            UcsError::new(operation, ErrorKind::Transient, detail).with_subject(subject)
-        })?;
+        let response =
+            request.send().await.map_err(|error| send_error(operation, subject, &error))?;
         let status = response.status().as_u16();
         tracing::debug!(operation = %operation, subject = subject.unwrap_or(""), status, "call answered");
         let meaning = wire::status_meaning(status);
