@@ -1077,3 +1077,111 @@ fn show_renders_a_saved_plan_and_approve_prints_it_first() {
     let shown = ucs_gdpr().args(["show", &plan]).output().unwrap();
     assert_eq!(shown.status.code(), Some(1), "{}", transcript(&shown));
 }
+
+// Issue 12, "Evidence is kept": a second run never destroys the first run's evidence.
+
+/// The bag's `receipt-<run>.json` files, by name.
+fn run_receipts(bag: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(bag)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("receipt-") && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap()
+}
+
+/// The seq of every `run.start` record in the log, in order.
+fn run_starts(workspace: &Workspace) -> Vec<u64> {
+    fs::read_to_string(workspace.path("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == "run.start")
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn receipts_of_every_run_kept() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request("rerun", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    assert!(workspace.run(&["plan", &manifest, "--out", &plan]).status.success());
+    let first = workspace.run(&["apply", &plan]);
+    assert!(first.status.success(), "{}", transcript(&first));
+    let again = workspace.run(&["apply", &plan]);
+    assert!(again.status.success(), "{}", transcript(&again));
+
+    let runs = run_starts(&workspace);
+    assert_eq!(runs.len(), 2, "two runs in the log");
+    let bag = workspace.path("exports/DSR-rerun");
+    let expected: Vec<String> = runs.iter().map(|r| format!("receipt-{r}.json")).collect();
+    assert_eq!(run_receipts(&bag), expected, "one receipt per run, named by its run id");
+
+    // The first run's receipt: what it did, with its counts, by run 1.
+    let first = read_json(&bag.join(&expected[0]));
+    assert_eq!(first["run"], runs[0]);
+    let export = |r: &Value| {
+        r["contacts"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "export")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(export(&first)["count"], 5, "{first}");
+    assert_eq!(export(&first)["resumed"], false);
+    assert_eq!(export(&first)["doneBy"]["run"], runs[0]);
+    // The second run resumed: its receipt still says what was done, by which run.
+    let second = read_json(&bag.join(&expected[1]));
+    assert_eq!(second["run"], runs[1]);
+    assert_eq!(export(&second)["resumed"], true, "{second}");
+    assert_eq!(export(&second)["count"], 5, "a resumed step keeps the counts: {second}");
+    assert_eq!(export(&second)["doneBy"]["run"], runs[0], "done by the first run: {second}");
+
+    // The cumulative receipt: both runs, and the first run's counts and outcomes.
+    let cumulative = receipt(&workspace, "rerun");
+    assert_eq!(cumulative["kind"], "CumulativeReceipt");
+    let listed: Vec<&str> = cumulative["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["receipt"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, expected);
+    let export = export(&cumulative);
+    assert_eq!((export["outcome"].as_str(), export["count"].as_u64()), (Some("ok"), Some(5)));
+    assert_eq!(export["doneBy"]["run"], runs[0], "{cumulative}");
+    assert_eq!(export["doneBy"]["planId"], first["planId"]);
+    let delete = cumulative["contacts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "delete")
+        .unwrap()
+        .clone();
+    assert_eq!(delete["outcome"], "ok", "deleted by the first run, not 'resumed' with nothing");
+    assert_eq!(delete["doneBy"]["run"], runs[0]);
+    assert_eq!(cumulative["contacts"][0]["plannedInteractions"]["main"], 5);
+
+    // Every receipt is in the tag manifest, so validation covers it.
+    let tags = fs::read_to_string(bag.join("tagmanifest-sha256.txt")).unwrap();
+    for name in expected.iter().map(String::as_str).chain(["receipt.json"]) {
+        let digest = ucs_gdpr::canonical::sha256_hex(&fs::read(bag.join(name)).unwrap());
+        assert!(tags.contains(&format!("{digest}  {name}\n")), "{name} listed: {tags}");
+    }
+    ucs_gdpr::export::validate_dir(&bag).unwrap();
+    crate::export::bagit_python_validates(&bag).unwrap();
+    // A receipt edited afterwards is caught.
+    let mut edited = fs::read_to_string(bag.join(&expected[0])).unwrap();
+    edited = edited.replace("\"count\": 5", "\"count\": 4");
+    fs::write(bag.join(&expected[0]), edited).unwrap();
+    assert!(ucs_gdpr::export::validate_dir(&bag).is_err(), "an edited receipt fails validation");
+}

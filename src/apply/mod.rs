@@ -13,7 +13,7 @@ mod compare;
 pub mod gate;
 pub mod receipt;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +30,7 @@ use crate::ucs::{
 };
 
 pub use gate::{ApprovedPlan, Outputs, OutputsError, authorize, authorize_without_deletion};
-pub use receipt::{ContactReceipt, Receipt, StepReceipt};
+pub use receipt::{ContactReceipt, CumulativeReceipt, DoneBy, Receipt, RunSummary, StepReceipt};
 
 /// Why apply did not run, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -221,11 +221,42 @@ impl Trail {
     }
 }
 
+/// A step the log shows this plan finished: how, with which facts, and in which run by whom.
+#[derive(Debug, Clone)]
+struct DoneStep {
+    outcome: Outcome,
+    detail: Option<Detail>,
+    by: DoneBy,
+}
+
+impl DoneStep {
+    /// The step's receipt in a run that resumes it: the earlier run's outcome, counts and name.
+    fn resumed(&self, step: &str, kind: StepKind) -> StepReceipt {
+        let detail = self.detail.clone().unwrap_or_default();
+        let mut receipt = StepReceipt::resumed(step, self.outcome);
+        match kind {
+            StepKind::Export => {
+                receipt.count = detail.interactions;
+                receipt.attachments = detail.attachments;
+                receipt.bytes = detail.bytes;
+            }
+            _ => receipt.count = detail.count,
+        }
+        receipt.confirmed_by = detail
+            .reason
+            .filter(|r| r.as_str() == ABSENT_AFTER_LOST_ANSWER)
+            .map(|r| r.as_str().to_owned());
+        receipt.done_by = Some(self.by.clone());
+        receipt
+    }
+}
+
 /// What the log says this plan already did, per (contact, step).
 #[derive(Debug, Default)]
 struct Done {
-    outcomes: BTreeMap<(String, String), Outcome>,
-    intents: BTreeSet<(String, String)>,
+    outcomes: BTreeMap<(String, String), DoneStep>,
+    /// The last intent per (contact, step), and the run that wrote it.
+    intents: BTreeMap<(String, String), DoneBy>,
     export_digests: BTreeMap<String, String>,
 }
 
@@ -236,21 +267,33 @@ impl Done {
             return Ok(done);
         }
         let (records, _) = audit::read_records(log)?;
+        // A record belongs to the run whose `run.start` precedes it: one writer holds the log
+        // at a time, so a run's records follow its start.
+        let mut run = None;
         for (_, record) in records {
             if record.plan_id.as_ref().map(audit::Sha256Hex::as_str) != Some(plan_id) {
                 continue;
             }
+            if record.event == Event::RunStart {
+                run = Some(record.seq);
+            }
             let (Some(contact), Some(step)) = (&record.contact, &record.step) else { continue };
             let key = (contact.as_str().to_owned(), step.as_str().to_owned());
+            let by = DoneBy {
+                run,
+                actor: record.actor.as_str().to_owned(),
+                plan_id: plan_id.to_owned(),
+            };
             match record.event {
                 Event::StepIntent => {
-                    done.intents.insert(key);
+                    done.intents.insert(key, by);
                 }
                 Event::StepDone => {
                     if let Some(sha) = record.detail.as_ref().and_then(|d| d.sha256.as_ref()) {
                         done.export_digests.insert(key.0.clone(), sha.as_str().to_owned());
                     }
-                    done.outcomes.insert(key, record.outcome.unwrap_or(Outcome::Ok));
+                    let outcome = record.outcome.unwrap_or(Outcome::Ok);
+                    done.outcomes.insert(key, DoneStep { outcome, detail: record.detail, by });
                 }
                 _ => {}
             }
@@ -258,15 +301,28 @@ impl Done {
         Ok(done)
     }
 
-    fn is_done(&self, contact: &str, step: &str) -> Option<Outcome> {
-        self.outcomes.get(&(contact.to_owned(), step.to_owned())).copied()
+    fn is_done(&self, contact: &str, step: &str) -> Option<&DoneStep> {
+        self.outcomes.get(&(contact.to_owned(), step.to_owned()))
+    }
+
+    /// The earlier run of this plan that announced a side effect of `step` on `contact` and
+    /// recorded no outcome for it (it was killed, or lost the answer, in between).
+    fn unfinished_intent(&self, contact: &str, step: &str) -> Option<&DoneBy> {
+        let key = (contact.to_owned(), step.to_owned());
+        if self.outcomes.contains_key(&key) {
+            return None;
+        }
+        self.intents.get(&key)
     }
 
     /// Whether this plan already had a side effect on the contact (its state is ours to change).
     fn touched(&self, contact: &str) -> bool {
-        self.intents.iter().any(|(c, _)| c == contact)
+        self.intents.keys().any(|(c, _)| c == contact)
     }
 }
+
+/// How a delete is confirmed when its answer was lost and the contact was then found absent.
+const ABSENT_AFTER_LOST_ANSWER: &str = "absent-after-lost-answer";
 
 /// Runs an approved plan. Returns the receipt (also written into the bag) whatever happened to each
 /// contact; an `Err` means nothing was applied.
@@ -339,11 +395,17 @@ pub async fn run<U: Ucs>(
         return refuse(trail, "plan-mismatch", ApplyError::Mismatch(edits));
     }
 
-    trail.lock().append_durable(
+    let started = trail.lock().append_durable(
         trail
             .entry(Event::RunStart)
             .detail(Detail { count: Some(body.contacts.len() as u64), ..Detail::default() }),
     )?;
+    // The run id, as the audit log knows it: the seq of this run's `run.start`.
+    let this_run = DoneBy {
+        run: Some(started.seq),
+        actor: context.actor.clone(),
+        plan_id: plan.plan_id.clone(),
+    };
 
     // Request-scope steps: their checks were just re-run by the fresh plan.
     for step in &body.request_steps {
@@ -376,11 +438,12 @@ pub async fn run<U: Ucs>(
             let done = &done;
             let bag = bag.as_ref();
             let finished = &finished;
+            let this_run = &this_run;
             async move {
                 let receipt = if context.stop.load(Ordering::SeqCst) {
                     ContactReceipt::not_started(contact)
                 } else {
-                    run_contact(contact, plan, context, trail, done, bag, ucs).await
+                    run_contact(contact, plan, context, trail, done, bag, ucs, this_run).await
                 };
                 let done = finished.fetch_add(1, Ordering::SeqCst) + 1;
                 (context.progress)(&Progress {
@@ -410,10 +473,11 @@ pub async fn run<U: Ucs>(
     let head = trail.lock().head().as_str().to_owned();
     let size = trail.lock().len();
     finish(trail)?;
-    let receipt = Receipt::new(plan, receipts, head, size, interrupted);
+    let receipt =
+        Receipt::new(plan, receipts, head, size, interrupted, Some(started.seq), &context.actor);
     if let Some(bag) = &bag {
         bag.finish()?;
-        receipt.write(bag.root())?;
+        receipt.keep(bag)?;
     }
     Ok(receipt)
 }
@@ -522,6 +586,7 @@ fn differences(approved: &Plan, fresh: &Plan, done: &Done) -> Vec<String> {
 }
 
 /// Runs one contact's steps in order; a failure stops that contact, not the others.
+#[allow(clippy::too_many_arguments)]
 async fn run_contact<U: Ucs>(
     contact: &ContactPlan,
     plan: &Plan,
@@ -530,6 +595,7 @@ async fn run_contact<U: Ucs>(
     done: &Done,
     bag: Option<&Bag>,
     ucs: &U,
+    this_run: &DoneBy,
 ) -> ContactReceipt {
     let mut receipt = ContactReceipt::planned(contact);
     let id = contact.contact_id.as_str();
@@ -569,6 +635,9 @@ async fn run_contact<U: Ucs>(
         match result {
             Ok(mut step_receipt) => {
                 step_receipt.uses = step.uses.name().to_owned();
+                if step_receipt.acted() && step_receipt.done_by.is_none() {
+                    step_receipt.done_by = Some(this_run.clone());
+                }
                 receipt.steps.push(step_receipt);
             }
             Err(failure) => {
@@ -671,7 +740,7 @@ async fn execute<U: Ucs>(
     kind: StepKind,
     step: &str,
     status: StepStatus,
-    previous: Option<Outcome>,
+    previous: Option<&DoneStep>,
     contact: &ContactPlan,
     contact_id: &ContactId,
     plan: &Plan,
@@ -684,10 +753,10 @@ async fn execute<U: Ucs>(
 ) -> Result<StepReceipt, StepFailure> {
     let id = contact.contact_id.as_str();
     // Resume: a step this plan finished is not done again (an export is re-verified first).
-    if let Some(outcome) = previous
+    if let Some(earlier) = previous
         && kind != StepKind::Export
     {
-        return Ok(StepReceipt::resumed(step, outcome));
+        return Ok(earlier.resumed(step, kind));
     }
     match kind {
         StepKind::EtlComplete
@@ -764,11 +833,11 @@ async fn execute<U: Ucs>(
             }
             // Resume: files recorded as exported are re-verified, never re-fetched (the contact
             // may already be gone).
-            if previous.is_some() {
+            if let Some(earlier) = previous {
                 let recorded = done.export_digests.get(id).cloned().unwrap_or_default();
                 verify_recorded(bag, contact_id, &recorded)?;
                 *exported = true;
-                return Ok(StepReceipt::resumed(step, Outcome::Ok));
+                return Ok(earlier.resumed(step, kind));
             }
             let mut options = ExportOptions::from_plan(export)?;
             options.page_size = context.input.page_size;

@@ -102,7 +102,7 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 pub use crate::manifest::model::Attachments;
-pub use bag::{Bag, BagProblem, BagReport, validate_dir};
+pub use bag::{APPROVALS_DIR, Bag, BagProblem, BagReport, PLANS_DIR, RECEIPT, validate_dir};
 
 use crate::ucs::{
     AttachmentMeta, ContactId, DataSource, InteractionListing, InteractionSummary, Ucs, UcsError,
