@@ -1185,3 +1185,76 @@ fn receipts_of_every_run_kept() {
     fs::write(bag.join(&expected[0]), edited).unwrap();
     assert!(ucs_gdpr::export::validate_dir(&bag).is_err(), "an edited receipt fails validation");
 }
+
+#[test]
+fn the_bag_keeps_the_plan_it_ran_and_its_approvals() {
+    let keys = tempfile::tempdir().unwrap();
+    let workspace = Workspace::new(
+        &format!(
+            "      requireApproval: true\n      approvers: [dpo.alice]\n      \
+             approverKeys: {{ dpo.alice: {} }}\n",
+            keys.path().join("alice/audit-signing.pub").display(),
+        ),
+        "",
+    );
+    ucs_gdpr().args(["audit", "keygen", "--out"]).arg(keys.path().join("alice")).assert().success();
+    let manifest = workspace.request("kept", "export-only", &[MAIN_ONLY], "  export: {}\n");
+    let plan_path = workspace.path("plan.json");
+    let plan = plan_path.display().to_string();
+    assert!(workspace.run(&["plan", &manifest, "--out", &plan]).status.success());
+    let approval = workspace.path("plan.approval.dpo.alice.json");
+    ucs_gdpr()
+        .args(["approve", &plan, "--by", "dpo.alice", "--key"])
+        .arg(keys.path().join("alice/audit-signing.key"))
+        .assert()
+        .success();
+    let apply = || {
+        let output =
+            workspace.run(&["apply", &plan, "--approval", &approval.display().to_string()]);
+        assert!(output.status.success(), "{}", transcript(&output));
+    };
+    apply();
+
+    let plan_id = read_json(&plan_path)["planId"].as_str().unwrap().to_owned();
+    let bag = workspace.path("exports/DSR-kept");
+    let kept_plan = bag.join(format!("plans/plan-{plan_id}.json"));
+    assert_eq!(fs::read(&kept_plan).unwrap(), fs::read(&plan_path).unwrap(), "the plan, as made");
+    let kept_approval = bag.join(format!("approvals/plan-{plan_id}.approval.dpo.alice.json"));
+    let kept: Value = read_json(&kept_approval);
+    let given: Value = read_json(&approval);
+    assert_eq!(kept, given, "the approval, signature included");
+    assert!(kept["signature"].is_string());
+
+    // A second approval by the same approver (another time, another signature): the first one
+    // stays, the second goes beside it; re-running with the first changes nothing.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ucs_gdpr()
+        .args(["approve", &plan, "--by", "dpo.alice", "--key"])
+        .arg(keys.path().join("alice/audit-signing.key"))
+        .assert()
+        .success();
+    apply();
+    let beside = bag.join(format!("approvals/plan-{plan_id}.approval.dpo.alice.2.json"));
+    assert_eq!(read_json(&kept_approval), given, "never overwritten");
+    assert_eq!(read_json(&beside), read_json(&approval), "the new one beside it");
+    let approvals: Vec<_> = fs::read_dir(bag.join("approvals")).unwrap().collect();
+    assert_eq!(approvals.len(), 2);
+    let plans: Vec<_> = fs::read_dir(bag.join("plans")).unwrap().collect();
+    assert_eq!(plans.len(), 1, "the same plan is kept once");
+
+    // Listed in the tag manifest: validation covers them, ours and the reference one.
+    let tags = fs::read_to_string(bag.join("tagmanifest-sha256.txt")).unwrap();
+    for path in [&kept_plan, &kept_approval, &beside] {
+        let name = path.strip_prefix(&bag).unwrap().display().to_string();
+        let digest = ucs_gdpr::canonical::sha256_hex(&fs::read(path).unwrap());
+        assert!(tags.contains(&format!("{digest}  {name}\n")), "{name}: {tags}");
+    }
+    ucs_gdpr::export::validate_dir(&bag).unwrap();
+    crate::export::bagit_python_validates(&bag).unwrap();
+    let mut edited = read_json(&kept_plan);
+    edited["body"]["contacts"][0]["export"] = Value::Bool(false);
+    fs::write(&kept_plan, serde_json::to_vec(&edited).unwrap()).unwrap();
+    assert!(ucs_gdpr::export::validate_dir(&bag).is_err(), "an edited plan fails validation");
+    fs::remove_file(&kept_plan).unwrap();
+    assert!(ucs_gdpr::export::validate_dir(&bag).is_err(), "a removed plan fails validation");
+}

@@ -27,6 +27,8 @@ pub const DEFAULT_EXPORTS: &str = "exports";
 pub struct ApprovedPlan {
     plan: Plan,
     approvers: BTreeSet<String>,
+    /// The approvals that passed (kept in the export bag by the run).
+    approvals: Vec<Approval>,
 }
 
 impl ApprovedPlan {
@@ -39,6 +41,11 @@ impl ApprovedPlan {
     /// none was given).
     pub fn approvers(&self) -> &BTreeSet<String> {
         &self.approvers
+    }
+
+    /// The approvals that passed the gate, as given.
+    pub fn approvals(&self) -> &[Approval] {
+        &self.approvals
     }
 }
 
@@ -128,7 +135,9 @@ pub fn authorize(
     let input = &context.input;
     bound(plan, context)?;
     match approval::check(&plan.plan_id, approvals, input.environment, &context.base_dir) {
-        Ok(approvers) => Ok(ApprovedPlan { plan: plan.clone(), approvers }),
+        Ok(approvers) => {
+            Ok(ApprovedPlan { plan: plan.clone(), approvers, approvals: approvals.to_vec() })
+        }
         Err(error) => Err(refused(plan, context, approval_reason(&error), error.into())?),
     }
 }
@@ -154,7 +163,7 @@ pub fn authorize_without_deletion(
         let error = ApplyError::NeedsApproval(input.environment_name.to_owned());
         return Err(refused(plan, context, "approval-required", error)?);
     }
-    Ok(ApprovedPlan { plan: plan.clone(), approvers: BTreeSet::new() })
+    Ok(ApprovedPlan { plan: plan.clone(), approvers: BTreeSet::new(), approvals: Vec::new() })
 }
 
 /// The manifest is the one the plan was made from, and the plan was made under this

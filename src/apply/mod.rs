@@ -426,7 +426,9 @@ pub async fn run<U: Ucs>(
     }
 
     let bag = if body.export.is_some() {
-        Some(Bag::open_or_create(&context.exports_dir, &body.request.id)?)
+        let bag = Bag::open_or_create(&context.exports_dir, &body.request.id)?;
+        keep_plan_and_approvals(&bag, approved)?;
+        Some(bag)
     } else {
         None
     };
@@ -480,6 +482,26 @@ pub async fn run<U: Ucs>(
         receipt.keep(bag)?;
     }
     Ok(receipt)
+}
+
+/// Keeps the plan this run runs (`plans/plan-<planId>.json`, the bytes `plan --out` writes) and
+/// its approvals (`approvals/plan-<planId>.approval.<by>.json`) in the bag, before any contact
+/// is touched; a different file of the same name is kept and the new one goes beside it.
+fn keep_plan_and_approvals(bag: &Bag, approved: &ApprovedPlan) -> Result<(), ApplyError> {
+    let plan = approved.plan();
+    let mut bytes = plan.to_canonical_json();
+    bytes.push(b'\n');
+    bag.keep(&format!("{}/plan-{}.json", export::PLANS_DIR, plan.plan_id), &bytes)?;
+    for approval in approved.approvals() {
+        // The approver's name is a login the policy lists; only a name that is also a valid
+        // audit actor (no separators, no dots first) names a file.
+        let by = audit::Actor::new(approval.by.clone())
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_else(|_| crate::canonical::sha256_hex(approval.by.as_bytes()));
+        let name = format!("{}/plan-{}.approval.{by}.json", export::APPROVALS_DIR, plan.plan_id);
+        bag.keep(&name, &approval.to_json())?;
+    }
+    Ok(())
 }
 
 /// Pauses before each new attempt of a re-check that could not read UCS.
