@@ -1258,3 +1258,140 @@ fn the_bag_keeps_the_plan_it_ran_and_its_approvals() {
     fs::remove_file(&kept_plan).unwrap();
     assert!(ucs_gdpr::export::validate_dir(&bag).is_err(), "a removed plan fails validation");
 }
+
+/// The payload files of a bag (`data/...`), name -> sha256 (digests, so that a failure does
+/// not print the personal data in them).
+fn payload(bag: &Path) -> std::collections::BTreeMap<String, String> {
+    fs::read_dir(bag.join("data"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let digest = ucs_gdpr::canonical::sha256_hex(&fs::read(e.path()).unwrap());
+            (e.file_name().to_string_lossy().into_owned(), digest)
+        })
+        .collect()
+}
+
+fn interactions_of(client: &RestClient, id: &str) -> impl std::future::Future<Output = usize> {
+    let client = client.clone();
+    let id = ContactId::new(id).unwrap();
+    async move {
+        match ucs_gdpr::ucs::list_all_interactions(
+            &client,
+            &id,
+            ucs_gdpr::ucs::DataSource::Main,
+            50,
+        )
+        .await
+        .unwrap()
+        {
+            ucs_gdpr::ucs::InteractionListing::Found(list) => list.len(),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_deleted_contact_is_not_re_exported() {
+    // Jane's delete stops half way: three of her five interactions are gone, she is not.
+    let workspace = Workspace::new(
+        "      requireApproval: false\n",
+        "    faults:\n      script: [{ operation: DeleteContact, nth: 1, kind: halfway }]\n",
+    );
+    let manifest = workspace.request("half", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let output = workspace.run(&["apply", &manifest]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    assert_eq!(receipt(&workspace, "half")["contacts"][0]["failure"][0], "delete");
+    let bag = workspace.path("exports/DSR-half");
+    let complete = payload(&bag);
+    assert_eq!(complete.len(), 3, "{:?}", complete.keys());
+    {
+        let (sim, client) = workspace.world().await;
+        assert!(exists(&client, JANE).await, "the delete stopped half way");
+        assert_eq!(interactions_of(&client, JANE).await, 2, "two of five interactions are left");
+        sim.shutdown().await;
+    }
+
+    // The same request again, UCS answering normally now: planned afresh (a new plan, since
+    // Jane changed), it must not export the remaining half over the complete export.
+    let env = fs::read_to_string(workspace.path("ucs-gdpr.yaml")).unwrap();
+    let healthy = env.replace(
+        "    faults:\n      script: [{ operation: DeleteContact, nth: 1, kind: halfway }]\n",
+        "",
+    );
+    assert_ne!(env, healthy);
+    fs::write(workspace.path("ucs-gdpr.yaml"), healthy).unwrap();
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+
+    assert_eq!(payload(&bag), complete, "the bag's export is the complete first one, unchanged");
+    let report = ucs_gdpr::export::validate_dir(&bag).unwrap();
+    assert_eq!(report.files, 3);
+    let (_sim, client) = workspace.world().await;
+    assert!(!exists(&client, JANE).await, "the delete was resumed: Jane is gone");
+
+    // The audit trail and the receipt say what happened.
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert_eq!(
+        log.matches("half-deleted-earlier-export-kept").count(),
+        1,
+        "one export step kept the earlier export: {log}"
+    );
+    let cumulative = receipt(&workspace, "half");
+    let steps = cumulative["contacts"][0]["steps"].as_array().unwrap();
+    let step = |id: &str| steps.iter().find(|s| s["step"] == id).unwrap().clone();
+    assert_eq!(step("export")["reason"], "half-deleted-earlier-export-kept", "{cumulative}");
+    assert_eq!(step("export")["count"], 5, "the complete export's five interactions");
+    assert_eq!(step("delete")["outcome"], "ok", "{cumulative}");
+    assert_eq!(step("verify")["outcome"], "ok", "{cumulative}");
+    assert!(cumulative["contacts"][0]["failure"].is_null(), "{cumulative}");
+    assert_eq!(cumulative["runs"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_export_of_a_contact_already_in_the_bag_is_written_beside_it() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request("twice", "export-only", &[JANE], "  export: {}\n");
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let bag = workspace.path("exports/DSR-twice");
+    let first = payload(&bag);
+
+    // The same data again: the same files, nothing new.
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    assert_eq!(payload(&bag), first, "the same bytes are the same export");
+
+    // Jane's e-mail address changes; exported again, the new export goes beside the first.
+    let db = rusqlite::Connection::open(workspace.path("state/main.db")).unwrap();
+    db.execute(
+        "UPDATE contacts SET attributes = replace(attributes, 'jane.doe@company.com', \
+         'jane.new@company.com') WHERE id = ?1",
+        [JANE],
+    )
+    .unwrap();
+    drop(db);
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let runs = run_starts(&workspace);
+    let tag = format!("run-{}", runs.last().unwrap());
+    let now = payload(&bag);
+    for (name, bytes) in &first {
+        assert_eq!(now.get(name), Some(bytes), "{name} is kept as it was");
+    }
+    let beside: Vec<&String> = now.keys().filter(|n| !first.contains_key(*n)).collect();
+    assert_eq!(
+        beside,
+        [
+            &format!("contact-{JANE}.{tag}.json"),
+            &format!("context-services-{JANE}.{tag}.json"),
+            &format!("interactions-for-contact-{JANE}.{tag}.json"),
+        ],
+        "the re-export beside it, named by its run"
+    );
+    let contact = fs::read_to_string(bag.join(format!("data/contact-{JANE}.{tag}.json"))).unwrap();
+    assert!(contact.contains("jane.new"), "the new export holds the new address");
+    let report = ucs_gdpr::export::validate_dir(&bag).unwrap();
+    assert_eq!(report.files, 6, "both exports are listed");
+    crate::export::bagit_python_validates(&bag).unwrap();
+}

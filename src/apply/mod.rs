@@ -21,11 +21,11 @@ use std::sync::{Arc, Mutex};
 use futures_util::{StreamExt, stream};
 
 use crate::audit::{self, AuditLog, Detail, Entry, Event, Outcome};
-use crate::export::{self, Bag, ContactExport, ExportOptions, PayloadKind};
+use crate::export::{self, Bag, ContactExport, ExportOptions, ExportedFile, PayloadKind, Tag};
 use crate::plan::{self, ContactPlan, Plan, PlanInput, StepStatus};
 use crate::runbook::{Runbook, Scope, StepKind};
 use crate::ucs::{
-    ContactId, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
+    ContactId, DataSource, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
     list_all_interactions,
 };
 
@@ -649,6 +649,7 @@ async fn run_contact<U: Ucs>(
                 done,
                 bag,
                 ucs,
+                this_run,
                 &mut exported,
             )
             .await
@@ -771,6 +772,7 @@ async fn execute<U: Ucs>(
     done: &Done,
     bag: Option<&Bag>,
     ucs: &U,
+    this_run: &DoneBy,
     exported: &mut bool,
 ) -> Result<StepReceipt, StepFailure> {
     let id = contact.contact_id.as_str();
@@ -865,6 +867,35 @@ async fn execute<U: Ucs>(
             options.page_size = context.input.page_size;
             options.context_services_services =
                 options.context_services && plan::configured_gms(context.input.environment);
+            options.run = this_run.run;
+            // A contact whose live data is now a strict part of the export the bag holds is
+            // one whose delete stopped half way: that export is the complete one. Keep it, do
+            // not export again, and let the delete finish.
+            if let Some(kept) = half_deleted(bag, contact, contact_id, &options, ucs).await? {
+                export::verify_contact(bag, &kept)?;
+                *exported = true;
+                tracing::info!(
+                    contact = id,
+                    "half-deleted contact: the earlier export is kept and the delete resumed"
+                );
+                trail.outcome(
+                    Event::StepDone,
+                    step,
+                    Some(id),
+                    Outcome::Ok,
+                    Detail {
+                        sha256: audit::Sha256Hex::new(export_digest(&kept)).ok(),
+                        bytes: Some(kept.files.iter().map(|f| f.size).sum()),
+                        interactions: Some(kept.interactions()),
+                        attachments: Some(kept.attachments()),
+                        reason: audit::Token::new(HALF_DELETED).ok(),
+                        ..Detail::default()
+                    },
+                )?;
+                let mut receipt = StepReceipt::new(step, Outcome::Ok).exported(&kept);
+                receipt.reason = Some(HALF_DELETED.to_owned());
+                return Ok(receipt);
+            }
             trail.intent(step, id, Detail::default())?;
             // `export_contact` verifies the files against their checksums before it returns.
             let result = export::export_contact(ucs, bag, contact_id, &options).await?;
@@ -948,24 +979,28 @@ fn export_digest(export: &ContactExport) -> String {
     )
 }
 
-/// On resume: the contact's manifest lines must hash to what the audit trail recorded, and each
-/// file on disk to its line. Streams the files (they can be large).
+/// On resume: one of the contact's exports in the bag (the first, or a re-export beside it)
+/// must have manifest lines that hash to what the audit trail recorded, and each of its files
+/// on disk must match its line. Streams the files (they can be large).
 fn verify_recorded(bag: &Bag, contact: &ContactId, recorded: &str) -> Result<(), StepFailure> {
     use sha2::Digest as _;
-    let mut files = Vec::new();
-    for kind in [PayloadKind::Contact, PayloadKind::Interactions, PayloadKind::ContextServices] {
-        let path = Bag::relative_path(kind, contact);
-        match bag.listed_digest(&path) {
-            Some(sha) => files.push((path, sha)),
-            None if kind == PayloadKind::ContextServices => {}
-            None => return Err(StepFailure::Precondition("export.not-in-manifest")),
-        }
+    let listed = bag.listed_exports(contact);
+    let complete = |files: &BTreeMap<PayloadKind, (String, String, u64)>| {
+        files.contains_key(&PayloadKind::Contact) && files.contains_key(&PayloadKind::Interactions)
+    };
+    if !listed.values().any(complete) {
+        return Err(StepFailure::Precondition("export.not-in-manifest"));
     }
-    if crate::canonical::sha256_hex(manifest_lines(files.clone()).as_bytes()) != recorded {
+    let lines = |files: &BTreeMap<PayloadKind, (String, String, u64)>| {
+        manifest_lines(files.values().map(|(path, sha, _)| (path.clone(), sha.clone())))
+    };
+    let Some(files) = listed.values().find(|files| {
+        complete(files) && crate::canonical::sha256_hex(lines(files).as_bytes()) == recorded
+    }) else {
         return Err(StepFailure::Precondition("export.manifest-differs-from-audit"));
-    }
-    for (path, sha) in files {
-        let mut file = std::fs::File::open(bag.root().join(&path))
+    };
+    for (path, sha, _) in files.values() {
+        let mut file = std::fs::File::open(bag.root().join(path))
             .map_err(|_| StepFailure::Precondition("export.file-missing"))?;
         let mut hasher = sha2::Sha256::new();
         let mut buffer = vec![0u8; 256 * 1024];
@@ -977,11 +1012,101 @@ fn verify_recorded(bag: &Bag, contact: &ContactId, recorded: &str) -> Result<(),
             }
             hasher.update(buffer.get(..read).unwrap_or_default());
         }
-        if crate::canonical::hex(&hasher.finalize()) != sha {
+        if crate::canonical::hex(&hasher.finalize()) != *sha {
             return Err(StepFailure::Precondition("export.file-differs"));
         }
     }
     Ok(())
+}
+
+/// How the audit trail and the receipt say that an export step kept the bag's earlier,
+/// complete export of a contact whose delete had stopped half way.
+const HALF_DELETED: &str = "half-deleted-earlier-export-kept";
+
+/// The order of a contact's exports in the bag: the first (the seed's names), then each
+/// re-export by its run.
+fn export_order(tag: Option<&Tag>) -> (u64, u64) {
+    let Some(tag) = tag else { return (0, 0) };
+    let mut parts = tag.as_str().strip_prefix("run-").unwrap_or_default().split('-');
+    let run = parts.next().and_then(|p| p.parse::<u64>().ok()).unwrap_or(0);
+    let n = parts.next().and_then(|p| p.parse::<u64>().ok()).unwrap_or(1);
+    (run.saturating_add(1), n)
+}
+
+/// When the bag's latest export of `contact` is verified evidence and the contact's live data
+/// is a strict part of it (the same contact, every live interaction in that export, no more
+/// attachments per data source than it holds, and fewer interactions or attachments in all):
+/// a delete that stopped half way. Returns that export.
+async fn half_deleted<U: Ucs>(
+    bag: &Bag,
+    contact: &ContactPlan,
+    id: &ContactId,
+    options: &ExportOptions,
+    ucs: &U,
+) -> Result<Option<ContactExport>, StepFailure> {
+    let listed = bag.listed_exports(id);
+    let Some((tag, files)) = listed.iter().max_by_key(|(tag, _)| export_order(tag.as_ref())) else {
+        return Ok(None);
+    };
+    if !(files.contains_key(&PayloadKind::Contact)
+        && files.contains_key(&PayloadKind::Interactions))
+    {
+        return Ok(None);
+    }
+    let Ok(earlier) = export::exported_ids(bag, id, tag.as_ref()) else { return Ok(None) };
+    let (mut live_total, mut earlier_total) = (0u64, 0u64);
+    let mut wanted: Vec<DataSource> = Vec::new();
+    for source in &options.sources {
+        if !wanted.contains(source) {
+            wanted.push(*source);
+        }
+    }
+    for source in wanted {
+        let Some(before) = earlier.get(&source) else { return Ok(None) };
+        earlier_total += before.interactions.len() as u64 + before.attachments;
+        match list_all_interactions(ucs, id, source, options.page_size).await? {
+            InteractionListing::Found(list) => {
+                if !before.available
+                    || !list.iter().all(|i| before.interactions.contains(i.id.as_str()))
+                {
+                    return Ok(None);
+                }
+                let attachments =
+                    contact.sources.get(source.as_str()).map_or(0, |counts| counts.attachments);
+                if attachments > before.attachments {
+                    return Ok(None);
+                }
+                live_total += list.len() as u64 + attachments;
+            }
+            InteractionListing::SourceUnavailable { .. } if !before.available => {}
+            InteractionListing::SourceUnavailable { .. } => return Ok(None),
+        }
+    }
+    if live_total >= earlier_total {
+        return Ok(None);
+    }
+    let sources = earlier
+        .iter()
+        .map(|(source, ids)| {
+            let counts = export::SourceExport {
+                available: ids.available,
+                interactions: ids.interactions.len() as u64,
+                attachments: ids.attachments,
+                ..export::SourceExport::default()
+            };
+            (*source, counts)
+        })
+        .collect();
+    let files = files
+        .iter()
+        .map(|(kind, (path, sha256, size))| ExportedFile {
+            kind: *kind,
+            path: path.clone(),
+            sha256: sha256.clone(),
+            size: *size,
+        })
+        .collect();
+    Ok(Some(ContactExport { contact: id.clone(), files, sources, beside: tag.clone() }))
 }
 
 impl ContactExport {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::payload::{self, TEMP_MARKER};
-use super::{ContactExport, ExportError, PayloadKind};
+use super::{ContactExport, ExportError, PayloadKind, Tag};
 use crate::durable;
 use crate::ucs::ContactId;
 
@@ -245,6 +245,44 @@ impl Bag {
         format!("{DATA}/{}", kind.file_name(contact))
     }
 
+    /// [`Bag::relative_path`] of a re-export kept beside the first (`tag`), or the seed's name.
+    pub fn relative_path_beside(
+        kind: PayloadKind,
+        contact: &ContactId,
+        tag: Option<&Tag>,
+    ) -> String {
+        format!("{DATA}/{}", kind.file_name_beside(contact, tag))
+    }
+
+    /// Every export of `contact` the manifest lists: by tag (`None`: the seed's names, the
+    /// first export; then each re-export kept beside it), each file's (path, digest, size).
+    pub fn listed_exports(
+        &self,
+        contact: &ContactId,
+    ) -> BTreeMap<Option<Tag>, BTreeMap<PayloadKind, (String, String, u64)>> {
+        let listing = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut found: BTreeMap<Option<Tag>, BTreeMap<PayloadKind, (String, String, u64)>> =
+            BTreeMap::new();
+        for kind in PayloadKind::ALL {
+            let primary = Bag::relative_path(kind, contact);
+            let Some(stem) = primary.strip_suffix(".json") else { continue };
+            let prefix = format!("{stem}.");
+            for (path, (digest, size)) in listing.entries.range(prefix.clone()..) {
+                let Some(rest) = path.strip_prefix(&prefix) else { break };
+                let tag = if rest == "json" {
+                    None
+                } else {
+                    match rest.strip_suffix(".json").map(Tag::new) {
+                        Some(Ok(tag)) => Some(tag),
+                        _ => continue,
+                    }
+                };
+                found.entry(tag).or_default().insert(kind, (path.clone(), digest.clone(), *size));
+            }
+        }
+        found
+    }
+
     pub(super) fn data_dir(&self) -> PathBuf {
         self.root().join(DATA)
     }
@@ -274,7 +312,8 @@ impl Bag {
         let mut appended = String::new();
         let mut replaced = false;
         for file in &export.files {
-            let path = Bag::relative_path(file.kind, &export.contact);
+            let path =
+                Bag::relative_path_beside(file.kind, &export.contact, export.beside.as_ref());
             match listing.entries.get(&path) {
                 Some((digest, size)) if *digest == file.sha256 && *size == file.size => continue,
                 Some(_) => replaced = true,
