@@ -1395,3 +1395,119 @@ async fn a_re_export_of_a_contact_already_in_the_bag_is_written_beside_it() {
     assert_eq!(report.files, 6, "both exports are listed");
     crate::export::bagit_python_validates(&bag).unwrap();
 }
+
+/// The audit records of `step` for `contact`, as JSON.
+fn step_records(workspace: &Workspace, step: &str, contact: &str) -> Vec<Value> {
+    fs::read_to_string(workspace.path("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["step"] == step && r["contact"] == contact)
+        .collect()
+}
+
+#[test]
+fn lost_answer_delete_is_attributed_to_this_run() {
+    // UCS deletes Jane, then the connection drops before the answer: the client cannot know.
+    let workspace = Workspace::new(
+        "      requireApproval: false\n",
+        "    faults:\n      script: [{ operation: DeleteContact, nth: 1, kind: reset }]\n",
+    );
+    let manifest = workspace.request("lost", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let run = run_starts(&workspace)[0];
+
+    let done: Vec<Value> = step_records(&workspace, "delete", JANE)
+        .into_iter()
+        .filter(|r| r["event"] == "step.done")
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0]["outcome"], "ok", "deleted by this run, not already-absent: {done:?}");
+    assert_eq!(done[0]["detail"]["reason"], "absent-after-lost-answer", "{done:?}");
+
+    let receipt = read_json(&workspace.path(&format!("exports/DSR-lost/receipt-{run}.json")));
+    let delete = receipt["contacts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "delete")
+        .unwrap()
+        .clone();
+    assert_eq!(delete["outcome"], "ok", "{receipt}");
+    assert_eq!(delete["confirmedBy"], "absent-after-lost-answer", "{receipt}");
+    assert_eq!(delete["doneBy"]["run"], run, "{receipt}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1 deleted or already absent"));
+    assert!(workspace.audit_verifies().status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_sent_by_a_killed_run_is_attributed_to_that_run() {
+    // UCS deletes Jane and never answers; the run is killed while it waits. The next run of the
+    // same plan finds her gone: the delete is the killed run's (it announced it), not
+    // "already absent".
+    let faults = "    faults:\n      script: [{ operation: DeleteContact, nth: 1, kind: timeout }]\n    \
+                  timeouts: { connectMs: 2000, readMs: 60000 }\n";
+    let workspace = Workspace::new("      requireApproval: false\n", faults);
+    let manifest = workspace.request("killed", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    assert!(workspace.run(&["plan", &manifest, "--out", &plan]).status.success());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("ucs-gdpr"))
+        .args(["apply", &plan, "--env-file", &workspace.env_file()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        assert!(started.elapsed() < std::time::Duration::from_secs(50), "the delete never ran");
+        assert!(child.try_wait().unwrap().is_none(), "apply ended before the kill");
+        let gone = rusqlite::Connection::open_with_flags(
+            workspace.path("state/main.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|db| {
+            db.query_row("SELECT count(*) FROM contacts WHERE id = ?1", [JANE], |row| {
+                row.get::<_, i64>(0)
+            })
+        })
+        .is_ok_and(|n| n == 0);
+        if gone {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let intents: Vec<Value> = step_records(&workspace, "delete", JANE);
+    assert_eq!(intents.len(), 1, "the killed run announced the delete, no outcome: {intents:?}");
+    assert_eq!(intents[0]["event"], "step.intent");
+
+    // UCS answers again; the same plan is run again.
+    let env = fs::read_to_string(workspace.path("ucs-gdpr.yaml")).unwrap();
+    fs::write(workspace.path("ucs-gdpr.yaml"), env.replace(faults, "")).unwrap();
+    let output = workspace.run(&["apply", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let runs = run_starts(&workspace);
+    assert_eq!(runs.len(), 2);
+
+    let done: Vec<Value> = step_records(&workspace, "delete", JANE)
+        .into_iter()
+        .filter(|r| r["event"] == "step.done")
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0]["outcome"], "ok", "not already-absent: {done:?}");
+    assert_eq!(done[0]["detail"]["reason"], "absent-after-lost-answer");
+    let cumulative = receipt(&workspace, "killed");
+    let delete = cumulative["contacts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "delete")
+        .unwrap()
+        .clone();
+    assert_eq!(delete["outcome"], "ok", "{cumulative}");
+    assert_eq!(delete["confirmedBy"], "absent-after-lost-answer", "{cumulative}");
+    assert_eq!(delete["doneBy"]["run"], runs[0], "the killed run sent it: {cumulative}");
+    assert!(workspace.audit_verifies().status.success());
+}

@@ -740,10 +740,11 @@ impl From<export::ExportError> for StepFailure {
     }
 }
 
-/// A delete's outcome as the audit trail records it: gone already is success, said as such.
+/// A delete's outcome as the audit trail records it: gone already is success, said as such; a
+/// delete whose answer was lost and whose target was then found absent is this delete's.
 fn recorded(outcome: DeleteOutcome) -> Outcome {
     match outcome {
-        DeleteOutcome::Deleted => Outcome::Ok,
+        DeleteOutcome::Deleted | DeleteOutcome::AbsentAfterLostAnswer => Outcome::Ok,
         DeleteOutcome::AlreadyAbsent => Outcome::AlreadyAbsent,
     }
 }
@@ -930,9 +931,33 @@ async fn execute<U: Ucs>(
                 return Err(StepFailure::Precondition("delete.export-not-verified"));
             }
             trail.intent(step, id, Detail::default())?;
-            let outcome = recorded(ucs.delete_contact(contact_id).await?);
-            trail.outcome(Event::StepDone, step, Some(id), outcome, Detail::default())?;
-            Ok(StepReceipt::new(step, outcome))
+            let answer = ucs.delete_contact(contact_id).await?;
+            // Who deleted it. Only a contact absent before any delete of this plan was sent is
+            // `already-absent`: one whose delete lost its answer and that is then absent was
+            // deleted by that delete, in this run (the connector confirmed it by a read) or in an
+            // earlier run of this plan that announced the delete and never recorded its outcome
+            // (it was killed, or lost the answer, in between).
+            let (outcome, confirmed, by) = match answer {
+                DeleteOutcome::Deleted => (Outcome::Ok, None, None),
+                DeleteOutcome::AbsentAfterLostAnswer => {
+                    (Outcome::Ok, Some(ABSENT_AFTER_LOST_ANSWER), None)
+                }
+                DeleteOutcome::AlreadyAbsent => match done.unfinished_intent(id, step) {
+                    Some(earlier) => {
+                        (Outcome::Ok, Some(ABSENT_AFTER_LOST_ANSWER), Some(earlier.clone()))
+                    }
+                    None => (Outcome::AlreadyAbsent, None, None),
+                },
+            };
+            let detail = Detail {
+                reason: confirmed.and_then(|c| audit::Token::new(c).ok()),
+                ..Detail::default()
+            };
+            trail.outcome(Event::StepDone, step, Some(id), outcome, detail)?;
+            let mut receipt = StepReceipt::new(step, outcome);
+            receipt.confirmed_by = confirmed.map(str::to_owned);
+            receipt.done_by = by;
+            Ok(receipt)
         }
         StepKind::VerifyAbsent => {
             if !contact.delete || status != StepStatus::Ready {
