@@ -1010,13 +1010,13 @@ fn export_digest(export: &ContactExport) -> String {
 fn verify_recorded(bag: &Bag, contact: &ContactId, recorded: &str) -> Result<(), StepFailure> {
     use sha2::Digest as _;
     let listed = bag.listed_exports(contact);
-    let complete = |files: &BTreeMap<PayloadKind, (String, String, u64)>| {
+    let complete = |files: &export::ListedFiles| {
         files.contains_key(&PayloadKind::Contact) && files.contains_key(&PayloadKind::Interactions)
     };
     if !listed.values().any(complete) {
         return Err(StepFailure::Precondition("export.not-in-manifest"));
     }
-    let lines = |files: &BTreeMap<PayloadKind, (String, String, u64)>| {
+    let lines = |files: &export::ListedFiles| {
         manifest_lines(files.values().map(|(path, sha, _)| (path.clone(), sha.clone())))
     };
     let Some(files) = listed.values().find(|files| {

@@ -292,7 +292,10 @@ impl Receipt {
                     runs.push((name, sha256, receipt));
                 }
                 _ => {
-                    tracing::warn!(receipt = %name, "a kept receipt could not be read; left out of receipt.json")
+                    tracing::warn!(
+                        receipt = %name,
+                        "a kept receipt could not be read as this request's; left out of receipt.json"
+                    );
                 }
             }
         }

@@ -26,6 +26,12 @@ pub const APPROVALS_DIR: &str = "approvals";
 /// The cumulative receipt over every run of the request (a tag file).
 pub const RECEIPT: &str = "receipt.json";
 
+/// A contact's files in one export: per kind, (path relative to the bag, sha256, size).
+pub type ListedFiles = BTreeMap<PayloadKind, (String, String, u64)>;
+
+/// A contact's exports in a bag, by tag (`None`: the first, under the seed's names).
+pub type ListedExports = BTreeMap<Option<Tag>, ListedFiles>;
+
 /// The export bag of one request, `<exports>/<request-id>/`.
 ///
 /// Cheap to clone; clones share the bag's lock. While any clone lives the process holds an
@@ -256,13 +262,9 @@ impl Bag {
 
     /// Every export of `contact` the manifest lists: by tag (`None`: the seed's names, the
     /// first export; then each re-export kept beside it), each file's (path, digest, size).
-    pub fn listed_exports(
-        &self,
-        contact: &ContactId,
-    ) -> BTreeMap<Option<Tag>, BTreeMap<PayloadKind, (String, String, u64)>> {
+    pub fn listed_exports(&self, contact: &ContactId) -> ListedExports {
         let listing = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut found: BTreeMap<Option<Tag>, BTreeMap<PayloadKind, (String, String, u64)>> =
-            BTreeMap::new();
+        let mut found = ListedExports::new();
         for kind in PayloadKind::ALL {
             let primary = Bag::relative_path(kind, contact);
             let Some(stem) = primary.strip_suffix(".json") else { continue };
@@ -583,10 +585,10 @@ fn read_listing(root: &Path) -> Result<Listing, ExportError> {
         listing.kept.extend(tags.into_iter().filter(|(name, _)| is_kept_tag(name)));
     }
     for name in kept_files(root)? {
-        if !listing.kept.contains_key(&name) {
-            let bytes = fs::read(root.join(&name))
-                .map_err(|e| ExportError::io("read", &root.join(&name), e))?;
-            listing.kept.insert(name, crate::canonical::sha256_hex(&bytes));
+        if let std::collections::btree_map::Entry::Vacant(entry) = listing.kept.entry(name) {
+            let path = root.join(entry.key());
+            let bytes = fs::read(&path).map_err(|e| ExportError::io("read", &path, e))?;
+            entry.insert(crate::canonical::sha256_hex(&bytes));
         }
     }
     Ok(listing)

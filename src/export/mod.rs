@@ -11,7 +11,16 @@
 //!   data/contact-<id>.json                    per contact (the seed's names)
 //!   data/interactions-for-contact-<id>.json
 //!   data/context-services-<id>.json          when the environment has Context Services
+//!   data/<file>.<tag>.json                    a later, different export of the same contact,
+//!                                             beside the first (tag `run-<run>`)
+//!   receipt.json, receipt-<run>.json          the cumulative receipt and each run's own
+//!   plans/plan-<plan-id>.json                 each plan run against the bag
+//!   approvals/plan-<plan-id>.approval.<by>.json   the approvals it ran with
 //! ```
+//!
+//! The receipts, plans and approvals are tag files ([`Bag::keep`], [`Bag::replace`]): the tag
+//! manifest lists each, so validation covers them. A verified export is never replaced by a
+//! different one ([`export_contact`], [`ContactExport::beside`]).
 //!
 //! No personal data is in the tag files; file names hold contact ids only, and only after the
 //! id matched the id pattern (they are built from [`ContactId`], never from text).
@@ -102,7 +111,10 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 pub use crate::manifest::model::Attachments;
-pub use bag::{APPROVALS_DIR, Bag, BagProblem, BagReport, PLANS_DIR, RECEIPT, validate_dir};
+pub use bag::{
+    APPROVALS_DIR, Bag, BagProblem, BagReport, ListedExports, ListedFiles, PLANS_DIR, RECEIPT,
+    validate_dir,
+};
 
 use crate::ucs::{
     AttachmentMeta, ContactId, DataSource, InteractionListing, InteractionSummary, Ucs, UcsError,
