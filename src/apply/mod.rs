@@ -1100,7 +1100,7 @@ async fn half_deleted<U: Ucs>(
                     return Ok(None);
                 }
                 let attachments =
-                    contact.sources.get(source.as_str()).map_or(0, |counts| counts.attachments);
+                    contact.sources.get(&source).map_or(0, |counts| counts.attachments);
                 if attachments > before.attachments {
                     return Ok(None);
                 }

@@ -229,17 +229,13 @@ impl Tag {
     /// Validates `value`.
     ///
     /// # Errors
-    /// [`ExportError::UnknownOption`] for a value that cannot name a file.
+    /// [`ExportError::InvalidTag`] for a value that cannot name a file.
     pub fn new(value: impl Into<String>) -> Result<Self, ExportError> {
         let value = value.into();
         let ok = (1..=32).contains(&value.len())
             && value.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
             && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(Self(value))
-        } else {
-            Err(ExportError::UnknownOption { what: "re-export tag", value })
-        }
+        if ok { Ok(Self(value)) } else { Err(ExportError::InvalidTag) }
     }
 
     /// The tag of run `run`'s re-export (`run-<run>`), or its `n`-th variant (`run-<run>-<n>`).
@@ -404,6 +400,15 @@ pub enum ExportError {
     /// A value could not be encoded as JSON (a bug).
     #[error("a value could not be encoded as JSON")]
     Encoding,
+    /// A re-export's tag that cannot name a file.
+    #[error("a re-export tag is 1 to 32 characters of [a-z0-9-], starting with a letter")]
+    InvalidTag,
+    /// A file in the bag that is not an interactions file this tool wrote.
+    #[error("{} is not an export file this tool wrote", path.display())]
+    NotAnExport {
+        /// The file.
+        path: PathBuf,
+    },
     /// A blocking file task panicked or was cancelled.
     #[error("a file task of the export failed")]
     Task,
@@ -637,14 +642,11 @@ pub fn exported_ids(
     let path = bag.data_dir().join(PayloadKind::Interactions.file_name_beside(contact, tag));
     let file = std::fs::File::open(&path).map_err(|e| ExportError::io("open", &path, e))?;
     let parsed: File = serde_json::from_reader(std::io::BufReader::with_capacity(256 * 1024, file))
-        .map_err(|_| ExportError::Encoding)?;
+        .map_err(|_| ExportError::NotAnExport { path: path.clone() })?;
     let mut out = BTreeMap::new();
     for source in parsed.data_sources {
         let Some(kind) = crate::ucs::wire::data_source_from_name(&source.data_source) else {
-            return Err(ExportError::UnknownOption {
-                what: "data source",
-                value: source.data_source,
-            });
+            return Err(ExportError::NotAnExport { path });
         };
         let ids = ExportedIds {
             available: source.available,
