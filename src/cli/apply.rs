@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::apply::{self, ApplyContext, ApplyError, Outputs, approval::Approval};
+use crate::apply::{self, ApplyError, Outputs, approval::Approval};
 use crate::environment::{Connection, Environment, Environments};
 use crate::plan::Plan;
 
@@ -399,33 +399,17 @@ impl Run<'_> {
         connection: &Connection,
         retries: Arc<Mutex<Vec<crate::ucs::RetryEvent>>>,
     ) -> Result<apply::Receipt, ApplyError> {
-        let prepared = self.prepared;
-        let spec = &prepared.request.spec;
-        let (Some(runbook), Some(input)) = (
-            prepared.runbooks.get(&spec.runbook),
-            prepared.plan_input(connection, Some(self.concurrency)),
-        ) else {
-            return Err(ApplyError::Record("the environment or runbook is gone".into()));
-        };
-        let context = ApplyContext {
-            input,
-            runbook,
-            base_dir: prepared.environments.base_dir.clone(),
+        let session = crate::session::Session::new(self.prepared, connection)
+            .map_err(|error| ApplyError::Record(error.to_string()))?;
+        let options = crate::session::RunOptions {
+            without_deletion: self.without_deletion,
+            concurrency: Some(self.concurrency),
             actor: self.actor,
-            audit_log: outputs.audit_log.clone(),
-            signing_key: outputs.signing_key.clone(),
-            exports_dir: outputs.exports_dir.clone(),
-            concurrency: self.concurrency,
             stop: Arc::clone(self.stop),
             retries,
             progress: self.progress,
         };
-        let approved = if self.without_deletion {
-            apply::authorize_without_deletion(self.plan, &context)?
-        } else {
-            apply::authorize(self.plan, self.approvals, &context)?
-        };
-        apply::run(&approved, &context, &connection.client).await
+        session.apply(self.plan, self.approvals, outputs, options).await
     }
 }
 
