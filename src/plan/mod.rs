@@ -332,8 +332,10 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         });
     }
 
-    let (other_records, warnings) =
+    let (other_records, mut warnings) =
         other_records(&observed, &subjects_of, &held, runbook, input, ucs, &mut blockers).await;
+    warnings.extend(runbook_warnings(runbook));
+    warnings.sort();
 
     let mut contacts = Vec::new();
     for (id, result) in observed {
@@ -388,6 +390,11 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         runbook: RunbookInfo {
             name: runbook.name.clone(),
             sha256: runbook.sha256.clone(),
+            origin: match &runbook.origin {
+                crate::runbook::Origin::BuiltIn => None,
+                crate::runbook::Origin::File(path) => Some(path.display().to_string()),
+            },
+            replaces_built_in: runbook.replaces_built_in.clone(),
             steps: ordered_steps(runbook)
                 .map(|s| StepInfo {
                     id: s.id.clone(),
@@ -416,6 +423,27 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         summary,
     };
     seal(body)
+}
+
+/// What the runbook itself asks a reviewer to look at: a local file that replaces a built-in.
+fn runbook_warnings(runbook: &Runbook) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    if let (Some(_), crate::runbook::Origin::File(path)) =
+        (&runbook.replaces_built_in, &runbook.origin)
+    {
+        warnings.push(Warning {
+            contact_id: None,
+            code: "runbook::overrides-built-in".into(),
+            message: format!(
+                "the runbook `{}` is the local file `{}` (sha256 {}), which replaces the built-in \
+                 runbook of that name: review its steps, the built-in's are not what runs",
+                runbook.name,
+                path.display(),
+                runbook.sha256.get(..12).unwrap_or(&runbook.sha256)
+            ),
+        });
+    }
+    warnings
 }
 
 /// The possible other records of the plan's people: contacts outside the plan that share an

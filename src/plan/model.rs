@@ -153,8 +153,35 @@ pub struct RunbookInfo {
     pub name: String,
     /// sha256 of its file.
     pub sha256: String,
+    /// Where it was read from: absent for a built-in runbook, the file's path (as found in the
+    /// runbooks folder) for a local one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// For a local file with the name of a built-in runbook: the sha256 of the built-in it
+    /// replaces (the plan then warns `runbook::overrides-built-in`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces_built_in: Option<String>,
     /// Its steps in execution order.
     pub steps: Vec<StepInfo>,
+}
+
+impl RunbookInfo {
+    /// Where the runbook came from, as a reviewer reads it: `built-in`, or the local file and
+    /// its sha256 (and that it replaces the built-in of its name).
+    pub fn origin_words(&self) -> String {
+        match &self.origin {
+            None => "built-in".to_owned(),
+            Some(path) => format!(
+                "{} `{path}`, sha256 {}",
+                if self.replaces_built_in.is_some() {
+                    "LOCAL FILE replacing the built-in:"
+                } else {
+                    "local file"
+                },
+                self.sha256.get(..12).unwrap_or(&self.sha256)
+            ),
+        }
+    }
 }
 
 /// One runbook step.

@@ -139,6 +139,13 @@ pub fn summary_line(plan: &Plan) -> String {
     )
 }
 
+/// ` (local file ...)` after the runbook's name when it was read from a file; nothing for a
+/// built-in (the plans of built-in runbooks read as they always have).
+fn local_origin(plan: &Plan) -> String {
+    let runbook = &plan.body.runbook;
+    if runbook.origin.is_some() { format!(" ({})", runbook.origin_words()) } else { String::new() }
+}
+
 fn delete_words(mode: DeleteMode) -> &'static str {
     match mode {
         DeleteMode::None => "nothing is deleted",
@@ -153,11 +160,12 @@ pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Plan {} for request {} ({}, runbook {}, environment {}, UCS {})",
+        "Plan {} for request {} ({}, runbook {}{}, environment {}, UCS {})",
         plan.plan_id.get(..12).unwrap_or(&plan.plan_id),
         body.request.id,
         deadline_line(plan, today),
         body.runbook.name,
+        local_origin(plan),
         body.environment.name,
         body.environment.ucs_version
     );
@@ -226,9 +234,10 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
     let _ = writeln!(out, "### ucs-gdpr plan for `{}`\n", body.request.id);
     let _ = writeln!(
         out,
-        "Plan `{}` · runbook `{}` · environment `{}` (UCS {}) · {}\n",
+        "Plan `{}` · runbook `{}`{} · environment `{}` (UCS {}) · {}\n",
         plan.plan_id,
         body.runbook.name,
+        local_origin(plan),
         body.environment.name,
         body.environment.ucs_version,
         deadline_line(plan, today)

@@ -172,6 +172,10 @@ pub struct Runbook {
     pub origin: Origin,
     /// sha256 of its file's bytes, so a plan can pin the exact runbook.
     pub sha256: String,
+    /// For a file that has the name of a built-in runbook and other bytes: the sha256 of the
+    /// built-in it replaces. Every plan that follows it names the file and warns
+    /// (`runbook::overrides-built-in`).
+    pub replaces_built_in: Option<String>,
 }
 
 impl Runbook {
@@ -188,6 +192,7 @@ impl Runbook {
             steps: file.steps,
             origin: origin.unwrap_or_else(|| Origin::File(report.path.clone())),
             sha256: sha256_hex(report.source.as_bytes()),
+            replaces_built_in: None,
         })
     }
 
@@ -456,8 +461,11 @@ impl RunbookLibrary {
         library
     }
 
-    /// Adds every runbook file in `dir` (overriding built-ins of the same name). Files that are
-    /// not valid runbooks are returned as reports and not added.
+    /// Adds every runbook file in `dir`, overriding built-ins of the same name. Returns the
+    /// reports of the files with findings: files with errors are not added; a file that
+    /// replaces a built-in is added with a warning (`runbook::overrides-built-in`) on its name.
+    /// A file with the very bytes of the built-in of its name (a copy of `runbooks/`) replaces
+    /// nothing: the built-in stays, with no warning.
     pub fn add_dir(&mut self, dir: &Path) -> Vec<FileReport> {
         let files = match manifest::collect_files(&[dir.to_owned()]) {
             Ok(files) => files,
@@ -471,22 +479,52 @@ impl RunbookLibrary {
                 return vec![report];
             }
         };
-        let mut failed = Vec::new();
+        let mut reports = Vec::new();
         for path in files {
             let manifest::Loaded { mut report, document } = manifest::load(&path);
             let runbook = document.as_ref().and_then(|document| {
-                let runbook = Runbook::from_document(document, &mut report, None)?;
+                let mut runbook = Runbook::from_document(document, &mut report, None)?;
                 report.diagnostics.extend(runbook.check(&document.spans));
+                if let Some(built_in) = built_in_runbook(&runbook.name)
+                    && built_in.sha256 != runbook.sha256
+                {
+                    runbook.replaces_built_in = Some(built_in.sha256.clone());
+                    report.diagnostics.push(
+                        Diagnostic::warning(
+                            "runbook::overrides-built-in",
+                            format!(
+                                "this runbook replaces the built-in runbook `{}` for every request \
+                                 that names it",
+                                runbook.name
+                            ),
+                            value_span(document, "/metadata/name"),
+                        )
+                        .label("the name of a built-in runbook")
+                        .help(
+                            "every plan that follows it names this file and its sha256 and warns; \
+                             to add a runbook beside the built-ins instead, give it a name of its own",
+                        ),
+                    );
+                }
                 Some(runbook)
             });
+            report.sort();
             match runbook {
                 Some(runbook) if !report.has_errors() => {
-                    self.runbooks.insert(runbook.name.clone(), runbook);
+                    let same_as_built_in = runbook.origin != Origin::BuiltIn
+                        && runbook.replaces_built_in.is_none()
+                        && built_in_runbook(&runbook.name).is_some();
+                    if !same_as_built_in {
+                        self.runbooks.insert(runbook.name.clone(), runbook);
+                    }
+                    if !report.diagnostics.is_empty() {
+                        reports.push(report);
+                    }
                 }
-                _ => failed.push(report),
+                _ => reports.push(report),
             }
         }
-        failed
+        reports
     }
 
     /// The runbook named `name`.
@@ -498,6 +536,13 @@ impl RunbookLibrary {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.runbooks.keys().map(String::as_str)
     }
+}
+
+/// The built-in runbook named `name`.
+fn built_in_runbook(name: &str) -> Option<&'static Runbook> {
+    static BUILT_INS: std::sync::LazyLock<RunbookLibrary> =
+        std::sync::LazyLock::new(RunbookLibrary::built_in);
+    BUILT_INS.get(name)
 }
 
 /// Lowercase hex sha256 of `bytes`.
