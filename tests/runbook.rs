@@ -195,3 +195,88 @@ fn an_invalid_local_runbook_stops_planning_instead_of_falling_back_to_the_built_
     assert!(stderr(&planned).contains("nothing is planned while a runbook file is not valid"));
     assert_eq!(plan, Value::Null, "no plan written");
 }
+
+/// The issue's runbook: a local forget-me with only an export and a delete.
+const EXPORT_AND_DELETE: &str = "apiVersion: ucs-gdpr/v1\nkind: Runbook\n\
+    metadata: { name: forget-me-on-premise }\n\
+    steps:\n  \
+    - { id: export, uses: ucs/export,         scope: contact }\n  \
+    - { id: delete, uses: ucs/delete-contact, scope: contact, after: [export] }\n  \
+    - { id: verify, uses: ucs/verify-absent,  scope: contact, after: [delete] }\n";
+
+/// The lines of the plan's WARNINGS section.
+fn warnings_section(text: &str) -> String {
+    text.lines()
+        .skip_while(|l| !l.starts_with("WARNINGS"))
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleting_runbook_without_the_built_in_checks_is_refused_unless_it_waives_them() {
+    let ws = Workspace::new();
+    ws.runbook("forget-me-on-premise.yaml", EXPORT_AND_DELETE);
+
+    let validate = ws.run(&["validate", "--format", "json", "runbooks"]);
+    assert_eq!(validate.status.code(), Some(1), "{}", transcript(&validate));
+    let annotations: Vec<Value> = serde_json::from_slice(&validate.stdout).unwrap();
+    let codes: Vec<&str> = annotations.iter().map(|a| a["code"].as_str().unwrap()).collect();
+    assert!(codes.contains(&"runbook::missing-check"), "{codes:?}");
+
+    // José has a pending GMS callback (and a chat in progress): `delete -confirm` refuses,
+    // before anything is planned, and he is still there.
+    let refused = ws.run(&["delete", JOSE, "--confirm", "--env", "demo"]);
+    let text = transcript(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(text.contains("runbook::missing-check"), "{text}");
+    assert!(text.contains("nothing is planned while a runbook file is not valid"), "{text}");
+    assert!(!ws.path("exports").exists(), "nothing exported: {text}");
+    assert!(ws.exists(JOSE).await, "José was deleted: {text}");
+    let (planned, plan) = ws.plan_json("jose");
+    assert_eq!(planned.status.code(), Some(1), "{}", transcript(&planned));
+    assert_eq!(plan, Value::Null, "no plan");
+
+    // The same runbook with the three checks waived, each with its reason: it plans, and the
+    // plan shows each waiver as a blocker-level warning.
+    let waived = EXPORT_AND_DELETE.replace(
+        "steps:\n",
+        "waives:\n  \
+         - { check: infomart/etl-complete, reason: \"no Info Mart in this deployment\" }\n  \
+         - { check: gms/no-pending-callbacks, reason: \"GMS is not deployed here (ticket OPS-12)\" }\n  \
+         - { check: ucs/stop-in-progress, reason: \"Interaction Server is drained before each run\" }\n\
+         steps:\n",
+    );
+    ws.runbook("forget-me-on-premise.yaml", &waived);
+    let validate = ws.run(&["validate", "runbooks"]);
+    assert_eq!(validate.status.code(), Some(0), "{}", transcript(&validate));
+    let (planned, plan) = ws.plan_json("jose");
+    let text = transcript(&planned);
+    assert_eq!(planned.status.code(), Some(0), "{text}");
+    let waivers: Vec<(&str, &str)> = plan["body"]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["code"] == "runbook::check-waived")
+        .map(|w| (w["level"].as_str().unwrap(), w["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(waivers.len(), 3, "{text}");
+    assert!(waivers.iter().all(|(level, _)| *level == "blocker"), "{waivers:?}");
+    assert!(
+        waivers.iter().any(|(_, m)| m.contains("`gms/no-pending-callbacks`")
+            && m.contains("GMS is not deployed here (ticket OPS-12)")),
+        "{waivers:?}"
+    );
+    assert_eq!(plan["body"]["runbook"]["waives"].as_array().unwrap().len(), 3);
+    insta::assert_snapshot!("waived-checks-in-the-plan", warnings_section(&stdout(&planned)));
+    let markdown = ucs_gdpr()
+        .current_dir(ws.path(""))
+        .args(["show", "jose.plan.json", "--format", "markdown"])
+        .output()
+        .unwrap();
+    assert!(stdout(&markdown).contains(":bangbang: CHECK WAIVED"), "{}", transcript(&markdown));
+    // The scripts log each waiver before anything runs.
+    let report = ws.run(&["delete", JOSE, "--env", "demo"]);
+    let text = transcript(&report);
+    assert_eq!(text.matches("WARNING: CHECK WAIVED").count(), 3, "{text}");
+}

@@ -395,6 +395,11 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
                 crate::runbook::Origin::File(path) => Some(path.display().to_string()),
             },
             replaces_built_in: runbook.replaces_built_in.clone(),
+            waives: runbook
+                .effective_waivers()
+                .into_iter()
+                .map(|w| WaiverInfo { check: w.check.name().to_owned(), reason: capped(&w.reason) })
+                .collect(),
             steps: ordered_steps(runbook)
                 .map(|s| StepInfo {
                     id: s.id.clone(),
@@ -425,7 +430,8 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
     seal(body)
 }
 
-/// What the runbook itself asks a reviewer to look at: a local file that replaces a built-in.
+/// What the runbook itself asks a reviewer to look at: a local file that replaces a built-in,
+/// and each check it waives (blocker-level).
 fn runbook_warnings(runbook: &Runbook) -> Vec<Warning> {
     let mut warnings = Vec::new();
     if let (Some(_), crate::runbook::Origin::File(path)) =
@@ -441,9 +447,39 @@ fn runbook_warnings(runbook: &Runbook) -> Vec<Warning> {
                 path.display(),
                 runbook.sha256.get(..12).unwrap_or(&runbook.sha256)
             ),
+            level: WarningLevel::Notice,
+        });
+    }
+    let reference = runbook.reference_built_in().map_or("forget-me-on-premise", |r| &r.name);
+    for waiver in runbook.effective_waivers() {
+        warnings.push(Warning {
+            contact_id: None,
+            code: "runbook::check-waived".into(),
+            message: format!(
+                "CHECK WAIVED: the runbook `{}` deletes without `{}`, which the built-in runbook \
+                 `{reference}` runs before anything is deleted; the runbook's reason: \"{}\"",
+                runbook.name,
+                waiver.check.name(),
+                capped(&waiver.reason)
+            ),
+            level: WarningLevel::Blocker,
         });
     }
     warnings
+}
+
+/// A runbook's waiver reason on one line, cut to [`WAIVER_REASON_MAX`] characters.
+///
+/// [`WAIVER_REASON_MAX`]: crate::runbook::WAIVER_REASON_MAX
+fn capped(reason: &str) -> String {
+    let one_line: String =
+        reason.split_whitespace().collect::<Vec<_>>().join(" ").replace('"', "'");
+    let max = crate::runbook::WAIVER_REASON_MAX;
+    if one_line.chars().count() > max {
+        format!("{}…", one_line.chars().take(max).collect::<String>())
+    } else {
+        one_line
+    }
 }
 
 /// The possible other records of the plan's people: contacts outside the plan that share an
@@ -502,6 +538,7 @@ async fn other_records<U: Ucs>(
                     others.join(", "),
                     if others.len() == 1 { "it as a subject" } else { "them as subjects" }
                 ),
+                level: WarningLevel::Notice,
             });
         }
     }

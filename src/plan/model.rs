@@ -98,6 +98,30 @@ pub struct Warning {
     pub code: String,
     /// What and why, in plain words.
     pub message: String,
+    /// How much it weighs: absent for a notice; `blocker` for what a reviewer must weigh as
+    /// they would a blocker although it does not stop the plan (a check the runbook waives).
+    #[serde(default, skip_serializing_if = "WarningLevel::is_notice")]
+    pub level: WarningLevel,
+}
+
+/// How much a warning weighs.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarningLevel {
+    /// Worth knowing.
+    #[default]
+    Notice,
+    /// To be weighed as a blocker would be: shown first, and marked.
+    Blocker,
+}
+
+impl WarningLevel {
+    /// Whether this is the default level (not written into plans).
+    pub fn is_notice(&self) -> bool {
+        *self == Self::Notice
+    }
 }
 
 /// The request, as facts a reviewer needs.
@@ -161,8 +185,21 @@ pub struct RunbookInfo {
     /// replaces (the plan then warns `runbook::overrides-built-in`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces_built_in: Option<String>,
+    /// The built-in checks it waives (it deletes without them), with the file's reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waives: Vec<WaiverInfo>,
     /// Its steps in execution order.
     pub steps: Vec<StepInfo>,
+}
+
+/// A check the runbook waives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaiverInfo {
+    /// The check step, such as `gms/no-pending-callbacks`.
+    pub check: String,
+    /// The runbook's reason (operator text, at most 200 characters).
+    pub reason: String,
 }
 
 impl RunbookInfo {

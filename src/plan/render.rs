@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 
 use super::model::{
-    ContactPlan, DeleteMode, OtherRecord, Plan, Resolution, StepPlan, StepStatus, SubjectResolution,
+    ContactPlan, DeleteMode, OtherRecord, Plan, Resolution, StepPlan, StepStatus,
+    SubjectResolution, Warning, WarningLevel,
 };
 
 /// Days from `today` to the plan's deadline (negative when overdue).
@@ -146,6 +147,13 @@ fn local_origin(plan: &Plan) -> String {
     if runbook.origin.is_some() { format!(" ({})", runbook.origin_words()) } else { String::new() }
 }
 
+/// Blocker-level warnings first, the rest in the plan's order.
+fn by_weight(warnings: &[Warning]) -> Vec<&Warning> {
+    let mut sorted: Vec<&Warning> = warnings.iter().collect();
+    sorted.sort_by_key(|w| std::cmp::Reverse(w.level));
+    sorted
+}
+
 fn delete_words(mode: DeleteMode) -> &'static str {
     match mode {
         DeleteMode::None => "nothing is deleted",
@@ -193,8 +201,9 @@ pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
     }
     if !body.warnings.is_empty() {
         let _ = writeln!(out, "\nWARNINGS ({})", body.warnings.len());
-        for warning in &body.warnings {
-            let _ = writeln!(out, "  ! {}", warning.message);
+        for warning in by_weight(&body.warnings) {
+            let mark = if warning.level == WarningLevel::Blocker { "‼" } else { "!" };
+            let _ = writeln!(out, "  {mark} {}", warning.message);
         }
     }
     let _ = writeln!(out, "\nSubjects");
@@ -276,8 +285,10 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
     }
     if !body.warnings.is_empty() {
         let _ = writeln!(out, "#### Warnings\n");
-        for warning in &body.warnings {
-            let _ = writeln!(out, "- :warning: {}", warning.message);
+        for warning in by_weight(&body.warnings) {
+            let mark =
+                if warning.level == WarningLevel::Blocker { ":bangbang:" } else { ":warning:" };
+            let _ = writeln!(out, "- {mark} {}", warning.message);
         }
         let _ = writeln!(out);
     }
