@@ -12,6 +12,7 @@
 )]
 
 mod apply;
+mod approval;
 mod audit;
 mod cli;
 mod contract;
