@@ -151,3 +151,58 @@ fn an_expired_approval_is_refused_and_its_expiry_is_signed() {
     assert!(output.status.success(), "{}", transcript(&output));
     assert!(ws.path(&format!("exports/DSR-expiry/data/contact-{MAIN_ONLY}.json")).is_file());
 }
+
+/// The hex text's bytes.
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+}
+
+/// The audit `approval` records of the log.
+fn approval_records(log: &[Value]) -> Vec<&Value> {
+    log.iter().filter(|r| r["event"] == "approval").collect()
+}
+
+#[test]
+fn the_audit_approval_record_holds_the_approver_key_id_and_signature_digest() {
+    let ws = Workspace::new();
+    let approved = ws.approve("alice.json", &[]);
+    assert!(approved.status.success(), "{}", transcript(&approved));
+    let output = ws.apply("alice.json");
+    assert!(output.status.success(), "{}", transcript(&output));
+
+    let key = ucs_gdpr::audit::load_verifying_key(&ws.path("alice/audit-signing.pub")).unwrap();
+    let key_id = &ucs_gdpr::canonical::sha256_hex(key.as_bytes())[..16];
+    let approval = ws.approval("alice.json");
+    let signature = unhex(approval["signature"].as_str().unwrap());
+    assert_eq!(signature.len(), 64, "an ed25519 signature");
+    let log = ws.log();
+    let records = approval_records(&log);
+    assert_eq!(records.len(), 1, "{log:?}");
+    let detail = &records[0]["detail"];
+    assert_eq!(detail["approver"], "dpo.alice");
+    assert_eq!(detail["keyId"], key_id);
+    assert_eq!(detail["signatureSha256"], ucs_gdpr::canonical::sha256_hex(&signature).as_str());
+    assert_eq!(detail.get("expiresAt"), None, "no expiry, none recorded");
+    assert_eq!(records[0]["planId"], approval["planId"]);
+    let verified =
+        ucs_gdpr().arg("audit").arg("verify").arg(ws.path("audit.jsonl")).output().unwrap();
+    assert!(verified.status.success(), "{}", transcript(&verified));
+
+    // With an expiry, the record holds it too.
+    let ws = Workspace::new();
+    let approved = ws.approve("alice.json", &["--expires", "72h"]);
+    assert!(approved.status.success(), "{}", transcript(&approved));
+    let output = ws.apply("alice.json");
+    assert!(output.status.success(), "{}", transcript(&output));
+    let approval = ws.approval("alice.json");
+    let log = ws.log();
+    let records = approval_records(&log);
+    assert_eq!(records.len(), 1, "{log:?}");
+    assert_eq!(records[0]["detail"]["expiresAt"], approval["expiresAt"]);
+    assert_eq!(records[0]["detail"]["keyId"], key_id_of(&ws));
+}
+
+fn key_id_of(ws: &Workspace) -> String {
+    let key = ucs_gdpr::audit::load_verifying_key(&ws.path("alice/audit-signing.pub")).unwrap();
+    ucs_gdpr::canonical::sha256_hex(key.as_bytes())[..16].to_owned()
+}
