@@ -136,7 +136,7 @@ fn an_expired_approval_is_refused_and_its_expiry_is_signed() {
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("does not verify"), "{text}");
     // Removing it does too.
-    let mut removed = short.clone();
+    let mut removed = short;
     removed.as_object_mut().unwrap().remove("expiresAt");
     fs::write(ws.path("removed.json"), serde_json::to_vec(&removed).unwrap()).unwrap();
     let output = ws.apply("removed.json");
