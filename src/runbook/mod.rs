@@ -369,7 +369,7 @@ impl Runbook {
         }
         // The checks of the built-in for its scope, once the structure is sound (a runbook
         // with a structural error is reported for that first).
-        if !diagnostics.iter().any(|d| d.severity == manifest::Severity::Error) {
+        if !diagnostics.iter().any(|d| d.severity == document::Severity::Error) {
             diagnostics.extend(self.check_required(&document));
         }
         diagnostics.extend(self.check_waivers(&document));
