@@ -392,7 +392,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
             waives: runbook
                 .effective_waivers()
                 .into_iter()
-                .map(|w| WaiverInfo { check: w.check.name().to_owned(), reason: capped(&w.reason) })
+                .map(|w| WaiverInfo { check: w.check, reason: capped(&w.reason) })
                 .collect(),
             steps: ordered_steps(runbook)
                 .map(|s| StepInfo {

@@ -201,7 +201,7 @@ pub struct RunbookInfo {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WaiverInfo {
     /// The check step, such as `gms/no-pending-callbacks`.
-    pub check: String,
+    pub check: StepKind,
     /// The runbook's reason (operator text, at most 200 characters).
     pub reason: String,
 }
