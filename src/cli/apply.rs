@@ -24,6 +24,11 @@ pub(crate) struct ApproveArgs {
     /// A comment kept in the approval file (never in the audit trail).
     #[arg(long)]
     comment: Option<String>,
+    /// When the approval stops counting: an RFC 3339 time (2026-12-24T18:00:00Z) or a duration
+    /// from now (72h, 3d, 1h30m). The signature covers it; `apply` refuses an expired approval.
+    /// Without it the approval does not expire.
+    #[arg(long, value_name = "TIME|DURATION")]
+    expires: Option<String>,
     /// Where to write the approval (default: beside the plan, `<plan>.approval.<by>.json`).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -115,7 +120,23 @@ pub(crate) fn approve(args: &ApproveArgs) -> Exit {
         eprintln!("error: `--by` must be a login name (letters, digits, `.`, `_`, `-`)");
         return Exit::Usage;
     }
-    let approval = Approval::new(&plan.plan_id, &args.by, args.comment.clone(), key.as_ref());
+    let expires_at = match &args.expires {
+        None => None,
+        Some(text) => match apply::approval::parse_expiry(text, jiff::Timestamp::now()) {
+            Ok(at) => Some(at),
+            Err(message) => {
+                eprintln!("error: --expires: {message}");
+                return Exit::Usage;
+            }
+        },
+    };
+    let approval = Approval::with_expiry(
+        &plan.plan_id,
+        &args.by,
+        args.comment.clone(),
+        expires_at,
+        key.as_ref(),
+    );
     let out = args.out.clone().unwrap_or_else(|| {
         let stem =
             args.plan.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -126,10 +147,11 @@ pub(crate) fn approve(args: &ApproveArgs) -> Exit {
         return Exit::Failure;
     }
     println!(
-        "approved plan {} by {}{}: {}",
+        "approved plan {} by {}{}{}: {}",
         plan.plan_id,
         args.by,
         if key.is_some() { " (signed)" } else { "" },
+        approval.expires_at.as_ref().map(|t| format!(", expires {t}")).unwrap_or_default(),
         out.display()
     );
     Exit::Success

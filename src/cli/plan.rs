@@ -81,6 +81,15 @@ pub(crate) fn setting_or_explain(
 ) -> Option<(RunbookLibrary, Environments)> {
     let Setting { runbooks, environments, reports } = load_setting(env_file, runbooks_dir);
     print_reports(&reports);
+    // A runbook file that is not valid is not left out quietly: a request naming it would
+    // otherwise run the built-in of that name, or fail as if it did not exist.
+    if environments.is_some() && reports.iter().any(FileReport::has_errors) {
+        eprintln!(
+            "error: nothing is planned while a runbook file is not valid: fix it, or move it out \
+             of the runbooks folder"
+        );
+        return None;
+    }
     let Some(environments) = environments else {
         if reports.iter().all(|r| !r.has_errors()) {
             eprintln!(
