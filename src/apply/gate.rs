@@ -27,7 +27,8 @@ pub const DEFAULT_EXPORTS: &str = "exports";
 pub struct ApprovedPlan {
     plan: Plan,
     approvers: BTreeSet<String>,
-    /// The approvals that passed (kept in the export bag by the run).
+    accepted: Vec<approval::Accepted>,
+    /// The approvals given, each of which passed (kept in the export bag by the run).
     approvals: Vec<Approval>,
 }
 
@@ -43,7 +44,13 @@ impl ApprovedPlan {
         &self.approvers
     }
 
-    /// The approvals that passed the gate, as given.
+    /// The accepted approvals, one per approver, sorted by approver: who, the key that verified
+    /// it, the digest of its signature and its expiry.
+    pub fn accepted(&self) -> &[approval::Accepted] {
+        &self.accepted
+    }
+
+    /// The approvals given to the gate, as given (each passed it).
     pub fn approvals(&self) -> &[Approval] {
         &self.approvals
     }
@@ -134,10 +141,14 @@ pub fn authorize(
 ) -> Result<ApprovedPlan, ApplyError> {
     let input = &context.input;
     bound(plan, context)?;
-    match approval::check(&plan.plan_id, approvals, input.environment, &context.base_dir) {
-        Ok(approvers) => {
-            Ok(ApprovedPlan { plan: plan.clone(), approvers, approvals: approvals.to_vec() })
-        }
+    let now = jiff::Timestamp::now();
+    match approval::verify(&plan.plan_id, approvals, input.environment, &context.base_dir, now) {
+        Ok(accepted) => Ok(ApprovedPlan {
+            plan: plan.clone(),
+            approvers: accepted.iter().map(|a| a.by.clone()).collect(),
+            accepted,
+            approvals: approvals.to_vec(),
+        }),
         Err(error) => Err(refused(plan, context, approval_reason(&error), error.into())?),
     }
 }
@@ -163,7 +174,12 @@ pub fn authorize_without_deletion(
         let error = ApplyError::NeedsApproval(input.environment_name.to_owned());
         return Err(refused(plan, context, "approval-required", error)?);
     }
-    Ok(ApprovedPlan { plan: plan.clone(), approvers: BTreeSet::new(), approvals: Vec::new() })
+    Ok(ApprovedPlan {
+        plan: plan.clone(),
+        approvers: BTreeSet::new(),
+        accepted: Vec::new(),
+        approvals: Vec::new(),
+    })
 }
 
 /// The manifest is the one the plan was made from, and the plan was made under this
@@ -212,6 +228,8 @@ fn approval_reason(error: &approval::ApprovalError) -> &'static str {
         E::NotAnApprover { .. } => "approval-not-an-approver",
         E::Unsigned { .. } => "approval-unsigned",
         E::NoKey { .. } => "approval-no-key",
+        E::Expired { .. } => "approval-expired",
+        E::BadExpiry { .. } => "approval-bad-expiry",
         E::NotEnough { .. } => "approval-not-enough",
     }
 }
