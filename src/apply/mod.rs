@@ -414,6 +414,7 @@ pub async fn run<U: Ucs>(
     if let Some(bag) = &bag {
         bag.finish()?;
         receipt.write(bag.root())?;
+        crate::export::write_index(bag, crate::export::Language::default()).await?;
     }
     Ok(receipt)
 }

@@ -93,6 +93,7 @@
 //! lock on `bagit.txt`); a second gets [`ExportError::Busy`].
 
 mod bag;
+mod html;
 mod payload;
 
 use std::collections::BTreeMap;
@@ -103,6 +104,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::manifest::model::Attachments;
 pub use bag::{Bag, BagProblem, BagReport, validate_dir};
+pub use html::{ATTACHMENTS_DIR, INDEX_PATH, IndexReport, Language, write_index};
 
 use crate::ucs::{
     AttachmentMeta, ContactId, DataSource, InteractionListing, InteractionSummary, Ucs, UcsError,
@@ -327,6 +329,15 @@ pub enum ExportError {
         bag: PathBuf,
         /// Everything wrong with it.
         problems: Vec<BagProblem>,
+    },
+    /// A payload file of the bag is not what an export writes (the readable index is built
+    /// from it).
+    #[error("{} cannot be read as an export file: {reason}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (no content).
+        reason: &'static str,
     },
     /// A plan's export options hold a value this version does not know.
     #[error("the plan's export has an unknown {what} {value:?}")]
