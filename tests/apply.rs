@@ -121,7 +121,8 @@ async fn apply_erases_jane_leaving_a_verified_export_a_receipt_and_a_log_that_ve
         assert!(bag.join(&name).is_file(), "{name}");
     }
     let report = ucs_gdpr::export::validate_dir(&bag).unwrap();
-    assert_eq!(report.files, 3, "{report:?}");
+    // Her three JSON files, the readable page, and her three attachments decoded beside it.
+    assert_eq!(report.files, 3 + 1 + 3, "{report:?}");
     // Her Context Services data is in the bag: the profile, her service with its states and
     // tasks, and the anonymous service keyed by her phone number.
     let context: Value = serde_json::from_slice(
