@@ -190,13 +190,25 @@ impl Workspace {
 
     /// Applies a request `DSR-<name>` of `runbook` for `subjects`.
     fn apply(&self, name: &str, runbook: &str, subjects: &[&str], extra: &str) {
+        self.apply_with(name, "", runbook, subjects, extra);
+    }
+
+    /// As [`Workspace::apply`], with more `metadata` lines.
+    fn apply_with(
+        &self,
+        name: &str,
+        metadata: &str,
+        runbook: &str,
+        subjects: &[&str],
+        extra: &str,
+    ) {
         let subjects: String = subjects.iter().map(|s| format!("    - contactId: {s}\n")).collect();
         let manifest = self.path(&format!("{name}.yaml"));
         fs::write(
             &manifest,
             format!(
                 "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-{name}\n  \
-                 receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: agent.smith\n\
+                 receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: agent.smith\n{metadata}\
                  spec:\n  environment: demo\n  runbook: {runbook}\n  subjects:\n{subjects}{extra}"
             ),
         )
@@ -241,6 +253,11 @@ fn read_json(path: &Path) -> Value {
 /// subjects in date order, every attachment linked to a file holding exactly its decoded bytes;
 /// no script, nothing the CSP refused; the bag valid for both validators. Returns the DOM.
 fn check_page(bag: &Path, contacts: &[&str]) -> String {
+    check_page_in(bag, contacts, "(no subject)")
+}
+
+/// [`check_page`] of a page whose interactions without a subject say `no_subject`.
+fn check_page_in(bag: &Path, contacts: &[&str], no_subject: &str) -> String {
     let page = bag.join("data/index.html");
     let html = fs::read_to_string(&page).unwrap();
     assert!(
@@ -289,7 +306,7 @@ fn check_page(bag: &Path, contacts: &[&str]) -> String {
             elements(section, "<h4 class=\"subject", "</h4>").iter().map(|s| unescape(s)).collect();
         let want: Vec<String> = expected
             .iter()
-            .map(|(subject, _)| subject.clone().unwrap_or_else(|| "(no subject)".to_owned()))
+            .map(|(subject, _)| subject.clone().unwrap_or_else(|| no_subject.to_owned()))
             .collect();
         assert_eq!(subjects, want, "{id}");
         // Every attachment is linked, and the link opens exactly its bytes.
@@ -384,4 +401,22 @@ fn hostile_content_renders_as_text_and_hostile_names_never_become_paths() {
         fs::read(bag.join(format!("data/attachments/{JANE}/0000DOC3SCREEN01.html.txt"))).unwrap(),
         page_bytes.as_bytes()
     );
+}
+
+#[test]
+fn a_request_that_says_its_language_gets_its_page_in_that_language() {
+    let workspace = Workspace::new(&repo_path("examples/sim/demo.yaml"));
+    workspace.apply_with("de", "  language: de-AT\n", "export-only", &[JANE], EXPORT);
+    let bag = workspace.path("exports/DSR-de");
+    let dom = check_page_in(&bag, &[JANE], "(kein Betreff)");
+    assert!(dom.contains("<html lang=\"de\">"), "{dom}");
+    assert!(dom.contains("Artikel 15 der Datenschutz-Grundverordnung"));
+    assert!(!dom.contains("Article 15"));
+    // A language the page has no texts in is refused when the manifest is validated.
+    let manifest = workspace.path("de.yaml");
+    let french = fs::read_to_string(&manifest).unwrap().replace("de-AT", "fr");
+    fs::write(&manifest, french).unwrap();
+    let output = ucs_gdpr().arg("validate").arg(&manifest).output().unwrap();
+    assert!(!output.status.success(), "{}", transcript(&output));
+    assert!(transcript(&output).contains("language"), "{}", transcript(&output));
 }
