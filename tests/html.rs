@@ -220,9 +220,12 @@ impl Workspace {
     }
 }
 
+/// An attachment as the JSON has it: its name and its decoded bytes.
+type Attachment = (String, Vec<u8>);
+
 /// An interactions file's interactions in date order (RFC 3339 in UTC sorts as text), each
 /// with its attachments (name, decoded bytes).
-fn interactions_in_order(file: &Value) -> Vec<(Option<String>, Vec<(String, Vec<u8>)>)> {
+fn interactions_in_order(file: &Value) -> Vec<(Option<String>, Vec<Attachment>)> {
     let mut all = Vec::new();
     for source in file["dataSources"].as_array().unwrap() {
         for interaction in source["interactions"].as_array().unwrap() {

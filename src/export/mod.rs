@@ -11,10 +11,13 @@
 //!   data/contact-<id>.json                    per contact (the seed's names)
 //!   data/interactions-for-contact-<id>.json
 //!   data/context-services-<id>.json          when the environment has Context Services
+//!   data/index.html                           the same for the data subject to read, and
+//!   data/attachments/<id>/<attachment-id>.<ext>   each attachment decoded (see [`write_index`])
 //! ```
 //!
-//! No personal data is in the tag files; file names hold contact ids only, and only after the
-//! id matched the id pattern (they are built from [`ContactId`], never from text).
+//! No personal data is in the tag files; file names hold contact and attachment ids only, and
+//! only after the id matched the id pattern (they are built from [`ContactId`] and
+//! [`AttachmentId`](crate::ucs::AttachmentId), never from text).
 //!
 //! # `contact-<id>.json`
 //!
