@@ -189,8 +189,8 @@ impl Workspace {
     }
 
     /// Applies a request `DSR-<name>` of `runbook` for `subjects`.
-    fn apply(&self, name: &str, runbook: &str, subjects: &[&str], extra: &str) {
-        self.apply_with(name, "", runbook, subjects, extra);
+    fn apply(&self, name: &str, runbook: &str, subjects: &[&str], extra: &str) -> String {
+        self.apply_with(name, "", runbook, subjects, extra)
     }
 
     /// As [`Workspace::apply`], with more `metadata` lines.
@@ -201,7 +201,7 @@ impl Workspace {
         runbook: &str,
         subjects: &[&str],
         extra: &str,
-    ) {
+    ) -> String {
         let subjects: String = subjects.iter().map(|s| format!("    - contactId: {s}\n")).collect();
         let manifest = self.path(&format!("{name}.yaml"));
         fs::write(
@@ -217,6 +217,7 @@ impl Workspace {
         let output =
             ucs_gdpr().arg("apply").arg(&manifest).arg("--env-file").arg(&env).output().unwrap();
         assert!(output.status.success(), "{}", transcript(&output));
+        transcript(&output)
     }
 }
 
@@ -340,7 +341,9 @@ fn the_demo_export_opens_in_a_browser_and_shows_what_was_exported() {
     workspace.apply("access", "export-only", &[ALEX], EXPORT);
     let bag = workspace.path("exports/DSR-access");
     check_page(&bag, &[ALEX]);
-    workspace.apply("access", "export-only", &[ALEX, JANE], EXPORT);
+    let said = workspace.apply("access", "export-only", &[ALEX, JANE], EXPORT);
+    assert!(said.contains("readable copy for the data subject: "), "{said}");
+    assert!(said.contains("DSR-access/data/index.html\n"), "{said}");
     let dom = check_page(&bag, &[JANE, ALEX]);
     // Jane's invoice, note and screenshot are there, by their names, with what the page says of
     // the request.
