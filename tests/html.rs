@@ -426,3 +426,92 @@ fn a_request_that_says_its_language_gets_its_page_in_that_language() {
     assert!(!output.status.success(), "{}", transcript(&output));
     assert!(transcript(&output).contains("language"), "{}", transcript(&output));
 }
+
+async fn start(dataset: &Path) -> (ucs_gdpr::sim::RunningSim, ucs_gdpr::ucs::RestClient) {
+    use ucs_gdpr::sim::{SimOptions, Simulator};
+    use ucs_gdpr::ucs::{ClientConfig, RestClient};
+    let sim = Simulator::start(SimOptions::new(dataset)).await.unwrap();
+    let client = RestClient::new(ClientConfig::new(sim.base_url())).unwrap();
+    (sim, client)
+}
+
+/// Every file under `dir` whose name marks a temporary.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(temporaries(&path));
+        } else if path.to_string_lossy().contains(".tmp.") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_attachment_streams_to_its_file_and_stale_files_are_pruned() {
+    use ucs_gdpr::export::{
+        Bag, ExportOptions, Language, export_contact, validate_dir, write_index,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("large.json");
+    let size = 6 * 1024 * 1024 + 2; // not a multiple of 3: the padding path
+    ucs_gdpr::sim::generate(&ucs_gdpr::sim::GenerateOptions {
+        contacts: 1,
+        interactions: 1,
+        attachment_bytes: size,
+        seed: 7,
+        out: dataset.clone(),
+    })
+    .unwrap();
+    let value = read_json(&dataset);
+    let id = ucs_gdpr::ucs::ContactId::new(value["contacts"][0]["id"].as_str().unwrap()).unwrap();
+    let (_sim, client) = start(&dataset).await;
+    let bag = Bag::open_or_create(&dir.path().join("exports"), "DSR-LARGE").unwrap();
+    export_contact(&client, &bag, &id, &ExportOptions::default()).await.unwrap();
+    let report = write_index(&bag, Language::English).await.unwrap();
+    assert_eq!((report.contacts, report.attachments, report.attachment_files), (1, 1, 1));
+    // A file a crashed earlier run left beside the attachments is not part of this export.
+    let folder = bag.root().join(format!("data/attachments/{id}"));
+    let stale = folder.join("0000STALE0000001.pdf");
+    fs::write(&stale, b"left over").unwrap();
+    write_index(&bag, Language::English).await.unwrap();
+    assert!(!stale.exists(), "a file of no attachment is removed");
+    bag.finish().unwrap();
+    drop(bag);
+    let dom = check_page(&dir.path().join("exports/DSR-LARGE"), &[id.as_str()]);
+    let links = attachment_links(&dom);
+    let target = dir.path().join("exports/DSR-LARGE/data").join(&links[0].0);
+    assert_eq!(fs::metadata(target).unwrap().len(), size);
+    assert!(temporaries(&dir.path().join("exports")).is_empty());
+    validate_dir(&dir.path().join("exports/DSR-LARGE")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_written_only_from_files_that_match_the_manifest() {
+    use ucs_gdpr::export::{
+        Bag, ExportError, ExportOptions, Language, export_contact, validate_dir, write_index,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, client) = start(&repo_path("examples/sim/demo.yaml")).await;
+    let bag = Bag::open_or_create(dir.path(), "DSR-TAMPERED").unwrap();
+    let jane = ucs_gdpr::ucs::ContactId::new(JANE).unwrap();
+    export_contact(&client, &bag, &jane, &ExportOptions::default()).await.unwrap();
+    // One letter of a subject changed on disk, the size the same.
+    let path = bag.root().join(format!("data/interactions-for-contact-{JANE}.json"));
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(&path, text.replacen("Invoice 2026-0042", "Invoice 2026-0043", 1)).unwrap();
+    let error = write_index(&bag, Language::English).await.unwrap_err();
+    assert!(matches!(&error, ExportError::Mismatch { path: p, .. } if *p == path), "{error}");
+    assert!(!error.to_string().contains("Invoice"), "{error}");
+    assert!(
+        !bag.root().join("data/index.html").exists(),
+        "no page from a file that does not verify"
+    );
+    assert!(temporaries(bag.root()).is_empty(), "{:?}", temporaries(bag.root()));
+    // Put back, the page is written and the bag is valid.
+    fs::write(&path, text).unwrap();
+    write_index(&bag, Language::English).await.unwrap();
+    assert!(validate_dir(bag.root()).is_ok());
+}
