@@ -738,8 +738,9 @@ fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            // Control characters other than tab and newline have no business on the page.
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
+            // Control characters other than tab and line ends (e-mails end lines with CR LF,
+            // which the browser reads as one) have no business on the page.
+            c if c.is_control() && !matches!(c, '\n' | '\r' | '\t') => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
@@ -1128,8 +1129,8 @@ mod tests {
     #[test]
     fn every_text_is_escaped() {
         assert_eq!(
-            escape("<script>\"'&</script>\u{1b}[31m"),
-            "&lt;script&gt;&quot;&#39;&amp;&lt;/script&gt;\u{FFFD}[31m"
+            escape("<script>\"'&</script>\u{1b}[31m\r\n\t\u{0}"),
+            "&lt;script&gt;&quot;&#39;&amp;&lt;/script&gt;\u{FFFD}[31m\r\n\t\u{FFFD}"
         );
     }
 
