@@ -235,11 +235,12 @@ fn interactions_in_order(file: &Value) -> Vec<(Option<String>, Vec<Attachment>)>
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|a| {
+                // Only inlined attachments have bytes to link (with `omit`, metadata only).
+                .filter_map(|a| {
                     let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(a["content"].as_str().unwrap())
+                        .decode(a.get("content")?.as_str().unwrap())
                         .unwrap();
-                    (a["name"].as_str().unwrap().to_owned(), bytes)
+                    Some((a["name"].as_str().unwrap().to_owned(), bytes))
                 })
                 .collect();
             all.push((date, interaction["subject"].as_str().map(str::to_owned), attachments));
@@ -412,9 +413,13 @@ fn hostile_content_renders_as_text_and_hostile_names_never_become_paths() {
 #[test]
 fn a_request_that_says_its_language_gets_its_page_in_that_language() {
     let workspace = Workspace::new(&repo_path("examples/sim/demo.yaml"));
-    workspace.apply_with("de", "  language: de-AT\n", "export-only", &[JANE], EXPORT);
+    let omit = "  export: { attachments: omit }\n";
+    workspace.apply_with("de", "  language: de-AT\n", "export-only", &[JANE], omit);
     let bag = workspace.path("exports/DSR-de");
     let dom = check_page_in(&bag, &[JANE], "(kein Betreff)");
+    // Attachments left out of the export are named, not linked, and no file is written.
+    assert!(dom.contains("<li>invoice-2026-0042.pdf (application/pdf, 608 Byte; in diesem Export"));
+    assert!(!bag.join("data/attachments").join(JANE).read_dir().unwrap().any(|_| true));
     assert!(dom.contains("<html lang=\"de\">"), "{dom}");
     assert!(dom.contains("Artikel 15 der Datenschutz-Grundverordnung"));
     assert!(!dom.contains("Article 15"));
