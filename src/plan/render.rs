@@ -4,8 +4,12 @@
 
 use std::fmt::Write as _;
 
+use crate::manifest::model::Expect;
+use crate::ucs::DataSource;
+
 use super::model::{
-    ContactPlan, DeleteMode, OtherRecord, Plan, Resolution, StepPlan, StepStatus, SubjectResolution,
+    ContactPlan, DeleteMode, OtherRecord, Plan, Resolution, StepPlan, StepStatus,
+    SubjectResolution, Warning, WarningLevel,
 };
 
 /// Days from `today` to the plan's deadline (negative when overdue).
@@ -30,12 +34,12 @@ fn subject_line(subject: &SubjectResolution) -> String {
         (None, Some(digest)) => format!(
             "match {} (expect {})",
             digest.get(..12).unwrap_or(digest),
-            subject.expect.as_deref().unwrap_or("one")
+            subject.expect.map_or("one", Expect::as_str)
         ),
         (None, None) => "?".to_owned(),
     };
     let outcome = match &subject.outcome {
-        Resolution::Found { contacts } => format!("-> {}", contacts.join(", ")),
+        Resolution::Found { contacts } => format!("-> {}", joined(contacts, ", ")),
         Resolution::AlreadyAbsent => "-> already absent (nothing to do)".to_owned(),
         Resolution::NoMatch => "-> no contact matches".to_owned(),
         Resolution::Ambiguous { candidates } => {
@@ -72,7 +76,7 @@ fn other_record_line(record: &OtherRecord) -> String {
         "{} shares {} with {} ({} interaction(s){}; first {}, last {})",
         record.contact_id,
         shared.join(", "),
-        record.shares_with.join(", "),
+        joined(&record.shares_with, ", "),
         record.interactions.values().sum::<u64>(),
         if counts.is_empty() { String::new() } else { format!(": {}", counts.join(", ")) },
         record.first_interaction.as_deref().unwrap_or("-"),
@@ -139,6 +143,20 @@ pub fn summary_line(plan: &Plan) -> String {
     )
 }
 
+/// ` (local file ...)` after the runbook's name when it was read from a file; nothing for a
+/// built-in (the plans of built-in runbooks read as they always have).
+fn local_origin(plan: &Plan) -> String {
+    let runbook = &plan.body.runbook;
+    if runbook.origin.is_some() { format!(" ({})", runbook.origin_words()) } else { String::new() }
+}
+
+/// Blocker-level warnings first, the rest in the plan's order.
+fn by_weight(warnings: &[Warning]) -> Vec<&Warning> {
+    let mut sorted: Vec<&Warning> = warnings.iter().collect();
+    sorted.sort_by_key(|w| std::cmp::Reverse(w.level));
+    sorted
+}
+
 fn delete_words(mode: DeleteMode) -> &'static str {
     match mode {
         DeleteMode::None => "nothing is deleted",
@@ -153,11 +171,12 @@ pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Plan {} for request {} ({}, runbook {}, environment {}, UCS {})",
+        "Plan {} for request {} ({}, runbook {}{}, environment {}, UCS {})",
         plan.plan_id.get(..12).unwrap_or(&plan.plan_id),
         body.request.id,
         deadline_line(plan, today),
         body.runbook.name,
+        local_origin(plan),
         body.environment.name,
         body.environment.ucs_version
     );
@@ -166,7 +185,11 @@ pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
         "export: {}; {}",
         body.export.as_ref().map_or_else(
             || if body.export_waived { "waived".to_owned() } else { "none".to_owned() },
-            |e| format!("{} (attachments {})", e.data_sources.join(" + "), e.attachments)
+            |e| format!(
+                "{} (attachments {})",
+                joined(&e.data_sources, " + "),
+                e.attachments.as_str()
+            )
         ),
         delete_words(body.delete)
     );
@@ -185,8 +208,9 @@ pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
     }
     if !body.warnings.is_empty() {
         let _ = writeln!(out, "\nWARNINGS ({})", body.warnings.len());
-        for warning in &body.warnings {
-            let _ = writeln!(out, "  ! {}", warning.message);
+        for warning in by_weight(&body.warnings) {
+            let mark = if warning.level == WarningLevel::Blocker { "‼" } else { "!" };
+            let _ = writeln!(out, "  {mark} {}", warning.message);
         }
     }
     let _ = writeln!(out, "\nSubjects");
@@ -226,9 +250,10 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
     let _ = writeln!(out, "### ucs-gdpr plan for `{}`\n", body.request.id);
     let _ = writeln!(
         out,
-        "Plan `{}` · runbook `{}` · environment `{}` (UCS {}) · {}\n",
+        "Plan `{}` · runbook `{}`{} · environment `{}` (UCS {}) · {}\n",
         plan.plan_id,
         body.runbook.name,
+        local_origin(plan),
         body.environment.name,
         body.environment.ucs_version,
         deadline_line(plan, today)
@@ -267,8 +292,10 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
     }
     if !body.warnings.is_empty() {
         let _ = writeln!(out, "#### Warnings\n");
-        for warning in &body.warnings {
-            let _ = writeln!(out, "- :warning: {}", warning.message);
+        for warning in by_weight(&body.warnings) {
+            let mark =
+                if warning.level == WarningLevel::Blocker { ":bangbang:" } else { ":warning:" };
+            let _ = writeln!(out, "- {mark} {}", warning.message);
         }
         let _ = writeln!(out);
     }
@@ -319,12 +346,12 @@ pub fn count(plan: &Plan) -> String {
     let mut out = String::new();
     let exported: Vec<&ContactPlan> = body.contacts.iter().filter(|c| c.export).collect();
     let deleted: Vec<&ContactPlan> = body.contacts.iter().filter(|c| c.delete).collect();
-    let per_source = |contacts: &[&ContactPlan], only: Option<&[String]>| {
-        let mut totals = std::collections::BTreeMap::<String, u64>::new();
+    let per_source = |contacts: &[&ContactPlan], only: Option<&[DataSource]>| {
+        let mut totals = std::collections::BTreeMap::<DataSource, u64>::new();
         for contact in contacts {
             for (source, counts) in &contact.sources {
                 if only.is_none_or(|o| o.contains(source)) {
-                    *totals.entry(source.clone()).or_default() += counts.interactions;
+                    *totals.entry(*source).or_default() += counts.interactions;
                 }
             }
         }
@@ -340,4 +367,9 @@ pub fn count(plan: &Plan) -> String {
         let _ = writeln!(out, "interactions to delete from {source}: {n}");
     }
     out
+}
+
+/// The items' `Display` forms joined by `separator`.
+fn joined<T: std::fmt::Display>(items: &[T], separator: &str) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(separator)
 }
