@@ -40,6 +40,9 @@ pub struct Metadata {
     /// When the answer is due, if set explicitly.
     #[serde(default, deserialize_with = "option_from_str")]
     pub deadline: Option<jiff::civil::Date>,
+    /// The language of the readable export page (a BCP 47 tag the schema checks).
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 impl Metadata {

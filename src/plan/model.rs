@@ -149,6 +149,10 @@ pub struct RequestInfo {
     pub verified_by: String,
     /// The ticket reference, if any.
     pub ticket: Option<String>,
+    /// The language of the readable export page, when the manifest says one (absent from the
+    /// plan otherwise, so plans of manifests without one are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 /// The environment the plan was computed against.
