@@ -149,6 +149,10 @@ pub struct RequestInfo {
     pub verified_by: String,
     /// The ticket reference, if any.
     pub ticket: Option<String>,
+    /// The subjects file the request names, with its digest: its ids are the `contactId`
+    /// subjects after the manifest's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects_file: Option<crate::manifest::model::SubjectsFileInfo>,
 }
 
 /// The environment the plan was computed against.
