@@ -153,6 +153,10 @@ pub struct RequestInfo {
     /// plan otherwise, so plans of manifests without one are unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// The subjects file the request names, with its digest: its ids are the `contactId`
+    /// subjects after the manifest's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects_file: Option<crate::manifest::model::SubjectsFileInfo>,
 }
 
 /// The environment the plan was computed against.
