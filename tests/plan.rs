@@ -912,3 +912,55 @@ fn a_subjects_file_s_mistakes_are_located_by_line_without_their_text() {
     let output = ucs_gdpr().args(["plan", "--env-file", &env_file, &manifest]).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "nothing is planned: {}", transcript(&output));
 }
+
+/// Issue 13: a large plan's markdown fits one GitHub comment (65,536 characters): the summary
+/// and every blocker in full, the details until the budget, then a note naming what was left
+/// out and where it is. A small plan is shown whole, with no note.
+#[test]
+fn a_large_plan_s_markdown_fits_a_comment_with_the_blockers_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = request(
+        dir.path(),
+        "large",
+        "forget-me-on-premise",
+        "    - contactId: 0001SaD2PVY4312K\n    - contactId: 0001SaD2PVY4315J\n",
+        EXPORT_AND_DELETE,
+    );
+    let (_, json) = plan_json(&manifest);
+    let small: ucs_gdpr::plan::Plan = serde_json::from_value(json).unwrap();
+    let today = jiff::civil::date(2026, 11, 25);
+    let whole = ucs_gdpr::plan::render::markdown(&small, today);
+    assert!(!whole.contains("not shown"), "{whole}");
+
+    // 1,000 contacts like these two, each with its blocker (José's pending callback).
+    let mut body = small.body.clone();
+    let template = body.contacts.clone();
+    let blocker = body.blockers.iter().find(|b| b.contact_id.is_some()).unwrap().clone();
+    body.contacts.clear();
+    body.blockers.clear();
+    for n in 0..1_000u32 {
+        for contact in &template {
+            let mut contact = contact.clone();
+            let id = format!("{}{n:06}", &contact.contact_id.as_str()[..10]);
+            contact.contact_id = ucs_gdpr::ucs::ContactId::new(&id).unwrap();
+            body.contacts.push(contact);
+        }
+        if n < 300 {
+            let mut blocker = blocker.clone();
+            blocker.contact_id =
+                Some(ucs_gdpr::ucs::ContactId::new(&format!("0001BLOCKED{n:05}")).unwrap());
+            body.blockers.push(blocker);
+        }
+    }
+    let large = ucs_gdpr::plan::seal(body);
+    let text = ucs_gdpr::plan::render::markdown(&large, today);
+    assert!(text.chars().count() <= 65_536, "{} characters", text.chars().count());
+    for n in 0..300u32 {
+        assert!(text.contains(&format!("contact `0001BLOCKED{n:05}`")), "blocker {n} is shown");
+    }
+    assert!(text.contains("#### Blockers") && text.contains("| contacts | export |"));
+    let note =
+        text.lines().rev().find(|l| l.contains("not shown")).expect("a note says what is left out");
+    assert!(note.contains("more contact(s)") && note.contains(&large.plan_id), "{note}");
+    assert!(note.contains("ucs-gdpr show"), "{note}");
+}

@@ -275,10 +275,11 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
         s.bytes,
         delete_words(body.delete)
     );
+    let mut folded = Folded::new(out, MARKDOWN_BUDGET);
     if body.blockers.is_empty() {
-        let _ = writeln!(out, "**No blockers.**\n");
+        folded.push("**No blockers.**\n\n".to_owned());
     } else {
-        let _ = writeln!(out, "#### Blockers\n");
+        folded.push("#### Blockers\n\n".to_owned());
         for blocker in &body.blockers {
             let at = blocker
                 .contact_id
@@ -286,41 +287,42 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
                 .map(|c| format!("contact `{c}`"))
                 .or_else(|| blocker.subject.map(|n| format!("subject {n}")))
                 .unwrap_or_else(|| "request".to_owned());
-            let _ = writeln!(out, "- :x: {at}: {}", blocker.message);
+            folded.item("blocker(s)", format!("- :x: {at}: {}\n", blocker.message));
         }
-        let _ = writeln!(out);
+        folded.push("\n".to_owned());
     }
     if !body.warnings.is_empty() {
-        let _ = writeln!(out, "#### Warnings\n");
+        folded.push("#### Warnings\n\n".to_owned());
         for warning in by_weight(&body.warnings) {
             let mark =
                 if warning.level == WarningLevel::Blocker { ":bangbang:" } else { ":warning:" };
-            let _ = writeln!(out, "- {mark} {}", warning.message);
+            folded.item("warning(s)", format!("- {mark} {}\n", warning.message));
         }
-        let _ = writeln!(out);
+        folded.push("\n".to_owned());
     }
-    let _ = writeln!(out, "#### Subjects\n");
+    folded.push("#### Subjects\n\n".to_owned());
     for subject in &body.subjects {
-        let _ = writeln!(out, "- {}", subject_line(subject));
+        folded.item("subject(s)", format!("- {}\n", subject_line(subject)));
     }
-    let _ = writeln!(out);
+    folded.push("\n".to_owned());
     for step in &body.request_steps {
-        let _ = writeln!(
-            out,
-            "- request step `{}` (`{}`): **{}**: {}",
-            step.id,
-            step.uses,
-            step.status.as_str(),
-            step.notes.join("; ")
+        folded.item(
+            "request step(s)",
+            format!(
+                "- request step `{}` (`{}`): **{}**: {}\n",
+                step.id,
+                step.uses,
+                step.status.as_str(),
+                step.notes.join("; ")
+            ),
         );
     }
     for contact in &body.contacts {
-        let _ = writeln!(out, "\n<details><summary>{}</summary>\n", contact_heading(contact));
-        let _ = writeln!(out, "| step | uses | status | notes |");
-        let _ = writeln!(out, "|---|---|---|---|");
+        let mut section = format!("\n<details><summary>{}</summary>\n\n", contact_heading(contact));
+        section.push_str("| step | uses | status | notes |\n|---|---|---|---|\n");
         for step in &contact.steps {
             let _ = writeln!(
-                out,
+                section,
                 "| `{}` | `{}` | {} | {} |",
                 step.id,
                 step.uses,
@@ -328,15 +330,71 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
                 step.notes.join("<br>")
             );
         }
-        let _ = writeln!(out, "\nFingerprint `{}`\n\n</details>", contact.fingerprint);
+        let _ = writeln!(section, "\nFingerprint `{}`\n\n</details>", contact.fingerprint);
+        folded.item("contact(s)", section);
     }
     if !body.other_records.is_empty() {
-        let _ = writeln!(out, "\n#### Possible other records of the same person\n");
+        folded.push("\n#### Possible other records of the same person\n\n".to_owned());
         for record in &body.other_records {
-            let _ = writeln!(out, "- {}", other_record_line(record));
+            folded.item("possible other record(s)", format!("- {}\n", other_record_line(record)));
         }
     }
-    out
+    folded.finish(&plan.plan_id)
+}
+
+/// The most a markdown plan holds: a GitHub comment holds 65,536 characters, and this counts
+/// bytes (at least as many), with room left for the note on what was left out.
+pub const MARKDOWN_BUDGET: usize = 65_536 - 1_024;
+
+/// A markdown plan within a budget: parts are kept in order while they fit; once one does not,
+/// every later item is only counted, by kind, and the end says what was left out and where it
+/// is. The summary and the blockers come first, so they are the last to be left out.
+struct Folded {
+    out: String,
+    limit: usize,
+    full: bool,
+    left_out: Vec<(&'static str, usize)>,
+}
+
+impl Folded {
+    fn new(out: String, limit: usize) -> Self {
+        Self { out, limit, full: false, left_out: Vec::new() }
+    }
+
+    /// A heading or separator: kept while nothing has been left out.
+    fn push(&mut self, text: String) {
+        if !self.full && self.out.len() + text.len() <= self.limit {
+            self.out.push_str(&text);
+        }
+    }
+
+    /// One item of a list: kept while it fits, else counted under `kind`.
+    fn item(&mut self, kind: &'static str, text: String) {
+        if !self.full && self.out.len() + text.len() <= self.limit {
+            self.out.push_str(&text);
+            return;
+        }
+        self.full = true;
+        match self.left_out.last_mut() {
+            Some((last, count)) if *last == kind => *count += 1,
+            _ => self.left_out.push((kind, 1)),
+        }
+    }
+
+    fn finish(mut self, plan_id: &str) -> String {
+        if !self.left_out.is_empty() {
+            let counts: Vec<String> =
+                self.left_out.iter().map(|(kind, n)| format!("{n} more {kind}")).collect();
+            let _ = writeln!(
+                self.out,
+                "\n> [!NOTE]\n> This plan is too long for one comment: {} not shown. The plan \
+                 file holds them all (plan `{plan_id}`); `ucs-gdpr show PLAN_FILE` prints it \
+                 whole.",
+                counts.join(", ")
+            );
+        }
+        self.out
+    }
 }
 
 /// The seed's `-count` simulation mode: how many contacts and interactions per data source
