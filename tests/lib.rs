@@ -18,6 +18,7 @@ mod contract;
 mod export;
 mod infomart;
 mod plan;
+mod progress;
 mod provision;
 mod readme;
 mod scripts;

@@ -25,7 +25,7 @@ use crate::export::{self, Bag, ContactExport, ExportOptions, PayloadKind};
 use crate::plan::{self, ContactPlan, Plan, PlanInput, StepStatus};
 use crate::runbook::{Runbook, Scope, StepKind};
 use crate::ucs::{
-    ContactId, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
+    CallSite, ContactId, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
     list_all_interactions,
 };
 
@@ -198,15 +198,32 @@ impl Trail {
         Ok(())
     }
 
+    /// Records the retries the client reported from `step` of `contact` (each retry carries
+    /// its [`CallSite`]: contacts run concurrently, so the buffer holds other contacts' retries
+    /// too, which stay for their own step to record). A retry from no step of a run (a plan
+    /// made before it) is not part of its trail and is dropped here.
     fn retries(
         &self,
         retries: &Mutex<Vec<RetryEvent>>,
         step: &str,
-        contact: &str,
+        contact: Option<&str>,
     ) -> Result<(), ApplyError> {
-        let drained: Vec<RetryEvent> =
-            std::mem::take(&mut *retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        for retry in drained {
+        let mine: Vec<RetryEvent> = {
+            let mut buffer = retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (mine, rest): (Vec<RetryEvent>, Vec<RetryEvent>) =
+                std::mem::take(&mut *buffer).into_iter().partition(|retry| {
+                    retry.site.as_ref().is_some_and(|site| {
+                        site.step.as_deref() == Some(step)
+                            && (contact.is_none() || site.contact.as_deref() == contact)
+                    })
+                });
+            *buffer = rest
+                .into_iter()
+                .filter(|r| r.site.as_ref().is_some_and(|s| s.step.is_some()))
+                .collect();
+            mine
+        };
+        for retry in mine {
             let detail = Detail {
                 attempt: Some(retry.attempt),
                 http_status: retry.status,
@@ -214,8 +231,8 @@ impl Trail {
                 reason: audit::Token::new(retry.operation.as_str().to_lowercase()).ok(),
                 ..Detail::default()
             };
-            let contact = retry.subject.as_deref().filter(|s| s.len() == 16).unwrap_or(contact);
-            self.outcome(Event::StepRetry, step, Some(contact), Outcome::Failed, detail)?;
+            let contact = retry.site.as_ref().and_then(|site| site.contact.as_deref());
+            self.outcome(Event::StepRetry, step, contact, Outcome::Failed, detail)?;
         }
         Ok(())
     }
@@ -317,14 +334,18 @@ pub async fn run<U: Ucs>(
 
     // Stale-plan detection: plan again, compare. "UCS could not be read" is not "UCS changed":
     // a re-check that cannot read is retried, and if it still cannot, refused as unreachable.
-    let mut fresh = plan::build(&context.input, ucs).await;
+    // Its retries are recorded under the `plan.recheck` phase (a runbook step id has no `.`),
+    // each under the contact whose read it was.
+    let recheck = || CallSite::step(None, RECHECK).scope(plan::build(&context.input, ucs));
+    let mut fresh = recheck().await;
     for pause in RECHECK_PAUSES {
         if unreadable(&fresh).is_none() {
             break;
         }
         tokio::time::sleep(pause).await;
-        fresh = plan::build(&context.input, ucs).await;
+        fresh = recheck().await;
     }
+    trail.retries(&context.retries, RECHECK, None)?;
     if let Some(what) = unreadable(&fresh) {
         return refuse(trail, "unreachable", ApplyError::Unreachable(what));
     }
@@ -417,6 +438,9 @@ pub async fn run<U: Ucs>(
     }
     Ok(receipt)
 }
+
+/// The phase the re-check's retries are recorded under (as their step).
+const RECHECK: &str = "plan.recheck";
 
 /// Pauses before each new attempt of a re-check that could not read UCS.
 const RECHECK_PAUSES: [std::time::Duration; 2] =
@@ -548,24 +572,26 @@ async fn run_contact<U: Ucs>(
                 .map_err(StepFailure::from)
         } else {
             let previous = done.is_done(id, &step.id);
-            execute(
-                step.uses,
-                &step.id,
-                status,
-                previous,
-                contact,
-                &contact_id,
-                plan,
-                context,
-                trail,
-                done,
-                bag,
-                ucs,
-                &mut exported,
-            )
-            .await
+            // The step's calls carry its contact and step, so their retries are recorded here.
+            CallSite::step(Some(id), &step.id)
+                .scope(execute(
+                    step.uses,
+                    &step.id,
+                    status,
+                    previous,
+                    contact,
+                    &contact_id,
+                    plan,
+                    context,
+                    trail,
+                    done,
+                    bag,
+                    ucs,
+                    &mut exported,
+                ))
+                .await
         };
-        let _ = trail.retries(&context.retries, &step.id, id);
+        let _ = trail.retries(&context.retries, &step.id, Some(id));
         match result {
             Ok(mut step_receipt) => {
                 step_receipt.uses = step.uses.name().to_owned();

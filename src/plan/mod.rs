@@ -18,8 +18,8 @@ use crate::environment::{Environment, EnvironmentType, UcsVersion};
 use crate::manifest::model::{Attachments, DataSourceRole, Expect, Request, Subject};
 use crate::runbook::{Runbook, Scope, StepKind};
 use crate::ucs::{
-    Contact, ContactId, DataSource, ErrorKind, IdentifyRequest, InteractionListing, TenantId, Ucs,
-    UcsError, list_all_interactions,
+    CallSite, Contact, ContactId, DataSource, ErrorKind, IdentifyRequest, InteractionListing,
+    TenantId, Ucs, UcsError, list_all_interactions,
 };
 
 /// What the planner needs besides the connector.
@@ -276,7 +276,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
                 let result = match ContactId::new(&id) {
                     Ok(contact) => {
                         let known = records.get(&id).cloned();
-                        observe(&contact, known, &wants, input, ucs)
+                        CallSite::contact_scope(&id, observe(&contact, known, &wants, input, ucs))
                             .await
                             .map_err(|e| e.to_string())
                     }
@@ -598,7 +598,7 @@ async fn resolve<U: Ucs>(
         Subject::Contact { contact_id } => {
             let (outcome, record) = match ContactId::new(contact_id) {
                 Err(_) => (Resolution::Unreadable { reason: "not a contact id".into() }, None),
-                Ok(id) => match ucs.get_contact(&id).await {
+                Ok(id) => match CallSite::contact_scope(contact_id, ucs.get_contact(&id)).await {
                     Ok(record) => {
                         (Resolution::Found { contacts: vec![contact_id.clone()] }, Some(record))
                     }
@@ -647,7 +647,9 @@ async fn resolve<U: Ucs>(
                 Ok(found) if found.contacts.len() > 1 && *expect == Expect::One => {
                     let mut candidates = Vec::new();
                     for id in &found.contacts {
-                        candidates.push(candidate(id, input, ucs).await);
+                        candidates.push(
+                            CallSite::contact_scope(id.as_str(), candidate(id, input, ucs)).await,
+                        );
                     }
                     candidates.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
                     Resolution::Ambiguous { candidates }

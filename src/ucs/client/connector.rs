@@ -229,6 +229,7 @@ impl<T: Transport> Connector<T> {
         );
         if let Some(hook) = &self.inner.limits.on_retry {
             hook(&RetryEvent {
+                site: super::CallSite::current(),
                 operation: error.operation,
                 subject: subject.map(str::to_owned),
                 attempt,

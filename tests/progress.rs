@@ -1,0 +1,140 @@
+//! Retries and progress: each retry is recorded under the contact and the step it happened in,
+//! whatever else runs at the same time; retries are summarised, not one warning each; progress
+//! is shown wherever a command takes time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+
+use serde_json::Value;
+use ucs_gdpr::sim::{GenerateOptions, generate};
+
+use crate::{transcript, ucs_gdpr};
+
+/// A generated dataset of `contacts` contacts without pending callbacks (they would block a
+/// batch delete), and the ids of its contacts.
+fn dataset(dir: &Path, contacts: u32) -> Vec<String> {
+    let path = dir.join("dataset.json");
+    generate(&GenerateOptions {
+        contacts,
+        interactions: 2,
+        attachment_bytes: 0,
+        seed: 11,
+        out: path.clone(),
+    })
+    .unwrap();
+    let mut value: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let mut ids = Vec::new();
+    for contact in value["contacts"].as_array_mut().unwrap() {
+        contact["callbacks"] = serde_json::json!([]);
+        ids.push(contact["id"].as_str().unwrap().to_owned());
+    }
+    fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+    ids
+}
+
+/// An environments file for the generated dataset, with `faults` (YAML flow) and no approval.
+fn environments(dir: &Path, faults: &str) {
+    fs::write(
+        dir.join("ucs-gdpr.yaml"),
+        format!(
+            "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  gen:\n    \
+             type: embedded\n    tenant: 101\n    dataset: dataset.json\n    stateDir: state\n    \
+             faults: {faults}\n    timeouts: {{ connectMs: 2000, readMs: 2000 }}\n    \
+             policy:\n      requireApproval: false\n      auditLog: audit.jsonl\n      \
+             exports: exports\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// A batch-delete request of `ids`.
+fn request(dir: &Path, ids: &[String]) -> String {
+    let mut text = String::from(
+        "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-RETRIES\n  \
+         receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: agent.smith\nspec:\n  \
+         environment: gen\n  runbook: batch-delete\n  subjects:\n",
+    );
+    for id in ids {
+        // Quoted: an id such as `0oYWD5Bq33vFqv89` would be read as a YAML number.
+        writeln!(text, "    - contactId: \"{id}\"").unwrap();
+    }
+    text.push_str("  export:\n    dataSources: [main, archive]\n  delete:\n    confirm: true\n");
+    let path = dir.join("request.yaml");
+    fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Every `step.retry` record of the log: (contact, step).
+fn retry_records(log: &Path) -> Vec<(Option<String>, String)> {
+    fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|record| record["event"] == "step.retry")
+        .map(|record| {
+            (record["contact"].as_str().map(str::to_owned), record["step"].as_str().unwrap().into())
+        })
+        .collect()
+}
+
+#[test]
+fn retries_are_attributed_under_concurrency_8() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = dataset(dir.path(), 24);
+    // Transient failures of calls about five contacts, each in a known step: the calls about a
+    // contact of a batch delete are, in order, GetAttributes: the plan's read (1), the re-check's
+    // (2), the export's (3), verify-absent's (4); GetInteractionsForContact (main, archive): the
+    // plan (1, 2), the re-check (3, 4), the export (5, 6), verify-absent (7, 8); DeleteContact:
+    // the delete (1). A failure during the plan `apply` makes first is not part of the run.
+    let faulted: BTreeMap<&str, (&str, u64, Option<&str>)> = BTreeMap::from([
+        (ids[1].as_str(), ("GetAttributes", 2, Some("plan.recheck"))),
+        (ids[5].as_str(), ("GetInteractionsForContact", 5, Some("export"))),
+        (ids[9].as_str(), ("DeleteContact", 1, Some("delete"))),
+        (ids[14].as_str(), ("GetInteractionsForContact", 8, Some("verify"))),
+        (ids[20].as_str(), ("GetAttributes", 1, None)),
+    ]);
+    let script: Vec<String> = faulted
+        .iter()
+        .map(|(contact, (operation, nth, _))| {
+            format!("{{ contact: \"{contact}\", operation: {operation}, nth: {nth}, kind: unavailable }}")
+        })
+        .collect();
+    // Latency, so that contacts overlap and each step takes a while.
+    environments(
+        dir.path(),
+        &format!("{{ latencyMs: 3, jitterMs: 3, contactScript: [{}] }}", script.join(", ")),
+    );
+    let manifest = request(dir.path(), &ids);
+    let env_file = dir.path().join("ucs-gdpr.yaml");
+    let output = ucs_gdpr()
+        .args(["apply", &manifest, "--concurrency", "8", "--env-file"])
+        .arg(&env_file)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", transcript(&output));
+
+    let records = retry_records(&dir.path().join("audit.jsonl"));
+    let expected: BTreeSet<(Option<String>, String)> = faulted
+        .iter()
+        .filter_map(|(contact, (_, _, step))| step.map(|s| (Some((*contact).to_owned()), s.into())))
+        .collect();
+    for record in &records {
+        assert!(expected.contains(record), "a retry recorded under {record:?}; log: {records:?}");
+    }
+    let mut counts: BTreeMap<(Option<String>, String), usize> = BTreeMap::new();
+    for record in records {
+        *counts.entry(record).or_default() += 1;
+    }
+    // One record per failed attempt and what the client did next: a delete whose answer was
+    // lost is checked (the contact is still there), then sent again.
+    let wanted: BTreeMap<(Option<String>, String), usize> = expected
+        .into_iter()
+        .map(|key| {
+            let n = if key.1 == "delete" { 2 } else { 1 };
+            (key, n)
+        })
+        .collect();
+    assert_eq!(counts, wanted, "every injected failure is recorded where it happened");
+}
