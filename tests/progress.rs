@@ -138,3 +138,104 @@ fn retries_are_attributed_under_concurrency_8() {
         .collect();
     assert_eq!(counts, wanted, "every injected failure is recorded where it happened");
 }
+
+/// stderr's lines that are log lines (`<timestamp>  LEVEL target: message`).
+fn log_lines(stderr: &[u8], level: &str) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|line| line.split_whitespace().nth(1) == Some(level))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn transient_retries_are_summarised_in_one_warning_with_their_details_at_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = dataset(dir.path(), 12);
+    environments(dir.path(), "{ seed: 5, errorRate: 0.08 }");
+    let manifest = request(dir.path(), &ids);
+    let env_file = dir.path().join("ucs-gdpr.yaml");
+    let output =
+        ucs_gdpr().args(["apply", &manifest, "--env-file"]).arg(&env_file).output().unwrap();
+    assert!(output.status.success(), "{}", transcript(&output));
+    let records = retry_records(&dir.path().join("audit.jsonl"));
+    assert!(records.len() > 3, "the faults made the client retry: {records:?}");
+    // At the default level: no line per retry, one summary.
+    let warnings = log_lines(&output.stderr, "WARN");
+    let summary = warnings
+        .iter()
+        .find(|line| line.contains("UCS calls were retried; all succeeded"))
+        .unwrap_or_else(|| panic!("no summary: {}", transcript(&output)));
+    assert_eq!(warnings.len(), 1, "only the summary warns: {warnings:?}");
+    let calls: u64 = summary
+        .split(": ")
+        .nth(1)
+        .and_then(|text| text.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(calls >= 3, "{summary}");
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("retrying"),
+        "{}",
+        transcript(&output)
+    );
+
+    // At `info`, each retry with its contact and step (ids only).
+    let dir = tempfile::tempdir().unwrap();
+    let ids = dataset(dir.path(), 12);
+    environments(dir.path(), "{ seed: 5, errorRate: 0.08 }");
+    let manifest = request(dir.path(), &ids);
+    let output = ucs_gdpr()
+        .args(["apply", &manifest, "--env-file"])
+        .arg(dir.path().join("ucs-gdpr.yaml"))
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", transcript(&output));
+    let details: Vec<String> = log_lines(&output.stderr, "INFO")
+        .into_iter()
+        .filter(|line| line.contains("UCS call failed; retrying"))
+        .collect();
+    assert!(details.len() >= records.len(), "{details:?}");
+    assert!(
+        details.iter().any(|line| line.contains("step=\"export\"") || line.contains("step=export")),
+        "{details:?}"
+    );
+}
+
+#[test]
+fn a_call_that_gave_up_after_its_retries_is_counted_in_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = dataset(dir.path(), 3);
+    // Every attempt (5 by default) of the export's read of one contact fails: the connector
+    // gives up and that contact fails; the others are done.
+    let script: Vec<String> = (3..=7)
+        .map(|nth| {
+            format!(
+                "{{ contact: \"{}\", operation: GetAttributes, nth: {nth}, kind: unavailable }}",
+                ids[0]
+            )
+        })
+        .collect();
+    environments(dir.path(), &format!("{{ contactScript: [{}] }}", script.join(", ")));
+    let manifest = request(dir.path(), &ids);
+    let output = ucs_gdpr()
+        .args(["apply", &manifest, "--env-file"])
+        .arg(dir.path().join("ucs-gdpr.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let warnings = log_lines(&output.stderr, "WARN");
+    assert!(
+        warnings.iter().any(|line| line.contains("1 UCS call was retried; it gave up")),
+        "{}",
+        transcript(&output)
+    );
+    let records = retry_records(&dir.path().join("audit.jsonl"));
+    assert_eq!(records.len(), 4, "four retries, then the fifth attempt failed too: {records:?}");
+    assert!(
+        records
+            .iter()
+            .all(|(contact, step)| contact.as_deref() == Some(ids[0].as_str()) && step == "export")
+    );
+}

@@ -111,7 +111,7 @@ pub struct ApplyContext<'a> {
     pub stop: Arc<AtomicBool>,
     /// Retries the client reported, drained into the log.
     pub retries: Arc<Mutex<Vec<RetryEvent>>>,
-    /// Told each time a contact is finished.
+    /// Told how far the re-check is, and each time a contact is finished.
     pub progress: &'a (dyn Fn(&Progress<'_>) + Sync),
 }
 
@@ -127,22 +127,48 @@ impl std::fmt::Debug for ApplyContext<'_> {
     }
 }
 
-/// A contact finished: how far the run is.
+/// How far a run is: a contact finished (or, before anything is done, how far the re-check
+/// is, see [`Stage`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Progress<'a> {
-    /// Contacts finished so far, this one included.
+    /// What is counted.
+    pub stage: Stage,
+    /// Contacts finished so far, this one included (in the re-check: subjects resolved or
+    /// contacts read).
     pub done: usize,
-    /// Contacts in the plan.
+    /// Contacts in the plan (in the re-check: subjects or contacts to read).
     pub total: usize,
-    /// The contact just finished.
+    /// The contact just finished (empty in the re-check).
     pub contact: &'a str,
-    /// What happened to it, in a few words (ids and outcomes only).
+    /// What happened to it, in a few words (ids and outcomes only; empty in the re-check).
     pub summary: &'a str,
+}
+
+/// What a [`Progress`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The re-check against the live state before anything is done (planning again), in its
+    /// phase.
+    Recheck(plan::Phase),
+    /// The run: contacts finished.
+    Contacts,
 }
 
 impl std::fmt::Display for Progress<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "[{}/{}] contact {}: {}", self.done, self.total, self.contact, self.summary)
+        match self.stage {
+            Stage::Contacts => write!(
+                f,
+                "[{}/{}] contact {}: {}",
+                self.done, self.total, self.contact, self.summary
+            ),
+            Stage::Recheck(plan::Phase::Resolving) => {
+                write!(f, "re-check: {}/{} subjects resolved", self.done, self.total)
+            }
+            Stage::Recheck(plan::Phase::Reading) => {
+                write!(f, "re-check: {}/{} contacts read", self.done, self.total)
+            }
+        }
     }
 }
 
@@ -336,7 +362,18 @@ pub async fn run<U: Ucs>(
     // a re-check that cannot read is retried, and if it still cannot, refused as unreachable.
     // Its retries are recorded under the `plan.recheck` phase (a runbook step id has no `.`),
     // each under the contact whose read it was.
-    let recheck = || CallSite::step(None, RECHECK).scope(plan::build(&context.input, ucs));
+    let told = |step: plan::Progress| {
+        (context.progress)(&Progress {
+            stage: Stage::Recheck(step.phase),
+            done: step.done,
+            total: step.total,
+            contact: "",
+            summary: "",
+        });
+    };
+    let recheck = || {
+        CallSite::step(None, RECHECK).scope(plan::build_with_progress(&context.input, ucs, &told))
+    };
     let mut fresh = recheck().await;
     for pause in RECHECK_PAUSES {
         if unreadable(&fresh).is_none() {
@@ -405,6 +442,7 @@ pub async fn run<U: Ucs>(
                 };
                 let done = finished.fetch_add(1, Ordering::SeqCst) + 1;
                 (context.progress)(&Progress {
+                    stage: Stage::Contacts,
                     done,
                     total,
                     contact: &contact.contact_id,

@@ -7,6 +7,7 @@ use crate::manifest::{self, FileReport, Request};
 use crate::plan::{self, Plan, PlanInput};
 use crate::runbook::RunbookLibrary;
 
+use super::progress::{self, PlanProgress};
 use super::validate::{Setting, load_setting};
 use super::{Exit, render};
 
@@ -137,10 +138,15 @@ impl Prepared {
     }
 }
 
-/// Builds the plan of a prepared request over a live connection.
+/// Builds the plan of a prepared request over a live connection, with its progress on a
+/// terminal (subjects resolved, then contacts read).
 pub(crate) async fn make_plan(prepared: &Prepared, connection: &Connection) -> Option<Plan> {
     let input = prepared.plan_input(connection, None)?;
-    Some(plan::build(&input, &connection.client).await)
+    let shown = PlanProgress::new("plan");
+    let progress = |step: plan::Progress| shown.show(step.phase, step.done, step.total);
+    let plan = plan::build_with_progress(&input, &connection.client, &progress).await;
+    shown.end();
+    Some(plan)
 }
 
 /// A runtime for the async stages.
@@ -162,19 +168,25 @@ pub(crate) fn run(args: &Args) -> Exit {
     };
     let Some(runtime) = runtime() else { return Exit::Internal };
     let plan = runtime.block_on(async {
-        let connection =
-            match prepared.environments.connect(&prepared.request.spec.environment, None).await {
-                Ok(connection) => connection,
-                Err(error) => {
-                    eprintln!(
-                        "error: cannot connect to `{}`: {}",
-                        prepared.request.spec.environment,
-                        chain(&error)
-                    );
-                    return None;
-                }
-            };
+        // Retries are counted for the bar and summarised; planning records nothing.
+        let hook: crate::ucs::RetryHook = std::sync::Arc::new(progress::count_retry);
+        let connection = match prepared
+            .environments
+            .connect(&prepared.request.spec.environment, Some(hook))
+            .await
+        {
+            Ok(connection) => connection,
+            Err(error) => {
+                eprintln!(
+                    "error: cannot connect to `{}`: {}",
+                    prepared.request.spec.environment,
+                    chain(&error)
+                );
+                return None;
+            }
+        };
         let plan = make_plan(&prepared, &connection).await;
+        progress::summarise_retries(connection.client.retried());
         if let Err(error) = connection.close().await {
             eprintln!("error: {error}");
             return None;

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{
     Auth, AuthError, CallSite, ClientConfig, ConfigError, Connector, Limits, RestClient,
-    RestTransport, RetryEvent, RetryHook, RetryPolicy, RetryThen, Transport,
+    RestTransport, RetryEvent, RetryHook, RetryPolicy, RetryTally, RetryThen, Transport,
 };
 pub use error::{ErrorKind, ProtocolFault, UcsError};
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::wire::Operation;
 use super::{ErrorKind, TenantId};
 
-pub use connector::{Connector, Limits};
+pub use connector::{Connector, Limits, RetryTally};
 pub use rest::RestTransport;
 pub use transport::Transport;
 
