@@ -239,3 +239,94 @@ fn a_call_that_gave_up_after_its_retries_is_counted_in_the_summary() {
             .all(|(contact, step)| contact.as_deref() == Some(ids[0].as_str()) && step == "export")
     );
 }
+
+/// Runs the binary with `args` under a pseudo-terminal (`script`), as a person's shell would;
+/// returns what the terminal received.
+fn on_a_terminal(dir: &Path, args: &str, log: &str) -> String {
+    let command = format!("{} {args}", assert_cmd::cargo::cargo_bin!("ucs-gdpr").display());
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir)
+        .env("RUST_LOG", log)
+        .env("TERM", "xterm")
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", transcript(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Every log line starts a line of the screen: what precedes its timestamp is a line break, or
+/// the bars' erase (`\r`, `\x1b[2K` erasing a line, cursor moves), never a bar's text.
+fn log_lines_start_their_lines(screen: &str) -> usize {
+    let mut found = 0;
+    for (at, _) in screen.match_indices("Z  ") {
+        // `2026-12-02T00:45:25.544743Z  WARN ...`: the timestamp is 27 characters.
+        let Some(start) = at.checked_sub(26) else { continue };
+        let Some(stamp) = screen.get(start..at) else { continue };
+        if !(stamp.starts_with("20") && stamp.as_bytes().get(10) == Some(&b'T')) {
+            continue;
+        }
+        found += 1;
+        let (rest, erased) = without_trailing_controls(&screen[..start]);
+        assert!(
+            rest.is_empty() || rest.ends_with('\n') || erased,
+            "a log line drawn through the bar: {:?}",
+            &rest[rest.len().saturating_sub(120)..]
+        );
+    }
+    found
+}
+
+/// `text` without its trailing carriage returns and CSI sequences (`\x1b[<digits><letter>`),
+/// and whether one of them erased the line (`\x1b[2K`).
+fn without_trailing_controls(mut text: &str) -> (&str, bool) {
+    let mut erased = false;
+    loop {
+        if let Some(rest) = text.strip_suffix('\r') {
+            text = rest;
+            continue;
+        }
+        let Some(escape) = text.rfind('\x1b') else { break };
+        let sequence = &text[escape..];
+        let body = sequence.strip_prefix("\x1b[").unwrap_or_default();
+        let is_csi = body.len() >= 1
+            && body[..body.len() - 1].bytes().all(|b| b.is_ascii_digit())
+            && body.as_bytes()[body.len() - 1].is_ascii_alphabetic();
+        if !is_csi {
+            break;
+        }
+        erased |= body == "2K";
+        text = &text[..escape];
+    }
+    (text, erased)
+}
+
+#[test]
+fn on_a_terminal_plan_and_apply_show_progress_and_log_lines_land_above_the_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = dataset(dir.path(), 40);
+    environments(dir.path(), "{ seed: 9, latencyMs: 4, errorRate: 0.04 }");
+    request(dir.path(), &ids);
+
+    let planned = on_a_terminal(
+        dir.path(),
+        "plan request.yaml --env-file ucs-gdpr.yaml --out plan.json",
+        "info",
+    );
+    assert!(planned.contains("plan [") && planned.contains(" subjects resolved · "), "{planned}");
+    assert!(planned.contains("/40 contacts read · "), "{planned}");
+    assert!(planned.contains("ETA "), "{planned}");
+    assert!(planned.contains(" · retries: "), "{planned}");
+    assert!(log_lines_start_their_lines(&planned) > 0, "{planned}");
+
+    let applied = on_a_terminal(dir.path(), "apply plan.json --env-file ucs-gdpr.yaml", "info");
+    assert!(
+        applied.contains("re-check [") && applied.contains("/40 contacts read · "),
+        "{applied}"
+    );
+    assert!(applied.contains("] 40/40 contacts · "), "{applied}");
+    assert!(applied.contains("[1/40] contact "), "{applied}");
+    assert!(applied.contains("UCS calls were retried; all succeeded"), "{applied}");
+    assert!(log_lines_start_their_lines(&applied) > 0, "{applied}");
+}
