@@ -290,7 +290,7 @@ fn without_trailing_controls(mut text: &str) -> (&str, bool) {
         let Some(escape) = text.rfind('\x1b') else { break };
         let sequence = &text[escape..];
         let body = sequence.strip_prefix("\x1b[").unwrap_or_default();
-        let is_csi = body.len() >= 1
+        let is_csi = !body.is_empty()
             && body[..body.len() - 1].bytes().all(|b| b.is_ascii_digit())
             && body.as_bytes()[body.len() - 1].is_ascii_alphabetic();
         if !is_csi {
