@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::manifest::{self, Diagnostic, Document, FileKind, FileReport, value_span};
+use crate::document::{self, Diagnostic, Document, FileKind, FileReport, value_span};
 
 /// The steps the engine knows, as runbooks name them in `uses`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 pub enum StepKind {
     /// Info Mart has extracted everything UCS holds for the contact.
     #[serde(rename = "infomart/etl-complete")]
@@ -59,6 +59,23 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// Every step of the catalogue.
+    pub const ALL: [StepKind; 8] = [
+        Self::EtlComplete,
+        Self::NoPendingCallbacks,
+        Self::StopInProgress,
+        Self::RequireNoInProgress,
+        Self::DeleteProfile,
+        Self::Export,
+        Self::DeleteContact,
+        Self::VerifyAbsent,
+    ];
+
+    /// The step a runbook names with `uses: NAME`.
+    pub fn from_name(name: &str) -> Option<StepKind> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
     /// The name runbooks use.
     pub fn name(self) -> &'static str {
         match self {
@@ -106,14 +123,30 @@ impl StepKind {
     }
 }
 
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 /// How often a step runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Once for the whole request.
     Request,
     /// Once per resolved contact.
     Contact,
+}
+
+impl Scope {
+    /// As runbooks and plans write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Contact => "contact",
+        }
+    }
 }
 
 /// One step of a runbook.
@@ -181,7 +214,7 @@ impl Runbook {
         report: &mut FileReport,
         origin: Option<Origin>,
     ) -> Option<Runbook> {
-        let file: RunbookFile = manifest::typed(FileKind::Runbook, document, report)?;
+        let file: RunbookFile = document::typed(FileKind::Runbook, document, report)?;
         Some(Runbook {
             name: file.metadata.name,
             description: file.metadata.description,
@@ -203,7 +236,7 @@ impl Runbook {
 
     /// The rules beyond the schema: unique ids, known `after`, no cycle, scopes, and a delete
     /// (transitively) after an export and after every other step that must precede it.
-    pub fn check(&self, spans: &manifest::yaml::SpanMap) -> Vec<Diagnostic> {
+    pub fn check(&self, spans: &document::yaml::SpanMap) -> Vec<Diagnostic> {
         let document = Document { value: serde_json::Value::Null, spans: spans.clone() };
         let mut diagnostics = Vec::new();
         let mut index_of: HashMap<&str, usize> = HashMap::new();
@@ -245,7 +278,7 @@ impl Runbook {
                         value_span(&document, &format!("/steps/{index}/after/{position}")),
                     )
                     .label("no such step");
-                    if let Some(close) = manifest::diagnostic::did_you_mean(
+                    if let Some(close) = document::diagnostic::did_you_mean(
                         after,
                         self.steps.iter().map(|s| s.id.as_str()),
                     ) {
@@ -444,7 +477,7 @@ impl RunbookLibrary {
         for (name, text) in BUILT_IN {
             let path = PathBuf::from(format!("<built-in>/runbooks/{name}.yaml"));
             let mut report = FileReport::new(&path, std::sync::Arc::new(text.to_owned()));
-            let runbook = manifest::yaml::load_str(text, &manifest::Limits::MANIFEST)
+            let runbook = document::yaml::load_str(text, &document::Limits::MANIFEST)
                 .ok()
                 .and_then(|doc| Runbook::from_document(&doc, &mut report, Some(Origin::BuiltIn)));
             // The built-ins are tested to load and pass every rule; one that does not is left
@@ -459,7 +492,7 @@ impl RunbookLibrary {
     /// Adds every runbook file in `dir` (overriding built-ins of the same name). Files that are
     /// not valid runbooks are returned as reports and not added.
     pub fn add_dir(&mut self, dir: &Path) -> Vec<FileReport> {
-        let files = match manifest::collect_files(&[dir.to_owned()]) {
+        let files = match document::collect_files(&[dir.to_owned()]) {
             Ok(files) => files,
             Err((path, error)) => {
                 let mut report = FileReport::new(&path, std::sync::Arc::new(String::new()));
@@ -473,7 +506,7 @@ impl RunbookLibrary {
         };
         let mut failed = Vec::new();
         for path in files {
-            let manifest::Loaded { mut report, document } = manifest::load(&path);
+            let document::Loaded { mut report, document } = document::load(&path);
             let runbook = document.as_ref().and_then(|document| {
                 let runbook = Runbook::from_document(document, &mut report, None)?;
                 report.diagnostics.extend(runbook.check(&document.spans));
@@ -513,7 +546,7 @@ mod tests {
     #[test]
     fn every_built_in_runbook_loads_and_passes_every_rule() {
         for (name, text) in BUILT_IN {
-            let doc = manifest::yaml::load_str(text, &manifest::Limits::MANIFEST).unwrap();
+            let doc = document::yaml::load_str(text, &document::Limits::MANIFEST).unwrap();
             let mut report = FileReport::new(Path::new(name), std::sync::Arc::new(text.into()));
             let runbook = Runbook::from_document(&doc, &mut report, Some(Origin::BuiltIn))
                 .unwrap_or_else(|| panic!("{name}: {:?}", report.diagnostics));
@@ -525,7 +558,7 @@ mod tests {
     }
 
     fn check(text: &str) -> Vec<String> {
-        let doc = manifest::yaml::load_str(text, &manifest::Limits::MANIFEST).unwrap();
+        let doc = document::yaml::load_str(text, &document::Limits::MANIFEST).unwrap();
         let mut report = FileReport::new(Path::new("t.yaml"), std::sync::Arc::new(text.into()));
         let runbook = Runbook::from_document(&doc, &mut report, Some(Origin::BuiltIn)).unwrap();
         runbook.check(&doc.spans).into_iter().map(|d| d.code.to_string()).collect()
