@@ -109,7 +109,8 @@ pub struct ApplyContext<'a> {
     pub concurrency: usize,
     /// Set to stop scheduling new contacts (Ctrl-C).
     pub stop: Arc<AtomicBool>,
-    /// Retries the client reported, drained into the log.
+    /// Retries the client reported (its retry hook pushes them here), drained into the log,
+    /// each under the contact and step of its [`CallSite`].
     pub retries: Arc<Mutex<Vec<RetryEvent>>>,
     /// Told how far the re-check is, and each time a contact is finished.
     pub progress: &'a (dyn Fn(&Progress<'_>) + Sync),
