@@ -19,6 +19,7 @@ pub mod infomart;
 pub mod manifest;
 pub mod plan;
 pub mod runbook;
+pub mod session;
 pub mod sim;
 pub mod ucs;
 pub mod validate;

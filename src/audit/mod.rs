@@ -46,8 +46,8 @@ pub use keys::{
 };
 pub use log::{Appended, AuditLog, LogOptions, Recovery, checkpoint_path};
 pub use record::{
-    Actor, AuditRecord, ContactId, Detail, Entry, Event, Outcome, RECORD_HASH_DOMAIN, RecordError,
-    RecordTime, RequestId, Sha256Hex, StepId, SubjectDigest, Token, record_hash,
+    Actor, AuditRecord, ContactId, Detail, Entry, Event, KeyId, Outcome, RECORD_HASH_DOMAIN,
+    RecordError, RecordTime, RequestId, Sha256Hex, StepId, SubjectDigest, Token, record_hash,
 };
 pub use subject::{MIN_KEY_LEN, SubjectDigester, SubjectKeyError};
 pub use verify::{
