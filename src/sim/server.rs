@@ -97,6 +97,14 @@ tokio::task_local! {
     static ANSWER_AT: Instant;
     /// The contact the current call is about, for the faults scripted per contact.
     static CALL_CONTACT: Option<String>;
+    /// Set while a call under the `halfway` fault does its work: a handler that can stop half
+    /// way (`DeleteContact`) does only part of it.
+    static HALFWAY: bool;
+}
+
+/// Whether the current call is to do only part of its work (the `halfway` fault).
+pub(crate) fn halfway() -> bool {
+    HALFWAY.try_with(|half| *half).unwrap_or(false)
 }
 
 /// Notes which contact a call is about (see [`contact_named`]) for the fault injector.
@@ -160,7 +168,8 @@ pub(crate) async fn serve(
     let contact = CALL_CONTACT.try_with(Clone::clone).ok().flatten();
     let decision = sim.faults.arrive(operation, contact.as_deref());
     let answer_at = Instant::now() + decision.delay;
-    let work = ANSWER_AT.scope(answer_at, work);
+    let half = decision.fault == Some(FaultKind::Halfway);
+    let work = ANSWER_AT.scope(answer_at, HALFWAY.scope(half, work));
     let Some(fault) = decision.fault else {
         let response = work.await;
         sim.faults.wait_until(answer_at).await;
@@ -184,6 +193,10 @@ pub(crate) async fn serve(
             drop(work.await);
             kill.kill();
             injected(sim, operation, StatusCode::SERVICE_UNAVAILABLE, "dropped")
+        }
+        FaultKind::Halfway => {
+            drop(work.await);
+            injected(sim, operation, StatusCode::INTERNAL_SERVER_ERROR, "injected fault")
         }
         FaultKind::Garbage => {
             ([(header::CONTENT_TYPE, wire::JSON)], "{\"Interactions\": [<<garbage>>")
