@@ -261,8 +261,16 @@ fn the_seeds_export_examples_write_the_seeds_files_and_count_writes_nothing() {
         let bag = workspace.bags().into_iter().find(|b| !bags.contains(b)).unwrap();
         assert!(bag.file_name().unwrap().to_str().unwrap().starts_with("EXPORT-"), "{bag:?}");
         assert!(bag.join("receipt.json").is_file() && kept_plans(&bag).len() == 1, "{bag:?}");
-        // Per contact: the seed's two files, and its Context Services data.
-        assert_eq!(ucs_gdpr::export::validate_dir(&bag).unwrap().files, ids.len() as u64 * 3);
+        // Per contact: the seed's two files, and its Context Services data; beside them the
+        // readable page and the attachments it links.
+        let listed = ucs_gdpr::export::validate_dir(&bag).unwrap().files;
+        let manifest = fs::read_to_string(bag.join("manifest-sha256.txt")).unwrap();
+        let json = manifest.lines().filter(|l| l.ends_with(".json")).count() as u64;
+        let attachments =
+            manifest.lines().filter(|l| l.contains("  data/attachments/")).count() as u64;
+        assert_eq!(json, ids.len() as u64 * 3, "{manifest}");
+        assert!(manifest.contains("  data/index.html\n"), "{manifest}");
+        assert_eq!(listed, json + 1 + attachments, "{manifest}");
         for name in seed_files(ids) {
             assert_eq!(
                 fs::read(cwd.join(&name)).unwrap(),

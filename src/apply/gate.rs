@@ -194,6 +194,18 @@ fn bound(plan: &Plan, context: &ApplyContext<'_>) -> Result<(), ApplyError> {
         };
         return Err(refused(plan, context, "manifest-changed", error)?);
     }
+    // The subjects file is part of the request: its digest is in the plan.
+    let now = input.request.subjects_file.as_ref();
+    if body.request.subjects_file.as_ref() != now {
+        let file = body.request.subjects_file.as_ref().or(now).map_or("", |f| f.path.as_str());
+        let error = ApplyError::Manifest {
+            path: body.request.manifest_path.clone(),
+            why: format!(
+                "names the subjects file `{file}`, which changed since the plan was made; plan again"
+            ),
+        };
+        return Err(refused(plan, context, "subjects-file-changed", error)?);
+    }
     if let Some(error) = unbound(plan, input.environment, input.environment_name) {
         let reason = match &error {
             ApplyError::Unbound { what: "target", .. } => "target-differs",

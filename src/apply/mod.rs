@@ -547,6 +547,9 @@ pub async fn run<U: Ucs>(
     if let Some(bag) = &bag {
         bag.finish()?;
         receipt.keep(bag)?;
+        let language = plan.body.request.language.as_deref();
+        let language = language.and_then(crate::export::Language::from_tag).unwrap_or_default();
+        crate::export::write_index(bag, language).await?;
     }
     Ok(receipt)
 }

@@ -350,6 +350,37 @@ impl Bag {
         listing.entries.get(path).map(|(digest, _)| digest.clone())
     }
 
+    /// The manifest's entries: path relative to the bag -> (sha256, size).
+    pub(super) fn listed_files(&self) -> BTreeMap<String, (String, u64)> {
+        let listing = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        listing.entries.clone()
+    }
+
+    /// Records payload files derived from the contacts' files (the readable index and its
+    /// attachments, see `html.rs`): every listed path `owned` claims is replaced by `files`, in
+    /// one atomic rewrite of the manifest and tag files.
+    ///
+    /// # Errors
+    /// The tag files cannot be written.
+    pub(super) fn record_derived(
+        &self,
+        files: Vec<(String, String, u64)>,
+        owned: fn(&str) -> bool,
+    ) -> Result<(), ExportError> {
+        let mut listing =
+            self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stale: Vec<String> = listing.entries.keys().filter(|p| owned(p)).cloned().collect();
+        for path in stale {
+            if let Some((_, size)) = listing.entries.remove(&path) {
+                listing.octets = listing.octets.saturating_sub(size);
+            }
+        }
+        for (path, digest, size) in files {
+            listing.insert(path, digest, size);
+        }
+        write_tags(self.root(), self.request_id(), &mut listing)
+    }
+
     /// Brings the tag files up to date (`bag-info.txt`'s `Payload-Oxum`, the tag manifest),
     /// so that any BagIt tool validates the bag. Call it when a run ends.
     ///

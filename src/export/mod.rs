@@ -16,14 +16,17 @@
 //!   receipt.json, receipt-<run>.json          the cumulative receipt and each run's own
 //!   plans/plan-<plan-id>.json                 each plan run against the bag
 //!   approvals/plan-<plan-id>.approval.<by>.json   the approvals it ran with
+//!   data/index.html                           the same for the data subject to read, and
+//!   data/attachments/<id>/<attachment-id>.<ext>   each attachment decoded (see [`write_index`])
 //! ```
 //!
 //! The receipts, plans and approvals are tag files ([`Bag::keep`], [`Bag::replace`]): the tag
 //! manifest lists each, so validation covers them. A verified export is never replaced by a
 //! different one ([`export_contact`], [`ContactExport::beside`]).
 //!
-//! No personal data is in the tag files; file names hold contact ids only, and only after the
-//! id matched the id pattern (they are built from [`ContactId`], never from text).
+//! No personal data is in the tag files; file names hold contact and attachment ids only, and
+//! only after the id matched the id pattern (they are built from [`ContactId`] and
+//! [`AttachmentId`](crate::ucs::AttachmentId), never from text).
 //!
 //! # `contact-<id>.json`
 //!
@@ -102,6 +105,7 @@
 //! lock on `bagit.txt`); a second gets [`ExportError::Busy`].
 
 mod bag;
+mod html;
 mod payload;
 
 use std::collections::BTreeMap;
@@ -115,6 +119,7 @@ pub use bag::{
     APPROVALS_DIR, Bag, BagProblem, BagReport, ListedExports, ListedFiles, PLANS_DIR, RECEIPT,
     validate_dir,
 };
+pub use html::{ATTACHMENTS_DIR, INDEX_PATH, IndexReport, Language, write_index};
 
 use crate::ucs::{
     AttachmentMeta, ContactId, DataSource, InteractionListing, InteractionSummary, Ucs, UcsError,
@@ -396,6 +401,15 @@ pub enum ExportError {
         bag: PathBuf,
         /// Everything wrong with it.
         problems: Vec<BagProblem>,
+    },
+    /// A payload file of the bag is not what an export writes (the readable index is built
+    /// from it).
+    #[error("{} cannot be read as an export file: {reason}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (no content).
+        reason: &'static str,
     },
     /// A value could not be encoded as JSON (a bug).
     #[error("a value could not be encoded as JSON")]
