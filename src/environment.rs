@@ -184,6 +184,9 @@ pub struct SimFaults {
     /// Scripted failures.
     #[serde(default)]
     pub script: Vec<crate::sim::ScriptedFault>,
+    /// Scripted failures of the calls about one contact.
+    #[serde(default)]
+    pub contact_script: Vec<crate::sim::ContactFault>,
 }
 
 impl SimFaults {
@@ -196,6 +199,7 @@ impl SimFaults {
             timeout_rate: self.timeout_rate,
             reset_rate: self.reset_rate,
             script: self.script.clone(),
+            contact_script: self.contact_script.clone(),
         }
     }
 }

@@ -60,9 +60,9 @@ pub struct RunOptions<'a> {
     pub actor: String,
     /// Set to stop scheduling new contacts (Ctrl-C).
     pub stop: Arc<AtomicBool>,
-    /// Retries the client reported, drained into the audit log.
+    /// Retries the client reported, drained into the audit log (each under its call site).
     pub retries: Arc<Mutex<Vec<RetryEvent>>>,
-    /// Told each time a contact is finished.
+    /// Told how far the re-check is, and each time a contact is finished.
     pub progress: &'a (dyn Fn(&Progress<'_>) + Sync),
 }
 

@@ -20,6 +20,7 @@ mod export;
 mod html;
 mod infomart;
 mod plan;
+mod progress;
 mod provision;
 mod readme;
 mod runbook;

@@ -25,8 +25,8 @@ use crate::export::{self, Bag, ContactExport, ExportOptions, ExportedFile, Paylo
 use crate::plan::{self, ContactPlan, Plan, PlanInput, StepStatus};
 use crate::runbook::{Runbook, Scope, StepKind};
 use crate::ucs::{
-    ContactId, DataSource, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
-    list_all_interactions,
+    CallSite, ContactId, DataSource, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs,
+    UcsError, list_all_interactions,
 };
 
 pub use gate::{ApprovedPlan, Outputs, OutputsError, authorize, authorize_without_deletion};
@@ -109,9 +109,10 @@ pub struct ApplyContext<'a> {
     pub concurrency: usize,
     /// Set to stop scheduling new contacts (Ctrl-C).
     pub stop: Arc<AtomicBool>,
-    /// Retries the client reported, drained into the log.
+    /// Retries the client reported (its retry hook pushes them here), drained into the log,
+    /// each under the contact and step of its [`CallSite`].
     pub retries: Arc<Mutex<Vec<RetryEvent>>>,
-    /// Told each time a contact is finished.
+    /// Told how far the re-check is, and each time a contact is finished.
     pub progress: &'a (dyn Fn(&Progress<'_>) + Sync),
 }
 
@@ -127,22 +128,48 @@ impl std::fmt::Debug for ApplyContext<'_> {
     }
 }
 
-/// A contact finished: how far the run is.
+/// How far a run is: a contact finished (or, before anything is done, how far the re-check
+/// is, see [`Stage`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Progress<'a> {
-    /// Contacts finished so far, this one included.
+    /// What is counted.
+    pub stage: Stage,
+    /// Contacts finished so far, this one included (in the re-check: subjects resolved or
+    /// contacts read).
     pub done: usize,
-    /// Contacts in the plan.
+    /// Contacts in the plan (in the re-check: subjects or contacts to read).
     pub total: usize,
-    /// The contact just finished.
+    /// The contact just finished (empty in the re-check).
     pub contact: &'a str,
-    /// What happened to it, in a few words (ids and outcomes only).
+    /// What happened to it, in a few words (ids and outcomes only; empty in the re-check).
     pub summary: &'a str,
+}
+
+/// What a [`Progress`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The re-check against the live state before anything is done (planning again), in its
+    /// phase.
+    Recheck(plan::Phase),
+    /// The run: contacts finished.
+    Contacts,
 }
 
 impl std::fmt::Display for Progress<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "[{}/{}] contact {}: {}", self.done, self.total, self.contact, self.summary)
+        match self.stage {
+            Stage::Contacts => write!(
+                f,
+                "[{}/{}] contact {}: {}",
+                self.done, self.total, self.contact, self.summary
+            ),
+            Stage::Recheck(plan::Phase::Resolving) => {
+                write!(f, "re-check: {}/{} subjects resolved", self.done, self.total)
+            }
+            Stage::Recheck(plan::Phase::Reading) => {
+                write!(f, "re-check: {}/{} contacts read", self.done, self.total)
+            }
+        }
     }
 }
 
@@ -198,15 +225,32 @@ impl Trail {
         Ok(())
     }
 
+    /// Records the retries the client reported from `step` of `contact` (each retry carries
+    /// its [`CallSite`]: contacts run concurrently, so the buffer holds other contacts' retries
+    /// too, which stay for their own step to record). A retry from no step of a run (a plan
+    /// made before it) is not part of its trail and is dropped here.
     fn retries(
         &self,
         retries: &Mutex<Vec<RetryEvent>>,
         step: &str,
-        contact: &str,
+        contact: Option<&str>,
     ) -> Result<(), ApplyError> {
-        let drained: Vec<RetryEvent> =
-            std::mem::take(&mut *retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        for retry in drained {
+        let mine: Vec<RetryEvent> = {
+            let mut buffer = retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (mine, rest): (Vec<RetryEvent>, Vec<RetryEvent>) =
+                std::mem::take(&mut *buffer).into_iter().partition(|retry| {
+                    retry.site.as_ref().is_some_and(|site| {
+                        site.step.as_deref() == Some(step)
+                            && (contact.is_none() || site.contact.as_deref() == contact)
+                    })
+                });
+            *buffer = rest
+                .into_iter()
+                .filter(|r| r.site.as_ref().is_some_and(|s| s.step.is_some()))
+                .collect();
+            mine
+        };
+        for retry in mine {
             let detail = Detail {
                 attempt: Some(retry.attempt),
                 http_status: retry.status,
@@ -214,8 +258,8 @@ impl Trail {
                 reason: audit::Token::new(retry.operation.as_str().to_lowercase()).ok(),
                 ..Detail::default()
             };
-            let contact = retry.subject.as_deref().filter(|s| s.len() == 16).unwrap_or(contact);
-            self.outcome(Event::StepRetry, step, Some(contact), Outcome::Failed, detail)?;
+            let contact = retry.site.as_ref().and_then(|site| site.contact.as_deref());
+            self.outcome(Event::StepRetry, step, contact, Outcome::Failed, detail)?;
         }
         Ok(())
     }
@@ -380,14 +424,29 @@ pub async fn run<U: Ucs>(
 
     // Stale-plan detection: plan again, compare. "UCS could not be read" is not "UCS changed":
     // a re-check that cannot read is retried, and if it still cannot, refused as unreachable.
-    let mut fresh = plan::build(&context.input, ucs).await;
+    // Its retries are recorded under the `plan.recheck` phase (a runbook step id has no `.`),
+    // each under the contact whose read it was.
+    let told = |step: plan::Progress| {
+        (context.progress)(&Progress {
+            stage: Stage::Recheck(step.phase),
+            done: step.done,
+            total: step.total,
+            contact: "",
+            summary: "",
+        });
+    };
+    let recheck = || {
+        CallSite::step(None, RECHECK).scope(plan::build_with_progress(&context.input, ucs, &told))
+    };
+    let mut fresh = recheck().await;
     for pause in RECHECK_PAUSES {
         if unreadable(&fresh).is_none() {
             break;
         }
         tokio::time::sleep(pause).await;
-        fresh = plan::build(&context.input, ucs).await;
+        fresh = recheck().await;
     }
+    trail.retries(&context.retries, RECHECK, None)?;
     if let Some(what) = unreadable(&fresh) {
         return refuse(trail, "unreachable", ApplyError::Unreachable(what));
     }
@@ -456,6 +515,7 @@ pub async fn run<U: Ucs>(
                 };
                 let done = finished.fetch_add(1, Ordering::SeqCst) + 1;
                 (context.progress)(&Progress {
+                    stage: Stage::Contacts,
                     done,
                     total,
                     contact: contact.contact_id.as_str(),
@@ -493,6 +553,9 @@ pub async fn run<U: Ucs>(
     }
     Ok(receipt)
 }
+
+/// The phase the re-check's retries are recorded under (as their step).
+const RECHECK: &str = "plan.recheck";
 
 /// Keeps the plan this run runs (`plans/plan-<planId>.json`, the bytes `plan --out` writes) and
 /// its approvals (`approvals/plan-<planId>.approval.<by>.json`) in the bag, before any contact
@@ -648,25 +711,27 @@ async fn run_contact<U: Ucs>(
                 .map_err(StepFailure::from)
         } else {
             let previous = done.is_done(id, &step.id);
-            execute(
-                step.uses,
-                &step.id,
-                status,
-                previous,
-                contact,
-                &contact_id,
-                plan,
-                context,
-                trail,
-                done,
-                bag,
-                ucs,
-                this_run,
-                &mut exported,
-            )
-            .await
+            // The step's calls carry its contact and step, so their retries are recorded here.
+            CallSite::step(Some(id), &step.id)
+                .scope(execute(
+                    step.uses,
+                    &step.id,
+                    status,
+                    previous,
+                    contact,
+                    &contact_id,
+                    plan,
+                    context,
+                    trail,
+                    done,
+                    bag,
+                    ucs,
+                    this_run,
+                    &mut exported,
+                ))
+                .await
         };
-        let _ = trail.retries(&context.retries, &step.id, id);
+        let _ = trail.retries(&context.retries, &step.id, Some(id));
         match result {
             Ok(mut step_receipt) => {
                 step_receipt.uses = step.uses.name().to_owned();

@@ -10,6 +10,7 @@ use crate::plan::Plan;
 
 use super::Exit;
 use super::plan::{PlanFormat, Prepared, chain, make_plan, prepare, runtime};
+use super::progress::{self, RunProgress};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ApproveArgs {
@@ -238,10 +239,10 @@ pub(crate) fn interrupt_flag(
         runtime.spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 stop.store(true, Ordering::SeqCst);
-                eprintln!(
+                progress::eprintln(&format!(
                     "\ninterrupt: no new contact starts; steps in flight finish and are recorded. \
                      {then}"
-                );
+                ));
             }
         });
     }
@@ -295,8 +296,8 @@ async fn apply_one(
         .unwrap_or_else(|| usize::try_from(environment.concurrency).unwrap_or(8))
         .max(1);
     let actor = actor(args.actor.as_deref());
-    let bar = ProgressBar::new();
-    let progress = |event: &apply::Progress<'_>| bar.show(event);
+    let shown = RunProgress::new(progress::eprintln);
+    let progress = |event: &apply::Progress<'_>| shown.show(event);
     let run = Run {
         prepared,
         plan: &plan,
@@ -308,6 +309,8 @@ async fn apply_one(
         progress: &progress,
     };
     let result = run.execute(&outputs, &connection, retries).await;
+    shown.end();
+    progress::summarise_retries(connection.client.retried());
     if let Err(error) = connection.close().await {
         eprintln!("error: {error}");
         return Exit::Internal;
@@ -366,12 +369,14 @@ pub(crate) fn report_apply_error(error: &ApplyError) {
     }
 }
 
-/// A client retry hook and the retries it collects, drained into the audit log by apply.
+/// A client retry hook and the retries it collects, drained into the audit log by apply; it
+/// also counts them for the progress bars.
 pub(crate) fn retry_hook() -> (Arc<Mutex<Vec<crate::ucs::RetryEvent>>>, crate::ucs::RetryHook) {
     let retries = Arc::new(Mutex::new(Vec::new()));
     let hook: crate::ucs::RetryHook = {
         let retries = Arc::clone(&retries);
         Arc::new(move |event: &crate::ucs::RetryEvent| {
+            progress::count_retry(event);
             retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event.clone());
         })
     };
@@ -434,41 +439,5 @@ impl Run<'_> {
             progress: self.progress,
         };
         session.apply(self.plan, self.approvals, outputs, options).await
-    }
-}
-
-/// Progress on stderr: a line per finished contact, and on a terminal a bar under them
-/// (contacts done / total, rate, time left) redrawn in place.
-struct ProgressBar {
-    started: std::time::Instant,
-    terminal: bool,
-}
-
-impl ProgressBar {
-    fn new() -> Self {
-        use std::io::IsTerminal;
-        Self { started: std::time::Instant::now(), terminal: std::io::stderr().is_terminal() }
-    }
-
-    fn show(&self, event: &apply::Progress<'_>) {
-        if !self.terminal {
-            eprintln!("{event}");
-            return;
-        }
-        const WIDTH: usize = 24;
-        let filled = (event.done * WIDTH).checked_div(event.total).unwrap_or(WIDTH);
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let rate = if elapsed > 0.0 { event.done as f64 / elapsed } else { 0.0 };
-        let left = event.total.saturating_sub(event.done);
-        let eta = if rate > 0.0 { format!("{:.0}s", left as f64 / rate) } else { "?".to_owned() };
-        // Clear the bar, print the contact's line, draw the bar again below it.
-        eprint!(
-            "\r\x1b[2K{event}\n[{}{}] {}/{} contacts · {rate:.1}/s · ETA {eta}{}",
-            "#".repeat(filled),
-            ".".repeat(WIDTH - filled.min(WIDTH)),
-            event.done,
-            event.total,
-            if left == 0 { "\n" } else { "" }
-        );
     }
 }

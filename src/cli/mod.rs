@@ -10,6 +10,7 @@ mod audit;
 mod ci;
 mod docs;
 mod plan;
+mod progress;
 mod render;
 mod scripts;
 mod sim;
@@ -69,11 +70,13 @@ enum LogFormat {
     Json,
 }
 
-/// Sends tracing events to stderr. Events carry ids, counts and codes, never personal data.
+/// Sends tracing events to stderr, above any progress bar (see [`progress::LogWriter`]).
+/// Events carry ids, counts and codes, never personal data.
 fn install_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(progress::LogWriter);
     // Only fails when a subscriber is already set (never in the binary).
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).try_init(),

@@ -7,6 +7,7 @@ use crate::manifest::{self, FileReport};
 use crate::plan::{self, Plan};
 use crate::runbook::RunbookLibrary;
 
+use super::progress::{self, PlanProgress};
 use super::validate::{Setting, load_setting};
 use super::{Exit, render};
 
@@ -110,10 +111,18 @@ pub(crate) fn print_reports(reports: &[FileReport]) {
     }
 }
 
-/// Builds the plan of a prepared request over a live connection.
+/// Builds the plan of a prepared request over a live connection, with its progress on a
+/// terminal (subjects resolved, then contacts read).
 pub(crate) async fn make_plan(prepared: &Prepared, connection: &Connection) -> Option<Plan> {
     match crate::session::Session::new(prepared, connection) {
-        Ok(session) => Some(session.plan().await),
+        Ok(session) => {
+            let shown = PlanProgress::new("plan");
+            let progress = |step: plan::Progress| shown.show(step.phase, step.done, step.total);
+            let input = session.plan_input(None);
+            let plan = plan::build_with_progress(&input, &connection.client, &progress).await;
+            shown.end();
+            Some(plan)
+        }
         Err(error) => {
             eprintln!("error: {error}");
             None
@@ -140,19 +149,25 @@ pub(crate) fn run(args: &Args) -> Exit {
     };
     let Some(runtime) = runtime() else { return Exit::Internal };
     let plan = runtime.block_on(async {
-        let connection =
-            match prepared.environments.connect(&prepared.request.spec.environment, None).await {
-                Ok(connection) => connection,
-                Err(error) => {
-                    eprintln!(
-                        "error: cannot connect to `{}`: {}",
-                        prepared.request.spec.environment,
-                        chain(&error)
-                    );
-                    return None;
-                }
-            };
+        // Retries are counted for the bar and summarised; planning records nothing.
+        let hook: crate::ucs::RetryHook = std::sync::Arc::new(progress::count_retry);
+        let connection = match prepared
+            .environments
+            .connect(&prepared.request.spec.environment, Some(hook))
+            .await
+        {
+            Ok(connection) => connection,
+            Err(error) => {
+                eprintln!(
+                    "error: cannot connect to `{}`: {}",
+                    prepared.request.spec.environment,
+                    chain(&error)
+                );
+                return None;
+            }
+        };
         let plan = make_plan(&prepared, &connection).await;
+        progress::summarise_retries(connection.client.retried());
         if let Err(error) = connection.close().await {
             eprintln!("error: {error}");
             return None;

@@ -152,7 +152,8 @@ fn log(line: &str) {
     let now = jiff::ZonedDateTime::now();
     let stamp = jiff::fmt::strtime::format("%a %b %d %H:%M:%S %Z %Y", &now)
         .unwrap_or_else(|_| now.timestamp().to_string());
-    println!("{stamp}: {line}");
+    // Above any progress bar (on a terminal the bar is on stderr, the lines on stdout).
+    super::progress::suspended(|| println!("{stamp}: {line}"));
 }
 
 struct Invocation<'a> {
@@ -311,6 +312,7 @@ impl Invocation<'_> {
                 runbooks: runbooks.clone(),
             };
             let exit = self.with_plan(&prepared, &out, &connection, retries, &stop).await;
+            super::progress::summarise_retries(connection.client.retried());
             if shutdown(connection).await { exit } else { Exit::Internal }
         })
     }
@@ -353,7 +355,8 @@ impl Invocation<'_> {
             return Exit::Failure;
         };
         let concurrency = usize::try_from(environment.concurrency).unwrap_or(8).max(1);
-        let progress = |event: &crate::apply::Progress<'_>| log(&event.to_string());
+        let shown = super::progress::RunProgress::new(log);
+        let progress = |event: &crate::apply::Progress<'_>| shown.show(event);
         let run = Run {
             prepared,
             plan: &plan,
@@ -364,7 +367,9 @@ impl Invocation<'_> {
             stop,
             progress: &progress,
         };
-        let receipt = match run.execute(&outputs, connection, retries).await {
+        let executed = run.execute(&outputs, connection, retries).await;
+        shown.end();
+        let receipt = match executed {
             Ok(receipt) => receipt,
             Err(error) => {
                 report_apply_error(&error);

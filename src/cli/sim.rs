@@ -118,6 +118,7 @@ fn serve(args: &ServeArgs) -> Exit {
             timeout_rate: args.timeout_rate,
             reset_rate: args.reset_rate,
             script: Vec::new(),
+            contact_script: Vec::new(),
         },
     };
     runtime.block_on(async {

@@ -18,8 +18,8 @@ use crate::environment::{Environment, EnvironmentType, UcsVersion};
 use crate::manifest::model::{Attachments, DataSourceRole, Expect, Request, Subject};
 use crate::runbook::{Runbook, Scope, StepKind};
 use crate::ucs::{
-    Contact, ContactId, DataSource, ErrorKind, IdentifyRequest, InteractionListing, TenantId, Ucs,
-    UcsError, list_all_interactions,
+    CallSite, Contact, ContactId, DataSource, ErrorKind, IdentifyRequest, InteractionListing,
+    TenantId, Ucs, UcsError, list_all_interactions,
 };
 
 /// What the planner needs besides the connector.
@@ -208,12 +208,42 @@ fn context_held(found: &ContextFinding) -> Option<String> {
     (!what.is_empty()).then(|| what.join(" and "))
 }
 
+/// How far planning is, as [`build_with_progress`] tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// What is being counted.
+    pub phase: Phase,
+    /// How many are done, in this phase.
+    pub done: usize,
+    /// How many there are, in this phase.
+    pub total: usize,
+}
+
+/// A phase of planning that reads UCS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Subjects resolved to contacts (a read or an identification each).
+    Resolving,
+    /// Contacts read (interactions, callbacks, Context Services), most of planning's time.
+    Reading,
+}
+
 /// Builds the plan. Read-only: nothing is changed anywhere.
 ///
 /// # Errors
 /// Only when the connector cannot be used at all; a contact that cannot be read becomes a
 /// blocker in the plan instead.
 pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
+    build_with_progress(input, ucs, &|_| {}).await
+}
+
+/// [`build`], telling `progress` each time a subject is resolved and each time a contact is
+/// read.
+pub async fn build_with_progress<U: Ucs>(
+    input: &PlanInput<'_>,
+    ucs: &U,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Plan {
     let request = input.request;
     let spec = &request.spec;
     let runbook = input.runbook;
@@ -221,9 +251,12 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
     let mut blockers = Vec::new();
 
     // 1. Resolve every subject, concurrently.
+    let resolving = Counter::new(Phase::Resolving, spec.subjects.len(), progress);
     let resolved: Vec<(SubjectResolution, Option<Contact>)> =
         stream::iter(spec.subjects.iter().enumerate())
-            .map(|(index, subject)| resolve(index + 1, subject, tenant, input, ucs))
+            .map(|(index, subject)| {
+                resolving.after(resolve(index + 1, subject, tenant, input, ucs))
+            })
             .buffered(input.concurrency.max(1))
             .collect()
             .await;
@@ -270,13 +303,20 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
 
     // 3. Observe every contact, concurrently, then decide.
     let wants = Wants::of(runbook, request, input.ucs_version);
+    let reading = Counter::new(Phase::Reading, subjects_of.len(), progress);
     let observed: Vec<(ContactId, Result<Observed, String>)> =
         stream::iter(subjects_of.keys().cloned())
-            .map(|id| async {
-                let known = records.get(&id).cloned();
-                let result =
-                    observe(&id, known, &wants, input, ucs).await.map_err(|e| e.to_string());
-                (id, result)
+            .map(|id| {
+                reading.after(async {
+                    let known = records.get(&id).cloned();
+                    let result = CallSite::contact_scope(
+                        id.as_str(),
+                        observe(&id, known, &wants, input, ucs),
+                    )
+                    .await
+                    .map_err(|e| e.to_string());
+                    (id, result)
+                })
             })
             .buffered(input.concurrency.max(1))
             .collect()
@@ -645,6 +685,29 @@ fn ordered_steps(runbook: &Runbook) -> impl Iterator<Item = &crate::runbook::Ste
     runbook.order().unwrap_or_default().into_iter()
 }
 
+/// Counts the futures of a phase as they finish, for [`Progress`].
+struct Counter<'a> {
+    phase: Phase,
+    total: usize,
+    done: std::sync::atomic::AtomicUsize,
+    progress: &'a (dyn Fn(Progress) + Sync),
+}
+
+impl<'a> Counter<'a> {
+    fn new(phase: Phase, total: usize, progress: &'a (dyn Fn(Progress) + Sync)) -> Self {
+        progress(Progress { phase, done: 0, total });
+        Self { phase, total, done: std::sync::atomic::AtomicUsize::new(0), progress }
+    }
+
+    /// `work`, counted when it is done.
+    async fn after<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        let value = work.await;
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        (self.progress)(Progress { phase: self.phase, done, total: self.total });
+        value
+    }
+}
+
 async fn resolve<U: Ucs>(
     index: usize,
     subject: &Subject,
@@ -656,7 +719,7 @@ async fn resolve<U: Ucs>(
         Subject::Contact { contact_id } => {
             let (outcome, record) = match ContactId::new(contact_id) {
                 Err(_) => (Resolution::Unreadable { reason: "not a contact id".into() }, None),
-                Ok(id) => match ucs.get_contact(&id).await {
+                Ok(id) => match CallSite::contact_scope(id.as_str(), ucs.get_contact(&id)).await {
                     Ok(record) => (Resolution::Found { contacts: vec![id.clone()] }, Some(record)),
                     Err(error) if error.kind == ErrorKind::NotFound => {
                         (Resolution::AlreadyAbsent, None)
@@ -703,7 +766,9 @@ async fn resolve<U: Ucs>(
                 Ok(found) if found.contacts.len() > 1 && *expect == Expect::One => {
                     let mut candidates = Vec::new();
                     for id in &found.contacts {
-                        candidates.push(candidate(id, input, ucs).await);
+                        candidates.push(
+                            CallSite::contact_scope(id.as_str(), candidate(id, input, ucs)).await,
+                        );
                     }
                     candidates.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
                     Resolution::Ambiguous { candidates }

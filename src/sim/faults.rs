@@ -69,6 +69,22 @@ pub struct ScriptedFault {
     pub kind: FaultKind,
 }
 
+/// "Fail the `nth` call of `operation` about `contact` with `kind`": the calls that name the
+/// contact (its `ContactId` parameter, or its id in a Context Services profile or customer
+/// path) are counted apart from the calls about other contacts, from the start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactFault {
+    /// The contact id.
+    pub contact: String,
+    /// The operation.
+    pub operation: Operation,
+    /// Which call about the contact (1 = the first).
+    pub nth: u64,
+    /// How it fails.
+    pub kind: FaultKind,
+}
+
 /// Random and scripted faults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultOptions {
@@ -86,6 +102,8 @@ pub struct FaultOptions {
     pub reset_rate: f64,
     /// Scripted failures.
     pub script: Vec<ScriptedFault>,
+    /// Scripted failures of the calls about one contact.
+    pub contact_script: Vec<ContactFault>,
 }
 
 impl Default for FaultOptions {
@@ -98,6 +116,7 @@ impl Default for FaultOptions {
             timeout_rate: 0.0,
             reset_rate: 0.0,
             script: Vec::new(),
+            contact_script: Vec::new(),
         }
     }
 }
@@ -135,6 +154,17 @@ struct Counters {
     faults: HashMap<FaultKind, u64>,
     /// (operation, absolute call number) -> fault.
     script: HashMap<(Operation, u64), FaultKind>,
+    /// Calls per (operation, contact), for the scripts that name a contact.
+    contact_calls: HashMap<(Operation, String), u64>,
+    /// (operation, contact, call number about it) -> fault.
+    contact_script: HashMap<(Operation, String, u64), FaultKind>,
+}
+
+impl Counters {
+    fn install(&mut self, fault: &ScriptedFault) {
+        let now = self.calls.get(&fault.operation).copied().unwrap_or(0);
+        self.script.insert((fault.operation, now + fault.nth), fault.kind);
+    }
 }
 
 /// The running fault injector.
@@ -159,13 +189,18 @@ impl Faults {
             (!options.latency.is_zero() || !options.jitter.is_zero()).then(PreciseTimer::start);
         let mut counters = Counters::default();
         for fault in &options.script {
-            counters.script.insert((fault.operation, fault.nth), fault.kind);
+            counters.install(fault);
+        }
+        for fault in &options.contact_script {
+            counters
+                .contact_script
+                .insert((fault.operation, fault.contact.clone(), fault.nth), fault.kind);
         }
         Self { rng: SplitMix64::new(options.seed), options, counters: Mutex::new(counters), timer }
     }
 
-    /// Counts a call and decides its fate.
-    pub(crate) fn arrive(&self, operation: Operation) -> Decision {
+    /// Counts a call (about `contact`, when it names one) and decides its fate.
+    pub(crate) fn arrive(&self, operation: Operation, contact: Option<&str>) -> Decision {
         let mut counters = match self.counters.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -173,7 +208,18 @@ impl Faults {
         let count = counters.calls.entry(operation).or_insert(0);
         *count += 1;
         let number = *count;
-        let scripted = counters.script.remove(&(operation, number));
+        let mut scripted = counters.script.remove(&(operation, number));
+        // Counted only while a script names the contact and the operation (a run over 100,000
+        // contacts keeps no count per contact).
+        if let Some(contact) = contact.filter(|contact| {
+            counters.contact_script.keys().any(|(op, c, _)| *op == operation && c == contact)
+        }) {
+            let count = counters.contact_calls.entry((operation, contact.to_owned())).or_insert(0);
+            *count += 1;
+            let number = *count;
+            let about = counters.contact_script.remove(&(operation, contact.to_owned(), number));
+            scripted = scripted.or(about);
+        }
         let options = &self.options;
         let fault = scripted.or_else(|| {
             let draw = self.rng.next_f64();
@@ -203,8 +249,7 @@ impl Faults {
             Err(poisoned) => poisoned.into_inner(),
         };
         for fault in faults {
-            let now = counters.calls.get(&fault.operation).copied().unwrap_or(0);
-            counters.script.insert((fault.operation, now + fault.nth), fault.kind);
+            counters.install(fault);
         }
     }
 

@@ -31,7 +31,7 @@ pub use dataset::{
     DEFAULT_SELECT_LIMIT, Dataset, DatasetAttachment, DatasetCallback, DatasetContact,
     DatasetError, DatasetInteraction, DatasetInteractions, DatasetService, OneOrMany,
 };
-pub use faults::{FaultKind, FaultOptions, ScriptedFault, Stats};
+pub use faults::{ContactFault, FaultKind, FaultOptions, ScriptedFault, Stats};
 pub use generate::{GenerateError, GenerateOptions, generate};
 pub use store::StoreError;
 

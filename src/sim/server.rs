@@ -72,6 +72,7 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
             }
             error(&sim, StatusCode::NOT_FOUND, "NoSuchEndpoint", "no such endpoint")
         })
+        .layer(axum::middleware::from_fn(note_contact))
         .with_state(state)
 }
 
@@ -94,6 +95,8 @@ fn internal(sim: &SimState, error_: &StoreError) -> Response {
 tokio::task_local! {
     /// When the current call may answer at the earliest (arrival + injected latency).
     static ANSWER_AT: Instant;
+    /// The contact the current call is about, for the faults scripted per contact.
+    static CALL_CONTACT: Option<String>;
     /// Set while a call under the `halfway` fault does its work: a handler that can stop half
     /// way (`DeleteContact`) does only part of it.
     static HALFWAY: bool;
@@ -102,6 +105,28 @@ tokio::task_local! {
 /// Whether the current call is to do only part of its work (the `halfway` fault).
 pub(crate) fn halfway() -> bool {
     HALFWAY.try_with(|half| *half).unwrap_or(false)
+}
+
+/// Notes which contact a call is about (see [`contact_named`]) for the fault injector.
+async fn note_contact(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let contact = contact_named(request.uri());
+    CALL_CONTACT.scope(contact, next.run(request)).await
+}
+
+/// The contact a call names: the UCS methods' `ContactId` query parameter, or the id in a
+/// Context Services profile or customer path. A malformed name is left to the handler.
+fn contact_named(uri: &axum::http::Uri) -> Option<String> {
+    let query = uri.query().unwrap_or_default();
+    let in_query = query.split('&').find_map(|pair| {
+        pair.strip_prefix(wire::Q_CONTACT_ID).and_then(|rest| rest.strip_prefix('='))
+    });
+    let path = uri.path();
+    let in_path = path
+        .strip_prefix(wire::context_services::PROFILES)
+        .or_else(|| path.strip_prefix(wire::context_services::CUSTOMERS))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(|rest| rest.split('/').next());
+    in_query.or(in_path).filter(|id| !id.is_empty()).map(str::to_owned)
 }
 
 /// Runs a blocking store call off the runtime. The blocking thread also serves the injected
@@ -140,7 +165,8 @@ pub(crate) async fn serve(
     operation: Operation,
     work: impl Future<Output = Response>,
 ) -> Response {
-    let decision = sim.faults.arrive(operation);
+    let contact = CALL_CONTACT.try_with(Clone::clone).ok().flatten();
+    let decision = sim.faults.arrive(operation, contact.as_deref());
     let answer_at = Instant::now() + decision.delay;
     let half = decision.fault == Some(FaultKind::Halfway);
     let work = ANSWER_AT.scope(answer_at, HALFWAY.scope(half, work));

@@ -23,8 +23,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use client::{
-    Auth, AuthError, ClientConfig, ConfigError, Connector, Limits, RestClient, RestTransport,
-    RetryEvent, RetryHook, RetryPolicy, RetryThen, Transport,
+    Auth, AuthError, CallSite, ClientConfig, ConfigError, Connector, Limits, RestClient,
+    RestTransport, RetryEvent, RetryHook, RetryPolicy, RetryTally, RetryThen, Transport,
 };
 pub use error::{ErrorKind, ProtocolFault, UcsError};
 

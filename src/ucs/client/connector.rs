@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,33 @@ struct Inner<T> {
     permits: Arc<Semaphore>,
     bucket: Option<Mutex<Bucket>>,
     jitter: SplitMix64,
+    tally: Tally,
+}
+
+/// Calls that needed more than one attempt, by how they ended.
+#[derive(Debug, Default)]
+struct Tally {
+    succeeded: AtomicU64,
+    gave_up: AtomicU64,
+}
+
+/// How the calls that were retried ended, over the connector's life (see
+/// [`Connector::retried`]): what a summary says after a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryTally {
+    /// Calls that got UCS's answer after one or more retries: a success, or a definite answer
+    /// such as "not found" (what the caller asked, answered).
+    pub succeeded: u64,
+    /// Calls still failing transiently when the connector gave up (attempts exhausted, or a
+    /// delete whose outcome could not be checked).
+    pub gave_up: u64,
+}
+
+impl RetryTally {
+    /// Calls retried in all.
+    pub fn calls(&self) -> u64 {
+        self.succeeded + self.gave_up
+    }
 }
 
 struct Bucket {
@@ -129,6 +157,7 @@ impl<T: Transport> Connector<T> {
                 permits: Arc::new(Semaphore::new(limits.concurrency)),
                 bucket,
                 jitter: SplitMix64::new(limits.retry.jitter_seed),
+                tally: Tally::default(),
                 transport,
                 limits,
             }),
@@ -138,6 +167,25 @@ impl<T: Transport> Connector<T> {
     /// The transport underneath.
     pub fn transport(&self) -> &T {
         &self.inner.transport
+    }
+
+    /// How the calls that needed a retry ended so far (all clones count together).
+    pub fn retried(&self) -> RetryTally {
+        RetryTally {
+            succeeded: self.inner.tally.succeeded.load(Ordering::Relaxed),
+            gave_up: self.inner.tally.gave_up.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts how a call that took `attempts` attempts ended (nothing when it took one).
+    fn settle<R>(&self, attempts: u32, result: &Result<R, UcsError>) {
+        if attempts > 1 {
+            let counter = match result {
+                Err(error) if error.is_transient() => &self.inner.tally.gave_up,
+                Ok(_) | Err(_) => &self.inner.tally.succeeded,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Waits for the rate limit and a concurrency permit.
@@ -186,7 +234,11 @@ impl<T: Transport> Connector<T> {
         let mut number = 1;
         loop {
             match self.once(operation, &mut attempt).await {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    let done = Ok(value);
+                    self.settle(number, &done);
+                    return done;
+                }
                 Err(error) if error.is_transient() && operation.is_idempotent() && number < max => {
                     let delay = self.backoff(number);
                     self.report_retry(&error, subject, number, RetryThen::Retry, delay);
@@ -195,7 +247,9 @@ impl<T: Transport> Connector<T> {
                 }
                 Err(mut error) => {
                     error.attempts = number;
-                    return Err(error);
+                    let failed = Err(error);
+                    self.settle(number, &failed);
+                    return failed;
                 }
             }
         }
@@ -217,9 +271,14 @@ impl<T: Transport> Connector<T> {
         then: RetryThen,
         delay: Duration,
     ) {
-        tracing::warn!(
+        // Details at `info`: a transient failure that a retry may mend is no warning; a front
+        // end counts them (the hook) and summarises (`retried`).
+        let site = super::CallSite::current();
+        tracing::info!(
             operation = %error.operation,
             subject = subject.unwrap_or(""),
+            contact = site.as_ref().and_then(|s| s.contact.as_deref()).unwrap_or(""),
+            step = site.as_ref().and_then(|s| s.step.as_deref()).unwrap_or(""),
             attempt,
             kind = %error.kind,
             status = error.status,
@@ -229,6 +288,7 @@ impl<T: Transport> Connector<T> {
         );
         if let Some(hook) = &self.inner.limits.on_retry {
             hook(&RetryEvent {
+                site,
                 operation: error.operation,
                 subject: subject.map(str::to_owned),
                 attempt,
@@ -300,6 +360,7 @@ impl<T: Transport> Ucs for Connector<T> {
                         let _slot = &permit;
                         chunk
                     });
+                    self.settle(number, &Ok::<(), UcsError>(()));
                     return Ok(AttachmentBody { size, bytes: Box::pin(bytes) });
                 }
                 Err(error) if error.is_transient() && number < max => {
@@ -317,7 +378,9 @@ impl<T: Transport> Ucs for Connector<T> {
                 }
                 Err(mut error) => {
                     error.attempts = number;
-                    return Err(error);
+                    let failed = Err(error);
+                    self.settle(number, &failed);
+                    return failed;
                 }
             }
         }
@@ -350,12 +413,16 @@ impl<T: Transport> Ucs for Connector<T> {
             let error = match outcome {
                 Ok(outcome) => {
                     tracing::info!(operation = %operation, contact = %contact, outcome = ?outcome, attempt = number, "contact delete answered");
-                    return Ok(outcome);
+                    let done = Ok(outcome);
+                    self.settle(number, &done);
+                    return done;
                 }
                 Err(error) if error.is_transient() => error,
                 Err(mut error) => {
                     error.attempts = number;
-                    return Err(error);
+                    let failed = Err(error);
+                    self.settle(number, &failed);
+                    return failed;
                 }
             };
             self.report_retry(
@@ -367,7 +434,10 @@ impl<T: Transport> Ucs for Connector<T> {
             );
             match self.get_contact(contact).await {
                 Err(check) if check.kind == ErrorKind::NotFound => {
-                    return Ok(DeleteOutcome::AbsentAfterLostAnswer);
+                    // A call that needed checking counts as retried, however it ends.
+                    let done = Ok(DeleteOutcome::AbsentAfterLostAnswer);
+                    self.settle(number + 1, &done);
+                    return done;
                 }
                 Ok(_) if number < max => {
                     let delay = self.backoff(number);
@@ -384,7 +454,9 @@ impl<T: Transport> Ucs for Connector<T> {
                 Ok(_) | Err(_) => {
                     let mut error = error;
                     error.attempts = number;
-                    return Err(error);
+                    let failed = Err(error);
+                    self.settle(number + 1, &failed);
+                    return failed;
                 }
             }
         }

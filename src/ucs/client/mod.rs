@@ -9,6 +9,7 @@ mod services;
 mod transport;
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use super::wire::Operation;
 use super::{ErrorKind, TenantId};
 
-pub use connector::{Connector, Limits};
+pub use connector::{Connector, Limits, RetryTally};
 pub use rest::RestTransport;
 pub use transport::Transport;
 
@@ -137,9 +138,53 @@ pub enum RetryThen {
     VerifyAbsence,
 }
 
+/// Where a call is made from: the contact and the step a caller is working on when it calls
+/// the client, so that a retry is recorded under them and not under whatever finishes next.
+/// Set with [`CallSite::scope`] around the caller's future; the [`Connector`] reads it when it
+/// reports a retry ([`RetryEvent::site`]). Ids and step names only, never personal data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallSite {
+    /// The contact the caller works on, when it works on one.
+    pub contact: Option<String>,
+    /// The step (a runbook step id, or a phase such as the executor's re-check).
+    pub step: Option<String>,
+}
+
+tokio::task_local! {
+    /// The call site of the future being polled (a scope per future, not per task: contacts
+    /// run concurrently in one task under `buffer_unordered`, each in its own scope).
+    static CALL_SITE: CallSite;
+}
+
+impl CallSite {
+    /// The site of a step of a contact.
+    pub fn step(contact: Option<&str>, step: &str) -> Self {
+        Self { contact: contact.map(str::to_owned), step: Some(step.to_owned()) }
+    }
+
+    /// The site of the future being polled, if any scope set one.
+    pub fn current() -> Option<CallSite> {
+        CALL_SITE.try_with(CallSite::clone).ok()
+    }
+
+    /// Runs `future` with this site: every retry the client reports while polling it carries it.
+    pub async fn scope<F: Future>(self, future: F) -> F::Output {
+        CALL_SITE.scope(self, future).await
+    }
+
+    /// Runs `future` as work on `contact` within the current site (its step kept): how a
+    /// phase that reads many contacts (planning) attributes each contact's calls.
+    pub async fn contact_scope<F: Future>(contact: &str, future: F) -> F::Output {
+        let step = Self::current().and_then(|site| site.step);
+        Self { contact: Some(contact.to_owned()), step }.scope(future).await
+    }
+}
+
 /// One failed attempt that the client is about to retry (or check): for the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryEvent {
+    /// Where the call was made from (see [`CallSite`]); `None` outside any scope.
+    pub site: Option<CallSite>,
     /// The operation.
     pub operation: Operation,
     /// The id it was about.
