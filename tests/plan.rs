@@ -933,7 +933,7 @@ fn a_large_plan_s_markdown_fits_a_comment_with_the_blockers_in_full() {
     assert!(!whole.contains("not shown"), "{whole}");
 
     // 1,000 contacts like these two, each with its blocker (José's pending callback).
-    let mut body = small.body.clone();
+    let mut body = small.body;
     let template = body.contacts.clone();
     let blocker = body.blockers.iter().find(|b| b.contact_id.is_some()).unwrap().clone();
     body.contacts.clear();

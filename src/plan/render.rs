@@ -277,9 +277,9 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
     );
     let mut folded = Folded::new(out, MARKDOWN_BUDGET);
     if body.blockers.is_empty() {
-        folded.push("**No blockers.**\n\n".to_owned());
+        folded.push("**No blockers.**\n\n");
     } else {
-        folded.push("#### Blockers\n\n".to_owned());
+        folded.push("#### Blockers\n\n");
         for blocker in &body.blockers {
             let at = blocker
                 .contact_id
@@ -287,28 +287,28 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
                 .map(|c| format!("contact `{c}`"))
                 .or_else(|| blocker.subject.map(|n| format!("subject {n}")))
                 .unwrap_or_else(|| "request".to_owned());
-            folded.item("blocker(s)", format!("- :x: {at}: {}\n", blocker.message));
+            folded.item("blocker(s)", &format!("- :x: {at}: {}\n", blocker.message));
         }
-        folded.push("\n".to_owned());
+        folded.push("\n");
     }
     if !body.warnings.is_empty() {
-        folded.push("#### Warnings\n\n".to_owned());
+        folded.push("#### Warnings\n\n");
         for warning in by_weight(&body.warnings) {
             let mark =
                 if warning.level == WarningLevel::Blocker { ":bangbang:" } else { ":warning:" };
-            folded.item("warning(s)", format!("- {mark} {}\n", warning.message));
+            folded.item("warning(s)", &format!("- {mark} {}\n", warning.message));
         }
-        folded.push("\n".to_owned());
+        folded.push("\n");
     }
-    folded.push("#### Subjects\n\n".to_owned());
+    folded.push("#### Subjects\n\n");
     for subject in &body.subjects {
-        folded.item("subject(s)", format!("- {}\n", subject_line(subject)));
+        folded.item("subject(s)", &format!("- {}\n", subject_line(subject)));
     }
-    folded.push("\n".to_owned());
+    folded.push("\n");
     for step in &body.request_steps {
         folded.item(
             "request step(s)",
-            format!(
+            &format!(
                 "- request step `{}` (`{}`): **{}**: {}\n",
                 step.id,
                 step.uses,
@@ -331,12 +331,12 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
             );
         }
         let _ = writeln!(section, "\nFingerprint `{}`\n\n</details>", contact.fingerprint);
-        folded.item("contact(s)", section);
+        folded.item("contact(s)", &section);
     }
     if !body.other_records.is_empty() {
-        folded.push("\n#### Possible other records of the same person\n\n".to_owned());
+        folded.push("\n#### Possible other records of the same person\n\n");
         for record in &body.other_records {
-            folded.item("possible other record(s)", format!("- {}\n", other_record_line(record)));
+            folded.item("possible other record(s)", &format!("- {}\n", other_record_line(record)));
         }
     }
     folded.finish(&plan.plan_id)
@@ -362,16 +362,16 @@ impl Folded {
     }
 
     /// A heading or separator: kept while nothing has been left out.
-    fn push(&mut self, text: String) {
+    fn push(&mut self, text: &str) {
         if !self.full && self.out.len() + text.len() <= self.limit {
-            self.out.push_str(&text);
+            self.out.push_str(text);
         }
     }
 
     /// One item of a list: kept while it fits, else counted under `kind`.
-    fn item(&mut self, kind: &'static str, text: String) {
+    fn item(&mut self, kind: &'static str, text: &str) {
         if !self.full && self.out.len() + text.len() <= self.limit {
-            self.out.push_str(&text);
+            self.out.push_str(text);
             return;
         }
         self.full = true;
