@@ -51,8 +51,8 @@ pub use record::{
 };
 pub use subject::{MIN_KEY_LEN, SubjectDigester, SubjectKeyError};
 pub use verify::{
-    CheckpointStatus, Fault, FaultKind, Interrupted, Recovered, VerifyOptions, VerifyReport,
-    read_records, verify_file,
+    CheckpointStatus, Fault, FaultKind, Interrupted, LogLine, Recovered, VerifyOptions,
+    VerifyReport, read_lines, read_records, verify_file,
 };
 
 /// What can go wrong writing or reading the audit trail (faults found by verification are
