@@ -1011,19 +1011,22 @@ pub(crate) struct Trail {
 }
 
 pub(crate) const JANE: &str = "0001SaD2PVY4312K";
-#[allow(dead_code)]
 pub(crate) const JOSE: &str = "0001SaD2PVY4315J";
 
 impl Trail {
     pub(crate) fn new() -> Self {
+        Self::with_policy("      requireApproval: false\n")
+    }
+
+    /// With `policy` (indented lines of the demo environment's `policy`).
+    pub(crate) fn with_policy(policy: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         fs::write(
             dir.path().join("ucs-gdpr.yaml"),
             format!(
                 "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    \
                  type: embedded\n    tenant: 101\n    dataset: {}\n    stateDir: state\n    \
-                 policy:\n      requireApproval: false\n      auditLog: audit.jsonl\n      \
-                 exports: exports\n",
+                 policy:\n{policy}      auditLog: audit.jsonl\n      exports: exports\n",
                 crate::repo_path("examples/sim/demo.yaml").display()
             ),
         )
@@ -1037,12 +1040,14 @@ impl Trail {
     }
 
     /// Writes `requests/<name>.yaml` for request `DSR-<name>`; returns its path.
+    /// `metadata` gets `metadata_extra` (indented lines), `spec` gets `spec_extra`.
     pub(crate) fn request(
         &self,
         name: &str,
         runbook: &str,
         subjects: &[&str],
-        extra: &str,
+        metadata_extra: &str,
+        spec_extra: &str,
     ) -> String {
         let subjects: String = subjects.iter().map(|s| format!("    - contactId: {s}\n")).collect();
         let path = self.path(&format!("requests/{name}.yaml"));
@@ -1051,8 +1056,8 @@ impl Trail {
             format!(
                 "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-{name}\n  \
                  receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: agent.smith\n\
-                 {extra}spec:\n  environment: demo\n  runbook: {runbook}\n  subjects:\n{subjects}\
-                 \x20 export: {{}}\n  delete: {{ confirm: true }}\n"
+                 {metadata_extra}spec:\n  environment: demo\n  runbook: {runbook}\n  \
+                 subjects:\n{subjects}  export: {{}}\n  delete: {{ confirm: true }}\n{spec_extra}"
             ),
         )
         .unwrap();
@@ -1120,7 +1125,7 @@ fn edit_record(path: &Path, line: usize, change: impl FnOnce(&mut serde_json::Ma
 #[test]
 fn show_marks_an_edited_record_of_a_real_run_names_its_seq_and_exits_1() {
     let trail = Trail::new();
-    let manifest = trail.request("jane", "forget-me-on-premise", &[JANE], "");
+    let manifest = trail.request("jane", "forget-me-on-premise", &[JANE], "", "");
     let applied = trail.run(&["apply", &manifest]);
     assert!(applied.status.success(), "{}", crate::transcript(&applied));
     let clean = trail.run(&["audit", "show", LOG, "--request", "DSR-jane"]);
@@ -1197,4 +1202,156 @@ fn show_filters_by_request_contact_and_since() {
     assert_eq!(code, 1, "a request with no record");
     let (_, code) = audit(dir.path(), &["show", LOG, "--since", "last tuesday"]);
     assert_eq!(code, 64, "a usage error");
+}
+
+#[test]
+fn report_tells_a_refused_run_and_the_applied_one_of_the_same_request() {
+    let trail = Trail::with_policy(
+        "      requireApproval: true\n      approvers: [lead.jones]\n      \
+         approverKeys: { lead.jones: keys/audit-signing.pub }\n",
+    );
+    let keygen = trail.run(&["audit", "keygen", "--out", "keys"]);
+    assert!(keygen.status.success(), "{}", crate::transcript(&keygen));
+    let hold = format!("  holds:\n    - {{ contactId: {JOSE}, reason: legal claim }}\n");
+    let manifest = trail.request("batch", "batch-delete", &[JANE, JOSE], "", &hold);
+    let planned = trail.run(&["plan", &manifest, "--out", "plan.json"]);
+    assert!(planned.status.success(), "{}", crate::transcript(&planned));
+    // First run: no approval, refused by the gate.
+    let refused = trail.run(&["apply", "plan.json"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", crate::transcript(&refused));
+    let approved = trail.run(&[
+        "approve",
+        "plan.json",
+        "--by",
+        "lead.jones",
+        "--key",
+        "keys/audit-signing.key",
+    ]);
+    assert!(approved.status.success(), "{}", crate::transcript(&approved));
+    // Second run: approved, applied.
+    let applied = trail.run(&["apply", "plan.json", "--approval", "plan.approval.lead.jones.json"]);
+    assert!(applied.status.success(), "{}", crate::transcript(&applied));
+
+    let text = trail.run(&["audit", "report", LOG, "DSR-batch"]);
+    assert_eq!(text.status.code(), Some(0), "{}", crate::transcript(&text));
+    insta::assert_snapshot!("report-two-runs-text", trail.stable(&crate::transcript(&text)));
+    let markdown = trail.run(&["audit", "report", LOG, "DSR-batch", "--format", "markdown"]);
+    assert_eq!(markdown.status.code(), Some(0));
+    insta::assert_snapshot!(
+        "report-two-runs-markdown",
+        trail.stable(&crate::transcript(&markdown))
+    );
+
+    let json = trail.run(&["audit", "report", LOG, "DSR-batch", "--format", "json"]);
+    assert_eq!(json.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let plan_id = serde_json::from_slice::<Value>(&fs::read(trail.path("plan.json")).unwrap())
+        .unwrap()["planId"]
+        .clone();
+    assert_eq!(report["logVerifies"], true);
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{report:#}");
+    assert_eq!(
+        (&runs[0]["outcome"], &runs[0]["reason"], &runs[0]["planId"]),
+        (&Value::from("refused"), &Value::from("approval-not-enough"), &plan_id),
+        "{report:#}"
+    );
+    assert_eq!(runs[1]["outcome"], "completed");
+    assert_eq!(runs[1]["approvers"], serde_json::json!(["lead.jones"]));
+    assert_eq!(runs[1]["actor"], "agent.smith");
+    assert_eq!(report["refusals"].as_array().unwrap().len(), 1);
+    assert_eq!(report["approvals"][0]["run"], runs[1]["id"]);
+    let contacts = report["contacts"].as_array().unwrap();
+    let state = |id: &str| contacts.iter().find(|c| c["contact"] == id).unwrap().clone();
+    let jane = state(JANE);
+    assert_eq!(jane["state"], "deleted", "{jane:#}");
+    assert_eq!(jane["deleted"]["step"], "delete");
+    assert_eq!(jane["verifiedAbsent"], true);
+    assert!(jane["export"]["interactions"].as_u64().unwrap() > 0, "{jane:#}");
+    let jose = state(JOSE);
+    assert_eq!(
+        (&jose["state"], &jose["held"], &jose["export"]),
+        (&Value::from("held"), &Value::from(true), &Value::Null)
+    );
+
+    // Ids and counts only.
+    let everything = [&text, &markdown, &json]
+        .iter()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .collect::<String>();
+    for value in crate::demo_personal_values() {
+        assert!(!everything.contains(&value), "personal data in the report: {value}");
+    }
+    assert!(
+        !everything.contains("legal claim"),
+        "the hold's reason is the manifest's, not the log's"
+    );
+
+    // A request the log does not know, and a log that no longer verifies.
+    let unknown = trail.run(&["audit", "report", LOG, "DSR-none"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let log = trail.path(LOG);
+    edit_record(&log, 1, |record| record["actor"] = Value::from("someone.else"));
+    let edited = trail.run(&["audit", "report", LOG, "DSR-batch"]);
+    assert_eq!(edited.status.code(), Some(1), "{}", crate::transcript(&edited));
+    let stdout = String::from_utf8_lossy(&edited.stdout);
+    assert!(stdout.contains("THE LOG DOES NOT VERIFY (line 1 (seq 0) modified)"), "{stdout}");
+}
+
+#[test]
+fn report_makes_good_a_failure_a_later_run_completed_and_keeps_the_one_it_did_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(LOG);
+    let mut log = AuditLog::open_with(&path, options()).unwrap();
+    let (fixed, failing, stopped) = ("0001SaD2PVY4312K", "0001SaD2PVY4313L", "0001SaD2PVY4314M");
+    let exported = Detail {
+        sha256: Some(Sha256Hex::digest(b"e")),
+        interactions: Some(4),
+        ..Detail::default()
+    };
+    let failed =
+        Detail { code: Some(Token::new("ucs.delete.timeout").unwrap()), ..Detail::default() };
+    log.append(event(Event::RunStart)).unwrap();
+    for id in [fixed, failing, stopped] {
+        let on = |e: Event| event(e).step(step("export")).contact(contact(id));
+        log.append_intent(on(Event::StepIntent)).unwrap();
+        log.append(on(Event::StepDone).outcome(Outcome::Ok).detail(exported.clone())).unwrap();
+    }
+    for id in [fixed, failing] {
+        let on = |e: Event| event(e).step(step("delete")).contact(contact(id));
+        log.append_intent(on(Event::StepIntent)).unwrap();
+        log.append(on(Event::StepRetry).outcome(Outcome::Failed)).unwrap();
+        log.append(on(Event::StepFailed).outcome(Outcome::Failed).detail(failed.clone())).unwrap();
+    }
+    log.append_intent(event(Event::StepIntent).step(step("delete")).contact(contact(stopped)))
+        .unwrap();
+    log.append(event(Event::RunEnd).outcome(Outcome::Failed)).unwrap();
+    // The second run deletes the first contact; the second fails again.
+    log.append(event(Event::RunStart)).unwrap();
+    let on = |e: Event, id: &str| event(e).step(step("delete")).contact(contact(id));
+    log.append_intent(on(Event::StepIntent, fixed)).unwrap();
+    log.append(on(Event::StepDone, fixed).outcome(Outcome::AlreadyAbsent)).unwrap();
+    log.append_intent(on(Event::StepIntent, failing)).unwrap();
+    log.append(on(Event::StepFailed, failing).outcome(Outcome::Failed).detail(failed)).unwrap();
+    log.finish().unwrap();
+
+    let report = ucs_gdpr::audit::request_report(&path, "DSR-2026-0142").unwrap();
+    assert!(report.log_verifies);
+    let runs: Vec<(u64, &str)> = report.runs.iter().map(|r| (r.id, r.outcome.as_str())).collect();
+    assert_eq!(runs, [(0, "failed"), (15, "unfinished")]);
+    let states: Vec<(&str, &str)> =
+        report.contacts.iter().map(|c| (c.contact.as_str(), c.state.as_str())).collect();
+    assert_eq!(states, [(fixed, "deleted"), (failing, "failed"), (stopped, "interrupted")]);
+    let failure = report.contacts[1].failed.as_ref().unwrap();
+    assert_eq!(
+        (failure.step.as_str(), failure.run, failure.code.as_deref()),
+        ("delete", 15, Some("ucs.delete.timeout"))
+    );
+    assert_eq!(
+        report.contacts[0].deleted.as_ref().unwrap().outcome.as_deref(),
+        Some("already-absent")
+    );
+    assert_eq!(report.contacts[0].retries, 1);
+    assert_eq!(report.contacts[2].interrupted_at.as_ref().unwrap().run, 0);
+    assert_eq!(report.contacts[2].export.as_ref().unwrap().interactions, Some(4));
 }

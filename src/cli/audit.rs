@@ -16,6 +16,8 @@ pub(crate) enum Command {
     Verify(VerifyArgs),
     /// Show the timeline of a request (or of the whole log).
     Show(ShowArgs),
+    /// What was done for one request across all its runs, from the log alone.
+    Report(ReportArgs),
     /// Make a key pair for signing checkpoints.
     Keygen(KeygenArgs),
 }
@@ -69,6 +71,29 @@ fn parse_since(text: &str) -> Result<jiff::Timestamp, String> {
 }
 
 #[derive(Debug, clap::Args)]
+pub(crate) struct ReportArgs {
+    /// The audit log (JSON Lines).
+    log: PathBuf,
+    /// The request id (the manifest's `metadata.id`).
+    request: String,
+    /// How to print the report: `markdown` for a ticket or a pull request.
+    #[arg(long, value_enum, default_value_t)]
+    format: ReportFormat,
+}
+
+/// `audit report`'s output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// For a terminal.
+    #[default]
+    Text,
+    /// For a ticket, a pull request or a DPO's file.
+    Markdown,
+    /// The report as one JSON document.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
 pub(crate) struct KeygenArgs {
     /// The directory to write `audit-signing.key` (secret, mode 0600) and `audit-signing.pub`.
     #[arg(long)]
@@ -79,6 +104,7 @@ pub(crate) fn run(command: &Command) -> Exit {
     let result = match command {
         Command::Verify(args) => verify(args),
         Command::Show(args) => show(args),
+        Command::Report(args) => report(args),
         Command::Keygen(args) => keygen(args),
     };
     result.unwrap_or_else(|error| {
@@ -421,6 +447,257 @@ fn detail_text(record: &AuditRecord) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn report(args: &ReportArgs) -> Result<Exit, AuditError> {
+    let report = audit::request_report(&args.log, &args.request)?;
+    match args.format {
+        ReportFormat::Text => print!("{}", report_text(&args.log, &report)),
+        ReportFormat::Markdown => print!("{}", report_markdown(&args.log, &report)),
+        ReportFormat::Json => {
+            let mut document = serde_json::to_value(&report).unwrap_or_default();
+            if let Value::Object(map) = &mut document {
+                map.insert("log".to_owned(), json!(args.log.display().to_string()));
+            }
+            println!("{}", serde_json::to_string_pretty(&document).unwrap_or_default());
+        }
+    }
+    if report.records == 0 {
+        eprintln!("error: {} has no record of request {}", args.log.display(), args.request);
+        return Ok(Exit::Failure);
+    }
+    if !report.log_verifies {
+        eprintln!(
+            "warning: {} does not verify: this report rests on records that may have been \
+             changed; run `ucs-gdpr audit verify {}`",
+            args.log.display(),
+            args.log.display()
+        );
+        return Ok(Exit::Failure);
+    }
+    Ok(Exit::Success)
+}
+
+/// Left-aligned columns, two spaces apart, trailing spaces trimmed.
+fn table(header: &[&str], rows: &[Vec<String>], indent: &str) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|cell| cell.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|cell| (*cell).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> =
+            row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        let _ = writeln!(out, "{indent}{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+    out
+}
+
+fn verdict(report: &audit::RequestReport) -> String {
+    let records = plural(report.records, "record", "records");
+    if report.log_verifies {
+        return format!("the log verifies; {records} of this request");
+    }
+    let faults: Vec<String> = report
+        .faults
+        .iter()
+        .map(|fault| {
+            let place = fault.line.map_or_else(|| "checkpoint".to_owned(), |l| format!("line {l}"));
+            let seq = fault.seq.map(|seq| format!(" (seq {seq})")).unwrap_or_default();
+            format!("{place}{seq} {}", fault.kind.as_str())
+        })
+        .collect();
+    format!(
+        "THE LOG DOES NOT VERIFY ({}): what follows rests on records that may have been \
+         changed; {records} of this request",
+        faults.join(", ")
+    )
+}
+
+fn run_rows(report: &audit::RequestReport) -> Vec<Vec<String>> {
+    let dash = || "-".to_owned();
+    report
+        .runs
+        .iter()
+        .map(|run| {
+            let mut outcome = run.outcome.as_str().to_owned();
+            if let Some(reason) = &run.reason {
+                let _ = write!(outcome, " ({reason})");
+            }
+            vec![
+                run.id.to_string(),
+                run.actor.clone(),
+                run.plan_id.as_deref().map_or_else(dash, |id| short(id).to_owned()),
+                run.started.clone(),
+                run.ended.clone().unwrap_or_else(dash),
+                outcome,
+                run.contacts.map_or_else(dash, |count| count.to_string()),
+                if run.approvers.is_empty() { dash() } else { run.approvers.join(", ") },
+            ]
+        })
+        .collect()
+}
+
+const RUN_HEADER: [&str; 8] =
+    ["run", "actor", "plan", "started", "ended", "outcome", "contacts", "approved by"];
+const CONTACT_HEADER: [&str; 5] = ["contact", "state", "export", "deletion", "failure"];
+
+fn contact_rows(report: &audit::RequestReport) -> Vec<Vec<String>> {
+    let dash = || "-".to_owned();
+    report
+        .contacts
+        .iter()
+        .map(|contact| {
+            let export = contact.export.as_ref().map_or_else(dash, |export| {
+                let count = |value: Option<u64>, one, many| {
+                    value.map(|value| plural(value, one, many)).unwrap_or_default()
+                };
+                let counts: Vec<String> = [
+                    count(export.interactions, "interaction", "interactions"),
+                    count(export.attachments, "attachment", "attachments"),
+                    count(export.bytes, "byte", "bytes"),
+                ]
+                .into_iter()
+                .filter(|text| !text.is_empty())
+                .collect();
+                format!("{} (step {}, run {})", counts.join(", "), export.step, export.run)
+            });
+            let mut deletion = Vec::new();
+            if let Some(deleted) = &contact.deleted {
+                let how = match deleted.outcome.as_deref() {
+                    Some("already-absent") => "already absent",
+                    _ => "deleted",
+                };
+                deletion.push(format!("{how} (step {}, run {})", deleted.step, deleted.run));
+            }
+            if contact.verified_absent {
+                deletion.push("verified absent".to_owned());
+            }
+            if let Some(context) = &contact.context_services_deleted {
+                deletion.push(format!(
+                    "Context Services profile deleted with {} (step {}, run {})",
+                    plural(context.count.unwrap_or_default(), "service", "services"),
+                    context.step,
+                    context.run
+                ));
+            }
+            if contact.held {
+                deletion.push("kept: legal hold".to_owned());
+            }
+            let mut failure = Vec::new();
+            if let Some(failed) = &contact.failed {
+                let status =
+                    failed.http_status.map(|status| format!(", HTTP {status}")).unwrap_or_default();
+                failure.push(format!(
+                    "step {} failed: {}{status} (run {})",
+                    failed.step,
+                    failed.code.as_deref().unwrap_or("no code"),
+                    failed.run
+                ));
+            }
+            if let Some(step) = &contact.interrupted_at {
+                failure.push(format!("step {} has no outcome (run {})", step.step, step.run));
+            }
+            if contact.retries > 0 {
+                failure.push(plural(contact.retries, "retry", "retries"));
+            }
+            vec![
+                contact.contact.clone(),
+                contact.state.as_str().to_owned(),
+                export,
+                if deletion.is_empty() { dash() } else { deletion.join("; ") },
+                if failure.is_empty() { dash() } else { failure.join("; ") },
+            ]
+        })
+        .collect()
+}
+
+fn approval_line(approval: &audit::report::Approval) -> String {
+    format!(
+        "run {}: {} at {} (seq {}), plan {}",
+        approval.run,
+        approval.approver.as_deref().unwrap_or("(no approver recorded)"),
+        approval.time,
+        approval.seq,
+        approval.plan_id.as_deref().map_or("-", short)
+    )
+}
+
+fn refusal_line(refusal: &audit::report::Refusal) -> String {
+    format!(
+        "run {}: {} at {} by {}, plan {}",
+        refusal.run,
+        refusal.reason.as_deref().unwrap_or("no reason recorded"),
+        refusal.time,
+        refusal.actor,
+        refusal.plan_id.as_deref().map_or("-", short)
+    )
+}
+
+/// What a person reads: the verdict on the log, then runs, approvals, refusals, contacts.
+fn report_text(log: &Path, report: &audit::RequestReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "request {}, from {}", report.request_id, log.display());
+    let _ = writeln!(out, "{}", verdict(report));
+    let _ = writeln!(out, "\nruns: {}", report.runs.len());
+    if !report.runs.is_empty() {
+        out.push_str(&table(&RUN_HEADER, &run_rows(report), "  "));
+    }
+    let _ = writeln!(out, "\napprovals: {}", report.approvals.len());
+    for approval in &report.approvals {
+        let _ = writeln!(out, "  {}", approval_line(approval));
+    }
+    let _ = writeln!(out, "\nrefusals: {}", report.refusals.len());
+    for refusal in &report.refusals {
+        let _ = writeln!(out, "  {}", refusal_line(refusal));
+    }
+    let _ = writeln!(out, "\ncontacts: {}", report.contacts.len());
+    if !report.contacts.is_empty() {
+        out.push_str(&table(&CONTACT_HEADER, &contact_rows(report), "  "));
+    }
+    out
+}
+
+fn report_markdown(log: &Path, report: &audit::RequestReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## Request `{}`\n", report.request_id);
+    let _ = writeln!(out, "From the audit log `{}`: {}.\n", log.display(), verdict(report));
+    let _ = writeln!(out, "### Runs ({})\n", report.runs.len());
+    if !report.runs.is_empty() {
+        let _ = writeln!(out, "{}", markdown_table(&RUN_HEADER, &run_rows(report)));
+    }
+    let _ = writeln!(out, "### Approvals ({})\n", report.approvals.len());
+    for approval in &report.approvals {
+        let _ = writeln!(out, "- {}", approval_line(approval));
+    }
+    if !report.approvals.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "### Refusals ({})\n", report.refusals.len());
+    for refusal in &report.refusals {
+        let _ = writeln!(out, "- {}", refusal_line(refusal));
+    }
+    if !report.refusals.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "### Contacts ({})\n", report.contacts.len());
+    if !report.contacts.is_empty() {
+        out.push_str(&markdown_table(&CONTACT_HEADER, &contact_rows(report)));
+    }
+    out
 }
 
 fn keygen(args: &KeygenArgs) -> Result<Exit, AuditError> {

@@ -146,6 +146,8 @@ const EXAMPLES_AUDIT: &str = "\
 Examples:
   ucs-gdpr audit verify examples/out/audit.jsonl
   ucs-gdpr audit show examples/out/audit.jsonl --request DSR-2026-0142
+  ucs-gdpr audit show examples/out/audit.jsonl --contact 0001SaD2PVY4312K --since 2026-11-01
+  ucs-gdpr audit report examples/out/audit.jsonl DSR-2026-0142 --format markdown
   ucs-gdpr audit keygen --out keys";
 
 const EXAMPLES_SIM: &str = "\
