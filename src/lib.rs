@@ -16,6 +16,7 @@ pub mod export;
 pub mod infomart;
 pub mod manifest;
 pub mod plan;
+pub mod register;
 pub mod runbook;
 pub mod sim;
 pub mod ucs;

@@ -50,7 +50,7 @@ pub use record::{
     Actor, AuditRecord, ContactId, Detail, Entry, Event, Outcome, RECORD_HASH_DOMAIN, RecordError,
     RecordTime, RequestId, Sha256Hex, StepId, SubjectDigest, Token, record_hash,
 };
-pub use report::{RequestReport, request_report};
+pub use report::{RequestReport, request_report, request_reports};
 pub use subject::{MIN_KEY_LEN, SubjectDigester, SubjectKeyError};
 pub use verify::{
     CheckpointStatus, Fault, FaultKind, Interrupted, LogLine, Recovered, VerifyOptions,

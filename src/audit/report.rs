@@ -248,21 +248,51 @@ pub fn request_report(path: &Path, request: &str) -> Result<RequestReport, Audit
         .filter_map(|line| line.record)
         .filter(|record| record.request_id.as_ref().is_some_and(|id| id.as_str() == request))
         .collect();
+    Ok(build(request, &records, verification.ok, verification.faults))
+}
+
+/// Reads the log at `path` once and reports on every request it has records of, by id.
+///
+/// # Errors
+/// The log cannot be read.
+pub fn request_reports(path: &Path) -> Result<BTreeMap<String, RequestReport>, AuditError> {
+    let verification = verify_file(path, &VerifyOptions::default())?;
+    let mut by_request: BTreeMap<String, Vec<AuditRecord>> = BTreeMap::new();
+    for record in read_lines(path)?.into_iter().filter_map(|line| line.record) {
+        if let Some(id) = &record.request_id {
+            by_request.entry(id.to_string()).or_default().push(record);
+        }
+    }
+    Ok(by_request
+        .into_iter()
+        .map(|(id, records)| {
+            let report = build(&id, &records, verification.ok, verification.faults.clone());
+            (id, report)
+        })
+        .collect())
+}
+
+fn build(
+    request: &str,
+    records: &[AuditRecord],
+    verifies: bool,
+    faults: Vec<Fault>,
+) -> RequestReport {
     let mut builder = Builder::default();
-    for record in &records {
+    for record in records {
         builder.record(record);
     }
     let (runs, approvals, refusals, contacts) = builder.finish();
-    Ok(RequestReport {
+    RequestReport {
         request_id: request.to_owned(),
-        log_verifies: verification.ok,
-        faults: verification.faults,
+        log_verifies: verifies,
+        faults,
         records: records.len() as u64,
         runs,
         approvals,
         refusals,
         contacts,
-    })
+    }
 }
 
 /// A run being read.
