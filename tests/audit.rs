@@ -1051,12 +1051,16 @@ impl Trail {
     ) -> String {
         let subjects: String = subjects.iter().map(|s| format!("    - contactId: {s}\n")).collect();
         let path = self.path(&format!("requests/{name}.yaml"));
+        let received = if metadata_extra.contains("receivedAt") {
+            ""
+        } else {
+            "  receivedAt: 2026-11-20T10:15:00Z\n"
+        };
         fs::write(
             &path,
             format!(
-                "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-{name}\n  \
-                 receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: agent.smith\n\
-                 {metadata_extra}spec:\n  environment: demo\n  runbook: {runbook}\n  \
+                "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-{name}\n{received}  \
+                 channel: email\n  verifiedBy: agent.smith\n{metadata_extra}spec:\n  environment: demo\n  runbook: {runbook}\n  \
                  subjects:\n{subjects}  export: {{}}\n  delete: {{ confirm: true }}\n{spec_extra}"
             ),
         )

@@ -20,6 +20,7 @@ mod infomart;
 mod plan;
 mod provision;
 mod readme;
+mod register;
 mod scripts;
 mod sim;
 mod ucs;
