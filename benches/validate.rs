@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use ucs_gdpr::manifest::{self, Context};
+use ucs_gdpr::manifest::Context;
 use ucs_gdpr::runbook::RunbookLibrary;
 
 const SUBJECTS: usize = 10_000;
@@ -50,7 +50,7 @@ fn main() {
     let context = Context { runbooks: &runbooks, environments: None, now: jiff::Timestamp::now() };
 
     // One warm-up round: the schemas compile once per process.
-    let validated = manifest::validate_file(&path, &context);
+    let validated = ucs_gdpr::validate::file(&path, &context);
     assert!(
         !validated.report.has_errors(),
         "{} diagnostic(s), the first: {:?}",
@@ -61,7 +61,7 @@ fn main() {
     let mut times: Vec<Duration> = (0..ROUNDS)
         .map(|_| {
             let started = Instant::now();
-            let validated = manifest::validate_file(&path, &context);
+            let validated = ucs_gdpr::validate::file(&path, &context);
             let elapsed = started.elapsed();
             assert!(!validated.report.has_errors());
             elapsed

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::manifest::{self, Diagnostic, FileKind, FileReport, yaml::SpanMap};
-use crate::ucs::DataSource;
+use crate::document::{self, Diagnostic, FileKind, FileReport, yaml::SpanMap};
+pub use crate::ucs::UcsVersion;
 
 /// The file looked for in the current folder when no `--env-file` is given.
 pub const DEFAULT_FILE: &str = "ucs-gdpr.yaml";
@@ -214,53 +214,6 @@ pub struct Service {
     pub ca_file: Option<PathBuf>,
 }
 
-/// Which UCS an environment is. The data semantics follow it: 9.x keeps every interaction in one
-/// store (`DataSource` is "Ignored in 9.0", docs.genesys.com/Documentation/UCS/9.1.x/RESTAPI/
-/// OMInteractionsGetInteractionsForContact), 8.5 has separate `main` and `archive` data sources
-/// (an RDBMS each; a deployment may have no archive, the seed's log).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, serde::Serialize,
-)]
-pub enum UcsVersion {
-    /// UCS 9.1 (REST API, Cassandra + Elasticsearch): one store, no archive pass.
-    #[default]
-    #[serde(rename = "9.1")]
-    V9_1,
-    /// UCS 8.5 (Platform SDK over ESP; RDBMS with `main` and `archive` data sources).
-    #[serde(rename = "8.5")]
-    V8_5,
-}
-
-impl UcsVersion {
-    /// As written in files and plans: `9.1` or `8.5`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V9_1 => "9.1",
-            Self::V8_5 => "8.5",
-        }
-    }
-
-    /// The data sources this UCS really has, in the order they are read: `main` only on 9.x
-    /// (asking for `archive` would read the one store again), `main` then `archive` on 8.5.
-    pub fn data_sources(self) -> &'static [DataSource] {
-        match self {
-            Self::V9_1 => &[DataSource::Main],
-            Self::V8_5 => &DataSource::ALL,
-        }
-    }
-
-    /// Whether `archive` is a data source of its own.
-    pub fn has_archive_role(self) -> bool {
-        self == Self::V8_5
-    }
-}
-
-impl std::fmt::Display for UcsVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// The UCS endpoint of a REST environment.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -342,12 +295,44 @@ pub struct InfoMart {
     pub server_time_zone: Option<String>,
 }
 
+/// Why an Info Mart `dsn` cannot be used. Its text is never repeated: it may hold a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsnError {
+    /// Not a PostgreSQL connection string.
+    Invalid,
+    /// It carries a password: secrets never live in the environments file.
+    Password,
+    /// It lacks something every connection needs (`host`, `user`).
+    Incomplete {
+        /// The missing setting.
+        missing: &'static str,
+    },
+}
+
+/// Parses an Info Mart `dsn`, refusing one that holds a password or names no host or user.
+///
+/// # Errors
+/// A [`DsnError`] saying which.
+pub fn parse_dsn(dsn: &str) -> Result<tokio_postgres::Config, DsnError> {
+    let config: tokio_postgres::Config = dsn.parse().map_err(|_| DsnError::Invalid)?;
+    if config.get_password().is_some() {
+        return Err(DsnError::Password);
+    }
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        return Err(DsnError::Incomplete { missing: "host" });
+    }
+    if config.get_user().is_none() {
+        return Err(DsnError::Incomplete { missing: "user" });
+    }
+    Ok(config)
+}
+
 impl InfoMart {
     /// The DSN must parse and must not carry the password (its text is never repeated).
     fn check(&self, name: &str, dsn_span: &std::ops::Range<usize>) -> Vec<Diagnostic> {
-        match crate::infomart::parse_dsn(&self.dsn) {
+        match parse_dsn(&self.dsn) {
             Ok(_) => Vec::new(),
-            Err(crate::infomart::EtlError::PasswordInDsn) => vec![
+            Err(DsnError::Password) => vec![
                 Diagnostic::error(
                     "environments::secret-in-file",
                     format!("environment `{name}`: the Info Mart `dsn` contains a password"),
@@ -360,7 +345,7 @@ impl InfoMart {
                 Diagnostic::error(
                     "environments::invalid-dsn",
                     match error {
-                        crate::infomart::EtlError::IncompleteDsn { missing } => {
+                        DsnError::Incomplete { missing } => {
                             format!(
                                 "environment `{name}`: the Info Mart `dsn` names no `{missing}`"
                             )
@@ -444,15 +429,15 @@ impl Environments {
     /// # Errors
     /// The file's report when it has any error.
     pub fn load(path: &Path) -> Result<(Environments, FileReport), FileReport> {
-        let manifest::Loaded { mut report, document } = manifest::load(path);
+        let document::Loaded { mut report, document } = document::load(path);
         let Some(document) = document else { return Err(report) };
-        match manifest::detect_kind(&document) {
+        match document::detect_kind(&document) {
             Ok(FileKind::Environments) => {}
             Ok(other) => {
                 report.diagnostics.push(Diagnostic::error(
                     "schema::wrong-kind",
                     format!("this is a `{}` file, not an environments file", other.name()),
-                    manifest::value_span(&document, "/kind"),
+                    document::value_span(&document, "/kind"),
                 ));
                 return Err(report);
             }
@@ -462,7 +447,7 @@ impl Environments {
             }
         }
         let Some(mut environments) =
-            manifest::typed::<Environments>(FileKind::Environments, &document, &mut report)
+            document::typed::<Environments>(FileKind::Environments, &document, &mut report)
         else {
             return Err(report);
         };

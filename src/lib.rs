@@ -1,7 +1,8 @@
 //! `ucs-gdpr`: a declarative, auditable runbook engine for GDPR requests against Genesys
 //! Universal Contact Server.
 //!
-//! Data flows one way, `manifest -> plan -> apply`; `ucs` talks to the server, `export` writes
+//! Data flows one way, `manifest -> plan -> apply`, and every file is read through
+//! [`document`] (YAML with spans, diagnostics, schemas), which imports nothing above it; `ucs` talks to the server, `export` writes
 //! the packages, `audit` keeps the tamper-evident trail and `sim` is a UCS to rehearse against.
 //! Nothing below [`cli`] prints.
 
@@ -10,6 +11,7 @@ pub mod audit;
 pub mod canonical;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod document;
 pub mod durable;
 pub mod environment;
 pub mod export;
@@ -20,3 +22,4 @@ pub mod register;
 pub mod runbook;
 pub mod sim;
 pub mod ucs;
+pub mod validate;

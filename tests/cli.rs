@@ -8,17 +8,20 @@ use crate::repo;
 /// Runs the real binary with its stdout a pipe whose reader has already gone away, as
 /// `ucs-gdpr ARGS | head -0` does, and returns the exit code and what it said on stderr.
 fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
+    // The reader is closed before the child starts: closing it after the spawn raced the
+    // child, which could write a short output into the pipe's buffer first and exit 0.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
     let mut child = Command::new(env!("CARGO_BIN_EXE_ucs-gdpr"))
         .args(args)
         .current_dir(repo())
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(writer)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    drop(child.stdout.take());
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     (child.wait().unwrap().code(), stderr)

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ucs_gdpr::manifest::{self, Context};
+use ucs_gdpr::manifest::Context;
 use ucs_gdpr::runbook::RunbookLibrary;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let runbooks = RunbookLibrary::built_in();
     let context = Context { runbooks: &runbooks, environments: None, now: jiff::Timestamp::now() };
-    let validated = manifest::validate_file(&path, &context);
+    let validated = ucs_gdpr::validate::file(&path, &context);
     for diagnostic in &validated.report.diagnostics {
         assert!(diagnostic.span.end <= data.len().max(validated.report.source.len()));
     }

@@ -112,7 +112,7 @@ pub(crate) fn run(args: &Args) -> Exit {
         if reports.iter().any(|r| &r.path == file) {
             continue;
         }
-        let validated = manifest::validate_file(file, &context);
+        let validated = crate::validate::file(file, &context);
         kinds.push(validated.kind);
         reports.push(validated.report);
     }

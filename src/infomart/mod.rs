@@ -40,7 +40,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, NoTls};
 
-use crate::environment::{Environment, InfoMart, Timeouts};
+use crate::environment::{DsnError, Environment, InfoMart, Timeouts};
 
 /// What Info Mart's control tables say about the ETL cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -603,22 +603,17 @@ impl InfoMartTarget {
     }
 }
 
-/// Parses a DSN from the environments file, refusing one that holds a password.
+/// Parses a DSN from the environments file, refusing one that holds a password (the parsing
+/// itself belongs to the environments file: [`crate::environment::parse_dsn`]).
 ///
 /// # Errors
-/// [`EtlError::InvalidDsn`] or [`EtlError::PasswordInDsn`].
+/// [`EtlError::InvalidDsn`], [`EtlError::PasswordInDsn`] or [`EtlError::IncompleteDsn`].
 pub fn parse_dsn(dsn: &str) -> Result<tokio_postgres::Config, EtlError> {
-    let config: tokio_postgres::Config = dsn.parse().map_err(|_| EtlError::InvalidDsn)?;
-    if config.get_password().is_some() {
-        return Err(EtlError::PasswordInDsn);
-    }
-    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
-        return Err(EtlError::IncompleteDsn { missing: "host" });
-    }
-    if config.get_user().is_none() {
-        return Err(EtlError::IncompleteDsn { missing: "user" });
-    }
-    Ok(config)
+    crate::environment::parse_dsn(dsn).map_err(|error| match error {
+        DsnError::Invalid => EtlError::InvalidDsn,
+        DsnError::Password => EtlError::PasswordInDsn,
+        DsnError::Incomplete { missing } => EtlError::IncompleteDsn { missing },
+    })
 }
 
 fn describe(config: &tokio_postgres::Config) -> String {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::manifest::{self, Diagnostic, Document, FileKind, FileReport, value_span};
+use crate::document::{self, Diagnostic, Document, FileKind, FileReport, value_span};
 
 /// The steps the engine knows, as runbooks name them in `uses`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
@@ -181,7 +181,7 @@ impl Runbook {
         report: &mut FileReport,
         origin: Option<Origin>,
     ) -> Option<Runbook> {
-        let file: RunbookFile = manifest::typed(FileKind::Runbook, document, report)?;
+        let file: RunbookFile = document::typed(FileKind::Runbook, document, report)?;
         Some(Runbook {
             name: file.metadata.name,
             description: file.metadata.description,
@@ -203,7 +203,7 @@ impl Runbook {
 
     /// The rules beyond the schema: unique ids, known `after`, no cycle, scopes, and a delete
     /// (transitively) after an export and after every other step that must precede it.
-    pub fn check(&self, spans: &manifest::yaml::SpanMap) -> Vec<Diagnostic> {
+    pub fn check(&self, spans: &document::yaml::SpanMap) -> Vec<Diagnostic> {
         let document = Document { value: serde_json::Value::Null, spans: spans.clone() };
         let mut diagnostics = Vec::new();
         let mut index_of: HashMap<&str, usize> = HashMap::new();
@@ -245,7 +245,7 @@ impl Runbook {
                         value_span(&document, &format!("/steps/{index}/after/{position}")),
                     )
                     .label("no such step");
-                    if let Some(close) = manifest::diagnostic::did_you_mean(
+                    if let Some(close) = document::diagnostic::did_you_mean(
                         after,
                         self.steps.iter().map(|s| s.id.as_str()),
                     ) {
@@ -444,7 +444,7 @@ impl RunbookLibrary {
         for (name, text) in BUILT_IN {
             let path = PathBuf::from(format!("<built-in>/runbooks/{name}.yaml"));
             let mut report = FileReport::new(&path, std::sync::Arc::new(text.to_owned()));
-            let runbook = manifest::yaml::load_str(text, &manifest::Limits::MANIFEST)
+            let runbook = document::yaml::load_str(text, &document::Limits::MANIFEST)
                 .ok()
                 .and_then(|doc| Runbook::from_document(&doc, &mut report, Some(Origin::BuiltIn)));
             // The built-ins are tested to load and pass every rule; one that does not is left
@@ -459,7 +459,7 @@ impl RunbookLibrary {
     /// Adds every runbook file in `dir` (overriding built-ins of the same name). Files that are
     /// not valid runbooks are returned as reports and not added.
     pub fn add_dir(&mut self, dir: &Path) -> Vec<FileReport> {
-        let files = match manifest::collect_files(&[dir.to_owned()]) {
+        let files = match document::collect_files(&[dir.to_owned()]) {
             Ok(files) => files,
             Err((path, error)) => {
                 let mut report = FileReport::new(&path, std::sync::Arc::new(String::new()));
@@ -473,7 +473,7 @@ impl RunbookLibrary {
         };
         let mut failed = Vec::new();
         for path in files {
-            let manifest::Loaded { mut report, document } = manifest::load(&path);
+            let document::Loaded { mut report, document } = document::load(&path);
             let runbook = document.as_ref().and_then(|document| {
                 let runbook = Runbook::from_document(document, &mut report, None)?;
                 report.diagnostics.extend(runbook.check(&document.spans));
@@ -513,7 +513,7 @@ mod tests {
     #[test]
     fn every_built_in_runbook_loads_and_passes_every_rule() {
         for (name, text) in BUILT_IN {
-            let doc = manifest::yaml::load_str(text, &manifest::Limits::MANIFEST).unwrap();
+            let doc = document::yaml::load_str(text, &document::Limits::MANIFEST).unwrap();
             let mut report = FileReport::new(Path::new(name), std::sync::Arc::new(text.into()));
             let runbook = Runbook::from_document(&doc, &mut report, Some(Origin::BuiltIn))
                 .unwrap_or_else(|| panic!("{name}: {:?}", report.diagnostics));
@@ -525,7 +525,7 @@ mod tests {
     }
 
     fn check(text: &str) -> Vec<String> {
-        let doc = manifest::yaml::load_str(text, &manifest::Limits::MANIFEST).unwrap();
+        let doc = document::yaml::load_str(text, &document::Limits::MANIFEST).unwrap();
         let mut report = FileReport::new(Path::new("t.yaml"), std::sync::Arc::new(text.into()));
         let runbook = Runbook::from_document(&doc, &mut report, Some(Origin::BuiltIn)).unwrap();
         runbook.check(&doc.spans).into_iter().map(|d| d.code.to_string()).collect()

@@ -24,7 +24,7 @@ pub struct Dataset {
     /// environment is the version of its dataset: `8.5` rehearses 8.5's data semantics over the
     /// simulator's REST endpoints (a real 8.5 is reached through Platform SDK, not REST).
     #[serde(default)]
-    pub ucs_version: crate::environment::UcsVersion,
+    pub ucs_version: crate::ucs::UcsVersion,
     /// 8.5: whether the deployment has a data source with role `archive` (default: yes).
     /// Must not be set on 9.1, which has no archive role.
     #[serde(default)]
@@ -396,7 +396,7 @@ pub(crate) fn relative_file(dataset: &Path, file: &str) -> Option<PathBuf> {
 }
 
 fn parse_yaml(path: &Path, text: &str) -> Result<Dataset, DatasetError> {
-    let value = crate::manifest::yaml::parse_value(text).map_err(|error| {
+    let value = crate::document::yaml::parse_value(text).map_err(|error| {
         let before = text.get(..error.span.start).unwrap_or("");
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;

@@ -183,7 +183,7 @@ pub fn generate(options: &GenerateOptions) -> Result<u64, GenerateError> {
     // A generated dataset models UCS 8.5's two data sources (every fourth interaction archived).
     let dataset = Dataset {
         server: "ucs-sim-generated".to_owned(),
-        ucs_version: crate::environment::UcsVersion::V8_5,
+        ucs_version: crate::ucs::UcsVersion::V8_5,
         archive: Some(true),
         select_limit: super::dataset::DEFAULT_SELECT_LIMIT,
         contacts,

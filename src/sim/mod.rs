@@ -172,7 +172,7 @@ pub struct RunningSim {
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
     state_dir: PathBuf,
-    ucs_version: crate::environment::UcsVersion,
+    ucs_version: crate::ucs::UcsVersion,
     _temporary: Option<TempDir>,
 }
 
@@ -183,7 +183,7 @@ impl RunningSim {
     }
 
     /// The UCS version its dataset simulates (`ucsVersion`).
-    pub fn ucs_version(&self) -> crate::environment::UcsVersion {
+    pub fn ucs_version(&self) -> crate::ucs::UcsVersion {
         self.ucs_version
     }
 

@@ -200,6 +200,63 @@ impl fmt::Display for TenantId {
     }
 }
 
+/// Which UCS an environment is. The data semantics follow it: 9.x keeps every interaction in one
+/// store (`DataSource` is "Ignored in 9.0", docs.genesys.com/Documentation/UCS/9.1.x/RESTAPI/
+/// OMInteractionsGetInteractionsForContact), 8.5 has separate `main` and `archive` data sources
+/// (an RDBMS each; a deployment may have no archive, the seed's log).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+)]
+pub enum UcsVersion {
+    /// UCS 9.1 (REST API, Cassandra + Elasticsearch): one store, no archive pass.
+    #[default]
+    #[serde(rename = "9.1")]
+    V9_1,
+    /// UCS 8.5 (Platform SDK over ESP; RDBMS with `main` and `archive` data sources).
+    #[serde(rename = "8.5")]
+    V8_5,
+}
+
+impl UcsVersion {
+    /// As written in files and plans: `9.1` or `8.5`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V9_1 => "9.1",
+            Self::V8_5 => "8.5",
+        }
+    }
+
+    /// The data sources this UCS really has, in the order they are read: `main` only on 9.x
+    /// (asking for `archive` would read the one store again), `main` then `archive` on 8.5.
+    pub fn data_sources(self) -> &'static [DataSource] {
+        match self {
+            Self::V9_1 => &[DataSource::Main],
+            Self::V8_5 => &DataSource::ALL,
+        }
+    }
+
+    /// Whether `archive` is a data source of its own.
+    pub fn has_archive_role(self) -> bool {
+        self == Self::V8_5
+    }
+}
+
+impl std::fmt::Display for UcsVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The two UCS data-source roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
