@@ -260,8 +260,10 @@ fn show(args: &ShowArgs) -> Result<Exit, AuditError> {
         };
     // A line that is not a record cannot be told apart by request, contact or time: it is
     // always shown, since it may be one of the wanted records, damaged.
+    // A line a writer is still writing is not shown (verify left it unchecked, too).
     let shown: Vec<Shown<'_>> = lines
         .iter()
+        .filter(|line| Some(line.line) != report.unchecked_last_line)
         .filter(|line| line.record.as_ref().is_none_or(wanted))
         .map(|line| Shown {
             line: line.line,
