@@ -75,6 +75,18 @@ fn status_lists_one_request_in_each_state_with_its_deadline() {
         log.finish().unwrap();
     }
 
+    // A manifest that does not validate (no channel) cannot go on: blocked, deadline unknown.
+    fs::write(
+        trail.path("requests/broken.yaml"),
+        "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-broken\n  \
+         receivedAt: 2026-11-20T10:15:00Z\n  verifiedBy: agent.smith\nspec:\n  environment: demo\n  \
+         runbook: export-only\n  subjects:\n    - contactId: 0001SaD2PVY4312K\n  export: {}\n",
+    )
+    .unwrap();
+    // Other kinds of files in the folder are not requests.
+    fs::copy(crate::repo_path("runbooks/export-only.yaml"), trail.path("requests/runbook.yaml"))
+        .unwrap();
+
     let status = |format: &str| {
         trail.run(&["status", "requests", "--today", "2026-12-15", "--format", format])
     };
@@ -100,6 +112,7 @@ fn status_lists_one_request_in_each_state_with_its_deadline() {
     let expected = [
         ("DSR-approved", "approved", "nearly-due"),
         ("DSR-blocked", "blocked", "nearly-due"),
+        ("DSR-broken", "blocked", "unknown"),
         ("DSR-done", "complete", "done"),
         ("DSR-fresh", "not-planned", "nearly-due"),
         ("DSR-partly", "partly-applied", "overdue"),
@@ -122,6 +135,12 @@ fn status_lists_one_request_in_each_state_with_its_deadline() {
     assert_eq!(entry("DSR-planned")["daysLeft"], 47);
     assert_eq!(entry("DSR-approved")["approvals"], 1);
     assert_eq!(entry("DSR-fresh")["deadline"], "2026-12-20");
+    for output in [&text, &markdown, &json] {
+        let shown = String::from_utf8_lossy(&output.stdout);
+        for value in crate::demo_personal_values() {
+            assert!(!shown.contains(&value), "personal data in the register: {value}");
+        }
+    }
 
     // Changing a planned manifest makes its plan an earlier version's: not planned again.
     let mut text_of = fs::read_to_string(&planned).unwrap();
