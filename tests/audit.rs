@@ -1359,3 +1359,33 @@ fn report_makes_good_a_failure_a_later_run_completed_and_keeps_the_one_it_did_no
     assert_eq!(report.contacts[2].interrupted_at.as_ref().unwrap().run, 0);
     assert_eq!(report.contacts[2].export.as_ref().unwrap().interactions, Some(4));
 }
+
+#[test]
+fn show_marks_an_unreadable_line_and_a_broken_chain_and_exits_1() {
+    let (dir, path) = sample();
+    let mut all = lines(&path);
+    // Line 4 is not a record any more; line 9 is rewritten with a recomputed hash (a broken
+    // link at the line after it).
+    all[3] = "{\"note\":\"not a record\"}".to_owned();
+    all[8] = reforge(&all[8], |record| {
+        record.insert("outcome".to_owned(), Value::from("ok"));
+    });
+    write_lines(&path, &all);
+    let output = Command::new(env!("CARGO_BIN_EXE_ucs-gdpr"))
+        .current_dir(dir.path())
+        .args(["audit", "show", LOG, "--request", "DSR-2026-0142"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let marked: Vec<&str> = stdout
+        .lines()
+        .filter(|row| row.starts_with('!'))
+        .map(|row| row.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(marked, ["4", "10"], "{stdout}");
+    assert!(stdout.contains("(not a record)"), "{stdout}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("warning: line 4: malformed"), "{stderr}");
+    assert!(stderr.contains("warning: line 10 (seq 9): broken link"), "{stderr}");
+}
