@@ -369,7 +369,8 @@ fn count_prints_what_the_dataset_holds() {
         transcript(&output)
     );
 
-    // The same story on UCS 8.5: 3 + 1 in main, 2 + 0 in the archive.
+    // The same story on UCS 8.5: 3 + 1 in main, 2 + 0 in the archive; `main` first, as the
+    // scripts log their data sources.
     on_ucs_8_5(&manifest);
     let output = ucs_gdpr()
         .args(["plan", "--env-file", &env_file(dir.path()), "--count", &manifest])
@@ -377,8 +378,8 @@ fn count_prints_what_the_dataset_holds() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        "contacts to export: 2\ninteractions to export from archive: 2\ninteractions to export from main: 4\n\
-         contacts to delete: 2\ninteractions to delete from archive: 2\ninteractions to delete from main: 4\n",
+        "contacts to export: 2\ninteractions to export from main: 4\ninteractions to export from archive: 2\n\
+         contacts to delete: 2\ninteractions to delete from main: 4\ninteractions to delete from archive: 2\n",
         "{}",
         transcript(&output)
     );

@@ -26,12 +26,12 @@ pub(crate) fn mismatches(
         .subjects
         .iter()
         .filter(|s| match &s.outcome {
-            Resolution::Found { contacts } => contacts.iter().any(|c| touched(c)),
+            Resolution::Found { contacts } => contacts.iter().any(|c| touched(c.as_str())),
             _ => false,
         })
         .map(|s| s.index)
         .collect();
-    let any_touched = approved.body.contacts.iter().any(|c| touched(&c.contact_id));
+    let any_touched = approved.body.contacts.iter().any(|c| touched(c.contact_id.as_str()));
     let normalize = |plan: &Plan| -> Value {
         let mut body = serde_json::to_value(&plan.body).unwrap_or(Value::Null);
         if let Some(object) = body.as_object_mut() {

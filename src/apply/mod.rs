@@ -210,7 +210,7 @@ impl Trail {
             let detail = Detail {
                 attempt: Some(retry.attempt),
                 http_status: retry.status,
-                code: audit::Token::new(format!("{:?}", retry.kind).to_lowercase()).ok(),
+                code: audit::Token::new(retry.kind.code()).ok(),
                 reason: audit::Token::new(retry.operation.as_str().to_lowercase()).ok(),
                 ..Detail::default()
             };
@@ -386,7 +386,7 @@ pub async fn run<U: Ucs>(
                 (context.progress)(&Progress {
                     done,
                     total,
-                    contact: &contact.contact_id,
+                    contact: contact.contact_id.as_str(),
                     summary: &receipt.summary(),
                 });
                 receipt
@@ -471,7 +471,9 @@ fn differences(approved: &Plan, fresh: &Plan, done: &Done) -> Vec<String> {
     for (old, new) in a.subjects.iter().zip(&f.subjects) {
         if old.outcome != new.outcome {
             let touched = match &old.outcome {
-                plan::Resolution::Found { contacts } => contacts.iter().any(|c| done.touched(c)),
+                plan::Resolution::Found { contacts } => {
+                    contacts.iter().any(|c| done.touched(c.as_str()))
+                }
                 _ => false,
             };
             if !touched {
@@ -482,7 +484,7 @@ fn differences(approved: &Plan, fresh: &Plan, done: &Done) -> Vec<String> {
     let fresh_contacts: BTreeMap<&str, &ContactPlan> =
         f.contacts.iter().map(|c| (c.contact_id.as_str(), c)).collect();
     for contact in &a.contacts {
-        if done.touched(&contact.contact_id) {
+        if done.touched(contact.contact_id.as_str()) {
             continue;
         }
         match fresh_contacts.get(contact.contact_id.as_str()) {
@@ -607,10 +609,11 @@ impl StepFailure {
     fn code(&self) -> String {
         match self {
             Self::Ucs(error) => {
-                format!("ucs.{}.{:?}", error.operation.as_str(), error.kind).to_lowercase()
+                format!("ucs.{}.{}", error.operation.as_str(), error.kind.code()).to_lowercase()
             }
             Self::Export(export::ExportError::Ucs(error)) => {
-                format!("export.ucs.{}.{:?}", error.operation.as_str(), error.kind).to_lowercase()
+                format!("export.ucs.{}.{}", error.operation.as_str(), error.kind.code())
+                    .to_lowercase()
             }
             Self::Export(export::ExportError::Mismatch { .. }) => "export.mismatch".to_owned(),
             Self::Export(export::ExportError::Io { .. }) => "export.io".to_owned(),
@@ -770,7 +773,7 @@ async fn execute<U: Ucs>(
                 *exported = true;
                 return Ok(StepReceipt::resumed(step, Outcome::Ok));
             }
-            let mut options = ExportOptions::from_plan(export)?;
+            let mut options = ExportOptions::from_plan(export);
             options.page_size = context.input.page_size;
             options.context_services_services =
                 options.context_services && plan::configured_gms(context.input.environment);

@@ -118,14 +118,14 @@ impl StepReceipt {
 impl ContactReceipt {
     pub(super) fn planned(contact: &ContactPlan) -> Self {
         Self {
-            contact_id: contact.contact_id.clone(),
+            contact_id: contact.contact_id.to_string(),
             held: contact.hold.is_some(),
             planned_export: contact.export,
             planned_delete: contact.delete,
             planned_interactions: contact
                 .sources
                 .iter()
-                .map(|(source, counts)| (source.clone(), counts.interactions))
+                .map(|(source, counts)| (source.as_str().to_owned(), counts.interactions))
                 .collect(),
             steps: Vec::new(),
             failure: None,

@@ -18,7 +18,7 @@ use crate::manifest::{
     target::{ACCEPTED_FORMS, Operation, ScriptRequest, Target},
 };
 use crate::plan::{ContactPlan, Plan, Resolution};
-use crate::ucs::{ContactId, Ucs as _};
+use crate::ucs::{ContactId, DataSource, Ucs as _};
 
 use super::Exit;
 use super::apply::{Run, actor, interrupt_flag, prepare_outputs, report_apply_error, retry_hook};
@@ -381,7 +381,8 @@ impl Invocation<'_> {
             failed = true;
         }
         for contact in &receipt.contacts {
-            let planned = plan.body.contacts.iter().find(|c| c.contact_id == contact.contact_id);
+            let planned =
+                plan.body.contacts.iter().find(|c| c.contact_id.as_str() == contact.contact_id);
             let exported =
                 contact.steps.iter().any(|s| s.uses == "ucs/export" && s.outcome == "ok");
             if exported && let Ok(id) = ContactId::new(&contact.contact_id) {
@@ -421,7 +422,7 @@ impl Invocation<'_> {
     /// `delete` without `-confirm`: the contacts found and their attributes, values masked
     /// unless `--show-values` (checked to be a terminal). Nothing is written anywhere.
     async fn report(&self, plan: &Plan, connection: &Connection) -> Exit {
-        let mut ids: Vec<String> =
+        let mut ids: Vec<ContactId> =
             plan.body.contacts.iter().map(|c| c.contact_id.clone()).collect();
         for subject in &plan.body.subjects {
             if let Resolution::Ambiguous { candidates } = &subject.outcome {
@@ -431,8 +432,7 @@ impl Invocation<'_> {
         ids.sort();
         ids.dedup();
         for id in &ids {
-            let Ok(contact_id) = ContactId::new(id) else { continue };
-            match connection.client.get_contact(&contact_id).await {
+            match connection.client.get_contact(id).await {
                 Ok(contact) => {
                     log(&format!("Contact Id '{id}' (tenant {}) has attributes:", contact.tenant));
                     for (name, values) in &contact.attributes {
@@ -551,7 +551,7 @@ fn log_resolution(plan: &Plan) {
             }
             Resolution::AlreadyAbsent => log(&format!(
                 "Contact '{}' not found: nothing to do (already deleted, or never existed)",
-                subject.contact_id.as_deref().unwrap_or("?")
+                subject.contact_id.as_ref().map_or("?", ContactId::as_str)
             )),
             Resolution::NoMatch => log("No contact matches the identification request"),
             Resolution::Ambiguous { candidates } => {
@@ -591,10 +591,9 @@ fn log_blockers(plan: &Plan) {
 }
 
 /// A contact's data sources, `main` first as the scripts log them.
-fn sources(contact: &ContactPlan) -> Vec<(&String, &crate::plan::SourceCounts)> {
-    let mut sources: Vec<_> = contact.sources.iter().collect();
-    sources.sort_by_key(|(name, _)| (name.as_str() != "main", name.as_str()));
-    sources
+fn sources(contact: &ContactPlan) -> Vec<(&DataSource, &crate::plan::SourceCounts)> {
+    // `DataSource` orders `main` before `archive`.
+    contact.sources.iter().collect()
 }
 
 fn contact_counts(contact: &ContactPlan) -> String {

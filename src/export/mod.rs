@@ -150,38 +150,16 @@ impl ExportOptions {
 }
 
 impl ExportOptions {
-    /// The options a plan's export step records (`dataSources`: `main`/`archive`,
-    /// `attachments`: `inline`/`omit`), with the default page size.
-    ///
-    /// # Errors
-    /// [`ExportError::UnknownOption`] for a value the plan format does not have.
-    pub fn from_plan(info: &crate::plan::ExportInfo) -> Result<Self, ExportError> {
-        let sources = info
-            .data_sources
-            .iter()
-            .map(|name| {
-                crate::ucs::wire::data_source_from_name(name).ok_or_else(|| {
-                    ExportError::UnknownOption { what: "data source", value: name.clone() }
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let attachments = match info.attachments.as_str() {
-            "inline" => Attachments::Inline,
-            "omit" => Attachments::Omit,
-            other => {
-                return Err(ExportError::UnknownOption {
-                    what: "attachments mode",
-                    value: other.to_owned(),
-                });
-            }
-        };
-        Ok(Self {
-            sources,
-            attachments,
+    /// The options a plan's export step records (`dataSources`, `attachments`), with the
+    /// default page size. A plan with any other value is refused when it is read.
+    pub fn from_plan(info: &crate::plan::ExportInfo) -> Self {
+        Self {
+            sources: info.data_sources.clone(),
+            attachments: info.attachments,
             context_services: info.context_services,
             context_services_services: info.context_services,
             ..Self::default()
-        })
+        }
     }
 }
 
@@ -327,14 +305,6 @@ pub enum ExportError {
         bag: PathBuf,
         /// Everything wrong with it.
         problems: Vec<BagProblem>,
-    },
-    /// A plan's export options hold a value this version does not know.
-    #[error("the plan's export has an unknown {what} {value:?}")]
-    UnknownOption {
-        /// Which option.
-        what: &'static str,
-        /// The value (from the plan: no personal data).
-        value: String,
     },
     /// A value could not be encoded as JSON (a bug).
     #[error("a value could not be encoded as JSON")]
@@ -696,20 +666,18 @@ mod tests {
     #[test]
     fn options_come_from_the_plans_export_step() {
         let info = ExportInfo {
-            data_sources: vec!["archive".to_owned(), "main".to_owned()],
-            attachments: "omit".to_owned(),
+            data_sources: vec![DataSource::Archive, DataSource::Main],
+            attachments: Attachments::Omit,
             context_services: true,
         };
-        let options = ExportOptions::from_plan(&info).unwrap();
+        let options = ExportOptions::from_plan(&info);
         assert_eq!(options.sources, [DataSource::Archive, DataSource::Main]);
         assert_eq!(options.attachments, Attachments::Omit);
         assert!(options.context_services);
-        let odd = ExportInfo { attachments: "zip".to_owned(), ..info.clone() };
-        assert!(matches!(
-            ExportOptions::from_plan(&odd),
-            Err(ExportError::UnknownOption { what: "attachments mode", .. })
-        ));
-        let odd = ExportInfo { data_sources: vec!["backup".to_owned()], ..info };
-        assert!(ExportOptions::from_plan(&odd).is_err());
+        // A value the plan format does not have is refused when the plan is read.
+        let read = |json: &str| serde_json::from_str::<ExportInfo>(json);
+        assert!(read(r#"{"dataSources":["main"],"attachments":"inline"}"#).is_ok());
+        assert!(read(r#"{"dataSources":["main"],"attachments":"zip"}"#).is_err());
+        assert!(read(r#"{"dataSources":["backup"],"attachments":"omit"}"#).is_err());
     }
 }

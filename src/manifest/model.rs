@@ -53,7 +53,7 @@ impl Metadata {
 }
 
 /// How a request arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     /// By e-mail.
@@ -121,7 +121,7 @@ pub enum Subject {
 }
 
 /// How many contacts a `match` may find.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Expect {
     /// Exactly one; several block the plan.
@@ -129,6 +129,16 @@ pub enum Expect {
     One,
     /// Every match is a subject.
     All,
+}
+
+impl Expect {
+    /// As manifests and plans write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::One => "one",
+            Self::All => "all",
+        }
+    }
 }
 
 /// Export settings.
@@ -158,7 +168,7 @@ pub enum DataSourceRole {
 }
 
 /// What the export does with attachments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Attachments {
     /// Inlined as base64, as the Genesys export script does.
@@ -166,6 +176,16 @@ pub enum Attachments {
     Inline,
     /// Left out.
     Omit,
+}
+
+impl Attachments {
+    /// As manifests and plans write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inline => "inline",
+            Self::Omit => "omit",
+        }
+    }
 }
 
 /// An explicit decision to erase without exporting.

@@ -46,9 +46,9 @@ pub fn fingerprint(state: &ContactState) -> String {
                     .iter()
                     .map(|i| {
                         format!(
-                            "{}\t{:?}\t{}\t{}\n",
+                            "{}\t{}\t{}\t{}\n",
                             i.id.as_str(),
-                            i.status,
+                            i.status.as_str(),
                             i.workbin.as_deref().unwrap_or("-"),
                             i.modified
                         )
@@ -98,8 +98,9 @@ pub fn differences(before: &ContactState, after: &ContactState) -> Vec<String> {
                         None => out.push(format!("{source}: new interaction {id}")),
                         Some(previous) if previous.status != interaction.status => {
                             out.push(format!(
-                                "{source}: interaction {id} changed status from {:?} to {:?}",
-                                previous.status, interaction.status
+                                "{source}: interaction {id} changed status from {} to {}",
+                                previous.status.as_str(),
+                                interaction.status.as_str()
                             ));
                         }
                         Some(previous) if previous != interaction => {

@@ -95,7 +95,7 @@ struct Observed {
     /// When the contact's latest interaction ended (or started, when it has not ended).
     latest_end: Option<jiff::Timestamp>,
     /// Other contacts sharing one of its identifying values, with what they share.
-    sharing: BTreeMap<String, BTreeSet<SharedValue>>,
+    sharing: BTreeMap<ContactId, BTreeSet<SharedValue>>,
     /// Whether every identification of its values was complete (not capped by UCS).
     identification_complete: bool,
 }
@@ -131,8 +131,8 @@ async fn other_records_of<U: Ucs>(
     record: &Contact,
     input: &PlanInput<'_>,
     ucs: &U,
-) -> Result<(BTreeMap<String, BTreeSet<SharedValue>>, bool), UcsError> {
-    let mut sharing: BTreeMap<String, BTreeSet<SharedValue>> = BTreeMap::new();
+) -> Result<(BTreeMap<ContactId, BTreeSet<SharedValue>>, bool), UcsError> {
+    let mut sharing: BTreeMap<ContactId, BTreeSet<SharedValue>> = BTreeMap::new();
     let mut complete = true;
     for (attribute, values) in record.attributes.iter().filter(|(name, _)| is_identifying(name)) {
         for value in values.iter().filter(|v| !v.trim().is_empty()) {
@@ -142,7 +142,7 @@ async fn other_records_of<U: Ucs>(
                 [(attribute.clone(), Value::String(value.clone()))].into_iter().collect(),
             ));
             for other in found.iter().filter(|c| **c != record.id) {
-                sharing.entry(other.as_str().to_owned()).or_default().insert(SharedValue {
+                sharing.entry(other.clone()).or_default().insert(SharedValue {
                     attribute: attribute.clone(),
                     digest: digest.as_str().to_owned(),
                 });
@@ -228,16 +228,16 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
             .collect()
             .await;
     // A `contactId` subject's record, read while resolving, is not read again when observing.
-    let mut records: BTreeMap<String, Contact> = BTreeMap::new();
+    let mut records: BTreeMap<ContactId, Contact> = BTreeMap::new();
     let mut resolutions = Vec::with_capacity(resolved.len());
     for (resolution, record) in resolved {
         if let Some(record) = record {
-            records.insert(record.id.as_str().to_owned(), record);
+            records.insert(record.id.clone(), record);
         }
         resolutions.push(resolution);
     }
 
-    let mut subjects_of: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut subjects_of: BTreeMap<ContactId, Vec<usize>> = BTreeMap::new();
     for resolution in &resolutions {
         match &resolution.outcome {
             Resolution::Found { contacts } => {
@@ -270,18 +270,12 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
 
     // 3. Observe every contact, concurrently, then decide.
     let wants = Wants::of(runbook, request, input.ucs_version);
-    let observed: Vec<(String, Result<Observed, String>)> =
+    let observed: Vec<(ContactId, Result<Observed, String>)> =
         stream::iter(subjects_of.keys().cloned())
             .map(|id| async {
-                let result = match ContactId::new(&id) {
-                    Ok(contact) => {
-                        let known = records.get(&id).cloned();
-                        observe(&contact, known, &wants, input, ucs)
-                            .await
-                            .map_err(|e| e.to_string())
-                    }
-                    Err(_) => Err("not a valid contact id".to_owned()),
-                };
+                let known = records.get(&id).cloned();
+                let result =
+                    observe(&id, known, &wants, input, ucs).await.map_err(|e| e.to_string());
                 (id, result)
             })
             .buffered(input.concurrency.max(1))
@@ -327,7 +321,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
             contact_id: None,
             subject: None,
             step: Some(step.id.clone()),
-            code: format!("step::{}", step.uses),
+            code: format!("step::{}", step.uses.name()),
             message: step.notes.first().cloned().unwrap_or_else(|| "blocked".into()),
         });
     }
@@ -351,7 +345,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
                     contact_id: Some(id.clone()),
                     subject: None,
                     step: Some(step.id.clone()),
-                    code: format!("step::{}", step.uses),
+                    code: format!("step::{}", step.uses.name()),
                     message: step.notes.first().cloned().unwrap_or_else(|| "blocked".into()),
                 });
             }
@@ -370,7 +364,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
             manifest_sha256: input.manifest_sha256.clone(),
             received_at: request.metadata.received_at.to_string(),
             deadline: request.metadata.effective_deadline().to_string(),
-            channel: format!("{:?}", request.metadata.channel).to_lowercase(),
+            channel: request.metadata.channel,
             verified_by: request.metadata.verified_by.clone(),
             ticket: request.metadata.ticket.clone(),
         },
@@ -381,7 +375,7 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
                 EnvironmentType::Rest => "rest".into(),
             },
             tenant: input.environment.tenant,
-            ucs_version: input.ucs_version.as_str().to_owned(),
+            ucs_version: input.ucs_version,
             policy_sha256: input.environment.digests.policy.clone(),
             target_sha256: input.environment.digests.target.clone(),
         },
@@ -391,18 +385,15 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
             steps: ordered_steps(runbook)
                 .map(|s| StepInfo {
                     id: s.id.clone(),
-                    uses: s.uses.name().into(),
-                    scope: match s.scope {
-                        Scope::Request => "request".into(),
-                        Scope::Contact => "contact".into(),
-                    },
+                    uses: s.uses,
+                    scope: s.scope,
                     after: s.after.clone(),
                 })
                 .collect(),
         },
         export: wants.export.then(|| ExportInfo {
-            data_sources: wants.export_sources.iter().map(|s| s.as_str().to_owned()).collect(),
-            attachments: if wants.inline { "inline".into() } else { "omit".into() },
+            data_sources: wants.export_sources.clone(),
+            attachments: if wants.inline { Attachments::Inline } else { Attachments::Omit },
             context_services: configured_context_services(input.environment),
         }),
         export_waived: spec.export_waiver.is_some(),
@@ -422,15 +413,16 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
 /// identifying value with one in it, with non-personal facts; a warning per contact when the
 /// runbook deletes and leaves them out; a blocker when an identification was incomplete.
 async fn other_records<U: Ucs>(
-    observed: &[(String, Result<Observed, String>)],
-    in_plan: &BTreeMap<String, Vec<usize>>,
+    observed: &[(ContactId, Result<Observed, String>)],
+    in_plan: &BTreeMap<ContactId, Vec<usize>>,
     held: &BTreeMap<&str, &str>,
     runbook: &Runbook,
     input: &PlanInput<'_>,
     ucs: &U,
     blockers: &mut Vec<Blocker>,
 ) -> (Vec<OtherRecord>, Vec<Warning>) {
-    let mut shares: BTreeMap<String, (BTreeSet<String>, BTreeSet<SharedValue>)> = BTreeMap::new();
+    let mut shares: BTreeMap<ContactId, (BTreeSet<ContactId>, BTreeSet<SharedValue>)> =
+        BTreeMap::new();
     let mut warnings = Vec::new();
     for (id, result) in observed {
         let Ok(found) = result else { continue };
@@ -447,7 +439,7 @@ async fn other_records<U: Ucs>(
                 ),
             });
         }
-        let left_out: Vec<&String> =
+        let left_out: Vec<&ContactId> =
             found.sharing.keys().filter(|other| !in_plan.contains_key(*other)).collect();
         for other in &left_out {
             let entry = shares.entry((*other).clone()).or_default();
@@ -479,8 +471,7 @@ async fn other_records<U: Ucs>(
     }
     let mut records = Vec::new();
     for (other, (with, shared)) in shares {
-        let Ok(id) = ContactId::new(&other) else { continue };
-        let facts = candidate(&id, input, ucs).await;
+        let facts = candidate(&other, input, ucs).await;
         records.push(OtherRecord {
             contact_id: other,
             shares_with: with.into_iter().collect(),
@@ -599,9 +590,7 @@ async fn resolve<U: Ucs>(
             let (outcome, record) = match ContactId::new(contact_id) {
                 Err(_) => (Resolution::Unreadable { reason: "not a contact id".into() }, None),
                 Ok(id) => match ucs.get_contact(&id).await {
-                    Ok(record) => {
-                        (Resolution::Found { contacts: vec![contact_id.clone()] }, Some(record))
-                    }
+                    Ok(record) => (Resolution::Found { contacts: vec![id.clone()] }, Some(record)),
                     Err(error) if error.kind == ErrorKind::NotFound => {
                         (Resolution::AlreadyAbsent, None)
                     }
@@ -610,7 +599,7 @@ async fn resolve<U: Ucs>(
             };
             let resolution = SubjectResolution {
                 index,
-                contact_id: Some(contact_id.clone()),
+                contact_id: ContactId::new(contact_id).ok(),
                 match_digest: None,
                 expect: None,
                 outcome,
@@ -653,8 +642,7 @@ async fn resolve<U: Ucs>(
                     Resolution::Ambiguous { candidates }
                 }
                 Ok(found) => {
-                    let mut contacts: Vec<String> =
-                        found.contacts.iter().map(|c| c.as_str().to_owned()).collect();
+                    let mut contacts = found.contacts;
                     contacts.sort();
                     Resolution::Found { contacts }
                 }
@@ -663,10 +651,7 @@ async fn resolve<U: Ucs>(
                 index,
                 contact_id: None,
                 match_digest: Some(digest.as_str().to_owned()),
-                expect: Some(match expect {
-                    Expect::One => "one".into(),
-                    Expect::All => "all".into(),
-                }),
+                expect: Some(*expect),
                 outcome,
             };
             (resolution, None)
@@ -681,13 +666,13 @@ async fn candidate<U: Ucs>(id: &ContactId, input: &PlanInput<'_>, ucs: &U) -> Ca
         if let Ok(InteractionListing::Found(list)) =
             list_all_interactions(ucs, id, source, input.page_size).await
         {
-            interactions.insert(source.as_str().to_owned(), list.len() as u64);
+            interactions.insert(source, list.len() as u64);
             starts.extend(list.iter().filter_map(|i| i.start_date));
         }
     }
     starts.sort();
     Candidate {
-        contact_id: id.as_str().to_owned(),
+        contact_id: id.clone(),
         interactions,
         first_interaction: starts.first().map(ToString::to_string),
         last_interaction: starts.last().map(ToString::to_string),
@@ -739,7 +724,7 @@ async fn observe<U: Ucs>(
                         in_flight.push((
                             interaction.id.as_str().to_owned(),
                             interaction.media_type.clone(),
-                            format!("{:?}", interaction.status),
+                            interaction.status.as_str().to_owned(),
                             interaction.workbin.clone(),
                         ));
                     }
@@ -841,7 +826,7 @@ fn request_step(
         StepKind::EtlComplete => etl_check(input, etl, latest_end),
         other => (StepStatus::Ready, vec![format!("{} runs once", other.name())]),
     };
-    StepPlan { id: id.to_owned(), uses: kind.name().to_owned(), status, notes }
+    StepPlan { id: id.to_owned(), uses: kind.into(), status, notes }
 }
 
 /// The Info Mart check for interactions that ended by `latest_end`: a check that cannot confirm
@@ -879,7 +864,7 @@ fn etl_check(
 
 #[allow(clippy::too_many_arguments)]
 fn decide(
-    id: &str,
+    id: &ContactId,
     subjects: Vec<usize>,
     hold: Option<String>,
     observed: &Observed,
@@ -902,24 +887,15 @@ fn decide(
         if status == StepStatus::Blocked {
             blocked = true;
         }
-        steps.push(StepPlan {
-            id: step.id.clone(),
-            uses: step.uses.name().to_owned(),
-            status,
-            notes,
-        });
+        steps.push(StepPlan { id: step.id.clone(), uses: step.uses.into(), status, notes });
     }
     let export = !held && wants.export;
     let delete = !held && !blocked && delete_mode == DeleteMode::Confirmed;
     ContactPlan {
-        contact_id: id.to_owned(),
+        contact_id: id.clone(),
         subjects,
         hold,
-        sources: observed
-            .sources
-            .iter()
-            .map(|(source, counts)| (source.as_str().to_owned(), counts.clone()))
-            .collect(),
+        sources: observed.sources.clone(),
         fingerprint: fingerprint(&observed.state),
         steps,
         export,
@@ -1130,20 +1106,20 @@ fn context_step(
 }
 
 fn unreadable_contact(
-    id: &str,
+    id: &ContactId,
     subjects: Vec<usize>,
     hold: Option<String>,
     reason: &str,
 ) -> ContactPlan {
     ContactPlan {
-        contact_id: id.to_owned(),
+        contact_id: id.clone(),
         subjects,
         hold,
         sources: BTreeMap::new(),
         fingerprint: String::new(),
         steps: vec![StepPlan {
             id: "read".into(),
-            uses: "ucs/read".into(),
+            uses: StepUse::ReadContact,
             status: StepStatus::Blocked,
             notes: vec![format!("cannot read the contact's state: {reason}")],
         }],
@@ -1175,10 +1151,9 @@ fn summarize(
         summary.to_delete += u64::from(contact.delete);
         if contact.export || contact.delete {
             for (source, counts) in &contact.sources {
-                let counted = contact.delete
-                    || wants.export_sources.iter().any(|s| s.as_str() == source.as_str());
+                let counted = contact.delete || wants.export_sources.contains(source);
                 if counted {
-                    *summary.interactions.entry(source.clone()).or_default() += counts.interactions;
+                    *summary.interactions.entry(*source).or_default() += counts.interactions;
                     summary.attachments += counts.attachments;
                     summary.bytes += counts.bytes;
                 }

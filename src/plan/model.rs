@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::model::{Attachments, Channel, Expect};
+use crate::runbook::{Scope, StepKind};
+use crate::ucs::{ContactId, DataSource, UcsVersion};
+
 /// The format version written into every plan.
 pub const PLAN_API_VERSION: &str = "ucs-gdpr/v1";
 
@@ -65,13 +69,13 @@ pub struct PlanBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OtherRecord {
     /// Its contact id.
-    pub contact_id: String,
+    pub contact_id: ContactId,
     /// The plan's contacts it shares a value with.
-    pub shares_with: Vec<String>,
+    pub shares_with: Vec<ContactId>,
     /// What it shares: attribute names and value digests.
     pub shared: Vec<SharedValue>,
     /// Interactions per data source.
-    pub interactions: BTreeMap<String, u64>,
+    pub interactions: BTreeMap<DataSource, u64>,
     /// Its first interaction's start.
     pub first_interaction: Option<String>,
     /// Its last interaction's start.
@@ -93,7 +97,7 @@ pub struct SharedValue {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Warning {
     /// The contact it concerns, if one.
-    pub contact_id: Option<String>,
+    pub contact_id: Option<ContactId>,
     /// A stable code.
     pub code: String,
     /// What and why, in plain words.
@@ -116,7 +120,7 @@ pub struct RequestInfo {
     /// When the answer is due (a date).
     pub deadline: String,
     /// How it arrived.
-    pub channel: String,
+    pub channel: Channel,
     /// Who verified the requester.
     pub verified_by: String,
     /// The ticket reference, if any.
@@ -136,7 +140,7 @@ pub struct EnvironmentInfo {
     pub tenant: u64,
     /// Which UCS it is: `9.1` (one store; `main` is its only data source) or `8.5` (`main` and
     /// `archive`).
-    pub ucs_version: String,
+    pub ucs_version: UcsVersion,
     /// sha256 of the policy the plan was made under (approval rule, approvers, their keys,
     /// checks): apply refuses the plan under any other.
     pub policy_sha256: String,
@@ -164,9 +168,9 @@ pub struct StepInfo {
     /// The step id.
     pub id: String,
     /// The catalogue step.
-    pub uses: String,
+    pub uses: StepKind,
     /// `request` or `contact`.
-    pub scope: String,
+    pub scope: Scope,
     /// Steps it waits for.
     pub after: Vec<String>,
 }
@@ -176,9 +180,9 @@ pub struct StepInfo {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExportInfo {
     /// `main`, `archive`.
-    pub data_sources: Vec<String>,
+    pub data_sources: Vec<DataSource>,
     /// `inline` or `omit`.
-    pub attachments: String,
+    pub attachments: Attachments,
     /// Whether each contact's Context Services data (profile, services with their states and
     /// tasks) goes into the bag as `context-services-<id>.json`: when the environment has
     /// Context Services.
@@ -205,11 +209,11 @@ pub struct SubjectResolution {
     /// 1-based position in `spec.subjects`.
     pub index: usize,
     /// The contact id, for a `contactId` subject.
-    pub contact_id: Option<String>,
+    pub contact_id: Option<ContactId>,
     /// The HMAC digest of the identification request, for a `match` subject.
     pub match_digest: Option<String>,
     /// `one` or `all`, for a `match` subject.
-    pub expect: Option<String>,
+    pub expect: Option<Expect>,
     /// What was found.
     pub outcome: Resolution,
 }
@@ -221,7 +225,7 @@ pub enum Resolution {
     /// These contacts.
     Found {
         /// Their ids.
-        contacts: Vec<String>,
+        contacts: Vec<ContactId>,
     },
     /// The contact id does not exist (already erased, or never was): nothing to do.
     AlreadyAbsent,
@@ -244,9 +248,9 @@ pub enum Resolution {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Candidate {
     /// Its contact id.
-    pub contact_id: String,
+    pub contact_id: ContactId,
     /// Interactions per data source.
-    pub interactions: BTreeMap<String, u64>,
+    pub interactions: BTreeMap<DataSource, u64>,
     /// Its first interaction's start.
     pub first_interaction: Option<String>,
     /// Its last interaction's start.
@@ -258,13 +262,13 @@ pub struct Candidate {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContactPlan {
     /// The contact id.
-    pub contact_id: String,
+    pub contact_id: ContactId,
     /// The subjects (1-based) that resolved to it.
     pub subjects: Vec<usize>,
     /// The reason it is kept, when a hold applies.
     pub hold: Option<String>,
     /// What each data source holds for it.
-    pub sources: BTreeMap<String, SourceCounts>,
+    pub sources: BTreeMap<DataSource, SourceCounts>,
     /// sha256 over its interactions' ids, statuses and modification stamps and its attribute
     /// names: apply refuses to run when this changed.
     pub fingerprint: String,
@@ -304,12 +308,76 @@ pub struct SourceCounts {
 pub struct StepPlan {
     /// The step id.
     pub id: String,
-    /// The catalogue step.
-    pub uses: String,
+    /// The catalogue step, or the planner's own reading of the contact.
+    pub uses: StepUse,
     /// The decision.
     pub status: StepStatus,
     /// Facts behind the decision (ids, counts, statuses; never personal data).
     pub notes: Vec<String>,
+}
+
+/// What a planned step runs: a step of the runbook catalogue, or, for a contact whose state
+/// could not be read, the planner's reading itself (written `ucs/read`), which blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StepUse {
+    /// A catalogue step.
+    Step(StepKind),
+    /// Reading the contact's state (only ever blocked).
+    ReadContact,
+}
+
+impl StepUse {
+    /// The name written in plans: the catalogue name, or `ucs/read`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Step(kind) => kind.name(),
+            Self::ReadContact => "ucs/read",
+        }
+    }
+
+    /// The catalogue step, when it is one.
+    pub fn kind(self) -> Option<StepKind> {
+        match self {
+            Self::Step(kind) => Some(kind),
+            Self::ReadContact => None,
+        }
+    }
+}
+
+impl From<StepKind> for StepUse {
+    fn from(kind: StepKind) -> Self {
+        Self::Step(kind)
+    }
+}
+
+impl PartialEq<StepKind> for StepUse {
+    fn eq(&self, other: &StepKind) -> bool {
+        *self == Self::Step(*other)
+    }
+}
+
+impl std::fmt::Display for StepUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl Serialize for StepUse {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for StepUse {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        if name == Self::ReadContact.name() {
+            return Ok(Self::ReadContact);
+        }
+        StepKind::from_name(&name).map(Self::Step).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{name}` is not a step of the catalogue"))
+        })
+    }
 }
 
 /// A step's decision at plan time.
@@ -349,7 +417,7 @@ impl StepStatus {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Blocker {
     /// The contact it concerns, if one.
-    pub contact_id: Option<String>,
+    pub contact_id: Option<ContactId>,
     /// The subject (1-based) it concerns, if one.
     pub subject: Option<usize>,
     /// The step that blocks, if one.
@@ -377,11 +445,39 @@ pub struct Summary {
     /// Blockers.
     pub blockers: u64,
     /// Interactions per data source, over the contacts exported or deleted.
-    pub interactions: BTreeMap<String, u64>,
+    pub interactions: BTreeMap<DataSource, u64>,
     /// Attachments over those contacts.
     pub attachments: u64,
     /// Attachment bytes over those contacts.
     pub bytes: u64,
     /// Whether applying the plan would change anything.
     pub changes: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_uses_are_written_by_their_catalogue_names_and_unknown_ones_refused() {
+        for kind in StepKind::ALL {
+            let json = serde_json::to_string(&StepUse::from(kind)).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.name()));
+            assert_eq!(serde_json::from_str::<StepUse>(&json).unwrap(), kind);
+        }
+        assert_eq!(serde_json::to_string(&StepUse::ReadContact).unwrap(), "\"ucs/read\"");
+        assert_eq!(serde_json::from_str::<StepUse>("\"ucs/read\"").unwrap(), StepUse::ReadContact);
+        assert!(serde_json::from_str::<StepUse>("\"ucs/format-disk\"").is_err());
+    }
+
+    #[test]
+    fn a_plan_contact_id_that_is_not_an_id_is_refused_when_read() {
+        let blocker = |id: &str| {
+            serde_json::from_value::<Blocker>(serde_json::json!({
+                "contactId": id, "subject": null, "step": null, "code": "c", "message": "m",
+            }))
+        };
+        assert!(blocker("0001SaD2PVY4312K").is_ok());
+        assert!(blocker("../../etc/passwd").is_err());
+    }
 }

@@ -4,6 +4,9 @@
 
 use std::fmt::Write as _;
 
+use crate::manifest::model::Expect;
+use crate::ucs::DataSource;
+
 use super::model::{
     ContactPlan, DeleteMode, OtherRecord, Plan, Resolution, StepPlan, StepStatus, SubjectResolution,
 };
@@ -30,12 +33,12 @@ fn subject_line(subject: &SubjectResolution) -> String {
         (None, Some(digest)) => format!(
             "match {} (expect {})",
             digest.get(..12).unwrap_or(digest),
-            subject.expect.as_deref().unwrap_or("one")
+            subject.expect.map_or("one", Expect::as_str)
         ),
         (None, None) => "?".to_owned(),
     };
     let outcome = match &subject.outcome {
-        Resolution::Found { contacts } => format!("-> {}", contacts.join(", ")),
+        Resolution::Found { contacts } => format!("-> {}", joined(contacts, ", ")),
         Resolution::AlreadyAbsent => "-> already absent (nothing to do)".to_owned(),
         Resolution::NoMatch => "-> no contact matches".to_owned(),
         Resolution::Ambiguous { candidates } => {
@@ -72,7 +75,7 @@ fn other_record_line(record: &OtherRecord) -> String {
         "{} shares {} with {} ({} interaction(s){}; first {}, last {})",
         record.contact_id,
         shared.join(", "),
-        record.shares_with.join(", "),
+        joined(&record.shares_with, ", "),
         record.interactions.values().sum::<u64>(),
         if counts.is_empty() { String::new() } else { format!(": {}", counts.join(", ")) },
         record.first_interaction.as_deref().unwrap_or("-"),
@@ -166,7 +169,11 @@ pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
         "export: {}; {}",
         body.export.as_ref().map_or_else(
             || if body.export_waived { "waived".to_owned() } else { "none".to_owned() },
-            |e| format!("{} (attachments {})", e.data_sources.join(" + "), e.attachments)
+            |e| format!(
+                "{} (attachments {})",
+                joined(&e.data_sources, " + "),
+                e.attachments.as_str()
+            )
         ),
         delete_words(body.delete)
     );
@@ -319,12 +326,12 @@ pub fn count(plan: &Plan) -> String {
     let mut out = String::new();
     let exported: Vec<&ContactPlan> = body.contacts.iter().filter(|c| c.export).collect();
     let deleted: Vec<&ContactPlan> = body.contacts.iter().filter(|c| c.delete).collect();
-    let per_source = |contacts: &[&ContactPlan], only: Option<&[String]>| {
-        let mut totals = std::collections::BTreeMap::<String, u64>::new();
+    let per_source = |contacts: &[&ContactPlan], only: Option<&[DataSource]>| {
+        let mut totals = std::collections::BTreeMap::<DataSource, u64>::new();
         for contact in contacts {
             for (source, counts) in &contact.sources {
                 if only.is_none_or(|o| o.contains(source)) {
-                    *totals.entry(source.clone()).or_default() += counts.interactions;
+                    *totals.entry(*source).or_default() += counts.interactions;
                 }
             }
         }
@@ -340,4 +347,9 @@ pub fn count(plan: &Plan) -> String {
         let _ = writeln!(out, "interactions to delete from {source}: {n}");
     }
     out
+}
+
+/// The items' `Display` forms joined by `separator`.
+fn joined<T: std::fmt::Display>(items: &[T], separator: &str) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(separator)
 }

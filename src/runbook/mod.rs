@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::document::{self, Diagnostic, Document, FileKind, FileReport, value_span};
 
 /// The steps the engine knows, as runbooks name them in `uses`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 pub enum StepKind {
     /// Info Mart has extracted everything UCS holds for the contact.
     #[serde(rename = "infomart/etl-complete")]
@@ -59,6 +59,23 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// Every step of the catalogue.
+    pub const ALL: [StepKind; 8] = [
+        Self::EtlComplete,
+        Self::NoPendingCallbacks,
+        Self::StopInProgress,
+        Self::RequireNoInProgress,
+        Self::DeleteProfile,
+        Self::Export,
+        Self::DeleteContact,
+        Self::VerifyAbsent,
+    ];
+
+    /// The step a runbook names with `uses: NAME`.
+    pub fn from_name(name: &str) -> Option<StepKind> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
     /// The name runbooks use.
     pub fn name(self) -> &'static str {
         match self {
@@ -106,14 +123,30 @@ impl StepKind {
     }
 }
 
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 /// How often a step runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Once for the whole request.
     Request,
     /// Once per resolved contact.
     Contact,
+}
+
+impl Scope {
+    /// As runbooks and plans write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Contact => "contact",
+        }
+    }
 }
 
 /// One step of a runbook.

@@ -18,6 +18,19 @@ pub enum ErrorKind {
     Protocol,
 }
 
+impl ErrorKind {
+    /// The kind as audit records and receipts code it: `transient`, `permanent`, `notfound`,
+    /// `protocol`. A stable code, spelled out here rather than taken from `Debug`.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::Transient => "transient",
+            ErrorKind::Permanent => "permanent",
+            ErrorKind::NotFound => "notfound",
+            ErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -300,6 +300,17 @@ pub enum InteractionStatus {
 }
 
 impl InteractionStatus {
+    /// The status's name as plans, notes and fingerprints write it (`New`, `Pending`,
+    /// `InProcess`, `Stopped`). Fingerprints hash it: changing a name changes every plan id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "New",
+            Self::Pending => "Pending",
+            Self::InProcess => "InProcess",
+            Self::Stopped => "Stopped",
+        }
+    }
+
     /// Whether the interaction is still in progress (the seed's Step #2).
     pub fn is_in_progress(self) -> bool {
         self != InteractionStatus::Stopped
