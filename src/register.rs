@@ -14,8 +14,8 @@
 //!   environments file's folder, and in each request's export bag
 //!   (`<exports>/<request id>/`, recursively: `plan.json`, `plans/`, `approvals/`). A plan
 //!   counts for a manifest when it names the request and the manifest's sha256 (a plan of an
-//!   earlier version of the manifest does not: `apply` would refuse it). Approvals are counted,
-//!   not verified (`apply` verifies them, with the approvers' keys).
+//!   earlier version of the manifest does not: `apply` would refuse it). Approvals by the
+//!   policy's approvers are counted, not verified (`apply` verifies them, with their keys).
 //! - runs: the audit log of the manifest's environment (`policy.auditLog`), read once per log.
 //!
 //! The register holds ids, names of files, dates and counts: no personal data.
@@ -431,8 +431,10 @@ fn entry(
     if current.is_none() && !of_request.is_empty() {
         notes.push("a plan of an earlier version of the manifest was found: plan again".to_owned());
     }
-    let approvals =
-        current.and_then(|p| found.approvals.get(&p.plan.plan_id)).map_or(0, BTreeSet::len);
+    // Approvals by someone the policy does not list never count (`apply` refuses them).
+    let approvals = current.and_then(|p| found.approvals.get(&p.plan.plan_id)).map_or(0, |by| {
+        by.iter().filter(|by| environment.is_none_or(|e| e.policy.approvers.contains(*by))).count()
+    });
     let report = reports.and_then(|reports| reports.get(&manifest.id));
     let started: Vec<&crate::audit::report::Run> = report
         .map(|r| r.runs.iter().filter(|run| run.outcome != RunOutcome::Refused).collect())

@@ -33,6 +33,8 @@ fn status_lists_one_request_in_each_state_with_its_deadline() {
     let planned =
         trail.request("planned", on_premise, &[MAIN_ONLY], "  deadline: 2027-01-31\n", "");
     ok(&trail.run(&["plan", &planned, "--out", "requests/planned.plan.json"]));
+    // An approval by someone the policy does not list does not count.
+    ok(&trail.run(&["approve", "requests/planned.plan.json", "--by", "intern.x"]));
     // Approved.
     let approved = trail.request("approved", on_premise, &[JANE_AGAIN], "", "");
     ok(&trail.run(&["plan", &approved, "--out", "requests/approved.plan.json"]));
@@ -134,6 +136,7 @@ fn status_lists_one_request_in_each_state_with_its_deadline() {
     assert_eq!(entry("DSR-planned")["deadline"], "2027-01-31");
     assert_eq!(entry("DSR-planned")["daysLeft"], 47);
     assert_eq!(entry("DSR-approved")["approvals"], 1);
+    assert_eq!(entry("DSR-planned")["approvals"], 0);
     assert_eq!(entry("DSR-fresh")["deadline"], "2026-12-20");
     for output in [&text, &markdown, &json] {
         let shown = String::from_utf8_lossy(&output.stdout);
