@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod plan;
 pub mod register;
 pub mod runbook;
+pub mod session;
 pub mod sim;
 pub mod ucs;
 pub mod validate;

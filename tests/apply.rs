@@ -1077,3 +1077,68 @@ fn show_renders_a_saved_plan_and_approve_prints_it_first() {
     let shown = ucs_gdpr().args(["show", &plan]).output().unwrap();
     assert_eq!(shown.status.code(), Some(1), "{}", transcript(&shown));
 }
+
+/// Issue 12: the gate lives in the library. A second front end that goes through the library's
+/// one entry for a run (`session::Session`) with no approval, where the policy requires one, is
+/// refused by the library itself: nothing is exported or deleted and the refusal is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_end_through_the_library_session_cannot_skip_the_approval_gate() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+    use ucs_gdpr::session::{Prepared, RunOptions, Session};
+
+    let keys = tempfile::tempdir().unwrap();
+    let alice = keys.path().join("alice");
+    ucs_gdpr().args(["audit", "keygen", "--out"]).arg(&alice).assert().success();
+    let workspace = Workspace::new(
+        &format!(
+            "      requireApproval: true\n      approvers: [dpo.alice]\n      \
+             approverKeys: {{ dpo.alice: {} }}\n",
+            alice.join("audit-signing.pub").display()
+        ),
+        "",
+    );
+    let manifest = workspace.request("library", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let (environments, _) =
+        ucs_gdpr::environment::Environments::load(&workspace.path("ucs-gdpr.yaml")).unwrap();
+    let runbooks = ucs_gdpr::runbook::RunbookLibrary::built_in();
+    let context = ucs_gdpr::manifest::Context {
+        runbooks: &runbooks,
+        environments: Some(&environments),
+        now: jiff::Timestamp::now(),
+    };
+    let (report, request) = ucs_gdpr::manifest::load_request(Path::new(&manifest), &context);
+    let prepared = Prepared {
+        request: request.expect("the request is valid"),
+        manifest_path: manifest.clone(),
+        manifest_sha256: ucs_gdpr::canonical::sha256_hex(report.source.as_bytes()),
+        environments,
+        runbooks,
+    };
+    let connection = prepared.environments.connect("demo", None).await.unwrap();
+    let session = Session::new(&prepared, &connection).unwrap();
+    let plan = session.plan().await;
+    assert!(!plan.is_blocked(), "{:?}", plan.body.blockers);
+    let outputs = session.outputs().unwrap();
+    let options = RunOptions {
+        without_deletion: false,
+        concurrency: None,
+        actor: "second.front.end".into(),
+        stop: Arc::new(AtomicBool::new(false)),
+        retries: Arc::new(Mutex::new(Vec::new())),
+        progress: &|_| {},
+    };
+    let refused = session.apply(&plan, &[], &outputs, options).await;
+    assert!(
+        matches!(refused, Err(ucs_gdpr::apply::ApplyError::Approval(_))),
+        "a run without the approval the policy requires was not refused: {refused:?}"
+    );
+    connection.close().await.unwrap();
+
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert!(log.contains("\"run.refused\""), "{log}");
+    assert!(!log.contains("\"step.intent\""), "{log}");
+    assert!(!workspace.path("exports/DSR-library/data").exists(), "nothing exported");
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, JANE).await, "nothing was deleted");
+}

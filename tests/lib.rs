@@ -12,6 +12,7 @@
 )]
 
 mod apply;
+mod approval;
 mod audit;
 mod cli;
 mod contract;
@@ -21,6 +22,7 @@ mod plan;
 mod provision;
 mod readme;
 mod register;
+mod runbook;
 mod scripts;
 mod sim;
 mod ucs;

@@ -27,6 +27,7 @@ pub const DEFAULT_EXPORTS: &str = "exports";
 pub struct ApprovedPlan {
     plan: Plan,
     approvers: BTreeSet<String>,
+    accepted: Vec<approval::Accepted>,
 }
 
 impl ApprovedPlan {
@@ -39,6 +40,12 @@ impl ApprovedPlan {
     /// none was given).
     pub fn approvers(&self) -> &BTreeSet<String> {
         &self.approvers
+    }
+
+    /// The accepted approvals, one per approver, sorted by approver: who, the key that verified
+    /// it, the digest of its signature and its expiry.
+    pub fn accepted(&self) -> &[approval::Accepted] {
+        &self.accepted
     }
 }
 
@@ -127,8 +134,13 @@ pub fn authorize(
 ) -> Result<ApprovedPlan, ApplyError> {
     let input = &context.input;
     bound(plan, context)?;
-    match approval::check(&plan.plan_id, approvals, input.environment, &context.base_dir) {
-        Ok(approvers) => Ok(ApprovedPlan { plan: plan.clone(), approvers }),
+    let now = jiff::Timestamp::now();
+    match approval::verify(&plan.plan_id, approvals, input.environment, &context.base_dir, now) {
+        Ok(accepted) => Ok(ApprovedPlan {
+            plan: plan.clone(),
+            approvers: accepted.iter().map(|a| a.by.clone()).collect(),
+            accepted,
+        }),
         Err(error) => Err(refused(plan, context, approval_reason(&error), error.into())?),
     }
 }
@@ -154,7 +166,7 @@ pub fn authorize_without_deletion(
         let error = ApplyError::NeedsApproval(input.environment_name.to_owned());
         return Err(refused(plan, context, "approval-required", error)?);
     }
-    Ok(ApprovedPlan { plan: plan.clone(), approvers: BTreeSet::new() })
+    Ok(ApprovedPlan { plan: plan.clone(), approvers: BTreeSet::new(), accepted: Vec::new() })
 }
 
 /// The manifest is the one the plan was made from, and the plan was made under this
@@ -203,6 +215,8 @@ fn approval_reason(error: &approval::ApprovalError) -> &'static str {
         E::NotAnApprover { .. } => "approval-not-an-approver",
         E::Unsigned { .. } => "approval-unsigned",
         E::NoKey { .. } => "approval-no-key",
+        E::Expired { .. } => "approval-expired",
+        E::BadExpiry { .. } => "approval-bad-expiry",
         E::NotEnough { .. } => "approval-not-enough",
     }
 }

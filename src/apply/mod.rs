@@ -294,9 +294,16 @@ pub async fn run<U: Ucs>(
         plan: audit::Sha256Hex::new(plan.plan_id.clone())
             .map_err(|e| ApplyError::Record(e.to_string()))?,
     };
-    for approver in approved.approvers() {
-        let detail =
-            Detail { approver: audit::Actor::new(approver.clone()).ok(), ..Detail::default() };
+    // Each accepted approval: who, the registered key that verified it, the digest of its
+    // signature, and its expiry when it has one.
+    for accepted in approved.accepted() {
+        let detail = Detail {
+            approver: audit::Actor::new(accepted.by.clone()).ok(),
+            key_id: audit::KeyId::new(accepted.key_id.clone()).ok(),
+            signature_sha256: audit::Sha256Hex::new(accepted.signature_sha256.clone()).ok(),
+            expires_at: accepted.expires_at.clone().and_then(|t| audit::RecordTime::new(t).ok()),
+            ..Detail::default()
+        };
         trail.lock().append(trail.entry(Event::Approval).outcome(Outcome::Ok).detail(detail))?;
     }
     // The gate let the plan through for an environment; this must be that one (a plan is bound

@@ -47,8 +47,8 @@ pub use keys::{
 };
 pub use log::{Appended, AuditLog, LogOptions, Recovery, checkpoint_path};
 pub use record::{
-    Actor, AuditRecord, ContactId, Detail, Entry, Event, Outcome, RECORD_HASH_DOMAIN, RecordError,
-    RecordTime, RequestId, Sha256Hex, StepId, SubjectDigest, Token, record_hash,
+    Actor, AuditRecord, ContactId, Detail, Entry, Event, KeyId, Outcome, RECORD_HASH_DOMAIN,
+    RecordError, RecordTime, RequestId, Sha256Hex, StepId, SubjectDigest, Token, record_hash,
 };
 pub use report::{RequestReport, request_report, request_reports};
 pub use subject::{MIN_KEY_LEN, SubjectDigester, SubjectKeyError};

@@ -166,6 +166,15 @@ validated_string!(
 );
 
 validated_string!(
+    /// The id of an ed25519 verifying key: the first 16 hex digits of the sha256 of its bytes
+    /// ([`key_id`](crate::audit::key_id)).
+    KeyId,
+    "key id",
+    "16 lowercase hex digits",
+    |v| is_lower_hex(v, 16)
+);
+
+validated_string!(
     /// A record time: RFC 3339 in UTC (`2026-11-29T10:15:00.123Z`).
     RecordTime,
     "time",
@@ -340,6 +349,9 @@ pub struct Detail {
     /// How long the step took, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// When an approval stops counting (on `approval` records of approvals that expire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<RecordTime>,
     /// The observed-state fingerprint of a contact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Sha256Hex>,
@@ -349,12 +361,18 @@ pub struct Detail {
     /// A number of interactions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interactions: Option<u64>,
+    /// The id of the registered key that verified an approval (on `approval` records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<KeyId>,
     /// A reason code (`hold`, `check-failed`, `stale-plan`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Token>,
     /// A SHA-256 checksum (an export file, the manifest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Sha256Hex>,
+    /// The SHA-256 of an approval's signature bytes (on `approval` records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_sha256: Option<Sha256Hex>,
     /// The keyed digest of a subject identifier (a `match` map, a contact id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<SubjectDigest>,
@@ -677,11 +695,14 @@ mod tests {
             count: Some(4),
             data_source: token(),
             duration_ms: Some(5),
+            expires_at: Some(RecordTime::new("2026-12-05T00:00:00Z").unwrap()),
             fingerprint: digest(),
             http_status: Some(503),
             interactions: Some(6),
+            key_id: Some(KeyId::new("0123456789abcdef").unwrap()),
             reason: token(),
             sha256: digest(),
+            signature_sha256: digest(),
             subject: Some(SubjectDigest::from_trusted_hex("a".repeat(64))),
             torn_bytes: Some(7),
             torn_offset: Some(8),

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::apply::{self, ApplyContext, ApplyError, Outputs, approval::Approval};
+use crate::apply::{self, ApplyError, Outputs, approval::Approval};
 use crate::environment::{Connection, Environment, Environments};
 use crate::plan::Plan;
 
@@ -24,6 +24,11 @@ pub(crate) struct ApproveArgs {
     /// A comment kept in the approval file (never in the audit trail).
     #[arg(long)]
     comment: Option<String>,
+    /// When the approval stops counting: an RFC 3339 time (2026-12-24T18:00:00Z) or a duration
+    /// from now (72h, 3d, 1h30m). The signature covers it; `apply` refuses an expired approval.
+    /// Without it the approval does not expire.
+    #[arg(long, value_name = "TIME|DURATION")]
+    expires: Option<String>,
     /// Where to write the approval (default: beside the plan, `<plan>.approval.<by>.json`).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -115,7 +120,23 @@ pub(crate) fn approve(args: &ApproveArgs) -> Exit {
         eprintln!("error: `--by` must be a login name (letters, digits, `.`, `_`, `-`)");
         return Exit::Usage;
     }
-    let approval = Approval::new(&plan.plan_id, &args.by, args.comment.clone(), key.as_ref());
+    let expires_at = match &args.expires {
+        None => None,
+        Some(text) => match apply::approval::parse_expiry(text, jiff::Timestamp::now()) {
+            Ok(at) => Some(at),
+            Err(message) => {
+                eprintln!("error: --expires: {message}");
+                return Exit::Usage;
+            }
+        },
+    };
+    let approval = Approval::with_expiry(
+        &plan.plan_id,
+        &args.by,
+        args.comment.clone(),
+        expires_at,
+        key.as_ref(),
+    );
     let out = args.out.clone().unwrap_or_else(|| {
         let stem =
             args.plan.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -126,10 +147,11 @@ pub(crate) fn approve(args: &ApproveArgs) -> Exit {
         return Exit::Failure;
     }
     println!(
-        "approved plan {} by {}{}: {}",
+        "approved plan {} by {}{}{}: {}",
         plan.plan_id,
         args.by,
         if key.is_some() { " (signed)" } else { "" },
+        approval.expires_at.as_ref().map(|t| format!(", expires {t}")).unwrap_or_default(),
         out.display()
     );
     Exit::Success
@@ -399,33 +421,17 @@ impl Run<'_> {
         connection: &Connection,
         retries: Arc<Mutex<Vec<crate::ucs::RetryEvent>>>,
     ) -> Result<apply::Receipt, ApplyError> {
-        let prepared = self.prepared;
-        let spec = &prepared.request.spec;
-        let (Some(runbook), Some(input)) = (
-            prepared.runbooks.get(&spec.runbook),
-            prepared.plan_input(connection, Some(self.concurrency)),
-        ) else {
-            return Err(ApplyError::Record("the environment or runbook is gone".into()));
-        };
-        let context = ApplyContext {
-            input,
-            runbook,
-            base_dir: prepared.environments.base_dir.clone(),
+        let session = crate::session::Session::new(self.prepared, connection)
+            .map_err(|error| ApplyError::Record(error.to_string()))?;
+        let options = crate::session::RunOptions {
+            without_deletion: self.without_deletion,
+            concurrency: Some(self.concurrency),
             actor: self.actor,
-            audit_log: outputs.audit_log.clone(),
-            signing_key: outputs.signing_key.clone(),
-            exports_dir: outputs.exports_dir.clone(),
-            concurrency: self.concurrency,
             stop: Arc::clone(self.stop),
             retries,
             progress: self.progress,
         };
-        let approved = if self.without_deletion {
-            apply::authorize_without_deletion(self.plan, &context)?
-        } else {
-            apply::authorize(self.plan, self.approvals, &context)?
-        };
-        apply::run(&approved, &context, &connection.client).await
+        session.apply(self.plan, self.approvals, outputs, options).await
     }
 }
 

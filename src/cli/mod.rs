@@ -125,7 +125,8 @@ Examples:
 const EXAMPLES_APPROVE: &str = "\
 Examples:
   ucs-gdpr approve plan.json --by dpo.alice
-  ucs-gdpr approve plan.json --by dpo.alice --key alice.key --comment \"ticket 4711\"";
+  ucs-gdpr approve plan.json --by dpo.alice --key alice.key --comment \"ticket 4711\"
+  ucs-gdpr approve plan.json --by dpo.alice --key alice.key --expires 72h   # counts for 3 days";
 
 const EXAMPLES_APPLY: &str = "\
 Examples:

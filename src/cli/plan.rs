@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::environment::{Connection, Environments};
-use crate::manifest::{self, FileReport, Request};
-use crate::plan::{self, Plan, PlanInput};
+use crate::manifest::{self, FileReport};
+use crate::plan::{self, Plan};
 use crate::runbook::RunbookLibrary;
 
 use super::validate::{Setting, load_setting};
@@ -46,14 +46,7 @@ pub(crate) enum PlanFormat {
     Json,
 }
 
-/// A request ready to plan: validated, with its runbook and environment found.
-pub(crate) struct Prepared {
-    pub(crate) request: Request,
-    pub(crate) manifest_path: String,
-    pub(crate) manifest_sha256: String,
-    pub(crate) environments: Environments,
-    pub(crate) runbooks: RunbookLibrary,
-}
+pub(crate) use crate::session::Prepared;
 
 /// Validates a manifest for planning, printing its diagnostics; `None` when it cannot be planned.
 pub(crate) fn prepare(
@@ -88,6 +81,15 @@ pub(crate) fn setting_or_explain(
 ) -> Option<(RunbookLibrary, Environments)> {
     let Setting { runbooks, environments, reports } = load_setting(env_file, runbooks_dir);
     print_reports(&reports);
+    // A runbook file that is not valid is not left out quietly: a request naming it would
+    // otherwise run the built-in of that name, or fail as if it did not exist.
+    if environments.is_some() && reports.iter().any(FileReport::has_errors) {
+        eprintln!(
+            "error: nothing is planned while a runbook file is not valid: fix it, or move it out \
+             of the runbooks folder"
+        );
+        return None;
+    }
     let Some(environments) = environments else {
         if reports.iter().all(|r| !r.has_errors()) {
             eprintln!(
@@ -108,39 +110,15 @@ pub(crate) fn print_reports(reports: &[FileReport]) {
     }
 }
 
-impl Prepared {
-    /// What the planner needs for this request over `connection`, with `concurrency` contacts
-    /// read at once (default: the environment's); `None` when the names do not resolve (they
-    /// were validated, so only a bug gets there).
-    pub(crate) fn plan_input<'a>(
-        &'a self,
-        connection: &'a Connection,
-        concurrency: Option<usize>,
-    ) -> Option<PlanInput<'a>> {
-        let spec = &self.request.spec;
-        let environment = self.environments.get(&spec.environment)?;
-        Some(PlanInput {
-            request: &self.request,
-            manifest_path: self.manifest_path.clone(),
-            manifest_sha256: self.manifest_sha256.clone(),
-            runbook: self.runbooks.get(&spec.runbook)?,
-            environment_name: &spec.environment,
-            environment,
-            digester: &connection.digester,
-            ucs_version: connection.ucs_version,
-            concurrency: concurrency
-                .unwrap_or_else(|| usize::try_from(environment.concurrency).unwrap_or(8))
-                .max(1),
-            page_size: 100,
-            etl: plan::Etl::of(environment, &self.environments.base_dir),
-        })
-    }
-}
-
 /// Builds the plan of a prepared request over a live connection.
 pub(crate) async fn make_plan(prepared: &Prepared, connection: &Connection) -> Option<Plan> {
-    let input = prepared.plan_input(connection, None)?;
-    Some(plan::build(&input, &connection.client).await)
+    match crate::session::Session::new(prepared, connection) {
+        Ok(session) => Some(session.plan().await),
+        Err(error) => {
+            eprintln!("error: {error}");
+            None
+        }
+    }
 }
 
 /// A runtime for the async stages.

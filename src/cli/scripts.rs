@@ -330,6 +330,7 @@ impl Invocation<'_> {
         ));
         let Some(plan) = make_plan(prepared, connection).await else { return Exit::Failure };
         log_resolution(&plan);
+        log_runbook_warnings(&plan);
         if self.count {
             for contact in &plan.body.contacts {
                 log(&contact_counts(contact));
@@ -575,6 +576,14 @@ fn log_resolution(plan: &Plan) {
                 log(&format!("Subject {} could not be read: {reason}", subject.index));
             }
         }
+    }
+}
+
+/// The plan's warnings about the runbook itself (a local file replacing a built-in, a waived
+/// check), before anything runs.
+fn log_runbook_warnings(plan: &Plan) {
+    for warning in plan.body.warnings.iter().filter(|w| w.code.starts_with("runbook::")) {
+        log(&format!("WARNING: {}", warning.message));
     }
 }
 

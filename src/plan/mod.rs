@@ -326,8 +326,10 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         });
     }
 
-    let (other_records, warnings) =
+    let (other_records, mut warnings) =
         other_records(&observed, &subjects_of, &held, runbook, input, ucs, &mut blockers).await;
+    warnings.extend(runbook_warnings(runbook));
+    warnings.sort();
 
     let mut contacts = Vec::new();
     for (id, result) in observed {
@@ -382,6 +384,16 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         runbook: RunbookInfo {
             name: runbook.name.clone(),
             sha256: runbook.sha256.clone(),
+            origin: match &runbook.origin {
+                crate::runbook::Origin::BuiltIn => None,
+                crate::runbook::Origin::File(path) => Some(path.display().to_string()),
+            },
+            replaces_built_in: runbook.replaces_built_in.clone(),
+            waives: runbook
+                .effective_waivers()
+                .into_iter()
+                .map(|w| WaiverInfo { check: w.check, reason: capped(&w.reason) })
+                .collect(),
             steps: ordered_steps(runbook)
                 .map(|s| StepInfo {
                     id: s.id.clone(),
@@ -407,6 +419,58 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
         summary,
     };
     seal(body)
+}
+
+/// What the runbook itself asks a reviewer to look at: a local file that replaces a built-in,
+/// and each check it waives (blocker-level).
+fn runbook_warnings(runbook: &Runbook) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    if let (Some(_), crate::runbook::Origin::File(path)) =
+        (&runbook.replaces_built_in, &runbook.origin)
+    {
+        warnings.push(Warning {
+            contact_id: None,
+            code: "runbook::overrides-built-in".into(),
+            message: format!(
+                "the runbook `{}` is the local file `{}` (sha256 {}), which replaces the built-in \
+                 runbook of that name: review its steps, the built-in's are not what runs",
+                runbook.name,
+                path.display(),
+                runbook.sha256.get(..12).unwrap_or(&runbook.sha256)
+            ),
+            level: WarningLevel::Notice,
+        });
+    }
+    let reference = runbook.reference_built_in().map_or("forget-me-on-premise", |r| &r.name);
+    for waiver in runbook.effective_waivers() {
+        warnings.push(Warning {
+            contact_id: None,
+            code: "runbook::check-waived".into(),
+            message: format!(
+                "CHECK WAIVED: the runbook `{}` deletes without `{}`, which the built-in runbook \
+                 `{reference}` runs before anything is deleted; the runbook's reason: \"{}\"",
+                runbook.name,
+                waiver.check.name(),
+                capped(&waiver.reason)
+            ),
+            level: WarningLevel::Blocker,
+        });
+    }
+    warnings
+}
+
+/// A runbook's waiver reason on one line, cut to [`WAIVER_REASON_MAX`] characters.
+///
+/// [`WAIVER_REASON_MAX`]: crate::runbook::WAIVER_REASON_MAX
+fn capped(reason: &str) -> String {
+    let one_line: String =
+        reason.split_whitespace().collect::<Vec<_>>().join(" ").replace('"', "'");
+    let max = crate::runbook::WAIVER_REASON_MAX;
+    if one_line.chars().count() > max {
+        format!("{}…", one_line.chars().take(max).collect::<String>())
+    } else {
+        one_line
+    }
 }
 
 /// The possible other records of the plan's people: contacts outside the plan that share an
@@ -466,6 +530,7 @@ async fn other_records<U: Ucs>(
                     others.join(", "),
                     if others.len() == 1 { "it as a subject" } else { "them as subjects" }
                 ),
+                level: WarningLevel::Notice,
             });
         }
     }

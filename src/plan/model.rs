@@ -102,6 +102,30 @@ pub struct Warning {
     pub code: String,
     /// What and why, in plain words.
     pub message: String,
+    /// How much it weighs: absent for a notice; `blocker` for what a reviewer must weigh as
+    /// they would a blocker although it does not stop the plan (a check the runbook waives).
+    #[serde(default, skip_serializing_if = "WarningLevel::is_notice")]
+    pub level: WarningLevel,
+}
+
+/// How much a warning weighs.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarningLevel {
+    /// Worth knowing.
+    #[default]
+    Notice,
+    /// To be weighed as a blocker would be: shown first, and marked.
+    Blocker,
+}
+
+impl WarningLevel {
+    /// Whether this is the default level (not written into plans).
+    pub fn is_notice(&self) -> bool {
+        *self == Self::Notice
+    }
 }
 
 /// The request, as facts a reviewer needs.
@@ -157,8 +181,48 @@ pub struct RunbookInfo {
     pub name: String,
     /// sha256 of its file.
     pub sha256: String,
+    /// Where it was read from: absent for a built-in runbook, the file's path (as found in the
+    /// runbooks folder) for a local one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// For a local file with the name of a built-in runbook: the sha256 of the built-in it
+    /// replaces (the plan then warns `runbook::overrides-built-in`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces_built_in: Option<String>,
+    /// The built-in checks it waives (it deletes without them), with the file's reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waives: Vec<WaiverInfo>,
     /// Its steps in execution order.
     pub steps: Vec<StepInfo>,
+}
+
+/// A check the runbook waives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaiverInfo {
+    /// The check step, such as `gms/no-pending-callbacks`.
+    pub check: StepKind,
+    /// The runbook's reason (operator text, at most 200 characters).
+    pub reason: String,
+}
+
+impl RunbookInfo {
+    /// Where the runbook came from, as a reviewer reads it: `built-in`, or the local file and
+    /// its sha256 (and that it replaces the built-in of its name).
+    pub fn origin_words(&self) -> String {
+        match &self.origin {
+            None => "built-in".to_owned(),
+            Some(path) => format!(
+                "{} `{path}`, sha256 {}",
+                if self.replaces_built_in.is_some() {
+                    "LOCAL FILE replacing the built-in:"
+                } else {
+                    "local file"
+                },
+                self.sha256.get(..12).unwrap_or(&self.sha256)
+            ),
+        }
+    }
 }
 
 /// One runbook step.

@@ -8,7 +8,8 @@ use crate::manifest::model::Expect;
 use crate::ucs::DataSource;
 
 use super::model::{
-    ContactPlan, DeleteMode, OtherRecord, Plan, Resolution, StepPlan, StepStatus, SubjectResolution,
+    ContactPlan, DeleteMode, OtherRecord, Plan, Resolution, StepPlan, StepStatus,
+    SubjectResolution, Warning, WarningLevel,
 };
 
 /// Days from `today` to the plan's deadline (negative when overdue).
@@ -142,6 +143,20 @@ pub fn summary_line(plan: &Plan) -> String {
     )
 }
 
+/// ` (local file ...)` after the runbook's name when it was read from a file; nothing for a
+/// built-in (the plans of built-in runbooks read as they always have).
+fn local_origin(plan: &Plan) -> String {
+    let runbook = &plan.body.runbook;
+    if runbook.origin.is_some() { format!(" ({})", runbook.origin_words()) } else { String::new() }
+}
+
+/// Blocker-level warnings first, the rest in the plan's order.
+fn by_weight(warnings: &[Warning]) -> Vec<&Warning> {
+    let mut sorted: Vec<&Warning> = warnings.iter().collect();
+    sorted.sort_by_key(|w| std::cmp::Reverse(w.level));
+    sorted
+}
+
 fn delete_words(mode: DeleteMode) -> &'static str {
     match mode {
         DeleteMode::None => "nothing is deleted",
@@ -156,11 +171,12 @@ pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Plan {} for request {} ({}, runbook {}, environment {}, UCS {})",
+        "Plan {} for request {} ({}, runbook {}{}, environment {}, UCS {})",
         plan.plan_id.get(..12).unwrap_or(&plan.plan_id),
         body.request.id,
         deadline_line(plan, today),
         body.runbook.name,
+        local_origin(plan),
         body.environment.name,
         body.environment.ucs_version
     );
@@ -192,8 +208,9 @@ pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
     }
     if !body.warnings.is_empty() {
         let _ = writeln!(out, "\nWARNINGS ({})", body.warnings.len());
-        for warning in &body.warnings {
-            let _ = writeln!(out, "  ! {}", warning.message);
+        for warning in by_weight(&body.warnings) {
+            let mark = if warning.level == WarningLevel::Blocker { "‼" } else { "!" };
+            let _ = writeln!(out, "  {mark} {}", warning.message);
         }
     }
     let _ = writeln!(out, "\nSubjects");
@@ -233,9 +250,10 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
     let _ = writeln!(out, "### ucs-gdpr plan for `{}`\n", body.request.id);
     let _ = writeln!(
         out,
-        "Plan `{}` · runbook `{}` · environment `{}` (UCS {}) · {}\n",
+        "Plan `{}` · runbook `{}`{} · environment `{}` (UCS {}) · {}\n",
         plan.plan_id,
         body.runbook.name,
+        local_origin(plan),
         body.environment.name,
         body.environment.ucs_version,
         deadline_line(plan, today)
@@ -274,8 +292,10 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
     }
     if !body.warnings.is_empty() {
         let _ = writeln!(out, "#### Warnings\n");
-        for warning in &body.warnings {
-            let _ = writeln!(out, "- :warning: {}", warning.message);
+        for warning in by_weight(&body.warnings) {
+            let mark =
+                if warning.level == WarningLevel::Blocker { ":bangbang:" } else { ":warning:" };
+            let _ = writeln!(out, "- {mark} {}", warning.message);
         }
         let _ = writeln!(out);
     }

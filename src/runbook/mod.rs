@@ -114,6 +114,17 @@ impl StepKind {
         !self.deletes() && self != Self::VerifyAbsent
     }
 
+    /// Whether a runbook running `self` runs the check `needed`: the same step, or either of
+    /// the two in-progress checks for the other (`ucs/stop-in-progress`, on premise, and
+    /// `ucs/require-no-in-progress`, in the cloud, both block while any interaction is in
+    /// progress or in a workbin; they differ only in what they tell the operator).
+    pub fn covers(self, needed: StepKind) -> bool {
+        let in_progress = |kind: StepKind| {
+            matches!(kind, StepKind::StopInProgress | StepKind::RequireNoInProgress)
+        };
+        self == needed || (in_progress(self) && in_progress(needed))
+    }
+
     /// The scopes the step can run at.
     pub fn scopes(self) -> &'static [Scope] {
         match self {
@@ -164,6 +175,20 @@ pub struct Step {
     pub after: Vec<String>,
 }
 
+/// A check of the built-in runbook a deleting runbook leaves out on purpose, with why. The plan
+/// shows it as a blocker-level warning (`runbook::check-waived`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waiver {
+    /// The check waived.
+    pub check: StepKind,
+    /// Why (operator text, not personal data; at most [`WAIVER_REASON_MAX`] characters).
+    pub reason: String,
+}
+
+/// The longest waiver reason a runbook may give (the schema holds it; plans cut to it).
+pub const WAIVER_REASON_MAX: usize = 200;
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RunbookFile {
@@ -173,6 +198,8 @@ struct RunbookFile {
     kind: String,
     metadata: RunbookMetadata,
     steps: Vec<Step>,
+    #[serde(default)]
+    waives: Vec<Waiver>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +232,12 @@ pub struct Runbook {
     pub origin: Origin,
     /// sha256 of its file's bytes, so a plan can pin the exact runbook.
     pub sha256: String,
+    /// For a file that has the name of a built-in runbook and other bytes: the sha256 of the
+    /// built-in it replaces. Every plan that follows it names the file and warns
+    /// (`runbook::overrides-built-in`).
+    pub replaces_built_in: Option<String>,
+    /// The built-in checks it leaves out on purpose, with the file's reasons.
+    pub waives: Vec<Waiver>,
 }
 
 impl Runbook {
@@ -221,6 +254,8 @@ impl Runbook {
             steps: file.steps,
             origin: origin.unwrap_or_else(|| Origin::File(report.path.clone())),
             sha256: sha256_hex(report.source.as_bytes()),
+            replaces_built_in: None,
+            waives: file.waives,
         })
     }
 
@@ -365,6 +400,121 @@ impl Runbook {
                 }
             }
         }
+        // The checks of the built-in for its scope, once the structure is sound (a runbook
+        // with a structural error is reported for that first).
+        if !diagnostics.iter().any(|d| d.severity == document::Severity::Error) {
+            diagnostics.extend(self.check_required(&document));
+        }
+        diagnostics.extend(self.check_waivers(&document));
+        diagnostics
+    }
+
+    /// The built-in runbook whose checks this one must run when it deletes: the built-in of
+    /// the same name, else `forget-me-on-premise` (every deleting built-in runs the same
+    /// checks: Info Mart's ETL, GMS's callbacks and an in-progress check).
+    pub fn reference_built_in(&self) -> Option<&'static Runbook> {
+        built_in_runbook(&self.name)
+            .filter(|built_in| built_in.deletes())
+            .or_else(|| built_in_runbook(REFERENCE_BUILT_IN))
+    }
+
+    /// The checks of [`reference_built_in`](Self::reference_built_in) this runbook neither
+    /// runs nor waives (none when it deletes nothing).
+    pub fn missing_checks(&self) -> Vec<StepKind> {
+        let Some(reference) = self.reference_built_in().filter(|_| self.deletes()) else {
+            return Vec::new();
+        };
+        let mut missing: Vec<StepKind> = Vec::new();
+        for needed in reference.steps.iter().map(|s| s.uses).filter(|k| k.is_check()) {
+            let run = self.steps.iter().any(|s| s.uses.covers(needed));
+            let waived = self.waives.iter().any(|w| w.check.covers(needed));
+            if !run && !waived && !missing.contains(&needed) {
+                missing.push(needed);
+            }
+        }
+        missing
+    }
+
+    /// The waivers that take effect: of a check the reference built-in runs and this deleting
+    /// runbook does not.
+    pub fn effective_waivers(&self) -> Vec<&Waiver> {
+        let Some(reference) = self.reference_built_in().filter(|_| self.deletes()) else {
+            return Vec::new();
+        };
+        self.waives
+            .iter()
+            .filter(|w| !self.steps.iter().any(|s| s.uses.covers(w.check)))
+            .filter(|w| reference.steps.iter().any(|s| s.uses.covers(w.check)))
+            .collect()
+    }
+
+    /// A deleting runbook runs every check of the built-in for its scope or waives it.
+    fn check_required(&self, document: &Document) -> Vec<Diagnostic> {
+        let missing = self.missing_checks();
+        let (Some(reference), false) = (self.reference_built_in(), missing.is_empty()) else {
+            return Vec::new();
+        };
+        let index = self.steps.iter().position(|s| s.uses.deletes()).unwrap_or(0);
+        let names: Vec<String> = missing.iter().map(|k| format!("`{}`", k.name())).collect();
+        let example = missing.first().map_or("gms/no-pending-callbacks", |k| k.name());
+        vec![
+            Diagnostic::error(
+                "runbook::missing-check",
+                format!(
+                    "this runbook deletes without {}, which the built-in runbook `{}` runs before \
+                     anything is deleted",
+                    names.join(", "),
+                    reference.name
+                ),
+                value_span(document, &format!("/steps/{index}/uses")),
+            )
+            .label("deletes without those checks")
+            .help(format!(
+                "add the missing check steps and list them in this step's `after`; or, if a check \
+                 does not apply here, waive it in this file with the reason, which every plan then \
+                 shows: `waives: [{{check: {example}, reason: \"...\"}}]`"
+            )),
+        ]
+    }
+
+    /// Waivers have a reason and waive something.
+    fn check_waivers(&self, document: &Document) -> Vec<Diagnostic> {
+        let mut diagnostics = Vec::new();
+        let effective = self.effective_waivers();
+        for (index, waiver) in self.waives.iter().enumerate() {
+            if waiver.reason.trim().is_empty() {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "runbook::waiver-without-reason",
+                        format!("the waiver of `{}` gives no reason", waiver.check.name()),
+                        value_span(document, &format!("/waives/{index}/reason")),
+                    )
+                    .label("an empty reason")
+                    .help("say why the check does not apply here: every plan shows it to the reviewer"),
+                );
+            }
+            if !effective.iter().any(|w| std::ptr::eq(*w, waiver)) {
+                let why = if !self.deletes() {
+                    "this runbook deletes nothing, so no check needs waiving".to_owned()
+                } else if self.steps.iter().any(|s| s.uses.covers(waiver.check)) {
+                    format!("this runbook runs `{}`; the waiver has no effect", waiver.check.name())
+                } else {
+                    format!(
+                        "the built-in runbook does not run `{}`; the waiver has no effect",
+                        waiver.check.name()
+                    )
+                };
+                diagnostics.push(
+                    Diagnostic::warning(
+                        "runbook::waiver-unused",
+                        why,
+                        value_span(document, &format!("/waives/{index}/check")),
+                    )
+                    .label("waives nothing")
+                    .help("remove this waiver"),
+                );
+            }
+        }
         diagnostics
     }
 
@@ -456,6 +606,9 @@ impl Runbook {
     }
 }
 
+/// The built-in whose checks a deleting runbook with a name of its own must run.
+const REFERENCE_BUILT_IN: &str = "forget-me-on-premise";
+
 /// The built-in runbooks, as shipped in `runbooks/`.
 const BUILT_IN: [(&str, &str); 4] = [
     ("forget-me-on-premise", include_str!("../../runbooks/forget-me-on-premise.yaml")),
@@ -489,8 +642,11 @@ impl RunbookLibrary {
         library
     }
 
-    /// Adds every runbook file in `dir` (overriding built-ins of the same name). Files that are
-    /// not valid runbooks are returned as reports and not added.
+    /// Adds every runbook file in `dir`, overriding built-ins of the same name. Returns the
+    /// reports of the files with findings: files with errors are not added; a file that
+    /// replaces a built-in is added with a warning (`runbook::overrides-built-in`) on its name.
+    /// A file with the very bytes of the built-in of its name (a copy of `runbooks/`) replaces
+    /// nothing: the built-in stays, with no warning.
     pub fn add_dir(&mut self, dir: &Path) -> Vec<FileReport> {
         let files = match document::collect_files(&[dir.to_owned()]) {
             Ok(files) => files,
@@ -504,22 +660,52 @@ impl RunbookLibrary {
                 return vec![report];
             }
         };
-        let mut failed = Vec::new();
+        let mut reports = Vec::new();
         for path in files {
             let document::Loaded { mut report, document } = document::load(&path);
             let runbook = document.as_ref().and_then(|document| {
-                let runbook = Runbook::from_document(document, &mut report, None)?;
+                let mut runbook = Runbook::from_document(document, &mut report, None)?;
                 report.diagnostics.extend(runbook.check(&document.spans));
+                if let Some(built_in) = built_in_runbook(&runbook.name)
+                    && built_in.sha256 != runbook.sha256
+                {
+                    runbook.replaces_built_in = Some(built_in.sha256.clone());
+                    report.diagnostics.push(
+                        Diagnostic::warning(
+                            "runbook::overrides-built-in",
+                            format!(
+                                "this runbook replaces the built-in runbook `{}` for every request \
+                                 that names it",
+                                runbook.name
+                            ),
+                            value_span(document, "/metadata/name"),
+                        )
+                        .label("the name of a built-in runbook")
+                        .help(
+                            "every plan that follows it names this file and its sha256 and warns; \
+                             to add a runbook beside the built-ins instead, give it a name of its own",
+                        ),
+                    );
+                }
                 Some(runbook)
             });
+            report.sort();
             match runbook {
                 Some(runbook) if !report.has_errors() => {
-                    self.runbooks.insert(runbook.name.clone(), runbook);
+                    let same_as_built_in = runbook.origin != Origin::BuiltIn
+                        && runbook.replaces_built_in.is_none()
+                        && built_in_runbook(&runbook.name).is_some();
+                    if !same_as_built_in {
+                        self.runbooks.insert(runbook.name.clone(), runbook);
+                    }
+                    if !report.diagnostics.is_empty() {
+                        reports.push(report);
+                    }
                 }
-                _ => failed.push(report),
+                _ => reports.push(report),
             }
         }
-        failed
+        reports
     }
 
     /// The runbook named `name`.
@@ -531,6 +717,13 @@ impl RunbookLibrary {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.runbooks.keys().map(String::as_str)
     }
+}
+
+/// The built-in runbook named `name`.
+fn built_in_runbook(name: &str) -> Option<&'static Runbook> {
+    static BUILT_INS: std::sync::LazyLock<RunbookLibrary> =
+        std::sync::LazyLock::new(RunbookLibrary::built_in);
+    BUILT_INS.get(name)
 }
 
 /// Lowercase hex sha256 of `bytes`.
@@ -580,12 +773,48 @@ mod tests {
         assert_eq!(check(&context_before_check), ["runbook::delete-before-check"]);
         let fine = format!(
             "{head}  - {{ id: callbacks, uses: gms/no-pending-callbacks, scope: contact }}\n\
-             \x20 - {{ id: export, uses: ucs/export, scope: contact, after: [callbacks] }}\n\
+             \x20 - {{ id: etl, uses: infomart/etl-complete, scope: request }}\n\
+             \x20 - {{ id: in-flight, uses: ucs/require-no-in-progress, scope: contact }}\n\
+             \x20 - {{ id: export, uses: ucs/export, scope: contact, after: [callbacks, etl, in-flight] }}\n\
              \x20 - {{ id: context, uses: context-services/delete-profile, scope: contact, after: [export] }}\n"
         );
         assert_eq!(check(&fine), Vec::<String>::new());
         for kind in [StepKind::DeleteProfile, StepKind::DeleteContact] {
             assert!(kind.deletes() && !kind.precedes_delete(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_deleting_runbook_runs_or_waives_every_check_of_the_built_in_for_its_scope() {
+        let head = "apiVersion: ucs-gdpr/v1\nkind: Runbook\nmetadata: { name: mine }\n";
+        let steps = "steps:\n\
+             \x20 - { id: export, uses: ucs/export, scope: contact }\n\
+             \x20 - { id: delete, uses: ucs/delete-contact, scope: contact, after: [export] }\n";
+        assert_eq!(check(&format!("{head}{steps}")), ["runbook::missing-check"]);
+        let waive = |checks: &[&str]| {
+            let list: Vec<String> =
+                checks.iter().map(|c| format!("  - {{ check: {c}, reason: r }}\n")).collect();
+            format!("{head}waives:\n{}{steps}", list.concat())
+        };
+        let all = ["infomart/etl-complete", "gms/no-pending-callbacks", "ucs/stop-in-progress"];
+        assert_eq!(check(&waive(&all)), Vec::<String>::new());
+        // Either in-progress check stands for the other.
+        let cloud =
+            ["infomart/etl-complete", "gms/no-pending-callbacks", "ucs/require-no-in-progress"];
+        assert_eq!(check(&waive(&cloud)), Vec::<String>::new());
+        assert_eq!(check(&waive(&all[..2])), ["runbook::missing-check"]);
+        // A waiver in a runbook that deletes nothing has no effect.
+        let export_only = format!(
+            "{head}waives:\n  - {{ check: gms/no-pending-callbacks, reason: r }}\n\
+             steps:\n  - {{ id: export, uses: ucs/export, scope: contact }}\n"
+        );
+        assert_eq!(check(&export_only), ["runbook::waiver-unused"]);
+        // The built-ins need no waiver, and a runbook with the checks none.
+        let library = RunbookLibrary::built_in();
+        for name in library.names() {
+            let runbook = library.get(name).unwrap();
+            assert_eq!(runbook.missing_checks(), vec![], "{name}");
+            assert!(runbook.effective_waivers().is_empty(), "{name}");
         }
     }
 
