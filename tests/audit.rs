@@ -1084,6 +1084,7 @@ impl Trail {
         let mut out = text.replace(&self.dir.path().display().to_string(), "<dir>");
         let log = fs::read_to_string(self.path(LOG)).unwrap_or_default();
         let mut values: Vec<(String, String)> = Vec::new();
+        let mut signatures: Vec<(String, String)> = Vec::new();
         for line in log.lines() {
             let Ok(record) = serde_json::from_str::<Value>(line) else { continue };
             if let Some(time) = record["time"].as_str() {
@@ -1100,10 +1101,23 @@ impl Trail {
             if let Some(sha) = record["detail"]["sha256"].as_str() {
                 values.push((sha.to_owned(), "<sha256>".repeat(8)));
             }
+            // A fresh key per test: its id and the signature's digest differ every run.
+            if let Some(key) = record["detail"]["keyId"].as_str() {
+                signatures.push((
+                    key.to_owned(),
+                    "<key-id>".repeat(4).get(..key.len()).unwrap().to_owned(),
+                ));
+            }
+            if let Some(digest) = record["detail"]["signatureSha256"].as_str() {
+                signatures.push((digest.get(..12).unwrap().to_owned(), "<sig-sha-12>".to_owned()));
+            }
         }
         values.sort();
         values.dedup();
         for (value, placeholder) in &values {
+            out = out.replace(value.as_str(), placeholder);
+        }
+        for (value, placeholder) in &signatures {
             out = out.replace(value.as_str(), placeholder);
         }
         // Plan ids shortened to 12 digits on screen.
@@ -1265,6 +1279,8 @@ fn report_tells_a_refused_run_and_the_applied_one_of_the_same_request() {
     assert_eq!(runs[1]["actor"], "agent.smith");
     assert_eq!(report["refusals"].as_array().unwrap().len(), 1);
     assert_eq!(report["approvals"][0]["run"], runs[1]["id"]);
+    assert!(report["approvals"][0]["keyId"].is_string(), "{report:#}");
+    assert!(report["approvals"][0]["signatureSha256"].is_string(), "{report:#}");
     let contacts = report["contacts"].as_array().unwrap();
     let state = |id: &str| contacts.iter().find(|c| c["contact"] == id).unwrap().clone();
     let jane = state(JANE);

@@ -115,6 +115,12 @@ pub struct Approval {
     pub approver: Option<String>,
     /// The plan approved.
     pub plan_id: Option<String>,
+    /// The id of the registered key its signature verified with.
+    pub key_id: Option<String>,
+    /// The SHA-256 of its signature bytes.
+    pub signature_sha256: Option<String>,
+    /// When it stops counting, when it expires.
+    pub expires_at: Option<String>,
 }
 
 /// A `run.refused` record.
@@ -410,6 +416,11 @@ impl Builder {
                     time: record.time.to_string(),
                     approver,
                     plan_id: text(record.plan_id.as_ref()),
+                    key_id: text(record.detail.as_ref().and_then(|d| d.key_id.as_ref())),
+                    signature_sha256: text(
+                        record.detail.as_ref().and_then(|d| d.signature_sha256.as_ref()),
+                    ),
+                    expires_at: text(record.detail.as_ref().and_then(|d| d.expires_at.as_ref())),
                 });
             }
             Event::RunStart => {

@@ -628,14 +628,24 @@ fn contact_rows(report: &audit::RequestReport) -> Vec<Vec<String>> {
 }
 
 fn approval_line(approval: &audit::report::Approval) -> String {
-    format!(
+    let mut line = format!(
         "run {}: {} at {} (seq {}), plan {}",
         approval.run,
         approval.approver.as_deref().unwrap_or("(no approver recorded)"),
         approval.time,
         approval.seq,
         approval.plan_id.as_deref().map_or("-", short)
-    )
+    );
+    if let Some(key) = &approval.key_id {
+        let _ = write!(line, ", signed with key {key}");
+    }
+    if let Some(digest) = &approval.signature_sha256 {
+        let _ = write!(line, " (signature sha256 {})", short(digest));
+    }
+    if let Some(expires) = &approval.expires_at {
+        let _ = write!(line, ", expires {expires}");
+    }
+    line
 }
 
 fn refusal_line(refusal: &audit::report::Refusal) -> String {
