@@ -38,7 +38,7 @@ fn run(contacts: usize) -> (f64, f64) {
                     }
                 })
                 .collect();
-            ContactExport { contact: id, files, sources: BTreeMap::new() }
+            ContactExport { contact: id, files, sources: BTreeMap::new(), beside: None }
         })
         .collect();
     let started = Instant::now();

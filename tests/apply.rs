@@ -121,7 +121,8 @@ async fn apply_erases_jane_leaving_a_verified_export_a_receipt_and_a_log_that_ve
         assert!(bag.join(&name).is_file(), "{name}");
     }
     let report = ucs_gdpr::export::validate_dir(&bag).unwrap();
-    assert_eq!(report.files, 3, "{report:?}");
+    // Her three JSON files, the readable page, and her three attachments decoded beside it.
+    assert_eq!(report.files, 3 + 1 + 3, "{report:?}");
     // Her Context Services data is in the bag: the profile, her service with its states and
     // tasks, and the anonymous service keyed by her phone number.
     let context: Value = serde_json::from_slice(
@@ -1076,6 +1077,449 @@ fn show_renders_a_saved_plan_and_approve_prints_it_first() {
     .unwrap();
     let shown = ucs_gdpr().args(["show", &plan]).output().unwrap();
     assert_eq!(shown.status.code(), Some(1), "{}", transcript(&shown));
+}
+
+// Issue 12, "Evidence is kept": a second run never destroys the first run's evidence.
+
+/// The bag's `receipt-<run>.json` files, by name.
+fn run_receipts(bag: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(bag)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("receipt-") && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap()
+}
+
+/// The seq of every `run.start` record in the log, in order.
+fn run_starts(workspace: &Workspace) -> Vec<u64> {
+    fs::read_to_string(workspace.path("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == "run.start")
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn receipts_of_every_run_kept() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request("rerun", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    assert!(workspace.run(&["plan", &manifest, "--out", &plan]).status.success());
+    let first = workspace.run(&["apply", &plan]);
+    assert!(first.status.success(), "{}", transcript(&first));
+    let again = workspace.run(&["apply", &plan]);
+    assert!(again.status.success(), "{}", transcript(&again));
+
+    let runs = run_starts(&workspace);
+    assert_eq!(runs.len(), 2, "two runs in the log");
+    let bag = workspace.path("exports/DSR-rerun");
+    let expected: Vec<String> = runs.iter().map(|r| format!("receipt-{r}.json")).collect();
+    assert_eq!(run_receipts(&bag), expected, "one receipt per run, named by its run id");
+
+    // The first run's receipt: what it did, with its counts, by run 1.
+    let first = read_json(&bag.join(&expected[0]));
+    assert_eq!(first["run"], runs[0]);
+    let export = |r: &Value| {
+        r["contacts"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "export")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(export(&first)["count"], 5, "{first}");
+    assert_eq!(export(&first)["resumed"], false);
+    assert_eq!(export(&first)["doneBy"]["run"], runs[0]);
+    // The second run resumed: its receipt still says what was done, by which run.
+    let second = read_json(&bag.join(&expected[1]));
+    assert_eq!(second["run"], runs[1]);
+    assert_eq!(export(&second)["resumed"], true, "{second}");
+    assert_eq!(export(&second)["count"], 5, "a resumed step keeps the counts: {second}");
+    assert_eq!(export(&second)["doneBy"]["run"], runs[0], "done by the first run: {second}");
+
+    // The cumulative receipt: both runs, and the first run's counts and outcomes.
+    let cumulative = receipt(&workspace, "rerun");
+    assert_eq!(cumulative["kind"], "CumulativeReceipt");
+    let listed: Vec<&str> = cumulative["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["receipt"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, expected);
+    let export = export(&cumulative);
+    assert_eq!((export["outcome"].as_str(), export["count"].as_u64()), (Some("ok"), Some(5)));
+    assert_eq!(export["doneBy"]["run"], runs[0], "{cumulative}");
+    assert_eq!(export["doneBy"]["planId"], first["planId"]);
+    let delete = cumulative["contacts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "delete")
+        .unwrap()
+        .clone();
+    assert_eq!(delete["outcome"], "ok", "deleted by the first run, not 'resumed' with nothing");
+    assert_eq!(delete["doneBy"]["run"], runs[0]);
+    assert_eq!(cumulative["contacts"][0]["plannedInteractions"]["main"], 5);
+
+    // Every receipt is in the tag manifest, so validation covers it.
+    let tags = fs::read_to_string(bag.join("tagmanifest-sha256.txt")).unwrap();
+    for name in expected.iter().map(String::as_str).chain(["receipt.json"]) {
+        let digest = ucs_gdpr::canonical::sha256_hex(&fs::read(bag.join(name)).unwrap());
+        assert!(tags.contains(&format!("{digest}  {name}\n")), "{name} listed: {tags}");
+    }
+    ucs_gdpr::export::validate_dir(&bag).unwrap();
+    crate::export::bagit_python_validates(&bag).unwrap();
+    // A receipt edited afterwards is caught.
+    let mut edited = fs::read_to_string(bag.join(&expected[0])).unwrap();
+    edited = edited.replace("\"count\": 5", "\"count\": 4");
+    fs::write(bag.join(&expected[0]), edited).unwrap();
+    assert!(ucs_gdpr::export::validate_dir(&bag).is_err(), "an edited receipt fails validation");
+}
+
+#[test]
+fn the_bag_keeps_the_plan_it_ran_and_its_approvals() {
+    let keys = tempfile::tempdir().unwrap();
+    let workspace = Workspace::new(
+        &format!(
+            "      requireApproval: true\n      approvers: [dpo.alice]\n      \
+             approverKeys: {{ dpo.alice: {} }}\n",
+            keys.path().join("alice/audit-signing.pub").display(),
+        ),
+        "",
+    );
+    ucs_gdpr().args(["audit", "keygen", "--out"]).arg(keys.path().join("alice")).assert().success();
+    let manifest = workspace.request("kept", "export-only", &[MAIN_ONLY], "  export: {}\n");
+    let plan_path = workspace.path("plan.json");
+    let plan = plan_path.display().to_string();
+    assert!(workspace.run(&["plan", &manifest, "--out", &plan]).status.success());
+    let approval = workspace.path("plan.approval.dpo.alice.json");
+    ucs_gdpr()
+        .args(["approve", &plan, "--by", "dpo.alice", "--key"])
+        .arg(keys.path().join("alice/audit-signing.key"))
+        .assert()
+        .success();
+    let apply = || {
+        let output =
+            workspace.run(&["apply", &plan, "--approval", &approval.display().to_string()]);
+        assert!(output.status.success(), "{}", transcript(&output));
+    };
+    apply();
+
+    let plan_id = read_json(&plan_path)["planId"].as_str().unwrap().to_owned();
+    let bag = workspace.path("exports/DSR-kept");
+    let kept_plan = bag.join(format!("plans/plan-{plan_id}.json"));
+    assert_eq!(fs::read(&kept_plan).unwrap(), fs::read(&plan_path).unwrap(), "the plan, as made");
+    let kept_approval = bag.join(format!("approvals/plan-{plan_id}.approval.dpo.alice.json"));
+    let kept: Value = read_json(&kept_approval);
+    let given: Value = read_json(&approval);
+    assert_eq!(kept, given, "the approval, signature included");
+    assert!(kept["signature"].is_string());
+
+    // A second approval by the same approver (another time, another signature): the first one
+    // stays, the second goes beside it; re-running with the first changes nothing.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ucs_gdpr()
+        .args(["approve", &plan, "--by", "dpo.alice", "--key"])
+        .arg(keys.path().join("alice/audit-signing.key"))
+        .assert()
+        .success();
+    apply();
+    let beside = bag.join(format!("approvals/plan-{plan_id}.approval.dpo.alice.2.json"));
+    assert_eq!(read_json(&kept_approval), given, "never overwritten");
+    assert_eq!(read_json(&beside), read_json(&approval), "the new one beside it");
+    let approvals: Vec<_> = fs::read_dir(bag.join("approvals")).unwrap().collect();
+    assert_eq!(approvals.len(), 2);
+    let plans: Vec<_> = fs::read_dir(bag.join("plans")).unwrap().collect();
+    assert_eq!(plans.len(), 1, "the same plan is kept once");
+
+    // Listed in the tag manifest: validation covers them, ours and the reference one.
+    let tags = fs::read_to_string(bag.join("tagmanifest-sha256.txt")).unwrap();
+    for path in [&kept_plan, &kept_approval, &beside] {
+        let name = path.strip_prefix(&bag).unwrap().display().to_string();
+        let digest = ucs_gdpr::canonical::sha256_hex(&fs::read(path).unwrap());
+        assert!(tags.contains(&format!("{digest}  {name}\n")), "{name}: {tags}");
+    }
+    ucs_gdpr::export::validate_dir(&bag).unwrap();
+    crate::export::bagit_python_validates(&bag).unwrap();
+    let mut edited = read_json(&kept_plan);
+    edited["body"]["contacts"][0]["export"] = Value::Bool(false);
+    fs::write(&kept_plan, serde_json::to_vec(&edited).unwrap()).unwrap();
+    assert!(ucs_gdpr::export::validate_dir(&bag).is_err(), "an edited plan fails validation");
+    fs::remove_file(&kept_plan).unwrap();
+    assert!(ucs_gdpr::export::validate_dir(&bag).is_err(), "a removed plan fails validation");
+}
+
+/// How many exported files (`data/*.json`) the bag's manifest lists; the readable page and its
+/// attachment files are listed beside them.
+fn listed_exports(bag: &Path) -> usize {
+    let manifest = fs::read_to_string(bag.join("manifest-sha256.txt")).unwrap();
+    manifest.lines().filter(|l| l.ends_with(".json")).count()
+}
+
+/// The exported files of a bag (`data/*.json`), name -> sha256 (digests, so that a failure
+/// does not print the personal data in them). The readable page and the attachment files
+/// decoded for it are derived from these and rewritten by every run.
+fn payload(bag: &Path) -> std::collections::BTreeMap<String, String> {
+    fs::read_dir(bag.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .map(|e| {
+            let digest = ucs_gdpr::canonical::sha256_hex(&fs::read(e.path()).unwrap());
+            (e.file_name().to_string_lossy().into_owned(), digest)
+        })
+        .collect()
+}
+
+fn interactions_of(client: &RestClient, id: &str) -> impl std::future::Future<Output = usize> {
+    let client = client.clone();
+    let id = ContactId::new(id).unwrap();
+    async move {
+        match ucs_gdpr::ucs::list_all_interactions(
+            &client,
+            &id,
+            ucs_gdpr::ucs::DataSource::Main,
+            50,
+        )
+        .await
+        .unwrap()
+        {
+            ucs_gdpr::ucs::InteractionListing::Found(list) => list.len(),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_deleted_contact_is_not_re_exported() {
+    // Jane's delete stops half way: three of her five interactions are gone, she is not.
+    let workspace = Workspace::new(
+        "      requireApproval: false\n",
+        "    faults:\n      script: [{ operation: DeleteContact, nth: 1, kind: halfway }]\n",
+    );
+    let manifest = workspace.request("half", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let output = workspace.run(&["apply", &manifest]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    assert_eq!(receipt(&workspace, "half")["contacts"][0]["failure"][0], "delete");
+    let bag = workspace.path("exports/DSR-half");
+    let complete = payload(&bag);
+    assert_eq!(complete.len(), 3, "{:?}", complete.keys());
+    {
+        let (sim, client) = workspace.world().await;
+        assert!(exists(&client, JANE).await, "the delete stopped half way");
+        assert_eq!(interactions_of(&client, JANE).await, 2, "two of five interactions are left");
+        sim.shutdown().await;
+    }
+
+    // The same request again, UCS answering normally now: planned afresh (a new plan, since
+    // Jane changed), it must not export the remaining half over the complete export.
+    let env = fs::read_to_string(workspace.path("ucs-gdpr.yaml")).unwrap();
+    let healthy = env.replace(
+        "    faults:\n      script: [{ operation: DeleteContact, nth: 1, kind: halfway }]\n",
+        "",
+    );
+    assert_ne!(env, healthy);
+    fs::write(workspace.path("ucs-gdpr.yaml"), healthy).unwrap();
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+
+    assert_eq!(payload(&bag), complete, "the bag's export is the complete first one, unchanged");
+    ucs_gdpr::export::validate_dir(&bag).unwrap();
+    assert_eq!(listed_exports(&bag), 3);
+    let (_sim, client) = workspace.world().await;
+    assert!(!exists(&client, JANE).await, "the delete was resumed: Jane is gone");
+
+    // The audit trail and the receipt say what happened.
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert_eq!(
+        log.matches("half-deleted-earlier-export-kept").count(),
+        1,
+        "one export step kept the earlier export: {log}"
+    );
+    let cumulative = receipt(&workspace, "half");
+    let steps = cumulative["contacts"][0]["steps"].as_array().unwrap();
+    let step = |id: &str| steps.iter().find(|s| s["step"] == id).unwrap().clone();
+    assert_eq!(step("export")["reason"], "half-deleted-earlier-export-kept", "{cumulative}");
+    assert_eq!(step("export")["count"], 5, "the complete export's five interactions");
+    assert_eq!(step("delete")["outcome"], "ok", "{cumulative}");
+    assert_eq!(step("verify")["outcome"], "ok", "{cumulative}");
+    assert!(cumulative["contacts"][0]["failure"].is_null(), "{cumulative}");
+    assert_eq!(cumulative["runs"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_export_of_a_contact_already_in_the_bag_is_written_beside_it() {
+    let workspace = Workspace::demo();
+    let manifest = workspace.request("twice", "export-only", &[JANE], "  export: {}\n");
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let bag = workspace.path("exports/DSR-twice");
+    let first = payload(&bag);
+
+    // The same data again: the same files, nothing new.
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    assert_eq!(payload(&bag), first, "the same bytes are the same export");
+
+    // Jane's e-mail address changes; exported again, the new export goes beside the first.
+    let db = rusqlite::Connection::open(workspace.path("state/main.db")).unwrap();
+    db.execute(
+        "UPDATE contacts SET attributes = replace(attributes, 'jane.doe@company.com', \
+         'jane.new@company.com') WHERE id = ?1",
+        [JANE],
+    )
+    .unwrap();
+    drop(db);
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let runs = run_starts(&workspace);
+    let tag = format!("run-{}", runs.last().unwrap());
+    let now = payload(&bag);
+    for (name, bytes) in &first {
+        assert_eq!(now.get(name), Some(bytes), "{name} is kept as it was");
+    }
+    let beside: Vec<&String> = now.keys().filter(|n| !first.contains_key(*n)).collect();
+    assert_eq!(
+        beside,
+        [
+            &format!("contact-{JANE}.{tag}.json"),
+            &format!("context-services-{JANE}.{tag}.json"),
+            &format!("interactions-for-contact-{JANE}.{tag}.json"),
+        ],
+        "the re-export beside it, named by its run"
+    );
+    let contact = fs::read_to_string(bag.join(format!("data/contact-{JANE}.{tag}.json"))).unwrap();
+    assert!(contact.contains("jane.new"), "the new export holds the new address");
+    ucs_gdpr::export::validate_dir(&bag).unwrap();
+    assert_eq!(listed_exports(&bag), 6, "both exports are listed");
+    crate::export::bagit_python_validates(&bag).unwrap();
+}
+
+/// The audit records of `step` for `contact`, as JSON.
+fn step_records(workspace: &Workspace, step: &str, contact: &str) -> Vec<Value> {
+    fs::read_to_string(workspace.path("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["step"] == step && r["contact"] == contact)
+        .collect()
+}
+
+#[test]
+fn lost_answer_delete_is_attributed_to_this_run() {
+    // UCS deletes Jane, then the connection drops before the answer: the client cannot know.
+    let workspace = Workspace::new(
+        "      requireApproval: false\n",
+        "    faults:\n      script: [{ operation: DeleteContact, nth: 1, kind: reset }]\n",
+    );
+    let manifest = workspace.request("lost", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let output = workspace.run(&["apply", &manifest]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let run = run_starts(&workspace)[0];
+
+    let done: Vec<Value> = step_records(&workspace, "delete", JANE)
+        .into_iter()
+        .filter(|r| r["event"] == "step.done")
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0]["outcome"], "ok", "deleted by this run, not already-absent: {done:?}");
+    assert_eq!(done[0]["detail"]["reason"], "absent-after-lost-answer", "{done:?}");
+
+    let receipt = read_json(&workspace.path(&format!("exports/DSR-lost/receipt-{run}.json")));
+    let delete = receipt["contacts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "delete")
+        .unwrap()
+        .clone();
+    assert_eq!(delete["outcome"], "ok", "{receipt}");
+    assert_eq!(delete["confirmedBy"], "absent-after-lost-answer", "{receipt}");
+    assert_eq!(delete["doneBy"]["run"], run, "{receipt}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1 deleted or already absent"));
+    assert!(workspace.audit_verifies().status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_sent_by_a_killed_run_is_attributed_to_that_run() {
+    // UCS deletes Jane and never answers; the run is killed while it waits. The next run of the
+    // same plan finds her gone: the delete is the killed run's (it announced it), not
+    // "already absent".
+    let faults = "    faults:\n      script: [{ operation: DeleteContact, nth: 1, kind: timeout }]\n    \
+                  timeouts: { connectMs: 2000, readMs: 60000 }\n";
+    let workspace = Workspace::new("      requireApproval: false\n", faults);
+    let manifest = workspace.request("killed", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    assert!(workspace.run(&["plan", &manifest, "--out", &plan]).status.success());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("ucs-gdpr"))
+        .args(["apply", &plan, "--env-file", &workspace.env_file()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        assert!(started.elapsed() < std::time::Duration::from_secs(50), "the delete never ran");
+        assert!(child.try_wait().unwrap().is_none(), "apply ended before the kill");
+        let gone = rusqlite::Connection::open_with_flags(
+            workspace.path("state/main.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|db| {
+            db.query_row("SELECT count(*) FROM contacts WHERE id = ?1", [JANE], |row| {
+                row.get::<_, i64>(0)
+            })
+        })
+        .is_ok_and(|n| n == 0);
+        if gone {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let intents: Vec<Value> = step_records(&workspace, "delete", JANE);
+    assert_eq!(intents.len(), 1, "the killed run announced the delete, no outcome: {intents:?}");
+    assert_eq!(intents[0]["event"], "step.intent");
+
+    // UCS answers again; the same plan is run again.
+    let env = fs::read_to_string(workspace.path("ucs-gdpr.yaml")).unwrap();
+    fs::write(workspace.path("ucs-gdpr.yaml"), env.replace(faults, "")).unwrap();
+    let output = workspace.run(&["apply", &plan]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    let runs = run_starts(&workspace);
+    assert_eq!(runs.len(), 2);
+
+    let done: Vec<Value> = step_records(&workspace, "delete", JANE)
+        .into_iter()
+        .filter(|r| r["event"] == "step.done")
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0]["outcome"], "ok", "not already-absent: {done:?}");
+    assert_eq!(done[0]["detail"]["reason"], "absent-after-lost-answer");
+    let cumulative = receipt(&workspace, "killed");
+    let delete = cumulative["contacts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "delete")
+        .unwrap()
+        .clone();
+    assert_eq!(delete["outcome"], "ok", "{cumulative}");
+    assert_eq!(delete["confirmedBy"], "absent-after-lost-answer", "{cumulative}");
+    assert_eq!(delete["doneBy"]["run"], runs[0], "the killed run sent it: {cumulative}");
+    assert!(workspace.audit_verifies().status.success());
 }
 
 /// Issue 12: the gate lives in the library. A second front end that goes through the library's

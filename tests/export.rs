@@ -84,7 +84,7 @@ fn decode(attachment: &Value) -> Vec<u8> {
 /// Validates `bag` with the `bagit` Python library (the Library of Congress's reference
 /// implementation), independent of ours. A machine without it gets it provisioned on first use
 /// (`provision::python_with_bagit`), rather than skipping the check.
-fn bagit_python_validates(bag: &Path) -> Result<(), String> {
+pub(crate) fn bagit_python_validates(bag: &Path) -> Result<(), String> {
     let output = crate::provision::python_with_bagit()
         .command()
         .args(["-c", "import sys, bagit; bagit.Bag(sys.argv[1]).validate(); print('valid')"])

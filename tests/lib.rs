@@ -17,6 +17,7 @@ mod audit;
 mod cli;
 mod contract;
 mod export;
+mod html;
 mod infomart;
 mod plan;
 mod provision;

@@ -825,3 +825,90 @@ async fn an_identification_that_may_be_capped_blocks() {
     );
     assert!(!blocker.message.contains("jane"), "{}", blocker.message);
 }
+
+/// Issue 13: `spec.subjectsFile` lists contact ids beside the manifest (here a CSV whose header
+/// names the column); each id is planned as a `contactId` subject after the manifest's own, and
+/// the plan binds the file by its digest, so a file changed after review is refused by apply.
+#[test]
+fn a_batch_from_a_subjects_file_plans_each_id_and_binds_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv =
+        "name,contactId,note\n\"Doe, J.\",0001SaD2PVY4312K,\n\n\"x\",0002Ha7QB2MX000K,\"a, b\"\n";
+    fs::write(dir.path().join("ids.csv"), csv).unwrap();
+    let manifest = request(
+        dir.path(),
+        "from-file",
+        "export-only",
+        "    - contactId: 0001SaD2PVY4315J\n",
+        "  subjectsFile: ids.csv\n  export: {}\n",
+    );
+    let (code, plan) = plan_json(&manifest);
+    assert_eq!(code, 0, "{plan}");
+    let contacts: Vec<&str> = plan["body"]["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["contactId"].as_str().unwrap())
+        .collect();
+    assert_eq!(contacts, ["0001SaD2PVY4312K", "0001SaD2PVY4315J", "0002Ha7QB2MX000K"]);
+    let subjects = plan["body"]["subjects"].as_array().unwrap();
+    assert_eq!(subjects.len(), 3);
+    assert_eq!(subjects[1]["index"], 2, "file subjects follow the manifest's own");
+    assert_eq!(subjects[1]["contactId"], "0001SaD2PVY4312K");
+    let file = &plan["body"]["request"]["subjectsFile"];
+    assert_eq!(file["path"], "ids.csv");
+    assert_eq!(file["subjects"], 2);
+    assert_eq!(file["sha256"], ucs_gdpr::canonical::sha256_hex(csv.as_bytes()));
+    for text in ["Doe", "a, b"] {
+        assert!(!plan.to_string().contains(text), "the file's other columns stay out: {text}");
+    }
+
+    // Reviewed, then the file changes: apply refuses the plan and deletes or exports nothing.
+    let env_file = env_file(dir.path());
+    let saved = dir.path().join("plan.json");
+    let output = ucs_gdpr()
+        .args(["plan", "--env-file", &env_file, "--out"])
+        .arg(&saved)
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", transcript(&output));
+    fs::write(dir.path().join("ids.csv"), "contactId\n0001SaD2PVY4312K\n").unwrap();
+    let output = ucs_gdpr().args(["apply", "--env-file", &env_file]).arg(&saved).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the subjects file `ids.csv`, which changed"), "{stderr}");
+    let log = fs::read_to_string(dir.path().join("out/audit.jsonl")).unwrap();
+    assert!(log.contains("subjects-file-changed"), "the refusal is audited: {log}");
+    assert!(!log.contains("\"step.intent\""), "{log}");
+}
+
+/// Issue 13: a subjects file's mistakes are located by file and line, and never repeat a cell's
+/// text (a mistyped id may be an e-mail address).
+#[test]
+fn a_subjects_file_s_mistakes_are_located_by_line_without_their_text() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("ids.txt"),
+        "0001SaD2PVY4312K\njane.doe@company.com\n0001SaD2PVY4312K\n0001SaD2PVY4315J\n",
+    )
+    .unwrap();
+    let manifest = request(
+        dir.path(),
+        "bad-file",
+        "export-only",
+        "    - contactId: 0001SaD2PVY4315J\n",
+        "  subjectsFile: ids.txt\n  export: {}\n",
+    );
+    let env_file = env_file(dir.path());
+    let output =
+        ucs_gdpr().args(["validate", "--env-file", &env_file, &manifest]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output));
+    let text = transcript(&output);
+    assert!(text.contains("`ids.txt` line 2: not a valid contact id"), "{text}");
+    assert!(text.contains("`ids.txt` line 3: repeats line 1"), "{text}");
+    assert!(text.contains("`ids.txt` line 4: repeats subject 1 of the manifest"), "{text}");
+    assert!(!text.contains("jane") && !text.contains("company.com"), "{text}");
+    let output = ucs_gdpr().args(["plan", "--env-file", &env_file, &manifest]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "nothing is planned: {}", transcript(&output));
+}

@@ -790,9 +790,11 @@ mod faults {
         let mut config = config_for(&sim);
         let events = recorder(&mut config);
         let client = RestClient::new(config).unwrap();
+        // Gone when checked after the lost answer: that attempt deleted it (not "already
+        // absent", which is a first answer of "not found").
         assert_eq!(
             client.delete_contact(&contact(JANE)).await.unwrap(),
-            DeleteOutcome::AlreadyAbsent
+            DeleteOutcome::AbsentAfterLostAnswer
         );
         let stats = sim.stats();
         assert_eq!(stats.calls(Operation::DeleteContact), 1, "never sent twice");

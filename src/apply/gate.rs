@@ -28,6 +28,8 @@ pub struct ApprovedPlan {
     plan: Plan,
     approvers: BTreeSet<String>,
     accepted: Vec<approval::Accepted>,
+    /// The approvals given, each of which passed (kept in the export bag by the run).
+    approvals: Vec<Approval>,
 }
 
 impl ApprovedPlan {
@@ -46,6 +48,11 @@ impl ApprovedPlan {
     /// it, the digest of its signature and its expiry.
     pub fn accepted(&self) -> &[approval::Accepted] {
         &self.accepted
+    }
+
+    /// The approvals given to the gate, as given (each passed it).
+    pub fn approvals(&self) -> &[Approval] {
+        &self.approvals
     }
 }
 
@@ -140,6 +147,7 @@ pub fn authorize(
             plan: plan.clone(),
             approvers: accepted.iter().map(|a| a.by.clone()).collect(),
             accepted,
+            approvals: approvals.to_vec(),
         }),
         Err(error) => Err(refused(plan, context, approval_reason(&error), error.into())?),
     }
@@ -166,7 +174,12 @@ pub fn authorize_without_deletion(
         let error = ApplyError::NeedsApproval(input.environment_name.to_owned());
         return Err(refused(plan, context, "approval-required", error)?);
     }
-    Ok(ApprovedPlan { plan: plan.clone(), approvers: BTreeSet::new(), accepted: Vec::new() })
+    Ok(ApprovedPlan {
+        plan: plan.clone(),
+        approvers: BTreeSet::new(),
+        accepted: Vec::new(),
+        approvals: Vec::new(),
+    })
 }
 
 /// The manifest is the one the plan was made from, and the plan was made under this
@@ -180,6 +193,18 @@ fn bound(plan: &Plan, context: &ApplyContext<'_>) -> Result<(), ApplyError> {
             why: "changed since the plan was made; plan again".to_owned(),
         };
         return Err(refused(plan, context, "manifest-changed", error)?);
+    }
+    // The subjects file is part of the request: its digest is in the plan.
+    let now = input.request.subjects_file.as_ref();
+    if body.request.subjects_file.as_ref() != now {
+        let file = body.request.subjects_file.as_ref().or(now).map_or("", |f| f.path.as_str());
+        let error = ApplyError::Manifest {
+            path: body.request.manifest_path.clone(),
+            why: format!(
+                "names the subjects file `{file}`, which changed since the plan was made; plan again"
+            ),
+        };
+        return Err(refused(plan, context, "subjects-file-changed", error)?);
     }
     if let Some(error) = unbound(plan, input.environment, input.environment_name) {
         let reason = match &error {

@@ -13,7 +13,7 @@ mod compare;
 pub mod gate;
 pub mod receipt;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,16 +21,16 @@ use std::sync::{Arc, Mutex};
 use futures_util::{StreamExt, stream};
 
 use crate::audit::{self, AuditLog, Detail, Entry, Event, Outcome};
-use crate::export::{self, Bag, ContactExport, ExportOptions, PayloadKind};
+use crate::export::{self, Bag, ContactExport, ExportOptions, ExportedFile, PayloadKind, Tag};
 use crate::plan::{self, ContactPlan, Plan, PlanInput, StepStatus};
 use crate::runbook::{Runbook, Scope, StepKind};
 use crate::ucs::{
-    ContactId, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
+    ContactId, DataSource, DeleteOutcome, ErrorKind, InteractionListing, RetryEvent, Ucs, UcsError,
     list_all_interactions,
 };
 
 pub use gate::{ApprovedPlan, Outputs, OutputsError, authorize, authorize_without_deletion};
-pub use receipt::{ContactReceipt, Receipt, StepReceipt};
+pub use receipt::{ContactReceipt, CumulativeReceipt, DoneBy, Receipt, RunSummary, StepReceipt};
 
 /// Why apply did not run, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -221,11 +221,42 @@ impl Trail {
     }
 }
 
+/// A step the log shows this plan finished: how, with which facts, and in which run by whom.
+#[derive(Debug, Clone)]
+struct DoneStep {
+    outcome: Outcome,
+    detail: Option<Detail>,
+    by: DoneBy,
+}
+
+impl DoneStep {
+    /// The step's receipt in a run that resumes it: the earlier run's outcome, counts and name.
+    fn resumed(&self, step: &str, kind: StepKind) -> StepReceipt {
+        let detail = self.detail.clone().unwrap_or_default();
+        let mut receipt = StepReceipt::resumed(step, self.outcome);
+        match kind {
+            StepKind::Export => {
+                receipt.count = detail.interactions;
+                receipt.attachments = detail.attachments;
+                receipt.bytes = detail.bytes;
+            }
+            _ => receipt.count = detail.count,
+        }
+        receipt.confirmed_by = detail
+            .reason
+            .filter(|r| r.as_str() == ABSENT_AFTER_LOST_ANSWER)
+            .map(|r| r.as_str().to_owned());
+        receipt.done_by = Some(self.by.clone());
+        receipt
+    }
+}
+
 /// What the log says this plan already did, per (contact, step).
 #[derive(Debug, Default)]
 struct Done {
-    outcomes: BTreeMap<(String, String), Outcome>,
-    intents: BTreeSet<(String, String)>,
+    outcomes: BTreeMap<(String, String), DoneStep>,
+    /// The last intent per (contact, step), and the run that wrote it.
+    intents: BTreeMap<(String, String), DoneBy>,
     export_digests: BTreeMap<String, String>,
 }
 
@@ -236,21 +267,33 @@ impl Done {
             return Ok(done);
         }
         let (records, _) = audit::read_records(log)?;
+        // A record belongs to the run whose `run.start` precedes it: one writer holds the log
+        // at a time, so a run's records follow its start.
+        let mut run = None;
         for (_, record) in records {
             if record.plan_id.as_ref().map(audit::Sha256Hex::as_str) != Some(plan_id) {
                 continue;
             }
+            if record.event == Event::RunStart {
+                run = Some(record.seq);
+            }
             let (Some(contact), Some(step)) = (&record.contact, &record.step) else { continue };
             let key = (contact.as_str().to_owned(), step.as_str().to_owned());
+            let by = DoneBy {
+                run,
+                actor: record.actor.as_str().to_owned(),
+                plan_id: plan_id.to_owned(),
+            };
             match record.event {
                 Event::StepIntent => {
-                    done.intents.insert(key);
+                    done.intents.insert(key, by);
                 }
                 Event::StepDone => {
                     if let Some(sha) = record.detail.as_ref().and_then(|d| d.sha256.as_ref()) {
                         done.export_digests.insert(key.0.clone(), sha.as_str().to_owned());
                     }
-                    done.outcomes.insert(key, record.outcome.unwrap_or(Outcome::Ok));
+                    let outcome = record.outcome.unwrap_or(Outcome::Ok);
+                    done.outcomes.insert(key, DoneStep { outcome, detail: record.detail, by });
                 }
                 _ => {}
             }
@@ -258,15 +301,28 @@ impl Done {
         Ok(done)
     }
 
-    fn is_done(&self, contact: &str, step: &str) -> Option<Outcome> {
-        self.outcomes.get(&(contact.to_owned(), step.to_owned())).copied()
+    fn is_done(&self, contact: &str, step: &str) -> Option<&DoneStep> {
+        self.outcomes.get(&(contact.to_owned(), step.to_owned()))
+    }
+
+    /// The earlier run of this plan that announced a side effect of `step` on `contact` and
+    /// recorded no outcome for it (it was killed, or lost the answer, in between).
+    fn unfinished_intent(&self, contact: &str, step: &str) -> Option<&DoneBy> {
+        let key = (contact.to_owned(), step.to_owned());
+        if self.outcomes.contains_key(&key) {
+            return None;
+        }
+        self.intents.get(&key)
     }
 
     /// Whether this plan already had a side effect on the contact (its state is ours to change).
     fn touched(&self, contact: &str) -> bool {
-        self.intents.iter().any(|(c, _)| c == contact)
+        self.intents.keys().any(|(c, _)| c == contact)
     }
 }
+
+/// How a delete is confirmed when its answer was lost and the contact was then found absent.
+const ABSENT_AFTER_LOST_ANSWER: &str = "absent-after-lost-answer";
 
 /// Runs an approved plan. Returns the receipt (also written into the bag) whatever happened to each
 /// contact; an `Err` means nothing was applied.
@@ -346,11 +402,17 @@ pub async fn run<U: Ucs>(
         return refuse(trail, "plan-mismatch", ApplyError::Mismatch(edits));
     }
 
-    trail.lock().append_durable(
+    let started = trail.lock().append_durable(
         trail
             .entry(Event::RunStart)
             .detail(Detail { count: Some(body.contacts.len() as u64), ..Detail::default() }),
     )?;
+    // The run id, as the audit log knows it: the seq of this run's `run.start`.
+    let this_run = DoneBy {
+        run: Some(started.seq),
+        actor: context.actor.clone(),
+        plan_id: plan.plan_id.clone(),
+    };
 
     // Request-scope steps: their checks were just re-run by the fresh plan.
     for step in &body.request_steps {
@@ -371,7 +433,9 @@ pub async fn run<U: Ucs>(
     }
 
     let bag = if body.export.is_some() {
-        Some(Bag::open_or_create(&context.exports_dir, &body.request.id)?)
+        let bag = Bag::open_or_create(&context.exports_dir, &body.request.id)?;
+        keep_plan_and_approvals(&bag, approved)?;
+        Some(bag)
     } else {
         None
     };
@@ -383,11 +447,12 @@ pub async fn run<U: Ucs>(
             let done = &done;
             let bag = bag.as_ref();
             let finished = &finished;
+            let this_run = &this_run;
             async move {
                 let receipt = if context.stop.load(Ordering::SeqCst) {
                     ContactReceipt::not_started(contact)
                 } else {
-                    run_contact(contact, plan, context, trail, done, bag, ucs).await
+                    run_contact(contact, plan, context, trail, done, bag, ucs, this_run).await
                 };
                 let done = finished.fetch_add(1, Ordering::SeqCst) + 1;
                 (context.progress)(&Progress {
@@ -417,12 +482,36 @@ pub async fn run<U: Ucs>(
     let head = trail.lock().head().as_str().to_owned();
     let size = trail.lock().len();
     finish(trail)?;
-    let receipt = Receipt::new(plan, receipts, head, size, interrupted);
+    let receipt =
+        Receipt::new(plan, receipts, head, size, interrupted, Some(started.seq), &context.actor);
     if let Some(bag) = &bag {
         bag.finish()?;
-        receipt.write(bag.root())?;
+        receipt.keep(bag)?;
+        let language = plan.body.request.language.as_deref();
+        let language = language.and_then(crate::export::Language::from_tag).unwrap_or_default();
+        crate::export::write_index(bag, language).await?;
     }
     Ok(receipt)
+}
+
+/// Keeps the plan this run runs (`plans/plan-<planId>.json`, the bytes `plan --out` writes) and
+/// its approvals (`approvals/plan-<planId>.approval.<by>.json`) in the bag, before any contact
+/// is touched; a different file of the same name is kept and the new one goes beside it.
+fn keep_plan_and_approvals(bag: &Bag, approved: &ApprovedPlan) -> Result<(), ApplyError> {
+    let plan = approved.plan();
+    let mut bytes = plan.to_canonical_json();
+    bytes.push(b'\n');
+    bag.keep(&format!("{}/plan-{}.json", export::PLANS_DIR, plan.plan_id), &bytes)?;
+    for approval in approved.approvals() {
+        // The approver's name is a login the policy lists; only a name that is also a valid
+        // audit actor (no separators, no dots first) names a file.
+        let by = audit::Actor::new(approval.by.clone())
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_else(|_| crate::canonical::sha256_hex(approval.by.as_bytes()));
+        let name = format!("{}/plan-{}.approval.{by}.json", export::APPROVALS_DIR, plan.plan_id);
+        bag.keep(&name, &approval.to_json())?;
+    }
+    Ok(())
 }
 
 /// Pauses before each new attempt of a re-check that could not read UCS.
@@ -531,6 +620,7 @@ fn differences(approved: &Plan, fresh: &Plan, done: &Done) -> Vec<String> {
 }
 
 /// Runs one contact's steps in order; a failure stops that contact, not the others.
+#[allow(clippy::too_many_arguments)]
 async fn run_contact<U: Ucs>(
     contact: &ContactPlan,
     plan: &Plan,
@@ -539,6 +629,7 @@ async fn run_contact<U: Ucs>(
     done: &Done,
     bag: Option<&Bag>,
     ucs: &U,
+    this_run: &DoneBy,
 ) -> ContactReceipt {
     let mut receipt = ContactReceipt::planned(contact);
     let id = contact.contact_id.as_str();
@@ -570,6 +661,7 @@ async fn run_contact<U: Ucs>(
                 done,
                 bag,
                 ucs,
+                this_run,
                 &mut exported,
             )
             .await
@@ -578,6 +670,9 @@ async fn run_contact<U: Ucs>(
         match result {
             Ok(mut step_receipt) => {
                 step_receipt.uses = step.uses.name().to_owned();
+                if step_receipt.acted() && step_receipt.done_by.is_none() {
+                    step_receipt.done_by = Some(this_run.clone());
+                }
                 receipt.steps.push(step_receipt);
             }
             Err(failure) => {
@@ -658,10 +753,11 @@ impl From<export::ExportError> for StepFailure {
     }
 }
 
-/// A delete's outcome as the audit trail records it: gone already is success, said as such.
+/// A delete's outcome as the audit trail records it: gone already is success, said as such; a
+/// delete whose answer was lost and whose target was then found absent is this delete's.
 fn recorded(outcome: DeleteOutcome) -> Outcome {
     match outcome {
-        DeleteOutcome::Deleted => Outcome::Ok,
+        DeleteOutcome::Deleted | DeleteOutcome::AbsentAfterLostAnswer => Outcome::Ok,
         DeleteOutcome::AlreadyAbsent => Outcome::AlreadyAbsent,
     }
 }
@@ -681,7 +777,7 @@ async fn execute<U: Ucs>(
     kind: StepKind,
     step: &str,
     status: StepStatus,
-    previous: Option<Outcome>,
+    previous: Option<&DoneStep>,
     contact: &ContactPlan,
     contact_id: &ContactId,
     plan: &Plan,
@@ -690,14 +786,15 @@ async fn execute<U: Ucs>(
     done: &Done,
     bag: Option<&Bag>,
     ucs: &U,
+    this_run: &DoneBy,
     exported: &mut bool,
 ) -> Result<StepReceipt, StepFailure> {
     let id = contact.contact_id.as_str();
     // Resume: a step this plan finished is not done again (an export is re-verified first).
-    if let Some(outcome) = previous
+    if let Some(earlier) = previous
         && kind != StepKind::Export
     {
-        return Ok(StepReceipt::resumed(step, outcome));
+        return Ok(earlier.resumed(step, kind));
     }
     match kind {
         StepKind::EtlComplete
@@ -774,16 +871,45 @@ async fn execute<U: Ucs>(
             }
             // Resume: files recorded as exported are re-verified, never re-fetched (the contact
             // may already be gone).
-            if previous.is_some() {
+            if let Some(earlier) = previous {
                 let recorded = done.export_digests.get(id).cloned().unwrap_or_default();
                 verify_recorded(bag, contact_id, &recorded)?;
                 *exported = true;
-                return Ok(StepReceipt::resumed(step, Outcome::Ok));
+                return Ok(earlier.resumed(step, kind));
             }
             let mut options = ExportOptions::from_plan(export);
             options.page_size = context.input.page_size;
             options.context_services_services =
                 options.context_services && plan::configured_gms(context.input.environment);
+            options.run = this_run.run;
+            // A contact whose live data is now a strict part of the export the bag holds is
+            // one whose delete stopped half way: that export is the complete one. Keep it, do
+            // not export again, and let the delete finish.
+            if let Some(kept) = half_deleted(bag, contact, contact_id, &options, ucs).await? {
+                export::verify_contact(bag, &kept)?;
+                *exported = true;
+                tracing::info!(
+                    contact = id,
+                    "half-deleted contact: the earlier export is kept and the delete resumed"
+                );
+                trail.outcome(
+                    Event::StepDone,
+                    step,
+                    Some(id),
+                    Outcome::Ok,
+                    Detail {
+                        sha256: audit::Sha256Hex::new(export_digest(&kept)).ok(),
+                        bytes: Some(kept.files.iter().map(|f| f.size).sum()),
+                        interactions: Some(kept.interactions()),
+                        attachments: Some(kept.attachments()),
+                        reason: audit::Token::new(HALF_DELETED).ok(),
+                        ..Detail::default()
+                    },
+                )?;
+                let mut receipt = StepReceipt::new(step, Outcome::Ok).exported(&kept);
+                receipt.reason = Some(HALF_DELETED.to_owned());
+                return Ok(receipt);
+            }
             trail.intent(step, id, Detail::default())?;
             // `export_contact` verifies the files against their checksums before it returns.
             let result = export::export_contact(ucs, bag, contact_id, &options).await?;
@@ -818,9 +944,33 @@ async fn execute<U: Ucs>(
                 return Err(StepFailure::Precondition("delete.export-not-verified"));
             }
             trail.intent(step, id, Detail::default())?;
-            let outcome = recorded(ucs.delete_contact(contact_id).await?);
-            trail.outcome(Event::StepDone, step, Some(id), outcome, Detail::default())?;
-            Ok(StepReceipt::new(step, outcome))
+            let answer = ucs.delete_contact(contact_id).await?;
+            // Who deleted it. Only a contact absent before any delete of this plan was sent is
+            // `already-absent`: one whose delete lost its answer and that is then absent was
+            // deleted by that delete, in this run (the connector confirmed it by a read) or in an
+            // earlier run of this plan that announced the delete and never recorded its outcome
+            // (it was killed, or lost the answer, in between).
+            let (outcome, confirmed, by) = match answer {
+                DeleteOutcome::Deleted => (Outcome::Ok, None, None),
+                DeleteOutcome::AbsentAfterLostAnswer => {
+                    (Outcome::Ok, Some(ABSENT_AFTER_LOST_ANSWER), None)
+                }
+                DeleteOutcome::AlreadyAbsent => match done.unfinished_intent(id, step) {
+                    Some(earlier) => {
+                        (Outcome::Ok, Some(ABSENT_AFTER_LOST_ANSWER), Some(earlier.clone()))
+                    }
+                    None => (Outcome::AlreadyAbsent, None, None),
+                },
+            };
+            let detail = Detail {
+                reason: confirmed.and_then(|c| audit::Token::new(c).ok()),
+                ..Detail::default()
+            };
+            trail.outcome(Event::StepDone, step, Some(id), outcome, detail)?;
+            let mut receipt = StepReceipt::new(step, outcome);
+            receipt.confirmed_by = confirmed.map(str::to_owned);
+            receipt.done_by = by;
+            Ok(receipt)
         }
         StepKind::VerifyAbsent => {
             if !contact.delete || status != StepStatus::Ready {
@@ -867,24 +1017,28 @@ fn export_digest(export: &ContactExport) -> String {
     )
 }
 
-/// On resume: the contact's manifest lines must hash to what the audit trail recorded, and each
-/// file on disk to its line. Streams the files (they can be large).
+/// On resume: one of the contact's exports in the bag (the first, or a re-export beside it)
+/// must have manifest lines that hash to what the audit trail recorded, and each of its files
+/// on disk must match its line. Streams the files (they can be large).
 fn verify_recorded(bag: &Bag, contact: &ContactId, recorded: &str) -> Result<(), StepFailure> {
     use sha2::Digest as _;
-    let mut files = Vec::new();
-    for kind in [PayloadKind::Contact, PayloadKind::Interactions, PayloadKind::ContextServices] {
-        let path = Bag::relative_path(kind, contact);
-        match bag.listed_digest(&path) {
-            Some(sha) => files.push((path, sha)),
-            None if kind == PayloadKind::ContextServices => {}
-            None => return Err(StepFailure::Precondition("export.not-in-manifest")),
-        }
+    let listed = bag.listed_exports(contact);
+    let complete = |files: &export::ListedFiles| {
+        files.contains_key(&PayloadKind::Contact) && files.contains_key(&PayloadKind::Interactions)
+    };
+    if !listed.values().any(complete) {
+        return Err(StepFailure::Precondition("export.not-in-manifest"));
     }
-    if crate::canonical::sha256_hex(manifest_lines(files.clone()).as_bytes()) != recorded {
+    let lines = |files: &export::ListedFiles| {
+        manifest_lines(files.values().map(|(path, sha, _)| (path.clone(), sha.clone())))
+    };
+    let Some(files) = listed.values().find(|files| {
+        complete(files) && crate::canonical::sha256_hex(lines(files).as_bytes()) == recorded
+    }) else {
         return Err(StepFailure::Precondition("export.manifest-differs-from-audit"));
-    }
-    for (path, sha) in files {
-        let mut file = std::fs::File::open(bag.root().join(&path))
+    };
+    for (path, sha, _) in files.values() {
+        let mut file = std::fs::File::open(bag.root().join(path))
             .map_err(|_| StepFailure::Precondition("export.file-missing"))?;
         let mut hasher = sha2::Sha256::new();
         let mut buffer = vec![0u8; 256 * 1024];
@@ -896,11 +1050,101 @@ fn verify_recorded(bag: &Bag, contact: &ContactId, recorded: &str) -> Result<(),
             }
             hasher.update(buffer.get(..read).unwrap_or_default());
         }
-        if crate::canonical::hex(&hasher.finalize()) != sha {
+        if crate::canonical::hex(&hasher.finalize()) != *sha {
             return Err(StepFailure::Precondition("export.file-differs"));
         }
     }
     Ok(())
+}
+
+/// How the audit trail and the receipt say that an export step kept the bag's earlier,
+/// complete export of a contact whose delete had stopped half way.
+const HALF_DELETED: &str = "half-deleted-earlier-export-kept";
+
+/// The order of a contact's exports in the bag: the first (the seed's names), then each
+/// re-export by its run.
+fn export_order(tag: Option<&Tag>) -> (u64, u64) {
+    let Some(tag) = tag else { return (0, 0) };
+    let mut parts = tag.as_str().strip_prefix("run-").unwrap_or_default().split('-');
+    let run = parts.next().and_then(|p| p.parse::<u64>().ok()).unwrap_or(0);
+    let n = parts.next().and_then(|p| p.parse::<u64>().ok()).unwrap_or(1);
+    (run.saturating_add(1), n)
+}
+
+/// When the bag's latest export of `contact` is verified evidence and the contact's live data
+/// is a strict part of it (the same contact, every live interaction in that export, no more
+/// attachments per data source than it holds, and fewer interactions or attachments in all):
+/// a delete that stopped half way. Returns that export.
+async fn half_deleted<U: Ucs>(
+    bag: &Bag,
+    contact: &ContactPlan,
+    id: &ContactId,
+    options: &ExportOptions,
+    ucs: &U,
+) -> Result<Option<ContactExport>, StepFailure> {
+    let listed = bag.listed_exports(id);
+    let Some((tag, files)) = listed.iter().max_by_key(|(tag, _)| export_order(tag.as_ref())) else {
+        return Ok(None);
+    };
+    if !(files.contains_key(&PayloadKind::Contact)
+        && files.contains_key(&PayloadKind::Interactions))
+    {
+        return Ok(None);
+    }
+    let Ok(earlier) = export::exported_ids(bag, id, tag.as_ref()) else { return Ok(None) };
+    let (mut live_total, mut earlier_total) = (0u64, 0u64);
+    let mut wanted: Vec<DataSource> = Vec::new();
+    for source in &options.sources {
+        if !wanted.contains(source) {
+            wanted.push(*source);
+        }
+    }
+    for source in wanted {
+        let Some(before) = earlier.get(&source) else { return Ok(None) };
+        earlier_total += before.interactions.len() as u64 + before.attachments;
+        match list_all_interactions(ucs, id, source, options.page_size).await? {
+            InteractionListing::Found(list) => {
+                if !before.available
+                    || !list.iter().all(|i| before.interactions.contains(i.id.as_str()))
+                {
+                    return Ok(None);
+                }
+                let attachments =
+                    contact.sources.get(&source).map_or(0, |counts| counts.attachments);
+                if attachments > before.attachments {
+                    return Ok(None);
+                }
+                live_total += list.len() as u64 + attachments;
+            }
+            InteractionListing::SourceUnavailable { .. } if !before.available => {}
+            InteractionListing::SourceUnavailable { .. } => return Ok(None),
+        }
+    }
+    if live_total >= earlier_total {
+        return Ok(None);
+    }
+    let sources = earlier
+        .iter()
+        .map(|(source, ids)| {
+            let counts = export::SourceExport {
+                available: ids.available,
+                interactions: ids.interactions.len() as u64,
+                attachments: ids.attachments,
+                ..export::SourceExport::default()
+            };
+            (*source, counts)
+        })
+        .collect();
+    let files = files
+        .iter()
+        .map(|(kind, (path, sha256, size))| ExportedFile {
+            kind: *kind,
+            path: path.clone(),
+            sha256: sha256.clone(),
+            size: *size,
+        })
+        .collect();
+    Ok(Some(ContactExport { contact: id.clone(), files, sources, beside: tag.clone() }))
 }
 
 impl ContactExport {

@@ -1,16 +1,23 @@
 //! The erasure receipt: per contact, what was planned and what happened, each step's outcome,
-//! and the audit log's head hash that proves it. No personal data: ids, counts, outcomes.
+//! who did it (run, actor, plan), and the audit log's head hash that proves it. No personal
+//! data: ids, counts, outcomes.
+//!
+//! Each run keeps its own receipt in the bag, `receipt-<run>.json` (the run id is the `seq` of
+//! the run's `run.start` record in the audit log), never replaced; `receipt.json` is the
+//! cumulative receipt over every run of the request, rebuilt from the per-run receipts in the
+//! bag after each run (see [`CumulativeReceipt`]).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::audit::Outcome;
+use crate::export::{Bag, ExportError};
 use crate::plan::{ContactPlan, Plan};
 
 /// The receipt of one run of a plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
     /// Always `Receipt`.
@@ -19,6 +26,13 @@ pub struct Receipt {
     pub request_id: String,
     /// The plan applied.
     pub plan_id: String,
+    /// The run: the `seq` of its `run.start` record in the audit log (absent in receipts
+    /// written before runs were numbered).
+    #[serde(default)]
+    pub run: Option<u64>,
+    /// Who ran it.
+    #[serde(default)]
+    pub actor: Option<String>,
     /// The environment.
     pub environment: String,
     /// The runbook.
@@ -36,7 +50,7 @@ pub struct Receipt {
 }
 
 /// What happened to one contact.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContactReceipt {
     /// The contact id.
@@ -57,8 +71,21 @@ pub struct ContactReceipt {
     pub not_started: bool,
 }
 
+/// Who did a step: the run (the `seq` of its `run.start` record in the audit log), its actor
+/// and its plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DoneBy {
+    /// The run, when known.
+    pub run: Option<u64>,
+    /// Who ran it.
+    pub actor: String,
+    /// The plan it ran.
+    pub plan_id: String,
+}
+
 /// One step's outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepReceipt {
     /// The step id.
@@ -81,6 +108,15 @@ pub struct StepReceipt {
     pub bytes: Option<u64>,
     /// Done in an earlier run of this plan (resume).
     pub resumed: bool,
+    /// Which run did it, who ran it, and with which plan (for a resumed step: the earlier run
+    /// the audit log names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_by: Option<DoneBy>,
+    /// How an outcome was established when the answer itself was lost
+    /// (`absent-after-lost-answer`: the delete's answer was lost and the contact was then
+    /// found absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_by: Option<String>,
 }
 
 impl StepReceipt {
@@ -94,6 +130,8 @@ impl StepReceipt {
             attachments: None,
             bytes: None,
             resumed: false,
+            done_by: None,
+            confirmed_by: None,
         }
     }
 
@@ -103,6 +141,11 @@ impl StepReceipt {
 
     pub(super) fn resumed(step: &str, outcome: Outcome) -> Self {
         Self { resumed: true, ..Self::new(step, outcome) }
+    }
+
+    /// Whether the step did something (or found it done): not skipped.
+    pub fn acted(&self) -> bool {
+        self.outcome != Outcome::Skipped.as_str()
     }
 
     pub(super) fn exported(self, export: &crate::export::ContactExport) -> Self {
@@ -185,11 +228,15 @@ impl Receipt {
         audit_head: String,
         audit_records: u64,
         interrupted: bool,
+        run: Option<u64>,
+        actor: &str,
     ) -> Self {
         Self {
             kind: "Receipt".into(),
             request_id: plan.body.request.id.clone(),
             plan_id: plan.plan_id.clone(),
+            run,
+            actor: Some(actor.to_owned()),
             environment: plan.body.environment.name.clone(),
             runbook: plan.body.runbook.name.clone(),
             finished_at: format!("{:.0}", jiff::Timestamp::now()),
@@ -205,29 +252,56 @@ impl Receipt {
         !self.interrupted && self.contacts.iter().all(|c| !c.failed())
     }
 
-    /// Writes `receipt.json` beside the bag's tag files, atomically.
+    /// The name of this run's receipt in the bag: `receipt-<run>.json` (`receipt-<plan>.json`,
+    /// the plan id's first 12 digits, for a receipt without a run).
+    pub fn file_name(&self) -> String {
+        match self.run {
+            Some(run) => format!("receipt-{run}.json"),
+            None => format!("receipt-{}.json", self.plan_id.get(..12).unwrap_or("unknown")),
+        }
+    }
+
+    /// Keeps this run's receipt in the bag as [`Receipt::file_name`] (never replacing another
+    /// run's: a different file of that name stays, this one goes beside it), then rebuilds the
+    /// cumulative `receipt.json` from every run's receipt in the bag. Both are listed in the
+    /// bag's tag manifest. A `receipt.json` from before receipts were cumulative is kept as
+    /// its run's receipt first.
     ///
     /// # Errors
-    /// The file cannot be written.
-    pub fn write(&self, bag_root: &Path) -> Result<(), crate::export::ExportError> {
-        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
-        bytes.push(b'\n');
-        let path = bag_root.join("receipt.json");
-        // The receipt of another plan of the same request is proof too: keep it under its
-        // plan's name rather than overwrite it.
-        if let Ok(existing) = std::fs::read(&path)
-            && let Ok(existing) = serde_json::from_slice::<serde_json::Value>(&existing)
-            && let Some(other) = existing.get("planId").and_then(serde_json::Value::as_str)
-            && other != self.plan_id
-            && other.len() >= 12
-            && other.bytes().all(|b| b.is_ascii_hexdigit())
+    /// A file cannot be written.
+    pub fn keep(&self, bag: &Bag) -> Result<CumulativeReceipt, ExportError> {
+        let cumulative = bag.root().join(crate::export::RECEIPT);
+        if let Ok(existing) = std::fs::read(&cumulative)
+            && let Ok(old) = serde_json::from_slice::<Receipt>(&existing)
+            && old.kind == "Receipt"
         {
-            let kept = bag_root.join(format!("receipt-{}.json", other.get(..12).unwrap_or(other)));
-            std::fs::rename(&path, &kept)
-                .map_err(|source| crate::export::ExportError::io("rename", &path, source))?;
+            bag.keep(&old.file_name(), &existing)?;
         }
-        crate::durable::write_atomically(&path, &bytes)
-            .map_err(|source| crate::export::ExportError::io("write", &path, source))
+        bag.keep(&self.file_name(), &pretty(self))?;
+        let mut runs = Vec::new();
+        for name in bag.kept() {
+            if !(name.starts_with("receipt-") && name.ends_with(".json")) {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(bag.root().join(&name)) else { continue };
+            match serde_json::from_slice::<Receipt>(&bytes) {
+                Ok(receipt)
+                    if receipt.kind == "Receipt" && receipt.request_id == self.request_id =>
+                {
+                    let sha256 = crate::canonical::sha256_hex(&bytes);
+                    runs.push((name, sha256, receipt));
+                }
+                _ => {
+                    tracing::warn!(
+                        receipt = %name,
+                        "a kept receipt could not be read as this request's; left out of receipt.json"
+                    );
+                }
+            }
+        }
+        let built = CumulativeReceipt::build(&self.request_id, runs);
+        bag.replace(crate::export::RECEIPT, &pretty(&built))?;
+        Ok(built)
     }
 
     /// A human summary.
@@ -250,5 +324,152 @@ impl Receipt {
             self.audit_records
         );
         out
+    }
+}
+
+fn pretty<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// `receipt.json`: every run of the request, and per contact what every run did, merged.
+///
+/// Built from the per-run receipts kept in the bag, not from the audit log: the bag is the
+/// evidence that is handed over and archived, and must stand alone (the audit log is the
+/// operator's, shared by every request). Each per-run receipt names the audit head after its
+/// run, so each is tied to the log; and a run killed before it wrote its receipt is not lost,
+/// because the next run's resumed steps carry the counts and the run the audit log names.
+///
+/// Merging, run by run in the order they finished: a contact a run did not start keeps what
+/// earlier runs did; a step a run resumed, or skipped where an earlier run acted, keeps the
+/// earlier run's entry (with its counts and `doneBy`); otherwise the later run's entry
+/// replaces it. A contact's `failure` is its latest run's. `plannedInteractions` are those of
+/// the first run that planned the contact (before anything of it was deleted).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CumulativeReceipt {
+    /// Always `CumulativeReceipt`.
+    pub kind: String,
+    /// The request.
+    pub request_id: String,
+    /// Every run, in the order they finished.
+    pub runs: Vec<RunSummary>,
+    /// Whether the latest run was interrupted.
+    pub interrupted: bool,
+    /// Per contact, over every run.
+    pub contacts: Vec<ContactReceipt>,
+    /// The audit log's last hash after the latest run.
+    pub audit_head: String,
+    /// The audit log's record count after the latest run.
+    pub audit_records: u64,
+}
+
+/// One run in the cumulative receipt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// The run (the `seq` of its `run.start` record), when known.
+    pub run: Option<u64>,
+    /// Its receipt in the bag.
+    pub receipt: String,
+    /// The sha256 of that file.
+    pub sha256: String,
+    /// The plan it ran.
+    pub plan_id: String,
+    /// Who ran it.
+    pub actor: Option<String>,
+    /// When it ended.
+    pub finished_at: String,
+    /// Whether it was interrupted.
+    pub interrupted: bool,
+    /// The audit log's last hash after it.
+    pub audit_head: String,
+}
+
+impl CumulativeReceipt {
+    /// Merges per-run receipts (file name, its sha256, the receipt) into one.
+    pub fn build(request_id: &str, mut runs: Vec<(String, String, Receipt)>) -> Self {
+        runs.sort_by(|a, b| {
+            (&a.2.finished_at, a.2.audit_records, a.2.run, &a.0).cmp(&(
+                &b.2.finished_at,
+                b.2.audit_records,
+                b.2.run,
+                &b.0,
+            ))
+        });
+        let mut contacts: BTreeMap<String, ContactReceipt> = BTreeMap::new();
+        for (_, _, receipt) in &runs {
+            let by = DoneBy {
+                run: receipt.run,
+                actor: receipt.actor.clone().unwrap_or_default(),
+                plan_id: receipt.plan_id.clone(),
+            };
+            for contact in &receipt.contacts {
+                let mut contact = contact.clone();
+                for step in &mut contact.steps {
+                    if step.acted() && step.done_by.is_none() {
+                        step.done_by = Some(by.clone());
+                    }
+                }
+                match contacts.get_mut(&contact.contact_id) {
+                    None => {
+                        contacts.insert(contact.contact_id.clone(), contact);
+                    }
+                    Some(merged) => merged.merge(contact),
+                }
+            }
+        }
+        let last = runs.last().map(|(_, _, r)| r);
+        Self {
+            kind: "CumulativeReceipt".into(),
+            request_id: request_id.to_owned(),
+            interrupted: last.is_some_and(|r| r.interrupted),
+            audit_head: last.map(|r| r.audit_head.clone()).unwrap_or_default(),
+            audit_records: last.map_or(0, |r| r.audit_records),
+            runs: runs
+                .iter()
+                .map(|(name, sha256, r)| RunSummary {
+                    run: r.run,
+                    receipt: name.clone(),
+                    sha256: sha256.clone(),
+                    plan_id: r.plan_id.clone(),
+                    actor: r.actor.clone(),
+                    finished_at: r.finished_at.clone(),
+                    interrupted: r.interrupted,
+                    audit_head: r.audit_head.clone(),
+                })
+                .collect(),
+            contacts: contacts.into_values().collect(),
+        }
+    }
+}
+
+impl ContactReceipt {
+    /// Folds a later run's receipt of the same contact into this one (see
+    /// [`CumulativeReceipt`]).
+    fn merge(&mut self, later: ContactReceipt) {
+        if later.not_started {
+            return;
+        }
+        if self.not_started {
+            self.planned_interactions = later.planned_interactions.clone();
+        }
+        self.not_started = false;
+        self.held = later.held;
+        self.planned_export |= later.planned_export;
+        self.planned_delete |= later.planned_delete;
+        self.failure = later.failure;
+        for step in later.steps {
+            match self.steps.iter_mut().find(|s| s.step == step.step) {
+                None => self.steps.push(step),
+                Some(earlier) => {
+                    let keep_earlier = step.resumed || (!step.acted() && earlier.acted());
+                    if !keep_earlier {
+                        *earlier = step;
+                    }
+                }
+            }
+        }
     }
 }

@@ -317,6 +317,8 @@ async fn apply_one(
             print!("{}", receipt.text());
             if plan.body.export.is_some() {
                 println!("export: {}", outputs.bag(&plan).display());
+                let page = outputs.bag(&plan).join(crate::export::INDEX_PATH);
+                println!("readable copy for the data subject: {}", page.display());
             }
             println!("audit log: {}", outputs.audit_log.display());
             if receipt.succeeded() { Exit::Success } else { Exit::Failure }

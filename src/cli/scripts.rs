@@ -22,7 +22,7 @@ use crate::ucs::{ContactId, DataSource, Ucs as _};
 
 use super::Exit;
 use super::apply::{Run, actor, interrupt_flag, prepare_outputs, report_apply_error, retry_hook};
-use super::plan::{Prepared, chain, make_plan, runtime, setting_or_explain, write_plan};
+use super::plan::{Prepared, chain, make_plan, runtime, setting_or_explain};
 
 /// The runbook `delete` uses when the environment names none (`policy.forgetRunbook`).
 const DEFAULT_FORGET_RUNBOOK: &str = "forget-me-on-premise";
@@ -376,11 +376,8 @@ impl Invocation<'_> {
             }
         };
         let bag = absolute(&outputs.bag(&plan));
+        // The library keeps the plan (`plans/`) and the receipts in the bag.
         let mut failed = !receipt.succeeded();
-        if let Err(error) = write_plan(&plan, &bag.join("plan.json")) {
-            eprintln!("error: cannot write the plan into `{}`: {error}", bag.display());
-            failed = true;
-        }
         for contact in &receipt.contacts {
             let planned =
                 plan.body.contacts.iter().find(|c| c.contact_id.as_str() == contact.contact_id);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::payload::{self, TEMP_MARKER};
-use super::{ContactExport, ExportError, PayloadKind};
+use super::{ContactExport, ExportError, PayloadKind, Tag};
 use crate::durable;
 use crate::ucs::ContactId;
 
@@ -19,6 +19,18 @@ const BAG_INFO: &str = "bag-info.txt";
 const MANIFEST: &str = "manifest-sha256.txt";
 const TAG_MANIFEST: &str = "tagmanifest-sha256.txt";
 const DATA: &str = "data";
+/// Where the bag keeps the plans it ran (tag files: listed in the tag manifest).
+pub const PLANS_DIR: &str = "plans";
+/// Where the bag keeps the approvals of the plans it ran (tag files).
+pub const APPROVALS_DIR: &str = "approvals";
+/// The cumulative receipt over every run of the request (a tag file).
+pub const RECEIPT: &str = "receipt.json";
+
+/// A contact's files in one export: per kind, (path relative to the bag, sha256, size).
+pub type ListedFiles = BTreeMap<PayloadKind, (String, String, u64)>;
+
+/// A contact's exports in a bag, by tag (`None`: the first, under the seed's names).
+pub type ListedExports = BTreeMap<Option<Tag>, ListedFiles>;
 
 /// The export bag of one request, `<exports>/<request-id>/`.
 ///
@@ -51,6 +63,10 @@ struct Listing {
     entries: BTreeMap<String, (String, u64)>,
     /// The sum of the listed files' sizes (the `Payload-Oxum` octets).
     octets: u64,
+    /// The kept tag files (receipts, plans, approvals): path relative to the bag -> digest,
+    /// as the tag manifest lists them. A file changed on disk keeps its listed digest, so
+    /// validation reports the change instead of the next write hiding it.
+    kept: BTreeMap<String, String>,
     /// Lines were appended since the tag files were last written.
     tags_stale: bool,
 }
@@ -196,6 +212,11 @@ impl Bag {
         for dir in [&root, &data] {
             remove_temporaries(dir)?;
         }
+        for dir in [root.join(PLANS_DIR), root.join(APPROVALS_DIR)] {
+            if dir.is_dir() {
+                remove_temporaries(&dir)?;
+            }
+        }
         durable::sync_dir(&root).map_err(|e| ExportError::io("fsync", &root, e))?;
         durable::sync_dir(exports_dir).map_err(|e| ExportError::io("fsync", exports_dir, e))?;
         // Read once: the listing lives in memory from here on. The tag files are rewritten
@@ -230,6 +251,40 @@ impl Bag {
         format!("{DATA}/{}", kind.file_name(contact))
     }
 
+    /// [`Bag::relative_path`] of a re-export kept beside the first (`tag`), or the seed's name.
+    pub fn relative_path_beside(
+        kind: PayloadKind,
+        contact: &ContactId,
+        tag: Option<&Tag>,
+    ) -> String {
+        format!("{DATA}/{}", kind.file_name_beside(contact, tag))
+    }
+
+    /// Every export of `contact` the manifest lists: by tag (`None`: the seed's names, the
+    /// first export; then each re-export kept beside it), each file's (path, digest, size).
+    pub fn listed_exports(&self, contact: &ContactId) -> ListedExports {
+        let listing = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut found = ListedExports::new();
+        for kind in PayloadKind::ALL {
+            let primary = Bag::relative_path(kind, contact);
+            let Some(stem) = primary.strip_suffix(".json") else { continue };
+            let prefix = format!("{stem}.");
+            for (path, (digest, size)) in listing.entries.range(prefix.clone()..) {
+                let Some(rest) = path.strip_prefix(&prefix) else { break };
+                let tag = if rest == "json" {
+                    None
+                } else {
+                    match rest.strip_suffix(".json").map(Tag::new) {
+                        Some(Ok(tag)) => Some(tag),
+                        _ => continue,
+                    }
+                };
+                found.entry(tag).or_default().insert(kind, (path.clone(), digest.clone(), *size));
+            }
+        }
+        found
+    }
+
     pub(super) fn data_dir(&self) -> PathBuf {
         self.root().join(DATA)
     }
@@ -259,7 +314,8 @@ impl Bag {
         let mut appended = String::new();
         let mut replaced = false;
         for file in &export.files {
-            let path = Bag::relative_path(file.kind, &export.contact);
+            let path =
+                Bag::relative_path_beside(file.kind, &export.contact, export.beside.as_ref());
             match listing.entries.get(&path) {
                 Some((digest, size)) if *digest == file.sha256 && *size == file.size => continue,
                 Some(_) => replaced = true,
@@ -294,6 +350,37 @@ impl Bag {
         listing.entries.get(path).map(|(digest, _)| digest.clone())
     }
 
+    /// The manifest's entries: path relative to the bag -> (sha256, size).
+    pub(super) fn listed_files(&self) -> BTreeMap<String, (String, u64)> {
+        let listing = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        listing.entries.clone()
+    }
+
+    /// Records payload files derived from the contacts' files (the readable index and its
+    /// attachments, see `html.rs`): every listed path `owned` claims is replaced by `files`, in
+    /// one atomic rewrite of the manifest and tag files.
+    ///
+    /// # Errors
+    /// The tag files cannot be written.
+    pub(super) fn record_derived(
+        &self,
+        files: Vec<(String, String, u64)>,
+        owned: fn(&str) -> bool,
+    ) -> Result<(), ExportError> {
+        let mut listing =
+            self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stale: Vec<String> = listing.entries.keys().filter(|p| owned(p)).cloned().collect();
+        for path in stale {
+            if let Some((_, size)) = listing.entries.remove(&path) {
+                listing.octets = listing.octets.saturating_sub(size);
+            }
+        }
+        for (path, digest, size) in files {
+            listing.insert(path, digest, size);
+        }
+        write_tags(self.root(), self.request_id(), &mut listing)
+    }
+
     /// Brings the tag files up to date (`bag-info.txt`'s `Payload-Oxum`, the tag manifest),
     /// so that any BagIt tool validates the bag. Call it when a run ends.
     ///
@@ -306,6 +393,80 @@ impl Bag {
             write_tags(self.root(), self.request_id(), &mut listing)?;
         }
         Ok(())
+    }
+
+    /// Keeps `bytes` as the tag file `name` (relative to the bag: `receipt-<run>.json`,
+    /// `plans/<file>`, `approvals/<file>`), never replacing a different file: when `name`
+    /// holds other bytes already, they are kept and the new ones go beside, as
+    /// `<stem>.<n>.<ext>` with the first free `n` from 2. The same bytes again are kept once.
+    /// The file is listed in the tag manifest (rewritten atomically) before this returns.
+    /// Returns the name used.
+    ///
+    /// # Errors
+    /// A name that is not a kept tag file, or a file that cannot be written.
+    pub fn keep(&self, name: &str, bytes: &[u8]) -> Result<String, ExportError> {
+        let mut listing =
+            self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let digest = crate::canonical::sha256_hex(bytes);
+        if !is_kept_tag(name) {
+            return Err(not_kept(self.root(), name));
+        }
+        let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+        let mut chosen = name.to_owned();
+        for n in 2u32.. {
+            let listed = listing.kept.get(&chosen).cloned();
+            match (fs::read(self.root().join(&chosen)).ok(), listed) {
+                // Free: neither on disk nor listed (a listed file that is gone stays taken, so
+                // its loss is reported, not papered over).
+                (None, None) => break,
+                (Some(existing), listed)
+                    if existing == bytes && listed.as_ref().is_none_or(|d| *d == digest) =>
+                {
+                    if listed.is_none() {
+                        listing.kept.insert(chosen.clone(), digest);
+                        write_tags(self.root(), self.request_id(), &mut listing)?;
+                    }
+                    return Ok(chosen);
+                }
+                _ => chosen = format!("{stem}.{n}.{ext}"),
+            }
+        }
+        self.write_tag(&mut listing, &chosen, bytes)?;
+        Ok(chosen)
+    }
+
+    /// Writes the tag file `name` (a derived one, such as the cumulative `receipt.json`),
+    /// replacing it atomically, and lists it in the tag manifest.
+    ///
+    /// # Errors
+    /// A name that is not a kept tag file, or a file that cannot be written.
+    pub fn replace(&self, name: &str, bytes: &[u8]) -> Result<(), ExportError> {
+        let mut listing =
+            self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.write_tag(&mut listing, name, bytes)
+    }
+
+    fn write_tag(
+        &self,
+        listing: &mut Listing,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(), ExportError> {
+        if !is_kept_tag(name) {
+            return Err(not_kept(self.root(), name));
+        }
+        let path = self.root().join(name);
+        let dir = durable::parent_dir(&path);
+        durable::create_private_dir_all(&dir).map_err(|e| ExportError::io("create", &dir, e))?;
+        durable::write_atomically(&path, bytes).map_err(|e| ExportError::io("write", &path, e))?;
+        listing.kept.insert(name.to_owned(), crate::canonical::sha256_hex(bytes));
+        write_tags(self.root(), self.request_id(), listing)
+    }
+
+    /// The kept tag files the bag lists (receipts, plans, approvals), relative to the bag.
+    pub fn kept(&self) -> Vec<String> {
+        let listing = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        listing.kept.keys().cloned().collect()
     }
 
     /// Validates the whole bag: the declaration, every manifest line against the file on disk
@@ -389,6 +550,14 @@ pub fn validate_dir(root: &Path) -> Result<BagReport, ExportError> {
     if let Ok(text) = fs::read_to_string(root.join(TAG_MANIFEST)) {
         match parse_manifest(&text) {
             Ok(tags) => {
+                for name in kept_files(root)? {
+                    if !tags.contains_key(&name) {
+                        problems.push(BagProblem::Tag {
+                            file: TAG_MANIFEST,
+                            reason: format!("{name} is not listed"),
+                        });
+                    }
+                }
                 for (name, expected) in tags {
                     let actual = fs::read(root.join(&name))
                         .map(|bytes| crate::canonical::sha256_hex(&bytes))
@@ -439,7 +608,69 @@ fn read_listing(root: &Path) -> Result<Listing, ExportError> {
         let size = fs::metadata(&file).map_err(|e| ExportError::io("stat", &file, e))?.len();
         listing.insert(relative, digest, size);
     }
+    // The kept tag files the tag manifest lists, with the digests it lists; then any kept file
+    // a crash left unlisted (written, but killed before the tag manifest was rewritten).
+    if let Ok(text) = fs::read_to_string(root.join(TAG_MANIFEST))
+        && let Ok(tags) = parse_manifest(&text)
+    {
+        listing.kept.extend(tags.into_iter().filter(|(name, _)| is_kept_tag(name)));
+    }
+    for name in kept_files(root)? {
+        if let std::collections::btree_map::Entry::Vacant(entry) = listing.kept.entry(name) {
+            let path = root.join(entry.key());
+            let bytes = fs::read(&path).map_err(|e| ExportError::io("read", &path, e))?;
+            entry.insert(crate::canonical::sha256_hex(&bytes));
+        }
+    }
     Ok(listing)
+}
+
+fn not_kept(root: &Path, name: &str) -> ExportError {
+    ExportError::InvalidBag {
+        bag: root.to_owned(),
+        problems: vec![BagProblem::Tag {
+            file: TAG_MANIFEST,
+            reason: format!("{name} is not a tag file this tool keeps"),
+        }],
+    }
+}
+
+/// Whether `name` (relative to the bag) is a tag file this tool keeps besides the BagIt ones:
+/// `receipt.json`, `receipt-<run>.json`, and files under `plans/` and `approvals/`.
+fn is_kept_tag(name: &str) -> bool {
+    let receipt = !name.contains('/') && name.starts_with("receipt") && name.ends_with(".json");
+    let under = |dir: &str| {
+        name.strip_prefix(dir)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+    };
+    (receipt || under(PLANS_DIR) || under(APPROVALS_DIR)) && !name.contains(TEMP_MARKER)
+}
+
+/// The kept tag files on disk (see [`is_kept_tag`]), relative to the bag, sorted.
+fn kept_files(root: &Path) -> Result<Vec<String>, ExportError> {
+    let mut found = Vec::new();
+    for (dir, prefix) in [
+        (root.to_owned(), String::new()),
+        (root.join(PLANS_DIR), format!("{PLANS_DIR}/")),
+        (root.join(APPROVALS_DIR), format!("{APPROVALS_DIR}/")),
+    ] {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(ExportError::io("list", &dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| ExportError::io("list", &dir, e))?;
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+            if is_file && is_kept_tag(&name) {
+                found.push(name);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// Writes the manifest, then `bag-info.txt` (its Payload-Oxum from the listing), then the tag
@@ -457,9 +688,16 @@ fn write_tags(root: &Path, request_id: &str, listing: &mut Listing) -> Result<()
         listing.octets,
         listing.entries.len(),
     );
-    let mut tags = String::new();
+    let mut lines = BTreeMap::new();
     for (name, text) in [(BAGIT, BAGIT_TXT), (BAG_INFO, info.as_str()), (MANIFEST, &manifest)] {
-        let _ = writeln!(tags, "{}  {name}", crate::canonical::sha256_hex(text.as_bytes()));
+        lines.insert(name.to_owned(), crate::canonical::sha256_hex(text.as_bytes()));
+    }
+    for (name, digest) in &listing.kept {
+        lines.insert(name.clone(), digest.clone());
+    }
+    let mut tags = String::new();
+    for (name, digest) in &lines {
+        let _ = writeln!(tags, "{digest}  {name}");
     }
     for (name, text) in [(MANIFEST, &manifest), (BAG_INFO, &info), (TAG_MANIFEST, &tags)] {
         let path = root.join(name);

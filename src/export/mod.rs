@@ -11,10 +11,22 @@
 //!   data/contact-<id>.json                    per contact (the seed's names)
 //!   data/interactions-for-contact-<id>.json
 //!   data/context-services-<id>.json          when the environment has Context Services
+//!   data/<file>.<tag>.json                    a later, different export of the same contact,
+//!                                             beside the first (tag `run-<run>`)
+//!   receipt.json, receipt-<run>.json          the cumulative receipt and each run's own
+//!   plans/plan-<plan-id>.json                 each plan run against the bag
+//!   approvals/plan-<plan-id>.approval.<by>.json   the approvals it ran with
+//!   data/index.html                           the same for the data subject to read, and
+//!   data/attachments/<id>/<attachment-id>.<ext>   each attachment decoded (see [`write_index`])
 //! ```
 //!
-//! No personal data is in the tag files; file names hold contact ids only, and only after the
-//! id matched the id pattern (they are built from [`ContactId`], never from text).
+//! The receipts, plans and approvals are tag files ([`Bag::keep`], [`Bag::replace`]): the tag
+//! manifest lists each, so validation covers them. A verified export is never replaced by a
+//! different one ([`export_contact`], [`ContactExport::beside`]).
+//!
+//! No personal data is in the tag files; file names hold contact and attachment ids only, and
+//! only after the id matched the id pattern (they are built from [`ContactId`] and
+//! [`AttachmentId`](crate::ucs::AttachmentId), never from text).
 //!
 //! # `contact-<id>.json`
 //!
@@ -93,6 +105,7 @@
 //! lock on `bagit.txt`); a second gets [`ExportError::Busy`].
 
 mod bag;
+mod html;
 mod payload;
 
 use std::collections::BTreeMap;
@@ -102,7 +115,11 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 pub use crate::manifest::model::Attachments;
-pub use bag::{Bag, BagProblem, BagReport, validate_dir};
+pub use bag::{
+    APPROVALS_DIR, Bag, BagProblem, BagReport, ListedExports, ListedFiles, PLANS_DIR, RECEIPT,
+    validate_dir,
+};
+pub use html::{ATTACHMENTS_DIR, INDEX_PATH, IndexReport, Language, write_index};
 
 use crate::ucs::{
     AttachmentMeta, ContactId, DataSource, InteractionListing, InteractionSummary, Ucs, UcsError,
@@ -124,6 +141,9 @@ pub struct ExportOptions {
     /// Whether its services can be read (their API is GMS's): when not, the file says
     /// `"services": null` (not looked up), never an empty list it did not check.
     pub context_services_services: bool,
+    /// The run exporting (the `seq` of its `run.start` in the audit log): names the files of a
+    /// re-export that goes beside an earlier one (`.run-<run>`).
+    pub run: Option<u64>,
 }
 
 impl Default for ExportOptions {
@@ -145,6 +165,7 @@ impl ExportOptions {
             page_size: 100,
             context_services: false,
             context_services_services: false,
+            run: None,
         }
     }
 }
@@ -176,13 +197,84 @@ pub enum PayloadKind {
 }
 
 impl PayloadKind {
+    /// Every kind, in the order of a contact's files.
+    pub const ALL: [PayloadKind; 3] =
+        [PayloadKind::Contact, PayloadKind::Interactions, PayloadKind::ContextServices];
+
     /// The file's name for `contact` (the seed's names).
     pub fn file_name(self, contact: &ContactId) -> String {
-        match self {
-            PayloadKind::Contact => format!("contact-{contact}.json"),
-            PayloadKind::Interactions => format!("interactions-for-contact-{contact}.json"),
-            PayloadKind::ContextServices => format!("context-services-{contact}.json"),
+        format!("{}.json", self.stem(contact))
+    }
+
+    /// The file's name for `contact` in a re-export kept beside the first one:
+    /// `<name>.<tag>.json` (`contact-<id>.run-12.json`); the seed's name without a tag.
+    pub fn file_name_beside(self, contact: &ContactId, tag: Option<&Tag>) -> String {
+        match tag {
+            None => self.file_name(contact),
+            Some(tag) => format!("{}.{tag}.json", self.stem(contact)),
         }
+    }
+
+    fn stem(self, contact: &ContactId) -> String {
+        match self {
+            PayloadKind::Contact => format!("contact-{contact}"),
+            PayloadKind::Interactions => format!("interactions-for-contact-{contact}"),
+            PayloadKind::ContextServices => format!("context-services-{contact}"),
+        }
+    }
+}
+
+/// The tag of a re-export's files (`run-12`): `[a-z0-9-]`, 1 to 32 characters, starting with
+/// a letter, so it can name a file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Tag(String);
+
+impl Tag {
+    /// Validates `value`.
+    ///
+    /// # Errors
+    /// [`ExportError::InvalidTag`] for a value that cannot name a file.
+    pub fn new(value: impl Into<String>) -> Result<Self, ExportError> {
+        let value = value.into();
+        let ok = (1..=32).contains(&value.len())
+            && value.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok { Ok(Self(value)) } else { Err(ExportError::InvalidTag) }
+    }
+
+    /// The tag of run `run`'s re-export (`run-<run>`), or its `n`-th variant (`run-<run>-<n>`).
+    pub fn for_run(run: Option<u64>, n: u32) -> Self {
+        let base = match run {
+            Some(run) => format!("run-{run}"),
+            None => "re-export".to_owned(),
+        };
+        Self(if n <= 1 { base } else { format!("{base}-{n}") })
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Tag {
+    type Error = ExportError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<Tag> for String {
+    fn from(tag: Tag) -> Self {
+        tag.0
+    }
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -230,6 +322,10 @@ pub struct ContactExport {
     pub files: Vec<ExportedFile>,
     /// Per exported data source.
     pub sources: BTreeMap<DataSource, SourceExport>,
+    /// When the bag held an earlier, different export of the contact: the tag its files were
+    /// written beside it under (`contact-<id>.<tag>.json`); `None` for the seed's names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beside: Option<Tag>,
 }
 
 /// An export that failed. Messages hold paths (request and contact ids), operations, digests
@@ -306,9 +402,27 @@ pub enum ExportError {
         /// Everything wrong with it.
         problems: Vec<BagProblem>,
     },
+    /// A payload file of the bag is not what an export writes (the readable index is built
+    /// from it).
+    #[error("{} cannot be read as an export file: {reason}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (no content).
+        reason: &'static str,
+    },
     /// A value could not be encoded as JSON (a bug).
     #[error("a value could not be encoded as JSON")]
     Encoding,
+    /// A re-export's tag that cannot name a file.
+    #[error("a re-export tag is 1 to 32 characters of [a-z0-9-], starting with a letter")]
+    InvalidTag,
+    /// A file in the bag that is not an interactions file this tool wrote.
+    #[error("{} is not an export file this tool wrote", path.display())]
+    NotAnExport {
+        /// The file.
+        path: PathBuf,
+    },
     /// A blocking file task panicked or was cancelled.
     #[error("a file task of the export failed")]
     Task,
@@ -333,7 +447,9 @@ async fn blocking<T: Send + 'static>(
 
 /// Exports `contact` into `bag`: writes both files durably, verifies them against their
 /// checksums, records them in the manifest, and returns what was written. Exporting a contact
-/// again replaces its files atomically.
+/// the bag already holds never replaces that export with a different one: the same bytes are
+/// written over it (atomically), different ones beside it as `<file>.<tag>.json`
+/// ([`ContactExport::beside`], the tag `run-<options.run>`), and both stay listed.
 ///
 /// # Errors
 /// A connector error (nothing is left under the final names, the manifest is unchanged), an
@@ -371,33 +487,70 @@ pub async fn export_contact<U: Ucs + ?Sized>(
     let (staged_interactions, sources) =
         write_interactions(ucs, &interactions_path, contact, options).await?;
 
-    // Every file is complete and fsynced: put them in place, then make the renames durable.
-    let data_dir = bag.data_dir();
-    let written = blocking(move || {
-        let mut written = vec![
-            (PayloadKind::Contact, staged_contact.commit(&contact_path)?),
-            (PayloadKind::Interactions, staged_interactions.commit(&interactions_path)?),
-        ];
-        if let Some(staged) = staged_context {
-            written.push((PayloadKind::ContextServices, staged.commit(&context_path)?));
-        }
-        crate::durable::sync_dir(&data_dir).map_err(|e| ExportError::io("fsync", &data_dir, e))?;
-        Ok(written)
-    })
-    .await?;
-    let export = ContactExport {
-        contact: contact.clone(),
-        files: written
-            .into_iter()
-            .map(|(kind, written)| ExportedFile {
-                kind,
-                path: Bag::relative_path(kind, contact),
-                sha256: written.sha256,
-                size: written.size,
+    // Every file is complete and fsynced. A verified export already in the bag is never
+    // replaced by a different one: the same bytes again go over the export they equal;
+    // different ones go beside it, under the run's tag. Then the renames are made durable.
+    let mut staged = vec![(PayloadKind::Contact, staged_contact, contact_path)];
+    staged.push((PayloadKind::Interactions, staged_interactions, interactions_path));
+    if let Some(staged_context) = staged_context {
+        staged.push((PayloadKind::ContextServices, staged_context, context_path));
+    }
+    let earlier = bag.listed_exports(contact);
+    let same = earlier.iter().find(|(_, files)| {
+        files.len() == staged.len()
+            && staged.iter().all(|(kind, file, _)| {
+                files.get(kind).is_some_and(|(_, sha, size)| {
+                    *sha == file.written.sha256 && *size == file.written.size
+                })
             })
-            .collect(),
-        sources,
+    });
+    let beside = match same {
+        Some((tag, _)) => Some(tag.clone()),
+        None if earlier.is_empty() => None,
+        None => {
+            let mut n = 1;
+            while earlier.contains_key(&Some(Tag::for_run(options.run, n))) {
+                n += 1;
+            }
+            Some(Some(Tag::for_run(options.run, n)))
+        }
     };
+    let identical = same.is_some();
+    let tag = beside.clone().flatten();
+    let data_dir = bag.data_dir();
+    let files = {
+        let (contact, tag) = (contact.clone(), tag.clone());
+        blocking(move || {
+            let mut written = Vec::new();
+            for (kind, file, _) in staged {
+                let relative = Bag::relative_path_beside(kind, &contact, tag.as_ref());
+                // Identical bytes go over the export they equal (which heals a file damaged
+                // on disk); different ones never do: they have their own names.
+                let path = data_dir.join(kind.file_name_beside(&contact, tag.as_ref()));
+                let done = file.commit(&path)?;
+                written.push(ExportedFile {
+                    kind,
+                    path: relative,
+                    sha256: done.sha256,
+                    size: done.size,
+                });
+            }
+            crate::durable::sync_dir(&data_dir)
+                .map_err(|e| ExportError::io("fsync", &data_dir, e))?;
+            Ok(written)
+        })
+        .await?
+    };
+    if let Some(tag) = &tag {
+        tracing::info!(
+            request = bag.request_id(),
+            contact = %contact,
+            tag = %tag,
+            identical,
+            "the bag holds an earlier export of the contact: kept, and this one beside it"
+        );
+    }
+    let export = ContactExport { contact: contact.clone(), files, sources, beside: tag };
     let (bag_for_task, export_for_task) = (bag.clone(), export.clone());
     blocking(move || {
         verify_contact(&bag_for_task, &export_for_task)?;
@@ -431,8 +584,9 @@ pub fn verify_contact(bag: &Bag, expected: &ContactExport) -> Result<(), ExportE
     if expected.files.iter().any(|f| f.kind == PayloadKind::ContextServices) {
         kinds.push(PayloadKind::ContextServices);
     }
+    let tag = expected.beside.as_ref();
     for kind in kinds {
-        let relative = Bag::relative_path(kind, &expected.contact);
+        let relative = Bag::relative_path_beside(kind, &expected.contact, tag);
         let Some(file) = expected.files.iter().find(|f| f.kind == kind && f.path == relative)
         else {
             return Err(ExportError::NotThisExport {
@@ -441,7 +595,7 @@ pub fn verify_contact(bag: &Bag, expected: &ContactExport) -> Result<(), ExportE
                 path: relative,
             });
         };
-        let path = bag.payload_path(kind, &expected.contact);
+        let path = bag.data_dir().join(kind.file_name_beside(&expected.contact, tag));
         let found = payload::measure(&path)?;
         if found.sha256 != file.sha256 || found.size != file.size {
             return Err(ExportError::Mismatch {
@@ -455,6 +609,67 @@ pub fn verify_contact(bag: &Bag, expected: &ContactExport) -> Result<(), ExportE
     }
     tracing::debug!(request = bag.request_id(), contact = %expected.contact, "export verified");
     Ok(())
+}
+
+/// What an exported interactions file holds per data source, read without its contents: the
+/// interaction ids and the number of attachments. No personal data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportedIds {
+    /// Whether the source was available when exported.
+    pub available: bool,
+    /// The interactions exported.
+    pub interactions: std::collections::BTreeSet<String>,
+    /// The attachments exported.
+    pub attachments: u64,
+}
+
+/// Reads the ids in the interactions file of the export of `contact` tagged `tag` (`None`: the
+/// seed's name). Streamed: attachments' base64 is skipped as it is read, never held, so memory
+/// does not grow with the file.
+///
+/// # Errors
+/// The file cannot be read, or is not an interactions file.
+pub fn exported_ids(
+    bag: &Bag,
+    contact: &ContactId,
+    tag: Option<&Tag>,
+) -> Result<BTreeMap<DataSource, ExportedIds>, ExportError> {
+    use serde::de::IgnoredAny;
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct File {
+        data_sources: Vec<Source>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Source {
+        data_source: String,
+        available: bool,
+        interactions: Vec<Interaction>,
+    }
+    #[derive(Deserialize)]
+    struct Interaction {
+        id: String,
+        #[serde(default)]
+        attachments: Vec<IgnoredAny>,
+    }
+    let path = bag.data_dir().join(PayloadKind::Interactions.file_name_beside(contact, tag));
+    let file = std::fs::File::open(&path).map_err(|e| ExportError::io("open", &path, e))?;
+    let parsed: File = serde_json::from_reader(std::io::BufReader::with_capacity(256 * 1024, file))
+        .map_err(|_| ExportError::NotAnExport { path: path.clone() })?;
+    let mut out = BTreeMap::new();
+    for source in parsed.data_sources {
+        let Some(kind) = crate::ucs::wire::data_source_from_name(&source.data_source) else {
+            return Err(ExportError::NotAnExport { path });
+        };
+        let ids = ExportedIds {
+            available: source.available,
+            attachments: source.interactions.iter().map(|i| i.attachments.len() as u64).sum(),
+            interactions: source.interactions.into_iter().map(|i| i.id).collect(),
+        };
+        out.insert(kind, ids);
+    }
+    Ok(out)
 }
 
 /// The contact's Context Services data as one JSON document (see the module docs): its

@@ -9,6 +9,7 @@
 
 pub mod model;
 mod rules;
+pub mod subjects_file;
 pub mod target;
 
 use std::path::Path;
@@ -67,9 +68,11 @@ pub fn check_request(
     report: &mut FileReport,
     context: &Context<'_>,
 ) -> Option<Request> {
-    let request = typed::<Request>(FileKind::Request, document, report);
-    match &request {
+    let mut request = typed::<Request>(FileKind::Request, document, report);
+    match &mut request {
         Some(request) => {
+            let dir = report.path.parent().unwrap_or(Path::new("")).to_owned();
+            report.diagnostics.extend(subjects_file::load(request, &dir, document));
             report.diagnostics.extend(rules::check_request(request, document, context));
         }
         None => report.diagnostics.extend(rules::check_names(document, context)),

@@ -19,6 +19,22 @@ pub struct Request {
     pub metadata: Metadata,
     /// What to do.
     pub spec: Spec,
+    /// The subjects file named by `spec.subjectsFile`, once read and checked (its ids are then
+    /// `contactId` subjects at the end of `spec.subjects`).
+    #[serde(skip)]
+    pub subjects_file: Option<SubjectsFileInfo>,
+}
+
+/// A subjects file as read: where, its digest, and how many ids it gave. No personal data.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubjectsFileInfo {
+    /// The path as the manifest names it (relative to the manifest's folder).
+    pub path: String,
+    /// sha256 of the file's bytes.
+    pub sha256: String,
+    /// The contact ids it lists.
+    pub subjects: u64,
 }
 
 /// Facts about the request.
@@ -40,6 +56,9 @@ pub struct Metadata {
     /// When the answer is due, if set explicitly.
     #[serde(default, deserialize_with = "option_from_str")]
     pub deadline: Option<jiff::civil::Date>,
+    /// The language of the readable export page (a BCP 47 tag the schema checks).
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 impl Metadata {
@@ -77,7 +96,12 @@ pub struct Spec {
     /// The runbook's name.
     pub runbook: String,
     /// The data subjects.
+    #[serde(default)]
     pub subjects: Vec<Subject>,
+    /// A file of contact ids (one per line, or a CSV whose header names the column), relative
+    /// to the manifest's folder, for batches too large for the manifest itself.
+    #[serde(default)]
+    pub subjects_file: Option<String>,
     /// Export settings; `None`: no export.
     #[serde(default)]
     pub export: Option<Export>,

@@ -17,6 +17,7 @@ pub(super) fn check_request(
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let spec = &request.spec;
+    out.extend(no_subjects(document));
     duplicate_subjects(request, document, &mut out);
     holds(request, document, &mut out);
     dates(request, document, context, &mut out);
@@ -102,7 +103,7 @@ pub(super) fn check_request(
 /// name is worth reporting alongside the schema's findings.
 pub(super) fn check_names(document: &Document, context: &Context<'_>) -> Vec<Diagnostic> {
     let name = |pointer: &str| document.value.pointer(pointer).and_then(serde_json::Value::as_str);
-    let mut out = Vec::new();
+    let mut out: Vec<Diagnostic> = no_subjects(document).into_iter().collect();
     if let Some(environment) = name("/spec/environment") {
         out.extend(unknown_environment(environment, document, context));
     }
@@ -110,6 +111,26 @@ pub(super) fn check_names(document: &Document, context: &Context<'_>) -> Vec<Dia
         out.extend(unknown_runbook(runbook, document, context));
     }
     out
+}
+
+/// A request about nobody: a `spec` with neither `subjects` nor `subjectsFile`. Checked on the
+/// document, so it is reported with the schema's errors too (a misspelt `subject:`).
+fn no_subjects(document: &Document) -> Option<Diagnostic> {
+    let spec = document.value.pointer("/spec")?.as_object()?;
+    if spec.contains_key("subjects") || spec.contains_key("subjectsFile") {
+        return None;
+    }
+    Some(
+        Diagnostic::error(
+            "request::no-subjects",
+            "`spec` names no data subject: it has neither `subjects` nor `subjectsFile`",
+            key_span(document, "/spec"),
+        )
+        .label("add `subjects` (or `subjectsFile`) here")
+        .help(
+            "list the contacts under `subjects`, or name a file of contact ids in `subjectsFile`",
+        ),
+    )
 }
 
 fn unknown_environment(

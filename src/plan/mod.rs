@@ -369,6 +369,8 @@ pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
             channel: request.metadata.channel,
             verified_by: request.metadata.verified_by.clone(),
             ticket: request.metadata.ticket.clone(),
+            language: request.metadata.language.clone(),
+            subjects_file: request.subjects_file.clone(),
         },
         environment: EnvironmentInfo {
             name: input.environment_name.to_owned(),

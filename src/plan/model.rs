@@ -149,6 +149,14 @@ pub struct RequestInfo {
     pub verified_by: String,
     /// The ticket reference, if any.
     pub ticket: Option<String>,
+    /// The language of the readable export page, when the manifest says one (absent from the
+    /// plan otherwise, so plans of manifests without one are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// The subjects file the request names, with its digest: its ids are the `contactId`
+    /// subjects after the manifest's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects_file: Option<crate::manifest::model::SubjectsFileInfo>,
 }
 
 /// The environment the plan was computed against.

@@ -35,6 +35,11 @@ pub enum FaultKind {
     Garbage,
     /// HTTP 200 whose body stops half-way.
     Truncated,
+    /// HTTP 500 after doing part of the work: a `DeleteContact` deletes the first half of the
+    /// contact's interactions (by id, rounded up, with their documents) and leaves the rest and
+    /// the contact, as a delete that stopped half way would; any other operation does all its
+    /// work, then answers 500.
+    Halfway,
 }
 
 impl FaultKind {
@@ -46,6 +51,7 @@ impl FaultKind {
             FaultKind::Reset => "reset",
             FaultKind::Garbage => "garbage",
             FaultKind::Truncated => "truncated",
+            FaultKind::Halfway => "halfway",
         }
     }
 }

@@ -94,6 +94,14 @@ fn internal(sim: &SimState, error_: &StoreError) -> Response {
 tokio::task_local! {
     /// When the current call may answer at the earliest (arrival + injected latency).
     static ANSWER_AT: Instant;
+    /// Set while a call under the `halfway` fault does its work: a handler that can stop half
+    /// way (`DeleteContact`) does only part of it.
+    static HALFWAY: bool;
+}
+
+/// Whether the current call is to do only part of its work (the `halfway` fault).
+pub(crate) fn halfway() -> bool {
+    HALFWAY.try_with(|half| *half).unwrap_or(false)
 }
 
 /// Runs a blocking store call off the runtime. The blocking thread also serves the injected
@@ -134,7 +142,8 @@ pub(crate) async fn serve(
 ) -> Response {
     let decision = sim.faults.arrive(operation);
     let answer_at = Instant::now() + decision.delay;
-    let work = ANSWER_AT.scope(answer_at, work);
+    let half = decision.fault == Some(FaultKind::Halfway);
+    let work = ANSWER_AT.scope(answer_at, HALFWAY.scope(half, work));
     let Some(fault) = decision.fault else {
         let response = work.await;
         sim.faults.wait_until(answer_at).await;
@@ -158,6 +167,10 @@ pub(crate) async fn serve(
             drop(work.await);
             kill.kill();
             injected(sim, operation, StatusCode::SERVICE_UNAVAILABLE, "dropped")
+        }
+        FaultKind::Halfway => {
+            drop(work.await);
+            injected(sim, operation, StatusCode::INTERNAL_SERVER_ERROR, "injected fault")
         }
         FaultKind::Garbage => {
             ([(header::CONTENT_TYPE, wire::JSON)], "{\"Interactions\": [<<garbage>>")

@@ -652,6 +652,30 @@ impl Store {
         Ok(false)
     }
 
+    /// A delete of a contact that stops half way (the `halfway` fault): the first half of its
+    /// interactions (by id, rounded up) are deleted with their documents, the rest and the
+    /// contact stay. `false` if there was no such contact.
+    pub(crate) fn delete_contact_halfway(&self, id: &str) -> Result<bool, StoreError> {
+        if !self.contact_exists(id)? {
+            return Ok(false);
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for source in DataSource::ALL {
+            let Some(db) = self.db(source) else { continue };
+            let found = db.run(|conn| {
+                conn.prepare("SELECT id FROM interactions WHERE contact_id = ?1")?
+                    .query_map(params![id], |row| row.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })?;
+            ids.extend(found);
+        }
+        let half = ids.len().div_ceil(2);
+        for interaction in ids.iter().take(half) {
+            self.delete_interaction(interaction)?;
+        }
+        Ok(true)
+    }
+
     /// Deletes a contact and its interactions and documents in every source; `false` if there
     /// was no such contact.
     pub(crate) fn delete_contact(&self, id: &str) -> Result<bool, StoreError> {

@@ -546,10 +546,15 @@ async fn delete_contact(State(sim): Shared, ConnectInfo(kill): Conn, query: Pair
         let text = q.get("ContactId").copied().unwrap_or_default();
         let contact = try_response!(id(&sim, op, "ContactId", text, ContactId::new));
         let key = contact.clone();
+        let half = super::server::halfway();
         let deleted = try_response!(
-            run_store(&sim, move |s| s.delete_contact(key.as_str()))
-                .await
-                .map_err(|e| storage(&sim, &e))
+            run_store(&sim, move |s| if half {
+                s.delete_contact_halfway(key.as_str())
+            } else {
+                s.delete_contact(key.as_str())
+            })
+            .await
+            .map_err(|e| storage(&sim, &e))
         );
         if deleted {
             tracing::info!(contact = %contact, "simulator deleted a contact");

@@ -575,8 +575,12 @@ impl fmt::Debug for CsService {
 pub enum DeleteOutcome {
     /// It existed and this call removed it.
     Deleted,
-    /// It was already gone (deleted earlier, or by an attempt whose answer was lost).
+    /// It was already gone when this call's first attempt reached the server.
     AlreadyAbsent,
+    /// An attempt's answer was lost (a timeout, a dropped connection, a 5xx) and the thing was
+    /// then found absent: that attempt most likely removed it. Only [`Ucs::delete_contact`]
+    /// tells this apart (it confirms by a read instead of repeating the delete).
+    AbsentAfterLostAnswer,
 }
 
 /// Everything the engine needs from UCS, Context Services and GMS.

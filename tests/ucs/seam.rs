@@ -153,7 +153,7 @@ async fn any_transport_gets_the_retries_and_the_delete_confirmation() {
 
     // A delete with an unknown outcome is confirmed by a read, never repeated blindly.
     let outcome = connector.delete_contact(&contact()).await.unwrap();
-    assert_eq!(outcome, DeleteOutcome::AlreadyAbsent);
+    assert_eq!(outcome, DeleteOutcome::AbsentAfterLostAnswer);
     assert_eq!(connector.transport().delete_attempts.load(Ordering::SeqCst), 1);
     assert_eq!(connector.transport().reads.load(Ordering::SeqCst), 1);
     let thens: Vec<_> = events.lock().unwrap().iter().map(|e| (e.operation, e.then)).collect();

@@ -337,8 +337,9 @@ impl<T: Transport> Ucs for Connector<T> {
 
     /// Deletes a contact. Not retried blindly: when an attempt's outcome is unknown (timeout,
     /// reset, 5xx), the connector first checks whether the contact still exists; if it is gone
-    /// the answer is [`DeleteOutcome::AlreadyAbsent`] (the lost attempt may have been the one
-    /// that deleted it), otherwise it tries again, within the retry policy.
+    /// the answer is [`DeleteOutcome::AbsentAfterLostAnswer`] (the lost attempt most likely
+    /// deleted it; [`DeleteOutcome::AlreadyAbsent`] is only a first answer of "not found"),
+    /// otherwise it tries again, within the retry policy.
     async fn delete_contact(&self, contact: &ContactId) -> Result<DeleteOutcome, UcsError> {
         let operation = Operation::DeleteContact;
         let max = self.inner.limits.retry.max_attempts;
@@ -366,7 +367,7 @@ impl<T: Transport> Ucs for Connector<T> {
             );
             match self.get_contact(contact).await {
                 Err(check) if check.kind == ErrorKind::NotFound => {
-                    return Ok(DeleteOutcome::AlreadyAbsent);
+                    return Ok(DeleteOutcome::AbsentAfterLostAnswer);
                 }
                 Ok(_) if number < max => {
                     let delay = self.backoff(number);
