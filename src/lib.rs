@@ -18,6 +18,7 @@ pub mod export;
 pub mod infomart;
 pub mod manifest;
 pub mod plan;
+pub mod register;
 pub mod runbook;
 pub mod session;
 pub mod sim;

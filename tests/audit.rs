@@ -679,27 +679,29 @@ fn show_prints_the_timeline_of_one_request() {
     let (stdout, code) = audit(dir.path(), &["show", LOG, "--request", "DSR-2026-0142"]);
     insta::assert_snapshot!(stdout, @r"
     request DSR-2026-0142: 13 records
-    line  time                      event        step    contact           outcome         detail
-    1     2026-11-18T11:06:40.000Z  run.start    -       -                 -
-    2     2026-11-18T11:06:40.000Z  approval     -       -                 -               approver=lead.jones
-    3     2026-11-18T11:06:40.000Z  step.intent  etl     -                 -
-    4     2026-11-18T11:06:40.000Z  step.done    etl     -                 ok
-    5     2026-11-18T11:06:40.000Z  step.intent  export  0001SaD2PVY4312K  -
-    6     2026-11-18T11:06:40.000Z  step.done    export  0001SaD2PVY4312K  ok              bytes=48213 interactions=7 sha256=7c136a9aff5895c3dd95008f1bc2255e56f29b988d41baf5ab0d70093ad34aed
-    7     2026-11-18T11:06:40.000Z  step.intent  delete  0001SaD2PVY4312K  -
-    8     2026-11-18T11:06:40.000Z  step.done    delete  0001SaD2PVY4312K  already-absent
-    9     2026-11-18T11:06:40.000Z  step.intent  export  0001SaD2PVY4313L  -
-    10    2026-11-18T11:06:40.000Z  step.done    export  0001SaD2PVY4313L  ok              bytes=48213 interactions=7 sha256=c5773872e853605ddeaa3ff36ec899015b75ba784bcbd65d5296748f620d85fd
-    11    2026-11-18T11:06:40.000Z  step.intent  delete  0001SaD2PVY4313L  -
-    12    2026-11-18T11:06:40.000Z  step.done    delete  0001SaD2PVY4313L  ok
-    13    2026-11-18T11:06:40.000Z  run.end      -       -                 ok
+    line  seq  time                      request        actor        plan          event        step    contact           outcome         detail
+    1     0    2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  run.start    -       -                 -
+    2     1    2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  approval     -       -                 -               approver=lead.jones
+    3     2    2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  step.intent  etl     -                 -
+    4     3    2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  step.done    etl     -                 ok
+    5     4    2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  step.intent  export  0001SaD2PVY4312K  -
+    6     5    2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  step.done    export  0001SaD2PVY4312K  ok              bytes=48213 interactions=7 sha256=7c136a9aff5895c3dd95008f1bc2255e56f29b988d41baf5ab0d70093ad34aed
+    7     6    2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  step.intent  delete  0001SaD2PVY4312K  -
+    8     7    2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  step.done    delete  0001SaD2PVY4312K  already-absent
+    9     8    2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  step.intent  export  0001SaD2PVY4313L  -
+    10    9    2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  step.done    export  0001SaD2PVY4313L  ok              bytes=48213 interactions=7 sha256=c5773872e853605ddeaa3ff36ec899015b75ba784bcbd65d5296748f620d85fd
+    11    10   2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  step.intent  delete  0001SaD2PVY4313L  -
+    12    11   2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  step.done    delete  0001SaD2PVY4313L  ok
+    13    12   2026-11-18T11:06:40.000Z  DSR-2026-0142  agent.smith  64879f7d6b96  run.end      -       -                 ok
     ");
     assert_eq!(code, 0);
     let (stdout, _) =
         audit(dir.path(), &["show", LOG, "--request", "DSR-2026-0150", "--format", "json"]);
-    let shown: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(shown["records"][0]["detail"]["reason"], "stale-plan");
-    assert_eq!(shown["records"][0]["line"], 14);
+    let shown: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(shown.len(), 1, "{stdout}");
+    assert_eq!(shown[0]["detail"]["reason"], "stale-plan");
+    assert_eq!(shown[0]["line"], 14);
+    assert_eq!(shown[0]["verified"], true);
 }
 
 #[test]
@@ -1000,4 +1002,406 @@ fn a_torn_tail_of_a_gibibyte_is_refused_in_bounded_memory() {
     assert!(error.to_string().contains("more than 8 MiB"), "{error}");
     assert!(grown_mib < 128, "opening the log grew the peak RSS by {grown_mib} MiB");
     assert_eq!(fs::metadata(&path).unwrap().len(), len + (1 << 30), "the log was changed");
+}
+
+/// A real audit trail: an environments file whose embedded demo UCS, audit log and exports
+/// live in a temporary folder, and request manifests written into it.
+pub(crate) struct Trail {
+    pub(crate) dir: TempDir,
+}
+
+pub(crate) const JANE: &str = "0001SaD2PVY4312K";
+pub(crate) const JOSE: &str = "0001SaD2PVY4315J";
+
+impl Trail {
+    pub(crate) fn new() -> Self {
+        Self::with_policy("      requireApproval: false\n")
+    }
+
+    /// With `policy` (indented lines of the demo environment's `policy`).
+    pub(crate) fn with_policy(policy: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("ucs-gdpr.yaml"),
+            format!(
+                "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    \
+                 type: embedded\n    tenant: 101\n    dataset: {}\n    stateDir: state\n    \
+                 policy:\n{policy}      auditLog: audit.jsonl\n      exports: exports\n",
+                crate::repo_path("examples/sim/demo.yaml").display()
+            ),
+        )
+        .unwrap();
+        fs::create_dir(dir.path().join("requests")).unwrap();
+        Trail { dir }
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `requests/<name>.yaml` for request `DSR-<name>`; returns its path.
+    /// `metadata` gets `metadata_extra` (indented lines), `spec` gets `spec_extra`.
+    pub(crate) fn request(
+        &self,
+        name: &str,
+        runbook: &str,
+        subjects: &[&str],
+        metadata_extra: &str,
+        spec_extra: &str,
+    ) -> String {
+        let subjects: String = subjects.iter().map(|s| format!("    - contactId: {s}\n")).collect();
+        let path = self.path(&format!("requests/{name}.yaml"));
+        let received = if metadata_extra.contains("receivedAt") {
+            ""
+        } else {
+            "  receivedAt: 2026-11-20T10:15:00Z\n"
+        };
+        fs::write(
+            &path,
+            format!(
+                "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-{name}\n{received}  \
+                 channel: email\n  verifiedBy: agent.smith\n{metadata_extra}spec:\n  environment: demo\n  runbook: {runbook}\n  \
+                 subjects:\n{subjects}  export: {{}}\n  delete: {{ confirm: true }}\n{spec_extra}"
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    }
+
+    /// Runs the real binary in the folder, with the environments file and a fixed actor.
+    pub(crate) fn run(&self, args: &[&str]) -> std::process::Output {
+        crate::ucs_gdpr()
+            .current_dir(self.dir.path())
+            .env("USER", "agent.smith")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// What a person sees, with what changes from run to run (times, plan ids, hashes, the
+    /// folder) replaced by placeholders of the same width, so columns stay aligned.
+    pub(crate) fn stable(&self, text: &str) -> String {
+        let mut out = text.replace(&self.dir.path().display().to_string(), "<dir>");
+        let log = fs::read_to_string(self.path(LOG)).unwrap_or_default();
+        let mut values: Vec<(String, String)> = Vec::new();
+        let mut signatures: Vec<(String, String)> = Vec::new();
+        for line in log.lines() {
+            let Ok(record) = serde_json::from_str::<Value>(line) else { continue };
+            if let Some(time) = record["time"].as_str() {
+                values.push((time.to_owned(), "YYYY-MM-DDThh:mm:ss.sssZ".to_owned()));
+            }
+            for key in ["planId", "hash", "prev"] {
+                if let Some(id) = record[key].as_str() {
+                    values.push((
+                        id.to_owned(),
+                        format!("<{key}>").repeat(64).get(..64).unwrap().to_owned(),
+                    ));
+                }
+            }
+            if let Some(sha) = record["detail"]["sha256"].as_str() {
+                values.push((sha.to_owned(), "<sha256>".repeat(8)));
+            }
+            // A fresh key per test: its id and the signature's digest differ every run.
+            if let Some(key) = record["detail"]["keyId"].as_str() {
+                signatures.push((
+                    key.to_owned(),
+                    "<key-id>".repeat(4).get(..key.len()).unwrap().to_owned(),
+                ));
+            }
+            if let Some(digest) = record["detail"]["signatureSha256"].as_str() {
+                signatures.push((digest.get(..12).unwrap().to_owned(), "<sig-sha-12>".to_owned()));
+            }
+        }
+        values.sort();
+        values.dedup();
+        for (value, placeholder) in &values {
+            out = out.replace(value.as_str(), placeholder);
+        }
+        for (value, placeholder) in &signatures {
+            out = out.replace(value.as_str(), placeholder);
+        }
+        // Plan ids shortened to 12 digits on screen.
+        for (value, _) in &values {
+            if let Some(short) = value.get(..12).filter(|_| value.len() == 64) {
+                out = out.replace(short, "<plan-id-12>");
+            }
+        }
+        out
+    }
+}
+
+/// Rewrites one field of the record on `line` (1-based) without recomputing its hash, as an
+/// editor of the file would.
+fn edit_record(path: &Path, line: usize, change: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+    let mut all = lines(path);
+    let mut value: Value = serde_json::from_str(&all[line - 1]).unwrap();
+    change(value.as_object_mut().unwrap());
+    all[line - 1] = String::from_utf8(canonical::to_vec(&value)).unwrap();
+    write_lines(path, &all);
+}
+
+#[test]
+fn show_marks_an_edited_record_of_a_real_run_names_its_seq_and_exits_1() {
+    let trail = Trail::new();
+    let manifest = trail.request("jane", "forget-me-on-premise", &[JANE], "", "");
+    let applied = trail.run(&["apply", &manifest]);
+    assert!(applied.status.success(), "{}", crate::transcript(&applied));
+    let clean = trail.run(&["audit", "show", LOG, "--request", "DSR-jane"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", crate::transcript(&clean));
+    insta::assert_snapshot!("show-real-run", trail.stable(&crate::transcript(&clean)));
+
+    // Someone changes the interaction count of Jane's export in the file.
+    let log = trail.path(LOG);
+    let export_line = lines(&log)
+        .iter()
+        .position(|line| line.contains("\"step.done\"") && line.contains("\"sha256\""))
+        .unwrap()
+        + 1;
+    let mut seq = 0;
+    edit_record(&log, export_line, |record| {
+        seq = record["seq"].as_u64().unwrap();
+        let count = record["detail"]["interactions"].as_u64().unwrap();
+        record["detail"]["interactions"] = Value::from(count + 1);
+    });
+    let edited = trail.run(&["audit", "show", LOG]);
+    let seen = crate::transcript(&edited);
+    assert_eq!(edited.status.code(), Some(1), "{seen}");
+    let stderr = String::from_utf8_lossy(&edited.stderr);
+    assert!(
+        stderr.contains(&format!("warning: line {export_line} (seq {seq}): modified")),
+        "{seen}"
+    );
+    // Still shown, marked.
+    let stdout = String::from_utf8_lossy(&edited.stdout);
+    let row = stdout.lines().find(|row| row.starts_with('!')).unwrap_or_else(|| panic!("{seen}"));
+    assert!(row.contains(&format!(" {export_line} ")) && row.contains("step.done"), "{row}");
+    insta::assert_snapshot!("show-edited-record", trail.stable(&seen));
+
+    // JSON Lines: one object per line, every key present, the bad one not verified.
+    let json = trail.run(&["audit", "show", LOG, "--format", "json", "--contact", JANE]);
+    assert_eq!(json.status.code(), Some(1));
+    let objects: Vec<Value> = String::from_utf8(json.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(objects.len() > 3);
+    let keys: Vec<&String> = objects[0].as_object().unwrap().keys().collect();
+    for object in &objects {
+        assert_eq!(object.as_object().unwrap().keys().collect::<Vec<_>>(), keys);
+        assert_eq!(object["contact"], JANE, "--contact filters");
+        let bad = object["seq"] == seq;
+        assert_eq!(object["verified"], !bad, "{object}");
+        if bad {
+            assert_eq!(object["fault"]["kind"], "modified");
+        }
+    }
+}
+
+#[test]
+fn show_filters_by_request_contact_and_since() {
+    let (dir, path) = sample();
+    let mut log = AuditLog::open_with(&path, options()).unwrap();
+    let other = Entry::new(actor(), Event::RunRefused)
+        .request(RequestId::new("DSR-2026-0150").unwrap())
+        .outcome(Outcome::Refused)
+        .detail(Detail { reason: Some(Token::new("stale-plan").unwrap()), ..Detail::default() });
+    log.append(other).unwrap();
+    drop(log);
+    let (stdout, code) = audit(dir.path(), &["show", LOG, "--contact", "0001SaD2PVY4313L"]);
+    assert_eq!(code, 0);
+    insta::assert_snapshot!("show-filter-contact", stdout);
+    // The sample's clock is 2026-11-18T11:06:40Z.
+    let (stdout, code) = audit(dir.path(), &["show", LOG, "--since", "2026-11-19"]);
+    assert_eq!((stdout.lines().next(), code), (Some("since 2026-11-19T00:00:00Z: 0 records"), 0));
+    let (stdout, _) = audit(dir.path(), &["show", LOG, "--since", "2026-11-18T11:06:40Z"]);
+    assert!(stdout.starts_with("since 2026-11-18T11:06:40Z: 14 records"), "{stdout}");
+    let (_, code) = audit(dir.path(), &["show", LOG, "--request", "DSR-none"]);
+    assert_eq!(code, 1, "a request with no record");
+    let (_, code) = audit(dir.path(), &["show", LOG, "--since", "last tuesday"]);
+    assert_eq!(code, 64, "a usage error");
+}
+
+#[test]
+fn report_tells_a_refused_run_and_the_applied_one_of_the_same_request() {
+    let trail = Trail::with_policy(
+        "      requireApproval: true\n      approvers: [lead.jones]\n      \
+         approverKeys: { lead.jones: keys/audit-signing.pub }\n",
+    );
+    let keygen = trail.run(&["audit", "keygen", "--out", "keys"]);
+    assert!(keygen.status.success(), "{}", crate::transcript(&keygen));
+    let hold = format!("  holds:\n    - {{ contactId: {JOSE}, reason: legal claim }}\n");
+    let manifest = trail.request("batch", "batch-delete", &[JANE, JOSE], "", &hold);
+    let planned = trail.run(&["plan", &manifest, "--out", "plan.json"]);
+    assert!(planned.status.success(), "{}", crate::transcript(&planned));
+    // First run: no approval, refused by the gate.
+    let refused = trail.run(&["apply", "plan.json"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", crate::transcript(&refused));
+    let approved = trail.run(&[
+        "approve",
+        "plan.json",
+        "--by",
+        "lead.jones",
+        "--key",
+        "keys/audit-signing.key",
+    ]);
+    assert!(approved.status.success(), "{}", crate::transcript(&approved));
+    // Second run: approved, applied.
+    let applied = trail.run(&["apply", "plan.json", "--approval", "plan.approval.lead.jones.json"]);
+    assert!(applied.status.success(), "{}", crate::transcript(&applied));
+
+    let text = trail.run(&["audit", "report", LOG, "DSR-batch"]);
+    assert_eq!(text.status.code(), Some(0), "{}", crate::transcript(&text));
+    insta::assert_snapshot!("report-two-runs-text", trail.stable(&crate::transcript(&text)));
+    let markdown = trail.run(&["audit", "report", LOG, "DSR-batch", "--format", "markdown"]);
+    assert_eq!(markdown.status.code(), Some(0));
+    insta::assert_snapshot!(
+        "report-two-runs-markdown",
+        trail.stable(&crate::transcript(&markdown))
+    );
+
+    let json = trail.run(&["audit", "report", LOG, "DSR-batch", "--format", "json"]);
+    assert_eq!(json.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let plan_id = serde_json::from_slice::<Value>(&fs::read(trail.path("plan.json")).unwrap())
+        .unwrap()["planId"]
+        .clone();
+    assert_eq!(report["logVerifies"], true);
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{report:#}");
+    assert_eq!(
+        (&runs[0]["outcome"], &runs[0]["reason"], &runs[0]["planId"]),
+        (&Value::from("refused"), &Value::from("approval-not-enough"), &plan_id),
+        "{report:#}"
+    );
+    assert_eq!(runs[1]["outcome"], "completed");
+    assert_eq!(runs[1]["approvers"], serde_json::json!(["lead.jones"]));
+    assert_eq!(runs[1]["actor"], "agent.smith");
+    assert_eq!(report["refusals"].as_array().unwrap().len(), 1);
+    assert_eq!(report["approvals"][0]["run"], runs[1]["id"]);
+    assert!(report["approvals"][0]["keyId"].is_string(), "{report:#}");
+    assert!(report["approvals"][0]["signatureSha256"].is_string(), "{report:#}");
+    let contacts = report["contacts"].as_array().unwrap();
+    let state = |id: &str| contacts.iter().find(|c| c["contact"] == id).unwrap().clone();
+    let jane = state(JANE);
+    assert_eq!(jane["state"], "deleted", "{jane:#}");
+    assert_eq!(jane["deleted"]["step"], "delete");
+    assert_eq!(jane["verifiedAbsent"], true);
+    assert!(jane["export"]["interactions"].as_u64().unwrap() > 0, "{jane:#}");
+    let jose = state(JOSE);
+    assert_eq!(
+        (&jose["state"], &jose["held"], &jose["export"]),
+        (&Value::from("held"), &Value::from(true), &Value::Null)
+    );
+
+    // Ids and counts only.
+    let everything = [&text, &markdown, &json]
+        .iter()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .collect::<String>();
+    for value in crate::demo_personal_values() {
+        assert!(!everything.contains(&value), "personal data in the report: {value}");
+    }
+    assert!(
+        !everything.contains("legal claim"),
+        "the hold's reason is the manifest's, not the log's"
+    );
+
+    // A request the log does not know, and a log that no longer verifies.
+    let unknown = trail.run(&["audit", "report", LOG, "DSR-none"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let log = trail.path(LOG);
+    edit_record(&log, 1, |record| record["actor"] = Value::from("someone.else"));
+    let edited = trail.run(&["audit", "report", LOG, "DSR-batch"]);
+    assert_eq!(edited.status.code(), Some(1), "{}", crate::transcript(&edited));
+    let stdout = String::from_utf8_lossy(&edited.stdout);
+    assert!(stdout.contains("THE LOG DOES NOT VERIFY (line 1 (seq 0) modified)"), "{stdout}");
+}
+
+#[test]
+fn report_makes_good_a_failure_a_later_run_completed_and_keeps_the_one_it_did_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(LOG);
+    let mut log = AuditLog::open_with(&path, options()).unwrap();
+    let (fixed, failing, stopped) = ("0001SaD2PVY4312K", "0001SaD2PVY4313L", "0001SaD2PVY4314M");
+    let exported = Detail {
+        sha256: Some(Sha256Hex::digest(b"e")),
+        interactions: Some(4),
+        ..Detail::default()
+    };
+    let failed =
+        Detail { code: Some(Token::new("ucs.delete.timeout").unwrap()), ..Detail::default() };
+    log.append(event(Event::RunStart)).unwrap();
+    for id in [fixed, failing, stopped] {
+        let on = |e: Event| event(e).step(step("export")).contact(contact(id));
+        log.append_intent(on(Event::StepIntent)).unwrap();
+        log.append(on(Event::StepDone).outcome(Outcome::Ok).detail(exported.clone())).unwrap();
+    }
+    for id in [fixed, failing] {
+        let on = |e: Event| event(e).step(step("delete")).contact(contact(id));
+        log.append_intent(on(Event::StepIntent)).unwrap();
+        log.append(on(Event::StepRetry).outcome(Outcome::Failed)).unwrap();
+        log.append(on(Event::StepFailed).outcome(Outcome::Failed).detail(failed.clone())).unwrap();
+    }
+    log.append_intent(event(Event::StepIntent).step(step("delete")).contact(contact(stopped)))
+        .unwrap();
+    log.append(event(Event::RunEnd).outcome(Outcome::Failed)).unwrap();
+    // The second run deletes the first contact; the second fails again.
+    log.append(event(Event::RunStart)).unwrap();
+    let on = |e: Event, id: &str| event(e).step(step("delete")).contact(contact(id));
+    log.append_intent(on(Event::StepIntent, fixed)).unwrap();
+    log.append(on(Event::StepDone, fixed).outcome(Outcome::AlreadyAbsent)).unwrap();
+    log.append_intent(on(Event::StepIntent, failing)).unwrap();
+    log.append(on(Event::StepFailed, failing).outcome(Outcome::Failed).detail(failed)).unwrap();
+    log.finish().unwrap();
+
+    let report = ucs_gdpr::audit::request_report(&path, "DSR-2026-0142").unwrap();
+    assert!(report.log_verifies);
+    let runs: Vec<(u64, &str)> = report.runs.iter().map(|r| (r.id, r.outcome.as_str())).collect();
+    assert_eq!(runs, [(0, "failed"), (15, "unfinished")]);
+    let states: Vec<(&str, &str)> =
+        report.contacts.iter().map(|c| (c.contact.as_str(), c.state.as_str())).collect();
+    assert_eq!(states, [(fixed, "deleted"), (failing, "failed"), (stopped, "interrupted")]);
+    let failure = report.contacts[1].failed.as_ref().unwrap();
+    assert_eq!(
+        (failure.step.as_str(), failure.run, failure.code.as_deref()),
+        ("delete", 15, Some("ucs.delete.timeout"))
+    );
+    assert_eq!(
+        report.contacts[0].deleted.as_ref().unwrap().outcome.as_deref(),
+        Some("already-absent")
+    );
+    assert_eq!(report.contacts[0].retries, 1);
+    assert_eq!(report.contacts[2].interrupted_at.as_ref().unwrap().run, 0);
+    assert_eq!(report.contacts[2].export.as_ref().unwrap().interactions, Some(4));
+}
+
+#[test]
+fn show_marks_an_unreadable_line_and_a_broken_chain_and_exits_1() {
+    let (dir, path) = sample();
+    let mut all = lines(&path);
+    // Line 4 is not a record any more; line 9 is rewritten with a recomputed hash (a broken
+    // link at the line after it).
+    all[3] = "{\"note\":\"not a record\"}".to_owned();
+    all[8] = reforge(&all[8], |record| {
+        record.insert("outcome".to_owned(), Value::from("ok"));
+    });
+    write_lines(&path, &all);
+    let output = Command::new(env!("CARGO_BIN_EXE_ucs-gdpr"))
+        .current_dir(dir.path())
+        .args(["audit", "show", LOG, "--request", "DSR-2026-0142"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let marked: Vec<&str> = stdout
+        .lines()
+        .filter(|row| row.starts_with('!'))
+        .map(|row| row.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(marked, ["4", "10"], "{stdout}");
+    assert!(stdout.contains("(not a record)"), "{stdout}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("warning: line 4: malformed"), "{stderr}");
+    assert!(stderr.contains("warning: line 10 (seq 9): broken link"), "{stderr}");
 }

@@ -23,6 +23,7 @@ mod plan;
 mod progress;
 mod provision;
 mod readme;
+mod register;
 mod runbook;
 mod scripts;
 mod sim;

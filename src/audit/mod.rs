@@ -34,6 +34,7 @@ mod checkpoint;
 mod keys;
 mod log;
 mod record;
+pub mod report;
 mod subject;
 mod verify;
 
@@ -49,10 +50,11 @@ pub use record::{
     Actor, AuditRecord, ContactId, Detail, Entry, Event, KeyId, Outcome, RECORD_HASH_DOMAIN,
     RecordError, RecordTime, RequestId, Sha256Hex, StepId, SubjectDigest, Token, record_hash,
 };
+pub use report::{RequestReport, request_report, request_reports};
 pub use subject::{MIN_KEY_LEN, SubjectDigester, SubjectKeyError};
 pub use verify::{
-    CheckpointStatus, Fault, FaultKind, Interrupted, Recovered, VerifyOptions, VerifyReport,
-    read_records, verify_file,
+    CheckpointStatus, Fault, FaultKind, Interrupted, LogLine, Recovered, VerifyOptions,
+    VerifyReport, read_lines, read_records, verify_file,
 };
 
 /// What can go wrong writing or reading the audit trail (faults found by verification are

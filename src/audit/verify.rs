@@ -765,6 +765,40 @@ fn remove_seq(ranges: &mut Vec<(u64, u64)>, seq: u64) -> bool {
     true
 }
 
+/// One line of the log as read for display: the record when the line is one, and whether its
+/// stored hash matches its content (on its own; the chain is [`verify_file`]'s).
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// The 1-based line number.
+    pub line: u64,
+    /// The record, or `None` when the line is not a record (unreadable, torn).
+    pub record: Option<AuditRecord>,
+    /// Whether the record's stored hash matches its content.
+    pub hash_matches: bool,
+}
+
+/// Reads every line of the log in order, records and lines that are not records alike, for
+/// display next to [`verify_file`]'s faults.
+pub fn read_lines(path: &Path) -> Result<Vec<LogLine>, AuditError> {
+    let io =
+        |source| AuditError::Io { action: "read the audit log", path: path.to_owned(), source };
+    let mut reader = BufReader::new(File::open(path).map_err(io)?);
+    let mut lines = Vec::new();
+    let mut number = 0;
+    while let Some(line) = read_line(&mut reader, number + 1).map_err(io)? {
+        number = line.number;
+        lines.push(match line.parsed {
+            Ok(parsed) => LogLine {
+                line: number,
+                record: Some(parsed.record),
+                hash_matches: parsed.hash_matches,
+            },
+            Err(_) => LogLine { line: number, record: None, hash_matches: false },
+        });
+    }
+    Ok(lines)
+}
+
 /// Reads the records of the log in order, for display; lines that are not records are
 /// counted, not returned.
 pub fn read_records(path: &Path) -> Result<(Vec<(u64, AuditRecord)>, u64), AuditError> {

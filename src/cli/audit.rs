@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{Exit, Format};
 use crate::audit::{
-    self, AuditError, AuditRecord, Checkpoint, FaultKind, VerifyOptions, VerifyReport,
+    self, AuditError, AuditRecord, Checkpoint, Fault, FaultKind, VerifyOptions, VerifyReport,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -16,6 +16,8 @@ pub(crate) enum Command {
     Verify(VerifyArgs),
     /// Show the timeline of a request (or of the whole log).
     Show(ShowArgs),
+    /// What was done for one request across all its runs, from the log alone.
+    Report(ReportArgs),
     /// Make a key pair for signing checkpoints.
     Keygen(KeygenArgs),
 }
@@ -40,11 +42,55 @@ pub(crate) struct ShowArgs {
     /// The audit log (JSON Lines).
     log: PathBuf,
     /// Only the records of this request.
-    #[arg(long)]
+    #[arg(long, value_name = "ID")]
     request: Option<String>,
-    /// How to print the timeline.
+    /// Only the records about this contact id.
+    #[arg(long, value_name = "CONTACT_ID")]
+    contact: Option<String>,
+    /// Only the records written at or after this time: RFC 3339 (`2026-12-01T09:00:00Z`) or a
+    /// date (`2026-12-01`, from its start in UTC).
+    #[arg(long, value_name = "TIME|DATE", value_parser = parse_since)]
+    since: Option<jiff::Timestamp>,
+    /// How to print the timeline: `json` is JSON Lines, one object per record.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+}
+
+/// `--since`: an RFC 3339 instant, or a date meaning its first moment in UTC.
+fn parse_since(text: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(timestamp) = text.parse::<jiff::Timestamp>() {
+        return Ok(timestamp);
+    }
+    text.parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|date| date.to_zoned_datetime(jiff::tz::TimeZone::UTC).ok())
+        .map(|zoned| zoned.timestamp())
+        .ok_or_else(|| {
+            "expected an RFC 3339 time (2026-12-01T09:00:00Z) or a date (2026-12-01)".to_owned()
+        })
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReportArgs {
+    /// The audit log (JSON Lines).
+    log: PathBuf,
+    /// The request id (the manifest's `metadata.id`).
+    request: String,
+    /// How to print the report: `markdown` for a ticket or a pull request.
+    #[arg(long, value_enum, default_value_t)]
+    format: ReportFormat,
+}
+
+/// `audit report`'s output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// For a terminal.
+    #[default]
+    Text,
+    /// For a ticket, a pull request or a DPO's file.
+    Markdown,
+    /// The report as one JSON document.
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +104,7 @@ pub(crate) fn run(command: &Command) -> Exit {
     let result = match command {
         Command::Verify(args) => verify(args),
         Command::Show(args) => show(args),
+        Command::Report(args) => report(args),
         Command::Keygen(args) => keygen(args),
     };
     result.unwrap_or_else(|error| {
@@ -189,54 +236,171 @@ fn verify_text(log: &Path, report: &VerifyReport) -> String {
     out
 }
 
-fn show(args: &ShowArgs) -> Result<Exit, AuditError> {
-    let (records, unreadable) = audit::read_records(&args.log)?;
-    let selected: Vec<&(u64, AuditRecord)> = records
-        .iter()
-        .filter(|(_, record)| {
-            args.request.as_deref().is_none_or(|wanted| {
-                record.request_id.as_ref().is_some_and(|id| id.as_str() == wanted)
-            })
-        })
-        .collect();
-    match args.format {
-        Format::Json => {
-            let records: Vec<Value> = selected
-                .iter()
-                .map(|(line, record)| {
-                    let mut value = serde_json::to_value(record).unwrap_or_default();
-                    if let Value::Object(map) = &mut value {
-                        map.insert("line".to_owned(), json!(line));
-                    }
-                    value
-                })
-                .collect();
-            let document = json!({
-                "request": args.request,
-                "records": records,
-                "unreadableLines": unreadable,
-            });
-            println!("{}", serde_json::to_string_pretty(&document).unwrap_or_default());
-        }
-        Format::Text => print!("{}", show_text(args.request.as_deref(), &selected, unreadable)),
-    }
-    Ok(if selected.is_empty() && args.request.is_some() { Exit::Failure } else { Exit::Success })
+/// A line of the log as `show` prints it: the record (or `None` for a line that is not one)
+/// and the fault verification found at that line, if any.
+struct Shown<'a> {
+    line: u64,
+    record: Option<&'a AuditRecord>,
+    fault: Option<&'a Fault>,
 }
 
-fn show_text(request: Option<&str>, records: &[&(u64, AuditRecord)], unreadable: u64) -> String {
+fn show(args: &ShowArgs) -> Result<Exit, AuditError> {
+    let lines = audit::read_lines(&args.log)?;
+    let report = audit::verify_file(&args.log, &VerifyOptions::default())?;
+    let fault_at = |line: u64| report.faults.iter().find(|fault| fault.line == Some(line));
+    let wanted =
+        |record: &AuditRecord| {
+            args.request.as_deref().is_none_or(|wanted| {
+                record.request_id.as_ref().is_some_and(|id| id.as_str() == wanted)
+            }) && args.contact.as_deref().is_none_or(|wanted| {
+                record.contact.as_ref().is_some_and(|id| id.as_str() == wanted)
+            }) && args.since.is_none_or(|since| {
+                record.time.as_str().parse::<jiff::Timestamp>().is_ok_and(|time| time >= since)
+            })
+        };
+    // A line that is not a record cannot be told apart by request, contact or time: it is
+    // always shown, since it may be one of the wanted records, damaged.
+    // A line a writer is still writing is not shown (verify left it unchecked, too).
+    let shown: Vec<Shown<'_>> = lines
+        .iter()
+        .filter(|line| Some(line.line) != report.unchecked_last_line)
+        .filter(|line| line.record.as_ref().is_none_or(wanted))
+        .map(|line| Shown {
+            line: line.line,
+            record: line.record.as_ref(),
+            fault: fault_at(line.line),
+        })
+        .collect();
+    let matched = shown.iter().filter(|line| line.record.is_some()).count();
+    match args.format {
+        Format::Json => {
+            let mut out = String::new();
+            for line in &shown {
+                let _ = writeln!(out, "{}", show_json(line));
+            }
+            print!("{out}");
+        }
+        Format::Text => print!("{}", show_text(args, &shown, matched)),
+    }
+    if !report.ok {
+        eprint!("{}", unverified_warning(&args.log, &report, &lines));
+        return Ok(Exit::Failure);
+    }
+    let filtered = args.request.is_some() || args.contact.is_some();
+    Ok(if matched == 0 && filtered { Exit::Failure } else { Exit::Success })
+}
+
+/// The warning when the log does not verify: each fault with its line and the record's seq.
+fn unverified_warning(log: &Path, report: &VerifyReport, lines: &[audit::LogLine]) -> String {
     let mut out = String::new();
-    let subject = request.map_or_else(|| "the whole log".to_owned(), |id| format!("request {id}"));
-    let _ = writeln!(out, "{subject}: {}", plural(records.len() as u64, "record", "records"));
-    if records.is_empty() {
+    let count = u64::try_from(report.faults.len()).unwrap_or(u64::MAX);
+    let _ = writeln!(
+        out,
+        "warning: {} does not verify ({}); the records are shown as written, the lines \
+         concerned marked `!`",
+        log.display(),
+        plural(count, "fault", "faults"),
+    );
+    for fault in &report.faults {
+        let place =
+            fault.line.map_or_else(|| "checkpoint".to_owned(), |line| format!("line {line}"));
+        let written = fault
+            .line
+            .and_then(|line| lines.iter().find(|shown| shown.line == line))
+            .and_then(|line| line.record.as_ref())
+            .map(|record| record.seq);
+        let seq = match (fault.seq, written) {
+            (Some(seq), Some(written)) if seq != written => {
+                format!(" (seq {seq}; the line says seq {written})")
+            }
+            (Some(seq), _) | (None, Some(seq)) => format!(" (seq {seq})"),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(out, "warning: {place}{seq}: {}: {}", fault.kind.as_str(), fault.message);
+    }
+    let _ = writeln!(
+        out,
+        "warning: run `ucs-gdpr audit verify {}` for the whole report",
+        log.display()
+    );
+    out
+}
+
+/// One JSON object per line, with every key always present (`null` when the record has no
+/// such field), so a pipeline can rely on the names.
+fn show_json(line: &Shown<'_>) -> String {
+    let record = line.record;
+    let text = |value: Option<String>| value.map_or(Value::Null, Value::String);
+    let value = json!({
+        "line": line.line,
+        "seq": record.map(|r| r.seq),
+        "time": text(record.map(|r| r.time.to_string())),
+        "requestId": text(record.and_then(|r| r.request_id.as_ref()).map(ToString::to_string)),
+        "actor": text(record.map(|r| r.actor.to_string())),
+        "planId": text(record.and_then(|r| r.plan_id.as_ref()).map(ToString::to_string)),
+        "event": text(record.map(|r| r.event.to_string())),
+        "step": text(record.and_then(|r| r.step.as_ref()).map(ToString::to_string)),
+        "contact": text(record.and_then(|r| r.contact.as_ref()).map(ToString::to_string)),
+        "outcome": text(record.and_then(|r| r.outcome).map(|o| o.to_string())),
+        "detail": record
+            .and_then(|r| r.detail.as_ref())
+            .and_then(|d| serde_json::to_value(d).ok())
+            .unwrap_or(Value::Null),
+        "hash": text(record.map(|r| r.hash.to_string())),
+        "verified": line.fault.is_none() && record.is_some(),
+        "fault": line.fault.map_or(Value::Null, |fault| json!({
+            "kind": fault.kind.as_str(),
+            "seq": fault.seq,
+            "message": fault.message,
+        })),
+    });
+    serde_json::to_string(&value).unwrap_or_default()
+}
+
+/// A plan id as the timeline shows it: its first 12 hex digits (enough to tell plans apart
+/// on a screen; `--format json` has the whole id).
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+fn show_text(args: &ShowArgs, lines: &[Shown<'_>], matched: usize) -> String {
+    let mut out = String::new();
+    let mut what = Vec::new();
+    if let Some(request) = &args.request {
+        what.push(format!("request {request}"));
+    }
+    if let Some(contact) = &args.contact {
+        what.push(format!("contact {contact}"));
+    }
+    if let Some(since) = &args.since {
+        what.push(format!("since {since}"));
+    }
+    let subject = if what.is_empty() { "the whole log".to_owned() } else { what.join(", ") };
+    let _ = writeln!(out, "{subject}: {}", plural(matched as u64, "record", "records"));
+    if lines.is_empty() {
         return out;
     }
-    let rows: Vec<[String; 7]> = records
+    let marked = lines.iter().any(|line| line.fault.is_some() || line.record.is_none());
+    let rows: Vec<[String; 12]> = lines
         .iter()
-        .map(|(line, record)| {
+        .map(|line| {
             let dash = || "-".to_owned();
+            let mark = if line.fault.is_some() || line.record.is_none() { "!" } else { "" };
+            let Some(record) = line.record else {
+                let mut row = [(); 12].map(|()| dash());
+                row[0] = mark.to_owned();
+                row[1] = line.line.to_string();
+                row[7] = "(not a record)".to_owned();
+                return row;
+            };
             [
-                line.to_string(),
+                mark.to_owned(),
+                line.line.to_string(),
+                record.seq.to_string(),
                 record.time.to_string(),
+                record.request_id.as_ref().map_or_else(dash, ToString::to_string),
+                record.actor.to_string(),
+                record.plan_id.as_ref().map_or_else(dash, |id| short(id.as_str()).to_owned()),
                 record.event.to_string(),
                 record.step.as_ref().map_or_else(dash, ToString::to_string),
                 record.contact.as_ref().map_or_else(dash, ToString::to_string),
@@ -245,28 +409,29 @@ fn show_text(request: Option<&str>, records: &[&(u64, AuditRecord)], unreadable:
             ]
         })
         .collect();
-    let header = ["line", "time", "event", "step", "contact", "outcome", "detail"];
+    let header = [
+        "", "line", "seq", "time", "request", "actor", "plan", "event", "step", "contact",
+        "outcome", "detail",
+    ];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.len());
         }
     }
+    let skip = usize::from(!marked);
     let mut write_row = |cells: &[&str]| {
-        let line: Vec<String> =
-            cells.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        let line: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .skip(skip)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     };
     write_row(&header);
     for row in &rows {
         write_row(&row.each_ref().map(String::as_str));
-    }
-    if unreadable > 0 {
-        let _ = writeln!(
-            out,
-            "note: {} not shown (not records); run `ucs-gdpr audit verify`",
-            plural(unreadable, "line", "lines")
-        );
     }
     out
 }
@@ -284,6 +449,267 @@ fn detail_text(record: &AuditRecord) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn report(args: &ReportArgs) -> Result<Exit, AuditError> {
+    let report = audit::request_report(&args.log, &args.request)?;
+    match args.format {
+        ReportFormat::Text => print!("{}", report_text(&args.log, &report)),
+        ReportFormat::Markdown => print!("{}", report_markdown(&args.log, &report)),
+        ReportFormat::Json => {
+            let mut document = serde_json::to_value(&report).unwrap_or_default();
+            if let Value::Object(map) = &mut document {
+                map.insert("log".to_owned(), json!(args.log.display().to_string()));
+            }
+            println!("{}", serde_json::to_string_pretty(&document).unwrap_or_default());
+        }
+    }
+    if report.records == 0 {
+        eprintln!("error: {} has no record of request {}", args.log.display(), args.request);
+        return Ok(Exit::Failure);
+    }
+    if !report.log_verifies {
+        eprintln!(
+            "warning: {} does not verify: this report rests on records that may have been \
+             changed; run `ucs-gdpr audit verify {}`",
+            args.log.display(),
+            args.log.display()
+        );
+        return Ok(Exit::Failure);
+    }
+    Ok(Exit::Success)
+}
+
+/// Left-aligned columns, two spaces apart, trailing spaces trimmed.
+fn table(header: &[&str], rows: &[Vec<String>], indent: &str) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|cell| cell.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|cell| (*cell).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> =
+            row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        let _ = writeln!(out, "{indent}{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+    out
+}
+
+fn verdict(report: &audit::RequestReport) -> String {
+    let records = plural(report.records, "record", "records");
+    if report.log_verifies {
+        return format!("the log verifies; {records} of this request");
+    }
+    let faults: Vec<String> = report
+        .faults
+        .iter()
+        .map(|fault| {
+            let place = fault.line.map_or_else(|| "checkpoint".to_owned(), |l| format!("line {l}"));
+            let seq = fault.seq.map(|seq| format!(" (seq {seq})")).unwrap_or_default();
+            format!("{place}{seq} {}", fault.kind.as_str())
+        })
+        .collect();
+    format!(
+        "THE LOG DOES NOT VERIFY ({}): what follows rests on records that may have been \
+         changed; {records} of this request",
+        faults.join(", ")
+    )
+}
+
+fn run_rows(report: &audit::RequestReport) -> Vec<Vec<String>> {
+    let dash = || "-".to_owned();
+    report
+        .runs
+        .iter()
+        .map(|run| {
+            let mut outcome = run.outcome.as_str().to_owned();
+            if let Some(reason) = &run.reason {
+                let _ = write!(outcome, " ({reason})");
+            }
+            vec![
+                run.id.to_string(),
+                run.actor.clone(),
+                run.plan_id.as_deref().map_or_else(dash, |id| short(id).to_owned()),
+                run.started.clone(),
+                run.ended.clone().unwrap_or_else(dash),
+                outcome,
+                run.contacts.map_or_else(dash, |count| count.to_string()),
+                if run.approvers.is_empty() { dash() } else { run.approvers.join(", ") },
+            ]
+        })
+        .collect()
+}
+
+const RUN_HEADER: [&str; 8] =
+    ["run", "actor", "plan", "started", "ended", "outcome", "contacts", "approved by"];
+const CONTACT_HEADER: [&str; 5] = ["contact", "state", "export", "deletion", "failure"];
+
+fn contact_rows(report: &audit::RequestReport) -> Vec<Vec<String>> {
+    let dash = || "-".to_owned();
+    report
+        .contacts
+        .iter()
+        .map(|contact| {
+            let export = contact.export.as_ref().map_or_else(dash, |export| {
+                let count = |value: Option<u64>, one, many| {
+                    value.map(|value| plural(value, one, many)).unwrap_or_default()
+                };
+                let counts: Vec<String> = [
+                    count(export.interactions, "interaction", "interactions"),
+                    count(export.attachments, "attachment", "attachments"),
+                    count(export.bytes, "byte", "bytes"),
+                ]
+                .into_iter()
+                .filter(|text| !text.is_empty())
+                .collect();
+                format!("{} (step {}, run {})", counts.join(", "), export.step, export.run)
+            });
+            let mut deletion = Vec::new();
+            if let Some(deleted) = &contact.deleted {
+                let how = match deleted.outcome.as_deref() {
+                    Some("already-absent") => "already absent",
+                    _ => "deleted",
+                };
+                deletion.push(format!("{how} (step {}, run {})", deleted.step, deleted.run));
+            }
+            if contact.verified_absent {
+                deletion.push("verified absent".to_owned());
+            }
+            if let Some(context) = &contact.context_services_deleted {
+                deletion.push(format!(
+                    "Context Services profile deleted with {} (step {}, run {})",
+                    plural(context.count.unwrap_or_default(), "service", "services"),
+                    context.step,
+                    context.run
+                ));
+            }
+            if contact.held {
+                deletion.push("kept: legal hold".to_owned());
+            }
+            let mut failure = Vec::new();
+            if let Some(failed) = &contact.failed {
+                let status =
+                    failed.http_status.map(|status| format!(", HTTP {status}")).unwrap_or_default();
+                failure.push(format!(
+                    "step {} failed: {}{status} (run {})",
+                    failed.step,
+                    failed.code.as_deref().unwrap_or("no code"),
+                    failed.run
+                ));
+            }
+            if let Some(step) = &contact.interrupted_at {
+                failure.push(format!("step {} has no outcome (run {})", step.step, step.run));
+            }
+            if contact.retries > 0 {
+                failure.push(plural(contact.retries, "retry", "retries"));
+            }
+            vec![
+                contact.contact.clone(),
+                contact.state.as_str().to_owned(),
+                export,
+                if deletion.is_empty() { dash() } else { deletion.join("; ") },
+                if failure.is_empty() { dash() } else { failure.join("; ") },
+            ]
+        })
+        .collect()
+}
+
+fn approval_line(approval: &audit::report::Approval) -> String {
+    let mut line = format!(
+        "run {}: {} at {} (seq {}), plan {}",
+        approval.run,
+        approval.approver.as_deref().unwrap_or("(no approver recorded)"),
+        approval.time,
+        approval.seq,
+        approval.plan_id.as_deref().map_or("-", short)
+    );
+    if let Some(key) = &approval.key_id {
+        let _ = write!(line, ", signed with key {key}");
+    }
+    if let Some(digest) = &approval.signature_sha256 {
+        let _ = write!(line, " (signature sha256 {})", short(digest));
+    }
+    if let Some(expires) = &approval.expires_at {
+        let _ = write!(line, ", expires {expires}");
+    }
+    line
+}
+
+fn refusal_line(refusal: &audit::report::Refusal) -> String {
+    format!(
+        "run {}: {} at {} by {}, plan {}",
+        refusal.run,
+        refusal.reason.as_deref().unwrap_or("no reason recorded"),
+        refusal.time,
+        refusal.actor,
+        refusal.plan_id.as_deref().map_or("-", short)
+    )
+}
+
+/// What a person reads: the verdict on the log, then runs, approvals, refusals, contacts.
+fn report_text(log: &Path, report: &audit::RequestReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "request {}, from {}", report.request_id, log.display());
+    let _ = writeln!(out, "{}", verdict(report));
+    let _ = writeln!(out, "\nruns: {}", report.runs.len());
+    if !report.runs.is_empty() {
+        out.push_str(&table(&RUN_HEADER, &run_rows(report), "  "));
+    }
+    let _ = writeln!(out, "\napprovals: {}", report.approvals.len());
+    for approval in &report.approvals {
+        let _ = writeln!(out, "  {}", approval_line(approval));
+    }
+    let _ = writeln!(out, "\nrefusals: {}", report.refusals.len());
+    for refusal in &report.refusals {
+        let _ = writeln!(out, "  {}", refusal_line(refusal));
+    }
+    let _ = writeln!(out, "\ncontacts: {}", report.contacts.len());
+    if !report.contacts.is_empty() {
+        out.push_str(&table(&CONTACT_HEADER, &contact_rows(report), "  "));
+    }
+    out
+}
+
+fn report_markdown(log: &Path, report: &audit::RequestReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## Request `{}`\n", report.request_id);
+    let _ = writeln!(out, "From the audit log `{}`: {}.\n", log.display(), verdict(report));
+    let _ = writeln!(out, "### Runs ({})\n", report.runs.len());
+    if !report.runs.is_empty() {
+        let _ = writeln!(out, "{}", markdown_table(&RUN_HEADER, &run_rows(report)));
+    }
+    let _ = writeln!(out, "### Approvals ({})\n", report.approvals.len());
+    for approval in &report.approvals {
+        let _ = writeln!(out, "- {}", approval_line(approval));
+    }
+    if !report.approvals.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "### Refusals ({})\n", report.refusals.len());
+    for refusal in &report.refusals {
+        let _ = writeln!(out, "- {}", refusal_line(refusal));
+    }
+    if !report.refusals.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "### Contacts ({})\n", report.contacts.len());
+    if !report.contacts.is_empty() {
+        out.push_str(&markdown_table(&CONTACT_HEADER, &contact_rows(report)));
+    }
+    out
 }
 
 fn keygen(args: &KeygenArgs) -> Result<Exit, AuditError> {

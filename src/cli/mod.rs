@@ -14,6 +14,7 @@ mod progress;
 mod render;
 mod scripts;
 mod sim;
+mod status;
 mod validate;
 
 use std::process::ExitCode;
@@ -150,7 +151,15 @@ const EXAMPLES_AUDIT: &str = "\
 Examples:
   ucs-gdpr audit verify examples/out/audit.jsonl
   ucs-gdpr audit show examples/out/audit.jsonl --request DSR-2026-0142
+  ucs-gdpr audit show examples/out/audit.jsonl --contact 0001SaD2PVY4312K --since 2026-11-01
+  ucs-gdpr audit report examples/out/audit.jsonl DSR-2026-0142 --format markdown
   ucs-gdpr audit keygen --out keys";
+
+const EXAMPLES_STATUS: &str = "\
+Examples:
+  ucs-gdpr status --env-file examples/ucs-gdpr.yaml               # examples/requests
+  ucs-gdpr status --env-file examples/ucs-gdpr.yaml examples/requests --format markdown
+  ucs-gdpr status requests/ --plans reviews/ --format json        # exit 1 when one is overdue";
 
 const EXAMPLES_SIM: &str = "\
 Examples:
@@ -182,6 +191,9 @@ enum Command {
     /// Delete contacts as Genesys's `deleteContact.sh` does (`TARGET [-confirm]`).
     #[command(after_long_help = EXAMPLES_DELETE)]
     Delete(scripts::DeleteArgs),
+    /// The request register: every request manifest's state, deadline and days left.
+    #[command(after_long_help = EXAMPLES_STATUS)]
+    Status(status::Args),
     /// Verify, inspect and key the audit trail.
     #[command(subcommand, after_long_help = EXAMPLES_AUDIT)]
     Audit(audit::Command),
@@ -246,6 +258,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::apply(&args),
         Command::Export(args) => scripts::export(&args),
         Command::Delete(args) => scripts::delete(&args),
+        Command::Status(args) => status::run(&args),
         Command::Audit(command) => audit::run(&command),
         Command::Sim(command) => sim::run(&command),
         Command::Completions(args) => docs::completions(&args),
