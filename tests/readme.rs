@@ -36,12 +36,9 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[test]
-fn the_scripts_examples_run_as_written_from_the_clone() {
-    let lines = sh_block("## The Genesys scripts' interface");
-    assert_eq!(lines.len(), 5, "{lines:?}");
-    // A clone's root: examples/ (without a previous run's out/) and runbooks/, and `ucs-gdpr`
-    // on the PATH as `cargo install` puts it.
+/// A clone's root: examples/ (without a previous run's out/) and runbooks/, and `ucs-gdpr` on
+/// the PATH as `cargo install` puts it. Returns the folder and the PATH to run lines with.
+fn clone_with_binary() -> (tempfile::TempDir, String) {
     let clone = tempfile::tempdir().unwrap();
     copy_dir(&repo_path("examples"), &clone.path().join("examples"));
     copy_dir(&repo_path("runbooks"), &clone.path().join("runbooks"));
@@ -52,16 +49,29 @@ fn the_scripts_examples_run_as_written_from_the_clone() {
         .unwrap();
     fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    (clone, path)
+}
+
+/// Runs one README line in `dir` with `path`, as a shell would.
+fn run_line(line: &str, dir: &Path, path: &str) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_scripts_examples_run_as_written_from_the_clone() {
+    let lines = sh_block("## The Genesys scripts' interface");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    let (clone, path) = clone_with_binary();
     for line in &lines {
-        let output = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(line)
-            .current_dir(clone.path())
-            .env("PATH", &path)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
+        let output = run_line(line, clone.path(), &path);
         assert!(output.status.success(), "`{line}`:\n{}", crate::transcript(&output));
     }
     // The examples did what their comments say: the two contacts' files are here, and the
@@ -71,4 +81,29 @@ fn the_scripts_examples_run_as_written_from_the_clone() {
     }
     let audit = fs::read_to_string(clone.path().join("examples/out/audit.jsonl")).unwrap();
     assert!(audit.contains(r#""step":"delete""#), "no delete in the audit log");
+}
+
+/// The getting-started commands and the auditor's examples run as written from a clone: the
+/// first command (with the installed binary in place of `cargo run --`), then the trail check
+/// it names, then every line of the "Auditing" section against the log the first one wrote.
+#[test]
+fn the_getting_started_and_auditing_examples_run_as_written_from_the_clone() {
+    let mut lines: Vec<String> = sh_block("## Getting started")
+        .into_iter()
+        .filter(|line| line != "cargo test")
+        .map(|line| line.replace("cargo run -- ", "ucs-gdpr "))
+        .collect();
+    // The block after "To have `ucs-gdpr` on the PATH": its install line is the shim's job.
+    let install = sh_block("To have `ucs-gdpr` on the PATH");
+    assert_eq!(install.first().map(String::as_str), Some("cargo install --path . --locked"));
+    lines.extend(install.into_iter().skip(1));
+    let auditing = sh_block("## Auditing");
+    assert!(auditing.len() >= 3, "{auditing:?}");
+    lines.extend(auditing);
+    let (clone, path) = clone_with_binary();
+    for line in &lines {
+        let output = run_line(line, clone.path(), &path);
+        assert!(output.status.success(), "`{line}`:\n{}", crate::transcript(&output));
+        assert!(!output.stdout.is_empty(), "`{line}` printed nothing");
+    }
 }

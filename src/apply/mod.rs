@@ -962,14 +962,7 @@ async fn execute<U: Ucs>(
                     step,
                     Some(id),
                     Outcome::Ok,
-                    Detail {
-                        sha256: audit::Sha256Hex::new(export_digest(&kept)).ok(),
-                        bytes: Some(kept.files.iter().map(|f| f.size).sum()),
-                        interactions: Some(kept.interactions()),
-                        attachments: Some(kept.attachments()),
-                        reason: audit::Token::new(HALF_DELETED).ok(),
-                        ..Detail::default()
-                    },
+                    Detail { reason: audit::Token::new(HALF_DELETED).ok(), ..export_detail(&kept) },
                 )?;
                 let mut receipt = StepReceipt::new(step, Outcome::Ok).exported(&kept);
                 receipt.reason = Some(HALF_DELETED.to_owned());
@@ -979,19 +972,7 @@ async fn execute<U: Ucs>(
             // `export_contact` verifies the files against their checksums before it returns.
             let result = export::export_contact(ucs, bag, contact_id, &options).await?;
             *exported = true;
-            trail.outcome(
-                Event::StepDone,
-                step,
-                Some(id),
-                Outcome::Ok,
-                Detail {
-                    sha256: audit::Sha256Hex::new(export_digest(&result)).ok(),
-                    bytes: Some(result.files.iter().map(|f| f.size).sum()),
-                    interactions: Some(result.interactions()),
-                    attachments: Some(result.attachments()),
-                    ..Detail::default()
-                },
-            )?;
+            trail.outcome(Event::StepDone, step, Some(id), Outcome::Ok, export_detail(&result))?;
             Ok(StepReceipt::new(step, Outcome::Ok).exported(&result))
         }
         StepKind::DeleteContact => {
@@ -1076,6 +1057,17 @@ fn manifest_lines(files: impl IntoIterator<Item = (String, String)>) -> String {
 
 /// What the audit trail records of an export: the sha256 of its manifest lines, which name
 /// each file with its own sha256.
+/// The audit detail of a verified export: its digest, bytes and counts.
+fn export_detail(export: &ContactExport) -> Detail {
+    Detail {
+        sha256: audit::Sha256Hex::new(export_digest(export)).ok(),
+        bytes: Some(export.files.iter().map(|f| f.size).sum()),
+        interactions: Some(export.interactions()),
+        attachments: Some(export.attachments()),
+        ..Detail::default()
+    }
+}
+
 fn export_digest(export: &ContactExport) -> String {
     crate::canonical::sha256_hex(
         manifest_lines(export.files.iter().map(|f| (f.path.clone(), f.sha256.clone()))).as_bytes(),
