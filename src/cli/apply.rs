@@ -9,6 +9,7 @@ use crate::environment::{Connection, Environment, Environments};
 use crate::plan::Plan;
 
 use super::Exit;
+use super::failure::Failure;
 use super::plan::{PlanFormat, Prepared, chain, make_plan, prepare, runtime};
 use super::progress::{self, RunProgress};
 
@@ -67,16 +68,10 @@ pub(crate) struct ApplyArgs {
 }
 
 /// `ucs-gdpr show PLAN`: a saved plan as `plan` prints it, so a reviewer reads what they sign.
-pub(crate) fn show(args: &ShowArgs) -> Exit {
-    let plan = match read_plan(&args.plan) {
-        Ok(plan) => plan,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::Failure;
-        }
-    };
+pub(crate) fn show(args: &ShowArgs) -> Result<Exit, Failure> {
+    let plan = read_plan(&args.plan)?;
     print!("{}", rendered(&plan, args.format));
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 fn rendered(plan: &Plan, format: PlanFormat) -> String {
@@ -92,44 +87,26 @@ fn rendered(plan: &Plan, format: PlanFormat) -> String {
     }
 }
 
-pub(crate) fn approve(args: &ApproveArgs) -> Exit {
-    let plan = match read_plan(&args.plan) {
-        Ok(plan) => plan,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::Failure;
-        }
-    };
+pub(crate) fn approve(args: &ApproveArgs) -> Result<Exit, Failure> {
+    let plan = read_plan(&args.plan)?;
     // What is approved, before the approval is written: an approver signs a plan they read,
     // not an id.
     print!("{}", rendered(&plan, PlanFormat::Text));
     let key = match &args.key {
         None => None,
-        Some(path) => match crate::audit::load_signing_key(path) {
-            Ok(key) => Some(key),
-            Err(error) => {
-                eprintln!(
-                    "error: cannot read the signing key `{}`: {}",
-                    path.display(),
-                    chain(&error)
-                );
-                return Exit::Failure;
-            }
-        },
+        Some(path) => Some(crate::audit::load_signing_key(path).map_err(|error| {
+            Failure::caused(format!("cannot read the signing key `{}`", path.display()), &error)
+        })?),
     };
     if crate::audit::Actor::new(args.by.clone()).is_err() {
-        eprintln!("error: `--by` must be a login name (letters, digits, `.`, `_`, `-`)");
-        return Exit::Usage;
+        return Err(Failure::usage("`--by` must be a login name (letters, digits, `.`, `_`, `-`)"));
     }
     let expires_at = match &args.expires {
         None => None,
-        Some(text) => match apply::approval::parse_expiry(text, jiff::Timestamp::now()) {
-            Ok(at) => Some(at),
-            Err(message) => {
-                eprintln!("error: --expires: {message}");
-                return Exit::Usage;
-            }
-        },
+        Some(text) => Some(
+            apply::approval::parse_expiry(text, jiff::Timestamp::now())
+                .map_err(|message| Failure::usage(format!("--expires: {message}")))?,
+        ),
     };
     let approval = Approval::with_expiry(
         &plan.plan_id,
@@ -143,10 +120,8 @@ pub(crate) fn approve(args: &ApproveArgs) -> Exit {
             args.plan.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         crate::durable::parent_dir(&args.plan).join(format!("{stem}.approval.{}.json", args.by))
     });
-    if let Err(error) = crate::durable::write_atomically(&out, &approval.to_json()) {
-        eprintln!("error: cannot write `{}`: {error}", out.display());
-        return Exit::Failure;
-    }
+    crate::durable::write_atomically(&out, &approval.to_json())
+        .map_err(|error| Failure::new(format!("cannot write `{}`: {error}", out.display())))?;
     println!(
         "approved plan {} by {}{}{}: {}",
         plan.plan_id,
@@ -155,58 +130,45 @@ pub(crate) fn approve(args: &ApproveArgs) -> Exit {
         approval.expires_at.as_ref().map(|t| format!(", expires {t}")).unwrap_or_default(),
         out.display()
     );
-    Exit::Success
+    Ok(Exit::Success)
 }
 
-fn read_plan(path: &Path) -> Result<Plan, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    Plan::from_json(&bytes).map_err(|e| format!("`{}`: {e}", path.display()))
+fn read_plan(path: &Path) -> Result<Plan, Failure> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::new(format!("cannot read `{}`: {e}", path.display())))?;
+    Plan::from_json(&bytes).map_err(|e| Failure::new(format!("`{}`: {e}", path.display())))
 }
 
-pub(crate) fn apply(args: &ApplyArgs) -> Exit {
+pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {
     let is_plan = args.target.extension().is_some_and(|e| e == "json");
     let manifests: Vec<PathBuf> = if is_plan {
         Vec::new()
     } else {
-        match crate::manifest::collect_files(std::slice::from_ref(&args.target)) {
-            Ok(files) => files,
-            Err((path, error)) => {
-                eprintln!("error: cannot read `{}`: {error}", path.display());
-                return Exit::Failure;
-            }
-        }
+        crate::manifest::collect_files(std::slice::from_ref(&args.target)).map_err(
+            |(path, error)| Failure::new(format!("cannot read `{}`: {error}", path.display())),
+        )?
     };
-    let Some(runtime) = runtime() else { return Exit::Internal };
+    let runtime = runtime()?;
     let stop = interrupt_flag(&runtime, "Run the same command again to resume.");
     if is_plan {
-        let plan = match read_plan(&args.target) {
-            Ok(plan) => plan,
-            Err(message) => {
-                eprintln!("error: {message}");
-                return Exit::Failure;
-            }
-        };
+        let plan = read_plan(&args.target)?;
         let manifest = PathBuf::from(&plan.body.request.manifest_path);
-        let Some(prepared) = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
-        else {
-            eprintln!(
-                "error: the plan's request manifest `{}` is not valid any more",
-                manifest.display()
-            );
-            return Exit::Failure;
-        };
+        let prepared = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
+            .map_err(|failure| {
+                if failure.is_reported() {
+                    Failure::new(format!(
+                        "the plan's request manifest `{}` is not valid any more",
+                        manifest.display()
+                    ))
+                } else {
+                    failure
+                }
+            })?;
         // That the manifest is the one the plan was made from is the library's gate to check
         // (`apply::authorize`), with the refusal in the audit log.
         let mut approvals = Vec::new();
         for path in &args.approvals {
-            match Approval::read(path) {
-                Ok(approval) => approvals.push(approval),
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return Exit::Failure;
-                }
-            }
+            approvals.push(Approval::read(path).map_err(|error| Failure::new(error.to_string()))?);
         }
         return runtime.block_on(apply_one(&prepared, Some(plan), &approvals, args, &stop));
     }
@@ -216,16 +178,19 @@ pub(crate) fn apply(args: &ApplyArgs) -> Exit {
             break;
         }
         eprintln!("== {}", manifest.display());
-        let Some(prepared) = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
-        else {
-            exit = Exit::Failure;
-            continue;
-        };
-        if runtime.block_on(apply_one(&prepared, None, &[], args, &stop)) != Exit::Success {
-            exit = Exit::Failure;
+        // One manifest's failure is said and the others still run.
+        let done = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
+            .and_then(|prepared| runtime.block_on(apply_one(&prepared, None, &[], args, &stop)));
+        match done {
+            Ok(Exit::Success) => {}
+            Ok(_) => exit = Exit::Failure,
+            Err(failure) => {
+                failure.report();
+                exit = Exit::Failure;
+            }
         }
     }
-    exit
+    Ok(exit)
 }
 
 /// A flag Ctrl-C sets: no new contact starts, steps in flight finish and are recorded.
@@ -256,41 +221,34 @@ async fn apply_one(
     approvals: &[Approval],
     args: &ApplyArgs,
     stop: &Arc<AtomicBool>,
-) -> Exit {
+) -> Result<Exit, Failure> {
     let spec = &prepared.request.spec;
     let environments: &Environments = &prepared.environments;
-    let Some(environment) = environments.get(&spec.environment) else { return Exit::Failure };
-    if prepared.runbooks.get(&spec.runbook).is_none() {
-        return Exit::Failure;
-    }
+    let gone = || Failure::new("the request's environment or runbook is gone");
+    let environment = environments.get(&spec.environment).ok_or_else(gone)?;
+    prepared.runbooks.get(&spec.runbook).ok_or_else(gone)?;
     if given.is_none() && environment.requires_approval() {
-        eprintln!(
-            "error: environment `{}` requires an approved plan: run `ucs-gdpr plan --out plan.json`, \
+        return Err(Failure::new(format!(
+            "environment `{}` requires an approved plan: run `ucs-gdpr plan --out plan.json`, \
              `ucs-gdpr approve plan.json --by NAME`, then `ucs-gdpr apply plan.json --approval ...`",
             spec.environment
-        );
-        return Exit::Failure;
+        )));
     }
     let (retries, hook) = retry_hook();
-    let connection = match environments.connect(&spec.environment, Some(hook)).await {
-        Ok(connection) => connection,
-        Err(error) => {
-            eprintln!("error: cannot connect to `{}`: {}", spec.environment, chain(&error));
-            return Exit::Failure;
-        }
-    };
+    let connection =
+        environments.connect(&spec.environment, Some(hook)).await.map_err(|error| {
+            Failure::caused(format!("cannot connect to `{}`", spec.environment), &error)
+        })?;
     let plan = match given {
         Some(plan) => plan,
         None => {
-            let Some(plan) = make_plan(prepared, &connection).await else { return Exit::Failure };
+            let plan = make_plan(prepared, &connection).await?;
             let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
             eprint!("{}", crate::plan::render::text(&plan, today));
             plan
         }
     };
-    let Some(outputs) = prepare_outputs(environments, environment) else {
-        return Exit::Failure;
-    };
+    let outputs = prepare_outputs(environments, environment)?;
     let concurrency = args
         .concurrency
         .unwrap_or_else(|| usize::try_from(environment.concurrency).unwrap_or(8))
@@ -311,10 +269,7 @@ async fn apply_one(
     let result = run.execute(&outputs, &connection, retries).await;
     shown.end();
     progress::summarise_retries(connection.client.retried());
-    if let Err(error) = connection.close().await {
-        eprintln!("error: {error}");
-        return Exit::Internal;
-    }
+    connection.close().await.map_err(|error| Failure::internal(error.to_string()))?;
     match result {
         Ok(receipt) => {
             print!("{}", receipt.text());
@@ -324,48 +279,9 @@ async fn apply_one(
                 println!("readable copy for the data subject: {}", page.display());
             }
             println!("audit log: {}", outputs.audit_log.display());
-            if receipt.succeeded() { Exit::Success } else { Exit::Failure }
+            Ok(if receipt.succeeded() { Exit::Success } else { Exit::Failure })
         }
-        Err(error) => {
-            report_apply_error(&error);
-            Exit::Failure
-        }
-    }
-}
-
-/// Prints why apply did not run; a stale plan lists what changed.
-pub(crate) fn report_apply_error(error: &ApplyError) {
-    match error {
-        ApplyError::Stale(changes) => {
-            eprintln!(
-                "error: the plan is stale; nothing was changed. What changed since it was made:"
-            );
-            for change in changes {
-                eprintln!("  - {change}");
-            }
-            eprintln!("hint: run `ucs-gdpr plan` again and have the new plan approved");
-        }
-        ApplyError::Mismatch(edits) => {
-            eprintln!(
-                "error: the plan does not match what planning again from the manifest, the \
-                 runbook, the policy and the live state gives; nothing was changed. What differs:"
-            );
-            for edit in edits {
-                eprintln!("  - {edit}");
-            }
-            eprintln!(
-                "hint: the plan file was edited after it was made, or made with other inputs; run \
-                 `ucs-gdpr plan` again and have the new plan approved"
-            );
-        }
-        ApplyError::Unreachable(_) => {
-            eprintln!("error: {}", chain(error));
-            eprintln!(
-                "hint: nothing is known to have changed since the plan was made; run the same \
-                 command again when UCS answers"
-            );
-        }
-        error => eprintln!("error: {}", chain(error)),
+        Err(error) => Err(Failure::from(&error)),
     }
 }
 
@@ -390,19 +306,12 @@ pub(crate) fn actor(flag: Option<&str>) -> String {
         .unwrap_or_else(|| "operator".to_owned())
 }
 
-/// Where an environment's runs write (the library applies the policy's defaults), printing
-/// what goes wrong.
+/// Where an environment's runs write (the library applies the policy's defaults).
 pub(crate) fn prepare_outputs(
     environments: &Environments,
     environment: &Environment,
-) -> Option<Outputs> {
-    match Outputs::prepare(environments, environment) {
-        Ok(outputs) => Some(outputs),
-        Err(error) => {
-            eprintln!("error: {}", chain(&error));
-            None
-        }
-    }
+) -> Result<Outputs, Failure> {
+    Outputs::prepare(environments, environment).map_err(|error| Failure::new(chain(&error)))
 }
 
 /// One run of a plan: what [`apply::run`] needs besides the connection and the outputs.

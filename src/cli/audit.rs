@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use super::failure::Failure;
 use super::{Exit, Format};
 use crate::audit::{
     self, AuditError, AuditRecord, Checkpoint, Fault, FaultKind, VerifyOptions, VerifyReport,
@@ -107,10 +108,7 @@ pub(crate) fn run(command: &Command) -> Exit {
         Command::Report(args) => report(args),
         Command::Keygen(args) => keygen(args),
     };
-    result.unwrap_or_else(|error| {
-        eprintln!("error: {error}");
-        Exit::Failure
-    })
+    result.unwrap_or_else(|error| Failure::new(error.to_string()).report())
 }
 
 fn verify(args: &VerifyArgs) -> Result<Exit, AuditError> {
@@ -465,7 +463,8 @@ fn report(args: &ReportArgs) -> Result<Exit, AuditError> {
         }
     }
     if report.records == 0 {
-        eprintln!("error: {} has no record of request {}", args.log.display(), args.request);
+        Failure::new(format!("{} has no record of request {}", args.log.display(), args.request))
+            .report();
         return Ok(Exit::Failure);
     }
     if !report.log_verifies {

@@ -3,6 +3,7 @@
 
 use clap::CommandFactory as _;
 
+use super::failure::Failure;
 use super::{Cli, Exit};
 
 #[derive(Debug, clap::Args)]
@@ -36,8 +37,7 @@ pub(crate) fn man(args: &ManArgs) -> Exit {
         None => {
             let mut out = Vec::new();
             if let Err(error) = clap_mangen::Man::new(command).render(&mut out) {
-                eprintln!("error: cannot render the man page: {error}");
-                return Exit::Internal;
+                return Failure::internal(format!("cannot render the man page: {error}")).report();
             }
             print!("{}", String::from_utf8_lossy(&out));
             Exit::Success
@@ -46,8 +46,11 @@ pub(crate) fn man(args: &ManArgs) -> Exit {
             if let Err(error) =
                 std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(command, dir))
             {
-                eprintln!("error: cannot write the man pages into `{}`: {error}", dir.display());
-                return Exit::Failure;
+                return Failure::new(format!(
+                    "cannot write the man pages into `{}`: {error}",
+                    dir.display()
+                ))
+                .report();
             }
             Exit::Success
         }

@@ -7,6 +7,7 @@ use crate::manifest::{self, FileReport};
 use crate::plan::{self, Plan};
 use crate::runbook::RunbookLibrary;
 
+use super::failure::Failure;
 use super::progress::{self, PlanProgress};
 use super::validate::{Setting, load_setting};
 use super::{Exit, render};
@@ -49,12 +50,13 @@ pub(crate) enum PlanFormat {
 
 pub(crate) use crate::session::Prepared;
 
-/// Validates a manifest for planning, printing its diagnostics; `None` when it cannot be planned.
+/// Validates a manifest for planning, printing its diagnostics; a failure when it cannot be
+/// planned.
 pub(crate) fn prepare(
     manifest_path: &Path,
     env_file: Option<&Path>,
     runbooks_dir: Option<&Path>,
-) -> Option<Prepared> {
+) -> Result<Prepared, Failure> {
     let (runbooks, environments) = setting_or_explain(env_file, runbooks_dir)?;
     let context = manifest::Context {
         runbooks: &runbooks,
@@ -63,9 +65,9 @@ pub(crate) fn prepare(
     };
     let (report, request) = manifest::load_request(manifest_path, &context);
     print_reports(std::slice::from_ref(&report));
-    let request = request?;
+    let request = request.ok_or_else(Failure::reported)?;
     let manifest_sha256 = crate::canonical::sha256_hex(report.source.as_bytes());
-    Some(Prepared {
+    Ok(Prepared {
         request,
         manifest_path: manifest_path.display().to_string(),
         manifest_sha256,
@@ -74,33 +76,32 @@ pub(crate) fn prepare(
     })
 }
 
-/// Loads the runbooks and the environments file, printing what is wrong with them; `None` when
-/// there is no usable environments file (and says how to give one).
+/// Loads the runbooks and the environments file, printing what is wrong with them; a failure
+/// when there is no usable environments file (saying how to give one).
 pub(crate) fn setting_or_explain(
     env_file: Option<&Path>,
     runbooks_dir: Option<&Path>,
-) -> Option<(RunbookLibrary, Environments)> {
+) -> Result<(RunbookLibrary, Environments), Failure> {
     let Setting { runbooks, environments, reports } = load_setting(env_file, runbooks_dir);
     print_reports(&reports);
     // A runbook file that is not valid is not left out quietly: a request naming it would
     // otherwise run the built-in of that name, or fail as if it did not exist.
     if environments.is_some() && reports.iter().any(FileReport::has_errors) {
-        eprintln!(
-            "error: nothing is planned while a runbook file is not valid: fix it, or move it out \
-             of the runbooks folder"
-        );
-        return None;
+        return Err(Failure::new(
+            "nothing is planned while a runbook file is not valid: fix it, or move it out of the \
+             runbooks folder",
+        ));
     }
     let Some(environments) = environments else {
         if reports.iter().all(|r| !r.has_errors()) {
-            eprintln!(
-                "error: no environments file: pass --env-file FILE or create ./{}",
+            return Err(Failure::new(format!(
+                "no environments file: pass --env-file FILE or create ./{}",
                 crate::environment::DEFAULT_FILE
-            );
+            )));
         }
-        return None;
+        return Err(Failure::reported());
     };
-    Some((runbooks, environments))
+    Ok((runbooks, environments))
 }
 
 pub(crate) fn print_reports(reports: &[FileReport]) {
@@ -113,73 +114,48 @@ pub(crate) fn print_reports(reports: &[FileReport]) {
 
 /// Builds the plan of a prepared request over a live connection, with its progress on a
 /// terminal (subjects resolved, then contacts read).
-pub(crate) async fn make_plan(prepared: &Prepared, connection: &Connection) -> Option<Plan> {
-    match crate::session::Session::new(prepared, connection) {
-        Ok(session) => {
-            let shown = PlanProgress::new("plan");
-            let progress = |step: plan::Progress| shown.show(step.phase, step.done, step.total);
-            let input = session.plan_input(None);
-            let plan = plan::build_with_progress(&input, &connection.client, &progress).await;
-            shown.end();
-            Some(plan)
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            None
-        }
-    }
+pub(crate) async fn make_plan(
+    prepared: &Prepared,
+    connection: &Connection,
+) -> Result<Plan, Failure> {
+    let session = crate::session::Session::new(prepared, connection)
+        .map_err(|error| Failure::new(error.to_string()))?;
+    let shown = PlanProgress::new("plan");
+    let progress = |step: plan::Progress| shown.show(step.phase, step.done, step.total);
+    let input = session.plan_input(None);
+    let plan = plan::build_with_progress(&input, &connection.client, &progress).await;
+    shown.end();
+    Ok(plan)
 }
 
 /// A runtime for the async stages.
-pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => Some(runtime),
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            None
-        }
-    }
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::internal(format!("cannot start the async runtime: {error}")))
 }
 
-pub(crate) fn run(args: &Args) -> Exit {
-    let Some(prepared) =
-        prepare(&args.manifest, args.env_file.as_deref(), args.runbooks.as_deref())
-    else {
-        return Exit::Failure;
-    };
-    let Some(runtime) = runtime() else { return Exit::Internal };
+pub(crate) fn run(args: &Args) -> Result<Exit, Failure> {
+    let prepared = prepare(&args.manifest, args.env_file.as_deref(), args.runbooks.as_deref())?;
+    let runtime = runtime()?;
     let plan = runtime.block_on(async {
         // Retries are counted for the bar and summarised; planning records nothing.
         let hook: crate::ucs::RetryHook = std::sync::Arc::new(progress::count_retry);
-        let connection = match prepared
-            .environments
-            .connect(&prepared.request.spec.environment, Some(hook))
-            .await
-        {
-            Ok(connection) => connection,
-            Err(error) => {
-                eprintln!(
-                    "error: cannot connect to `{}`: {}",
-                    prepared.request.spec.environment,
-                    chain(&error)
-                );
-                return None;
-            }
-        };
+        let environment = &prepared.request.spec.environment;
+        let connection =
+            prepared.environments.connect(environment, Some(hook)).await.map_err(|error| {
+                Failure::caused(format!("cannot connect to `{environment}`"), &error)
+            })?;
         let plan = make_plan(&prepared, &connection).await;
         progress::summarise_retries(connection.client.retried());
-        if let Err(error) = connection.close().await {
-            eprintln!("error: {error}");
-            return None;
-        }
+        connection.close().await.map_err(|error| Failure::new(error.to_string()))?;
         plan
-    });
-    let Some(plan) = plan else { return Exit::Failure };
-    if let Some(out) = &args.out
-        && let Err(error) = write_plan(&plan, out)
-    {
-        eprintln!("error: cannot write the plan to `{}`: {error}", out.display());
-        return Exit::Failure;
+    })?;
+    if let Some(out) = &args.out {
+        write_plan(&plan, out).map_err(|error| {
+            Failure::new(format!("cannot write the plan to `{}`: {error}", out.display()))
+        })?;
     }
     let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
     if args.count {
@@ -193,13 +169,13 @@ pub(crate) fn run(args: &Args) -> Exit {
             }
         }
     }
-    if plan.is_blocked() {
+    Ok(if plan.is_blocked() {
         Exit::Failure
     } else if args.detailed_exitcode && plan.body.summary.changes {
         Exit::Changes
     } else {
         Exit::Success
-    }
+    })
 }
 
 /// Writes a plan atomically.
@@ -209,14 +185,4 @@ pub(crate) fn write_plan(plan: &Plan, path: &Path) -> std::io::Result<()> {
     crate::durable::write_atomically(path, &bytes)
 }
 
-/// An error and its causes on one line.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use super::failure::chain;

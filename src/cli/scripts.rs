@@ -21,8 +21,9 @@ use crate::plan::{ContactPlan, Plan, Resolution};
 use crate::ucs::{ContactId, DataSource, Ucs as _};
 
 use super::Exit;
-use super::apply::{Run, actor, interrupt_flag, prepare_outputs, report_apply_error, retry_hook};
-use super::plan::{Prepared, chain, make_plan, runtime, setting_or_explain};
+use super::apply::{Run, actor, interrupt_flag, prepare_outputs, retry_hook};
+use super::failure::Failure;
+use super::plan::{Prepared, make_plan, runtime, setting_or_explain};
 
 /// The runbook `delete` uses when the environment names none (`policy.forgetRunbook`).
 const DEFAULT_FORGET_RUNBOOK: &str = "forget-me-on-premise";
@@ -178,23 +179,22 @@ impl Invocation<'_> {
         let target = match Target::parse(self.target) {
             Ok(target) => target,
             Err(error) => {
-                eprintln!("error: {error}\n\n{ACCEPTED_FORMS}");
-                return Exit::Usage;
+                return Failure::usage(format!("{error}\n\n{ACCEPTED_FORMS}")).report();
             }
         };
         if self.show_values && !std::io::stdout().is_terminal() {
-            eprintln!(
-                "error: --show-values prints attribute values to a terminal only, and the output \
-                 is not a terminal (a file or a pipe would keep them); run it without redirecting"
-            );
-            return Exit::Usage;
+            return Failure::usage(
+                "--show-values prints attribute values to a terminal only, and the output is not \
+                 a terminal (a file or a pipe would keep them); run it without redirecting",
+            )
+            .report();
         }
         let common = self.common;
-        let Some((runbooks, environments)) =
-            setting_or_explain(common.env_file.as_deref(), common.runbooks.as_deref())
-        else {
-            return Exit::Failure;
-        };
+        let (runbooks, environments) =
+            match setting_or_explain(common.env_file.as_deref(), common.runbooks.as_deref()) {
+                Ok(setting) => setting,
+                Err(failure) => return failure.report(),
+            };
         let Some(environment_name) = choose_environment(&environments, common.env.as_deref())
         else {
             return Exit::Failure;
@@ -248,14 +248,17 @@ impl Invocation<'_> {
             if out.is_dir() {
                 log(&format!("Directory exists: {}", out.display()));
             } else if let Err(error) = std::fs::create_dir_all(&out) {
-                eprintln!("error: cannot create `{}`: {error}", out.display());
-                return Exit::Failure;
+                return Failure::new(format!("cannot create `{}`: {error}", out.display()))
+                    .report();
             } else {
                 log(&format!("Directory created: {}", out.display()));
             }
         }
 
-        let Some(runtime) = runtime() else { return Exit::Internal };
+        let runtime = match runtime() {
+            Ok(runtime) => runtime,
+            Err(failure) => return failure.report(),
+        };
         // A new invocation is a new request: it plans afresh, finding what this one finished.
         let stop = interrupt_flag(
             &runtime,
@@ -282,8 +285,11 @@ impl Invocation<'_> {
             let connection = match environments.connect(&environment_name, Some(hook)).await {
                 Ok(connection) => connection,
                 Err(error) => {
-                    eprintln!("error: cannot connect to `{environment_name}`: {}", chain(&error));
-                    return Exit::Failure;
+                    return Failure::caused(
+                        format!("cannot connect to `{environment_name}`"),
+                        &error,
+                    )
+                    .report();
                 }
             };
             if let Some(simulator) = &connection.simulator {
@@ -330,7 +336,10 @@ impl Invocation<'_> {
             "Request {} (runbook {}, environment {})",
             prepared.request.metadata.id, spec.runbook, spec.environment
         ));
-        let Some(plan) = make_plan(prepared, connection).await else { return Exit::Failure };
+        let plan = match make_plan(prepared, connection).await {
+            Ok(plan) => plan,
+            Err(failure) => return failure.report(),
+        };
         log_resolution(&plan);
         log_runbook_warnings(&plan);
         if self.count {
@@ -351,8 +360,9 @@ impl Invocation<'_> {
         let Some(environment) = prepared.environments.get(&spec.environment) else {
             return Exit::Failure;
         };
-        let Some(outputs) = prepare_outputs(&prepared.environments, environment) else {
-            return Exit::Failure;
+        let outputs = match prepare_outputs(&prepared.environments, environment) {
+            Ok(outputs) => outputs,
+            Err(failure) => return failure.report(),
         };
         let concurrency = usize::try_from(environment.concurrency).unwrap_or(8).max(1);
         let shown = super::progress::RunProgress::new(log);
@@ -372,7 +382,7 @@ impl Invocation<'_> {
         let receipt = match executed {
             Ok(receipt) => receipt,
             Err(error) => {
-                report_apply_error(&error);
+                Failure::from(&error).report();
                 log(&format!(
                     "Nothing was exported or deleted; the audit log records the refusal: {}",
                     outputs.audit_log.display()
@@ -399,7 +409,7 @@ impl Invocation<'_> {
                     if let Err(error) =
                         copy_durably(&bag.join(crate::export::Bag::relative_path(kind, &id)), &to)
                     {
-                        eprintln!("error: cannot write `{}`: {error}", to.display());
+                        Failure::new(format!("cannot write `{}`: {error}", to.display())).report();
                         failed = true;
                     }
                 }
@@ -480,21 +490,22 @@ fn choose_environment(environments: &Environments, flag: Option<&str>) -> Option
     match flag {
         Some(name) if names.contains(&name) => Some(name.to_owned()),
         Some(name) => {
-            eprintln!(
-                "error: there is no environment `{name}` in the environments file; it has: {}",
+            Failure::new(format!(
+                "there is no environment `{name}` in the environments file; it has: {}",
                 names.join(", ")
-            );
+            ))
+            .report();
             None
         }
         None => match names.as_slice() {
             [only] => Some((*only).to_owned()),
             _ => {
-                eprintln!(
-                    "error: the environments file has {} environments: pass --env NAME (one of: \
-                     {})",
+                Failure::new(format!(
+                    "the environments file has {} environments: pass --env NAME (one of: {})",
                     names.len(),
                     names.join(", ")
-                );
+                ))
+                .report();
                 None
             }
         },
@@ -507,7 +518,7 @@ async fn shutdown(connection: Connection) -> bool {
     match connection.close().await {
         Ok(()) => true,
         Err(error) => {
-            eprintln!("error: {error}");
+            Failure::internal(error.to_string()).report();
             false
         }
     }

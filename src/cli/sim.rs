@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Exit;
+use super::failure::Failure;
 use crate::sim::{FaultOptions, GenerateOptions, SimOptions, Simulator};
 
 #[derive(Debug, clap::Subcommand)]
@@ -96,14 +97,15 @@ fn report(error: impl std::error::Error + Send + Sync + 'static) -> Exit {
 
 fn serve(args: &ServeArgs) -> Exit {
     if args.error_rate + args.timeout_rate + args.reset_rate > 1.0 {
-        eprintln!("error: --error-rate, --timeout-rate and --reset-rate add up to more than 1");
-        return Exit::Usage;
+        return Failure::usage(
+            "--error-rate, --timeout-rate and --reset-rate add up to more than 1",
+        )
+        .report();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return Exit::Internal;
+            return Failure::internal(format!("cannot start the async runtime: {error}")).report();
         }
     };
     let options = SimOptions {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::register::{self, Due, Register, RegisterInput};
 
 use super::Exit;
+use super::failure::Failure;
 use super::validate::load_setting;
 
 #[derive(Debug, clap::Args)]
@@ -70,8 +71,7 @@ pub(crate) fn run(args: &Args) -> Exit {
     let register = match register::build(&input) {
         Ok(register) => register,
         Err(error) => {
-            eprintln!("error: {error}");
-            return Exit::Failure;
+            return Failure::new(error.to_string()).report();
         }
     };
     match args.format {

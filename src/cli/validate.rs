@@ -6,6 +6,7 @@ use crate::environment::{self, Environments};
 use crate::manifest::{self, Annotation, FileKind, FileReport, Severity};
 use crate::runbook::RunbookLibrary;
 
+use super::failure::Failure;
 use super::{Exit, ci, render};
 
 #[derive(Debug, clap::Args)]
@@ -95,8 +96,7 @@ pub(crate) fn run(args: &Args) -> Exit {
     let files = match manifest::collect_files(&args.paths) {
         Ok(files) => files,
         Err((path, error)) => {
-            eprintln!("error: cannot read `{}`: {error}", path.display());
-            return Exit::Failure;
+            return Failure::new(format!("cannot read `{}`: {error}", path.display())).report();
         }
     };
     let setting = load_setting(args.env_file.as_deref(), args.runbooks.as_deref());
@@ -124,16 +124,16 @@ pub(crate) fn run(args: &Args) -> Exit {
             match serde_json::to_string_pretty(&annotations) {
                 Ok(json) => println!("{json}"),
                 Err(error) => {
-                    eprintln!("error: cannot encode the diagnostics: {error}");
-                    return Exit::Internal;
+                    return Failure::internal(format!("cannot encode the diagnostics: {error}"))
+                        .report();
                 }
             }
         }
         ValidateFormat::Sarif => match serde_json::to_string_pretty(&ci::sarif(&reports)) {
             Ok(json) => println!("{json}"),
             Err(error) => {
-                eprintln!("error: cannot encode the diagnostics: {error}");
-                return Exit::Internal;
+                return Failure::internal(format!("cannot encode the diagnostics: {error}"))
+                    .report();
             }
         },
         ValidateFormat::Github => print!("{}", ci::github(&reports)),
