@@ -1401,6 +1401,9 @@ async fn a_re_export_of_a_contact_already_in_the_bag_is_written_beside_it() {
     );
     let contact = fs::read_to_string(bag.join(format!("data/contact-{JANE}.{tag}.json"))).unwrap();
     assert!(contact.contains("jane.new"), "the new export holds the new address");
+    let page = fs::read_to_string(bag.join("data/index.html")).unwrap();
+    assert!(page.contains("jane.new"), "the readable page shows the latest export");
+    assert!(page.contains(&format!("contact-{JANE}.{tag}.json")), "and names its file");
     ucs_gdpr::export::validate_dir(&bag).unwrap();
     assert_eq!(listed_exports(&bag), 6, "both exports are listed");
     crate::export::bagit_python_validates(&bag).unwrap();

@@ -288,6 +288,20 @@ struct AttachmentView {
 }
 
 /// Reads one contact's verified files; stages its decoded attachments.
+/// How late a re-export's tag is: `run-<run>` and `run-<run>-<n>` by run, then variant;
+/// `re-export[-<n>]` (a run without an id) before any run's.
+fn recency(tag: &crate::export::Tag) -> (u64, u64) {
+    let text = tag.as_str();
+    let (run, rest) = match text.strip_prefix("run-") {
+        Some(rest) => {
+            let mut parts = rest.splitn(2, '-');
+            (parts.next().and_then(|r| r.parse().ok()).unwrap_or(0), parts.next())
+        }
+        None => (0, text.strip_prefix("re-export").and_then(|r| r.strip_prefix('-'))),
+    };
+    (run, rest.and_then(|n| n.parse().ok()).unwrap_or(1))
+}
+
 async fn read_contact(
     bag: &Bag,
     listed: &BTreeMap<String, (String, u64)>,
@@ -295,11 +309,25 @@ async fn read_contact(
     staged: &mut Vec<(PathBuf, StagedFile)>,
 ) -> Result<ContactView, ExportError> {
     let mut files = Vec::new();
-    let contact_path = bag.payload_path(PayloadKind::Contact, contact);
-    let contact_json =
-        read_verified(&contact_path, listed, &Bag::relative_path(PayloadKind::Contact, contact))
-            .await?;
-    files.push(PayloadKind::Contact.file_name(contact));
+    // The page shows the contact's latest export: a re-export kept beside the first holds the
+    // data as it was later (the first stays in the bag, and is listed, as evidence).
+    let exports = bag.listed_exports(contact);
+    let latest = exports
+        .iter()
+        .max_by_key(|(tag, _)| tag.as_ref().map(recency))
+        .map(|(_, files)| files.clone())
+        .unwrap_or_default();
+    let file = |kind: PayloadKind| {
+        latest
+            .get(&kind)
+            .map(|(relative, _, _)| relative.clone())
+            .unwrap_or_else(|| Bag::relative_path(kind, contact))
+    };
+    let name_of = |relative: &str| relative.rsplit('/').next().unwrap_or(relative).to_owned();
+    let contact_relative = file(PayloadKind::Contact);
+    let contact_path = bag.root().join(&contact_relative);
+    let contact_json = read_verified(&contact_path, listed, &contact_relative).await?;
+    files.push(name_of(&contact_relative));
     let attributes = contact_json
         .get("attributes")
         .and_then(Value::as_object)
@@ -317,17 +345,17 @@ async fn read_contact(
         })
         .unwrap_or_default();
 
-    let context_relative = Bag::relative_path(PayloadKind::ContextServices, contact);
+    let context_relative = file(PayloadKind::ContextServices);
     let context_services = if listed.contains_key(&context_relative) {
-        let path = bag.payload_path(PayloadKind::ContextServices, contact);
-        files.push(PayloadKind::ContextServices.file_name(contact));
+        let path = bag.root().join(&context_relative);
+        files.push(name_of(&context_relative));
         Some(read_verified(&path, listed, &context_relative).await?)
     } else {
         None
     };
 
-    let relative = Bag::relative_path(PayloadKind::Interactions, contact);
-    let path = bag.payload_path(PayloadKind::Interactions, contact);
+    let relative = file(PayloadKind::Interactions);
+    let path = bag.root().join(&relative);
     let Some((digest, size)) = listed.get(&relative) else {
         return Ok(ContactView {
             id: contact.clone(),
@@ -339,7 +367,7 @@ async fn read_contact(
             files,
         });
     };
-    files.push(PayloadKind::Interactions.file_name(contact));
+    files.push(name_of(&relative));
     let dir = bag.root().join(ATTACHMENTS_DIR).join(contact.as_str());
     crate::durable::create_private_dir_all(&dir).map_err(|e| ExportError::io("create", &dir, e))?;
     let (skeleton, decoded) = split_interactions(&path, &dir, digest, *size).await?;
