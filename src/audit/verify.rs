@@ -454,6 +454,8 @@ struct Verifier {
     unreadable: u64,
     runs: u64,
     requests: HashSet<RequestId>,
+    /// The request of the last record tracked (already in `requests`).
+    last_request: Option<RequestId>,
     open_intents: HashMap<IntentKey, (u64, u64)>,
     recovered: Vec<Recovered>,
     writer_active: bool,
@@ -475,6 +477,7 @@ impl Verifier {
             unreadable: 0,
             runs: 0,
             requests: HashSet::new(),
+            last_request: None,
             open_intents: HashMap::new(),
             recovered: Vec::new(),
             writer_active: false,
@@ -540,10 +543,14 @@ impl Verifier {
 
     /// Counts and intent tracking, for records that belong to the chain.
     fn track(&mut self, number: u64, record: &AuditRecord) {
+        // Consecutive records mostly share their request: hash it only when it changes.
         if let Some(request) = &record.request_id
-            && !self.requests.contains(request)
+            && self.last_request.as_ref() != Some(request)
         {
-            self.requests.insert(request.clone());
+            if !self.requests.contains(request) {
+                self.requests.insert(request.clone());
+            }
+            self.last_request = Some(request.clone());
         }
         let key = || (record.request_id.clone(), record.step.clone(), record.contact.clone());
         match record.event {
@@ -551,7 +558,7 @@ impl Verifier {
             Event::StepIntent => {
                 self.open_intents.insert(key(), (number, record.seq));
             }
-            event if event.is_step_outcome() => {
+            event if event.is_step_outcome() && !self.open_intents.is_empty() => {
                 self.open_intents.remove(&key());
             }
             Event::LogRecovered => self.recovered.push(Recovered {
@@ -1021,6 +1028,7 @@ mod fast {
 
     struct Cursor<'a> {
         bytes: &'a [u8],
+        text: &'a str,
         pos: usize,
         /// Whether a member was read in the current object (the next one needs a comma).
         any: bool,
@@ -1052,19 +1060,22 @@ mod fast {
             }
         }
 
-        /// A string with nothing to escape: printable ASCII without `"` or `\`.
+        /// A string with nothing to escape: no `"`, `\` or control character inside (the
+        /// line is UTF-8, checked once in [`parse_canonical`]).
         fn string(&mut self) -> Option<&'a str> {
             if !self.eat(b"\"") {
                 return None;
             }
-            let rest = self.bytes.get(self.pos..)?;
-            let len = rest.iter().position(|&b| b == b'"')?;
+            let rest = self.text.get(self.pos..)?;
+            let len = rest.find('"')?;
             let text = rest.get(..len)?;
-            if !text.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'\\') {
+            // No early exit: the loop vectorises.
+            let escaped = text.bytes().fold(false, |any, b| any | (b < 0x20) | (b == b'\\'));
+            if escaped {
                 return None;
             }
             self.pos = self.pos.saturating_add(len).saturating_add(1);
-            std::str::from_utf8(text).ok()
+            Some(text)
         }
 
         /// An unsigned integer as `serde_json` writes one (no sign, no leading zero).
@@ -1175,7 +1186,8 @@ mod fast {
     /// Parses a canonical line and checks its hash; `None` when the line is not canonical or
     /// not a valid record (the slow path then decides).
     pub(super) fn parse_canonical(line: &[u8]) -> Option<ParsedLine> {
-        let mut cursor = Cursor { bytes: line, pos: 0, any: false };
+        let text = std::str::from_utf8(line).ok()?;
+        let mut cursor = Cursor { bytes: line, text, pos: 0, any: false };
         if !cursor.eat(b"{") {
             return None;
         }
@@ -1249,5 +1261,99 @@ mod fast {
                 let low = DIGITS.get(usize::from(byte & 0x0f));
                 pair.first() == high && pair.get(1) == low
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::{
+        Actor, AuditRecord, ContactId, Detail, Entry, Event, Outcome, RecordTime, RequestId,
+        Sha256Hex, StepId,
+    };
+    use super::*;
+
+    fn line(detail: Detail) -> String {
+        let entry = Entry::new(Actor::new("agent.smith").unwrap(), Event::StepDone)
+            .request(RequestId::new("DSR-2026-0142").unwrap())
+            .plan(Sha256Hex::digest(b"plan"))
+            .step(StepId::new("export").unwrap())
+            .contact(ContactId::new("0001SaD2PVY4312K").unwrap())
+            .outcome(Outcome::AlreadyAbsent)
+            .detail(detail);
+        let time = RecordTime::new("2026-11-29T10:15:00.123Z").unwrap();
+        let (_, line) = AuditRecord::seal(entry, 7, time, Sha256Hex::digest(b"p")).unwrap();
+        String::from_utf8(line).unwrap().trim_end().to_owned()
+    }
+
+    fn same(text: &str) -> bool {
+        let slow = parse_line(text.as_bytes()).map(|p| (p.record, p.hash_matches));
+        let fast = parse(text.as_bytes()).map(|p| (p.record, p.hash_matches));
+        slow == fast
+    }
+
+    #[test]
+    fn the_fast_path_takes_canonical_lines_and_agrees_with_the_slow_one() {
+        let detail =
+            Detail { attempt: Some(3), bytes: Some(0), count: Some(12), ..Detail::default() };
+        let canonical = line(detail);
+        let parsed = fast::parse_canonical(canonical.as_bytes()).unwrap();
+        assert!(parsed.hash_matches);
+        assert!(same(&canonical));
+        assert!(fast::parse_canonical(line(Detail::default()).as_bytes()).unwrap().hash_matches);
+        // Lines that are not canonical go the slow way, and the result is the same.
+        let variants = [
+            canonical.replace(r#""seq":7"#, r#""seq":8"#),
+            canonical.replace(r#""seq":7"#, r#""seq": 7"#),
+            canonical.replace(r#""seq":7"#, r#""seq":07"#),
+            canonical.replace(r#""actor":"agent.smith""#, r#""actor":"agent\u002esmith""#),
+            canonical.replace(r#""count":12"#, r#""count":12,"note":"x""#),
+            canonical.replace(r#""outcome":"already-absent","#, ""),
+            canonical.replace(r#""outcome":"already-absent""#, r#""outcome":null"#),
+            canonical.replace(r#""attempt":3"#, r#""attempt":4294967296"#),
+            canonical.replace("agent.smith", "Jane Doe"),
+            format!(" {canonical}"),
+            format!("{canonical} "),
+            format!("{canonical}x"),
+            canonical.replacen(r#""actor":"agent.smith","#, "", 1),
+        ];
+        for variant in &variants {
+            assert!(fast::parse_canonical(variant.as_bytes()).is_none_or(|p| !p.hash_matches));
+            assert!(same(variant), "{variant}");
+        }
+        // A modified value in canonical form: the fast path finds the hash does not match.
+        let modified = canonical.replace(r#""count":12"#, r#""count":13"#);
+        assert!(!fast::parse_canonical(modified.as_bytes()).unwrap().hash_matches);
+        assert!(same(&modified));
+    }
+
+    #[test]
+    fn parallel_and_baseline_verification_report_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = super::super::AuditLog::open(&path).unwrap();
+        for index in 0..9_000_u64 {
+            let detail = Detail { bytes: Some(index), ..Detail::default() };
+            let event = if index % 1_000 == 0 { Event::StepIntent } else { Event::StepDone };
+            let entry = Entry::new(Actor::new("ops").unwrap(), event)
+                .request(RequestId::new(format!("DSR-{}", index % 7)).unwrap())
+                .step(StepId::new("delete").unwrap())
+                .detail(detail);
+            log.append(entry).unwrap();
+        }
+        log.finish().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        // Tampering across chunk boundaries: a swap, a deletion, an edit, junk, a torn end.
+        lines.swap(2_500, 2_501);
+        lines.remove(6_000);
+        let edited = lines[7_000].replace(r#""bytes":"#, r#""bytes":1"#);
+        lines[7_000] = &edited;
+        lines.insert(4_000, "not json");
+        let tampered = format!("{}\n{{\"actor\":", lines.join("\n"));
+        std::fs::write(&path, tampered).unwrap();
+        let options = VerifyOptions::default();
+        let fast = verify_file(&path, &options).unwrap();
+        assert_eq!(fast, verify_file_baseline(&path, &options).unwrap());
+        assert!(!fast.ok && fast.faults.len() >= 5, "{:?}", fast.faults);
     }
 }
