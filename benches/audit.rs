@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use ucs_gdpr::audit::{
     Actor, AuditLog, ContactId, Detail, Entry, Event, Outcome, RequestId, Sha256Hex, StepId,
-    VerifyOptions, verify_file,
+    VerifyOptions, verify_file, verify_file_baseline,
 };
 
 fn entry(index: u64, event: Event) -> Entry {
@@ -34,6 +34,16 @@ fn on_cpu() -> Option<Duration> {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     let nanos = text.split_whitespace().next()?.parse().ok()?;
     Some(Duration::from_nanos(nanos))
+}
+
+/// CPU time of the whole process, every thread included (Linux `/proc/self/stat`, in
+/// clock ticks of 10 ms): for the parallel verify.
+fn process_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
 }
 
 /// A measurement: wall clock and on-CPU time since `start`.
@@ -82,12 +92,28 @@ fn group_committed(path: &Path, count: u64) {
 }
 
 fn verify(path: &Path, count: u64) {
-    let size = std::fs::metadata(path).unwrap().len();
+    let size = std::fs::metadata(path).unwrap().len() / 1_000_000;
     let clock = Clock::start();
-    let report = verify_file(path, &VerifyOptions::default()).unwrap();
+    let old = verify_file_baseline(path, &VerifyOptions::default()).unwrap();
     let measured = clock.rate(count);
+    assert!(old.ok && old.records == count);
+    println!("verify, before ({size:>4} MB):          {measured}");
+    let (wall, cpu) = (Instant::now(), process_cpu());
+    let report = verify_file(path, &VerifyOptions::default()).unwrap();
+    let wall = wall.elapsed().as_secs_f64();
     assert!(report.ok && report.records == count);
-    println!("verify ({:>4} MB):                   {measured}", size / 1_000_000);
+    assert_eq!(report, old);
+    let cpu = match (cpu, process_cpu()) {
+        (Some(before), Some(after)) => {
+            let cpu = (after - before).as_secs_f64();
+            format!("; CPU, all threads {cpu:>6.2} s = {:>8.0}/s", count as f64 / cpu)
+        }
+        _ => String::new(),
+    };
+    println!(
+        "verify ({size:>4} MB):                 {count:>9} records in {wall:>7.3} s = {:>8.0}/s{cpu}",
+        count as f64 / wall
+    );
 }
 
 fn main() {
