@@ -51,8 +51,10 @@ fn a_closed_pipe_ends_quietly_with_the_pipeline_status() {
 
 #[test]
 fn every_command_s_long_help_has_examples_that_run_and_one_global_options_block() {
-    let commands = ["", "validate", "schema", "plan", "approve", "apply", "export", "delete"];
-    let commands = commands.into_iter().chain(["status", "audit", "sim", "completions", "man"]);
+    let commands = ["", "validate", "schema", "plan", "show", "approve", "apply", "export"];
+    let commands = commands.into_iter().chain(["delete", "status", "audit", "sim", "completions"]);
+    let commands = commands.chain(["man", "audit verify", "audit show", "audit report"]);
+    let commands = commands.chain(["audit keygen"]);
     let mut runnable = Vec::new();
     for command in commands {
         let output =

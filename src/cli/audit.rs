@@ -14,14 +14,38 @@ use crate::audit::{
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
     /// Check every record, link, sequence number and the checkpoint's signature.
+    #[command(after_long_help = EXAMPLES_VERIFY)]
     Verify(VerifyArgs),
     /// Show the timeline of a request (or of the whole log).
+    #[command(after_long_help = EXAMPLES_SHOW)]
     Show(ShowArgs),
     /// What was done for one request across all its runs, from the log alone.
+    #[command(after_long_help = EXAMPLES_REPORT)]
     Report(ReportArgs),
     /// Make a key pair for signing checkpoints.
+    #[command(after_long_help = EXAMPLES_KEYGEN)]
     Keygen(KeygenArgs),
 }
+
+// Examples shown by each subcommand's `--help`; those naming examples/ run in `tests/cli.rs`.
+const EXAMPLES_VERIFY: &str = "\
+Examples:
+  ucs-gdpr audit verify examples/out/audit.jsonl
+  ucs-gdpr audit verify audit.jsonl --checkpoint kept/audit.jsonl.checkpoint.json --public-key keys/audit-signing.pub";
+
+const EXAMPLES_SHOW: &str = "\
+Examples:
+  ucs-gdpr audit show examples/out/audit.jsonl --request DSR-2026-0142
+  ucs-gdpr audit show examples/out/audit.jsonl --contact 0001SaD2PVY4312K --since 2026-11-01 --format json";
+
+const EXAMPLES_REPORT: &str = "\
+Examples:
+  ucs-gdpr audit report examples/out/audit.jsonl DSR-2026-0142
+  ucs-gdpr audit report examples/out/audit.jsonl DSR-2026-0142 --format markdown";
+
+const EXAMPLES_KEYGEN: &str = "\
+Examples:
+  ucs-gdpr audit keygen --out keys      # keys/audit-signing.key (0600) and keys/audit-signing.pub";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {

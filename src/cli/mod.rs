@@ -126,6 +126,11 @@ Examples:
   ucs-gdpr plan request.yaml --count                             # the scripts' -count
   ucs-gdpr plan request.yaml --detailed-exitcode                 # 2 when there are changes";
 
+const EXAMPLES_SHOW: &str = "\
+Examples:
+  ucs-gdpr show plan.json                      # what the plan does, as `plan` prints it
+  ucs-gdpr show plan.json --format markdown    # for the pull request";
+
 const EXAMPLES_APPROVE: &str = "\
 Examples:
   ucs-gdpr approve plan.json --by dpo.alice
@@ -179,6 +184,7 @@ enum Command {
     #[command(after_long_help = EXAMPLES_PLAN)]
     Plan(plan::Args),
     /// Print a saved plan (text, markdown or its JSON).
+    #[command(after_long_help = EXAMPLES_SHOW)]
     Show(apply::ShowArgs),
     /// Approve a plan: an approval bound to its plan id, optionally signed.
     #[command(after_long_help = EXAMPLES_APPROVE)]
