@@ -249,10 +249,6 @@ async fn apply_one(
         }
     };
     let outputs = prepare_outputs(environments, environment)?;
-    let concurrency = args
-        .concurrency
-        .unwrap_or_else(|| usize::try_from(environment.concurrency).unwrap_or(8))
-        .max(1);
     let actor = actor(args.actor.as_deref());
     let shown = RunProgress::new(progress::eprintln);
     let progress = |event: &apply::Progress<'_>| shown.show(event);
@@ -261,7 +257,7 @@ async fn apply_one(
         plan: &plan,
         approvals,
         without_deletion: false,
-        concurrency,
+        concurrency: args.concurrency,
         actor,
         stop,
         progress: &progress,
@@ -322,7 +318,8 @@ pub(crate) struct Run<'a> {
     /// A front end that only exports: a plan that deletes nothing runs without approvals (the
     /// library checks that it deletes nothing).
     pub(crate) without_deletion: bool,
-    pub(crate) concurrency: usize,
+    /// Contacts at once (default: the environment's, applied by the library's session).
+    pub(crate) concurrency: Option<usize>,
     pub(crate) actor: String,
     pub(crate) stop: &'a Arc<AtomicBool>,
     pub(crate) progress: &'a (dyn Fn(&apply::Progress<'_>) + Sync),
@@ -341,7 +338,7 @@ impl Run<'_> {
             .map_err(|error| ApplyError::Record(error.to_string()))?;
         let options = crate::session::RunOptions {
             without_deletion: self.without_deletion,
-            concurrency: Some(self.concurrency),
+            concurrency: self.concurrency,
             actor: self.actor,
             stop: Arc::clone(self.stop),
             retries,

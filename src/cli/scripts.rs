@@ -364,7 +364,6 @@ impl Invocation<'_> {
             Ok(outputs) => outputs,
             Err(failure) => return failure.report(),
         };
-        let concurrency = usize::try_from(environment.concurrency).unwrap_or(8).max(1);
         let shown = super::progress::RunProgress::new(log);
         let progress = |event: &crate::apply::Progress<'_>| shown.show(event);
         let run = Run {
@@ -372,7 +371,7 @@ impl Invocation<'_> {
             plan: &plan,
             approvals: &[],
             without_deletion: self.operation == Operation::Export,
-            concurrency,
+            concurrency: None,
             actor: actor(self.common.verified_by.as_deref()),
             stop,
             progress: &progress,
