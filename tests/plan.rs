@@ -53,8 +53,8 @@ fn plan_json(manifest: &str) -> (i32, Value) {
         .args(["plan", "--env-file", &env_file, "--format", "json", manifest])
         .output()
         .unwrap();
-    let plan = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", transcript(&output)));
+    let plan = crate::plan_value(&output.stdout)
+        .unwrap_or_else(|e| panic!("not a plan ({e}): {}", transcript(&output)));
     (output.status.code().unwrap(), plan)
 }
 
@@ -338,10 +338,8 @@ fn the_plan_id_is_stable_and_follows_the_data() {
         .arg(&manifest)
         .assert()
         .success();
-    let (a, c): (Value, Value) = (
-        serde_json::from_slice(&a).unwrap(),
-        serde_json::from_slice(&fs::read(&third).unwrap()).unwrap(),
-    );
+    let (a, c): (Value, Value) =
+        (crate::plan_value(&a).unwrap(), crate::plan_value(&fs::read(&third).unwrap()).unwrap());
     assert_ne!(a["planId"], c["planId"]);
     assert_ne!(a["body"]["contacts"][0]["fingerprint"], c["body"]["contacts"][0]["fingerprint"]);
 }
@@ -633,8 +631,8 @@ mod info_mart {
             .env(PASSWORD_VARIABLE, READER_PASSWORD)
             .output()
             .unwrap();
-        let plan: Value = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", transcript(&output)));
+        let plan: Value = crate::plan_value(&output.stdout)
+            .unwrap_or_else(|e| panic!("not a plan ({e}): {}", transcript(&output)));
         let etl = &plan["body"]["requestSteps"][0];
         let note = etl["notes"][0].as_str().unwrap().to_owned();
         assert_eq!(etl["uses"], "infomart/etl-complete");
@@ -753,8 +751,8 @@ async fn without_gms_the_plan_says_context_services_services_cannot_be_looked_up
             .env("UCS_GDPR_TEST_HMAC", "a-test-key-that-is-at-least-32-bytes-long")
             .output()
             .unwrap();
-        let plan: Value = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", transcript(&output)));
+        let plan: Value = crate::plan_value(&output.stdout)
+            .unwrap_or_else(|e| panic!("not a plan ({e}): {}", transcript(&output)));
         let context = step(&plan, "0001SaD2PVY4312K", "context");
         assert_eq!(context["status"], status, "{context}");
         let notes = context["notes"].to_string();
