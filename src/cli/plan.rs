@@ -210,7 +210,7 @@ pub(crate) fn print_plan(
     match format {
         None => print!("{}", plan::render::count_of(head, contacts_of(plan))),
         Some(PlanFormat::Text) => {
-            print!("{}", plan::render::text_of(head, contacts_of(plan), today))
+            print!("{}", plan::render::text_of(head, contacts_of(plan), today));
         }
         Some(PlanFormat::Markdown) => {
             print!("{}", plan::render::markdown_of(head, contacts_of(plan), today));
