@@ -1589,3 +1589,66 @@ async fn a_front_end_through_the_library_session_cannot_skip_the_approval_gate()
     let (_sim, client) = workspace.world().await;
     assert!(exists(&client, JANE).await, "nothing was deleted");
 }
+
+/// Issue 13: apply reads a plan file as a stream, and nothing acts before its first pass has
+/// checked every line. A plan file opened (header and subjects checked) and then changed on
+/// disk (a contact line edited, its id kept) is refused by the re-check pass as a mismatch:
+/// nothing is exported or deleted, and the refusal is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_file_changed_after_it_was_opened_is_refused_before_anything_acts() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+    use ucs_gdpr::session::{Prepared, RunOptions, Session};
+
+    let workspace = Workspace::demo();
+    let manifest = workspace.request("swapped", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let (environments, _) =
+        ucs_gdpr::environment::Environments::load(&workspace.path("ucs-gdpr.yaml")).unwrap();
+    let runbooks = ucs_gdpr::runbook::RunbookLibrary::built_in();
+    let context = ucs_gdpr::manifest::Context {
+        runbooks: &runbooks,
+        environments: Some(&environments),
+        now: jiff::Timestamp::now(),
+    };
+    let (report, request) = ucs_gdpr::manifest::load_request(Path::new(&manifest), &context);
+    let prepared = Prepared {
+        request: request.expect("the request is valid"),
+        manifest_path: manifest.clone(),
+        manifest_sha256: ucs_gdpr::canonical::sha256_hex(report.source.as_bytes()),
+        environments,
+        runbooks,
+    };
+    let connection = prepared.environments.connect("demo", None).await.unwrap();
+    let session = Session::new(&prepared, &connection).unwrap();
+    let path = workspace.path("plan.json");
+    let plan = session.plan_to_file(&path).await.unwrap();
+    assert!(!plan.head().is_blocked(), "{:?}", plan.head().body.blockers);
+    assert!(plan.head().body.contacts.is_empty(), "a plan file's contacts stay in the file");
+    assert_eq!(plan.records().contacts.count, 1);
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"export\":true"), "{text}");
+    fs::write(&path, text.replacen("\"export\":true", "\"export\":false", 1)).unwrap();
+
+    let options = RunOptions {
+        without_deletion: false,
+        concurrency: None,
+        actor: "stream.test".into(),
+        stop: Arc::new(AtomicBool::new(false)),
+        retries: Arc::new(Mutex::new(Vec::new())),
+        progress: &|_| {},
+    };
+    let outputs = session.outputs().unwrap();
+    let refused = session.apply_source(plan.into(), &[], &outputs, options).await;
+    let Err(ucs_gdpr::apply::ApplyError::Mismatch(why)) = &refused else {
+        panic!("a plan file changed after it was opened was not refused: {refused:?}");
+    };
+    assert!(why.iter().any(|w| w.contains("do not match its header")), "{why:?}");
+    connection.close().await.unwrap();
+
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert!(log.contains("\"run.refused\"") && log.contains("plan-mismatch"), "{log}");
+    assert!(!log.contains("\"step.intent\""), "{log}");
+    assert!(!workspace.path("exports/DSR-swapped/data").exists(), "nothing exported");
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, JANE).await, "nothing was deleted");
+}
