@@ -29,6 +29,7 @@ mod scripts;
 mod sim;
 mod ucs;
 mod validate;
+mod workspace;
 
 use std::path::{Path, PathBuf};
 
