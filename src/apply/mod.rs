@@ -368,8 +368,13 @@ impl Done {
     }
 
     /// Whether this plan already had a side effect on the contact (its state is ours to change).
+    /// (A range lookup: the re-check asks for every contact of the plan, so a scan of every
+    /// intent would make a resumed run of many contacts quadratic.)
     fn touched(&self, contact: &str) -> bool {
-        self.intents.keys().any(|(c, _)| c == contact)
+        self.intents
+            .range((contact.to_owned(), String::new())..)
+            .next()
+            .is_some_and(|((c, _), _)| c == contact)
     }
 }
 
