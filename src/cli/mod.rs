@@ -12,6 +12,7 @@ mod docs;
 mod failure;
 mod plan;
 mod progress;
+mod receipt;
 mod render;
 mod scripts;
 mod sim;
@@ -204,6 +205,9 @@ enum Command {
     /// Verify, inspect and key the audit trail.
     #[command(subcommand, after_long_help = EXAMPLES_AUDIT)]
     Audit(audit::Command),
+    /// Receipts of runs: merge a sharded run's parts into one.
+    #[command(subcommand)]
+    Receipt(receipt::Command),
     /// Run or feed the built-in UCS simulator.
     #[command(subcommand, after_long_help = EXAMPLES_SIM)]
     Sim(sim::Command),
@@ -269,6 +273,7 @@ pub fn main() -> ExitCode {
         Command::Delete(args) => Ok(scripts::delete(&args)),
         Command::Status(args) => Ok(status::run(&args)),
         Command::Audit(command) => Ok(audit::run(&command)),
+        Command::Receipt(command) => receipt::run(&command),
         Command::Sim(command) => Ok(sim::run(&command)),
         Command::Completions(args) => Ok(docs::completions(&args)),
         Command::Man(args) => Ok(docs::man(&args)),
