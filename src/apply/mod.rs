@@ -446,9 +446,8 @@ pub async fn run<U: Ucs>(
         });
     };
     let part = |id: &ContactId| mine(id.as_str());
-    let recheck = || {
-        CallSite::step(None, RECHECK).scope(plan::build_part(&context.input, ucs, &told, &part))
-    };
+    let recheck =
+        || CallSite::step(None, RECHECK).scope(plan::build_part(&context.input, ucs, &told, &part));
     let mut fresh = recheck().await;
     for pause in RECHECK_PAUSES {
         if unreadable(&fresh).is_none() {

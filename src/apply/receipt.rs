@@ -579,7 +579,8 @@ fn listed(ids: &[String]) -> String {
         return String::new();
     }
     let shown: Vec<&str> = ids.iter().take(SHOWN).map(String::as_str).collect();
-    let more = if ids.len() > SHOWN { format!(" and {} more", ids.len() - SHOWN) } else { String::new() };
+    let more =
+        if ids.len() > SHOWN { format!(" and {} more", ids.len() - SHOWN) } else { String::new() };
     format!(": {}{more}", shown.join(", "))
 }
 
@@ -600,7 +601,8 @@ fn shard_runs(
         if !(name.starts_with("receipt-") && name.ends_with(".json")) {
             continue;
         }
-        let bytes = std::fs::read(entry.path()).map_err(|e| part(format!("cannot be read: {e}")))?;
+        let bytes =
+            std::fs::read(entry.path()).map_err(|e| part(format!("cannot be read: {e}")))?;
         let Ok(receipt) = serde_json::from_slice::<Receipt>(&bytes) else { continue };
         if receipt.kind != "Receipt" || receipt.plan_id != plan.plan_id {
             continue;

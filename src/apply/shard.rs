@@ -10,11 +10,7 @@ use crate::plan::Plan;
 
 /// The plan's contacts that are `shard`'s.
 pub fn contacts_of<'a>(plan: &'a Plan, shard: Shard) -> impl Iterator<Item = &'a str> + 'a {
-    plan.body
-        .contacts
-        .iter()
-        .map(|c| c.contact_id.as_str())
-        .filter(move |id| shard.contains_id(id))
+    plan.body.contacts.iter().map(|c| c.contact_id.as_str()).filter(move |id| shard.contains_id(id))
 }
 
 /// The `shard.start` record that opens each run of a shard in its segment: the request, the
@@ -60,4 +56,3 @@ pub fn start(
     log.finish()?;
     Ok(())
 }
-

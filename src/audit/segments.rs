@@ -93,7 +93,8 @@ struct Scan {
 }
 
 fn scan(path: &Path) -> Result<Scan, AuditError> {
-    let io = |source| AuditError::Io { action: "read the audit log", path: path.to_owned(), source };
+    let io =
+        |source| AuditError::Io { action: "read the audit log", path: path.to_owned(), source };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
     let mut out = Scan::default();
@@ -138,7 +139,11 @@ fn listed<'a>(ids: impl IntoIterator<Item = &'a String>) -> (Vec<String>, usize)
 }
 
 fn more(total: usize) -> String {
-    if total > MAX_IDS { format!(" (the first {MAX_IDS} of {total} listed)") } else { String::new() }
+    if total > MAX_IDS {
+        format!(" (the first {MAX_IDS} of {total} listed)")
+    } else {
+        String::new()
+    }
 }
 
 /// Checks the segments `paths` of one sharded run together (see the module). `plan_contacts`,
@@ -208,7 +213,8 @@ pub fn verify_segments(
                 message: format!("{shown}: its shard.start names no shard of the form I/N"),
             });
         }
-        let covered = plan_id.as_ref().and_then(|p| scan.covered.get(p)).cloned().unwrap_or_default();
+        let covered =
+            plan_id.as_ref().and_then(|p| scan.covered.get(p)).cloned().unwrap_or_default();
         let bound = last.and_then(|s| Some((s.2?, s.3.clone()?)));
         segments.push(SegmentReport {
             path: path.clone(),
@@ -227,10 +233,14 @@ pub fn verify_segments(
             kind: "plans-differ",
             shard: None,
             contacts: Vec::new(),
-            message: format!("the segments name {} different plans; a run is one plan", plans.len()),
+            message: format!(
+                "the segments name {} different plans; a run is one plan",
+                plans.len()
+            ),
         });
     }
-    let plan_id = (plans.len() == 1).then(|| plans.iter().next().map(|p| (*p).to_owned())).flatten();
+    let plan_id =
+        (plans.len() == 1).then(|| plans.iter().next().map(|p| (*p).to_owned())).flatten();
     let counts: BTreeSet<u32> = parts.iter().filter_map(|p| p.0.map(Shard::count)).collect();
     if counts.len() > 1 {
         let counts: Vec<String> = counts.iter().map(u32::to_string).collect();
@@ -303,8 +313,8 @@ pub fn verify_segments(
                 duplicated.insert(contact);
             }
         }
-        let expected: Option<BTreeSet<&String>> = plan_contacts
-            .map(|all| all.iter().filter(|c| shard.contains_id(c)).collect());
+        let expected: Option<BTreeSet<&String>> =
+            plan_contacts.map(|all| all.iter().filter(|c| shard.contains_id(c)).collect());
         let digest = contacts_digest(covered.iter().map(String::as_str));
         let complete = match bound {
             Some((count, sha)) => *count == covered.len() as u64 && *sha == digest,
@@ -373,12 +383,39 @@ pub fn verify_segments(
             (None, true) => {}
         }
     }
+    // Given the plan: every contact of it covered somewhere (a missing shard's are named here).
+    if let Some(all) = plan_contacts {
+        let uncovered: Vec<&String> = all
+            .iter()
+            .filter(|c| !owner.contains_key(c))
+            .filter(|c| {
+                // Those of a segment given are named by that segment's check above.
+                !parts.iter().any(|p| p.0.is_some_and(|s| s.contains_id(c)))
+            })
+            .collect();
+        if !uncovered.is_empty() {
+            let (contacts, total) = listed(uncovered);
+            faults.push(SegmentFault {
+                kind: "contacts-missing",
+                shard: None,
+                message: format!(
+                    "{total} contact(s) of the plan are in no segment given (their shard's \
+                     segment is missing){}",
+                    more(total)
+                ),
+                contacts,
+            });
+        }
+    }
     if !duplicated.is_empty() {
         let (contacts, total) = listed(duplicated.iter().copied());
         faults.push(SegmentFault {
             kind: "contact-duplicated",
             shard: None,
-            message: format!("{total} contact(s) are recorded in more than one segment{}", more(total)),
+            message: format!(
+                "{total} contact(s) are recorded in more than one segment{}",
+                more(total)
+            ),
             contacts,
         });
     }
@@ -409,14 +446,15 @@ pub fn find_segments(base: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>, Audi
     for entry in std::fs::read_dir(&folder).map_err(io)? {
         let entry = entry.map_err(io)?;
         let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(shard) = crate::shard::segment_of(&name, &file) else { continue };
+        if crate::shard::segment_of(&name, &file).is_none() {
+            continue;
+        }
         // The part between the log's stem and the shard: `plan-<id12>`.
         let tag = file
             .split('.')
             .find(|part| part.starts_with("plan-"))
             .unwrap_or("plan-unknown")
             .to_owned();
-        let _ = shard;
         groups.entry(tag).or_default().push(entry.path());
     }
     for paths in groups.values_mut() {

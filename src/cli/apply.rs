@@ -215,18 +215,17 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {
     if is_plan {
         let plan = read_plan(&args.target)?;
         let manifest = PathBuf::from(&plan.body.request.manifest_path);
-        let mut prepared =
-            prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
+        let mut prepared = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
             .map_err(|failure| {
-                if failure.is_reported() {
-                    Failure::new(format!(
-                        "the plan's request manifest `{}` is not valid any more",
-                        manifest.display()
-                    ))
-                } else {
-                    failure
-                }
-            })?;
+            if failure.is_reported() {
+                Failure::new(format!(
+                    "the plan's request manifest `{}` is not valid any more",
+                    manifest.display()
+                ))
+            } else {
+                failure
+            }
+        })?;
         if let Some(shard) = shard {
             // The environment's rate is the whole run's: each of the N shards gets its part
             // (neither is part of the digests a plan is bound to).
@@ -235,6 +234,18 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {
             {
                 environment.rate_limit = environment.rate_limit.map(|r| shard.rate_part(r));
                 environment.concurrency = shard.count_part(environment.concurrency);
+                let mine = apply::shard::contacts_of(&plan, shard).count();
+                eprintln!(
+                    "shard {shard}: {mine} of the plan's {} contact(s); {}{} request(s) in flight \
+                     (the environment's, divided by {})",
+                    plan.body.contacts.len(),
+                    environment
+                        .rate_limit
+                        .map(|r| format!("at most {r} request(s)/s, "))
+                        .unwrap_or_default(),
+                    environment.concurrency,
+                    shard.count()
+                );
             }
         }
         // That the manifest is the one the plan was made from is the library's gate to check
@@ -252,10 +263,9 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {
         }
         eprintln!("== {}", manifest.display());
         // One manifest's failure is said and the others still run.
-        let done = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
-            .and_then(|prepared| {
-                runtime.block_on(apply_one(&prepared, None, &[], args, None, &stop))
-            });
+        let done = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref()).and_then(
+            |prepared| runtime.block_on(apply_one(&prepared, None, &[], args, None, &stop)),
+        );
         match done {
             Ok(Exit::Success) => {}
             Ok(_) => exit = Exit::Failure,

@@ -225,7 +225,8 @@ fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
         reports.push(report);
     }
     if args.format == Format::Json && !runs.is_empty() {
-        document.insert("shardedRuns".to_owned(), serde_json::to_value(&reports).unwrap_or_default());
+        document
+            .insert("shardedRuns".to_owned(), serde_json::to_value(&reports).unwrap_or_default());
         println!("{}", serde_json::to_string_pretty(&Value::Object(document)).unwrap_or_default());
     }
     Ok(if ok { Exit::Success } else { Exit::Failure })

@@ -79,7 +79,8 @@ fn merge(args: &MergeArgs) -> Result<Exit, Failure> {
         .map_err(|e| Failure::new(format!("`{}`: {e}", args.plan.display())))?;
     let request = plan.body.request.id.clone();
     let needs_exports = args.bags.is_empty() || args.out.is_none();
-    let exports = if needs_exports { Some(exports_dir(&plan, args.env_file.as_deref())?) } else { None };
+    let exports =
+        if needs_exports { Some(exports_dir(&plan, args.env_file.as_deref())?) } else { None };
     let bags: Vec<PathBuf> = if args.bags.is_empty() {
         let exports = exports.clone().unwrap_or_default();
         let prefix = format!("{request}.shard-");
@@ -104,8 +105,10 @@ fn merge(args: &MergeArgs) -> Result<Exit, Failure> {
         let failure = Failure::new(format!("cannot merge the shards' receipts: {error}"));
         match error {
             MergeError::Missing { .. } | MergeError::Incomplete { .. } | MergeError::NoParts => {
-                failure.hint("run the missing or incomplete shard (`ucs-gdpr apply plan.json \
-                              --shard I/N`; a shard resumes where it stopped), then merge again")
+                failure.hint(
+                    "run the missing or incomplete shard (`ucs-gdpr apply plan.json \
+                              --shard I/N`; a shard resumes where it stopped), then merge again",
+                )
             }
             _ => failure,
         }

@@ -1,0 +1,444 @@
+//! Shards: one approved plan run as N real `ucs-gdpr apply --shard I/N` processes at once
+//! against ONE simulator in its own process (`ucs-gdpr sim serve`), then `audit verify` of the
+//! segments and `receipt merge`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+use ucs_gdpr::sim::{GenerateOptions, generate};
+use ucs_gdpr::ucs::{ClientConfig, ContactId, ErrorKind, RestClient, Ucs};
+
+use crate::{transcript, ucs_gdpr};
+
+const HMAC: &str = "a-test-key-that-is-at-least-32-bytes-long";
+const REQUEST: &str = "DSR-SHARDS";
+
+/// A simulator in its own process, a request over its contacts, and the plan of it.
+struct World {
+    dir: tempfile::TempDir,
+    sim: Child,
+    url: String,
+    ids: Vec<String>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = self.sim.kill();
+        let _ = self.sim.wait();
+    }
+}
+
+impl World {
+    fn new(contacts: u32) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let dataset = dir.path().join("dataset.json");
+        generate(&GenerateOptions {
+            contacts,
+            interactions: 1,
+            attachment_bytes: 0,
+            seed: 13,
+            out: dataset.clone(),
+        })
+        .unwrap();
+        // No pending callbacks: they would block the plan.
+        let mut value: Value = serde_json::from_slice(&std::fs::read(&dataset).unwrap()).unwrap();
+        let mut ids = Vec::new();
+        for contact in value["contacts"].as_array_mut().unwrap() {
+            contact["callbacks"] = serde_json::json!([]);
+            ids.push(contact["id"].as_str().unwrap().to_owned());
+        }
+        std::fs::write(&dataset, serde_json::to_vec(&value).unwrap()).unwrap();
+        ids.sort();
+
+        let mut sim = Command::new(assert_cmd::cargo::cargo_bin!("ucs-gdpr"))
+            .args(["sim", "serve", "--listen", "127.0.0.1:0", "--dataset"])
+            .arg(&dataset)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(sim.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+        std::fs::write(
+            dir.path().join("ucs-gdpr.yaml"),
+            format!(
+                "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  shared:\n    \
+                 type: rest\n    tenant: 101\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    \
+                 concurrency: 8\n    rateLimit: 400\n    ucs:\n      url: {url}/\n    \
+                 policy:\n      requireApproval: false\n      auditLog: audit.jsonl\n      \
+                 exports: exports\n"
+            ),
+        )
+        .unwrap();
+        let mut request = format!(
+            "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: {REQUEST}\n  \
+             receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: dpo.alice\n\
+             spec:\n  environment: shared\n  runbook: batch-delete\n  subjects:\n"
+        );
+        for id in &ids {
+            request.push_str(&format!("    - contactId: \"{id}\"\n"));
+        }
+        request.push_str(
+            "  export:\n    dataSources: [main]\n    attachments: omit\n  delete:\n    \
+             confirm: true\n",
+        );
+        std::fs::write(dir.path().join("request.yaml"), request).unwrap();
+        let world = World { dir, sim, url, ids };
+        let planned = world.run(&["plan", "request.yaml", "--out", "plan.json"]);
+        assert!(planned.status.success(), "{}", transcript(&planned));
+        world
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// The real binary in the world's folder, with its environments file (but for `audit`).
+    fn command(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut command = ucs_gdpr();
+        command.current_dir(self.dir.path()).args(args).env("UCS_GDPR_TEST_HMAC", HMAC);
+        if args.first() != Some(&"audit") {
+            command.arg("--env-file").arg(self.path("ucs-gdpr.yaml"));
+        }
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// A shard as its own process (not waited for): `--shard I/N`, or `JOB_COMPLETION_INDEX`
+    /// with the count in `UCS_GDPR_SHARDS` (`by_env`), as a Kubernetes Indexed Job runs it.
+    fn spawn_shard(&self, index: u32, count: u32, by_env: bool) -> Child {
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("ucs-gdpr"));
+        command
+            .current_dir(self.dir.path())
+            .args(["apply", "plan.json", "--env-file"])
+            .arg(self.path("ucs-gdpr.yaml"))
+            .env("UCS_GDPR_TEST_HMAC", HMAC)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("UCS_GDPR_SHARDS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if by_env {
+            command
+                .env("JOB_COMPLETION_INDEX", index.to_string())
+                .env("UCS_GDPR_SHARDS", count.to_string());
+        } else {
+            command.arg("--shard").arg(format!("{index}/{count}"));
+        }
+        command.spawn().unwrap()
+    }
+
+    /// Runs `shards` of a 4-way split at once, each its own process, and waits for all.
+    fn run_shards(&self, shards: &[u32]) -> Vec<Output> {
+        let children: Vec<Child> =
+            shards.iter().map(|&i| self.spawn_shard(i, 4, i % 2 == 1)).collect();
+        children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+    }
+
+    fn segment(&self, index: u32) -> PathBuf {
+        let plan = read_json(&self.path("plan.json"));
+        let id = plan["planId"].as_str().unwrap();
+        self.path(&format!("audit.plan-{}.shard-{index}-of-4.jsonl", &id[..12]))
+    }
+
+    async fn exists(&self, id: &str) -> bool {
+        let client = RestClient::new(ClientConfig::new(self.url.clone())).unwrap();
+        match client.get_contact(&ContactId::new(id).unwrap()).await {
+            Ok(_) => true,
+            Err(error) if error.kind == ErrorKind::NotFound => false,
+            Err(error) => panic!("{error}"),
+        }
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The contacts each segment has step records of, read straight from the files.
+fn contacts_in(segment: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(segment)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter_map(|record| record["contact"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_shards_as_four_processes_cover_every_contact_exactly_once() {
+    let world = World::new(24);
+    let outputs = tokio::task::block_in_place(|| world.run_shards(&[0, 1, 2, 3]));
+    for (index, output) in outputs.iter().enumerate() {
+        assert!(output.status.success(), "shard {index}: {}", transcript(output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // The environment's rate limit (400/s) and requests in flight (8) divided by 4.
+        assert!(
+            stderr.contains(&format!("shard {index}/4: "))
+                && stderr.contains("at most 100 request(s)/s, 2 request(s) in flight"),
+            "shard {index}: {stderr}"
+        );
+    }
+
+    // Every contact is gone from the one simulator they all talked to.
+    for id in &world.ids {
+        assert!(!world.exists(id).await, "{id} is still there");
+    }
+
+    // Read from the files themselves: the segments split the contacts, each shard its own.
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for index in 0..4 {
+        let segment = world.segment(index);
+        let first: Value = serde_json::from_str(
+            std::fs::read_to_string(&segment).unwrap().lines().next().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(first["event"], "shard.start", "{}", segment.display());
+        assert_eq!(first["detail"]["reason"], format!("shard-{index}-of-4"));
+        for contact in contacts_in(&segment) {
+            assert_eq!(ucs_gdpr::shard::of(&contact, 4), index, "{contact}");
+            assert!(seen.insert(contact, index).is_none(), "a contact in two segments");
+        }
+    }
+    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), world.ids);
+    assert!(seen.values().collect::<BTreeSet<_>>().len() >= 3, "the split is not one-sided");
+
+    // `audit verify` of the base log finds the four segments and checks them together; so does
+    // naming them.
+    let verified = world.run(&["audit", "verify", "audit.jsonl", "--plan", "plan.json"]);
+    assert!(verified.status.success(), "{}", transcript(&verified));
+    assert!(
+        stdout(&verified).contains("OK: 4 shard(s), each once; 24 contact(s), each in exactly one"),
+        "{}",
+        transcript(&verified)
+    );
+    let mut named = world.command(&["audit", "verify"]);
+    for index in 0..4 {
+        named.arg(world.segment(index));
+    }
+    let named = named.args(["--format", "json"]).output().unwrap();
+    assert!(named.status.success(), "{}", transcript(&named));
+    let report: Value = serde_json::from_slice(&named.stdout).unwrap();
+    assert_eq!(report["shardedRuns"][0]["contacts"], 24);
+    assert_eq!(report["shardedRuns"][0]["shards"], 4);
+
+    // One receipt for the run, covering every contact once.
+    let merged = world.run(&["receipt", "merge", "plan.json"]);
+    assert!(merged.status.success(), "{}", transcript(&merged));
+    let receipt = read_json(&world.path(&format!("exports/{REQUEST}.receipt.json")));
+    assert_eq!(receipt["kind"], "ShardedReceipt");
+    assert_eq!(receipt["shards"], 4);
+    let ids: Vec<&str> = receipt["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["contactId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, world.ids.iter().map(String::as_str).collect::<Vec<_>>());
+    for contact in receipt["contacts"].as_array().unwrap() {
+        let delete = contact["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["uses"] == "ucs/delete-contact")
+            .unwrap_or_else(|| panic!("{contact}"));
+        assert_eq!(delete["outcome"], "ok", "{contact}");
+    }
+    let parts: Vec<u64> = receipt["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["contacts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(parts.iter().sum::<u64>(), 24);
+    // Each shard's bag is a valid bag of its own.
+    for index in 0..4 {
+        let bag = world.path(&format!("exports/{REQUEST}.shard-{index}-of-4/{REQUEST}"));
+        ucs_gdpr::export::validate_dir(&bag).unwrap();
+    }
+
+    // A shard run again resumes: nothing to do, and the run still verifies and merges.
+    let again = world.run(&["apply", "plan.json", "--shard", "2/4"]);
+    assert!(again.status.success(), "{}", transcript(&again));
+    let verified = world.run(&["audit", "verify", "audit.jsonl", "--plan", "plan.json"]);
+    assert!(verified.status.success(), "{}", transcript(&verified));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_shard_is_named_by_verify_and_refused_by_merge() {
+    let world = World::new(12);
+    let outputs = tokio::task::block_in_place(|| world.run_shards(&[0, 1, 3]));
+    for output in &outputs {
+        assert!(output.status.success(), "{}", transcript(output));
+    }
+    let missing: Vec<&String> =
+        world.ids.iter().filter(|id| ucs_gdpr::shard::of(id, 4) == 2).collect();
+    assert!(!missing.is_empty(), "the dataset has contacts in shard 2");
+    // They were not touched: shard 2 never ran.
+    for id in &missing {
+        assert!(world.exists(id).await, "{id}");
+    }
+
+    let verified = world.run(&["audit", "verify", "audit.jsonl", "--plan", "plan.json"]);
+    assert_eq!(verified.status.code(), Some(1), "{}", transcript(&verified));
+    let text = stdout(&verified);
+    assert!(text.contains("shard-missing: shard 2/4 is missing"), "{text}");
+    for id in &missing {
+        assert!(text.contains(id.as_str()), "{id} not named: {text}");
+    }
+    // Without the plan the missing shard is still found.
+    let verified = world.run(&["audit", "verify", "audit.jsonl"]);
+    assert_eq!(verified.status.code(), Some(1), "{}", transcript(&verified));
+    assert!(stdout(&verified).contains("shard 2/4 is missing"), "{}", transcript(&verified));
+
+    let merged = world.run(&["receipt", "merge", "plan.json"]);
+    assert_eq!(merged.status.code(), Some(1), "{}", transcript(&merged));
+    let stderr = String::from_utf8_lossy(&merged.stderr);
+    assert!(stderr.contains("shard(s) 2/4 missing"), "{stderr}");
+    assert!(!world.path(&format!("exports/{REQUEST}.receipt.json")).exists());
+
+    // The missing shard runs (by its index from the environment) and everything is whole.
+    let last = tokio::task::block_in_place(|| world.run_shards(&[2]));
+    assert!(last[0].status.success(), "{}", transcript(&last[0]));
+    let verified = world.run(&["audit", "verify", "audit.jsonl", "--plan", "plan.json"]);
+    assert!(verified.status.success(), "{}", transcript(&verified));
+    let merged = world.run(&["receipt", "merge", "plan.json"]);
+    assert!(merged.status.success(), "{}", transcript(&merged));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicated_shard_is_named_by_verify_and_refused_by_merge() {
+    let world = World::new(12);
+    let outputs = tokio::task::block_in_place(|| world.run_shards(&[0, 1, 2, 3]));
+    for output in &outputs {
+        assert!(output.status.success(), "{}", transcript(output));
+    }
+    // Shard 1's segment and bag, copied as if a CI artifact were downloaded twice.
+    let copies = world.path("copies");
+    std::fs::create_dir(&copies).unwrap();
+    let segment = world.segment(1);
+    let copy = copies.join(segment.file_name().unwrap());
+    std::fs::copy(&segment, &copy).unwrap();
+    let mut verify = world.command(&["audit", "verify"]);
+    for index in 0..4 {
+        verify.arg(world.segment(index));
+    }
+    let verified = verify.arg(&copy).args(["--plan", "plan.json"]).output().unwrap();
+    assert_eq!(verified.status.code(), Some(1), "{}", transcript(&verified));
+    let text = stdout(&verified);
+    assert!(text.contains("shard-duplicated: shard 1/4 is present 2 times"), "{text}");
+    assert!(text.contains("contact-duplicated"), "{text}");
+    for id in contacts_in(&segment) {
+        assert!(text.contains(&id), "{id} not named: {text}");
+    }
+
+    let bag = |index: u32| world.path(&format!("exports/{REQUEST}.shard-{index}-of-4"));
+    let copied_bag = copies.join(format!("{REQUEST}.shard-1-of-4"));
+    let status = Command::new("cp").arg("-a").arg(bag(1)).arg(&copied_bag).status().unwrap();
+    assert!(status.success());
+    let mut merge = world.command(&["receipt", "merge", "plan.json"]);
+    for index in 0..4 {
+        merge.arg(bag(index));
+    }
+    let merged = merge.arg(&copied_bag).output().unwrap();
+    assert_eq!(merged.status.code(), Some(1), "{}", transcript(&merged));
+    let stderr = String::from_utf8_lossy(&merged.stderr);
+    assert!(stderr.contains("shard 1/4 is given more than once"), "{stderr}");
+}
+
+#[test]
+fn a_bad_shard_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = ucs_gdpr();
+        command
+            .current_dir(dir.path())
+            .args(["apply", "plan.json", "--env-file", "none.yaml"])
+            .args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(64), "{}", transcript(&output));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let mut seen = String::new();
+    for shard in ["5/4", "4/4", "0/0", "x", "1/", "-1/4"] {
+        let arg = format!("--shard={shard}");
+        seen.push_str(&format!("{arg}\n{}", run(&[&arg], &[])));
+    }
+    seen.push_str(&format!(
+        "JOB_COMPLETION_INDEX=1 without a count\n{}",
+        run(&[], &[("JOB_COMPLETION_INDEX", "1")])
+    ));
+    seen.push_str(&format!(
+        "JOB_COMPLETION_INDEX=4 UCS_GDPR_SHARDS=4\n{}",
+        run(&[], &[("JOB_COMPLETION_INDEX", "4"), ("UCS_GDPR_SHARDS", "4")])
+    ));
+    seen.push_str(&format!(
+        "JOB_COMPLETION_INDEX=x --shards 4\n{}",
+        run(&["--shards", "4"], &[("JOB_COMPLETION_INDEX", "x")])
+    ));
+    seen.push_str(&format!("--shards 4 alone\n{}", run(&["--shards", "4"], &[])));
+    seen.push_str(&format!(
+        "--shard 1/4 --shards 4\n{}",
+        run(&["--shard", "1/4", "--shards", "4"], &[])
+    ));
+    let manifest = {
+        let output = ucs_gdpr()
+            .current_dir(dir.path())
+            .args(["apply", "request.yaml", "--shard", "0/2"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(64), "{}", transcript(&output));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    seen.push_str(&format!("a manifest, not a plan\n{manifest}"));
+    // Nothing was written: the shard is checked before the plan is even read.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    insta::assert_snapshot!("bad-shard", seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_from_the_environment_runs_the_same_shard_as_the_flag() {
+    let world = World::new(8);
+    // `--shards` gives the count where Kubernetes gives only the index.
+    let mut command = world.command(&["apply", "plan.json", "--shards", "4"]);
+    let output = command.env("JOB_COMPLETION_INDEX", "3").output().unwrap();
+    assert!(output.status.success(), "{}", transcript(&output));
+    assert!(stdout(&output).contains("shard 3/4: "), "{}", transcript(&output));
+    let segment = world.segment(3);
+    assert!(segment.exists());
+    let mine: BTreeSet<String> =
+        world.ids.iter().filter(|id| ucs_gdpr::shard::of(id, 4) == 3).cloned().collect();
+    assert_eq!(contacts_in(&segment), mine);
+    // The flag names the same shard: it resumes the same segment, with nothing left to do.
+    let again = world.run(&["apply", "plan.json", "--shard", "3/4"]);
+    assert!(again.status.success(), "{}", transcript(&again));
+    for id in &world.ids {
+        assert_eq!(world.exists(id).await, !mine.contains(id), "{id}");
+    }
+    let runs = std::fs::read_to_string(&segment)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("\"shard.start\""))
+        .count();
+    assert_eq!(runs, 2, "two runs of shard 3/4 in one segment");
+}
