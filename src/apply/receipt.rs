@@ -584,12 +584,15 @@ fn listed(ids: &[String]) -> String {
     format!(": {}{more}", shown.join(", "))
 }
 
+/// A receipt kept in a bag: its file name, its sha256, the receipt.
+type KeptReceipt = (String, String, Receipt);
+
 /// The receipts of `plan`'s shard runs kept in the bag at `bag` (read only; the bag is
 /// validated first): the shard they name, and each receipt with its file name and sha256.
 fn shard_runs(
     plan: &Plan,
     bag: &std::path::Path,
-) -> Result<(crate::shard::Shard, Vec<(String, String, Receipt)>), MergeError> {
+) -> Result<(crate::shard::Shard, Vec<KeptReceipt>), MergeError> {
     let part = |why: String| MergeError::Part { path: bag.to_owned(), why };
     crate::export::validate_dir(bag).map_err(|e| part(format!("does not validate: {e}")))?;
     let entries = std::fs::read_dir(bag).map_err(|e| part(format!("cannot be read: {e}")))?;

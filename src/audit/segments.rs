@@ -82,12 +82,19 @@ pub struct SegmentsReport {
     pub faults: Vec<SegmentFault>,
 }
 
+/// A `shard.start` as read: the plan, the shard's label, its contacts' count and digest.
+type Start = (Option<String>, Option<String>, Option<u64>, Option<String>);
+
+/// One segment for the checks across segments: its shard, the contacts it covers for the
+/// run's plan, and what its last `shard.start` bound (count, digest).
+type Part = (Option<Shard>, BTreeSet<String>, Option<(u64, String)>);
+
 /// What one segment's records say, read in one streaming pass.
 #[derive(Debug, Default)]
 struct Scan {
     first: Option<Event>,
-    /// Each `shard.start`: (plan, shard label, count, sha256).
-    starts: Vec<(Option<String>, Option<String>, Option<u64>, Option<String>)>,
+    /// Each `shard.start`.
+    starts: Vec<Start>,
     /// Contacts with a step outcome, per plan.
     covered: BTreeMap<String, BTreeSet<String>>,
 }
@@ -158,7 +165,7 @@ pub fn verify_segments(
     let mut faults = Vec::new();
     let mut segments = Vec::new();
     // Per segment: its shard and the contacts it covers for the run's plan.
-    let mut parts: Vec<(Option<Shard>, BTreeSet<String>, Option<(u64, String)>)> = Vec::new();
+    let mut parts: Vec<Part> = Vec::new();
     for path in paths {
         let verify = verify_file(path, &VerifyOptions::default())?;
         let scan = scan(path)?;
