@@ -442,3 +442,63 @@ async fn the_index_from_the_environment_runs_the_same_shard_as_the_flag() {
         .count();
     assert_eq!(runs, 2, "two runs of shard 3/4 in one segment");
 }
+
+/// `examples/deploy/`: the Kubernetes Indexed Job and the GitHub Actions matrix split the run
+/// the way the CLI does (0-based indexes, one count everywhere), and end with the verify and
+/// the merge. (The commands themselves are the ones the tests above run.)
+#[test]
+fn the_deploy_examples_run_every_shard_once_then_verify_and_merge() {
+    let parse = |path: &str| -> Vec<Value> {
+        let text = std::fs::read_to_string(crate::repo_path(path)).unwrap();
+        text.split("\n---\n")
+            .map(|document| ucs_gdpr::manifest::yaml::parse_value(document).unwrap())
+            .collect()
+    };
+    let strings = |value: &Value| -> Vec<String> {
+        value.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
+
+    let documents = parse("examples/deploy/kubernetes-indexed-job.yaml");
+    let job = documents.iter().find(|d| d["kind"] == "Job").unwrap();
+    let claim = documents.iter().find(|d| d["kind"] == "PersistentVolumeClaim").unwrap();
+    assert_eq!(job["spec"]["completionMode"], "Indexed");
+    let count = job["spec"]["completions"].as_u64().unwrap();
+    assert_eq!(job["spec"]["parallelism"].as_u64(), Some(count));
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    let command = strings(&container["command"]);
+    assert_eq!(command[..3], ["ucs-gdpr", "apply", "plan.json"]);
+    // The index is the pod's JOB_COMPLETION_INDEX; the count is said, as Kubernetes does not.
+    let at = command.iter().position(|a| a == "--shards").unwrap();
+    assert_eq!(command[at + 1], count.to_string());
+    assert!(!command.iter().any(|a| a == "--shard"));
+    let volumes = &job["spec"]["template"]["spec"]["volumes"];
+    let claim_name = claim["metadata"]["name"].as_str().unwrap();
+    assert!(volumes.as_array().unwrap().iter().any(|v| v["configMap"].is_object()));
+    assert!(
+        volumes.as_array().unwrap().iter().any(|v| v["persistentVolumeClaim"]["claimName"]
+            == claim_name)
+    );
+    let merge = &parse("examples/deploy/kubernetes-merge-job.yaml")[0];
+    let script = strings(&merge["spec"]["template"]["spec"]["containers"][0]["command"]).join(" ");
+    assert!(script.contains("ucs-gdpr audit verify /outputs/audit.jsonl --plan plan.json"));
+    assert!(script.contains("ucs-gdpr receipt merge plan.json"));
+
+    let workflow = &parse("examples/deploy/github-actions-shards.yml")[0];
+    let shards = &workflow["jobs"]["apply"]["strategy"]["matrix"]["shard"];
+    let shards: Vec<u64> = shards.as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
+    assert_eq!(shards, (0..count).collect::<Vec<_>>(), "0-based, every shard once");
+    let runs = |job: &str| -> String {
+        workflow["jobs"][job]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|step| step["run"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(runs("apply").contains(&format!("--shard ${{{{ matrix.shard }}}}/{count}")));
+    let last = &workflow["jobs"]["verify-and-merge"];
+    assert_eq!(last["needs"], "apply");
+    assert!(runs("verify-and-merge").contains("ucs-gdpr audit verify out/audit.jsonl --plan"));
+    assert!(runs("verify-and-merge").contains("ucs-gdpr receipt merge"));
+}
