@@ -274,6 +274,30 @@ async fn four_shards_as_four_processes_cover_every_contact_exactly_once() {
         ucs_gdpr::export::validate_dir(&bag).unwrap();
     }
 
+    // No personal data of the dataset in the segments, the merged receipt or what was printed.
+    let dataset = read_json(&world.path("dataset.json"));
+    let mut personal = Vec::new();
+    for contact in dataset["contacts"].as_array().unwrap() {
+        for value in contact["attributes"].as_object().unwrap().values() {
+            personal.push(value.as_str().unwrap().to_owned());
+        }
+        for interaction in contact["interactions"]["main"].as_array().unwrap() {
+            personal.push(interaction["text"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(personal.len() >= 24 * 4);
+    let mut seen = std::fs::read_to_string(world.path(&format!("exports/{REQUEST}.receipt.json")))
+        .unwrap()
+        + &transcript(&verified)
+        + &transcript(&merged);
+    for index in 0..4 {
+        seen.push_str(&std::fs::read_to_string(world.segment(index)).unwrap());
+        seen.push_str(&transcript(&outputs[index as usize]));
+    }
+    for value in &personal {
+        assert!(!seen.contains(value.as_str()), "`{value}` leaked");
+    }
+
     // A shard run again resumes: nothing to do, and the run still verifies and merges.
     let again = world.run(&["apply", "plan.json", "--shard", "2/4"]);
     assert!(again.status.success(), "{}", transcript(&again));
@@ -348,6 +372,28 @@ async fn a_duplicated_shard_is_named_by_verify_and_refused_by_merge() {
     for id in contacts_in(&segment) {
         assert!(text.contains(&id), "{id} not named: {text}");
     }
+
+    // A segment edited after the fact fails on its own, and so the run does.
+    let edited = copies.join("edited");
+    std::fs::create_dir(&edited).unwrap();
+    let mut named = Vec::new();
+    for index in 0..4 {
+        let to = edited.join(world.segment(index).file_name().unwrap());
+        let text = std::fs::read_to_string(world.segment(index)).unwrap();
+        let text =
+            if index == 2 { text.replacen("\"step.done\"", "\"step.skipped\"", 1) } else { text };
+        std::fs::write(&to, text).unwrap();
+        named.push(to);
+    }
+    let mut verify = world.command(&["audit", "verify"]);
+    let verified = verify.args(&named).output().unwrap();
+    assert_eq!(verified.status.code(), Some(1), "{}", transcript(&verified));
+    assert!(
+        stdout(&verified).contains("segment-faulty: ")
+            && stdout(&verified).contains("shard-2-of-4"),
+        "{}",
+        transcript(&verified)
+    );
 
     let bag = |index: u32| world.path(&format!("exports/{REQUEST}.shard-{index}-of-4"));
     let copied_bag = copies.join(format!("{REQUEST}.shard-1-of-4"));
@@ -475,8 +521,11 @@ fn the_deploy_examples_run_every_shard_once_then_verify_and_merge() {
     let claim_name = claim["metadata"]["name"].as_str().unwrap();
     assert!(volumes.as_array().unwrap().iter().any(|v| v["configMap"].is_object()));
     assert!(
-        volumes.as_array().unwrap().iter().any(|v| v["persistentVolumeClaim"]["claimName"]
-            == claim_name)
+        volumes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["persistentVolumeClaim"]["claimName"] == claim_name)
     );
     let merge = &parse("examples/deploy/kubernetes-merge-job.yaml")[0];
     let script = strings(&merge["spec"]["template"]["spec"]["containers"][0]["command"]).join(" ");
