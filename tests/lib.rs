@@ -30,6 +30,7 @@ mod shards;
 mod sim;
 mod ucs;
 mod validate;
+mod workspace;
 
 use std::path::{Path, PathBuf};
 

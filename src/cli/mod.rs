@@ -268,20 +268,20 @@ pub fn main() -> ExitCode {
     // Every failure is rendered here, once, in one form (`error:`, details, `hint:`), with the
     // exit status it carries.
     let result: Result<Exit, failure::Failure> = match cli.command {
-        Command::Validate(args) => Ok(validate::run(&args)),
-        Command::Schema(args) => Ok(validate::schema(&args)),
+        Command::Validate(args) => validate::run(&args),
+        Command::Schema(args) => validate::schema(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Show(args) => apply::show(&args),
         Command::Approve(args) => apply::approve(&args),
         Command::Apply(args) => apply::apply(&args),
         Command::Export(args) => Ok(scripts::export(&args)),
         Command::Delete(args) => Ok(scripts::delete(&args)),
-        Command::Status(args) => Ok(status::run(&args)),
+        Command::Status(args) => status::run(&args),
         Command::Audit(command) => Ok(audit::run(&command)),
         Command::Receipt(command) => receipt::run(&command),
-        Command::Sim(command) => Ok(sim::run(&command)),
-        Command::Completions(args) => Ok(docs::completions(&args)),
-        Command::Man(args) => Ok(docs::man(&args)),
+        Command::Sim(command) => sim::run(&command),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
     };
     result.unwrap_or_else(|failure| failure.report()).into()
 }
