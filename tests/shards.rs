@@ -33,7 +33,18 @@ impl Drop for World {
 
 impl World {
     fn new(contacts: u32) -> World {
+        World::with_policy(contacts, "      requireApproval: false\n")
+    }
+
+    /// A world whose environment has `policy` (lines under `policy:`); `alice/` holds a key
+    /// pair for approvals.
+    fn with_policy(contacts: u32, policy: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
+        ucs_gdpr()
+            .args(["audit", "keygen", "--out"])
+            .arg(dir.path().join("alice"))
+            .assert()
+            .success();
         let dataset = dir.path().join("dataset.json");
         generate(&GenerateOptions {
             contacts,
@@ -73,8 +84,7 @@ impl World {
                 "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  shared:\n    \
                  type: rest\n    tenant: 101\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    \
                  concurrency: 8\n    rateLimit: 400\n    ucs:\n      url: {url}/\n    \
-                 policy:\n      requireApproval: false\n      auditLog: audit.jsonl\n      \
-                 exports: exports\n"
+                 policy:\n{policy}      auditLog: audit.jsonl\n      exports: exports\n"
             ),
         )
         .unwrap();
@@ -101,11 +111,12 @@ impl World {
         self.dir.path().join(relative)
     }
 
-    /// The real binary in the world's folder, with its environments file (but for `audit`).
+    /// The real binary in the world's folder, with its environments file (but for `audit` and
+    /// `approve`, which take none).
     fn command(&self, args: &[&str]) -> assert_cmd::Command {
         let mut command = ucs_gdpr();
         command.current_dir(self.dir.path()).args(args).env("UCS_GDPR_TEST_HMAC", HMAC);
-        if args.first() != Some(&"audit") {
+        if !matches!(args.first(), Some(&"audit" | &"approve")) {
             command.arg("--env-file").arg(self.path("ucs-gdpr.yaml"));
         }
         command
@@ -117,12 +128,13 @@ impl World {
 
     /// A shard as its own process (not waited for): `--shard I/N`, or `JOB_COMPLETION_INDEX`
     /// with the count in `UCS_GDPR_SHARDS` (`by_env`), as a Kubernetes Indexed Job runs it.
-    fn spawn_shard(&self, index: u32, count: u32, by_env: bool) -> Child {
+    fn spawn_shard(&self, index: u32, count: u32, by_env: bool, extra: &[&str]) -> Child {
         let mut command = Command::new(assert_cmd::cargo::cargo_bin!("ucs-gdpr"));
         command
             .current_dir(self.dir.path())
             .args(["apply", "plan.json", "--env-file"])
             .arg(self.path("ucs-gdpr.yaml"))
+            .args(extra)
             .env("UCS_GDPR_TEST_HMAC", HMAC)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
@@ -142,8 +154,13 @@ impl World {
 
     /// Runs `shards` of a 4-way split at once, each its own process, and waits for all.
     fn run_shards(&self, shards: &[u32]) -> Vec<Output> {
+        self.run_shards_with(shards, &[])
+    }
+
+    /// [`World::run_shards`] with `extra` arguments to each `apply`.
+    fn run_shards_with(&self, shards: &[u32], extra: &[&str]) -> Vec<Output> {
         let children: Vec<Child> =
-            shards.iter().map(|&i| self.spawn_shard(i, 4, i % 2 == 1)).collect();
+            shards.iter().map(|&i| self.spawn_shard(i, 4, i % 2 == 1, extra)).collect();
         children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
     }
 
@@ -550,4 +567,58 @@ fn the_deploy_examples_run_every_shard_once_then_verify_and_merge() {
     assert_eq!(last["needs"], "apply");
     assert!(runs("verify-and-merge").contains("ucs-gdpr audit verify out/audit.jsonl --plan"));
     assert!(runs("verify-and-merge").contains("ucs-gdpr receipt merge"));
+}
+
+/// The gate is every shard's: a shard without the approval the policy requires is refused
+/// (recorded in its own segment, after its `shard.start`) and touches nothing; with it, all
+/// four run, and the refused attempt does not spoil the run's verification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shard_goes_through_the_gate() {
+    let world = World::with_policy(
+        8,
+        "      requireApproval: true\n      approvers: [dpo.alice]\n      \
+         approverKeys: { dpo.alice: alice/audit-signing.pub }\n",
+    );
+    let refused = world.run(&["apply", "plan.json", "--shard", "1/4"]);
+    assert_ne!(refused.status.code(), Some(0), "{}", transcript(&refused));
+    let records: Vec<Value> = std::fs::read_to_string(world.segment(1))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let events: Vec<&str> = records.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["shard.start", "run.refused"], "{records:?}");
+    for id in &world.ids {
+        assert!(world.exists(id).await, "{id}");
+    }
+
+    let approved = world.run(&[
+        "approve",
+        "plan.json",
+        "--by",
+        "dpo.alice",
+        "--key",
+        "alice/audit-signing.key",
+        "--out",
+        "approval.json",
+    ]);
+    assert!(approved.status.success(), "{}", transcript(&approved));
+    let outputs = tokio::task::block_in_place(|| {
+        world.run_shards_with(&[0, 1, 2, 3], &["--approval", "approval.json"])
+    });
+    for output in &outputs {
+        assert!(output.status.success(), "{}", transcript(output));
+    }
+    for id in &world.ids {
+        assert!(!world.exists(id).await, "{id}");
+    }
+    // Each shard recorded the approval it checked, in its own segment.
+    for index in 0..4 {
+        let text = std::fs::read_to_string(world.segment(index)).unwrap();
+        assert!(text.contains("\"event\":\"approval\""), "shard {index}");
+    }
+    let verified = world.run(&["audit", "verify", "audit.jsonl", "--plan", "plan.json"]);
+    assert!(verified.status.success(), "{}", transcript(&verified));
+    let merged = world.run(&["receipt", "merge", "plan.json"]);
+    assert!(merged.status.success(), "{}", transcript(&merged));
 }
