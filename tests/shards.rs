@@ -622,3 +622,30 @@ async fn every_shard_goes_through_the_gate() {
     let merged = world.run(&["receipt", "merge", "plan.json"]);
     assert!(merged.status.success(), "{}", transcript(&merged));
 }
+
+/// A shard's re-check reads its own contacts only: a shard with none of the plan's contacts
+/// reads no contact at all (planning the whole request read each of them), and does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_re_checks_only_its_own_contacts() {
+    let world = World::new(8);
+    // The connector installs the TLS provider reqwest needs (for plain HTTP too).
+    RestClient::new(ClientConfig::new(world.url.clone())).unwrap();
+    let reads = || async {
+        let stats: Value =
+            reqwest::get(format!("{}/sim/stats", world.url)).await.unwrap().json().await.unwrap();
+        stats["calls"]["GetAttributes"].as_u64().unwrap_or(0)
+    };
+    let planned = reads().await;
+    assert!(planned >= 8, "planning read every contact: {planned}");
+    let empty = (0..64u32)
+        .find(|index| world.ids.iter().all(|id| ucs_gdpr::shard::of(id, 64) != *index))
+        .unwrap();
+    let shard = format!("{empty}/64");
+    let output = world.run(&["apply", "plan.json", "--shard", &shard]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    assert!(stdout(&output).contains(&format!("shard {shard}: 0 of the plan's contacts")));
+    assert_eq!(reads().await, planned, "the empty shard read a contact");
+    for id in &world.ids {
+        assert!(world.exists(id).await, "{id}");
+    }
+}
