@@ -1560,6 +1560,7 @@ async fn a_front_end_through_the_library_session_cannot_skip_the_approval_gate()
     assert!(!plan.is_blocked(), "{:?}", plan.body.blockers);
     let outputs = session.outputs().unwrap();
     let options = RunOptions {
+        shard: None,
         without_deletion: false,
         concurrency: None,
         actor: "second.front.end".into(),
