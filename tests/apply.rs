@@ -1560,6 +1560,7 @@ async fn a_front_end_through_the_library_session_cannot_skip_the_approval_gate()
     assert!(!plan.is_blocked(), "{:?}", plan.body.blockers);
     let outputs = session.outputs().unwrap();
     let options = RunOptions {
+        shard: None,
         without_deletion: false,
         concurrency: None,
         actor: "second.front.end".into(),
@@ -1628,6 +1629,7 @@ async fn a_plan_file_changed_after_it_was_opened_is_refused_before_anything_acts
         stop: Arc::new(AtomicBool::new(false)),
         retries: Arc::new(Mutex::new(Vec::new())),
         progress: &|_| {},
+        shard: None,
     };
     let outputs = session.outputs().unwrap();
     let refused = session.apply_source(plan.into(), &[], &outputs, options).await;

@@ -54,7 +54,7 @@ fn every_command_s_long_help_has_examples_that_run_and_one_global_options_block(
     let commands = ["", "validate", "schema", "plan", "show", "approve", "apply", "export"];
     let commands = commands.into_iter().chain(["delete", "status", "audit", "sim", "completions"]);
     let commands = commands.chain(["man", "audit verify", "audit show", "audit report"]);
-    let commands = commands.chain(["audit keygen"]);
+    let commands = commands.chain(["audit keygen", "receipt", "receipt merge"]);
     let mut runnable = Vec::new();
     for command in commands {
         let output =

@@ -12,6 +12,7 @@ pub mod approval;
 mod compare;
 pub mod gate;
 pub mod receipt;
+pub mod shard;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub use gate::{
     authorize_without_deletion,
 };
 pub use receipt::{ContactReceipt, CumulativeReceipt, DoneBy, Receipt, RunSummary, StepReceipt};
+pub use shard::{Shard, ShardError};
 
 /// Why apply did not run, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,9 @@ pub struct ApplyContext<'a> {
     pub retries: Arc<Mutex<Vec<RetryEvent>>>,
     /// Told how far the re-check is, and each time a contact is finished.
     pub progress: &'a (dyn Fn(&Progress<'_>) + Sync),
+    /// Only this shard's contacts are re-checked and run (`audit_log` and `exports_dir` are
+    /// then the shard's own); `None`: the whole plan.
+    pub shard: Option<Shard>,
 }
 
 impl std::fmt::Debug for ApplyContext<'_> {
@@ -127,6 +132,7 @@ impl std::fmt::Debug for ApplyContext<'_> {
             .field("audit_log", &self.audit_log)
             .field("exports_dir", &self.exports_dir)
             .field("concurrency", &self.concurrency)
+            .field("shard", &self.shard)
             .finish_non_exhaustive()
     }
 }
@@ -435,6 +441,10 @@ pub async fn run<U: Ucs>(
         return refuse(trail, "blocked", ApplyError::Blocked(body.blockers.len()));
     }
     let done = Done::read(&context.audit_log, &plan.plan_id)?;
+    // A shard re-checks and runs its own contacts only; the others' are other shards' (their
+    // state may be changing right now) and are left out of the comparison.
+    let mine = |id: &str| context.shard.is_none_or(|shard| shard.contains_id(id));
+    let exempt = |id: &str| done.touched(id) || !mine(id);
 
     // Stale-plan detection: plan again, compare. "UCS could not be read" is not "UCS changed":
     // a re-check that cannot read is retried, and if it still cannot, refused as unreachable.
@@ -451,8 +461,16 @@ pub async fn run<U: Ucs>(
             summary: "",
         });
     };
-    let recheck =
-        || CallSite::step(None, RECHECK).scope(recheck(source, &context.input, ucs, &told, &done));
+    let recheck = || {
+        CallSite::step(None, RECHECK).scope(recheck(
+            source,
+            &context.input,
+            ucs,
+            &told,
+            &mine,
+            &exempt,
+        ))
+    };
     let mut pass = recheck().await?;
     for pause in RECHECK_PAUSES {
         if unreadable(&pass.fresh).is_none() {
@@ -468,7 +486,7 @@ pub async fn run<U: Ucs>(
     if let Some(what) = unreadable(&pass.fresh) {
         return refuse(trail, "unreachable", ApplyError::Unreachable(what));
     }
-    let changes = differences(plan, &pass.fresh, &done, pass.changes);
+    let changes = differences(plan, &pass.fresh, &exempt, pass.changes);
     if !changes.is_empty() {
         return refuse(trail, "stale-plan", ApplyError::Stale(changes));
     }
@@ -477,15 +495,15 @@ pub async fn run<U: Ucs>(
     let edits = compare::head_mismatches(
         plan,
         &pass.fresh,
-        &|contact| done.touched(contact),
-        done.any_touched(),
+        &exempt,
+        done.any_touched() || context.shard.is_some(),
         pass.edits,
     );
     if !edits.is_empty() {
         return refuse(trail, "plan-mismatch", ApplyError::Mismatch(edits));
     }
 
-    let total = usize::try_from(source.contact_count()).unwrap_or(usize::MAX);
+    let total = pass.mine;
     let started = trail.lock().append_durable(
         trail
             .entry(Event::RunStart)
@@ -537,7 +555,9 @@ pub async fn run<U: Ucs>(
                 swapped.store(true, Ordering::SeqCst);
                 None
             }
-        });
+        })
+        // A shard runs its own contacts only.
+        .filter(|contact| mine(contact.contact_id.as_str()));
     let finished = std::sync::atomic::AtomicUsize::new(0);
     let receipts: Vec<ContactReceipt> = stream::iter(contacts)
         .map(|contact| {
@@ -567,7 +587,7 @@ pub async fn run<U: Ucs>(
         .buffer_unordered(context.concurrency.max(1))
         .collect()
         .await;
-    if swapped.load(Ordering::SeqCst) || receipts.len() != checked.len() {
+    if swapped.load(Ordering::SeqCst) || receipts.len() != total {
         trail.lock().append_durable(trail.entry(Event::RunEnd).outcome(Outcome::Failed).detail(
             Detail {
                 count: Some(receipts.len() as u64),
@@ -598,8 +618,9 @@ pub async fn run<U: Ucs>(
     let head = trail.lock().head().as_str().to_owned();
     let size = trail.lock().len();
     finish(trail)?;
-    let receipt =
+    let mut receipt =
         Receipt::new(plan, receipts, head, size, interrupted, Some(started.seq), &context.actor);
+    receipt.shard = context.shard.map(Shard::label);
     if let Some(bag) = &bag {
         bag.finish()?;
         receipt.keep(bag)?;
@@ -687,6 +708,8 @@ struct Pass {
     edits: compare::ContactDiffs,
     /// The sha256 of each approved contact line, in the file's order.
     digests: Vec<[u8; 32]>,
+    /// How many of the plan's contacts are this run's (a shard's part, or all).
+    mine: usize,
     /// A plan file whose lines do not match its header, or cannot be read.
     fault: Option<String>,
 }
@@ -699,19 +722,25 @@ async fn recheck<U: Ucs>(
     input: &PlanInput<'_>,
     ucs: &U,
     told: &(dyn Fn(plan::Progress) + Sync),
-    done: &Done,
+    mine: &(dyn Fn(&str) -> bool + Sync),
+    exempt: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Pass, ApplyError> {
+    let part = |id: &ContactId| mine(id.as_str());
     let approved = source.contacts().map_err(|e| ApplyError::Mismatch(vec![e]))?;
     let mut approved = approved.peekable();
     let mut changes = Vec::new();
     let mut edits = compare::ContactDiffs::default();
     let mut digests = Vec::new();
     let mut fault = None;
+    let mut count = 0usize;
     let mut take = |approved: &mut std::iter::Peekable<_>, digests: &mut Vec<[u8; 32]>| {
         let next: Option<gate::ContactItem> = Iterator::next(approved);
         match next {
             Some(Ok((contact, digest))) => {
                 digests.push(digest);
+                if mine(contact.contact_id.as_str()) {
+                    count += 1;
+                }
                 Some(contact)
             }
             Some(Err(error)) => {
@@ -735,7 +764,7 @@ async fn recheck<U: Ucs>(
                 // An approved contact that planning again does not find.
                 std::cmp::Ordering::Less => {
                     if let Some(gone) = take(&mut approved, &mut digests)
-                        && !done.touched(gone.contact_id.as_str())
+                        && !exempt(gone.contact_id.as_str())
                     {
                         changes.push(format!("contact {} is gone", gone.contact_id));
                         edits.add(Some(&gone), None);
@@ -743,7 +772,7 @@ async fn recheck<U: Ucs>(
                 }
                 std::cmp::Ordering::Equal => {
                     if let Some(before) = take(&mut approved, &mut digests)
-                        && !done.touched(before.contact_id.as_str())
+                        && !exempt(before.contact_id.as_str())
                     {
                         if let Some(change) = changed(&before, &fresh) {
                             changes.push(change);
@@ -754,7 +783,7 @@ async fn recheck<U: Ucs>(
                 }
                 // A contact the approved plan does not hold.
                 std::cmp::Ordering::Greater => {
-                    if !done.touched(fresh.contact_id.as_str()) {
+                    if !exempt(fresh.contact_id.as_str()) {
                         edits.add(None, Some(&fresh));
                     }
                     return Ok(());
@@ -762,20 +791,27 @@ async fn recheck<U: Ucs>(
             }
         }
     };
-    let fresh = match plan::build_into(input, ucs, told, &mut sink).await {
+    let fresh = match plan::build_into(input, ucs, told, &part, &mut sink).await {
         Ok(body) => body,
         Err(never) => match never {},
     };
     // The approved contacts after the last fresh one are gone; the end checks the file.
     while approved.peek().is_some() {
         if let Some(gone) = take(&mut approved, &mut digests)
-            && !done.touched(gone.contact_id.as_str())
+            && !exempt(gone.contact_id.as_str())
         {
             changes.push(format!("contact {} is gone", gone.contact_id));
             edits.add(Some(&gone), None);
         }
     }
-    Ok(Pass { fresh: Plan { plan_id: String::new(), body: fresh }, changes, edits, digests, fault })
+    Ok(Pass {
+        fresh: Plan { plan_id: String::new(), body: fresh },
+        changes,
+        edits,
+        digests,
+        mine: count,
+        fault,
+    })
 }
 
 /// How an approved contact changed, by its fingerprint, in words; `None` when it did not.
@@ -808,18 +844,31 @@ fn changed(contact: &ContactPlan, now: &ContactPlan) -> Option<String> {
 
 /// What differs between the approved plan and a fresh one, ignoring contacts this plan already
 /// acted on: `contacts`, what changed of the contacts (gathered as they streamed), in its place.
-fn differences(approved: &Plan, fresh: &Plan, done: &Done, contacts: Vec<String>) -> Vec<String> {
+fn differences(
+    approved: &Plan,
+    fresh: &Plan,
+    exempt: &dyn Fn(&str) -> bool,
+    contacts: Vec<String>,
+) -> Vec<String> {
     let mut out = Vec::new();
     let (a, f) = (&approved.body, &fresh.body);
     if a.runbook.sha256 != f.runbook.sha256 {
         out.push("the runbook changed since the plan was made".to_owned());
     }
-    for (old, new) in a.subjects.iter().zip(&f.subjects) {
+    // By index: a shard's fresh plan leaves out the subjects that name other shards' contacts.
+    let fresh_subjects: BTreeMap<usize, &plan::SubjectResolution> =
+        f.subjects.iter().map(|s| (s.index, s)).collect();
+    for old in &a.subjects {
+        if old.contact_id.as_ref().is_some_and(|c| exempt(c.as_str())) {
+            continue;
+        }
+        let Some(new) = fresh_subjects.get(&old.index) else {
+            out.push(format!("subject {} is not resolved any more", old.index));
+            continue;
+        };
         if old.outcome != new.outcome {
             let touched = match &old.outcome {
-                plan::Resolution::Found { contacts } => {
-                    contacts.iter().any(|c| done.touched(c.as_str()))
-                }
+                plan::Resolution::Found { contacts } => contacts.iter().any(|c| exempt(c.as_str())),
                 _ => false,
             };
             if !touched {

@@ -12,6 +12,7 @@ mod docs;
 mod failure;
 mod plan;
 mod progress;
+mod receipt;
 mod render;
 mod scripts;
 mod sim;
@@ -140,7 +141,8 @@ Examples:
 const EXAMPLES_APPLY: &str = "\
 Examples:
   ucs-gdpr apply --env-file examples/ucs-gdpr.yaml examples/requests   # where no approval is needed
-  ucs-gdpr apply plan.json --approval plan.approval.dpo.alice.json";
+  ucs-gdpr apply plan.json --approval plan.approval.dpo.alice.json
+  ucs-gdpr apply plan.json --approval plan.approval.dpo.alice.json --shard 0/4   # shard 0 of 4";
 
 const EXAMPLES_EXPORT: &str = "\
 Examples:
@@ -166,6 +168,10 @@ Examples:
   ucs-gdpr status --env-file examples/ucs-gdpr.yaml               # examples/requests
   ucs-gdpr status --env-file examples/ucs-gdpr.yaml examples/requests --format markdown
   ucs-gdpr status requests/ --plans reviews/ --format json        # exit 1 when one is overdue";
+
+const EXAMPLES_RECEIPT: &str = "\
+Examples:
+  ucs-gdpr receipt merge plan.json --env-file ucs-gdpr.yaml   # after every `apply plan.json --shard I/N`";
 
 const EXAMPLES_SIM: &str = "\
 Examples:
@@ -204,6 +210,9 @@ enum Command {
     /// Verify, inspect and key the audit trail.
     #[command(subcommand, after_long_help = EXAMPLES_AUDIT)]
     Audit(audit::Command),
+    /// Receipts of runs: merge a sharded run's parts into one.
+    #[command(subcommand, after_long_help = EXAMPLES_RECEIPT)]
+    Receipt(receipt::Command),
     /// Run or feed the built-in UCS simulator.
     #[command(subcommand, after_long_help = EXAMPLES_SIM)]
     Sim(sim::Command),
@@ -269,6 +278,7 @@ pub fn main() -> ExitCode {
         Command::Delete(args) => Ok(scripts::delete(&args)),
         Command::Status(args) => status::run(&args),
         Command::Audit(command) => Ok(audit::run(&command)),
+        Command::Receipt(command) => receipt::run(&command),
         Command::Sim(command) => sim::run(&command),
         Command::Completions(args) => docs::completions(&args),
         Command::Man(args) => docs::man(&args),

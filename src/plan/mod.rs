@@ -250,7 +250,29 @@ pub async fn build_with_progress<U: Ucs>(
         contacts.push(contact);
         Ok(())
     };
-    let body = match build_into(input, ucs, progress, &mut sink).await {
+    let body = match build_into(input, ucs, progress, &|_| true, &mut sink).await {
+        Ok(body) => body,
+        Err(never) => match never {},
+    };
+    seal(PlanBody { contacts, ..body })
+}
+
+/// [`build_with_progress`] for the contacts `part` says yes to (a shard's re-check): a
+/// `contactId` subject naming another contact is not resolved (it is left out of `subjects`),
+/// and only `part`'s contacts are read and planned. Its plan is for comparing with an approved
+/// plan's part, never for running.
+pub async fn build_part<U: Ucs>(
+    input: &PlanInput<'_>,
+    ucs: &U,
+    progress: &(dyn Fn(Progress) + Sync),
+    part: &(dyn Fn(&ContactId) -> bool + Sync),
+) -> Plan {
+    let mut contacts = Vec::new();
+    let mut sink = |contact: ContactPlan| -> Result<(), std::convert::Infallible> {
+        contacts.push(contact);
+        Ok(())
+    };
+    let body = match build_into(input, ucs, progress, part, &mut sink).await {
         Ok(body) => body,
         Err(never) => match never {},
     };
@@ -271,7 +293,7 @@ pub async fn build_to_file<U: Ucs>(
 ) -> std::io::Result<PlanFile> {
     let mut writer = PlanWriter::create(path)?;
     let mut sink = |contact: ContactPlan| writer.push(&contact);
-    let body = build_into(input, ucs, progress, &mut sink).await?;
+    let body = build_into(input, ucs, progress, &|_| true, &mut sink).await?;
     writer.finish(body)?;
     PlanFile::open(path).map_err(std::io::Error::other)
 }
@@ -298,7 +320,8 @@ struct Naming {
 
 /// The planner: resolves the subjects, reads Info Mart, then reads, decides and hands to `sink`
 /// one contact at a time in id order (`input.concurrency` read at once); returns the body
-/// without contacts. Only ids, indices and small totals are kept for all contacts.
+/// without contacts. Only ids, indices and small totals are kept for all contacts. Only the
+/// contacts `part` says yes to are planned (see [`build_part`]).
 ///
 /// # Errors
 /// What `sink` returns (planning stops there).
@@ -306,6 +329,7 @@ pub async fn build_into<U: Ucs, E>(
     input: &PlanInput<'_>,
     ucs: &U,
     progress: &(dyn Fn(Progress) + Sync),
+    part: &(dyn Fn(&ContactId) -> bool + Sync),
     sink: &mut (dyn FnMut(ContactPlan) -> Result<(), E> + Send),
 ) -> Result<PlanBody, E> {
     let request = input.request;
@@ -316,12 +340,21 @@ pub async fn build_into<U: Ucs, E>(
 
     // 1. Resolve every `match` subject, concurrently. A `contactId` subject is resolved when its
     // contact is read (3.), so that no contact's record is held from one phase to the next.
-    let resolving = Counter::new(Phase::Resolving, spec.subjects.len(), progress);
-    let mut resolutions: Vec<SubjectResolution> = stream::iter(spec.subjects.iter().enumerate())
-        .map(|(index, subject)| resolving.after(resolve(index + 1, subject, tenant, input, ucs)))
-        .buffered(input.concurrency.max(1))
-        .collect()
-        .await;
+    // A shard's re-check leaves out the `contactId` subjects of other shards' contacts.
+    let theirs = |subject: &Subject| match subject {
+        Subject::Contact { contact_id } => ContactId::new(contact_id).is_ok_and(|id| !part(&id)),
+        Subject::Match { .. } => false,
+    };
+    let mine = spec.subjects.iter().filter(|s| !theirs(s)).count();
+    let resolving = Counter::new(Phase::Resolving, mine, progress);
+    let mut resolutions: Vec<SubjectResolution> =
+        stream::iter(spec.subjects.iter().enumerate().filter(|(_, s)| !theirs(s)))
+            .map(|(index, subject)| {
+                resolving.after(resolve(index + 1, subject, tenant, input, ucs))
+            })
+            .buffered(input.concurrency.max(1))
+            .collect()
+            .await;
 
     let mut named: BTreeMap<ContactId, Naming> = BTreeMap::new();
     for resolution in &resolutions {
@@ -359,6 +392,8 @@ pub async fn build_into<U: Ucs, E>(
             Resolution::AlreadyAbsent | Resolution::NoMatch => {}
         }
     }
+
+    named.retain(|id, _| part(id));
 
     let held: BTreeMap<&str, &str> =
         spec.holds.iter().map(|h| (h.contact_id.as_str(), h.reason.as_str())).collect();
@@ -416,9 +451,9 @@ pub async fn build_into<U: Ucs, E>(
                     if let Resolution::Unreadable { reason } = &outcome {
                         tally.blockers.push(unresolved(index, Some(id), reason));
                     }
-                    if let Some(resolution) =
-                        index.checked_sub(1).and_then(|i| resolutions.get_mut(i))
-                    {
+                    // Resolutions are in index order (a shard's leave some indices out).
+                    let at = resolutions.binary_search_by_key(&index, |r| r.index).ok();
+                    if let Some(resolution) = at.and_then(|i| resolutions.get_mut(i)) {
                         resolution.outcome = outcome.clone();
                     }
                 }
