@@ -198,6 +198,7 @@ fn main() {
 
             let progress = |_: &ucs_gdpr::apply::Progress<'_>| {};
             let context = ApplyContext {
+                shard: None,
                 input: input(),
                 runbook,
                 base_dir: environments.base_dir.clone(),

@@ -1375,6 +1375,7 @@ mod fast {
             Event::StepSkipped,
             Event::StepRetry,
             Event::LogRecovered,
+            Event::ShardStart,
         ]
         .into_iter()
         .find(|event| event.as_str() == text)
