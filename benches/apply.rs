@@ -330,6 +330,7 @@ fn main() {
         let progress = |_: &ucs_gdpr::apply::Progress<'_>| {};
         let work = dir.path().join("work");
         let context = ApplyContext {
+            shard: None,
             input: PlanInput { digester: &connection2.digester, ..input(environment) },
             runbook,
             base_dir: environments.base_dir.clone(),

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod register;
 pub mod runbook;
 pub mod session;
+pub mod shard;
 pub mod sim;
 pub mod ucs;
 pub mod validate;

@@ -64,6 +64,9 @@ pub struct RunOptions<'a> {
     pub retries: Arc<Mutex<Vec<RetryEvent>>>,
     /// Told how far the re-check is, and each time a contact is finished.
     pub progress: &'a (dyn Fn(&Progress<'_>) + Sync),
+    /// Run only this shard of the plan, into its own audit log segment and export bag (see
+    /// [`apply::shard`]); `None` runs the whole plan.
+    pub shard: Option<apply::Shard>,
 }
 
 impl std::fmt::Debug for RunOptions<'_> {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for RunOptions<'_> {
             .field("without_deletion", &self.without_deletion)
             .field("concurrency", &self.concurrency)
             .field("actor", &self.actor)
+            .field("shard", &self.shard)
             .finish_non_exhaustive()
     }
 }
@@ -166,14 +170,29 @@ impl<'a> Session<'a> {
         options: RunOptions<'_>,
     ) -> Result<Receipt, ApplyError> {
         let concurrency = self.concurrency(options.concurrency);
+        let (audit_log, exports_dir) = match options.shard {
+            None => (outputs.audit_log.clone(), outputs.exports_dir.clone()),
+            Some(shard) => {
+                let segment = outputs.segment(plan, shard);
+                apply::shard::start(
+                    &segment,
+                    plan,
+                    shard,
+                    &options.actor,
+                    outputs.signing_key.clone(),
+                )?;
+                (segment, outputs.shard_exports_dir(plan, shard))
+            }
+        };
         let context = ApplyContext {
             input: self.plan_input(Some(concurrency)),
             runbook: self.runbook,
             base_dir: self.prepared.environments.base_dir.clone(),
             actor: options.actor,
-            audit_log: outputs.audit_log.clone(),
+            audit_log,
             signing_key: outputs.signing_key.clone(),
-            exports_dir: outputs.exports_dir.clone(),
+            exports_dir,
+            shard: options.shard,
             concurrency,
             stop: options.stop,
             retries: options.retries,

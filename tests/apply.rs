@@ -9,6 +9,7 @@ use serde_json::Value;
 use ucs_gdpr::sim::{SimOptions, Simulator};
 use ucs_gdpr::ucs::{ClientConfig, ContactId, ErrorKind, RestClient, Ucs};
 
+use crate::workspace::EnvFile;
 use crate::{repo_path, transcript, ucs_gdpr};
 
 const JANE: &str = "0001SaD2PVY4312K";
@@ -31,16 +32,7 @@ impl Workspace {
     fn with_dataset(dataset: &str, policy: &str, faults: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let dataset = repo_path(dataset);
-        fs::write(
-            dir.path().join("ucs-gdpr.yaml"),
-            format!(
-                "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    \
-                 type: embedded\n    tenant: 101\n    dataset: {}\n    stateDir: state\n{faults}    \
-                 policy:\n      auditLog: audit.jsonl\n      exports: exports\n{policy}",
-                dataset.display()
-            ),
-        )
-        .unwrap();
+        EnvFile::embedded(&dataset).settings(faults).policy(policy).write(dir.path());
         Workspace { dir, dataset }
     }
 
@@ -1568,6 +1560,7 @@ async fn a_front_end_through_the_library_session_cannot_skip_the_approval_gate()
     assert!(!plan.is_blocked(), "{:?}", plan.body.blockers);
     let outputs = session.outputs().unwrap();
     let options = RunOptions {
+        shard: None,
         without_deletion: false,
         concurrency: None,
         actor: "second.front.end".into(),

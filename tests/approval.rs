@@ -7,7 +7,8 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::{repo_path, transcript, ucs_gdpr};
+use crate::workspace::EnvFile;
+use crate::{transcript, ucs_gdpr};
 
 const MAIN_ONLY: &str = "0002Ha7QB2MX000K";
 
@@ -22,18 +23,12 @@ impl Workspace {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("alice");
         ucs_gdpr().args(["audit", "keygen", "--out"]).arg(&keys).assert().success();
-        fs::write(
-            dir.path().join("ucs-gdpr.yaml"),
-            format!(
-                "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    \
-                 type: embedded\n    tenant: 101\n    dataset: {}\n    stateDir: state\n    \
-                 policy:\n      requireApproval: true\n      approvers: [dpo.alice]\n      \
-                 approverKeys: {{ dpo.alice: alice/audit-signing.pub }}\n      \
-                 auditLog: audit.jsonl\n      exports: exports\n",
-                repo_path("examples/sim/demo.yaml").display()
-            ),
-        )
-        .unwrap();
+        EnvFile::demo()
+            .policy(
+                "      requireApproval: true\n      approvers: [dpo.alice]\n      \
+                 approverKeys: { dpo.alice: alice/audit-signing.pub }\n",
+            )
+            .write(dir.path());
         fs::write(
             dir.path().join("request.yaml"),
             format!(

@@ -1063,16 +1063,7 @@ impl Trail {
     /// With `policy` (indented lines of the demo environment's `policy`).
     pub(crate) fn with_policy(policy: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            dir.path().join("ucs-gdpr.yaml"),
-            format!(
-                "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    \
-                 type: embedded\n    tenant: 101\n    dataset: {}\n    stateDir: state\n    \
-                 policy:\n{policy}      auditLog: audit.jsonl\n      exports: exports\n",
-                crate::repo_path("examples/sim/demo.yaml").display()
-            ),
-        )
-        .unwrap();
+        crate::workspace::EnvFile::demo().policy(policy).write(dir.path());
         fs::create_dir(dir.path().join("requests")).unwrap();
         Trail { dir }
     }

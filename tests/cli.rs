@@ -3,7 +3,7 @@
 use std::io::Read as _;
 use std::process::{Command, Stdio};
 
-use crate::repo;
+use crate::{repo, transcript, ucs_gdpr};
 
 /// Runs the real binary with its stdout a pipe whose reader has already gone away, as
 /// `ucs-gdpr ARGS | head -0` does, and returns the exit code and what it said on stderr.
@@ -54,7 +54,7 @@ fn every_command_s_long_help_has_examples_that_run_and_one_global_options_block(
     let commands = ["", "validate", "schema", "plan", "show", "approve", "apply", "export"];
     let commands = commands.into_iter().chain(["delete", "status", "audit", "sim", "completions"]);
     let commands = commands.chain(["man", "audit verify", "audit show", "audit report"]);
-    let commands = commands.chain(["audit keygen"]);
+    let commands = commands.chain(["audit keygen", "receipt", "receipt merge"]);
     let mut runnable = Vec::new();
     for command in commands {
         let output =
@@ -123,4 +123,33 @@ fn completions_and_man_pages_come_from_the_command_definitions() {
             std::fs::read_to_string(pages.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(text.contains(".TH"), "{name}");
     }
+}
+
+#[test]
+fn the_simulator_s_commands_fail_in_the_one_error_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.yaml");
+    let served = ucs_gdpr().args(["sim", "serve", "--dataset"]).arg(&missing).output().unwrap();
+    assert_eq!(served.status.code(), Some(1), "{}", transcript(&served));
+    assert_eq!(
+        String::from_utf8_lossy(&served.stderr),
+        format!(
+            "error: cannot start the simulator: cannot read dataset {}: No such file or directory \
+             (os error 2)\n",
+            missing.display()
+        )
+    );
+    let nowhere = dir.path().join("no/such/folder/dataset.json");
+    let generated = ucs_gdpr()
+        .args(["sim", "generate", "--contacts", "1", "--interactions", "1", "--out"])
+        .arg(&nowhere)
+        .output()
+        .unwrap();
+    assert_eq!(generated.status.code(), Some(1), "{}", transcript(&generated));
+    assert!(
+        String::from_utf8_lossy(&generated.stderr)
+            .starts_with("error: cannot generate the dataset: cannot write "),
+        "{}",
+        transcript(&generated)
+    );
 }

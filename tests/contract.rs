@@ -669,18 +669,12 @@ async fn the_whole_demo_speaks_only_documented_genesys_and_creates_no_contact() 
         std::fs::copy(&path, requests.join(path.file_name().unwrap())).unwrap();
     }
     let env = dir.path().join("ucs-gdpr.yaml");
-    std::fs::write(
-        &env,
-        format!(
-            "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    type: rest\n    \
-             tenant: 101\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    ucs:\n      url: {0}/\n    \
-             contextServices:\n      url: {0}/\n    gms:\n      url: {0}/\n    policy:\n      requireApproval: false\n      auditLog: {1}\n      exports: {2}\n",
-            sim.base_url(),
-            dir.path().join("audit.jsonl").display(),
-            dir.path().join("exports").display(),
-        ),
-    )
-    .unwrap();
+    crate::workspace::EnvFile::rest(&format!("{}/", sim.base_url()), "UCS_GDPR_TEST_HMAC")
+        .setting(&format!("contextServices: {{ url: '{}/' }}", sim.base_url()))
+        .setting(&format!("gms: {{ url: '{}/' }}", sim.base_url()))
+        .policy("      requireApproval: false\n")
+        .outputs(&dir.path().join("audit.jsonl"), &dir.path().join("exports"))
+        .write(dir.path());
     let mut command = crate::ucs_gdpr();
     command
         .args(["apply", "--env-file"])

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 
+use crate::workspace::EnvFile;
 use crate::{repo_path, transcript, ucs_gdpr};
 
 const JANE: &str = "0001SaD2PVY4312K";
@@ -170,17 +171,7 @@ struct Workspace {
 impl Workspace {
     fn new(dataset: &Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            dir.path().join("ucs-gdpr.yaml"),
-            format!(
-                "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    \
-                 type: embedded\n    tenant: 101\n    dataset: {}\n    stateDir: state\n    \
-                 policy:\n      auditLog: audit.jsonl\n      exports: exports\n      \
-                 requireApproval: false\n",
-                dataset.display()
-            ),
-        )
-        .unwrap();
+        EnvFile::embedded(dataset).policy("      requireApproval: false\n").write(dir.path());
         Workspace { dir }
     }
 

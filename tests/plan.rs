@@ -727,18 +727,10 @@ async fn without_gms_the_plan_says_context_services_services_cannot_be_looked_up
     for (require, status) in [(false, "ready"), (true, "blocked")] {
         let dir = tempfile::tempdir().unwrap();
         let env = dir.path().join("ucs-gdpr.yaml");
-        fs::write(
-            &env,
-            format!(
-                "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    \
-                 type: rest\n    tenant: 101\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    \
-                 ucs: {{ url: '{url}' }}\n    contextServices: {{ url: '{url}' }}\n    \
-                 policy:\n      requireApproval: false\n      requireChecks: {require}\n      \
-                 auditLog: audit.jsonl\n      exports: exports\n",
-                url = sim.base_url()
-            ),
-        )
-        .unwrap();
+        crate::workspace::EnvFile::rest(&sim.base_url(), "UCS_GDPR_TEST_HMAC")
+            .setting(&format!("contextServices: {{ url: '{}' }}", sim.base_url()))
+            .policy(&format!("      requireApproval: false\n      requireChecks: {require}\n"))
+            .write(dir.path());
         let manifest = request(
             dir.path(),
             "no-gms",

@@ -36,17 +36,12 @@ fn dataset(dir: &Path, contacts: u32) -> Vec<String> {
 
 /// An environments file for the generated dataset, with `faults` (YAML flow) and no approval.
 fn environments(dir: &Path, faults: &str) {
-    fs::write(
-        dir.join("ucs-gdpr.yaml"),
-        format!(
-            "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  gen:\n    \
-             type: embedded\n    tenant: 101\n    dataset: dataset.json\n    stateDir: state\n    \
-             faults: {faults}\n    timeouts: {{ connectMs: 2000, readMs: 2000 }}\n    \
-             policy:\n      requireApproval: false\n      auditLog: audit.jsonl\n      \
-             exports: exports\n"
-        ),
-    )
-    .unwrap();
+    crate::workspace::EnvFile::embedded(Path::new("dataset.json"))
+        .named("gen")
+        .setting(&format!("faults: {faults}"))
+        .setting("timeouts: { connectMs: 2000, readMs: 2000 }")
+        .policy("      requireApproval: false\n")
+        .write(dir);
 }
 
 /// A batch-delete request of `ids`.

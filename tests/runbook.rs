@@ -10,6 +10,7 @@ use serde_json::Value;
 use ucs_gdpr::sim::{SimOptions, Simulator};
 use ucs_gdpr::ucs::{ClientConfig, ContactId, ErrorKind, RestClient, Ucs};
 
+use crate::workspace::EnvFile;
 use crate::{repo_path, transcript, ucs_gdpr};
 
 const JANE: &str = "0001SaD2PVY4312K";
@@ -25,17 +26,10 @@ struct Workspace {
 impl Workspace {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            dir.path().join("ucs-gdpr.yaml"),
-            format!(
-                "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    \
-                 type: embedded\n    tenant: 101\n    dataset: {}\n    stateDir: state\n    \
-                 concurrency: 1\n    policy:\n      requireApproval: false\n      \
-                 auditLog: audit.jsonl\n      exports: exports\n",
-                repo_path("examples/sim/demo.yaml").display()
-            ),
-        )
-        .unwrap();
+        EnvFile::demo()
+            .setting("concurrency: 1")
+            .policy("      requireApproval: false\n")
+            .write(dir.path());
         for (name, contact) in [("jane", JANE), ("jose", JOSE)] {
             fs::write(
                 dir.path().join(format!("{name}.yaml")),

@@ -11,6 +11,7 @@ use std::process::Output;
 use ucs_gdpr::sim::{SimOptions, Simulator};
 use ucs_gdpr::ucs::{ClientConfig, ContactId, ErrorKind, RestClient, Ucs};
 
+use crate::workspace::EnvFile;
 use crate::{repo_path, transcript, ucs_gdpr};
 
 const JANE: &str = "0001SaD2PVY4312K";
@@ -80,19 +81,13 @@ impl Workspace {
 
     fn with_dataset(dataset: &str, require_approval: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            dir.path().join("ucs-gdpr.yaml"),
-            format!(
-                "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  demo:\n    \
-                 type: embedded\n    tenant: 101\n    dataset: {}\n    stateDir: state\n    \
-                 concurrency: 1\n    \
-                 policy:\n      requireApproval: {require_approval}\n      auditLog: audit.jsonl\n      \
-                 exports: exports\n      approvers: [dpo.alice]\n      \
-                 approverKeys: {{ dpo.alice: dpo.alice.pub }}\n",
-                repo_path(dataset).display()
-            ),
-        )
-        .unwrap();
+        EnvFile::embedded(&repo_path(dataset))
+            .setting("concurrency: 1")
+            .policy(&format!(
+                "      requireApproval: {require_approval}\n      approvers: [dpo.alice]\n      \
+                 approverKeys: {{ dpo.alice: dpo.alice.pub }}\n"
+            ))
+            .write(dir.path());
         let bin = dir.path().join("bin");
         fs::create_dir(&bin).unwrap();
         for (script, command) in
@@ -477,16 +472,7 @@ async fn an_export_from_a_rest_target_names_its_host_and_port_and_runs_without_a
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("ucs-gdpr.yaml");
     // A REST target requires approval by default: an export deletes nothing, so it runs.
-    fs::write(
-        &env_file,
-        format!(
-            "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  rehearsal:\n    \
-             type: rest\n    tenant: 101\n    ucs: {{ url: '{}' }}\n    hmacKeyEnv: TEST_HMAC_KEY\n    \
-             policy:\n      auditLog: audit.jsonl\n      exports: exports\n",
-            sim.base_url()
-        ),
-    )
-    .unwrap();
+    EnvFile::rest(&sim.base_url(), "TEST_HMAC_KEY").named("rehearsal").write(dir.path());
     let output = ucs_gdpr()
         .args(["export", JANE, "--out"])
         .arg(dir.path().join("out/here"))

@@ -25,9 +25,12 @@ pub(crate) fn mismatches(
         .body
         .subjects
         .iter()
-        .filter(|s| match &s.outcome {
-            Resolution::Found { contacts } => contacts.iter().any(|c| touched(c.as_str())),
-            _ => false,
+        .filter(|s| {
+            s.contact_id.as_ref().is_some_and(|c| touched(c.as_str()))
+                || match &s.outcome {
+                    Resolution::Found { contacts } => contacts.iter().any(|c| touched(c.as_str())),
+                    _ => false,
+                }
         })
         .map(|s| s.index)
         .collect();

@@ -125,6 +125,24 @@ impl Outputs {
     pub fn bag(&self, plan: &Plan) -> PathBuf {
         self.exports_dir.join(&plan.body.request.id)
     }
+
+    /// The audit log segment of `shard` of `plan`: beside the audit log, named by the plan
+    /// (its id's first 12 digits) and the shard, `audit.plan-<id12>.shard-I-of-N.jsonl`, so
+    /// that each plan's shards have their own segments in an audit log shared by requests.
+    pub fn segment(&self, plan: &Plan, shard: super::Shard) -> PathBuf {
+        shard.segment(&super::shard::plan_log(&self.audit_log, &plan.plan_id))
+    }
+
+    /// The folder that holds the export bag of `shard` of `plan`:
+    /// `<exports>/<request>.shard-I-of-N`, the bag `<request>` inside it.
+    pub fn shard_exports_dir(&self, plan: &Plan, shard: super::Shard) -> PathBuf {
+        shard.exports_dir(&self.exports_dir, &plan.body.request.id)
+    }
+
+    /// The export bag of `shard` of `plan`.
+    pub fn shard_bag(&self, plan: &Plan, shard: super::Shard) -> PathBuf {
+        self.shard_exports_dir(plan, shard).join(&plan.body.request.id)
+    }
 }
 
 /// Lets `plan` through the gate of the environment in `context`, with `approvals`: the

@@ -12,6 +12,7 @@ pub mod approval;
 mod compare;
 pub mod gate;
 pub mod receipt;
+pub mod shard;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use crate::ucs::{
 
 pub use gate::{ApprovedPlan, Outputs, OutputsError, authorize, authorize_without_deletion};
 pub use receipt::{ContactReceipt, CumulativeReceipt, DoneBy, Receipt, RunSummary, StepReceipt};
+pub use shard::{Shard, ShardError};
 
 /// Why apply did not run, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,9 @@ pub struct ApplyContext<'a> {
     pub retries: Arc<Mutex<Vec<RetryEvent>>>,
     /// Told how far the re-check is, and each time a contact is finished.
     pub progress: &'a (dyn Fn(&Progress<'_>) + Sync),
+    /// Only this shard's contacts are re-checked and run (`audit_log` and `exports_dir` are
+    /// then the shard's own); `None`: the whole plan.
+    pub shard: Option<Shard>,
 }
 
 impl std::fmt::Debug for ApplyContext<'_> {
@@ -124,6 +129,7 @@ impl std::fmt::Debug for ApplyContext<'_> {
             .field("audit_log", &self.audit_log)
             .field("exports_dir", &self.exports_dir)
             .field("concurrency", &self.concurrency)
+            .field("shard", &self.shard)
             .finish_non_exhaustive()
     }
 }
@@ -420,6 +426,10 @@ pub async fn run<U: Ucs>(
         return refuse(trail, "blocked", ApplyError::Blocked(body.blockers.len()));
     }
     let done = Done::read(&context.audit_log, &plan.plan_id)?;
+    // A shard re-checks and runs its own contacts only; the others' are other shards' (their
+    // state may be changing right now) and are left out of the comparison.
+    let mine = |id: &str| context.shard.is_none_or(|shard| shard.contains_id(id));
+    let exempt = |id: &str| done.touched(id) || !mine(id);
 
     // Stale-plan detection: plan again, compare. "UCS could not be read" is not "UCS changed":
     // a re-check that cannot read is retried, and if it still cannot, refused as unreachable.
@@ -434,9 +444,9 @@ pub async fn run<U: Ucs>(
             summary: "",
         });
     };
-    let recheck = || {
-        CallSite::step(None, RECHECK).scope(plan::build_with_progress(&context.input, ucs, &told))
-    };
+    let part = |id: &ContactId| mine(id.as_str());
+    let recheck =
+        || CallSite::step(None, RECHECK).scope(plan::build_part(&context.input, ucs, &told, &part));
     let mut fresh = recheck().await;
     for pause in RECHECK_PAUSES {
         if unreadable(&fresh).is_none() {
@@ -449,21 +459,23 @@ pub async fn run<U: Ucs>(
     if let Some(what) = unreadable(&fresh) {
         return refuse(trail, "unreachable", ApplyError::Unreachable(what));
     }
-    let changes = differences(plan, &fresh, &done);
+    let changes = differences(plan, &fresh, &exempt);
     if !changes.is_empty() {
         return refuse(trail, "stale-plan", ApplyError::Stale(changes));
     }
     // Every action-relevant field, not only the fingerprints: an edited plan whose id was
     // recomputed is refused here.
-    let edits = compare::mismatches(plan, &fresh, &|contact| done.touched(contact));
+    let edits = compare::mismatches(plan, &fresh, &exempt);
     if !edits.is_empty() {
         return refuse(trail, "plan-mismatch", ApplyError::Mismatch(edits));
     }
 
+    let contacts: Vec<&ContactPlan> =
+        body.contacts.iter().filter(|c| mine(c.contact_id.as_str())).collect();
     let started = trail.lock().append_durable(
         trail
             .entry(Event::RunStart)
-            .detail(Detail { count: Some(body.contacts.len() as u64), ..Detail::default() }),
+            .detail(Detail { count: Some(contacts.len() as u64), ..Detail::default() }),
     )?;
     // The run id, as the audit log knows it: the seq of this run's `run.start`.
     let this_run = DoneBy {
@@ -497,9 +509,9 @@ pub async fn run<U: Ucs>(
     } else {
         None
     };
-    let total = body.contacts.len();
+    let total = contacts.len();
     let finished = std::sync::atomic::AtomicUsize::new(0);
-    let receipts: Vec<ContactReceipt> = stream::iter(body.contacts.iter())
+    let receipts: Vec<ContactReceipt> = stream::iter(contacts)
         .map(|contact| {
             let trail = &trail;
             let done = &done;
@@ -541,8 +553,9 @@ pub async fn run<U: Ucs>(
     let head = trail.lock().head().as_str().to_owned();
     let size = trail.lock().len();
     finish(trail)?;
-    let receipt =
+    let mut receipt =
         Receipt::new(plan, receipts, head, size, interrupted, Some(started.seq), &context.actor);
+    receipt.shard = context.shard.map(Shard::label);
     if let Some(bag) = &bag {
         bag.finish()?;
         receipt.keep(bag)?;
@@ -618,20 +631,28 @@ fn finish(trail: Trail) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// What differs between the approved plan and a fresh one, ignoring contacts this plan already
-/// acted on.
-fn differences(approved: &Plan, fresh: &Plan, done: &Done) -> Vec<String> {
+/// What differs between the approved plan and a fresh one, ignoring the contacts `exempt` says
+/// yes to (this plan already acted on them, or they are another shard's).
+fn differences(approved: &Plan, fresh: &Plan, exempt: &dyn Fn(&str) -> bool) -> Vec<String> {
     let mut out = Vec::new();
     let (a, f) = (&approved.body, &fresh.body);
     if a.runbook.sha256 != f.runbook.sha256 {
         out.push("the runbook changed since the plan was made".to_owned());
     }
-    for (old, new) in a.subjects.iter().zip(&f.subjects) {
+    // By index: a shard's fresh plan leaves out the subjects that name other shards' contacts.
+    let fresh_subjects: BTreeMap<usize, &plan::SubjectResolution> =
+        f.subjects.iter().map(|s| (s.index, s)).collect();
+    for old in &a.subjects {
+        if old.contact_id.as_ref().is_some_and(|c| exempt(c.as_str())) {
+            continue;
+        }
+        let Some(new) = fresh_subjects.get(&old.index) else {
+            out.push(format!("subject {} is not resolved any more", old.index));
+            continue;
+        };
         if old.outcome != new.outcome {
             let touched = match &old.outcome {
-                plan::Resolution::Found { contacts } => {
-                    contacts.iter().any(|c| done.touched(c.as_str()))
-                }
+                plan::Resolution::Found { contacts } => contacts.iter().any(|c| exempt(c.as_str())),
                 _ => false,
             };
             if !touched {
@@ -642,7 +663,7 @@ fn differences(approved: &Plan, fresh: &Plan, done: &Done) -> Vec<String> {
     let fresh_contacts: BTreeMap<&str, &ContactPlan> =
         f.contacts.iter().map(|c| (c.contact_id.as_str(), c)).collect();
     for contact in &a.contacts {
-        if done.touched(contact.contact_id.as_str()) {
+        if exempt(contact.contact_id.as_str()) {
             continue;
         }
         match fresh_contacts.get(contact.contact_id.as_str()) {

@@ -47,6 +47,10 @@ pub struct Receipt {
     pub audit_head: String,
     /// The audit log's record count after the run.
     pub audit_records: u64,
+    /// The shard this run ran (`shard-I-of-N`), when the plan ran in shards; its contacts are
+    /// that shard's only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
 /// What happened to one contact.
@@ -244,6 +248,7 @@ impl Receipt {
             contacts,
             audit_head,
             audit_records,
+            shard: None,
         }
     }
 
@@ -471,5 +476,292 @@ impl ContactReceipt {
                 }
             }
         }
+    }
+}
+
+/// The receipt of a plan run in shards: every shard's part merged into one, written by
+/// `ucs-gdpr receipt merge` once every shard has run (see [`merge_shards`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardedReceipt {
+    /// Always `ShardedReceipt`.
+    pub kind: String,
+    /// The request.
+    pub request_id: String,
+    /// The plan the shards ran.
+    pub plan_id: String,
+    /// How many shards.
+    pub shards: u32,
+    /// Each shard's part, by index.
+    pub parts: Vec<ShardPart>,
+    /// Per contact of the plan, over every shard (each in exactly one).
+    pub contacts: Vec<ContactReceipt>,
+    /// When the parts were merged.
+    pub merged_at: String,
+}
+
+/// One shard's part of a [`ShardedReceipt`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardPart {
+    /// `shard-I-of-N`.
+    pub shard: String,
+    /// The shard's export bag, as given.
+    pub bag: String,
+    /// The shard's runs of the plan, each with its receipt's file and sha256 and the audit
+    /// segment's head after it.
+    pub runs: Vec<RunSummary>,
+    /// The shard's contacts.
+    pub contacts: u64,
+}
+
+/// Why the shards' parts cannot be merged into one receipt. Names shards, folders and contact
+/// ids, never personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// No part was given or found.
+    #[error("no shard's export bag was found; run every shard first")]
+    NoParts,
+    /// A part cannot be read, or is not a valid bag.
+    #[error("the bag part `{}` {why}", path.display())]
+    Part {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// Parts of runs split different ways.
+    #[error("the parts are shards of runs split {0} ways; a run has one shard count")]
+    Counts(String),
+    /// A shard has no part.
+    #[error("shard(s) {} missing: each of 0..{count} must have run", shards.join(", "))]
+    Missing {
+        /// The missing shards (`I/N`).
+        shards: Vec<String>,
+        /// N.
+        count: u32,
+    },
+    /// A shard has more than one part.
+    #[error("shard {shard} is given more than once: {}", bags.join(", "))]
+    Duplicated {
+        /// The shard (`I/N`).
+        shard: String,
+        /// Its parts.
+        bags: Vec<String>,
+    },
+    /// A shard's part does not cover its contacts: some were never run, or not started.
+    #[error(
+        "shard {shard} is incomplete: {} of its {expected} contact(s) have no finished run{}; \
+         run the shard again to complete it",
+        contacts.len(), listed(contacts)
+    )]
+    Incomplete {
+        /// The shard (`I/N`).
+        shard: String,
+        /// Its contacts in the plan.
+        expected: usize,
+        /// The contacts without a receipt, or not started.
+        contacts: Vec<String>,
+    },
+    /// A part holds contacts that are not its shard's in the plan.
+    #[error("shard {shard}'s part holds {} contact(s) that are not its own in the plan{}", contacts.len(), listed(contacts))]
+    Foreign {
+        /// The shard (`I/N`).
+        shard: String,
+        /// The contacts.
+        contacts: Vec<String>,
+    },
+}
+
+fn listed(ids: &[String]) -> String {
+    const SHOWN: usize = 20;
+    if ids.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = ids.iter().take(SHOWN).map(String::as_str).collect();
+    let more =
+        if ids.len() > SHOWN { format!(" and {} more", ids.len() - SHOWN) } else { String::new() };
+    format!(": {}{more}", shown.join(", "))
+}
+
+/// A receipt kept in a bag: its file name, its sha256, the receipt.
+type KeptReceipt = (String, String, Receipt);
+
+/// The receipts of `plan`'s shard runs kept in the bag at `bag` (read only; the bag is
+/// validated first): the shard they name, and each receipt with its file name and sha256.
+fn shard_runs(
+    plan: &Plan,
+    bag: &std::path::Path,
+) -> Result<(crate::shard::Shard, Vec<KeptReceipt>), MergeError> {
+    let part = |why: String| MergeError::Part { path: bag.to_owned(), why };
+    crate::export::validate_dir(bag).map_err(|e| part(format!("does not validate: {e}")))?;
+    let entries = std::fs::read_dir(bag).map_err(|e| part(format!("cannot be read: {e}")))?;
+    let mut runs = Vec::new();
+    let mut shards = std::collections::BTreeSet::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| part(format!("cannot be read: {e}")))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("receipt-") && name.ends_with(".json")) {
+            continue;
+        }
+        let bytes =
+            std::fs::read(entry.path()).map_err(|e| part(format!("cannot be read: {e}")))?;
+        let Ok(receipt) = serde_json::from_slice::<Receipt>(&bytes) else { continue };
+        if receipt.kind != "Receipt" || receipt.plan_id != plan.plan_id {
+            continue;
+        }
+        let Some(label) = &receipt.shard else {
+            return Err(part(format!("holds {name}, a run of the plan that was not a shard's")));
+        };
+        let shard = crate::shard::Shard::from_label(label)
+            .ok_or_else(|| part(format!("holds {name}, whose shard is not I/N")))?;
+        shards.insert(shard);
+        runs.push((name, crate::canonical::sha256_hex(&bytes), receipt));
+    }
+    let mut shards = shards.into_iter();
+    match (shards.next(), shards.next()) {
+        (Some(shard), None) => Ok((shard, runs)),
+        (None, _) => Err(part("holds no receipt of a shard's run of this plan".to_owned())),
+        (Some(_), Some(_)) => Err(part("holds the receipts of several shards".to_owned())),
+    }
+}
+
+/// Merges the shards' parts of a run of `plan` into one receipt: `bags` are the shards'
+/// export bags. Refuses unless every shard `0..N-1` has exactly one part, each part's bag
+/// validates, and each shard's contacts in the plan all have a finished (started) run in its
+/// part and no other contact is there.
+///
+/// # Errors
+/// The first thing that keeps the parts from making one complete receipt.
+pub fn merge_shards(
+    plan: &Plan,
+    bags: &[std::path::PathBuf],
+) -> Result<ShardedReceipt, MergeError> {
+    if bags.is_empty() {
+        return Err(MergeError::NoParts);
+    }
+    let mut parts = Vec::new();
+    for bag in bags {
+        let (shard, runs) = shard_runs(plan, bag)?;
+        parts.push((shard, bag, runs));
+    }
+    let counts: std::collections::BTreeSet<u32> = parts.iter().map(|p| p.0.count()).collect();
+    let count = match (counts.first(), counts.len()) {
+        (Some(count), 1) => *count,
+        _ => {
+            let counts: Vec<String> = counts.iter().map(u32::to_string).collect();
+            return Err(MergeError::Counts(counts.join(", ")));
+        }
+    };
+    let mut by_index: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (position, part) in parts.iter().enumerate() {
+        by_index.entry(part.0.index()).or_default().push(position);
+    }
+    for (index, positions) in &by_index {
+        if positions.len() > 1 {
+            return Err(MergeError::Duplicated {
+                shard: format!("{index}/{count}"),
+                bags: positions
+                    .iter()
+                    .filter_map(|p| parts.get(*p))
+                    .map(|p| p.1.display().to_string())
+                    .collect(),
+            });
+        }
+    }
+    let missing: Vec<String> =
+        (0..count).filter(|i| !by_index.contains_key(i)).map(|i| format!("{i}/{count}")).collect();
+    if !missing.is_empty() {
+        return Err(MergeError::Missing { shards: missing, count });
+    }
+    parts.sort_by_key(|p| p.0.index());
+    let mut contacts = Vec::new();
+    let mut out_parts = Vec::new();
+    for (shard, bag, runs) in parts {
+        let merged = CumulativeReceipt::build(&plan.body.request.id, runs);
+        let expected: std::collections::BTreeSet<&str> = plan
+            .body
+            .contacts
+            .iter()
+            .map(|c| c.contact_id.as_str())
+            .filter(|id| shard.contains_id(id))
+            .collect();
+        let have: BTreeMap<&str, &ContactReceipt> =
+            merged.contacts.iter().map(|c| (c.contact_id.as_str(), c)).collect();
+        let foreign: Vec<String> =
+            have.keys().filter(|id| !expected.contains(*id)).map(|id| (*id).to_owned()).collect();
+        if !foreign.is_empty() {
+            return Err(MergeError::Foreign { shard: shard.to_string(), contacts: foreign });
+        }
+        let unfinished: Vec<String> = expected
+            .iter()
+            .filter(|id| have.get(*id).is_none_or(|c| c.not_started))
+            .map(|id| (*id).to_owned())
+            .collect();
+        if !unfinished.is_empty() {
+            return Err(MergeError::Incomplete {
+                shard: shard.to_string(),
+                expected: expected.len(),
+                contacts: unfinished,
+            });
+        }
+        out_parts.push(ShardPart {
+            shard: shard.label(),
+            bag: bag.display().to_string(),
+            runs: merged.runs,
+            contacts: expected.len() as u64,
+        });
+        contacts.extend(merged.contacts);
+    }
+    contacts.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
+    Ok(ShardedReceipt {
+        kind: "ShardedReceipt".into(),
+        request_id: plan.body.request.id.clone(),
+        plan_id: plan.plan_id.clone(),
+        shards: count,
+        parts: out_parts,
+        contacts,
+        merged_at: format!("{:.0}", jiff::Timestamp::now()),
+    })
+}
+
+impl ShardedReceipt {
+    /// Whether every contact finished without a failure.
+    pub fn succeeded(&self) -> bool {
+        self.contacts.iter().all(|c| !c.failed() && !c.not_started)
+    }
+
+    /// The receipt as the file `receipt merge` writes (pretty JSON).
+    pub fn to_json(&self) -> Vec<u8> {
+        pretty(self)
+    }
+
+    /// A human summary.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Receipt for request {} (plan {}), {} shard(s)",
+            self.request_id, self.plan_id, self.shards
+        );
+        for part in &self.parts {
+            let _ = writeln!(
+                out,
+                "  {}: {} contact(s), {} run(s), bag {}",
+                part.shard,
+                part.contacts,
+                part.runs.len(),
+                part.bag
+            );
+        }
+        let deleted = self.contacts.iter().filter(|c| c.deleted()).count();
+        let failed = self.contacts.iter().filter(|c| c.failed()).count();
+        let _ = writeln!(
+            out,
+            "{} contact(s), each in exactly one shard: {deleted} deleted or already absent, \
+             {failed} failed",
+            self.contacts.len()
+        );
+        out
     }
 }

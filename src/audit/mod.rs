@@ -35,6 +35,7 @@ mod keys;
 mod log;
 mod record;
 pub mod report;
+pub mod segments;
 mod subject;
 mod verify;
 

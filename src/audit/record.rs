@@ -248,6 +248,11 @@ pub enum Event {
     /// A torn last line was moved aside when the log was reopened.
     #[serde(rename = "log.recovered")]
     LogRecovered,
+    /// A run of one shard of a plan starts in that shard's log segment: binds the plan, the
+    /// shard (`reason: shard-I-of-N`) and its contacts (`count`, and `sha256` of their sorted
+    /// ids); see `apply::shard`.
+    #[serde(rename = "shard.start")]
+    ShardStart,
 }
 
 impl Event {
@@ -264,6 +269,7 @@ impl Event {
             Self::StepSkipped => "step.skipped",
             Self::StepRetry => "step.retry",
             Self::LogRecovered => "log.recovered",
+            Self::ShardStart => "shard.start",
         }
     }
 

@@ -349,7 +349,8 @@ impl Builder {
                 && open.run.plan_id != text(record.plan_id.as_ref())
         });
         let restarted = self.open.as_ref().is_some_and(|open| {
-            open.started && matches!(record.event, Event::RunStart | Event::Approval)
+            open.started
+                && matches!(record.event, Event::RunStart | Event::Approval | Event::ShardStart)
         });
         if other_plan || restarted {
             self.close(None);
@@ -434,6 +435,10 @@ impl Builder {
                 self.close(Some(record));
             }
             Event::LogRecovered => {}
+            // A shard's run opens with it; the run's own records follow.
+            Event::ShardStart => {
+                self.run_for(record);
+            }
             _ => {
                 let run = self.run_for(record).run.id;
                 if let Some(contact) = &record.contact {

@@ -65,6 +65,61 @@ pub(crate) struct ApplyArgs {
     /// Who runs this, for the audit trail (default: $USER).
     #[arg(long, value_name = "NAME")]
     actor: Option<String>,
+    /// Run one shard of an approved plan: INDEX/COUNT, 0-based (`0/4` is the first of four),
+    /// into its own audit log segment and export bag, with the environment's `rateLimit` and
+    /// `concurrency` divided by COUNT. Without it, `JOB_COMPLETION_INDEX` (a Kubernetes
+    /// Indexed Job) gives the index and `--shards` or `UCS_GDPR_SHARDS` the count.
+    #[arg(long, value_name = "INDEX/COUNT")]
+    shard: Option<String>,
+    /// The shard count when the index comes from `JOB_COMPLETION_INDEX` (Kubernetes sets the
+    /// index only); default: `UCS_GDPR_SHARDS`.
+    #[arg(long, value_name = "COUNT")]
+    shards: Option<String>,
+}
+
+/// The shard to run: `--shard I/N`, else `JOB_COMPLETION_INDEX` with the count of `--shards`
+/// or `UCS_GDPR_SHARDS`; `None` when none of them is given.
+fn shard_of(args: &ApplyArgs) -> Result<Option<apply::Shard>, Failure> {
+    use apply::shard::{COUNT_VAR, INDEX_VAR};
+    let bad = |what: &str, error: apply::ShardError| Failure::usage(format!("{what}: {error}"));
+    if let Some(text) = &args.shard {
+        if args.shards.is_some() {
+            return Err(Failure::usage(
+                "give either `--shard INDEX/COUNT` or `--shards COUNT` (with JOB_COMPLETION_INDEX), \
+                 not both",
+            ));
+        }
+        return apply::Shard::parse(text).map(Some).map_err(|e| bad("--shard", e));
+    }
+    let count = match &args.shards {
+        Some(text) => Some(apply::Shard::parse_count(text).map_err(|e| bad("--shards", e))?),
+        None => match std::env::var(COUNT_VAR) {
+            Ok(text) => Some(apply::Shard::parse_count(&text).map_err(|e| bad(COUNT_VAR, e))?),
+            Err(_) => None,
+        },
+    };
+    let index = std::env::var(INDEX_VAR).ok();
+    match (index, count) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(Failure::usage(format!(
+            "a shard count was given but no index: pass `--shard INDEX/COUNT`, or run where \
+             {INDEX_VAR} is set (a Kubernetes Indexed Job)"
+        ))),
+        (Some(_), None) => Err(Failure::usage(format!(
+            "{INDEX_VAR} is set but the shard count is not (Kubernetes does not set it): pass \
+             `--shards COUNT` or set {COUNT_VAR}"
+        ))),
+        (Some(index), Some(count)) => {
+            let index = index.trim();
+            if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Failure::usage(format!(
+                    "{INDEX_VAR} must be a whole number (the 0-based index of the shard)"
+                )));
+            }
+            let index = index.parse::<u64>().unwrap_or(u64::MAX);
+            apply::Shard::new(index, u64::from(count)).map(Some).map_err(|e| bad(INDEX_VAR, e))
+        }
+    }
 }
 
 /// `ucs-gdpr show PLAN`: a saved plan as `plan` prints it, so a reviewer reads what they sign.
@@ -141,6 +196,13 @@ fn read_plan(path: &Path) -> Result<Plan, Failure> {
 
 pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {
     let is_plan = args.target.extension().is_some_and(|e| e == "json");
+    let shard = shard_of(args)?;
+    if shard.is_some() && !is_plan {
+        return Err(Failure::usage(
+            "shards run one approved plan: make it with `ucs-gdpr plan MANIFEST --out plan.json`, \
+             then run `ucs-gdpr apply plan.json --shard INDEX/COUNT` in each worker",
+        ));
+    }
     let manifests: Vec<PathBuf> = if is_plan {
         Vec::new()
     } else {
@@ -153,24 +215,46 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {
     if is_plan {
         let plan = read_plan(&args.target)?;
         let manifest = PathBuf::from(&plan.body.request.manifest_path);
-        let prepared = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
+        let mut prepared = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
             .map_err(|failure| {
-                if failure.is_reported() {
-                    Failure::new(format!(
-                        "the plan's request manifest `{}` is not valid any more",
-                        manifest.display()
-                    ))
-                } else {
-                    failure
-                }
-            })?;
+            if failure.is_reported() {
+                Failure::new(format!(
+                    "the plan's request manifest `{}` is not valid any more",
+                    manifest.display()
+                ))
+            } else {
+                failure
+            }
+        })?;
+        if let Some(shard) = shard {
+            // The environment's rate is the whole run's: each of the N shards gets its part
+            // (neither is part of the digests a plan is bound to).
+            if let Some(environment) =
+                prepared.environments.environments.get_mut(&prepared.request.spec.environment)
+            {
+                environment.rate_limit = environment.rate_limit.map(|r| shard.rate_part(r));
+                environment.concurrency = shard.count_part(environment.concurrency);
+                let mine = apply::shard::contacts_of(&plan, shard).count();
+                eprintln!(
+                    "shard {shard}: {mine} of the plan's {} contact(s); {}{} request(s) in flight \
+                     (the environment's, divided by {})",
+                    plan.body.contacts.len(),
+                    environment
+                        .rate_limit
+                        .map(|r| format!("at most {r} request(s)/s, "))
+                        .unwrap_or_default(),
+                    environment.concurrency,
+                    shard.count()
+                );
+            }
+        }
         // That the manifest is the one the plan was made from is the library's gate to check
         // (`apply::authorize`), with the refusal in the audit log.
         let mut approvals = Vec::new();
         for path in &args.approvals {
             approvals.push(Approval::read(path).map_err(|error| Failure::new(error.to_string()))?);
         }
-        return runtime.block_on(apply_one(&prepared, Some(plan), &approvals, args, &stop));
+        return runtime.block_on(apply_one(&prepared, Some(plan), &approvals, args, shard, &stop));
     }
     let mut exit = Exit::Success;
     for manifest in manifests {
@@ -179,8 +263,9 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {
         }
         eprintln!("== {}", manifest.display());
         // One manifest's failure is said and the others still run.
-        let done = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
-            .and_then(|prepared| runtime.block_on(apply_one(&prepared, None, &[], args, &stop)));
+        let done = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref()).and_then(
+            |prepared| runtime.block_on(apply_one(&prepared, None, &[], args, None, &stop)),
+        );
         match done {
             Ok(Exit::Success) => {}
             Ok(_) => exit = Exit::Failure,
@@ -220,6 +305,7 @@ async fn apply_one(
     given: Option<Plan>,
     approvals: &[Approval],
     args: &ApplyArgs,
+    shard: Option<apply::Shard>,
     stop: &Arc<AtomicBool>,
 ) -> Result<Exit, Failure> {
     let spec = &prepared.request.spec;
@@ -261,6 +347,7 @@ async fn apply_one(
         actor,
         stop,
         progress: &progress,
+        shard,
     };
     let result = run.execute(&outputs, &connection, retries).await;
     shown.end();
@@ -269,12 +356,20 @@ async fn apply_one(
     match result {
         Ok(receipt) => {
             print!("{}", receipt.text());
-            if plan.body.export.is_some() {
-                println!("export: {}", outputs.bag(&plan).display());
-                let page = outputs.bag(&plan).join(crate::export::INDEX_PATH);
-                println!("readable copy for the data subject: {}", page.display());
+            let (bag, log) = match shard {
+                None => (outputs.bag(&plan), outputs.audit_log.clone()),
+                Some(shard) => (outputs.shard_bag(&plan, shard), outputs.segment(&plan, shard)),
+            };
+            if let Some(shard) = shard {
+                println!("shard {shard}: {} of the plan's contacts", receipt.contacts.len());
             }
-            println!("audit log: {}", outputs.audit_log.display());
+            if plan.body.export.is_some() {
+                println!("export: {}", bag.display());
+                let page = bag.join(crate::export::INDEX_PATH);
+                let whose = if shard.is_some() { " (this shard's part)" } else { "" };
+                println!("readable copy for the data subject{whose}: {}", page.display());
+            }
+            println!("audit log: {}", log.display());
             Ok(if receipt.succeeded() { Exit::Success } else { Exit::Failure })
         }
         Err(error) => Err(Failure::from(&error)),
@@ -323,6 +418,8 @@ pub(crate) struct Run<'a> {
     pub(crate) actor: String,
     pub(crate) stop: &'a Arc<AtomicBool>,
     pub(crate) progress: &'a (dyn Fn(&apply::Progress<'_>) + Sync),
+    /// Only this shard of the plan.
+    pub(crate) shard: Option<apply::Shard>,
 }
 
 impl Run<'_> {
@@ -337,6 +434,7 @@ impl Run<'_> {
         let session = crate::session::Session::new(self.prepared, connection)
             .map_err(|error| ApplyError::Record(error.to_string()))?;
         let options = crate::session::RunOptions {
+            shard: self.shard,
             without_deletion: self.without_deletion,
             concurrency: self.concurrency,
             actor: self.actor,

@@ -9,6 +9,7 @@ use super::failure::Failure;
 use super::{Exit, Format};
 use crate::audit::{
     self, AuditError, AuditRecord, Checkpoint, Fault, FaultKind, VerifyOptions, VerifyReport,
+    segments,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -31,7 +32,9 @@ pub(crate) enum Command {
 const EXAMPLES_VERIFY: &str = "\
 Examples:
   ucs-gdpr audit verify examples/out/audit.jsonl
-  ucs-gdpr audit verify audit.jsonl --checkpoint kept/audit.jsonl.checkpoint.json --public-key keys/audit-signing.pub";
+  ucs-gdpr audit verify audit.jsonl --checkpoint kept/audit.jsonl.checkpoint.json --public-key keys/audit-signing.pub
+  ucs-gdpr audit verify audit.jsonl --plan plan.json     # and the segments of its shards beside it
+  ucs-gdpr audit verify segments/*.jsonl --plan plan.json   # one sharded run's segments, together";
 
 const EXAMPLES_SHOW: &str = "\
 Examples:
@@ -49,9 +52,17 @@ Examples:
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
-    /// The audit log (JSON Lines).
-    log: PathBuf,
-    /// A checkpoint kept elsewhere: reveals records removed from the end of the log.
+    /// The audit log (JSON Lines). The segments of sharded runs beside it
+    /// (`<log>.plan-<id>.shard-I-of-N.jsonl`) are checked too, each run's together. Several
+    /// files: the segments of one sharded run, checked together.
+    #[arg(required = true, num_args = 1..)]
+    logs: Vec<PathBuf>,
+    /// The plan of a sharded run: its contacts must each be in exactly one segment, and the
+    /// missing ones are named; only that plan's segments are checked.
+    #[arg(long, value_name = "PLAN")]
+    plan: Option<PathBuf>,
+    /// A checkpoint kept elsewhere: reveals records removed from the end of the log (one log
+    /// only).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// The public key the checkpoint must be signed with (`audit-signing.pub`).
@@ -127,7 +138,7 @@ pub(crate) struct KeygenArgs {
 
 pub(crate) fn run(command: &Command) -> Exit {
     let result = match command {
-        Command::Verify(args) => verify(args),
+        Command::Verify(args) => return verify(args).unwrap_or_else(|failure| failure.report()),
         Command::Show(args) => show(args),
         Command::Report(args) => report(args),
         Command::Keygen(args) => keygen(args),
@@ -135,21 +146,131 @@ pub(crate) fn run(command: &Command) -> Exit {
     result.unwrap_or_else(|error| Failure::new(error.to_string()).report())
 }
 
-fn verify(args: &VerifyArgs) -> Result<Exit, AuditError> {
-    let checkpoint = args.checkpoint.as_deref().map(Checkpoint::read).transpose()?;
-    let public_key = args.public_key.as_deref().map(audit::load_verifying_key).transpose()?;
-    let report = audit::verify_file(&args.log, &VerifyOptions { checkpoint, public_key })?;
-    match args.format {
-        Format::Text => print!("{}", verify_text(&args.log, &report)),
-        Format::Json => {
-            let mut document = serde_json::to_value(&report).unwrap_or_default();
-            if let Value::Object(map) = &mut document {
-                map.insert("log".to_owned(), json!(args.log.display().to_string()));
+fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
+    let failed = |error: AuditError| Failure::new(error.to_string());
+    let plan = match &args.plan {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| Failure::new(format!("cannot read `{}`: {e}", path.display())))?;
+            Some(
+                crate::plan::Plan::from_json(&bytes)
+                    .map_err(|e| Failure::new(format!("`{}`: {e}", path.display())))?,
+            )
+        }
+    };
+    let contacts: Option<std::collections::BTreeSet<String>> = plan
+        .as_ref()
+        .map(|p| p.body.contacts.iter().map(|c| c.contact_id.as_str().to_owned()).collect());
+    // Several files: one sharded run's segments.
+    let (log, runs) = match args.logs.as_slice() {
+        [log] => {
+            let mut groups = if log.is_dir() {
+                std::collections::BTreeMap::new()
+            } else {
+                // A folder that cannot be listed has no segments to find; the log itself then
+                // says what is wrong with it.
+                segments::find_segments(log).unwrap_or_default()
+            };
+            if let Some(plan) = &plan {
+                let tag = format!("plan-{}", plan.plan_id.get(..12).unwrap_or_default());
+                groups.retain(|name, _| *name == tag);
             }
-            println!("{}", serde_json::to_string_pretty(&document).unwrap_or_default());
+            let single = log.exists() || groups.is_empty();
+            (single.then_some(log), groups.into_values().collect::<Vec<_>>())
+        }
+        many => {
+            if args.checkpoint.is_some() {
+                return Err(Failure::usage(
+                    "--checkpoint checks one log; each segment's checkpoint is beside it",
+                ));
+            }
+            (None, vec![many.to_vec()])
+        }
+    };
+    let mut ok = true;
+    let mut document = serde_json::Map::new();
+    if let Some(log) = log {
+        let checkpoint =
+            args.checkpoint.as_deref().map(Checkpoint::read).transpose().map_err(failed)?;
+        let public_key = args
+            .public_key
+            .as_deref()
+            .map(audit::load_verifying_key)
+            .transpose()
+            .map_err(|e| Failure::new(e.to_string()))?;
+        let report =
+            audit::verify_file(log, &VerifyOptions { checkpoint, public_key }).map_err(failed)?;
+        ok &= report.ok;
+        match args.format {
+            Format::Text => print!("{}", verify_text(log, &report)),
+            Format::Json => {
+                let mut value = serde_json::to_value(&report).unwrap_or_default();
+                if let Value::Object(map) = &mut value {
+                    map.insert("log".to_owned(), json!(log.display().to_string()));
+                }
+                if runs.is_empty() {
+                    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+                } else {
+                    document.insert("log".to_owned(), value);
+                }
+            }
         }
     }
-    Ok(if report.ok { Exit::Success } else { Exit::Failure })
+    let mut reports = Vec::new();
+    for paths in &runs {
+        let report = segments::verify_segments(paths, contacts.as_ref()).map_err(failed)?;
+        ok &= report.ok;
+        if args.format == Format::Text {
+            print!("{}", segments_text(&report));
+        }
+        reports.push(report);
+    }
+    if args.format == Format::Json && !runs.is_empty() {
+        document
+            .insert("shardedRuns".to_owned(), serde_json::to_value(&reports).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&Value::Object(document)).unwrap_or_default());
+    }
+    Ok(if ok { Exit::Success } else { Exit::Failure })
+}
+
+/// A sharded run's segments, checked together, as a person reads it.
+fn segments_text(report: &segments::SegmentsReport) -> String {
+    let mut out = String::new();
+    let plan = report.plan_id.as_deref().unwrap_or("(not agreed)");
+    let shards = report.shards.map_or_else(|| "?".to_owned(), |n| n.to_string());
+    if report.ok {
+        let _ = writeln!(
+            out,
+            "sharded run of plan {plan}: OK: {shards} shard(s), each once; {} contact(s), each \
+             in exactly one segment; every chain verifies",
+            report.contacts
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "sharded run of plan {plan}: FAILED: {}",
+            plural(report.faults.len() as u64, "fault", "faults")
+        );
+    }
+    for segment in &report.segments {
+        let _ = writeln!(
+            out,
+            "  {}: {}: {}, {} contact(s){}",
+            segment.shard.as_deref().unwrap_or("not a segment"),
+            segment.path.display(),
+            plural(segment.verify.records, "record", "records"),
+            segment.contacts,
+            if segment.verify.ok { "" } else { ", DOES NOT VERIFY" },
+        );
+    }
+    for fault in &report.faults {
+        let _ = writeln!(out, "{}: {}", fault.kind, fault.message);
+        if !fault.contacts.is_empty() {
+            let _ = writeln!(out, "  contacts: {}", fault.contacts.join(", "));
+        }
+    }
+    out
 }
 
 fn plural(count: u64, one: &str, many: &str) -> String {

@@ -22,37 +22,36 @@ pub(crate) struct ManArgs {
 }
 
 /// Prints the completion script for `shell` on stdout.
-pub(crate) fn completions(args: &CompletionsArgs) -> Exit {
+pub(crate) fn completions(args: &CompletionsArgs) -> Result<Exit, Failure> {
     let mut command = Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut command, "ucs-gdpr", &mut out);
     print!("{}", String::from_utf8_lossy(&out));
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 /// Prints the man page (roff) on stdout, or writes every command's page into `--out`.
-pub(crate) fn man(args: &ManArgs) -> Exit {
+pub(crate) fn man(args: &ManArgs) -> Result<Exit, Failure> {
     let command = Cli::command();
     match &args.out {
         None => {
             let mut out = Vec::new();
-            if let Err(error) = clap_mangen::Man::new(command).render(&mut out) {
-                return Failure::internal(format!("cannot render the man page: {error}")).report();
-            }
+            clap_mangen::Man::new(command).render(&mut out).map_err(|error| {
+                Failure::internal(format!("cannot render the man page: {error}"))
+            })?;
             print!("{}", String::from_utf8_lossy(&out));
-            Exit::Success
+            Ok(Exit::Success)
         }
         Some(dir) => {
-            if let Err(error) =
-                std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(command, dir))
-            {
-                return Failure::new(format!(
-                    "cannot write the man pages into `{}`: {error}",
-                    dir.display()
-                ))
-                .report();
-            }
-            Exit::Success
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(command, dir))
+                .map_err(|error| {
+                    Failure::new(format!(
+                        "cannot write the man pages into `{}`: {error}",
+                        dir.display()
+                    ))
+                })?;
+            Ok(Exit::Success)
         }
     }
 }

@@ -12,6 +12,7 @@ mod docs;
 mod failure;
 mod plan;
 mod progress;
+mod receipt;
 mod render;
 mod scripts;
 mod sim;
@@ -140,7 +141,8 @@ Examples:
 const EXAMPLES_APPLY: &str = "\
 Examples:
   ucs-gdpr apply --env-file examples/ucs-gdpr.yaml examples/requests   # where no approval is needed
-  ucs-gdpr apply plan.json --approval plan.approval.dpo.alice.json";
+  ucs-gdpr apply plan.json --approval plan.approval.dpo.alice.json
+  ucs-gdpr apply plan.json --approval plan.approval.dpo.alice.json --shard 0/4   # shard 0 of 4";
 
 const EXAMPLES_EXPORT: &str = "\
 Examples:
@@ -166,6 +168,10 @@ Examples:
   ucs-gdpr status --env-file examples/ucs-gdpr.yaml               # examples/requests
   ucs-gdpr status --env-file examples/ucs-gdpr.yaml examples/requests --format markdown
   ucs-gdpr status requests/ --plans reviews/ --format json        # exit 1 when one is overdue";
+
+const EXAMPLES_RECEIPT: &str = "\
+Examples:
+  ucs-gdpr receipt merge plan.json --env-file ucs-gdpr.yaml   # after every `apply plan.json --shard I/N`";
 
 const EXAMPLES_SIM: &str = "\
 Examples:
@@ -204,6 +210,9 @@ enum Command {
     /// Verify, inspect and key the audit trail.
     #[command(subcommand, after_long_help = EXAMPLES_AUDIT)]
     Audit(audit::Command),
+    /// Receipts of runs: merge a sharded run's parts into one.
+    #[command(subcommand, after_long_help = EXAMPLES_RECEIPT)]
+    Receipt(receipt::Command),
     /// Run or feed the built-in UCS simulator.
     #[command(subcommand, after_long_help = EXAMPLES_SIM)]
     Sim(sim::Command),
@@ -259,19 +268,20 @@ pub fn main() -> ExitCode {
     // Every failure is rendered here, once, in one form (`error:`, details, `hint:`), with the
     // exit status it carries.
     let result: Result<Exit, failure::Failure> = match cli.command {
-        Command::Validate(args) => Ok(validate::run(&args)),
-        Command::Schema(args) => Ok(validate::schema(&args)),
+        Command::Validate(args) => validate::run(&args),
+        Command::Schema(args) => validate::schema(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Show(args) => apply::show(&args),
         Command::Approve(args) => apply::approve(&args),
         Command::Apply(args) => apply::apply(&args),
         Command::Export(args) => Ok(scripts::export(&args)),
         Command::Delete(args) => Ok(scripts::delete(&args)),
-        Command::Status(args) => Ok(status::run(&args)),
+        Command::Status(args) => status::run(&args),
         Command::Audit(command) => Ok(audit::run(&command)),
-        Command::Sim(command) => Ok(sim::run(&command)),
-        Command::Completions(args) => Ok(docs::completions(&args)),
-        Command::Man(args) => Ok(docs::man(&args)),
+        Command::Receipt(command) => receipt::run(&command),
+        Command::Sim(command) => sim::run(&command),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
     };
     result.unwrap_or_else(|failure| failure.report()).into()
 }

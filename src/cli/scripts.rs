@@ -375,6 +375,7 @@ impl Invocation<'_> {
             actor: actor(self.common.verified_by.as_deref()),
             stop,
             progress: &progress,
+            shard: None,
         };
         let executed = run.execute(&outputs, connection, retries).await;
         shown.end();

@@ -83,31 +83,23 @@ fn rate(text: &str) -> Result<f64, String> {
     }
 }
 
-pub(crate) fn run(command: &Command) -> Exit {
+pub(crate) fn run(command: &Command) -> Result<Exit, Failure> {
     match command {
         Command::Serve(args) => serve(args),
         Command::Generate(args) => generate(args),
     }
 }
 
-fn report(error: impl std::error::Error + Send + Sync + 'static) -> Exit {
-    eprintln!("{:?}", miette::Report::msg(error.to_string()));
-    Exit::Failure
-}
-
-fn serve(args: &ServeArgs) -> Exit {
+fn serve(args: &ServeArgs) -> Result<Exit, Failure> {
     if args.error_rate + args.timeout_rate + args.reset_rate > 1.0 {
-        return Failure::usage(
+        return Err(Failure::usage(
             "--error-rate, --timeout-rate and --reset-rate add up to more than 1",
-        )
-        .report();
+        ));
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            return Failure::internal(format!("cannot start the async runtime: {error}")).report();
-        }
-    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::internal(format!("cannot start the async runtime: {error}")))?;
     let options = SimOptions {
         dataset: args.dataset.clone(),
         state_dir: args.state_dir.clone(),
@@ -124,10 +116,9 @@ fn serve(args: &ServeArgs) -> Exit {
         },
     };
     runtime.block_on(async {
-        let sim = match Simulator::start(options).await {
-            Ok(sim) => sim,
-            Err(error) => return report(error),
-        };
+        let sim = Simulator::start(options)
+            .await
+            .map_err(|error| Failure::new(format!("cannot start the simulator: {error}")))?;
         println!("{}", sim.base_url());
         let _ = std::io::stdout().flush();
         eprintln!(
@@ -159,7 +150,7 @@ fn serve(args: &ServeArgs) -> Exit {
                 eprintln!("  {}: {} (x{})", entry.operation, entry.problem, entry.count);
             }
         }
-        Exit::Success
+        Ok(Exit::Success)
     })
 }
 
@@ -176,7 +167,7 @@ async fn terminated() {
     std::future::pending::<()>().await;
 }
 
-fn generate(args: &GenerateArgs) -> Exit {
+fn generate(args: &GenerateArgs) -> Result<Exit, Failure> {
     let options = GenerateOptions {
         contacts: args.contacts,
         interactions: args.interactions,
@@ -184,16 +175,13 @@ fn generate(args: &GenerateArgs) -> Exit {
         seed: args.seed,
         out: args.out.clone(),
     };
-    match crate::sim::generate(&options) {
-        Ok(files) => {
-            println!(
-                "wrote {} ({} contacts, {} interactions each, {files} attachment files beside it)",
-                args.out.display(),
-                args.contacts,
-                args.interactions
-            );
-            Exit::Success
-        }
-        Err(error) => report(error),
-    }
+    let files = crate::sim::generate(&options)
+        .map_err(|error| Failure::new(format!("cannot generate the dataset: {error}")))?;
+    println!(
+        "wrote {} ({} contacts, {} interactions each, {files} attachment files beside it)",
+        args.out.display(),
+        args.contacts,
+        args.interactions
+    );
+    Ok(Exit::Success)
 }

@@ -45,11 +45,11 @@ pub(crate) enum StatusFormat {
     Json,
 }
 
-pub(crate) fn run(args: &Args) -> Exit {
+pub(crate) fn run(args: &Args) -> Result<Exit, Failure> {
     let setting = load_setting(args.env_file.as_deref(), args.runbooks.as_deref());
     super::plan::print_reports(&setting.reports);
     if setting.reports.iter().any(crate::manifest::FileReport::has_errors) {
-        return Exit::Failure;
+        return Err(Failure::reported());
     }
     let dir = args.dir.clone().unwrap_or_else(|| {
         let base = setting.environments.as_ref().map(|e| e.base_dir.clone()).unwrap_or_default();
@@ -68,12 +68,7 @@ pub(crate) fn run(args: &Args) -> Exit {
         today,
         nearly_due_days: register::NEARLY_DUE_DAYS,
     };
-    let register = match register::build(&input) {
-        Ok(register) => register,
-        Err(error) => {
-            return Failure::new(error.to_string()).report();
-        }
-    };
+    let register = register::build(&input).map_err(|error| Failure::new(error.to_string()))?;
     match args.format {
         StatusFormat::Text => print!("{}", text(&register)),
         StatusFormat::Markdown => print!("{}", markdown(&register)),
@@ -82,17 +77,16 @@ pub(crate) fn run(args: &Args) -> Exit {
         }
     }
     if register.overdue > 0 {
-        eprintln!(
-            "error: {} overdue (past the deadline and not complete)",
+        return Err(Failure::new(format!(
+            "{} overdue (past the deadline and not complete)",
             if register.overdue == 1 {
                 "1 request is".to_owned()
             } else {
                 format!("{} requests are", register.overdue)
             }
-        );
-        return Exit::Failure;
+        )));
     }
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 const HEADER: [&str; 8] =

@@ -92,13 +92,10 @@ pub(crate) fn load_setting(env_file: Option<&Path>, runbooks_dir: Option<&Path>)
     Setting { runbooks, environments, reports }
 }
 
-pub(crate) fn run(args: &Args) -> Exit {
-    let files = match manifest::collect_files(&args.paths) {
-        Ok(files) => files,
-        Err((path, error)) => {
-            return Failure::new(format!("cannot read `{}`: {error}", path.display())).report();
-        }
-    };
+pub(crate) fn run(args: &Args) -> Result<Exit, Failure> {
+    let files = manifest::collect_files(&args.paths).map_err(|(path, error)| {
+        Failure::new(format!("cannot read `{}`: {error}", path.display()))
+    })?;
     let setting = load_setting(args.env_file.as_deref(), args.runbooks.as_deref());
     let context = manifest::Context {
         runbooks: &setting.runbooks,
@@ -121,26 +118,21 @@ pub(crate) fn run(args: &Args) -> Exit {
         ValidateFormat::Json => {
             let annotations: Vec<Annotation> =
                 reports.iter().flat_map(FileReport::annotations).collect();
-            match serde_json::to_string_pretty(&annotations) {
-                Ok(json) => println!("{json}"),
-                Err(error) => {
-                    return Failure::internal(format!("cannot encode the diagnostics: {error}"))
-                        .report();
-                }
-            }
+            println!("{}", encoded(&annotations)?);
         }
-        ValidateFormat::Sarif => match serde_json::to_string_pretty(&ci::sarif(&reports)) {
-            Ok(json) => println!("{json}"),
-            Err(error) => {
-                return Failure::internal(format!("cannot encode the diagnostics: {error}"))
-                    .report();
-            }
-        },
+        ValidateFormat::Sarif => println!("{}", encoded(&ci::sarif(&reports))?),
         ValidateFormat::Github => print!("{}", ci::github(&reports)),
         ValidateFormat::Junit => print!("{}", ci::junit(&reports)),
         ValidateFormat::Text => print_text(&reports, files.len()),
     }
-    if failed { Exit::Failure } else { Exit::Success }
+    // The reasons are in the report just printed.
+    if failed { Err(Failure::reported()) } else { Ok(Exit::Success) }
+}
+
+/// `value` as pretty JSON.
+fn encoded(value: &impl serde::Serialize) -> Result<String, Failure> {
+    serde_json::to_string_pretty(value)
+        .map_err(|error| Failure::internal(format!("cannot encode the diagnostics: {error}")))
 }
 
 fn print_text(reports: &[FileReport], checked: usize) {
@@ -166,12 +158,12 @@ fn print_text(reports: &[FileReport], checked: usize) {
     );
 }
 
-pub(crate) fn schema(args: &SchemaArgs) -> Exit {
+pub(crate) fn schema(args: &SchemaArgs) -> Result<Exit, Failure> {
     let kind = match args.kind {
         SchemaKind::Request => FileKind::Request,
         SchemaKind::Runbook => FileKind::Runbook,
         SchemaKind::Environments => FileKind::Environments,
     };
     print!("{}", manifest::schema::text(kind));
-    Exit::Success
+    Ok(Exit::Success)
 }

@@ -244,6 +244,19 @@ pub async fn build_with_progress<U: Ucs>(
     ucs: &U,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Plan {
+    build_part(input, ucs, progress, &|_| true).await
+}
+
+/// [`build_with_progress`] for the contacts `part` says yes to (a shard's re-check): a
+/// `contactId` subject naming another contact is not resolved (it is left out of `subjects`),
+/// and only `part`'s contacts are read and planned. Its plan is for comparing with an approved
+/// plan's part, never for running.
+pub async fn build_part<U: Ucs>(
+    input: &PlanInput<'_>,
+    ucs: &U,
+    progress: &(dyn Fn(Progress) + Sync),
+    part: &(dyn Fn(&ContactId) -> bool + Sync),
+) -> Plan {
     let request = input.request;
     let spec = &request.spec;
     let runbook = input.runbook;
@@ -251,9 +264,14 @@ pub async fn build_with_progress<U: Ucs>(
     let mut blockers = Vec::new();
 
     // 1. Resolve every subject, concurrently.
-    let resolving = Counter::new(Phase::Resolving, spec.subjects.len(), progress);
+    let theirs = |subject: &Subject| match subject {
+        Subject::Contact { contact_id } => ContactId::new(contact_id).is_ok_and(|id| !part(&id)),
+        Subject::Match { .. } => false,
+    };
+    let mine = spec.subjects.iter().filter(|s| !theirs(s)).count();
+    let resolving = Counter::new(Phase::Resolving, mine, progress);
     let resolved: Vec<(SubjectResolution, Option<Contact>)> =
-        stream::iter(spec.subjects.iter().enumerate())
+        stream::iter(spec.subjects.iter().enumerate().filter(|(_, s)| !theirs(s)))
             .map(|(index, subject)| {
                 resolving.after(resolve(index + 1, subject, tenant, input, ucs))
             })
@@ -300,6 +318,8 @@ pub async fn build_with_progress<U: Ucs>(
             Resolution::AlreadyAbsent | Resolution::NoMatch => {}
         }
     }
+
+    subjects_of.retain(|id, _| part(id));
 
     // 3. Observe every contact, concurrently, then decide.
     let wants = Wants::of(runbook, request, input.ucs_version);
