@@ -1,20 +1,25 @@
-//! Apply throughput: a batch-delete request of 1,000 contacts x 20 interactions against the
-//! simulator at 2 ms injected latency and concurrency 32, planned then applied (export of main
-//! and archive into a temporary folder, delete, verify, audit log in a temporary folder).
-//! Reports contacts/s and calls/s (the simulator's own counts) against the latency-bound ideal
-//! (concurrency / latency).
+//! Plan and apply against the connector's own ceiling, side by side in one run, with the
+//! simulator in its own process (`ucs-gdpr sim serve --latency-ms 2`, loopback).
 //!
-//! `cargo bench --bench apply`; `APPLY_BENCH_CONTACTS` (default 1000), `APPLY_BENCH_ROUNDS`
-//! (default 3), `APPLY_BENCH_CONCURRENCY` (default 32), `APPLY_BENCH_ATTACHMENT_BYTES` (default 0:
-//! no attachments; with N > 0 each interaction has one attachment of N bytes, exported inline).
+//! `cargo bench --bench apply`; `APPLY_BENCH_CONTACTS` (default 1000), `APPLY_BENCH_INTERACTIONS`
+//! (default 20), `APPLY_BENCH_CONCURRENCY` (default 32), `APPLY_BENCH_LATENCY_MS` (default 2).
 //!
-//! The dataset comes from `sim::generate` with its pending GMS callbacks removed (they would
-//! block the plan, and a blocked plan is not applied). The environment is `embedded`, wired as
-//! the CLI wires it (`Environments::connect`), with a fresh simulator each round (apply deletes
-//! what it applies to). `apply::run` includes its own stale-plan check, a second `plan::build`;
-//! the bench times the first plan separately, so the executor's own share is about the
-//! difference. The audit log and the export bag are on the same disk as the temporary folder
-//! (fsyncs are real).
+//! One run, four timed parts, each against a simulator process of its own dataset copy:
+//! 1. **connector, plan's mix**: the calls a plan makes per contact (`GetAttributes`, the main
+//!    and archive listings, the GMS callbacks), straight through the `RestClient`, contacts
+//!    `buffer_unordered` at the environment's concurrency;
+//! 2. **plan**: `plan::build` of the batch-delete request (same simulator: planning reads only);
+//! 3. **apply**: `apply::authorize` + `apply::run` of that plan (its stale-plan re-check,
+//!    export of main and archive into a bag, delete, verify; audit log and bag on this disk,
+//!    fsyncs real) against a second simulator process;
+//! 4. **connector, apply's mix**: the calls apply makes per contact, through the bare client,
+//!    against a third simulator process.
+//!
+//! Each line gives the calls the simulator counted (`/sim/stats`), so the mixes can be compared,
+//! and the ratio stage / connector of calls/s. Peak RSS (`VmHWM`) of this process is reset
+//! (`/proc/self/clear_refs`) before plan and before apply, so each figure is that stage's own
+//! (the plan stays in memory during apply). The dataset and request are made by a child
+//! process (this binary, re-run), so their memory is not counted.
 
 #![allow(
     clippy::unwrap_used,
@@ -27,20 +32,24 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures_util::{StreamExt as _, stream};
 use ucs_gdpr::apply::{self, ApplyContext};
 use ucs_gdpr::environment::Environments;
 use ucs_gdpr::manifest::{self, Context};
 use ucs_gdpr::plan::{self, PlanInput};
 use ucs_gdpr::runbook::RunbookLibrary;
 use ucs_gdpr::sim::{GenerateOptions, Stats, generate};
+use ucs_gdpr::ucs::{ContactId, DataSource, ErrorKind, InteractionListing, RestClient, Ucs};
 
-const LATENCY_MS: u64 = 2;
-const INTERACTIONS: u32 = 20;
+const BIN: &str = env!("CARGO_BIN_EXE_ucs-gdpr");
+const HMAC_ENV: &str = "UCS_GDPR_BENCH_HMAC";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -51,117 +60,198 @@ fn load_average() -> String {
     load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
-fn total_calls(stats: &Stats) -> u64 {
-    stats.calls.values().sum()
+/// `VmHWM` of this process in MiB.
+fn peak_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
 }
 
-fn delta(after: &Stats, before: &Stats) -> BTreeMap<String, u64> {
-    after
-        .calls
-        .iter()
-        .map(|(op, n)| (op.clone(), n - before.calls.get(op).copied().unwrap_or(0)))
-        .filter(|(_, n)| *n > 0)
-        .collect()
+/// Resets `VmHWM` to the current RSS.
+fn reset_peak() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
 }
 
-fn write_environments(dir: &Path, concurrency: u32) {
-    let text = format!(
-        "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  bench:\n    \
-         type: embedded\n    tenant: 101\n    dataset: dataset.json\n    \
-         faults: {{ latencyMs: {LATENCY_MS} }}\n    concurrency: {concurrency}\n    policy:\n      \
-         requireApproval: false\n"
-    );
-    std::fs::write(dir.join("ucs-gdpr.yaml"), text).unwrap();
-}
-
-fn write_request(dir: &Path, ids: &[String], inline: bool) {
+/// The child's job: the dataset (no pending callbacks: they would block the plan), the ids,
+/// the request naming them all.
+fn prepare(dir: &Path, contacts: u32, interactions: u32) {
+    let dataset = dir.join("dataset.json");
+    generate(&GenerateOptions {
+        contacts,
+        interactions,
+        attachment_bytes: 0,
+        seed: 42,
+        out: dataset.clone(),
+    })
+    .unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&dataset).unwrap()).unwrap();
+    let mut ids = String::new();
+    for contact in value["contacts"].as_array_mut().unwrap() {
+        contact["callbacks"] = serde_json::json!([]);
+        writeln!(ids, "{}", contact["id"].as_str().unwrap()).unwrap();
+    }
+    std::fs::write(&dataset, serde_json::to_vec(&value).unwrap()).unwrap();
+    std::fs::write(dir.join("ids.txt"), &ids).unwrap();
     let mut text = String::from(
         "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-BENCH-APPLY\n  \
          receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: bench\nspec:\n  \
          environment: bench\n  runbook: batch-delete\n  subjects:\n",
     );
-    for id in ids {
+    for id in ids.lines() {
         // Quoted: an unquoted id such as `0oYWD5Bq33vFqv89` is read as a (bad) YAML number.
         writeln!(text, "    - contactId: \"{id}\"").unwrap();
     }
-    let attachments = if inline { "inline" } else { "omit" };
-    writeln!(
-        text,
-        "  export:\n    dataSources: [main, archive]\n    attachments: {attachments}\n  \
-         delete:\n    confirm: true"
-    )
-    .unwrap();
+    text.push_str(
+        "  export:\n    dataSources: [main, archive]\n    attachments: omit\n  \
+         delete:\n    confirm: true\n",
+    );
     std::fs::write(dir.join("request.yaml"), text).unwrap();
 }
 
-struct Round {
-    plan_seconds: f64,
-    plan_calls: u64,
-    apply_seconds: f64,
-    apply_calls: u64,
-    apply_ops: BTreeMap<String, u64>,
-    audit_records: u64,
-    /// (step, code) of each contact that failed.
-    failures: Vec<(String, String)>,
+/// A simulator in its own process; stopped with SIGTERM.
+struct Sim {
+    child: Child,
+    url: String,
+}
+
+impl Sim {
+    fn serve(dataset: &Path, latency_ms: u64, listen: &str) -> Sim {
+        let mut child = Command::new(BIN)
+            .args(["sim", "serve", "--listen", listen, "--latency-ms"])
+            .arg(latency_ms.to_string())
+            .arg("--dataset")
+            .arg(dataset)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut url = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut url).unwrap();
+        Sim { child, url: url.trim().trim_end_matches('/').to_owned() }
+    }
+
+    async fn calls(&self) -> BTreeMap<String, u64> {
+        let stats: Stats =
+            reqwest::get(format!("{}/sim/stats", self.url)).await.unwrap().json().await.unwrap();
+        stats.calls
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn write_environments(dir: &Path, url: &str, concurrency: u32) {
+    let text = format!(
+        "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  bench:\n    \
+         type: rest\n    tenant: 101\n    hmacKeyEnv: {HMAC_ENV}\n    ucs:\n      url: {url}/\n    \
+         contextServices:\n      url: {url}/\n    gms:\n      url: {url}/\n    \
+         concurrency: {concurrency}\n    policy:\n      requireApproval: false\n"
+    );
+    std::fs::write(dir.join("ucs-gdpr.yaml"), text).unwrap();
+}
+
+/// What a plan reads per contact, through the bare client.
+async fn plan_mix(client: &RestClient, id: &ContactId) {
+    let contact = client.get_contact(id).await.unwrap();
+    for source in [DataSource::Main, DataSource::Archive] {
+        client.list_interactions(id, source).await.unwrap();
+    }
+    client.list_callbacks(&contact).await.unwrap();
+}
+
+/// What apply does per contact (its re-check, export, delete, verify), through the bare client.
+async fn apply_mix(client: &RestClient, id: &ContactId) {
+    plan_mix(client, id).await;
+    client.get_contact(id).await.unwrap();
+    for source in [DataSource::Main, DataSource::Archive] {
+        if let InteractionListing::Found(list) = client.list_interactions(id, source).await.unwrap()
+        {
+            for interaction in list {
+                client.get_interaction_content(&interaction.id, source).await.unwrap();
+            }
+        }
+    }
+    client.delete_contact(id).await.unwrap();
+    let gone = client.get_contact(id).await;
+    assert!(matches!(gone, Err(e) if e.kind == ErrorKind::NotFound));
+    for source in [DataSource::Main, DataSource::Archive] {
+        match client.list_interactions(id, source).await {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+struct Part {
+    seconds: f64,
+    calls: BTreeMap<String, u64>,
+    peak_mib: Option<f64>,
+}
+
+impl Part {
+    fn total(&self) -> u64 {
+        self.calls.values().sum()
+    }
+    fn rate(&self) -> f64 {
+        self.total() as f64 / self.seconds
+    }
 }
 
 fn main() {
-    // Errors only (the simulator logs why it answered 500), on stderr.
+    let contacts: u32 = env_or("APPLY_BENCH_CONTACTS", 1000);
+    let interactions: u32 = env_or("APPLY_BENCH_INTERACTIONS", 20);
+    let concurrency: u32 = env_or("APPLY_BENCH_CONCURRENCY", 32);
+    let latency_ms: u64 = env_or("APPLY_BENCH_LATENCY_MS", 2);
+    if let Ok(dir) = std::env::var("APPLY_BENCH_PREPARE") {
+        prepare(Path::new(&dir), contacts, interactions);
+        return;
+    }
+    // Errors only, on stderr.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("error"))
         .with_writer(std::io::stderr)
         .init();
-    let contacts: u32 = env_or("APPLY_BENCH_CONTACTS", 1000);
-    let rounds: usize = env_or("APPLY_BENCH_ROUNDS", 3);
-    let concurrency: u32 = env_or("APPLY_BENCH_CONCURRENCY", 32);
-    let attachment_bytes: u64 = env_or("APPLY_BENCH_ATTACHMENT_BYTES", 0);
-    let dir = tempfile::tempdir().unwrap();
-    let dataset = dir.path().join("dataset.json");
-    generate(&GenerateOptions {
-        contacts,
-        interactions: INTERACTIONS,
-        attachment_bytes,
-        seed: 42,
-        out: dataset.clone(),
-    })
-    .unwrap();
-    // No pending callbacks: they would block the plan.
-    let mut value: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&dataset).unwrap()).unwrap();
-    let mut ids = Vec::new();
-    for contact in value["contacts"].as_array_mut().unwrap() {
-        contact["callbacks"] = serde_json::json!([]);
-        ids.push(contact["id"].as_str().unwrap().to_owned());
+    if std::env::var_os(HMAC_ENV).is_none() {
+        // The REST environment reads its subject key from the environment: run again with it.
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args(std::env::args_os().skip(1))
+            .env(HMAC_ENV, "bench-subject-key-of-at-least-32-bytes!!")
+            .status()
+            .unwrap();
+        std::process::exit(status.code().unwrap_or(1));
     }
-    std::fs::write(&dataset, serde_json::to_vec(&value).unwrap()).unwrap();
-    drop(value);
-    write_environments(dir.path(), concurrency);
-    write_request(dir.path(), &ids, attachment_bytes > 0);
-
-    let (environments, _) = Environments::load(&dir.path().join("ucs-gdpr.yaml")).unwrap();
-    let environment = environments.get("bench").unwrap();
-    let runbooks = RunbookLibrary::built_in();
-    let request_path = dir.path().join("request.yaml");
-    let (report, request) = {
-        let context = Context {
-            runbooks: &runbooks,
-            environments: Some(&environments),
-            now: jiff::Timestamp::now(),
-        };
-        manifest::load_request(&request_path, &context)
-    };
-    let Some(request) = request else {
-        let first: Vec<_> = report.diagnostics.iter().take(3).collect();
-        panic!("the generated request is not valid: {first:?}");
-    };
-    let manifest_sha256 = ucs_gdpr::canonical::sha256_hex(report.source.as_bytes());
-    let runbook = runbooks.get("batch-delete").unwrap();
-    let concurrency_usize = usize::try_from(concurrency).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let prepared = Command::new(std::env::current_exe().unwrap())
+        .env("APPLY_BENCH_PREPARE", dir.path())
+        .status()
+        .unwrap();
+    assert!(prepared.success());
+    let dataset: PathBuf = dir.path().join("dataset.json");
+    let ids: Vec<ContactId> = std::fs::read_to_string(dir.path().join("ids.txt"))
+        .unwrap()
+        .lines()
+        .map(|id| ContactId::new(id).unwrap())
+        .collect();
+    let n = ids.len() as f64;
 
     println!(
-        "plan + apply of a batch-delete request, {contacts} contacts x {INTERACTIONS} \
-         interactions (attachment bytes per interaction: {attachment_bytes}), simulator \
-         in-process at {LATENCY_MS} ms injected latency, concurrency {concurrency}, {rounds} rounds"
+        "plan and apply of a batch-delete request against the bare connector, {contacts} \
+         contacts x {interactions} interactions, simulator in its own process at {latency_ms} ms \
+         injected latency, concurrency {concurrency}"
     );
     println!(
         "{} cores, load average at start: {}",
@@ -169,122 +259,161 @@ fn main() {
         load_average()
     );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let mut results = Vec::new();
-    for round in 0..rounds {
-        let work = dir.path().join(format!("round-{round}"));
-        std::fs::create_dir_all(&work).unwrap();
-        let result = runtime.block_on(async {
-            let connection = environments.connect("bench", None).await.unwrap();
-            let sim = connection.simulator.as_ref().unwrap();
-            let input = || PlanInput {
-                request: &request,
-                manifest_path: request_path.display().to_string(),
-                manifest_sha256: manifest_sha256.clone(),
-                runbook,
-                environment_name: "bench",
-                environment,
-                digester: &connection.digester,
-                ucs_version: connection.ucs_version,
-                concurrency: concurrency_usize,
-                page_size: 100,
-                etl: ucs_gdpr::plan::Etl::NotConfigured,
-            };
-            let before = sim.stats();
-            let started = Instant::now();
-            let plan = plan::build(&input(), &connection.client).await;
-            let plan_seconds = started.elapsed().as_secs_f64();
-            assert!(!plan.is_blocked(), "{:?}", plan.body.blockers.first());
-            let planned = sim.stats();
+    let runbooks = RunbookLibrary::built_in();
+    let runbook = runbooks.get("batch-delete").unwrap();
+    let request_path = dir.path().join("request.yaml");
+    let concurrency_usize = usize::try_from(concurrency).unwrap();
 
-            let progress = |_: &ucs_gdpr::apply::Progress<'_>| {};
-            let context = ApplyContext {
-                shard: None,
-                input: input(),
-                runbook,
-                base_dir: environments.base_dir.clone(),
-                actor: "bench".to_owned(),
-                audit_log: work.join("audit.jsonl"),
-                signing_key: None,
-                exports_dir: work.join("exports"),
-                concurrency: concurrency_usize,
-                stop: Arc::new(AtomicBool::new(false)),
-                retries: Arc::new(Mutex::new(Vec::new())),
-                progress: &progress,
+    let (conn_plan, plan_part, apply_part, receipt_failures, listen) = runtime.block_on(async {
+        // Simulator 1: the connector with the plan's mix, then the plan.
+        let sim = Sim::serve(&dataset, latency_ms, "127.0.0.1:0");
+        write_environments(dir.path(), &sim.url, concurrency);
+        let (environments, _) = Environments::load(&dir.path().join("ucs-gdpr.yaml")).unwrap();
+        let environment = environments.get("bench").unwrap();
+        let (report, request) = {
+            let context = Context {
+                runbooks: &runbooks,
+                environments: Some(&environments),
+                now: jiff::Timestamp::now(),
             };
-            let started = Instant::now();
-            let approved = apply::authorize(&plan, &[], &context).unwrap();
-            let receipt = apply::run(&approved, &context, &connection.client).await.unwrap();
-            let apply_seconds = started.elapsed().as_secs_f64();
-            let applied = sim.stats();
-            assert!(!receipt.interrupted);
-            let failures: Vec<(String, String)> =
-                receipt.contacts.iter().filter_map(|c| c.failure.clone()).collect();
-            assert_eq!(receipt.contacts.len(), ids.len());
-            if let Some(sim) = connection.simulator {
-                sim.shutdown().await;
-            }
-            Round {
-                plan_seconds,
-                plan_calls: total_calls(&planned) - total_calls(&before),
-                apply_seconds,
-                apply_calls: total_calls(&applied) - total_calls(&planned),
-                apply_ops: delta(&applied, &planned),
-                audit_records: receipt.audit_records,
-                failures,
-            }
-        });
-        let ideal = f64::from(concurrency) / (LATENCY_MS as f64 / 1000.0);
-        let n = ids.len() as f64;
+            manifest::load_request(&request_path, &context)
+        };
+        let Some(request) = request else {
+            let first: Vec<_> = report.diagnostics.iter().take(3).collect();
+            panic!("the generated request is not valid: {first:?}");
+        };
+        let manifest_sha256 = ucs_gdpr::canonical::sha256_hex(report.source.as_bytes());
+        let connection = environments.connect("bench", None).await.unwrap();
+        let client = &connection.client;
+
+        let before = sim.calls().await;
+        let started = Instant::now();
+        stream::iter(&ids).for_each_concurrent(concurrency_usize, |id| plan_mix(client, id)).await;
+        let conn_plan = Part {
+            seconds: started.elapsed().as_secs_f64(),
+            calls: delta(&sim.calls().await, &before),
+            peak_mib: None,
+        };
+
+        let input = |environment| PlanInput {
+            request: &request,
+            manifest_path: request_path.display().to_string(),
+            manifest_sha256: manifest_sha256.clone(),
+            runbook,
+            environment_name: "bench",
+            environment,
+            digester: &connection.digester,
+            ucs_version: connection.ucs_version,
+            concurrency: concurrency_usize,
+            page_size: 100,
+            etl: ucs_gdpr::plan::Etl::NotConfigured,
+        };
+        let before = sim.calls().await;
+        reset_peak();
+        let started = Instant::now();
+        let plan = plan::build(&input(environment), client).await;
+        let plan_part = Part {
+            seconds: started.elapsed().as_secs_f64(),
+            calls: delta(&sim.calls().await, &before),
+            peak_mib: Some(peak_mib()),
+        };
+        assert!(!plan.is_blocked(), "{:?}", plan.body.blockers.first());
+        assert_eq!(plan.body.contacts.len(), ids.len());
+        let listen = sim.url.trim_start_matches("http://").to_owned();
+        let listen = listen.as_str();
+        drop(sim);
+
+        // Simulator 2: apply.
+        // The same address: the plan is bound to the environment as it was planned.
+        let sim = Sim::serve(&dataset, latency_ms, listen);
+        let connection2 = environments.connect("bench", None).await.unwrap();
+        let progress = |_: &ucs_gdpr::apply::Progress<'_>| {};
+        let work = dir.path().join("work");
+        let context = ApplyContext {
+            shard: None,
+            input: PlanInput { digester: &connection2.digester, ..input(environment) },
+            runbook,
+            base_dir: environments.base_dir.clone(),
+            actor: "bench".to_owned(),
+            audit_log: work.join("audit.jsonl"),
+            signing_key: None,
+            exports_dir: work.join("exports"),
+            concurrency: concurrency_usize,
+            stop: Arc::new(AtomicBool::new(false)),
+            retries: Arc::new(Mutex::new(Vec::new())),
+            progress: &progress,
+        };
+        std::fs::create_dir_all(&work).unwrap();
+        let before = sim.calls().await;
+        reset_peak();
+        let started = Instant::now();
+        let approved = apply::authorize(&plan, &[], &context).unwrap();
+        let receipt = apply::run(&approved, &context, &connection2.client).await.unwrap();
+        let apply_part = Part {
+            seconds: started.elapsed().as_secs_f64(),
+            calls: delta(&sim.calls().await, &before),
+            peak_mib: Some(peak_mib()),
+        };
+        assert!(!receipt.interrupted);
+        assert_eq!(receipt.contacts.len(), ids.len());
+        let failures: Vec<(String, String)> =
+            receipt.contacts.iter().filter_map(|c| c.failure.clone()).collect();
+        drop(sim);
+        (conn_plan, plan_part, apply_part, failures, listen.to_owned())
+    });
+
+    let conn_apply = runtime.block_on(async {
+        // Simulator 3: the connector with apply's mix.
+        let sim = Sim::serve(&dataset, latency_ms, &listen);
+        let (environments, _) = Environments::load(&dir.path().join("ucs-gdpr.yaml")).unwrap();
+        let connection = environments.connect("bench", None).await.unwrap();
+        let client = &connection.client;
+        let before = sim.calls().await;
+        let started = Instant::now();
+        stream::iter(&ids).for_each_concurrent(concurrency_usize, |id| apply_mix(client, id)).await;
+        Part {
+            seconds: started.elapsed().as_secs_f64(),
+            calls: delta(&sim.calls().await, &before),
+            peak_mib: None,
+        }
+    });
+
+    let ideal = f64::from(concurrency) / (latency_ms as f64 / 1000.0);
+    let line = |name: &str, part: &Part| {
         println!(
-            "round {}: plan {:.2} s ({} calls, {:.0} calls/s, {:.1}% of ideal); apply {:.2} s \
-             ({} calls, {:.1} per contact, {:.0} calls/s, {:.1}% of ideal; {:.0} contacts/s; \
-             executor alone ~{:.2} s, ~{:.0} contacts/s); {} audit records; load average now {}",
-            round + 1,
-            result.plan_seconds,
-            result.plan_calls,
-            result.plan_calls as f64 / result.plan_seconds,
-            result.plan_calls as f64 / result.plan_seconds / ideal * 100.0,
-            result.apply_seconds,
-            result.apply_calls,
-            result.apply_calls as f64 / n,
-            result.apply_calls as f64 / result.apply_seconds,
-            result.apply_calls as f64 / result.apply_seconds / ideal * 100.0,
-            n / result.apply_seconds,
-            result.apply_seconds - result.plan_seconds,
-            n / (result.apply_seconds - result.plan_seconds),
-            result.audit_records,
-            load_average()
+            "{name:<24} {:>8.2} s {:>9.0} contacts/s {:>7} calls ({:>5.1}/contact) {:>7.0} calls/s \
+             ({:>5.1}% of {ideal:.0}){}",
+            part.seconds,
+            n / part.seconds,
+            part.total(),
+            part.total() as f64 / n,
+            part.rate(),
+            part.rate() / ideal * 100.0,
+            part.peak_mib.map(|m| format!("; peak RSS {m:.0} MiB")).unwrap_or_default()
         );
-        if !result.failures.is_empty() {
-            println!(
-                "  {} contact(s) failed, (step, code): {:?}",
-                result.failures.len(),
-                result.failures
-            );
-        }
-        if round == 0 {
-            println!("  apply calls per operation: {:?}", result.apply_ops);
-            println!(
-                "  ideal at concurrency {concurrency} and {LATENCY_MS} ms: {ideal:.0} calls/s, \
-                 i.e. {:.2} s for the apply's {} calls",
-                result.apply_calls as f64 / ideal,
-                result.apply_calls
-            );
-        }
-        results.push(result);
-    }
-    let mut applies: Vec<f64> = results.iter().map(|r| r.apply_seconds).collect();
-    applies.sort_by(f64::total_cmp);
-    let median = applies[applies.len() / 2];
-    let calls = results[0].apply_calls as f64;
+    };
+    line("connector, plan's mix", &conn_plan);
+    line("plan::build", &plan_part);
+    line("apply::run", &apply_part);
+    line("connector, apply's mix", &conn_apply);
     println!(
-        "apply: median {median:.2} s (min {:.2}, max {:.2}): {:.0} contacts/s, {:.0} calls/s \
-         (ideal {:.0} calls/s: {:.1}%)",
-        applies[0],
-        applies[applies.len() - 1],
-        ids.len() as f64 / median,
-        calls / median,
-        f64::from(concurrency) / (LATENCY_MS as f64 / 1000.0),
-        calls / median / (f64::from(concurrency) / (LATENCY_MS as f64 / 1000.0)) * 100.0
+        "plan / connector: {:.2} (calls/s), {:.2} (time); apply / connector: {:.2} (calls/s), \
+         {:.2} (time)",
+        plan_part.rate() / conn_plan.rate(),
+        conn_plan.seconds / plan_part.seconds,
+        apply_part.rate() / conn_apply.rate(),
+        conn_apply.seconds / apply_part.seconds,
     );
+    println!("  plan's calls:   {:?}", plan_part.calls);
+    println!("  connector's:    {:?}", conn_plan.calls);
+    println!("  apply's calls:  {:?}", apply_part.calls);
+    println!("  connector's:    {:?}", conn_apply.calls);
+    if !receipt_failures.is_empty() {
+        println!(
+            "  {} contact(s) failed in apply, (step, code): {:?}",
+            receipt_failures.len(),
+            receipt_failures.iter().take(5).collect::<Vec<_>>()
+        );
+    }
+    println!("load average at end: {}", load_average());
 }

@@ -13,6 +13,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 use ucs_gdpr::audit::{
     Actor, AuditLog, ContactId, Detail, Entry, Event, Outcome, RequestId, Sha256Hex, StepId,
     VerifyOptions, verify_file, verify_file_baseline,
@@ -91,7 +93,45 @@ fn group_committed(path: &Path, count: u64) {
     println!("append, group-committed, checkpoint: {}", clock.rate(count));
 }
 
+/// The floors under verification, one thread: reading the log in 1 MiB chunks, and one
+/// SHA-256 over all of its bytes (the hash verify computes per line covers nearly the same
+/// bytes, plus an 18-byte prefix and the padding of each line's last block).
+fn floors(path: &Path, count: u64) {
+    use std::io::Read;
+    let mut buffer = vec![0_u8; 1 << 20];
+    let (wall, mut bytes) = (Instant::now(), 0_u64);
+    let mut file = std::fs::File::open(path).unwrap();
+    loop {
+        let read = file.read(&mut buffer).unwrap();
+        if read == 0 {
+            break;
+        }
+        bytes += read as u64;
+    }
+    let read = wall.elapsed().as_secs_f64();
+    let log = std::fs::read(path).unwrap();
+    let wall = Instant::now();
+    let digest = Sha256::digest(&log);
+    let hashed = wall.elapsed().as_secs_f64();
+    assert_eq!(bytes, log.len() as u64);
+    assert_ne!(digest.as_slice(), [0; 32]);
+    let mb = bytes as f64 / 1e6;
+    println!(
+        "floor, read ({:>4.0} MB, one thread):      {count:>9} records in {read:>7.3} s = {:>8.0}/s ({:.0} MB/s)",
+        mb,
+        count as f64 / read,
+        mb / read
+    );
+    println!(
+        "floor, sha256 of the bytes (one thread): {count:>9} records in {hashed:>7.3} s = {:>8.0}/s ({:.0} MB/s)",
+        count as f64 / hashed,
+        mb / hashed
+    );
+}
+
 fn verify(path: &Path, count: u64) {
+    println!("load average {}", load());
+    floors(path, count);
     let size = std::fs::metadata(path).unwrap().len() / 1_000_000;
     let clock = Clock::start();
     let old = verify_file_baseline(path, &VerifyOptions::default()).unwrap();
@@ -111,7 +151,7 @@ fn verify(path: &Path, count: u64) {
         _ => String::new(),
     };
     println!(
-        "verify ({size:>4} MB):                 {count:>9} records in {wall:>7.3} s = {:>8.0}/s{cpu}",
+        "verify ({size:>4} MB):                   {count:>9} records in {wall:>7.3} s = {:>8.0}/s{cpu}",
         count as f64 / wall
     );
 }
@@ -120,11 +160,19 @@ fn main() {
     // AUDIT_BENCH_DIR picks the file system to measure (fsync cost depends on it).
     let base = std::env::var_os("AUDIT_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
     let dir = tempfile::tempdir_in(base).unwrap();
-    println!("audit trail benchmarks in {}", dir.path().display());
+    println!("audit trail benchmarks in {}; load average {}", dir.path().display(), load());
     intents_fsynced(&dir.path().join("intents.jsonl"), 2_000);
     for count in [100_000, 1_000_000] {
         let path = dir.path().join(format!("log-{count}.jsonl"));
         group_committed(&path, count);
         verify(&path, count);
     }
+    println!("load average at the end {}", load());
+}
+
+/// The load average over 1, 5 and 15 minutes (Linux).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
 }

@@ -16,8 +16,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 use ucs_gdpr::audit::{
     Actor, AuditError, AuditLog, Checkpoint, ContactId, Detail, Entry, Event, FaultKind,
-    LogOptions, Outcome, RequestId, Sha256Hex, StepId, Token, VerifyOptions, checkpoint_path,
-    record_hash, verify_file,
+    LogOptions, Outcome, RequestId, Sha256Hex, SharedLog, StepId, Token, VerifyOptions,
+    checkpoint_path, record_hash, verify_file,
 };
 use ucs_gdpr::canonical;
 
@@ -552,6 +552,48 @@ fn an_intent_is_on_disk_before_append_intent_returns() {
         log.append_intent(event(Event::StepDone)),
         Err(AuditError::NotAnIntent { event: Event::StepDone })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_intents_share_fsyncs_and_each_is_on_disk_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(LOG);
+    let log = SharedLog::new(AuditLog::open_with(&path, options()).unwrap()).unwrap();
+    log.lock().append(event(Event::RunStart)).unwrap();
+    const CONTACTS: usize = 64;
+    let ids: Vec<String> = (0..CONTACTS).map(|n| format!("C{n:015}")).collect();
+    // Each contact: an outcome (buffered), then its intent; when the intent returns, the file
+    // already holds it and every record before it.
+    let each = ids.iter().map(|id| {
+        let (log, path) = (&log, &path);
+        async move {
+            log.lock()
+                .append(event(Event::StepDone).step(step("export")).contact(contact(id)))
+                .unwrap();
+            let appended = log
+                .append_intent(event(Event::StepIntent).step(step("delete")).contact(contact(id)))
+                .await
+                .unwrap();
+            let on_disk = lines(path);
+            assert!(
+                on_disk.len() > usize::try_from(appended.seq).unwrap(),
+                "intent {} returned before it was written",
+                appended.seq
+            );
+        }
+    });
+    futures_util::future::join_all(each).await;
+    let syncs = log.group_syncs();
+    assert!(syncs >= 1);
+    assert!(syncs < CONTACTS as u64, "{CONTACTS} intents took {syncs} fsyncs: not grouped");
+    assert!(matches!(
+        log.append_intent(event(Event::StepDone)).await,
+        Err(AuditError::NotAnIntent { event: Event::StepDone })
+    ));
+    log.into_inner().finish().unwrap();
+    let report = verify_file(&path, &VerifyOptions::default()).unwrap();
+    assert!(report.ok, "{:?}", report.faults);
+    assert_eq!(lines(&path).len(), 1 + 2 * CONTACTS);
 }
 
 #[test]

@@ -184,7 +184,7 @@ impl std::fmt::Display for Progress<'_> {
 
 /// The audit log shared by contacts running in parallel.
 struct Trail {
-    log: Mutex<AuditLog>,
+    log: audit::SharedLog,
     actor: audit::Actor,
     request: audit::RequestId,
     plan: audit::Sha256Hex,
@@ -208,15 +208,14 @@ impl Trail {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AuditLog> {
-        // A panic while holding the lock would poison it; the log itself stays consistent
-        // (records are appended whole), so carry on with it.
-        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.log.lock()
     }
 
-    /// Writes and fsyncs an intent before a side effect.
-    fn intent(&self, step: &str, contact: &str, detail: Detail) -> Result<(), ApplyError> {
+    /// Writes an intent before a side effect and waits until it is fsynced (group-committed
+    /// with other contacts' intents, off the runtime's threads: see [`audit::SharedLog`]).
+    async fn intent(&self, step: &str, contact: &str, detail: Detail) -> Result<(), ApplyError> {
         let entry = self.with(Event::StepIntent, step, Some(contact))?.detail(detail);
-        self.lock().append_intent(entry)?;
+        self.log.append_intent(entry).await?;
         Ok(())
     }
 
@@ -404,10 +403,10 @@ pub async fn run<U: Ucs>(
     let actor =
         audit::Actor::new(context.actor.clone()).map_err(|e| ApplyError::Record(e.to_string()))?;
     let trail = Trail {
-        log: Mutex::new(AuditLog::open_with(
+        log: audit::SharedLog::new(AuditLog::open_with(
             &context.audit_log,
             audit::LogOptions { signing_key: context.signing_key.clone(), ..Default::default() },
-        )?),
+        )?)?,
         actor,
         request: audit::RequestId::new(body.request.id.clone())
             .map_err(|e| ApplyError::Record(e.to_string()))?,
@@ -693,7 +692,7 @@ fn refuse(trail: Trail, reason: &str, error: ApplyError) -> Result<Receipt, Appl
 }
 
 fn finish(trail: Trail) -> Result<(), ApplyError> {
-    let log = trail.log.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let log = trail.log.into_inner();
     log.finish()?;
     Ok(())
 }
@@ -1101,7 +1100,7 @@ async fn execute<U: Ucs>(
             if plan.body.export.is_some() && !*exported {
                 return Err(StepFailure::Precondition("delete.export-not-verified"));
             }
-            trail.intent(step, id, Detail::default())?;
+            trail.intent(step, id, Detail::default()).await?;
             // Since Context Services 8.5.0 a profile's services (with their states and tasks)
             // outlive it: each is deleted first, then the profile.
             let mut services = 0u64;
@@ -1171,7 +1170,7 @@ async fn execute<U: Ucs>(
                 receipt.reason = Some(HALF_DELETED.to_owned());
                 return Ok(receipt);
             }
-            trail.intent(step, id, Detail::default())?;
+            trail.intent(step, id, Detail::default()).await?;
             // `export_contact` verifies the files against their checksums before it returns.
             let result = export::export_contact(ucs, bag, contact_id, &options).await?;
             *exported = true;
@@ -1192,7 +1191,7 @@ async fn execute<U: Ucs>(
             if plan.body.export.is_some() && !*exported {
                 return Err(StepFailure::Precondition("delete.export-not-verified"));
             }
-            trail.intent(step, id, Detail::default())?;
+            trail.intent(step, id, Detail::default()).await?;
             let answer = ucs.delete_contact(contact_id).await?;
             // Who deleted it. Only a contact absent before any delete of this plan was sent is
             // `already-absent`: one whose delete lost its answer and that is then absent was

@@ -343,6 +343,175 @@ impl AuditLog {
     }
 }
 
+/// An [`AuditLog`] shared by tasks running in parallel (the executor's contacts), whose
+/// intents are group-committed: each [`SharedLog::append_intent`] writes its record and waits,
+/// without holding the log or a runtime thread, for an fsync that covers it. One fsync runs
+/// at a time, on a blocking thread, and covers every record written before it started, so
+/// the intents of many contacts become durable together. Each caller still returns only once
+/// its own record (and every record before it) is durable, so the order "intent durable, then
+/// side effect" holds for every caller, and the file is a prefix of the chain at any kill point.
+#[derive(Debug)]
+pub struct SharedLog {
+    log: std::sync::Mutex<AuditLog>,
+    commit: std::sync::Arc<Commit>,
+}
+
+/// The group commit's state, shared with the fsync thread.
+#[derive(Debug)]
+struct Commit {
+    /// A second handle on the log's file (its own open file description, so it holds no lock).
+    file: File,
+    path: PathBuf,
+    state: std::sync::Mutex<CommitState>,
+    durable: tokio::sync::watch::Sender<Durable>,
+}
+
+#[derive(Debug, Default)]
+struct CommitState {
+    /// Records `0..written` have been written to the file (not necessarily fsynced).
+    written: u64,
+    /// An fsync is running or about to.
+    syncing: bool,
+    /// How many fsyncs the group commit has made.
+    syncs: u64,
+    /// An fsync failed: what it said. Nothing more is appended.
+    failed: Option<(std::io::ErrorKind, String)>,
+}
+
+/// How far the log is durable: records `0..n`, or an fsync failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durable {
+    Upto(u64),
+    Failed,
+}
+
+impl SharedLog {
+    /// Shares `log`. Opens a second handle on its file for the fsyncs.
+    ///
+    /// # Errors
+    /// The file cannot be opened again.
+    pub fn new(log: AuditLog) -> Result<Self, AuditError> {
+        let file = File::open(&log.path).map_err(|e| log.io_error("open the audit log", e))?;
+        let written = log.next_seq;
+        let (durable, _) = tokio::sync::watch::channel(Durable::Upto(0));
+        let commit = Commit {
+            file,
+            path: log.path.clone(),
+            state: std::sync::Mutex::new(CommitState { written, ..CommitState::default() }),
+            durable,
+        };
+        Ok(Self { log: std::sync::Mutex::new(log), commit: std::sync::Arc::new(commit) })
+    }
+
+    /// The log, for records that need no group commit ([`AuditLog::append`] of outcomes,
+    /// [`AuditLog::append_durable`], [`AuditLog::head`]). After a failed group fsync the log
+    /// refuses every append.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, AuditLog> {
+        // A panic while holding the lock would poison it; the log itself stays consistent
+        // (records are appended whole), so carry on with it.
+        let mut log = self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.commit.lock().failed.is_some() {
+            log.failed = true;
+        }
+        log
+    }
+
+    /// Appends a [`Event::StepIntent`] record and returns once it (and every record before
+    /// it) is written and fsynced, by an fsync it may share with other callers: call it
+    /// before the side effect it announces.
+    ///
+    /// # Errors
+    /// Not an intent, the log cannot be written, or the fsync failed.
+    pub async fn append_intent(&self, entry: Entry) -> Result<Appended, AuditError> {
+        if entry.event != Event::StepIntent {
+            return Err(AuditError::NotAnIntent { event: entry.event });
+        }
+        let mut durable = self.commit.durable.subscribe();
+        let (appended, target, start) = {
+            let mut log = self.lock();
+            let appended = log.push(entry)?;
+            log.flush()?;
+            let target = log.next_seq;
+            let mut state = self.commit.lock();
+            state.written = target;
+            let start = !std::mem::replace(&mut state.syncing, true);
+            (appended, target, start)
+        };
+        if start {
+            let commit = self.commit.clone();
+            // Not awaited here: the callers wait on `durable`, which the thread updates.
+            drop(tokio::task::spawn_blocking(move || commit.sync_while_wanted()));
+        }
+        let reached = durable
+            .wait_for(|d| match d {
+                Durable::Upto(n) => *n >= target,
+                Durable::Failed => true,
+            })
+            .await
+            .map(|d| *d);
+        match reached {
+            Ok(Durable::Upto(_)) => Ok(appended),
+            Ok(Durable::Failed) | Err(_) => Err(self.commit.failure()),
+        }
+    }
+
+    /// How many fsyncs the group commit has made (for benchmarks and tests).
+    pub fn group_syncs(&self) -> u64 {
+        self.commit.lock().syncs
+    }
+
+    /// The log, no longer shared.
+    pub fn into_inner(self) -> AuditLog {
+        let mut log = self.log.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.commit.lock().failed.is_some() {
+            log.failed = true;
+        }
+        log
+    }
+}
+
+impl Commit {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CommitState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Fsyncs until every written record is durable (callers that wrote during an fsync are
+    /// covered by the next one), then stops.
+    fn sync_while_wanted(&self) {
+        let mut upto = self.lock().written;
+        loop {
+            let result = self.file.sync_data();
+            let mut state = self.lock();
+            state.syncs += 1;
+            if let Err(error) = result {
+                state.failed = Some((error.kind(), error.to_string()));
+                state.syncing = false;
+                self.durable.send_replace(Durable::Failed);
+                return;
+            }
+            self.durable.send_replace(Durable::Upto(upto));
+            if state.written <= upto {
+                state.syncing = false;
+                return;
+            }
+            upto = state.written;
+        }
+    }
+
+    fn failure(&self) -> AuditError {
+        let (kind, message) = self
+            .lock()
+            .failed
+            .clone()
+            .unwrap_or((std::io::ErrorKind::Other, "the fsync thread stopped".to_owned()));
+        AuditError::Io {
+            action: "fsync the audit log",
+            path: self.path.clone(),
+            source: std::io::Error::new(kind, message),
+        }
+    }
+}
+
 impl Drop for AuditLog {
     fn drop(&mut self) {
         // Best effort: a caller that needs to know calls `sync` or `finish`.

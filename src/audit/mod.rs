@@ -46,7 +46,7 @@ pub use keys::{
     KeyError, KeyPairFiles, PUBLIC_KEY_FILE, SECRET_KEY_FILE, generate_key_pair, key_id,
     load_signing_key, load_verifying_key,
 };
-pub use log::{Appended, AuditLog, LogOptions, Recovery, checkpoint_path};
+pub use log::{Appended, AuditLog, LogOptions, Recovery, SharedLog, checkpoint_path};
 pub use record::{
     Actor, AuditRecord, ContactId, Detail, Entry, Event, KeyId, Outcome, RECORD_HASH_DOMAIN,
     RecordError, RecordTime, RequestId, Sha256Hex, StepId, SubjectDigest, Token, record_hash,

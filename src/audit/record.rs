@@ -44,12 +44,18 @@ macro_rules! validated_string {
             /// Validates `value`.
             pub fn new(value: impl Into<String>) -> Result<Self, RecordError> {
                 let value = value.into();
-                let check: fn(&str) -> bool = $check;
-                if check(&value) {
+                if Self::is_valid(&value) {
                     Ok(Self(value))
                 } else {
                     Err(RecordError { field: $field, rule: $rule })
                 }
+            }
+
+            /// Whether `value` has the shape [`new`](Self::new) accepts (checked without
+            /// allocating: the verifier's fast path).
+            pub(crate) fn is_valid(value: &str) -> bool {
+                let check: fn(&str) -> bool = $check;
+                check(value)
             }
 
             /// The validated text.

@@ -201,7 +201,9 @@ pub fn verify_file(path: &Path, options: &VerifyOptions) -> Result<VerifyReport,
 }
 
 /// [`verify_file`] as it was before the fast path: one thread, every line deserialised and
-/// re-serialised. Kept for the benchmark's side-by-side figures; not part of the API.
+/// re-serialised. Kept for the benchmark's side-by-side figures; not part of the API. (It
+/// feeds the same chain check, so each record is also copied into the check's compact form:
+/// a few tens of nanoseconds beside the microseconds of the round trip through serde.)
 #[doc(hidden)]
 pub fn verify_file_baseline(
     path: &Path,
@@ -214,85 +216,125 @@ pub fn verify_file_baseline(
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let mut verifier = Verifier::new(options.checkpoint.as_ref().map(|c| c.size));
     verifier.writer_active = writer_active;
-    let mut current: Option<Line> = read_line_with(&mut reader, 1, parse_line).map_err(io)?;
-    while let Some(line) = current {
-        let next = read_line_with(&mut reader, line.number + 1, parse_line).map_err(io)?;
-        verifier.process(&line, next.as_ref());
+    let mut current = read_checked(&mut reader, 1).map_err(io)?;
+    while let Some((buffer, line)) = current {
+        let next = read_checked(&mut reader, line.number + 1).map_err(io)?;
+        verifier.process(&buffer, &line, next.as_ref().map(|(_, next)| next));
         current = next;
     }
     Ok(verifier.finish(options))
+}
+
+/// The next line checked the old way ([`parse_line`]), with the buffer its spans point into.
+fn read_checked(
+    reader: &mut impl BufRead,
+    number: u64,
+) -> std::io::Result<Option<(Vec<u8>, Line)>> {
+    let Some((mut bytes, complete, is_last)) = read_raw(reader)? else { return Ok(None) };
+    let parsed = if complete {
+        parse_line(&bytes).map(|parsed| {
+            let mut extra = Vec::new();
+            let checked = Checked::from_parsed(&parsed, bytes.len(), &mut extra);
+            bytes.extend_from_slice(&extra);
+            checked
+        })
+    } else {
+        // A line without its newline is torn even if what is there happens to parse.
+        Err(LineError::NotJson)
+    };
+    Ok(Some((bytes, Line { number, parsed, is_last })))
 }
 
 /// Reading in chunks, parsing in parallel, checking in order.
 mod parallel {
     use std::collections::BTreeMap;
     use std::io::Read;
-    use std::sync::mpsc::{Receiver, channel, sync_channel};
+    use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
     use std::sync::{Arc, Mutex};
 
-    use super::{Line, LineError, ParsedLine, Verifier, parse};
+    use super::{Checked, Line, LineError, Verifier, check};
 
     /// Bytes read at a time (extended until a line ends).
     const CHUNK: usize = 1 << 20;
 
-    type Parsed = Result<ParsedLine, LineError>;
+    /// Room for the part of a line carried over to the next chunk: buffers reused from chunk
+    /// to chunk do not grow.
+    const SLACK: usize = 64 << 10;
+
+    type Parsed = Result<Checked, LineError>;
+
+    /// A chunk to check: its index, its bytes, whether it ends with a newline, and an empty
+    /// vector (reused) for the results.
+    type Job = (usize, Vec<u8>, bool, Vec<Parsed>);
+
+    /// A checked chunk: its index, its bytes (the lines, then the ids of lines that took the
+    /// slow path, which the spans point into) and one result per line.
+    type Done = (usize, Vec<u8>, Vec<Parsed>);
 
     /// Reads the next chunk of whole lines: `Some((lines, complete))`; `complete` is false
-    /// for the bytes after the last newline at the end of the file (a torn line).
+    /// for the bytes after the last newline at the end of the file (a torn line). `spare`
+    /// holds buffers already used, taken before allocating a new one.
     fn next_chunk(
         file: &mut impl Read,
         carry: &mut Vec<u8>,
         eof: &mut bool,
+        spare: &mut Vec<Vec<u8>>,
     ) -> std::io::Result<Option<(Vec<u8>, bool)>> {
         loop {
             if let Some(last) = carry.iter().rposition(|&b| b == b'\n')
                 && (carry.len() >= CHUNK || *eof)
             {
-                let rest = carry.split_off(last.saturating_add(1));
+                let mut rest = spare.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK + SLACK));
+                rest.clear();
+                rest.extend_from_slice(carry.get(last.saturating_add(1)..).unwrap_or_default());
+                carry.truncate(last.saturating_add(1));
                 return Ok(Some((std::mem::replace(carry, rest), true)));
             }
             if *eof {
                 return Ok((!carry.is_empty()).then(|| (std::mem::take(carry), false)));
             }
-            let start = carry.len();
-            carry.resize(start.saturating_add(CHUNK), 0);
-            let mut filled = start;
-            while filled < carry.len() {
-                let read = match file.read(carry.get_mut(filled..).unwrap_or_default()) {
-                    Ok(read) => read,
-                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(error) => return Err(error),
-                };
-                if read == 0 {
-                    *eof = true;
-                    break;
-                }
-                filled = filled.saturating_add(read);
+            // `read_to_end` fills the spare capacity without zeroing it first.
+            carry.reserve(CHUNK);
+            let limit = u64::try_from(CHUNK).unwrap_or(u64::MAX);
+            if file.by_ref().take(limit).read_to_end(carry)? == 0 {
+                *eof = true;
             }
-            carry.truncate(filled);
         }
     }
 
-    fn parse_chunk(chunk: &[u8], complete: bool) -> Vec<Parsed> {
+    /// Checks each line of a chunk on its own.
+    fn check_chunk(
+        mut chunk: Vec<u8>,
+        complete: bool,
+        mut results: Vec<Parsed>,
+    ) -> (Vec<u8>, Vec<Parsed>) {
+        results.clear();
         if !complete {
             // A line without its newline is torn even if what is there happens to parse.
-            return vec![Err(LineError::NotJson)];
+            results.push(Err(LineError::NotJson));
+            return (chunk, results);
         }
-        let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
-        body.split(|&b| b == b'\n').map(parse).collect()
+        let mut extra = Vec::new();
+        let body = chunk.strip_suffix(b"\n").unwrap_or(&chunk);
+        let base = chunk.len();
+        let mut offset = 0_usize;
+        for line in body.split(|&b| b == b'\n') {
+            results.push(check(line, offset, base, &mut extra));
+            offset = offset.saturating_add(line.len()).saturating_add(1);
+        }
+        chunk.extend_from_slice(&extra);
+        (chunk, results)
     }
 
-    fn worker(
-        jobs: &Mutex<Receiver<(usize, Vec<u8>, bool)>>,
-        results: &std::sync::mpsc::Sender<(usize, Vec<Parsed>)>,
-    ) {
+    fn worker(jobs: &Mutex<Receiver<Job>>, results: &Sender<Done>) {
         loop {
             let job = match jobs.lock() {
                 Ok(receiver) => receiver.recv(),
                 Err(_) => return,
             };
-            let Ok((index, chunk, complete)) = job else { return };
-            if results.send((index, parse_chunk(&chunk, complete))).is_err() {
+            let Ok((index, chunk, complete, parsed)) = job else { return };
+            let (chunk, parsed) = check_chunk(chunk, complete, parsed);
+            if results.send((index, chunk, parsed)).is_err() {
                 return;
             }
         }
@@ -305,9 +347,9 @@ mod parallel {
         verifier: &mut Verifier,
     ) -> std::io::Result<()> {
         let in_flight = workers.saturating_mul(2).saturating_add(1);
-        let (job_sender, job_receiver) = sync_channel::<(usize, Vec<u8>, bool)>(in_flight);
+        let (job_sender, job_receiver) = sync_channel::<Job>(in_flight);
         let job_receiver = Arc::new(Mutex::new(job_receiver));
-        let (result_sender, result_receiver) = channel::<(usize, Vec<Parsed>)>();
+        let (result_sender, result_receiver) = channel::<Done>();
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 let jobs = Arc::clone(&job_receiver);
@@ -315,18 +357,25 @@ mod parallel {
                 scope.spawn(move || worker(&jobs, &results));
             }
             drop(result_sender);
-            let mut carry = Vec::new();
+            let mut carry = Vec::with_capacity(CHUNK + SLACK);
             let mut eof = false;
+            // Buffers and result vectors of checked chunks, reused: no page faults on fresh
+            // memory for every chunk, and no freeing on this thread.
+            let mut spare_buffers: Vec<Vec<u8>> = Vec::new();
+            let mut spare_results: Vec<Vec<Parsed>> = Vec::new();
             let (mut issued, mut checked) = (0_usize, 0_usize);
             let mut done_reading = false;
-            let mut pending: BTreeMap<usize, Vec<Parsed>> = BTreeMap::new();
-            let mut current: Option<Line> = None;
+            let mut pending: BTreeMap<usize, (Vec<u8>, Vec<Parsed>)> = BTreeMap::new();
+            // The last line seen, not yet checked (it waits for its successor), with the
+            // buffer of its chunk.
+            let mut held: Option<(Vec<u8>, Line)> = None;
             let mut number = 0_u64;
             let outcome = 'chunks: loop {
                 while !done_reading && issued.saturating_sub(checked) < in_flight {
-                    match next_chunk(file, &mut carry, &mut eof) {
+                    match next_chunk(file, &mut carry, &mut eof, &mut spare_buffers) {
                         Ok(Some((chunk, complete))) => {
-                            if job_sender.send((issued, chunk, complete)).is_err() {
+                            let results = spare_results.pop().unwrap_or_default();
+                            if job_sender.send((issued, chunk, complete, results)).is_err() {
                                 done_reading = true;
                             }
                             issued = issued.saturating_add(1);
@@ -338,33 +387,42 @@ mod parallel {
                 if checked == issued {
                     break Ok(());
                 }
-                let lines = loop {
-                    if let Some(lines) = pending.remove(&checked) {
-                        break Some(lines);
+                let chunk = loop {
+                    if let Some(chunk) = pending.remove(&checked) {
+                        break Some(chunk);
                     }
                     match result_receiver.recv() {
-                        Ok((index, lines)) => {
-                            pending.insert(index, lines);
+                        Ok((index, buffer, lines)) => {
+                            pending.insert(index, (buffer, lines));
                         }
                         Err(_) => break None,
                     }
                 };
-                let Some(lines) = lines else {
+                let Some((buffer, mut lines)) = chunk else {
                     break Err(std::io::Error::other("a verification worker stopped"));
                 };
                 checked = checked.saturating_add(1);
-                for parsed in lines {
-                    number = number.saturating_add(1);
-                    let line = Line { number, parsed, is_last: false };
-                    if let Some(previous) = current.replace(line) {
-                        verifier.process(&previous, current.as_ref());
-                    }
+                let mut parsed = lines.drain(..);
+                let Some(first) = parsed.next() else { continue };
+                number = number.saturating_add(1);
+                let mut current = Line { number, parsed: first, is_last: false };
+                if let Some((previous_buffer, previous)) = held.take() {
+                    verifier.process(&previous_buffer, &previous, Some(&current));
+                    spare_buffers.push(previous_buffer);
                 }
+                for next in parsed {
+                    number = number.saturating_add(1);
+                    let next = Line { number, parsed: next, is_last: false };
+                    verifier.process(&buffer, &current, Some(&next));
+                    current = next;
+                }
+                spare_results.push(lines);
+                held = Some((buffer, current));
             };
             drop(job_sender);
-            if let Some(mut last) = current.take() {
+            if let Some((buffer, mut last)) = held.take() {
                 last.is_last = true;
-                verifier.process(&last, None);
+                verifier.process(&buffer, &last, None);
             }
             outcome
         })
@@ -384,21 +442,138 @@ fn writer_holds(file: &File) -> bool {
     }
 }
 
+/// A SHA-256 digest as bytes: what the chain check compares.
+type Digest = [u8; 32];
+
+/// The bytes of [`Sha256Hex::genesis`] (64 zero digits).
+const GENESIS: Digest = [0; 32];
+
+/// The bytes of a digest given in hex (always valid: [`Sha256Hex`] holds 64 lowercase hex
+/// digits).
+fn digest_of(hex: &Sha256Hex) -> Digest {
+    decode_hex(hex.as_str().as_bytes()).unwrap_or(GENESIS)
+}
+
+/// 64 lowercase hex digits to the 32 bytes they spell; `None` for anything else.
+fn decode_hex(hex: &[u8]) -> Option<Digest> {
+    fn nibble(digit: u8) -> Option<u8> {
+        match digit {
+            b'0'..=b'9' => Some(digit - b'0'),
+            b'a'..=b'f' => Some(digit - b'a' + 10),
+            _ => None,
+        }
+    }
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut digest = GENESIS;
+    for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
+        let &[high, low] = pair else { return None };
+        *byte = (nibble(high)? << 4) | nibble(low)?;
+    }
+    Some(digest)
+}
+
+/// Where a field's text is in the buffer that holds the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    fn of(self, buffer: &[u8]) -> &[u8] {
+        buffer.get(self.start..self.end).unwrap_or_default()
+    }
+}
+
+/// A line checked on its own (schema, every field's rule, its hash), reduced to what the
+/// chain check needs: fixed-size digests, and the ids as spans of the buffer that holds the
+/// line. Nothing is allocated per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Checked {
+    seq: u64,
+    hash: Digest,
+    prev: Digest,
+    /// Whether the stored hash matches the recomputed one.
+    hash_matches: bool,
+    event: Event,
+    request: Option<Span>,
+    step: Option<Span>,
+    contact: Option<Span>,
+    /// The detail's `tornBytes` (`log.recovered` records).
+    torn_bytes: Option<u64>,
+}
+
+impl Checked {
+    /// From a record the slow path parsed; its ids are appended to `extra`, which will sit
+    /// in the buffer at `base`.
+    fn from_parsed(parsed: &ParsedLine, base: usize, extra: &mut Vec<u8>) -> Self {
+        let record = &parsed.record;
+        let mut keep = |text: Option<&str>| {
+            text.map(|text| {
+                let start = base.saturating_add(extra.len());
+                extra.extend_from_slice(text.as_bytes());
+                Span { start, end: start.saturating_add(text.len()) }
+            })
+        };
+        Self {
+            seq: record.seq,
+            hash: digest_of(&record.hash),
+            prev: digest_of(&record.prev),
+            hash_matches: parsed.hash_matches,
+            event: record.event,
+            request: keep(record.request_id.as_ref().map(RequestId::as_str)),
+            step: keep(record.step.as_ref().map(StepId::as_str)),
+            contact: keep(record.contact.as_ref().map(ContactId::as_str)),
+            torn_bytes: record.detail.as_ref().and_then(|detail| detail.torn_bytes),
+        }
+    }
+
+    /// A copy that owns its ids (for a record kept past its chunk).
+    fn detach(&self, buffer: &[u8]) -> (Self, Vec<u8>) {
+        let mut own = Vec::new();
+        let mut keep = |span: Option<Span>| {
+            span.map(|span| {
+                let start = own.len();
+                own.extend_from_slice(span.of(buffer));
+                Span { start, end: own.len() }
+            })
+        };
+        let detached = Self {
+            request: keep(self.request),
+            step: keep(self.step),
+            contact: keep(self.contact),
+            ..self.clone()
+        };
+        (detached, own)
+    }
+}
+
+/// Checks one line of a chunk: the fast path when the line is canonical, else
+/// [`parse_line`]. `offset` is where the line starts in the chunk; the slow path's ids go to
+/// `extra`, which will be appended to the chunk of length `base`.
+fn check(
+    line: &[u8],
+    offset: usize,
+    base: usize,
+    extra: &mut Vec<u8>,
+) -> Result<Checked, LineError> {
+    match fast::check_canonical(line, offset) {
+        Some(checked) => Ok(checked),
+        None => parse_line(line).map(|parsed| Checked::from_parsed(&parsed, base, extra)),
+    }
+}
+
 struct Line {
     number: u64,
-    parsed: Result<ParsedLine, LineError>,
+    parsed: Result<Checked, LineError>,
     is_last: bool,
 }
 
-fn read_line(reader: &mut impl BufRead, number: u64) -> std::io::Result<Option<Line>> {
-    read_line_with(reader, number, parse)
-}
-
-fn read_line_with(
-    reader: &mut impl BufRead,
-    number: u64,
-    parse: fn(&[u8]) -> Result<ParsedLine, LineError>,
-) -> std::io::Result<Option<Line>> {
+/// The next line's bytes without its newline, whether it had one, and whether it is the
+/// last line.
+fn read_raw(reader: &mut impl BufRead) -> std::io::Result<Option<(Vec<u8>, bool, bool)>> {
     let mut bytes = Vec::with_capacity(512);
     if reader.read_until(b'\n', &mut bytes)? == 0 {
         return Ok(None);
@@ -408,17 +583,22 @@ fn read_line_with(
         bytes.pop();
     }
     let is_last = reader.fill_buf()?.is_empty();
+    Ok(Some((bytes, complete, is_last)))
+}
+
+/// The next line parsed for display: its record when it is one.
+fn read_line(reader: &mut impl BufRead) -> std::io::Result<Option<Result<ParsedLine, LineError>>> {
+    let Some((bytes, complete, _)) = read_raw(reader)? else { return Ok(None) };
     // A line without its newline is torn even if what is there happens to parse.
-    let parsed = if complete { parse(&bytes) } else { Err(LineError::NotJson) };
-    Ok(Some(Line { number, parsed, is_last }))
+    Ok(Some(if complete { parse(&bytes) } else { Err(LineError::NotJson) }))
 }
 
 /// The last record accepted into the chain.
 struct Anchor {
     line: u64,
     seq: u64,
-    hash: Sha256Hex,
-    prev: Sha256Hex,
+    hash: Digest,
+    prev: Digest,
     /// The fault reported for the anchor's own line, if any.
     fault: Option<usize>,
 }
@@ -433,15 +613,53 @@ struct Gap {
 /// A valid record that came before its turn, provisionally reported as inserted.
 struct Displaced {
     line: u64,
-    record: AuditRecord,
-    seq: u64,
-    hash: Sha256Hex,
-    prev: Sha256Hex,
+    /// The record, its ids in `ids`.
+    record: Checked,
+    ids: Vec<u8>,
     expected_then: u64,
     fault: usize,
 }
 
-type IntentKey = (Option<RequestId>, Option<StepId>, Option<ContactId>);
+/// The key of an open intent: request, step and contact, each as a presence byte, a length
+/// and the text ([`intent_key`]).
+type IntentKey = Box<[u8]>;
+
+/// Writes the intent key of `record` into `key`.
+fn intent_key(key: &mut Vec<u8>, record: &Checked, buffer: &[u8]) {
+    key.clear();
+    for span in [record.request, record.step, record.contact] {
+        match span {
+            None => key.push(0),
+            Some(span) => {
+                let text = span.of(buffer);
+                key.push(1);
+                key.extend_from_slice(&u32::try_from(text.len()).unwrap_or(u32::MAX).to_le_bytes());
+                key.extend_from_slice(text);
+            }
+        }
+    }
+}
+
+/// The ids an intent key holds, back as typed values (they were validated when parsed).
+fn intent_ids(key: &[u8]) -> (Option<RequestId>, Option<StepId>, Option<ContactId>) {
+    fn next<'a>(key: &mut &'a [u8]) -> Option<&'a str> {
+        let (&present, rest) = key.split_first()?;
+        *key = rest;
+        if present == 0 {
+            return None;
+        }
+        let (length, rest) = key.split_first_chunk::<4>()?;
+        let length = usize::try_from(u32::from_le_bytes(*length)).ok()?;
+        let (text, rest) = rest.split_at_checked(length)?;
+        *key = rest;
+        std::str::from_utf8(text).ok()
+    }
+    let mut key = key;
+    let request = next(&mut key).and_then(|text| RequestId::new(text).ok());
+    let step = next(&mut key).and_then(|text| StepId::new(text).ok());
+    let contact = next(&mut key).and_then(|text| ContactId::new(text).ok());
+    (request, step, contact)
+}
 
 struct Verifier {
     anchor: Option<Anchor>,
@@ -453,16 +671,18 @@ struct Verifier {
     /// Lines since the anchor that are not records: each may stand for a record.
     unreadable: u64,
     runs: u64,
-    requests: HashSet<RequestId>,
+    requests: HashSet<Box<[u8]>>,
     /// The request of the last record tracked (already in `requests`).
-    last_request: Option<RequestId>,
+    last_request: Option<Vec<u8>>,
     open_intents: HashMap<IntentKey, (u64, u64)>,
+    /// Scratch space for intent keys.
+    key: Vec<u8>,
     recovered: Vec<Recovered>,
     writer_active: bool,
     unchecked_last_line: Option<u64>,
     /// The `seq` whose hash a checkpoint names, and that hash once seen.
     checkpoint_seq: Option<u64>,
-    checkpoint_hash: Option<(u64, Sha256Hex)>,
+    checkpoint_hash: Option<(u64, Digest)>,
 }
 
 impl Verifier {
@@ -479,6 +699,7 @@ impl Verifier {
             requests: HashSet::new(),
             last_request: None,
             open_intents: HashMap::new(),
+            key: Vec::new(),
             recovered: Vec::new(),
             writer_active: false,
             unchecked_last_line: None,
@@ -491,8 +712,8 @@ impl Verifier {
         self.anchor.as_ref().map_or(0, |anchor| anchor.seq.saturating_add(1))
     }
 
-    fn anchor_hash(&self) -> Sha256Hex {
-        self.anchor.as_ref().map_or_else(Sha256Hex::genesis, |anchor| anchor.hash.clone())
+    fn anchor_hash(&self) -> Digest {
+        self.anchor.as_ref().map_or(GENESIS, |anchor| anchor.hash)
     }
 
     fn fault(&mut self, line: u64, kind: FaultKind, seq: Option<u64>, message: String) -> usize {
@@ -500,17 +721,25 @@ impl Verifier {
         self.faults.len() - 1
     }
 
-    fn accept(&mut self, line: u64, record: &AuditRecord, seq: u64, fault: Option<usize>) {
-        self.track(line, record);
+    fn accept(
+        &mut self,
+        line: u64,
+        record: &Checked,
+        buffer: &[u8],
+        seq: u64,
+        fault: Option<usize>,
+    ) {
+        self.track(line, record, buffer);
         self.unreadable = 0;
         if self.checkpoint_seq == Some(seq) {
-            self.checkpoint_hash = Some((line, record.hash.clone()));
+            self.checkpoint_hash = Some((line, record.hash));
         }
-        self.anchor =
-            Some(Anchor { line, seq, hash: record.hash.clone(), prev: record.prev.clone(), fault });
+        self.anchor = Some(Anchor { line, seq, hash: record.hash, prev: record.prev, fault });
     }
 
-    fn process(&mut self, line: &Line, next: Option<&Line>) {
+    /// Checks `line`, whose spans point into `buffer`, against the chain; `next` is the line
+    /// after it (only its `seq`, `hash` and `prev` are looked at).
+    fn process(&mut self, buffer: &[u8], line: &Line, next: Option<&Line>) {
         self.lines += 1;
         let number = line.number;
         let parsed = match &line.parsed {
@@ -538,40 +767,46 @@ impl Verifier {
             }
         };
         self.records += 1;
-        self.classify(number, parsed, next.and_then(|next| next.parsed.as_ref().ok()));
+        self.classify(number, parsed, buffer, next.and_then(|next| next.parsed.as_ref().ok()));
     }
 
     /// Counts and intent tracking, for records that belong to the chain.
-    fn track(&mut self, number: u64, record: &AuditRecord) {
+    fn track(&mut self, number: u64, record: &Checked, buffer: &[u8]) {
         // Consecutive records mostly share their request: hash it only when it changes.
-        if let Some(request) = &record.request_id
-            && self.last_request.as_ref() != Some(request)
+        if let Some(request) = record.request.map(|span| span.of(buffer))
+            && self.last_request.as_deref() != Some(request)
         {
             if !self.requests.contains(request) {
-                self.requests.insert(request.clone());
+                self.requests.insert(request.into());
             }
-            self.last_request = Some(request.clone());
+            let last = self.last_request.get_or_insert_default();
+            last.clear();
+            last.extend_from_slice(request);
         }
-        let key = || (record.request_id.clone(), record.step.clone(), record.contact.clone());
         match record.event {
             Event::RunStart => self.runs += 1,
             Event::StepIntent => {
-                self.open_intents.insert(key(), (number, record.seq));
+                intent_key(&mut self.key, record, buffer);
+                match self.open_intents.get_mut(self.key.as_slice()) {
+                    Some(open) => *open = (number, record.seq),
+                    None => {
+                        self.open_intents.insert(self.key.as_slice().into(), (number, record.seq));
+                    }
+                }
             }
             event if event.is_step_outcome() && !self.open_intents.is_empty() => {
-                self.open_intents.remove(&key());
+                intent_key(&mut self.key, record, buffer);
+                self.open_intents.remove(self.key.as_slice());
             }
-            Event::LogRecovered => self.recovered.push(Recovered {
-                line: number,
-                torn_bytes: record.detail.as_ref().and_then(|detail| detail.torn_bytes),
-            }),
+            Event::LogRecovered => {
+                self.recovered.push(Recovered { line: number, torn_bytes: record.torn_bytes });
+            }
             _ => {}
         }
     }
 
-    fn classify(&mut self, number: u64, parsed: &ParsedLine, next: Option<&ParsedLine>) {
-        let record = &parsed.record;
-        let intact = parsed.hash_matches;
+    fn classify(&mut self, number: u64, record: &Checked, buffer: &[u8], next: Option<&Checked>) {
+        let intact = record.hash_matches;
         let seq = record.seq;
         let expected = self.expected();
         let anchor_hash = self.anchor_hash();
@@ -585,21 +820,21 @@ impl Verifier {
             return;
         }
         if intact && seq == expected && record.prev == anchor_hash {
-            self.accept(number, record, seq, None);
+            self.accept(number, record, buffer, seq, None);
             return;
         }
         // Unreadable lines just before stood for the records in between (already reported);
         // the link through them cannot be checked.
         if intact && self.unreadable > 0 && seq == expected.saturating_add(self.unreadable) {
-            self.accept(number, record, seq, None);
+            self.accept(number, record, buffer, seq, None);
             return;
         }
         // The chain continues on the next line as if this one were not there.
-        if next.is_some_and(|next| next.record.seq == expected && next.record.prev == anchor_hash) {
+        if next.is_some_and(|next| next.seq == expected && next.prev == anchor_hash) {
             if intact && seq > expected {
-                self.displace(number, record, expected);
+                self.displace(number, record, buffer, expected);
             } else if intact && seq < expected && self.take_from_gaps(seq).is_some() {
-                self.track(number, record);
+                self.track(number, record, buffer);
                 self.report_moved_later(number, seq, expected);
             } else {
                 let message = format!(
@@ -616,7 +851,7 @@ impl Verifier {
             && seq == anchor.seq
             && record.prev == anchor.prev
         {
-            if next.is_none_or(|next| next.record.prev == record.hash) {
+            if next.is_none_or(|next| next.prev == record.hash) {
                 let message = format!(
                     "this line does not belong to the chain: line {number} has the same \
                      seq {seq} and links to the same record, and the chain continues \
@@ -632,7 +867,7 @@ impl Verifier {
                         self.fault(anchor_line, FaultKind::Inserted, Some(seq), message);
                     }
                 }
-                self.accept(number, record, seq, None);
+                self.accept(number, record, buffer, seq, None);
             } else {
                 let message = format!(
                     "this line does not belong to the chain: it repeats seq {seq} of line \
@@ -649,7 +884,7 @@ impl Verifier {
                  edited after it was written"
             );
             let fault = self.fault(number, FaultKind::Modified, Some(expected), message);
-            self.accept(number, record, expected, Some(fault));
+            self.accept(number, record, buffer, expected, Some(fault));
             return;
         }
         if seq == expected {
@@ -659,21 +894,21 @@ impl Verifier {
                 self.anchor.as_ref().map(|a| format!(" (line {})", a.line)).unwrap_or_default()
             );
             let fault = self.fault(number, FaultKind::BrokenLink, Some(seq), message);
-            self.accept(number, record, seq, Some(fault));
+            self.accept(number, record, buffer, seq, Some(fault));
             return;
         }
         if seq > expected {
             // The chain does not continue from this record and the next one is earlier:
             // this one is out of place (records were moved), not the end of a deletion.
-            if record.prev != anchor_hash && next.is_some_and(|next| next.record.seq < seq) {
-                self.displace(number, record, expected);
+            if record.prev != anchor_hash && next.is_some_and(|next| next.seq < seq) {
+                self.displace(number, record, buffer, expected);
             } else {
-                self.jump_forward(number, record, expected, &anchor_hash);
+                self.jump_forward(number, record, buffer, expected, &anchor_hash);
             }
             return;
         }
         if self.take_from_gaps(seq).is_some() {
-            self.track(number, record);
+            self.track(number, record, buffer);
             self.report_moved_later(number, seq, expected);
             return;
         }
@@ -687,19 +922,18 @@ impl Verifier {
 
     /// A valid record ahead of its turn: inserted, unless its slot turns up empty later
     /// (then it was reordered).
-    fn displace(&mut self, number: u64, record: &AuditRecord, expected: u64) {
+    fn displace(&mut self, number: u64, record: &Checked, buffer: &[u8], expected: u64) {
         let seq = record.seq;
         let message = format!(
             "record seq {seq} does not belong here (expected seq {expected}); the chain \
              continues without it"
         );
         let fault = self.fault(number, FaultKind::Inserted, Some(seq), message);
+        let (record, ids) = record.detach(buffer);
         self.displaced.push(Displaced {
             line: number,
-            record: record.clone(),
-            seq,
-            hash: record.hash.clone(),
-            prev: record.prev.clone(),
+            record,
+            ids,
             expected_then: expected,
             fault,
         });
@@ -709,27 +943,30 @@ impl Verifier {
     fn jump_forward(
         &mut self,
         number: u64,
-        record: &AuditRecord,
+        record: &Checked,
+        buffer: &[u8],
         expected: u64,
-        anchor_hash: &Sha256Hex,
+        anchor_hash: &Digest,
     ) {
         let seq = record.seq;
         let mut missing = vec![(expected, seq - 1)];
         let mut linked = record.prev == *anchor_hash;
         let mut index = 0;
         while let Some(displaced) = self.displaced.get(index) {
-            if (expected..seq).contains(&displaced.seq) {
+            if (expected..seq).contains(&displaced.record.seq) {
                 let displaced = self.displaced.swap_remove(index);
-                self.track(displaced.line, &displaced.record);
-                remove_seq(&mut missing, displaced.seq);
-                if displaced.seq.checked_add(1) == Some(seq) && record.prev == displaced.hash {
+                self.track(displaced.line, &displaced.record, &displaced.ids);
+                remove_seq(&mut missing, displaced.record.seq);
+                if displaced.record.seq.checked_add(1) == Some(seq)
+                    && record.prev == displaced.record.hash
+                {
                     linked = true;
                 }
                 if let Some(fault) = self.faults.get_mut(displaced.fault) {
                     fault.kind = FaultKind::Reordered;
                     fault.message = format!(
                         "record seq {} is out of order: it comes before seq {}",
-                        displaced.seq, displaced.expected_then
+                        displaced.record.seq, displaced.expected_then
                     );
                 }
             } else {
@@ -753,7 +990,7 @@ impl Verifier {
             self.gaps.push(Gap { line: number, missing });
             None
         };
-        self.accept(number, record, seq, fault);
+        self.accept(number, record, buffer, seq, fault);
     }
 
     fn report_moved_later(&mut self, number: u64, seq: u64, expected: u64) {
@@ -772,25 +1009,26 @@ impl Verifier {
     fn finish(mut self, options: &VerifyOptions) -> VerifyReport {
         // Records displaced past the end (the last two lines swapped) fit after the chain.
         while let Some(index) = self.displaced.iter().position(|displaced| {
-            displaced.seq == self.expected() && displaced.prev == self.anchor_hash()
+            displaced.record.seq == self.expected() && displaced.record.prev == self.anchor_hash()
         }) {
             let displaced = self.displaced.swap_remove(index);
-            self.track(displaced.line, &displaced.record);
+            self.track(displaced.line, &displaced.record, &displaced.ids);
+            let record = &displaced.record;
             if let Some(fault) = self.faults.get_mut(displaced.fault) {
                 fault.kind = FaultKind::Reordered;
                 fault.message = format!(
                     "record seq {} is out of order: it comes before seq {}",
-                    displaced.seq, displaced.expected_then
+                    record.seq, displaced.expected_then
                 );
                 let line = fault.line.unwrap_or_default();
-                if self.checkpoint_seq == Some(displaced.seq) {
-                    self.checkpoint_hash = Some((line, displaced.hash.clone()));
+                if self.checkpoint_seq == Some(record.seq) {
+                    self.checkpoint_hash = Some((line, record.hash));
                 }
                 self.anchor = Some(Anchor {
                     line,
-                    seq: displaced.seq,
-                    hash: displaced.hash,
-                    prev: displaced.prev,
+                    seq: record.seq,
+                    hash: record.hash,
+                    prev: record.prev,
                     fault: Some(displaced.fault),
                 });
             }
@@ -824,12 +1062,9 @@ impl Verifier {
         let mut interrupted: Vec<Interrupted> = self
             .open_intents
             .into_iter()
-            .map(|((request_id, step, contact), (line, seq))| Interrupted {
-                line,
-                seq,
-                request_id,
-                step,
-                contact,
+            .map(|(key, (line, seq))| {
+                let (request_id, step, contact) = intent_ids(&key);
+                Interrupted { line, seq, request_id, step, contact }
             })
             .collect();
         interrupted.sort_by_key(|intent| intent.line);
@@ -874,7 +1109,7 @@ impl Verifier {
             }
         } else {
             match &self.checkpoint_hash {
-                Some((_, hash)) if *hash == checkpoint.head => {}
+                Some((_, hash)) if *hash == digest_of(&checkpoint.head) => {}
                 found => {
                     let line = found
                         .as_ref()
@@ -970,9 +1205,9 @@ pub fn read_lines(path: &Path) -> Result<Vec<LogLine>, AuditError> {
     let mut reader = BufReader::new(File::open(path).map_err(io)?);
     let mut lines = Vec::new();
     let mut number = 0;
-    while let Some(line) = read_line(&mut reader, number + 1).map_err(io)? {
-        number = line.number;
-        lines.push(match line.parsed {
+    while let Some(parsed) = read_line(&mut reader).map_err(io)? {
+        number += 1;
+        lines.push(match parsed {
             Ok(parsed) => LogLine {
                 line: number,
                 record: Some(parsed.record),
@@ -993,9 +1228,9 @@ pub fn read_records(path: &Path) -> Result<(Vec<(u64, AuditRecord)>, u64), Audit
     let mut records = Vec::new();
     let mut unreadable = 0;
     let mut number = 0;
-    while let Some(line) = read_line(&mut reader, number + 1).map_err(io)? {
-        number = line.number;
-        match line.parsed {
+    while let Some(parsed) = read_line(&mut reader).map_err(io)? {
+        number += 1;
+        match parsed {
             Ok(parsed) => records.push((number, parsed.record)),
             Err(_) => unreadable += 1,
         }
@@ -1018,21 +1253,29 @@ fn parse(line: &[u8]) -> Result<ParsedLine, LineError> {
 /// validated with the same rules as [`parse_line`]. Anything else (a line that is not
 /// canonical, or not valid) returns `None` and goes the slow way, which decides what is wrong
 /// with it; this path only ever accepts what [`parse_line`] would accept, with the same result.
+///
+/// No string is checked for escapes, control characters or UTF-8 on its own: every string
+/// field's rule admits only printable ASCII without `"` or `\`, so a string that passes its
+/// rule is one that JSON reads as exactly its bytes, and a line whose strings all pass is
+/// ASCII.
 mod fast {
-    use sha2::{Digest, Sha256};
+    use sha2::{Digest as _, Sha256};
 
     use super::super::record::{
         Actor, AuditRecord, ContactId, Detail, Event, KeyId, Outcome, ParsedLine,
         RECORD_HASH_DOMAIN, RecordTime, RequestId, Sha256Hex, StepId, SubjectDigest, Token,
     };
+    use super::{Checked, Digest, Span, decode_hex};
 
     struct Cursor<'a> {
         bytes: &'a [u8],
-        text: &'a str,
         pos: usize,
         /// Whether a member was read in the current object (the next one needs a comma).
         any: bool,
     }
+
+    /// A string field: where its text is in the line, and the text.
+    type Text<'a> = (Span, &'a str);
 
     impl<'a> Cursor<'a> {
         fn eat(&mut self, literal: &[u8]) -> bool {
@@ -1060,22 +1303,34 @@ mod fast {
             }
         }
 
-        /// A string with nothing to escape: no `"`, `\` or control character inside (the
-        /// line is UTF-8, checked once in [`parse_canonical`]).
-        fn string(&mut self) -> Option<&'a str> {
+        /// A string up to the next `"`, when it passes `valid` (which admits no `"`, `\`,
+        /// control or non-ASCII character: see the module).
+        fn string(&mut self, valid: fn(&str) -> bool) -> Option<Text<'a>> {
             if !self.eat(b"\"") {
                 return None;
             }
-            let rest = self.text.get(self.pos..)?;
-            let len = rest.find('"')?;
-            let text = rest.get(..len)?;
-            // No early exit: the loop vectorises.
-            let escaped = text.bytes().fold(false, |any, b| any | (b < 0x20) | (b == b'\\'));
-            if escaped {
+            let rest = self.bytes.get(self.pos..)?;
+            let len = rest.iter().position(|&b| b == b'"')?;
+            let text = std::str::from_utf8(rest.get(..len)?).ok()?;
+            if !valid(text) {
                 return None;
             }
-            self.pos = self.pos.saturating_add(len).saturating_add(1);
-            Some(text)
+            let span = Span { start: self.pos, end: self.pos.saturating_add(len) };
+            self.pos = span.end.saturating_add(1);
+            Some((span, text))
+        }
+
+        /// 64 lowercase hex digits in quotes, as bytes, with the text.
+        fn digest(&mut self) -> Option<(Digest, &'a str)> {
+            if !self.eat(b"\"") {
+                return None;
+            }
+            let end = self.pos.saturating_add(64);
+            let hex = self.bytes.get(self.pos..end)?;
+            let digest = decode_hex(hex)?;
+            let text = std::str::from_utf8(hex).ok()?;
+            self.pos = end;
+            self.eat(b"\"").then_some((digest, text))
         }
 
         /// An unsigned integer as `serde_json` writes one (no sign, no leading zero).
@@ -1093,16 +1348,11 @@ mod fast {
             Some(value)
         }
 
-        fn opt_string<T>(
-            &mut self,
-            name: &[u8],
-            make: fn(String) -> Option<T>,
-        ) -> Option<Option<T>> {
+        fn opt_string(&mut self, name: &[u8], valid: fn(&str) -> bool) -> Option<Option<Text<'a>>> {
             if !self.key(name) {
                 return Some(None);
             }
-            let text = self.string()?;
-            make(text.to_owned()).map(Some)
+            self.string(valid).map(Some)
         }
 
         fn opt_number(&mut self, name: &[u8]) -> Option<Option<u64>> {
@@ -1125,6 +1375,7 @@ mod fast {
             Event::StepSkipped,
             Event::StepRetry,
             Event::LogRecovered,
+            Event::ShardStart,
         ]
         .into_iter()
         .find(|event| event.as_str() == text)
@@ -1143,89 +1394,189 @@ mod fast {
         .find(|outcome| outcome.as_str() == text)
     }
 
-    fn detail(cursor: &mut Cursor<'_>) -> Option<Detail> {
+    /// Any string: the value is matched against a fixed list afterwards.
+    fn any(_: &str) -> bool {
+        true
+    }
+
+    /// A UTC time as the writer produces it (`2026-11-29T10:15:00.123Z`, or without the
+    /// fraction, years 1000 to 9998) is checked here; anything else goes to the full parse
+    /// of [`RecordTime`]'s rule. This only ever accepts what that parse accepts (a test
+    /// holds it).
+    fn time(text: &str) -> bool {
+        plain_time(text.as_bytes()) || RecordTime::is_valid(text)
+    }
+
+    pub(super) fn plain_time(text: &[u8]) -> bool {
+        let number = |from: usize, to: usize| -> Option<u32> {
+            text.get(from..to)?.iter().try_fold(0_u32, |value, &digit| {
+                digit.is_ascii_digit().then(|| value * 10 + u32::from(digit - b'0'))
+            })
+        };
+        let at = |index: usize, byte: u8| text.get(index) == Some(&byte);
+        let end = match text.len() {
+            20 => at(19, b'Z'),
+            24 => at(19, b'.') && number(20, 23).is_some() && at(23, b'Z'),
+            _ => false,
+        };
+        if !(end && at(4, b'-') && at(7, b'-') && at(10, b'T') && at(13, b':') && at(16, b':')) {
+            return false;
+        }
+        let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
+            number(0, 4),
+            number(5, 7),
+            number(8, 10),
+            number(11, 13),
+            number(14, 16),
+            number(17, 19),
+        ) else {
+            return false;
+        };
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let days = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => 0,
+        };
+        (1000..=9998).contains(&year)
+            && (1..=days).contains(&day)
+            && hour < 24
+            && minute < 60
+            && second < 60
+    }
+
+    /// What a detail holds of interest to the chain check, and the detail itself when asked.
+    struct Facts {
+        torn_bytes: Option<u64>,
+        detail: Option<Detail>,
+    }
+
+    fn detail(cursor: &mut Cursor<'_>, build: bool) -> Option<Facts> {
         if !cursor.eat(b"{") {
             return None;
         }
         let outer = std::mem::replace(&mut cursor.any, false);
-        let detail = Detail {
-            approver: cursor.opt_string(b"\"approver\":", |v| Actor::new(v).ok())?,
-            attachments: cursor.opt_number(b"\"attachments\":")?,
-            attempt: match cursor.opt_number(b"\"attempt\":")? {
-                Some(n) => Some(u32::try_from(n).ok()?),
-                None => None,
-            },
-            bytes: cursor.opt_number(b"\"bytes\":")?,
-            code: cursor.opt_string(b"\"code\":", |v| Token::new(v).ok())?,
-            count: cursor.opt_number(b"\"count\":")?,
-            data_source: cursor.opt_string(b"\"dataSource\":", |v| Token::new(v).ok())?,
-            duration_ms: cursor.opt_number(b"\"durationMs\":")?,
-            expires_at: cursor.opt_string(b"\"expiresAt\":", |v| RecordTime::new(v).ok())?,
-            fingerprint: cursor.opt_string(b"\"fingerprint\":", |v| Sha256Hex::new(v).ok())?,
-            http_status: match cursor.opt_number(b"\"httpStatus\":")? {
-                Some(n) => Some(u16::try_from(n).ok()?),
-                None => None,
-            },
-            interactions: cursor.opt_number(b"\"interactions\":")?,
-            key_id: cursor.opt_string(b"\"keyId\":", |v| KeyId::new(v).ok())?,
-            reason: cursor.opt_string(b"\"reason\":", |v| Token::new(v).ok())?,
-            sha256: cursor.opt_string(b"\"sha256\":", |v| Sha256Hex::new(v).ok())?,
-            signature_sha256: cursor
-                .opt_string(b"\"signatureSha256\":", |v| Sha256Hex::new(v).ok())?,
-            subject: cursor.opt_string(b"\"subject\":", |v| SubjectDigest::new(v).ok())?,
-            torn_bytes: cursor.opt_number(b"\"tornBytes\":")?,
-            torn_offset: cursor.opt_number(b"\"tornOffset\":")?,
+        let approver = cursor.opt_string(b"\"approver\":", Actor::is_valid)?;
+        let attachments = cursor.opt_number(b"\"attachments\":")?;
+        let attempt = match cursor.opt_number(b"\"attempt\":")? {
+            Some(n) => Some(u32::try_from(n).ok()?),
+            None => None,
         };
+        let bytes = cursor.opt_number(b"\"bytes\":")?;
+        let code = cursor.opt_string(b"\"code\":", Token::is_valid)?;
+        let count = cursor.opt_number(b"\"count\":")?;
+        let data_source = cursor.opt_string(b"\"dataSource\":", Token::is_valid)?;
+        let duration_ms = cursor.opt_number(b"\"durationMs\":")?;
+        let expires_at = cursor.opt_string(b"\"expiresAt\":", time)?;
+        let fingerprint = cursor.opt_string(b"\"fingerprint\":", Sha256Hex::is_valid)?;
+        let http_status = match cursor.opt_number(b"\"httpStatus\":")? {
+            Some(n) => Some(u16::try_from(n).ok()?),
+            None => None,
+        };
+        let interactions = cursor.opt_number(b"\"interactions\":")?;
+        let key_id = cursor.opt_string(b"\"keyId\":", KeyId::is_valid)?;
+        let reason = cursor.opt_string(b"\"reason\":", Token::is_valid)?;
+        let sha256 = cursor.opt_string(b"\"sha256\":", Sha256Hex::is_valid)?;
+        let signature_sha256 = cursor.opt_string(b"\"signatureSha256\":", Sha256Hex::is_valid)?;
+        let subject = cursor.opt_string(b"\"subject\":", SubjectDigest::is_valid)?;
+        let torn_bytes = cursor.opt_number(b"\"tornBytes\":")?;
+        let torn_offset = cursor.opt_number(b"\"tornOffset\":")?;
         if !cursor.eat(b"}") {
             return None;
         }
         cursor.any = outer;
-        Some(detail)
+        if !build {
+            return Some(Facts { torn_bytes, detail: None });
+        }
+        fn make<T, E>(
+            text: Option<Text<'_>>,
+            new: fn(String) -> Result<T, E>,
+        ) -> Option<Option<T>> {
+            text.map(|(_, text)| new(text.to_owned()).ok())
+                .map_or(Some(None), |made| made.map(Some))
+        }
+        let detail = Detail {
+            approver: make(approver, Actor::new)?,
+            attachments,
+            attempt,
+            bytes,
+            code: make(code, Token::new)?,
+            count,
+            data_source: make(data_source, Token::new)?,
+            duration_ms,
+            expires_at: make(expires_at, RecordTime::new)?,
+            fingerprint: make(fingerprint, Sha256Hex::new)?,
+            http_status,
+            interactions,
+            key_id: make(key_id, KeyId::new)?,
+            reason: make(reason, Token::new)?,
+            sha256: make(sha256, Sha256Hex::new)?,
+            signature_sha256: make(signature_sha256, Sha256Hex::new)?,
+            subject: make(subject, SubjectDigest::new)?,
+            torn_bytes,
+            torn_offset,
+        };
+        Some(Facts { torn_bytes, detail: Some(detail) })
     }
 
-    /// Parses a canonical line and checks its hash; `None` when the line is not canonical or
-    /// not a valid record (the slow path then decides).
-    pub(super) fn parse_canonical(line: &[u8]) -> Option<ParsedLine> {
-        let text = std::str::from_utf8(line).ok()?;
-        let mut cursor = Cursor { bytes: line, text, pos: 0, any: false };
-        if !cursor.eat(b"{") {
+    /// A canonical line, every field validated and the hash recomputed.
+    struct Scanned<'a> {
+        actor: &'a str,
+        contact: Option<Text<'a>>,
+        facts: Option<Facts>,
+        event: Event,
+        hash: (Digest, &'a str),
+        outcome: Option<Outcome>,
+        plan_id: Option<Text<'a>>,
+        prev: (Digest, &'a str),
+        request: Option<Text<'a>>,
+        seq: u64,
+        step: Option<Text<'a>>,
+        time: &'a str,
+        hash_matches: bool,
+    }
+
+    /// Reads a canonical line; `None` when the line is not canonical or not a valid record.
+    /// The detail is built only when `build` (for display; the chain check needs none).
+    fn scan(line: &[u8], build: bool) -> Option<Scanned<'_>> {
+        let mut cursor = Cursor { bytes: line, pos: 0, any: false };
+        if !cursor.eat(b"{") || !cursor.key(b"\"actor\":") {
             return None;
         }
-        if !cursor.key(b"\"actor\":") {
-            return None;
-        }
-        let actor = Actor::new(cursor.string()?.to_owned()).ok()?;
-        let contact = cursor.opt_string(b"\"contact\":", |v| ContactId::new(v).ok())?;
-        let detail = if cursor.key(b"\"detail\":") { Some(detail(&mut cursor)?) } else { None };
+        let (_, actor) = cursor.string(Actor::is_valid)?;
+        let contact = cursor.opt_string(b"\"contact\":", ContactId::is_valid)?;
+        let facts =
+            if cursor.key(b"\"detail\":") { Some(detail(&mut cursor, build)?) } else { None };
         if !cursor.key(b"\"event\":") {
             return None;
         }
-        let event = event(cursor.string()?)?;
+        let event = event(cursor.string(any)?.1)?;
         // The hash member: `,"hash":"<64 hex>"`, left out of the bytes the hash covers.
         let hash_start = cursor.pos;
         if !cursor.key(b"\"hash\":") {
             return None;
         }
-        let hash_text = cursor.string()?;
+        let hash = cursor.digest()?;
         let hash_end = cursor.pos;
-        let hash = Sha256Hex::new(hash_text.to_owned()).ok()?;
         let outcome =
-            if cursor.key(b"\"outcome\":") { Some(outcome(cursor.string()?)?) } else { None };
-        let plan_id = cursor.opt_string(b"\"planId\":", |v| Sha256Hex::new(v).ok())?;
+            if cursor.key(b"\"outcome\":") { Some(outcome(cursor.string(any)?.1)?) } else { None };
+        let plan_id = cursor.opt_string(b"\"planId\":", Sha256Hex::is_valid)?;
         if !cursor.key(b"\"prev\":") {
             return None;
         }
-        let prev = Sha256Hex::new(cursor.string()?.to_owned()).ok()?;
-        let request_id = cursor.opt_string(b"\"requestId\":", |v| RequestId::new(v).ok())?;
+        let prev = cursor.digest()?;
+        let request = cursor.opt_string(b"\"requestId\":", RequestId::is_valid)?;
         if !cursor.key(b"\"seq\":") {
             return None;
         }
         let seq = cursor.number()?;
-        let step = cursor.opt_string(b"\"step\":", |v| StepId::new(v).ok())?;
+        let step = cursor.opt_string(b"\"step\":", StepId::is_valid)?;
         if !cursor.key(b"\"time\":") {
             return None;
         }
-        let time = RecordTime::new(cursor.string()?.to_owned()).ok()?;
+        let (_, time) = cursor.string(time)?;
         if !cursor.eat(b"}") || cursor.pos != line.len() {
             return None;
         }
@@ -1233,42 +1584,77 @@ mod fast {
         hasher.update(RECORD_HASH_DOMAIN);
         hasher.update(line.get(..hash_start)?);
         hasher.update(line.get(hash_end..)?);
-        let digest = hasher.finalize();
-        let hash_matches = hex_equals(&digest, hash_text.as_bytes());
-        let record = AuditRecord {
+        let hash_matches = hasher.finalize().as_slice() == hash.0.as_slice();
+        Some(Scanned {
             actor,
             contact,
-            detail,
+            facts,
             event,
             hash,
             outcome,
             plan_id,
             prev,
-            request_id,
+            request,
             seq,
             step,
             time,
-        };
-        Some(ParsedLine { record, hash_matches })
+            hash_matches,
+        })
     }
 
-    /// Whether `hex` is the lowercase hex of `digest`.
-    fn hex_equals(digest: &[u8], hex: &[u8]) -> bool {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        hex.len() == digest.len() * 2
-            && digest.iter().zip(hex.chunks_exact(2)).all(|(byte, pair)| {
-                let high = DIGITS.get(usize::from(byte >> 4));
-                let low = DIGITS.get(usize::from(byte & 0x0f));
-                pair.first() == high && pair.get(1) == low
+    /// Checks a canonical line for the chain check; its spans are shifted by `offset`, where
+    /// the line starts in its chunk.
+    pub(super) fn check_canonical(line: &[u8], offset: usize) -> Option<Checked> {
+        let scanned = scan(line, false)?;
+        let shift = |text: Option<Text<'_>>| {
+            text.map(|(span, _)| Span {
+                start: span.start.saturating_add(offset),
+                end: span.end.saturating_add(offset),
             })
+        };
+        Some(Checked {
+            seq: scanned.seq,
+            hash: scanned.hash.0,
+            prev: scanned.prev.0,
+            hash_matches: scanned.hash_matches,
+            event: scanned.event,
+            request: shift(scanned.request),
+            step: shift(scanned.step),
+            contact: shift(scanned.contact),
+            torn_bytes: scanned.facts.and_then(|facts| facts.torn_bytes),
+        })
+    }
+
+    /// Parses a canonical line into its record (for display).
+    pub(super) fn parse_canonical(line: &[u8]) -> Option<ParsedLine> {
+        let scanned = scan(line, true)?;
+        let text = |text: Option<Text<'_>>| text.map(|(_, text)| text.to_owned());
+        let record = AuditRecord {
+            actor: Actor::new(scanned.actor).ok()?,
+            contact: text(scanned.contact).map(ContactId::new).transpose().ok()?,
+            detail: match scanned.facts {
+                Some(facts) => Some(facts.detail?),
+                None => None,
+            },
+            event: scanned.event,
+            hash: Sha256Hex::new(scanned.hash.1).ok()?,
+            outcome: scanned.outcome,
+            plan_id: text(scanned.plan_id).map(Sha256Hex::new).transpose().ok()?,
+            prev: Sha256Hex::new(scanned.prev.1).ok()?,
+            request_id: text(scanned.request).map(RequestId::new).transpose().ok()?,
+            seq: scanned.seq,
+            step: text(scanned.step).map(StepId::new).transpose().ok()?,
+            time: RecordTime::new(scanned.time).ok()?,
+        };
+        Some(ParsedLine { record, hash_matches: scanned.hash_matches })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::record::{
-        Actor, AuditRecord, ContactId, Detail, Entry, Event, Outcome, RecordTime, RequestId,
-        Sha256Hex, StepId,
+        Actor, AuditRecord, ContactId, Detail, Entry, Event, KeyId, Outcome, RecordTime, RequestId,
+        Sha256Hex, StepId, SubjectDigest, Token,
     };
     use super::*;
 
@@ -1285,10 +1671,66 @@ mod tests {
         String::from_utf8(line).unwrap().trim_end().to_owned()
     }
 
+    /// What the chain check sees of a line, its ids resolved.
+    type View = (u64, Digest, Digest, bool, Event, [Option<Vec<u8>>; 3], Option<u64>);
+
+    fn view(checked: &Checked, buffer: &[u8]) -> View {
+        let text = |span: Option<Span>| span.map(|span| span.of(buffer).to_vec());
+        (
+            checked.seq,
+            checked.hash,
+            checked.prev,
+            checked.hash_matches,
+            checked.event,
+            [text(checked.request), text(checked.step), text(checked.contact)],
+            checked.torn_bytes,
+        )
+    }
+
+    /// Whether the fast path and the slow one agree on a line: the record for display, and
+    /// what the chain check sees (the line placed after other bytes in its chunk).
     fn same(text: &str) -> bool {
         let slow = parse_line(text.as_bytes()).map(|p| (p.record, p.hash_matches));
         let fast = parse(text.as_bytes()).map(|p| (p.record, p.hash_matches));
-        slow == fast
+        let mut chunk = b"{}\n".to_vec();
+        chunk.extend_from_slice(text.as_bytes());
+        let mut extra = Vec::new();
+        let checked = check(text.as_bytes(), 3, chunk.len(), &mut extra);
+        chunk.extend_from_slice(&extra);
+        let checked = checked.map(|checked| view(&checked, &chunk));
+        let slow_checked = parse_line(text.as_bytes()).map(|parsed| {
+            let mut ids = Vec::new();
+            view(&Checked::from_parsed(&parsed, 0, &mut ids), &ids)
+        });
+        slow == fast && checked == slow_checked
+    }
+
+    /// A record with every field and every detail key set.
+    fn full_line() -> String {
+        let token = || Some(Token::new("x.y").unwrap());
+        let digest = || Some(Sha256Hex::digest(b"x"));
+        let detail = Detail {
+            approver: Some(Actor::new("lead").unwrap()),
+            attachments: Some(1),
+            attempt: Some(2),
+            bytes: Some(3),
+            code: token(),
+            count: Some(4),
+            data_source: token(),
+            duration_ms: Some(5),
+            expires_at: Some(RecordTime::new("2026-12-05T00:00:00Z").unwrap()),
+            fingerprint: digest(),
+            http_status: Some(503),
+            interactions: Some(6),
+            key_id: Some(KeyId::new("0123456789abcdef").unwrap()),
+            reason: token(),
+            sha256: digest(),
+            signature_sha256: digest(),
+            subject: Some(SubjectDigest::new("a".repeat(64)).unwrap()),
+            torn_bytes: Some(7),
+            torn_offset: Some(8),
+        };
+        line(detail)
     }
 
     #[test]
@@ -1355,5 +1797,178 @@ mod tests {
         let fast = verify_file(&path, &options).unwrap();
         assert_eq!(fast, verify_file_baseline(&path, &options).unwrap());
         assert!(!fast.ok && fast.faults.len() >= 5, "{:?}", fast.faults);
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_slow_one_on_every_tampered_byte() {
+        let full = full_line();
+        assert!(fast::check_canonical(full.as_bytes(), 0).unwrap().hash_matches);
+        assert!(same(&full));
+        let bytes = full.as_bytes();
+        let mut canonical_but_wrong = 0;
+        for index in 0..bytes.len() {
+            let original = bytes[index];
+            for replacement in [original.wrapping_add(1), b'"', b'\\', b' ', 0xc3, b'0'] {
+                let mut tampered = bytes.to_vec();
+                tampered[index] = replacement;
+                let text = String::from_utf8_lossy(&tampered).into_owned();
+                assert!(same(&text), "byte {index} changed to {replacement:#x}: {text}");
+                if fast::check_canonical(text.as_bytes(), 0).is_some_and(|c| !c.hash_matches) {
+                    canonical_but_wrong += 1;
+                }
+            }
+            let mut deleted = bytes.to_vec();
+            deleted.remove(index);
+            let text = String::from_utf8_lossy(&deleted).into_owned();
+            assert!(same(&text), "byte {index} deleted: {text}");
+        }
+        // Most edits still parse on the fast path and are caught by the hash.
+        assert!(canonical_but_wrong > bytes.len(), "{canonical_but_wrong}");
+    }
+
+    #[test]
+    fn the_fast_time_check_accepts_only_what_the_full_parse_accepts() {
+        let mut accepted = 0;
+        for year in ["0999", "1000", "1900", "2000", "2024", "2026", "2100", "9998", "9999"] {
+            for month in 0..=13 {
+                for day in [0, 1, 28, 29, 30, 31, 32] {
+                    for clock in ["00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60"] {
+                        for fraction in ["", ".000", ".123", ".12", ".1234", ".12a"] {
+                            let text = format!("{year}-{month:02}-{day:02}T{clock}{fraction}Z");
+                            let fast = fast::plain_time(text.as_bytes());
+                            assert!(!fast || RecordTime::is_valid(&text), "{text}");
+                            accepted += usize::from(fast);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(accepted > 1_000, "{accepted}");
+        for text in ["2026-11-29T10:15:00.123Z", "2026-02-28T00:00:00Z", "2024-02-29T23:59:59.999Z"]
+        {
+            assert!(fast::plain_time(text.as_bytes()), "{text}");
+        }
+        for text in ["2026-02-29T00:00:00Z", "2026-11-29 10:15:00Z", "2026-11-29T10:15:00+00:00"] {
+            assert!(!fast::plain_time(text.as_bytes()), "{text}");
+        }
+    }
+
+    /// A small log with every kind of record the chain check tracks: runs, intents with and
+    /// without their outcomes, a recovered torn write, several requests.
+    fn small_log(path: &Path) -> Vec<String> {
+        let mut log = super::super::AuditLog::open(path).unwrap();
+        let actor = || Actor::new("ops").unwrap();
+        for index in 0..24_u64 {
+            let request = RequestId::new(format!("DSR-{}", index / 8)).unwrap();
+            let event = match index % 8 {
+                0 => Event::RunStart,
+                1 | 3 | 5 => Event::StepIntent,
+                2 | 4 => Event::StepDone,
+                6 => Event::StepFailed,
+                _ => Event::RunEnd,
+            };
+            let mut entry = Entry::new(actor(), event).request(request);
+            if matches!(event, Event::StepIntent | Event::StepDone | Event::StepFailed) {
+                // Steps a and b are closed by their outcome, c is left open, d has none.
+                let step = match index % 8 {
+                    1 | 2 => "a",
+                    3 | 4 => "b",
+                    5 => "c",
+                    _ => "d",
+                };
+                let contact = format!("0001SaD2PVY4312{}", step.len() + usize::from(step == "b"));
+                entry = entry
+                    .step(StepId::new(step).unwrap())
+                    .contact(ContactId::new(contact).unwrap())
+                    .detail(Detail { bytes: Some(index), ..Detail::default() });
+            }
+            log.append(entry).unwrap();
+        }
+        log.finish().unwrap();
+        let mut lines: Vec<String> =
+            std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect();
+        // A recovered torn write, sealed as the writer seals it, and a record with every
+        // detail key, chained on.
+        let last: AuditRecord = serde_json::from_str(lines.last().unwrap()).unwrap();
+        let detail = Detail { torn_bytes: Some(12), torn_offset: Some(40), ..Detail::default() };
+        let time = RecordTime::new("2026-11-29T10:15:00.123Z").unwrap();
+        let entry = Entry::new(Actor::system(), Event::LogRecovered).detail(detail);
+        let (recovered, line) = AuditRecord::seal(entry, 24, time.clone(), last.hash).unwrap();
+        lines.push(String::from_utf8(line).unwrap().trim_end().to_owned());
+        let full: AuditRecord = serde_json::from_str(&full_line()).unwrap();
+        let mut entry = Entry::new(full.actor, Event::StepDone).detail(full.detail.unwrap());
+        entry = entry.request(full.request_id.unwrap()).step(full.step.unwrap());
+        let (sealed, line) = AuditRecord::seal(entry, 25, time, recovered.hash).unwrap();
+        lines.push(String::from_utf8(line).unwrap().trim_end().to_owned());
+        let record: AuditRecord = serde_json::from_str(lines.last().unwrap()).unwrap();
+        assert_eq!(record, sealed);
+        lines
+    }
+
+    fn both(path: &Path, lines: &[String], end: &str) -> VerifyReport {
+        std::fs::write(path, format!("{}{end}", lines.join("\n"))).unwrap();
+        let options = VerifyOptions::default();
+        let fast = verify_file(path, &options).unwrap();
+        assert_eq!(fast, verify_file_baseline(path, &options).unwrap(), "{lines:#?}");
+        fast
+    }
+
+    #[test]
+    fn fast_and_baseline_reports_agree_on_tampered_reordered_truncated_and_odd_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let lines = small_log(&path);
+        let clean = both(&path, &lines, "\n");
+        assert!(
+            clean.ok && clean.records == 26 && clean.runs == 3 && clean.requests == 4,
+            "{clean:?}"
+        );
+        assert_eq!(clean.interrupted.len(), 3, "{:?}", clean.interrupted);
+        assert_eq!(clean.recovered, vec![Recovered { line: 25, torn_bytes: Some(12) }]);
+        // Every third byte of an intent, of the recovered record and of the full one changed
+        // (every byte of a line, several ways, in the line-level test above).
+        let mut faults = 0;
+        for target in [3, 24, 25] {
+            let line = lines[target].as_bytes();
+            for index in (0..line.len()).step_by(3) {
+                let mut tampered = line.to_vec();
+                tampered[index] = line[index].wrapping_add(1);
+                let mut copy = lines.clone();
+                copy[target] = String::from_utf8_lossy(&tampered).into_owned();
+                faults += usize::from(!both(&path, &copy, "\n").ok);
+            }
+        }
+        assert!(faults > 400, "{faults}");
+        // Each pair of neighbours swapped; each line removed.
+        for index in 0..lines.len() - 1 {
+            let mut copy = lines.clone();
+            copy.swap(index, index + 1);
+            assert!(!both(&path, &copy, "\n").ok);
+            let mut copy = lines.clone();
+            copy.remove(index);
+            both(&path, &copy, "\n");
+        }
+        // The last line cut at every byte, with and without a newline after it.
+        let last = lines.last().unwrap();
+        for cut in (0..last.len()).step_by(7) {
+            let mut copy = lines.clone();
+            copy.pop();
+            copy.push(last[..cut].to_owned());
+            // Cut before its first byte, the log is a clean shorter one.
+            assert_eq!(both(&path, &copy, "").ok, cut == 0);
+            assert!(!both(&path, &copy, "\n").ok);
+        }
+        // Lines that are valid records but not canonical: the slow path accepts them.
+        let mut copy = lines.clone();
+        copy[3] = copy[3].replace(r#""seq":3"#, r#""seq": 3"#);
+        copy[24] = format!(" {}", copy[24]);
+        copy[10] = copy[10].replacen(r#""actor":"ops""#, r#""actor":"\u006fps""#, 1);
+        let odd = both(&path, &copy, "\n");
+        assert!(odd.ok && odd.records == 26, "{:?}", odd.faults);
+        // A stray non-record line and a blank one in the middle.
+        let mut copy = lines.clone();
+        copy.insert(5, "{}".to_owned());
+        copy.insert(9, String::new());
+        assert_eq!(both(&path, &copy, "\n").faults.len(), 2);
     }
 }

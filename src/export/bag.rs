@@ -51,6 +51,21 @@ struct Inner {
     /// Held open for the lock; never read.
     _lock: File,
     manifest: Mutex<Listing>,
+    /// The manifest's group commit: how far its appended lines are durable.
+    sync: Mutex<ManifestSync>,
+    /// Signalled when an fsync of the manifest ends.
+    synced: std::sync::Condvar,
+}
+
+/// How far the manifest's appended lines are durable (see [`Bag::record`]).
+#[derive(Debug, Default)]
+struct ManifestSync {
+    /// Appends `1..=durable` (numbered by [`Listing::appended`]) are fsynced.
+    durable: u64,
+    /// A caller is fsyncing the manifest.
+    syncing: bool,
+    /// An fsync failed (what it said); every later record fails too.
+    failed: Option<(std::io::ErrorKind, String)>,
 }
 
 /// What the manifest lists, kept in memory so recording a contact costs the same for the
@@ -69,6 +84,11 @@ struct Listing {
     kept: BTreeMap<String, String>,
     /// Lines were appended since the tag files were last written.
     tags_stale: bool,
+    /// The manifest, open for appending; closed whenever the manifest is rewritten (a rewrite
+    /// replaces the file, so a handle kept across it would append to the old one).
+    appender: Option<File>,
+    /// How many appends were made (each numbered, for the group commit).
+    appended: u64,
 }
 
 impl Listing {
@@ -230,6 +250,8 @@ impl Bag {
                 request_id: request_id.to_owned(),
                 _lock: lock,
                 manifest: Mutex::new(listing),
+                sync: Mutex::new(ManifestSync::default()),
+                synced: std::sync::Condvar::new(),
             }),
         };
         Ok(bag)
@@ -295,7 +317,10 @@ impl Bag {
 
     /// Records a contact's verified files in the manifest: their lines are appended and
     /// fsynced before it returns (a contact's line replaced by a different digest rewrites
-    /// the manifest atomically instead). Costs the same whatever the bag's size: the tag files
+    /// the manifest atomically instead). The fsync is group-committed: it runs outside the
+    /// bag's lock, one at a time, and covers every line appended before it started, so
+    /// contacts recorded concurrently share it; each caller returns once its own lines are
+    /// durable. Costs the same whatever the bag's size: the tag files
     /// are brought up to date by [`Bag::finish`], [`Bag::validate`], dropping the last clone,
     /// or the next [`Bag::open_or_create`]. Idempotent. [`export_contact`] calls it; call it
     /// yourself after a successful [`verify_contact`] on resume, in case the run was killed
@@ -328,20 +353,82 @@ impl Bag {
         if replaced {
             return write_tags(self.root(), self.request_id(), &mut listing);
         }
-        if appended.is_empty() {
-            return Ok(());
-        }
         let path = self.root().join(MANIFEST);
-        let mut manifest = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| ExportError::io("open", &path, e))?;
-        manifest
-            .write_all(appended.as_bytes())
-            .and_then(|()| manifest.sync_data())
-            .map_err(|e| ExportError::io("append to", &path, e))?;
+        if appended.is_empty() {
+            // Listed already, perhaps by an append whose fsync is still running: wait for it.
+            let ticket = listing.appended;
+            drop(listing);
+            return self.wait_durable(ticket, &path);
+        }
+        if listing.appender.is_none() {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| ExportError::io("open", &path, e))?;
+            listing.appender = Some(file);
+        }
+        if let Some(manifest) = listing.appender.as_mut()
+            && let Err(e) = manifest.write_all(appended.as_bytes())
+        {
+            // The file's end is unknown: the next record reopens it, and the tag files are
+            // rewritten from the listing when the bag is finished or opened again.
+            listing.appender = None;
+            return Err(ExportError::io("append to", &path, e));
+        }
+        listing.appended += 1;
         listing.tags_stale = true;
-        Ok(())
+        let ticket = listing.appended;
+        drop(listing);
+        self.wait_durable(ticket, &path)
+    }
+
+    /// Returns once appends `1..=ticket` to the manifest are durable: fsyncs the manifest
+    /// itself when no other caller is, else waits for the fsync that runs (and then for one
+    /// of its own, if that one started before its append).
+    fn wait_durable(&self, ticket: u64, path: &Path) -> Result<(), ExportError> {
+        fn lock(m: &Mutex<ManifestSync>) -> std::sync::MutexGuard<'_, ManifestSync> {
+            m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+        let mut state = lock(&self.inner.sync);
+        loop {
+            if let Some((kind, message)) = &state.failed {
+                let error = std::io::Error::new(*kind, message.clone());
+                return Err(ExportError::io("fsync", path, error));
+            }
+            if state.durable >= ticket {
+                return Ok(());
+            }
+            if state.syncing {
+                state = self
+                    .inner
+                    .synced
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            state.syncing = true;
+            drop(state);
+            // Every append up to `upto` went to this handle's file, or to one replaced since
+            // by an atomic (durable) rewrite of the whole manifest; no handle: the last thing
+            // done to the manifest was such a rewrite.
+            let (file, upto) = {
+                let listing =
+                    self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                (listing.appender.as_ref().map(File::try_clone), listing.appended)
+            };
+            let result = match file {
+                Some(Ok(file)) => file.sync_data(),
+                Some(Err(error)) => Err(error),
+                None => Ok(()),
+            };
+            state = lock(&self.inner.sync);
+            state.syncing = false;
+            match result {
+                Ok(()) => state.durable = state.durable.max(upto),
+                Err(error) => state.failed = Some((error.kind(), error.to_string())),
+            }
+            self.inner.synced.notify_all();
+        }
     }
 
     /// The digest the manifest lists for `path` (relative to the bag), if it lists it.
@@ -736,6 +823,12 @@ fn kept_files(root: &Path) -> Result<Vec<String>, ExportError> {
 /// Writes the manifest, then `bag-info.txt` (its Payload-Oxum from the listing), then the tag
 /// manifest over the three, each atomically; the listing is then current.
 fn write_tags(root: &Path, request_id: &str, listing: &mut Listing) -> Result<(), ExportError> {
+    // Lines appended to the file about to be replaced are made durable first: a caller may
+    // be waiting for them (the group commit counts them durable once the handle is gone).
+    if let Some(appender) = listing.appender.take() {
+        let path = root.join(MANIFEST);
+        appender.sync_data().map_err(|e| ExportError::io("fsync", &path, e))?;
+    }
     let mut manifest = String::new();
     for (path, (digest, _)) in &listing.entries {
         let _ = writeln!(manifest, "{digest}  {path}");
