@@ -56,6 +56,42 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// [`write_atomically`] for content written in pieces: `fill` writes the temporary file (through
+/// a buffer), which is then fsynced and renamed over `path`, and the directory fsynced. For files
+/// too large to hold in memory (a plan of many contacts).
+///
+/// # Errors
+/// Any I/O error, or one `fill` returns; the temporary file is removed and `path` is left as it
+/// was.
+pub fn write_atomically_with(
+    path: &Path,
+    fill: impl FnOnce(&mut io::BufWriter<&mut File>) -> io::Result<()>,
+) -> io::Result<()> {
+    let temp = temp_path(path);
+    let result = (|| {
+        let mut file =
+            OpenOptions::new().write(true).create_new(true).mode(PRIVATE_FILE).open(&temp)?;
+        let mut writer = io::BufWriter::with_capacity(1 << 16, &mut file);
+        fill(&mut writer)?;
+        writer.flush()?;
+        drop(writer);
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temp, path)?;
+        sync_dir(&parent_dir(path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// A temporary name beside `path`, unique to this process and call (for a caller's own scratch
+/// file, removed by the caller).
+pub fn scratch_path(path: &Path) -> PathBuf {
+    temp_path(path)
+}
+
 /// fsyncs a directory, so entries created or renamed in it survive a crash.
 ///
 /// # Errors

@@ -227,25 +227,32 @@ impl Found {
         if !self.seen.insert(key) {
             return;
         }
-        // Plans and approvals are small; anything large is neither (an export's data).
         let Ok(metadata) = entry.metadata() else { return };
+        // A plan is read as a stream (its header, then each line checked against it): a plan of
+        // many contacts is never held whole.
+        if let Ok(plan) = crate::plan::PlanFile::open(path) {
+            if plan.verify().is_ok() {
+                let modified = metadata.modified().unwrap_or(std::time::UNIX_EPOCH);
+                self.plans.push(FoundPlan {
+                    path: path.to_owned(),
+                    plan: plan.head().clone(),
+                    modified,
+                });
+            }
+            return;
+        }
+        // Approvals are small; anything large is not one (an export's data).
         if metadata.len() > 64 * 1024 * 1024 {
             return;
         }
         let Ok(bytes) = std::fs::read(path) else { return };
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return };
         let kind = value.get("kind").and_then(serde_json::Value::as_str);
-        let body_kind = value.pointer("/body/kind").and_then(serde_json::Value::as_str);
         if kind == Some("Approval") {
             let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
             if let (Some(plan), Some(by)) = (field("planId"), field("by")) {
                 self.approvals.entry(plan.to_owned()).or_default().insert(by.to_owned());
             }
-        } else if body_kind == Some("Plan")
-            && let Ok(plan) = Plan::from_json(&bytes)
-        {
-            let modified = metadata.modified().unwrap_or(std::time::UNIX_EPOCH);
-            self.plans.push(FoundPlan { path: path.to_owned(), plan, modified });
         }
     }
 }

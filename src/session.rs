@@ -144,9 +144,17 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Plans the request against the live state. Read-only.
+    /// Plans the request against the live state, in memory. Read-only.
     pub async fn plan(&self) -> Plan {
         plan::build(&self.plan_input(None), &self.connection.client).await
+    }
+
+    /// Plans the request into the plan file at `path`, one contact at a time. Read-only.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub async fn plan_to_file(&self, path: &std::path::Path) -> std::io::Result<plan::PlanFile> {
+        plan::build_to_file(&self.plan_input(None), &self.connection.client, &|_| {}, path).await
     }
 
     /// Where this environment's runs write, with the policy's defaults applied.
@@ -169,19 +177,42 @@ impl<'a> Session<'a> {
         outputs: &Outputs,
         options: RunOptions<'_>,
     ) -> Result<Receipt, ApplyError> {
+        self.apply_source(apply::PlanSource::Memory(plan.clone()), approvals, outputs, options)
+            .await
+    }
+
+    /// [`apply`](Self::apply) of a plan in memory or of a plan file (read as a stream: its
+    /// contacts are never all in memory).
+    ///
+    /// # Errors
+    /// As [`apply`](Self::apply).
+    pub async fn apply_source(
+        &self,
+        plan: apply::PlanSource,
+        approvals: &[Approval],
+        outputs: &Outputs,
+        options: RunOptions<'_>,
+    ) -> Result<Receipt, ApplyError> {
+        // A shard's start record names its contacts: a shard reads the plan whole.
+        let plan = match (options.shard, plan) {
+            (Some(_), apply::PlanSource::File(file)) => apply::PlanSource::Memory(
+                file.read_all().map_err(|e| ApplyError::Mismatch(vec![e]))?,
+            ),
+            (_, plan) => plan,
+        };
         let concurrency = self.concurrency(options.concurrency);
         let (audit_log, exports_dir) = match options.shard {
             None => (outputs.audit_log.clone(), outputs.exports_dir.clone()),
             Some(shard) => {
-                let segment = outputs.segment(plan, shard);
+                let segment = outputs.segment(plan.head(), shard);
                 apply::shard::start(
                     &segment,
-                    plan,
+                    plan.head(),
                     shard,
                     &options.actor,
                     outputs.signing_key.clone(),
                 )?;
-                (segment, outputs.shard_exports_dir(plan, shard))
+                (segment, outputs.shard_exports_dir(plan.head(), shard))
             }
         };
         let context = ApplyContext {
@@ -198,10 +229,16 @@ impl<'a> Session<'a> {
             retries: options.retries,
             progress: options.progress,
         };
-        let approved = if options.without_deletion {
-            apply::authorize_without_deletion(plan, &context)?
-        } else {
-            apply::authorize(plan, approvals, &context)?
+        let approved = match (options.without_deletion, plan) {
+            (true, apply::PlanSource::Memory(plan)) => {
+                apply::authorize_without_deletion(&plan, &context)?
+            }
+            (true, apply::PlanSource::File(_)) => {
+                return Err(ApplyError::Record(
+                    "a plan file runs through the approvals gate, not without it".to_owned(),
+                ));
+            }
+            (false, plan) => apply::authorize_source(plan, approvals, &context)?,
         };
         apply::run(&approved, &context, &self.connection.client).await
     }

@@ -856,8 +856,7 @@ async fn edited_and_rehashed_plan_refused() {
     let plan_path = workspace.path("plan.json");
     let output = workspace.run(&["plan", &manifest, "--out", &plan_path.display().to_string()]);
     assert!(output.status.success(), "{}", transcript(&output));
-    let mut plan: ucs_gdpr::plan::Plan =
-        serde_json::from_slice(&fs::read(&plan_path).unwrap()).unwrap();
+    let mut plan = ucs_gdpr::plan::Plan::from_json(&fs::read(&plan_path).unwrap()).unwrap();
     let original = plan.plan_id.clone();
     plan.body.export = None;
     for contact in &mut plan.body.contacts {
@@ -873,9 +872,7 @@ async fn edited_and_rehashed_plan_refused() {
     }
     let plan = ucs_gdpr::plan::seal(plan.body);
     assert_ne!(plan.plan_id, original);
-    let mut bytes = plan.to_canonical_json();
-    bytes.push(b'\n');
-    fs::write(&plan_path, bytes).unwrap();
+    fs::write(&plan_path, plan.to_canonical_json()).unwrap();
     // The edited file is a well-formed plan: its id matches its body.
     assert!(ucs_gdpr::plan::Plan::from_json(&fs::read(&plan_path).unwrap()).is_ok());
 
@@ -1208,7 +1205,10 @@ fn the_bag_keeps_the_plan_it_ran_and_its_approvals() {
     };
     apply();
 
-    let plan_id = read_json(&plan_path)["planId"].as_str().unwrap().to_owned();
+    let plan_id = crate::plan_value(&fs::read(&plan_path).unwrap()).unwrap()["planId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let bag = workspace.path("exports/DSR-kept");
     let kept_plan = bag.join(format!("plans/plan-{plan_id}.json"));
     assert_eq!(fs::read(&kept_plan).unwrap(), fs::read(&plan_path).unwrap(), "the plan, as made");
@@ -1244,9 +1244,9 @@ fn the_bag_keeps_the_plan_it_ran_and_its_approvals() {
     }
     ucs_gdpr::export::validate_dir(&bag).unwrap();
     crate::export::bagit_python_validates(&bag).unwrap();
-    let mut edited = read_json(&kept_plan);
-    edited["body"]["contacts"][0]["export"] = Value::Bool(false);
-    fs::write(&kept_plan, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let kept = fs::read_to_string(&kept_plan).unwrap();
+    assert!(kept.contains("\"export\":true"), "{kept}");
+    fs::write(&kept_plan, kept.replacen("\"export\":true", "\"export\":false", 1)).unwrap();
     assert!(ucs_gdpr::export::validate_dir(&bag).is_err(), "an edited plan fails validation");
     fs::remove_file(&kept_plan).unwrap();
     assert!(ucs_gdpr::export::validate_dir(&bag).is_err(), "a removed plan fails validation");
@@ -1579,6 +1579,70 @@ async fn a_front_end_through_the_library_session_cannot_skip_the_approval_gate()
     assert!(log.contains("\"run.refused\""), "{log}");
     assert!(!log.contains("\"step.intent\""), "{log}");
     assert!(!workspace.path("exports/DSR-library/data").exists(), "nothing exported");
+    let (_sim, client) = workspace.world().await;
+    assert!(exists(&client, JANE).await, "nothing was deleted");
+}
+
+/// Issue 13: apply reads a plan file as a stream, and nothing acts before its first pass has
+/// checked every line. A plan file opened (header and subjects checked) and then changed on
+/// disk (a contact line edited, its id kept) is refused by the re-check pass as a mismatch:
+/// nothing is exported or deleted, and the refusal is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_file_changed_after_it_was_opened_is_refused_before_anything_acts() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+    use ucs_gdpr::session::{Prepared, RunOptions, Session};
+
+    let workspace = Workspace::demo();
+    let manifest = workspace.request("swapped", "forget-me-on-premise", &[JANE], EXPORT_AND_DELETE);
+    let (environments, _) =
+        ucs_gdpr::environment::Environments::load(&workspace.path("ucs-gdpr.yaml")).unwrap();
+    let runbooks = ucs_gdpr::runbook::RunbookLibrary::built_in();
+    let context = ucs_gdpr::manifest::Context {
+        runbooks: &runbooks,
+        environments: Some(&environments),
+        now: jiff::Timestamp::now(),
+    };
+    let (report, request) = ucs_gdpr::manifest::load_request(Path::new(&manifest), &context);
+    let prepared = Prepared {
+        request: request.expect("the request is valid"),
+        manifest_path: manifest.clone(),
+        manifest_sha256: ucs_gdpr::canonical::sha256_hex(report.source.as_bytes()),
+        environments,
+        runbooks,
+    };
+    let connection = prepared.environments.connect("demo", None).await.unwrap();
+    let session = Session::new(&prepared, &connection).unwrap();
+    let path = workspace.path("plan.json");
+    let plan = session.plan_to_file(&path).await.unwrap();
+    assert!(!plan.head().is_blocked(), "{:?}", plan.head().body.blockers);
+    assert!(plan.head().body.contacts.is_empty(), "a plan file's contacts stay in the file");
+    assert_eq!(plan.records().contacts.count, 1);
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"export\":true"), "{text}");
+    fs::write(&path, text.replacen("\"export\":true", "\"export\":false", 1)).unwrap();
+
+    let options = RunOptions {
+        without_deletion: false,
+        concurrency: None,
+        actor: "stream.test".into(),
+        stop: Arc::new(AtomicBool::new(false)),
+        retries: Arc::new(Mutex::new(Vec::new())),
+        progress: &|_| {},
+        shard: None,
+    };
+    let outputs = session.outputs().unwrap();
+    let refused = session.apply_source(plan.into(), &[], &outputs, options).await;
+    let Err(ucs_gdpr::apply::ApplyError::Mismatch(why)) = &refused else {
+        panic!("a plan file changed after it was opened was not refused: {refused:?}");
+    };
+    assert!(why.iter().any(|w| w.contains("do not match its header")), "{why:?}");
+    connection.close().await.unwrap();
+
+    let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
+    assert!(log.contains("\"run.refused\"") && log.contains("plan-mismatch"), "{log}");
+    assert!(!log.contains("\"step.intent\""), "{log}");
+    assert!(!workspace.path("exports/DSR-swapped/data").exists(), "nothing exported");
     let (_sim, client) = workspace.world().await;
     assert!(exists(&client, JANE).await, "nothing was deleted");
 }

@@ -1296,9 +1296,8 @@ fn report_tells_a_refused_run_and_the_applied_one_of_the_same_request() {
     let json = trail.run(&["audit", "report", LOG, "DSR-batch", "--format", "json"]);
     assert_eq!(json.status.code(), Some(0));
     let report: Value = serde_json::from_slice(&json.stdout).unwrap();
-    let plan_id = serde_json::from_slice::<Value>(&fs::read(trail.path("plan.json")).unwrap())
-        .unwrap()["planId"]
-        .clone();
+    let plan_id =
+        crate::plan_value(&fs::read(trail.path("plan.json")).unwrap()).unwrap()["planId"].clone();
     assert_eq!(report["logVerifies"], true);
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{report:#}");

@@ -59,6 +59,14 @@ fn ucs_gdpr() -> assert_cmd::Command {
     command
 }
 
+/// A plan file's bytes (JSON Lines: a header, then a line per subject and per contact) as one
+/// JSON value, `{"planId": …, "body": {…}}` with every record in `body`, read (and checked
+/// against its id) by the library.
+fn plan_value(bytes: &[u8]) -> Result<serde_json::Value, String> {
+    let plan = ucs_gdpr::plan::Plan::from_json(bytes)?;
+    serde_json::to_value(plan).map_err(|e| e.to_string())
+}
+
 /// What a run printed, stdout then stderr, as a person would read it.
 fn transcript(output: &std::process::Output) -> String {
     format!(

@@ -53,8 +53,8 @@ fn plan_json(manifest: &str) -> (i32, Value) {
         .args(["plan", "--env-file", &env_file, "--format", "json", manifest])
         .output()
         .unwrap();
-    let plan = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", transcript(&output)));
+    let plan = crate::plan_value(&output.stdout)
+        .unwrap_or_else(|e| panic!("not a plan ({e}): {}", transcript(&output)));
     (output.status.code().unwrap(), plan)
 }
 
@@ -338,10 +338,8 @@ fn the_plan_id_is_stable_and_follows_the_data() {
         .arg(&manifest)
         .assert()
         .success();
-    let (a, c): (Value, Value) = (
-        serde_json::from_slice(&a).unwrap(),
-        serde_json::from_slice(&fs::read(&third).unwrap()).unwrap(),
-    );
+    let (a, c): (Value, Value) =
+        (crate::plan_value(&a).unwrap(), crate::plan_value(&fs::read(&third).unwrap()).unwrap());
     assert_ne!(a["planId"], c["planId"]);
     assert_ne!(a["body"]["contacts"][0]["fingerprint"], c["body"]["contacts"][0]["fingerprint"]);
 }
@@ -633,8 +631,8 @@ mod info_mart {
             .env(PASSWORD_VARIABLE, READER_PASSWORD)
             .output()
             .unwrap();
-        let plan: Value = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", transcript(&output)));
+        let plan: Value = crate::plan_value(&output.stdout)
+            .unwrap_or_else(|e| panic!("not a plan ({e}): {}", transcript(&output)));
         let etl = &plan["body"]["requestSteps"][0];
         let note = etl["notes"][0].as_str().unwrap().to_owned();
         assert_eq!(etl["uses"], "infomart/etl-complete");
@@ -745,8 +743,8 @@ async fn without_gms_the_plan_says_context_services_services_cannot_be_looked_up
             .env("UCS_GDPR_TEST_HMAC", "a-test-key-that-is-at-least-32-bytes-long")
             .output()
             .unwrap();
-        let plan: Value = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", transcript(&output)));
+        let plan: Value = crate::plan_value(&output.stdout)
+            .unwrap_or_else(|e| panic!("not a plan ({e}): {}", transcript(&output)));
         let context = step(&plan, "0001SaD2PVY4312K", "context");
         assert_eq!(context["status"], status, "{context}");
         let notes = context["notes"].to_string();
@@ -955,4 +953,111 @@ fn a_large_plan_s_markdown_fits_a_comment_with_the_blockers_in_full() {
         text.lines().rev().find(|l| l.contains("not shown")).expect("a note says what is left out");
     assert!(note.contains("more contact(s)") && note.contains(&large.plan_id), "{note}");
     assert!(note.contains("ucs-gdpr show"), "{note}");
+}
+
+/// Issue 13: the plan file is JSON Lines, so a plan of any size is written and read one contact
+/// at a time: line 1 is the header (summary, blockers, the records' counts and digests, and
+/// `planId` over it), then a line per subject, then a line per contact in id order. The file the
+/// planner streams is byte for byte the file the in-memory plan writes; an edited line, a line
+/// left out, lines swapped, or an edited header are each refused by `show` (and so by
+/// `approve` and `apply`, which read the same way), and a plan of an earlier version is named.
+#[test]
+fn the_plan_file_is_a_header_then_a_line_per_record_and_every_line_is_bound_to_the_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = request(
+        dir.path(),
+        "lines",
+        "batch-delete",
+        "    - contactId: 0001TbE3QWZ5520L\n    - contactId: 0002Ha7QB2MX000K\n    - contactId: 0009ZZZZZZZZZZZZ\n",
+        EXPORT_AND_DELETE,
+    );
+    let env = env_file(dir.path());
+    let out = dir.path().join("plan.json");
+    let output = ucs_gdpr()
+        .args(["plan", "--env-file", &env, "--out"])
+        .arg(&out)
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(output.status.code().is_some(), "{}", transcript(&output));
+    let bytes = fs::read(&out).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 3 + 2, "header, 3 subjects, 2 contacts: {text}");
+    let header: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(header["records"]["subjects"]["count"], 3);
+    assert_eq!(header["records"]["contacts"]["count"], 2);
+    assert_eq!(header["summary"]["contacts"], 2);
+    assert_eq!(header["summary"]["alreadyAbsent"], 1);
+    assert!(header.get("contacts").is_none() && header.get("subjects").is_none());
+    assert!(lines[1..4].iter().all(|l| l.starts_with("{\"subject\":")), "{text}");
+    assert!(lines[4].starts_with("{\"contact\":") && lines[4].contains("0001TbE3QWZ5520L"));
+    assert!(lines[5].starts_with("{\"contact\":") && lines[5].contains("0002Ha7QB2MX000K"));
+    // The contactId subject of no contact resolves as before: already absent.
+    let subject: Value = serde_json::from_str(lines[3]).unwrap();
+    assert_eq!(subject["subject"]["outcome"]["kind"], "already-absent", "{subject}");
+    // The streamed file and the in-memory plan agree, byte for byte.
+    let plan = ucs_gdpr::plan::Plan::from_json(&bytes).unwrap();
+    assert_eq!(plan.to_canonical_json(), bytes);
+    assert_eq!(ucs_gdpr::plan::seal(plan.body.clone()).plan_id, plan.plan_id);
+    assert_eq!(header["planId"], plan.plan_id.as_str());
+
+    let show = |content: &str| {
+        let path = dir.path().join("edited.json");
+        fs::write(&path, content).unwrap();
+        let output = ucs_gdpr().args(["show"]).arg(&path).output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, stderr) = show(&text);
+    assert_eq!(code, Some(0), "the file as written shows: {stderr}");
+    let edited_contact = text.replacen("\"fingerprint\":\"", "\"fingerprint\":\"0", 1);
+    assert_ne!(edited_contact, text);
+    let without_last = format!("{}\n", lines[..5].join("\n"));
+    let swapped = format!("{}\n{}\n{}\n", lines[..4].join("\n"), lines[5], lines[4]);
+    let edited_header = text.replacen("\"kind\":\"Plan\"", "\"kind\":\"Plan \"", 1);
+    assert_ne!(edited_header, text);
+    for (what, content, says) in [
+        ("an edited contact line", edited_contact.as_str(), "do not match its header"),
+        ("a contact line left out", without_last.as_str(), "do not match its header"),
+        ("two contact lines swapped", swapped.as_str(), "do not match its header"),
+        ("an edited header", edited_header.as_str(), "does not match its id"),
+    ] {
+        let (code, stderr) = show(content);
+        assert_eq!(code, Some(1), "{what} was not refused: {stderr}");
+        assert!(stderr.contains(says), "{what}: {stderr}");
+    }
+    let old = serde_json::json!({"planId": plan.plan_id, "body": {"kind": "Plan"}}).to_string();
+    let (code, stderr) = show(&old);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("earlier ucs-gdpr") && stderr.contains("plan again"), "{stderr}");
+}
+
+/// Issue 13: the text of a large plan stays readable. The header, the blockers and the summary
+/// are printed in full; the details stop at a budget, with a note saying how many contacts were
+/// left out and where they are (the plan file). Markdown stays within one GitHub comment.
+#[test]
+fn the_text_of_a_large_plan_folds_its_details_and_keeps_the_blockers_and_the_summary() {
+    use ucs_gdpr::plan::render;
+    let dir = tempfile::tempdir().unwrap();
+    let subjects = "    - contactId: 0001SaD2PVY4315J\n    - contactId: 0002Ha7QB2MX000K\n";
+    let manifest = request(dir.path(), "large", "batch-delete", subjects, EXPORT_AND_DELETE);
+    let (_, value) = plan_json(&manifest);
+    let mut plan: ucs_gdpr::plan::Plan = serde_json::from_value(value).unwrap();
+    assert!(plan.is_blocked(), "the demo's pending callback blocks: {:?}", plan.body.blockers);
+    let template = plan.body.contacts[0].clone();
+    for n in 0..5_000 {
+        let mut contact = template.clone();
+        contact.contact_id = ucs_gdpr::ucs::ContactId::new(&format!("0009X{n:011}")).unwrap();
+        plan.body.contacts.push(contact);
+    }
+    let today = jiff::civil::date(2026, 12, 1);
+    let text = render::text(&plan, today);
+    assert!(text.len() < render::TEXT_BUDGET + 4096, "{} bytes", text.len());
+    assert!(text.contains("BLOCKERS (2)") && text.contains("pending GMS callback"), "{text}");
+    let note = text.lines().find(|l| l.contains("not shown")).expect("a note on what was left out");
+    assert!(note.contains("more contact(s)") && note.contains("plan file"), "{note}");
+    assert!(text.trim_end().ends_with("2 blocker(s)"), "the summary comes last");
+    let markdown = render::markdown(&plan, today);
+    assert!(markdown.len() <= 65_536, "{} bytes", markdown.len());
+    assert!(markdown.contains("more contact(s)"));
 }

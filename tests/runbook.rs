@@ -70,7 +70,7 @@ impl Workspace {
         let out = format!("{request}.plan.json");
         let output = self.run(&["plan", &format!("{request}.yaml"), "--out", &out]);
         let plan = fs::read(self.path(&out))
-            .map(|bytes| serde_json::from_slice(&bytes).unwrap())
+            .map(|bytes| crate::plan_value(&bytes).unwrap())
             .unwrap_or(Value::Null);
         (output, plan)
     }

@@ -165,7 +165,7 @@ impl World {
     }
 
     fn segment(&self, index: u32) -> PathBuf {
-        let plan = read_json(&self.path("plan.json"));
+        let plan = crate::plan_value(&std::fs::read(self.path("plan.json")).unwrap()).unwrap();
         let id = plan["planId"].as_str().unwrap();
         self.path(&format!("audit.plan-{}.shard-{index}-of-4.jsonl", &id[..12]))
     }

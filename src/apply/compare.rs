@@ -9,17 +9,56 @@
 
 use serde_json::{Map, Value};
 
-use crate::plan::{Plan, Resolution};
+use crate::plan::{ContactPlan, Plan, Resolution};
 
 /// At most this many differences are listed; the rest are counted.
-const MAX_LISTED: usize = 20;
+pub(crate) const MAX_LISTED: usize = 20;
+
+/// The differences of the contacts, gathered one contact at a time as the re-check streams
+/// them (at most [`MAX_LISTED`] kept, the rest counted).
+#[derive(Debug, Default)]
+pub(crate) struct ContactDiffs {
+    listed: Vec<String>,
+    more: usize,
+}
+
+impl ContactDiffs {
+    /// Adds where `approved` and `fresh` (either absent) differ, under `/contacts/<id>`.
+    pub(crate) fn add(&mut self, approved: Option<&ContactPlan>, fresh: Option<&ContactPlan>) {
+        let value = |contact: Option<&ContactPlan>| -> Value {
+            let Some(contact) = contact else { return Value::Null };
+            let mut value = serde_json::to_value(contact).unwrap_or(Value::Null);
+            if let Some(object) = value.as_object_mut() {
+                keyed(object, "steps", "id", &|_| false);
+            }
+            value
+        };
+        let Some(id) = approved.or(fresh).map(|c| c.contact_id.as_str().to_owned()) else {
+            return;
+        };
+        let mut out = Vec::new();
+        let at = format!("/contacts/{}", id.replace('~', "~0").replace('/', "~1"));
+        diff(&at, &value(approved), &value(fresh), &mut out);
+        for line in out {
+            if self.listed.len() < MAX_LISTED {
+                self.listed.push(line);
+            } else {
+                self.more += 1;
+            }
+        }
+    }
+}
 
 /// Every field where `approved` and `fresh` differ, as `pointer: approved vs re-planned` lines,
-/// ignoring what concerns contacts for which `touched` says yes.
-pub(crate) fn mismatches(
+/// ignoring what concerns contacts for which `touched` says yes: everything but the contacts (whose differences, `contacts`, were gathered
+/// as they streamed), merged in the order of the plan's fields; `any_touched`: whether this
+/// plan already acted on any contact.
+pub(crate) fn head_mismatches(
     approved: &Plan,
     fresh: &Plan,
     touched: &dyn Fn(&str) -> bool,
+    any_touched: bool,
+    contacts: ContactDiffs,
 ) -> Vec<String> {
     let exempt: Vec<usize> = approved
         .body
@@ -34,18 +73,10 @@ pub(crate) fn mismatches(
         })
         .map(|s| s.index)
         .collect();
-    let any_touched = approved.body.contacts.iter().any(|c| touched(c.contact_id.as_str()));
     let normalize = |plan: &Plan| -> Value {
         let mut body = serde_json::to_value(&plan.body).unwrap_or(Value::Null);
         if let Some(object) = body.as_object_mut() {
-            keyed(object, "contacts", "contactId", &|id| touched(id));
-            if let Some(Value::Object(contacts)) = object.get_mut("contacts") {
-                for contact in contacts.values_mut() {
-                    if let Some(contact) = contact.as_object_mut() {
-                        keyed(contact, "steps", "id", &|_| false);
-                    }
-                }
-            }
+            object.remove("contacts");
             keyed(object, "requestSteps", "id", &|_| false);
             keyed(object, "subjects", "index", &|index| {
                 index.parse::<usize>().is_ok_and(|i| exempt.contains(&i))
@@ -65,12 +96,18 @@ pub(crate) fn mismatches(
         }
         body
     };
-    let mut out = Vec::new();
-    diff("", &normalize(approved), &normalize(fresh), &mut out);
-    if out.len() > MAX_LISTED {
-        let more = out.len() - MAX_LISTED;
+    let mut head = Vec::new();
+    diff("", &normalize(approved), &normalize(fresh), &mut head);
+    // The fields sort by name, and `contacts` sits among them.
+    let split = head.iter().position(|line| line.as_str() > "/contacts").unwrap_or(head.len());
+    let after = head.split_off(split);
+    let mut out = head;
+    out.extend(contacts.listed);
+    out.extend(after);
+    let total = out.len() + contacts.more;
+    if total > MAX_LISTED {
         out.truncate(MAX_LISTED);
-        out.push(format!("and {more} more difference(s)"));
+        out.push(format!("and {} more difference(s)", total - MAX_LISTED));
     }
     out
 }

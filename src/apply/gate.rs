@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::audit::{self, AuditLog, Detail, Entry, Event, Outcome};
 use crate::environment::{Environment, Environments};
-use crate::plan::Plan;
+use crate::plan::{ContactPlan, Plan, PlanFile};
 
 use super::approval::{self, Approval};
 use super::{ApplyContext, ApplyError};
@@ -22,10 +22,83 @@ pub const DEFAULT_AUDIT_LOG: &str = "ucs-gdpr-audit.jsonl";
 /// Where export bags go when the policy names no folder, relative to the environments file.
 pub const DEFAULT_EXPORTS: &str = "exports";
 
+/// A plan as apply takes it: whole in memory (small plans, the scripts' front end), or a plan
+/// file read as a stream, its contacts one at a time (what scales).
+#[derive(Debug, Clone)]
+pub enum PlanSource {
+    /// A plan in memory, contacts included.
+    Memory(Plan),
+    /// A plan file: its header and subjects in memory, its contacts read on demand.
+    File(PlanFile),
+}
+
+/// A contact of a plan with the sha256 of its line, or why it cannot be read.
+pub type ContactItem = Result<(ContactPlan, [u8; 32]), String>;
+
+impl PlanSource {
+    /// The plan's header and subjects (for [`PlanSource::Memory`] the whole plan; never read its
+    /// contacts from here: use [`contacts`](Self::contacts)).
+    pub fn head(&self) -> &Plan {
+        match self {
+            Self::Memory(plan) => plan,
+            Self::File(file) => file.head(),
+        }
+    }
+
+    /// The plan id.
+    pub fn plan_id(&self) -> &str {
+        &self.head().plan_id
+    }
+
+    /// How many contacts the plan holds.
+    pub fn contact_count(&self) -> u64 {
+        match self {
+            Self::Memory(plan) => plan.body.contacts.len() as u64,
+            Self::File(file) => file.records().contacts.count,
+        }
+    }
+
+    /// The contacts in the plan's order, each with the sha256 of its line; for a file, the last
+    /// item is an error when the lines do not match the header.
+    ///
+    /// # Errors
+    /// The file cannot be opened again.
+    pub fn contacts(&self) -> Result<Box<dyn Iterator<Item = ContactItem> + Send + '_>, String> {
+        match self {
+            Self::Memory(plan) => Ok(Box::new(plan.body.contacts.iter().map(|contact| {
+                let digest =
+                    crate::plan::file::line_digest(&crate::plan::file::contact_line(contact));
+                Ok((contact.clone(), digest))
+            }))),
+            Self::File(file) => Ok(Box::new(file.contacts()?)),
+        }
+    }
+
+    /// Whether the plan would delete anything.
+    fn deletes(&self) -> bool {
+        let head = self.head();
+        head.body.delete == crate::plan::DeleteMode::Confirmed
+            || head.body.summary.to_delete > 0
+            || head.body.contacts.iter().any(|c| c.delete)
+    }
+}
+
+impl From<Plan> for PlanSource {
+    fn from(plan: Plan) -> Self {
+        Self::Memory(plan)
+    }
+}
+
+impl From<PlanFile> for PlanSource {
+    fn from(file: PlanFile) -> Self {
+        Self::File(file)
+    }
+}
+
 /// A plan that passed the gate for one environment. Only [`authorize`] makes one.
 #[derive(Debug, Clone)]
 pub struct ApprovedPlan {
-    plan: Plan,
+    plan: PlanSource,
     approvers: BTreeSet<String>,
     accepted: Vec<approval::Accepted>,
     /// The approvals given, each of which passed (kept in the export bag by the run).
@@ -33,8 +106,14 @@ pub struct ApprovedPlan {
 }
 
 impl ApprovedPlan {
-    /// The plan.
+    /// The plan's header and subjects (the whole plan when it is in memory; a plan file's
+    /// contacts are read through [`source`](Self::source)).
     pub fn plan(&self) -> &Plan {
+        self.plan.head()
+    }
+
+    /// The plan as it was given: in memory, or a plan file.
+    pub fn source(&self) -> &PlanSource {
         &self.plan
     }
 
@@ -157,12 +236,25 @@ pub fn authorize(
     approvals: &[Approval],
     context: &ApplyContext<'_>,
 ) -> Result<ApprovedPlan, ApplyError> {
+    authorize_source(PlanSource::Memory(plan.clone()), approvals, context)
+}
+
+/// [`authorize`] for a plan in memory or a plan file.
+///
+/// # Errors
+/// As [`authorize`].
+pub fn authorize_source(
+    source: PlanSource,
+    approvals: &[Approval],
+    context: &ApplyContext<'_>,
+) -> Result<ApprovedPlan, ApplyError> {
     let input = &context.input;
+    let plan = source.head();
     bound(plan, context)?;
     let now = jiff::Timestamp::now();
     match approval::verify(&plan.plan_id, approvals, input.environment, &context.base_dir, now) {
         Ok(accepted) => Ok(ApprovedPlan {
-            plan: plan.clone(),
+            plan: source,
             approvers: accepted.iter().map(|a| a.by.clone()).collect(),
             accepted,
             approvals: approvals.to_vec(),
@@ -184,16 +276,14 @@ pub fn authorize_without_deletion(
     context: &ApplyContext<'_>,
 ) -> Result<ApprovedPlan, ApplyError> {
     let input = &context.input;
-    let body = &plan.body;
+    let source = PlanSource::Memory(plan.clone());
     bound(plan, context)?;
-    let deletes =
-        body.delete == crate::plan::DeleteMode::Confirmed || body.contacts.iter().any(|c| c.delete);
-    if deletes && input.environment.requires_approval() {
+    if source.deletes() && input.environment.requires_approval() {
         let error = ApplyError::NeedsApproval(input.environment_name.to_owned());
         return Err(refused(plan, context, "approval-required", error)?);
     }
     Ok(ApprovedPlan {
-        plan: plan.clone(),
+        plan: source,
         approvers: BTreeSet::new(),
         accepted: Vec::new(),
         approvals: Vec::new(),

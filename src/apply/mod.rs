@@ -30,7 +30,10 @@ use crate::ucs::{
     UcsError, list_all_interactions,
 };
 
-pub use gate::{ApprovedPlan, Outputs, OutputsError, authorize, authorize_without_deletion};
+pub use gate::{
+    ApprovedPlan, ContactItem, Outputs, OutputsError, PlanSource, authorize, authorize_source,
+    authorize_without_deletion,
+};
 pub use receipt::{ContactReceipt, CumulativeReceipt, DoneBy, Receipt, RunSummary, StepReceipt};
 pub use shard::{Shard, ShardError};
 
@@ -364,9 +367,19 @@ impl Done {
         self.intents.get(&key)
     }
 
+    /// Whether this plan already had a side effect on any contact.
+    fn any_touched(&self) -> bool {
+        !self.intents.is_empty()
+    }
+
     /// Whether this plan already had a side effect on the contact (its state is ours to change).
+    /// (A range lookup: the re-check asks for every contact of the plan, so a scan of every
+    /// intent would make a resumed run of many contacts quadratic.)
     fn touched(&self, contact: &str) -> bool {
-        self.intents.keys().any(|(c, _)| c == contact)
+        self.intents
+            .range((contact.to_owned(), String::new())..)
+            .next()
+            .is_some_and(|((c, _), _)| c == contact)
     }
 }
 
@@ -384,7 +397,8 @@ pub async fn run<U: Ucs>(
     context: &ApplyContext<'_>,
     ucs: &U,
 ) -> Result<Receipt, ApplyError> {
-    let plan = approved.plan();
+    let source = approved.source();
+    let plan = source.head();
     let body = &plan.body;
     let actor =
         audit::Actor::new(context.actor.clone()).map_err(|e| ApplyError::Record(e.to_string()))?;
@@ -434,7 +448,9 @@ pub async fn run<U: Ucs>(
     // Stale-plan detection: plan again, compare. "UCS could not be read" is not "UCS changed":
     // a re-check that cannot read is retried, and if it still cannot, refused as unreachable.
     // Its retries are recorded under the `plan.recheck` phase (a runbook step id has no `.`),
-    // each under the contact whose read it was.
+    // each under the contact whose read it was. The re-check is pass 1 over the plan's
+    // contacts: each fresh contact is compared with the approved one as both stream in id
+    // order, every line is hashed (against the header) and its digest kept for pass 2.
     let told = |step: plan::Progress| {
         (context.progress)(&Progress {
             stage: Stage::Recheck(step.phase),
@@ -444,38 +460,53 @@ pub async fn run<U: Ucs>(
             summary: "",
         });
     };
-    let part = |id: &ContactId| mine(id.as_str());
-    let recheck =
-        || CallSite::step(None, RECHECK).scope(plan::build_part(&context.input, ucs, &told, &part));
-    let mut fresh = recheck().await;
+    let recheck = || {
+        CallSite::step(None, RECHECK).scope(recheck(
+            source,
+            &context.input,
+            ucs,
+            &told,
+            &mine,
+            &exempt,
+        ))
+    };
+    let mut pass = recheck().await?;
     for pause in RECHECK_PAUSES {
-        if unreadable(&fresh).is_none() {
+        if unreadable(&pass.fresh).is_none() {
             break;
         }
         tokio::time::sleep(pause).await;
-        fresh = recheck().await;
+        pass = recheck().await?;
     }
     trail.retries(&context.retries, RECHECK, None)?;
-    if let Some(what) = unreadable(&fresh) {
+    if let Some(fault) = pass.fault {
+        return refuse(trail, "plan-mismatch", ApplyError::Mismatch(vec![fault]));
+    }
+    if let Some(what) = unreadable(&pass.fresh) {
         return refuse(trail, "unreachable", ApplyError::Unreachable(what));
     }
-    let changes = differences(plan, &fresh, &exempt);
+    let changes = differences(plan, &pass.fresh, &exempt, pass.changes);
     if !changes.is_empty() {
         return refuse(trail, "stale-plan", ApplyError::Stale(changes));
     }
     // Every action-relevant field, not only the fingerprints: an edited plan whose id was
     // recomputed is refused here.
-    let edits = compare::mismatches(plan, &fresh, &exempt);
+    let edits = compare::head_mismatches(
+        plan,
+        &pass.fresh,
+        &exempt,
+        done.any_touched() || context.shard.is_some(),
+        pass.edits,
+    );
     if !edits.is_empty() {
         return refuse(trail, "plan-mismatch", ApplyError::Mismatch(edits));
     }
 
-    let contacts: Vec<&ContactPlan> =
-        body.contacts.iter().filter(|c| mine(c.contact_id.as_str())).collect();
+    let total = pass.mine;
     let started = trail.lock().append_durable(
         trail
             .entry(Event::RunStart)
-            .detail(Detail { count: Some(contacts.len() as u64), ..Detail::default() }),
+            .detail(Detail { count: Some(total as u64), ..Detail::default() }),
     )?;
     // The run id, as the audit log knows it: the seq of this run's `run.start`.
     let this_run = DoneBy {
@@ -509,7 +540,23 @@ pub async fn run<U: Ucs>(
     } else {
         None
     };
-    let total = contacts.len();
+    // Pass 2: the same lines again, each refused unless it is the line pass 1 checked (a plan
+    // file swapped in between stops the run there).
+    let swapped = AtomicBool::new(false);
+    let checked = pass.digests;
+    let contacts = source
+        .contacts()
+        .map_err(|e| ApplyError::Mismatch(vec![e]))?
+        .zip(checked.iter().map(Some).chain(std::iter::repeat(None)))
+        .map_while(|(item, digest)| match (item, digest) {
+            (Ok((contact, line)), Some(expected)) if line == *expected => Some(contact),
+            _ => {
+                swapped.store(true, Ordering::SeqCst);
+                None
+            }
+        })
+        // A shard runs its own contacts only.
+        .filter(|contact| mine(contact.contact_id.as_str()));
     let finished = std::sync::atomic::AtomicUsize::new(0);
     let receipts: Vec<ContactReceipt> = stream::iter(contacts)
         .map(|contact| {
@@ -519,6 +566,7 @@ pub async fn run<U: Ucs>(
             let finished = &finished;
             let this_run = &this_run;
             async move {
+                let contact = &contact;
                 let receipt = if context.stop.load(Ordering::SeqCst) {
                     ContactReceipt::not_started(contact)
                 } else {
@@ -538,6 +586,22 @@ pub async fn run<U: Ucs>(
         .buffer_unordered(context.concurrency.max(1))
         .collect()
         .await;
+    if swapped.load(Ordering::SeqCst) || receipts.len() != total {
+        trail.lock().append_durable(trail.entry(Event::RunEnd).outcome(Outcome::Failed).detail(
+            Detail {
+                count: Some(receipts.len() as u64),
+                reason: audit::Token::new("plan-changed").ok(),
+                ..Detail::default()
+            },
+        ))?;
+        finish(trail)?;
+        return Err(ApplyError::Mismatch(vec![format!(
+            "the plan file changed while it ran: {} of its {} contact(s) were run, the rest not \
+             started",
+            receipts.len(),
+            checked.len()
+        )]));
+    }
     let mut receipts = receipts;
     receipts.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
 
@@ -574,9 +638,11 @@ const RECHECK: &str = "plan.recheck";
 /// is touched; a different file of the same name is kept and the new one goes beside it.
 fn keep_plan_and_approvals(bag: &Bag, approved: &ApprovedPlan) -> Result<(), ApplyError> {
     let plan = approved.plan();
-    let mut bytes = plan.to_canonical_json();
-    bytes.push(b'\n');
-    bag.keep(&format!("{}/plan-{}.json", export::PLANS_DIR, plan.plan_id), &bytes)?;
+    let name = format!("{}/plan-{}.json", export::PLANS_DIR, plan.plan_id);
+    match approved.source() {
+        gate::PlanSource::Memory(plan) => bag.keep(&name, &plan.to_canonical_json())?,
+        gate::PlanSource::File(file) => bag.keep_file(&name, file.path())?,
+    };
     for approval in approved.approvals() {
         // The approver's name is a login the policy lists; only a name that is also a valid
         // audit actor (no separators, no dots first) names a file.
@@ -631,9 +697,158 @@ fn finish(trail: Trail) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// What differs between the approved plan and a fresh one, ignoring the contacts `exempt` says
-/// yes to (this plan already acted on them, or they are another shard's).
-fn differences(approved: &Plan, fresh: &Plan, exempt: &dyn Fn(&str) -> bool) -> Vec<String> {
+/// What pass 1 (the re-check) found.
+struct Pass {
+    /// The fresh plan, without its contacts.
+    fresh: Plan,
+    /// The approved contacts that changed or are gone (stale), in id order.
+    changes: Vec<String>,
+    /// Every action-relevant field of the contacts that differs.
+    edits: compare::ContactDiffs,
+    /// The sha256 of each approved contact line, in the file's order.
+    digests: Vec<[u8; 32]>,
+    /// How many of the plan's contacts are this run's (a shard's part, or all).
+    mine: usize,
+    /// A plan file whose lines do not match its header, or cannot be read.
+    fault: Option<String>,
+}
+
+/// Pass 1: plans again into a sink that takes each fresh contact, in id order, beside the
+/// approved one (streamed from the plan), and compares them; every approved line is hashed and
+/// the file checked against its header. Holds a digest per contact, never the contacts.
+async fn recheck<U: Ucs>(
+    source: &gate::PlanSource,
+    input: &PlanInput<'_>,
+    ucs: &U,
+    told: &(dyn Fn(plan::Progress) + Sync),
+    mine: &(dyn Fn(&str) -> bool + Sync),
+    exempt: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Pass, ApplyError> {
+    let part = |id: &ContactId| mine(id.as_str());
+    let approved = source.contacts().map_err(|e| ApplyError::Mismatch(vec![e]))?;
+    let mut approved = approved.peekable();
+    let mut changes = Vec::new();
+    let mut edits = compare::ContactDiffs::default();
+    let mut digests = Vec::new();
+    let mut fault = None;
+    let mut count = 0usize;
+    let mut take = |approved: &mut std::iter::Peekable<_>, digests: &mut Vec<[u8; 32]>| {
+        let next: Option<gate::ContactItem> = Iterator::next(approved);
+        match next {
+            Some(Ok((contact, digest))) => {
+                digests.push(digest);
+                if mine(contact.contact_id.as_str()) {
+                    count += 1;
+                }
+                Some(contact)
+            }
+            Some(Err(error)) => {
+                fault.get_or_insert(error);
+                None
+            }
+            None => None,
+        }
+    };
+    let mut sink = |fresh: ContactPlan| -> Result<(), std::convert::Infallible> {
+        loop {
+            let order = match approved.peek() {
+                Some(Ok((contact, _))) => contact.contact_id.cmp(&fresh.contact_id),
+                Some(Err(_)) => {
+                    take(&mut approved, &mut digests);
+                    continue;
+                }
+                None => std::cmp::Ordering::Greater,
+            };
+            match order {
+                // An approved contact that planning again does not find.
+                std::cmp::Ordering::Less => {
+                    if let Some(gone) = take(&mut approved, &mut digests)
+                        && !exempt(gone.contact_id.as_str())
+                    {
+                        changes.push(format!("contact {} is gone", gone.contact_id));
+                        edits.add(Some(&gone), None);
+                    }
+                }
+                std::cmp::Ordering::Equal => {
+                    if let Some(before) = take(&mut approved, &mut digests)
+                        && !exempt(before.contact_id.as_str())
+                    {
+                        if let Some(change) = changed(&before, &fresh) {
+                            changes.push(change);
+                        }
+                        edits.add(Some(&before), Some(&fresh));
+                    }
+                    return Ok(());
+                }
+                // A contact the approved plan does not hold.
+                std::cmp::Ordering::Greater => {
+                    if !exempt(fresh.contact_id.as_str()) {
+                        edits.add(None, Some(&fresh));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let fresh = match plan::build_into(input, ucs, told, &part, &mut sink).await {
+        Ok(body) => body,
+        Err(never) => match never {},
+    };
+    // The approved contacts after the last fresh one are gone; the end checks the file.
+    while approved.peek().is_some() {
+        if let Some(gone) = take(&mut approved, &mut digests)
+            && !exempt(gone.contact_id.as_str())
+        {
+            changes.push(format!("contact {} is gone", gone.contact_id));
+            edits.add(Some(&gone), None);
+        }
+    }
+    Ok(Pass {
+        fresh: Plan { plan_id: String::new(), body: fresh },
+        changes,
+        edits,
+        digests,
+        mine: count,
+        fault,
+    })
+}
+
+/// How an approved contact changed, by its fingerprint, in words; `None` when it did not.
+fn changed(contact: &ContactPlan, now: &ContactPlan) -> Option<String> {
+    if now.fingerprint == contact.fingerprint {
+        return None;
+    }
+    let mut what = Vec::new();
+    for (source, before) in &contact.sources {
+        if let Some(after) = now.sources.get(source) {
+            if after.interactions != before.interactions {
+                what.push(format!(
+                    "{} interaction(s) in {source}, was {}",
+                    after.interactions, before.interactions
+                ));
+            }
+            if after.in_flight != before.in_flight {
+                what.push(format!(
+                    "{} in progress in {source}, was {}",
+                    after.in_flight, before.in_flight
+                ));
+            }
+        }
+    }
+    if what.is_empty() {
+        what.push("an interaction's status, workbin or modification changed, or its attributes or Context Services data".to_owned());
+    }
+    Some(format!("contact {} changed: {}", contact.contact_id, what.join("; ")))
+}
+
+/// What differs between the approved plan and a fresh one, ignoring contacts this plan already
+/// acted on: `contacts`, what changed of the contacts (gathered as they streamed), in its place.
+fn differences(
+    approved: &Plan,
+    fresh: &Plan,
+    exempt: &dyn Fn(&str) -> bool,
+    contacts: Vec<String>,
+) -> Vec<String> {
     let mut out = Vec::new();
     let (a, f) = (&approved.body, &fresh.body);
     if a.runbook.sha256 != f.runbook.sha256 {
@@ -660,40 +875,7 @@ fn differences(approved: &Plan, fresh: &Plan, exempt: &dyn Fn(&str) -> bool) -> 
             }
         }
     }
-    let fresh_contacts: BTreeMap<&str, &ContactPlan> =
-        f.contacts.iter().map(|c| (c.contact_id.as_str(), c)).collect();
-    for contact in &a.contacts {
-        if exempt(contact.contact_id.as_str()) {
-            continue;
-        }
-        match fresh_contacts.get(contact.contact_id.as_str()) {
-            None => out.push(format!("contact {} is gone", contact.contact_id)),
-            Some(now) if now.fingerprint != contact.fingerprint => {
-                let mut what = Vec::new();
-                for (source, before) in &contact.sources {
-                    if let Some(after) = now.sources.get(source) {
-                        if after.interactions != before.interactions {
-                            what.push(format!(
-                                "{} interaction(s) in {source}, was {}",
-                                after.interactions, before.interactions
-                            ));
-                        }
-                        if after.in_flight != before.in_flight {
-                            what.push(format!(
-                                "{} in progress in {source}, was {}",
-                                after.in_flight, before.in_flight
-                            ));
-                        }
-                    }
-                }
-                if what.is_empty() {
-                    what.push("an interaction's status, workbin or modification changed, or its attributes or Context Services data".to_owned());
-                }
-                out.push(format!("contact {} changed: {}", contact.contact_id, what.join("; ")));
-            }
-            Some(_) => {}
-        }
-    }
+    out.extend(contacts);
     if !f.blockers.is_empty() {
         for blocker in &f.blockers {
             out.push(format!("now blocked: {}", blocker.message));

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use crate::apply::{self, ApplyError, Outputs, approval::Approval};
 use crate::environment::{Connection, Environment, Environments};
-use crate::plan::Plan;
+use crate::plan::PlanFile;
 
 use super::Exit;
 use super::failure::Failure;
-use super::plan::{PlanFormat, Prepared, chain, make_plan, prepare, runtime};
+use super::plan::{PlanFormat, Prepared, chain, make_plan, prepare, print_plan, runtime};
 use super::progress::{self, RunProgress};
 
 #[derive(Debug, clap::Args)]
@@ -123,30 +123,23 @@ fn shard_of(args: &ApplyArgs) -> Result<Option<apply::Shard>, Failure> {
 }
 
 /// `ucs-gdpr show PLAN`: a saved plan as `plan` prints it, so a reviewer reads what they sign.
+/// The file is read as a stream (checked whole, then printed), never held whole.
 pub(crate) fn show(args: &ShowArgs) -> Result<Exit, Failure> {
     let plan = read_plan(&args.plan)?;
-    print!("{}", rendered(&plan, args.format));
+    print_plan(&plan, Some(args.format), today())?;
     Ok(Exit::Success)
 }
 
-fn rendered(plan: &Plan, format: PlanFormat) -> String {
-    let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
-    match format {
-        PlanFormat::Text => crate::plan::render::text(plan, today),
-        PlanFormat::Markdown => crate::plan::render::markdown(plan, today),
-        PlanFormat::Json => {
-            let mut json = String::from_utf8_lossy(&plan.to_canonical_json()).into_owned();
-            json.push('\n');
-            json
-        }
-    }
+fn today() -> jiff::civil::Date {
+    jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date()
 }
 
 pub(crate) fn approve(args: &ApproveArgs) -> Result<Exit, Failure> {
     let plan = read_plan(&args.plan)?;
     // What is approved, before the approval is written: an approver signs a plan they read,
     // not an id.
-    print!("{}", rendered(&plan, PlanFormat::Text));
+    print_plan(&plan, Some(PlanFormat::Text), today())?;
+    let plan = plan.head();
     let key = match &args.key {
         None => None,
         Some(path) => Some(crate::audit::load_signing_key(path).map_err(|error| {
@@ -188,10 +181,20 @@ pub(crate) fn approve(args: &ApproveArgs) -> Result<Exit, Failure> {
     Ok(Exit::Success)
 }
 
-fn read_plan(path: &Path) -> Result<Plan, Failure> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Failure::new(format!("cannot read `{}`: {e}", path.display())))?;
-    Plan::from_json(&bytes).map_err(|e| Failure::new(format!("`{}`: {e}", path.display())))
+/// Opens a plan file and checks every line against its id, as a stream.
+fn read_plan(path: &Path) -> Result<PlanFile, Failure> {
+    let plan = PlanFile::open(path).and_then(|plan| plan.verify().map(|()| plan));
+    plan.map_err(|e| {
+        if e.starts_with("cannot be read") {
+            Failure::new(format!(
+                "cannot read `{}`: {}",
+                path.display(),
+                e.trim_start_matches("cannot be read: ")
+            ))
+        } else {
+            Failure::new(format!("`{}`: {e}", path.display()))
+        }
+    })
 }
 
 pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {
@@ -213,8 +216,17 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {
     let runtime = runtime()?;
     let stop = interrupt_flag(&runtime, "Run the same command again to resume.");
     if is_plan {
-        let plan = read_plan(&args.target)?;
-        let manifest = PathBuf::from(&plan.body.request.manifest_path);
+        let file = read_plan(&args.target)?;
+        // A shard's run reads the whole plan into memory (its start record and its count name
+        // the shard's contacts); a whole run streams the file.
+        let plan = match shard {
+            Some(_) => apply::PlanSource::Memory(
+                file.read_all()
+                    .map_err(|e| Failure::new(format!("`{}`: {e}", args.target.display())))?,
+            ),
+            None => apply::PlanSource::File(file),
+        };
+        let manifest = PathBuf::from(&plan.head().body.request.manifest_path);
         let mut prepared = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
             .map_err(|failure| {
             if failure.is_reported() {
@@ -234,11 +246,11 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {
             {
                 environment.rate_limit = environment.rate_limit.map(|r| shard.rate_part(r));
                 environment.concurrency = shard.count_part(environment.concurrency);
-                let mine = apply::shard::contacts_of(&plan, shard).count();
+                let mine = apply::shard::contacts_of(plan.head(), shard).count();
                 eprintln!(
                     "shard {shard}: {mine} of the plan's {} contact(s); {}{} request(s) in flight \
                      (the environment's, divided by {})",
-                    plan.body.contacts.len(),
+                    plan.contact_count(),
                     environment
                         .rate_limit
                         .map(|r| format!("at most {r} request(s)/s, "))
@@ -302,7 +314,7 @@ pub(crate) fn interrupt_flag(
 /// Connects, plans (or takes the given plan), checks approvals and applies.
 async fn apply_one(
     prepared: &Prepared,
-    given: Option<Plan>,
+    given: Option<apply::PlanSource>,
     approvals: &[Approval],
     args: &ApplyArgs,
     shard: Option<apply::Shard>,
@@ -329,9 +341,8 @@ async fn apply_one(
         Some(plan) => plan,
         None => {
             let plan = make_plan(prepared, &connection).await?;
-            let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
-            eprint!("{}", crate::plan::render::text(&plan, today));
-            plan
+            eprint!("{}", crate::plan::render::text(&plan, today()));
+            apply::PlanSource::Memory(plan)
         }
     };
     let outputs = prepare_outputs(environments, environment)?;
@@ -340,7 +351,7 @@ async fn apply_one(
     let progress = |event: &apply::Progress<'_>| shown.show(event);
     let run = Run {
         prepared,
-        plan: &plan,
+        plan: plan.clone(),
         approvals,
         without_deletion: false,
         concurrency: args.concurrency,
@@ -356,9 +367,10 @@ async fn apply_one(
     match result {
         Ok(receipt) => {
             print!("{}", receipt.text());
+            let plan = plan.head();
             let (bag, log) = match shard {
-                None => (outputs.bag(&plan), outputs.audit_log.clone()),
-                Some(shard) => (outputs.shard_bag(&plan, shard), outputs.segment(&plan, shard)),
+                None => (outputs.bag(plan), outputs.audit_log.clone()),
+                Some(shard) => (outputs.shard_bag(plan, shard), outputs.segment(plan, shard)),
             };
             if let Some(shard) = shard {
                 println!("shard {shard}: {} of the plan's contacts", receipt.contacts.len());
@@ -408,7 +420,7 @@ pub(crate) fn prepare_outputs(
 /// One run of a plan: what [`apply::run`] needs besides the connection and the outputs.
 pub(crate) struct Run<'a> {
     pub(crate) prepared: &'a Prepared,
-    pub(crate) plan: &'a Plan,
+    pub(crate) plan: apply::PlanSource,
     pub(crate) approvals: &'a [Approval],
     /// A front end that only exports: a plan that deletes nothing runs without approvals (the
     /// library checks that it deletes nothing).
@@ -442,6 +454,6 @@ impl Run<'_> {
             retries,
             progress: self.progress,
         };
-        session.apply(self.plan, self.approvals, outputs, options).await
+        session.apply_source(self.plan, self.approvals, outputs, options).await
     }
 }

@@ -139,6 +139,19 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 pub(crate) fn run(args: &Args) -> Result<Exit, Failure> {
     let prepared = prepare(&args.manifest, args.env_file.as_deref(), args.runbooks.as_deref())?;
     let runtime = runtime()?;
+    // The plan is written as it is made (one contact at a time), to `--out` or to a scratch
+    // file that is removed once printed.
+    let (path, scratch) = match &args.out {
+        Some(out) => (out.clone(), None),
+        None => {
+            let path =
+                std::env::temp_dir().join(format!("ucs-gdpr-plan-{}.jsonl", std::process::id()));
+            (path.clone(), Some(Scratch(path)))
+        }
+    };
+    let cannot_write = |error: &dyn std::fmt::Display| {
+        Failure::new(format!("cannot write the plan to `{}`: {error}", path.display()))
+    };
     let plan = runtime.block_on(async {
         // Retries are counted for the bar and summarised; planning records nothing.
         let hook: crate::ucs::RetryHook = std::sync::Arc::new(progress::count_retry);
@@ -147,42 +160,73 @@ pub(crate) fn run(args: &Args) -> Result<Exit, Failure> {
             prepared.environments.connect(environment, Some(hook)).await.map_err(|error| {
                 Failure::caused(format!("cannot connect to `{environment}`"), &error)
             })?;
-        let plan = make_plan(&prepared, &connection).await;
+        let session = crate::session::Session::new(&prepared, &connection)
+            .map_err(|error| Failure::new(error.to_string()))?;
+        let shown = PlanProgress::new("plan");
+        let told = |step: plan::Progress| shown.show(step.phase, step.done, step.total);
+        let input = session.plan_input(None);
+        let plan = plan::build_to_file(&input, &connection.client, &told, &path).await;
+        shown.end();
         progress::summarise_retries(connection.client.retried());
         connection.close().await.map_err(|error| Failure::new(error.to_string()))?;
-        plan
+        plan.map_err(|error| cannot_write(&error))
     })?;
-    if let Some(out) = &args.out {
-        write_plan(&plan, out).map_err(|error| {
-            Failure::new(format!("cannot write the plan to `{}`: {error}", out.display()))
-        })?;
-    }
     let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
-    if args.count {
-        print!("{}", plan::render::count(&plan));
-    } else {
-        match args.format {
-            PlanFormat::Text => print!("{}", plan::render::text(&plan, today)),
-            PlanFormat::Markdown => print!("{}", plan::render::markdown(&plan, today)),
-            PlanFormat::Json => {
-                println!("{}", String::from_utf8_lossy(&plan.to_canonical_json()));
-            }
-        }
-    }
-    Ok(if plan.is_blocked() {
+    print_plan(&plan, if args.count { None } else { Some(args.format) }, today)?;
+    drop(scratch);
+    let head = plan.head();
+    Ok(if head.is_blocked() {
         Exit::Failure
-    } else if args.detailed_exitcode && plan.body.summary.changes {
+    } else if args.detailed_exitcode && head.body.summary.changes {
         Exit::Changes
     } else {
         Exit::Success
     })
 }
 
-/// Writes a plan atomically.
-pub(crate) fn write_plan(plan: &Plan, path: &Path) -> std::io::Result<()> {
-    let mut bytes = plan.to_canonical_json();
-    bytes.push(b'\n');
-    crate::durable::write_atomically(path, &bytes)
+/// A file removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The contacts of a plan file, one at a time, for a renderer (the file was checked whole
+/// before; a line that cannot be read now ends the list).
+pub(crate) fn contacts_of(plan: &plan::PlanFile) -> impl Iterator<Item = plan::ContactPlan> {
+    plan.contacts().into_iter().flatten().map_while(Result::ok).map(|(contact, _)| contact)
+}
+
+/// Prints a plan file as `format` (`None`: the `--count` figures), reading its contacts one at
+/// a time.
+pub(crate) fn print_plan(
+    plan: &plan::PlanFile,
+    format: Option<PlanFormat>,
+    today: jiff::civil::Date,
+) -> Result<(), Failure> {
+    let head = plan.head();
+    match format {
+        None => print!("{}", plan::render::count_of(head, contacts_of(plan))),
+        Some(PlanFormat::Text) => {
+            print!("{}", plan::render::text_of(head, contacts_of(plan), today));
+        }
+        Some(PlanFormat::Markdown) => {
+            print!("{}", plan::render::markdown_of(head, contacts_of(plan), today));
+        }
+        Some(PlanFormat::Json) => {
+            use std::io::Write as _;
+            let mut file = std::fs::File::open(plan.path()).map_err(|error| {
+                Failure::new(format!("cannot read `{}`: {error}", plan.path().display()))
+            })?;
+            let mut stdout = std::io::stdout().lock();
+            std::io::copy(&mut file, &mut stdout)
+                .and_then(|_| stdout.flush())
+                .map_err(|error| Failure::new(format!("cannot print the plan: {error}")))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) use super::failure::chain;

@@ -368,7 +368,7 @@ impl Invocation<'_> {
         let progress = |event: &crate::apply::Progress<'_>| shown.show(event);
         let run = Run {
             prepared,
-            plan: &plan,
+            plan: crate::apply::PlanSource::Memory(plan.clone()),
             approvals: &[],
             without_deletion: self.operation == Operation::Export,
             concurrency: None,

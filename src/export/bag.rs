@@ -522,6 +522,49 @@ impl Bag {
         Ok(chosen)
     }
 
+    /// [`keep`](Self::keep) for a file too large to hold in memory (a plan of many contacts):
+    /// `source` is hashed and copied as a stream, and compared with a file already there by
+    /// digest.
+    ///
+    /// # Errors
+    /// A name that is not a kept tag file, or a file that cannot be read or written.
+    pub fn keep_file(&self, name: &str, source: &Path) -> Result<String, ExportError> {
+        let mut listing =
+            self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !is_kept_tag(name) {
+            return Err(not_kept(self.root(), name));
+        }
+        let digest = file_sha256(source).map_err(|e| ExportError::io("read", source, e))?;
+        let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+        let mut chosen = name.to_owned();
+        for n in 2u32.. {
+            let listed = listing.kept.get(&chosen).cloned();
+            match (file_sha256(&self.root().join(&chosen)).ok(), listed) {
+                (None, None) => break,
+                (Some(existing), listed)
+                    if existing == digest && listed.as_ref().is_none_or(|d| *d == digest) =>
+                {
+                    if listed.is_none() {
+                        listing.kept.insert(chosen.clone(), digest);
+                        write_tags(self.root(), self.request_id(), &mut listing)?;
+                    }
+                    return Ok(chosen);
+                }
+                _ => chosen = format!("{stem}.{n}.{ext}"),
+            }
+        }
+        let path = self.root().join(&chosen);
+        let dir = durable::parent_dir(&path);
+        durable::create_private_dir_all(&dir).map_err(|e| ExportError::io("create", &dir, e))?;
+        durable::write_atomically_with(&path, |out| {
+            std::io::copy(&mut fs::File::open(source)?, out).map(|_| ())
+        })
+        .map_err(|e| ExportError::io("write", &path, e))?;
+        listing.kept.insert(chosen.clone(), digest);
+        write_tags(self.root(), self.request_id(), &mut listing)?;
+        Ok(chosen)
+    }
+
     /// Writes the tag file `name` (a derived one, such as the cumulative `receipt.json`),
     /// replacing it atomically, and lists it in the tag manifest.
     ///
@@ -710,6 +753,23 @@ fn read_listing(root: &Path) -> Result<Listing, ExportError> {
         }
     }
     Ok(listing)
+}
+
+/// The sha256 of a file, read as a stream.
+fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut hasher = sha2::Sha256::new();
+    let mut file = fs::File::open(path)?;
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(buffer.get(..read).unwrap_or_default());
+    }
+    Ok(crate::canonical::hex(&hasher.finalize()))
 }
 
 fn not_kept(root: &Path, name: &str) -> ExportError {

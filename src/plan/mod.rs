@@ -1,6 +1,7 @@
 //! The planner: resolves the subjects against the live systems, read-only, runs each step's
 //! plan behaviour (observe, count, decide), and writes a plan bound to what it saw.
 
+pub mod file;
 pub mod fingerprint;
 mod model;
 pub mod render;
@@ -10,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures_util::{StreamExt, stream};
 use serde_json::Value;
 
+pub use file::{PlanFile, PlanHeader, PlanWriter, Records, Section};
 pub use fingerprint::{ContactState, fingerprint};
 pub use model::*;
 
@@ -228,11 +230,10 @@ pub enum Phase {
     Reading,
 }
 
-/// Builds the plan. Read-only: nothing is changed anywhere.
+/// Builds the plan in memory. Read-only: nothing is changed anywhere. For plans of many
+/// contacts, [`build_to_file`] writes them one at a time instead.
 ///
-/// # Errors
-/// Only when the connector cannot be used at all; a contact that cannot be read becomes a
-/// blocker in the plan instead.
+/// A contact that cannot be read becomes a blocker in the plan.
 pub async fn build<U: Ucs>(input: &PlanInput<'_>, ucs: &U) -> Plan {
     build_with_progress(input, ucs, &|_| {}).await
 }
@@ -244,7 +245,16 @@ pub async fn build_with_progress<U: Ucs>(
     ucs: &U,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Plan {
-    build_part(input, ucs, progress, &|_| true).await
+    let mut contacts = Vec::new();
+    let mut sink = |contact: ContactPlan| -> Result<(), std::convert::Infallible> {
+        contacts.push(contact);
+        Ok(())
+    };
+    let body = match build_into(input, ucs, progress, &|_| true, &mut sink).await {
+        Ok(body) => body,
+        Err(never) => match never {},
+    };
+    seal(PlanBody { contacts, ..body })
 }
 
 /// [`build_with_progress`] for the contacts `part` says yes to (a shard's re-check): a
@@ -257,20 +267,87 @@ pub async fn build_part<U: Ucs>(
     progress: &(dyn Fn(Progress) + Sync),
     part: &(dyn Fn(&ContactId) -> bool + Sync),
 ) -> Plan {
+    let mut contacts = Vec::new();
+    let mut sink = |contact: ContactPlan| -> Result<(), std::convert::Infallible> {
+        contacts.push(contact);
+        Ok(())
+    };
+    let body = match build_into(input, ucs, progress, part, &mut sink).await {
+        Ok(body) => body,
+        Err(never) => match never {},
+    };
+    seal(PlanBody { contacts, ..body })
+}
+
+/// Builds the plan into the plan file at `path` ([`file`]), one contact at a time: the planner
+/// holds a few contacts' details at once (as many as it reads at once), never all. Returns the
+/// plan without its contacts (they are in the file). Read-only against the live systems.
+///
+/// # Errors
+/// The file cannot be written (nothing is left at `path` then).
+pub async fn build_to_file<U: Ucs>(
+    input: &PlanInput<'_>,
+    ucs: &U,
+    progress: &(dyn Fn(Progress) + Sync),
+    path: &std::path::Path,
+) -> std::io::Result<PlanFile> {
+    let mut writer = PlanWriter::create(path)?;
+    let mut sink = |contact: ContactPlan| writer.push(&contact);
+    let body = build_into(input, ucs, progress, &|_| true, &mut sink).await?;
+    writer.finish(body)?;
+    PlanFile::open(path).map_err(std::io::Error::other)
+}
+
+/// What the planner adds up while contacts pass through it.
+#[derive(Debug, Default)]
+struct Tally {
+    summary: Summary,
+    blockers: Vec<Blocker>,
+    warnings: Vec<Warning>,
+    /// Contacts outside the plan sharing a value with contacts in it.
+    shares: BTreeMap<ContactId, (BTreeSet<ContactId>, BTreeSet<SharedValue>)>,
+    /// When the latest interaction of a contact that is not held ended.
+    latest_end: Option<jiff::Timestamp>,
+}
+
+/// The subjects naming one contact: `match` subjects that found it, and `contactId` subjects
+/// (resolved when the contact is read).
+#[derive(Debug, Default)]
+struct Naming {
+    by_match: Vec<usize>,
+    by_id: Vec<usize>,
+}
+
+/// The planner: resolves the subjects, reads Info Mart, then reads, decides and hands to `sink`
+/// one contact at a time in id order (`input.concurrency` read at once); returns the body
+/// without contacts. Only ids, indices and small totals are kept for all contacts. Only the
+/// contacts `part` says yes to are planned (see [`build_part`]).
+///
+/// # Errors
+/// What `sink` returns (planning stops there).
+pub async fn build_into<U: Ucs, E>(
+    input: &PlanInput<'_>,
+    ucs: &U,
+    progress: &(dyn Fn(Progress) + Sync),
+    part: &(dyn Fn(&ContactId) -> bool + Sync),
+    sink: &mut (dyn FnMut(ContactPlan) -> Result<(), E> + Send),
+) -> Result<PlanBody, E> {
     let request = input.request;
     let spec = &request.spec;
     let runbook = input.runbook;
     let tenant = TenantId(u32::try_from(input.environment.tenant).unwrap_or(u32::MAX));
-    let mut blockers = Vec::new();
+    let mut tally = Tally::default();
 
-    // 1. Resolve every subject, concurrently.
+    // 1. Resolve every `match` subject, concurrently. A `contactId` subject is resolved when its
+    // contact is read (3.), so that no contact's record is held from one phase to the next.
+    // A shard's re-check leaves out the `contactId` subjects of other shards' contacts.
     let theirs = |subject: &Subject| match subject {
         Subject::Contact { contact_id } => ContactId::new(contact_id).is_ok_and(|id| !part(&id)),
         Subject::Match { .. } => false,
     };
     let mine = spec.subjects.iter().filter(|s| !theirs(s)).count();
     let resolving = Counter::new(Phase::Resolving, mine, progress);
-    let resolved: Vec<(SubjectResolution, Option<Contact>)> =
+    let mut resolutions: Vec<SubjectResolution> =
         stream::iter(spec.subjects.iter().enumerate().filter(|(_, s)| !theirs(s)))
             .map(|(index, subject)| {
                 resolving.after(resolve(index + 1, subject, tenant, input, ucs))
@@ -278,25 +355,22 @@ pub async fn build_part<U: Ucs>(
             .buffered(input.concurrency.max(1))
             .collect()
             .await;
-    // A `contactId` subject's record, read while resolving, is not read again when observing.
-    let mut records: BTreeMap<ContactId, Contact> = BTreeMap::new();
-    let mut resolutions = Vec::with_capacity(resolved.len());
-    for (resolution, record) in resolved {
-        if let Some(record) = record {
-            records.insert(record.id.clone(), record);
-        }
-        resolutions.push(resolution);
-    }
 
-    let mut subjects_of: BTreeMap<ContactId, Vec<usize>> = BTreeMap::new();
+    let mut named: BTreeMap<ContactId, Naming> = BTreeMap::new();
     for resolution in &resolutions {
         match &resolution.outcome {
-            Resolution::Found { contacts } => {
-                for contact in contacts {
-                    subjects_of.entry(contact.clone()).or_default().push(resolution.index);
+            // Provisional until the contact is read.
+            Resolution::Found { .. } if resolution.match_digest.is_none() => {
+                if let Some(id) = &resolution.contact_id {
+                    named.entry(id.clone()).or_default().by_id.push(resolution.index);
                 }
             }
-            Resolution::Ambiguous { candidates } => blockers.push(Blocker {
+            Resolution::Found { contacts } => {
+                for contact in contacts {
+                    named.entry(contact.clone()).or_default().by_match.push(resolution.index);
+                }
+            }
+            Resolution::Ambiguous { candidates } => tally.blockers.push(Blocker {
                 contact_id: None,
                 subject: Some(resolution.index),
                 step: None,
@@ -308,39 +382,18 @@ pub async fn build_part<U: Ucs>(
                     candidates.len()
                 ),
             }),
-            Resolution::Unreadable { reason } => blockers.push(Blocker {
-                contact_id: resolution.contact_id.clone(),
-                subject: Some(resolution.index),
-                step: None,
-                code: "subject::unreadable".into(),
-                message: format!("subject {} could not be resolved: {reason}", resolution.index),
-            }),
+            Resolution::Unreadable { reason } => {
+                tally.blockers.push(unresolved(
+                    resolution.index,
+                    resolution.contact_id.as_ref(),
+                    reason,
+                ));
+            }
             Resolution::AlreadyAbsent | Resolution::NoMatch => {}
         }
     }
 
-    subjects_of.retain(|id, _| part(id));
-
-    // 3. Observe every contact, concurrently, then decide.
-    let wants = Wants::of(runbook, request, input.ucs_version);
-    let reading = Counter::new(Phase::Reading, subjects_of.len(), progress);
-    let observed: Vec<(ContactId, Result<Observed, String>)> =
-        stream::iter(subjects_of.keys().cloned())
-            .map(|id| {
-                reading.after(async {
-                    let known = records.get(&id).cloned();
-                    let result = CallSite::contact_scope(
-                        id.as_str(),
-                        observe(&id, known, &wants, input, ucs),
-                    )
-                    .await
-                    .map_err(|e| e.to_string());
-                    (id, result)
-                })
-            })
-            .buffered(input.concurrency.max(1))
-            .collect()
-            .await;
+    named.retain(|id, _| part(id));
 
     let held: BTreeMap<&str, &str> =
         spec.holds.iter().map(|h| (h.contact_id.as_str(), h.reason.as_str())).collect();
@@ -352,7 +405,7 @@ pub async fn build_part<U: Ucs>(
         DeleteMode::ReportOnly
     };
 
-    // 2. Info Mart, read once for the whole plan when a step needs it.
+    // 2. Info Mart, read once for the whole plan when a step needs it, before the contacts.
     let etl = if runbook.steps.iter().any(|s| s.uses == StepKind::EtlComplete) {
         match &input.etl {
             Etl::NotConfigured => EtlFinding::NotConfigured,
@@ -365,19 +418,88 @@ pub async fn build_part<U: Ucs>(
     } else {
         EtlFinding::NotConfigured
     };
-    let latest_end = observed
-        .iter()
-        .filter_map(|(id, result)| {
-            let held = held.contains_key(id.as_str());
-            result.as_ref().ok().filter(|_| !held).and_then(|o| o.latest_end)
+
+    // 3. Read every contact in id order, concurrently; decide each as it comes, in order, and
+    // hand it on.
+    let wants = Wants::of(runbook, request, input.ucs_version);
+    let reading = Counter::new(Phase::Reading, named.len(), progress);
+    let wants_ref = &wants;
+    let mut observed = stream::iter(named.iter())
+        .map(|(id, naming)| {
+            reading.after(async move {
+                let read = CallSite::contact_scope(id.as_str(), async {
+                    let record = ucs.get_contact(id).await?;
+                    Ok(observe(id, record, wants_ref, input, ucs).await.map_err(|e| e.to_string()))
+                })
+                .await;
+                (id, naming, read)
+            })
         })
-        .max();
+        .buffered(input.concurrency.max(1));
+    while let Some((id, naming, read)) = observed.next().await {
+        let read: Result<Result<Observed, String>, UcsError> = read;
+        let (subjects, result) = match read {
+            Err(error) => {
+                // The record itself: its `contactId` subjects resolve to nothing, or could not be
+                // resolved.
+                let outcome = if error.kind == ErrorKind::NotFound {
+                    Resolution::AlreadyAbsent
+                } else {
+                    Resolution::Unreadable { reason: error.to_string() }
+                };
+                for &index in &naming.by_id {
+                    if let Resolution::Unreadable { reason } = &outcome {
+                        tally.blockers.push(unresolved(index, Some(id), reason));
+                    }
+                    // Resolutions are in index order (a shard's leave some indices out).
+                    let at = resolutions.binary_search_by_key(&index, |r| r.index).ok();
+                    if let Some(resolution) = at.and_then(|i| resolutions.get_mut(i)) {
+                        resolution.outcome = outcome.clone();
+                    }
+                }
+                if naming.by_match.is_empty() {
+                    continue;
+                }
+                (naming.by_match.clone(), Err(error.to_string()))
+            }
+            Ok(result) => {
+                let mut subjects: Vec<usize> =
+                    naming.by_match.iter().chain(&naming.by_id).copied().collect();
+                subjects.sort_unstable();
+                (subjects, result)
+            }
+        };
+        let hold = held.get(id.as_str()).map(|r| (*r).to_owned());
+        let contact = match result {
+            Ok(observed) => {
+                if hold.is_none() {
+                    tally.latest_end = tally.latest_end.max(observed.latest_end);
+                }
+                other_records_of_one(id, &observed, &named, &held, runbook, &mut tally);
+                decide(id, subjects, hold, &observed, &wants, delete_mode, input, &etl)
+            }
+            Err(reason) => unreadable_contact(id, subjects, hold, &reason),
+        };
+        for step in contact.steps.iter().filter(|s| s.status == StepStatus::Blocked) {
+            tally.blockers.push(Blocker {
+                contact_id: Some(id.clone()),
+                subject: None,
+                step: Some(step.id.clone()),
+                code: format!("step::{}", step.uses.name()),
+                message: step.notes.first().cloned().unwrap_or_else(|| "blocked".into()),
+            });
+        }
+        count(&mut tally.summary, &contact, &wants);
+        sink(contact)?;
+    }
+    drop(observed);
+
     let request_steps: Vec<StepPlan> = ordered_steps(runbook)
         .filter(|step| step.scope == Scope::Request)
-        .map(|step| request_step(step.uses, &step.id, input, &etl, latest_end))
+        .map(|step| request_step(step.uses, &step.id, input, &etl, tally.latest_end))
         .collect();
     for step in request_steps.iter().filter(|s| s.status == StepStatus::Blocked) {
-        blockers.push(Blocker {
+        tally.blockers.push(Blocker {
             contact_id: None,
             subject: None,
             step: Some(step.id.clone()),
@@ -386,38 +508,30 @@ pub async fn build_part<U: Ucs>(
         });
     }
 
-    let (other_records, mut warnings) =
-        other_records(&observed, &subjects_of, &held, runbook, input, ucs, &mut blockers).await;
+    let mut other_records = Vec::new();
+    for (other, (with, shared)) in std::mem::take(&mut tally.shares) {
+        let facts = candidate(&other, input, ucs).await;
+        other_records.push(OtherRecord {
+            contact_id: other,
+            shares_with: with.into_iter().collect(),
+            shared: shared.into_iter().collect(),
+            interactions: facts.interactions,
+            first_interaction: facts.first_interaction,
+            last_interaction: facts.last_interaction,
+        });
+    }
+    let mut warnings = std::mem::take(&mut tally.warnings);
     warnings.extend(runbook_warnings(runbook));
     warnings.sort();
-
-    let mut contacts = Vec::new();
-    for (id, result) in observed {
-        let subjects = subjects_of.get(&id).cloned().unwrap_or_default();
-        let hold = held.get(id.as_str()).map(|r| (*r).to_owned());
-        let contact = match result {
-            Ok(observed) => {
-                decide(&id, subjects, hold, &observed, &wants, delete_mode, input, &etl)
-            }
-            Err(reason) => unreadable_contact(&id, subjects, hold, &reason),
-        };
-        for step in &contact.steps {
-            if step.status == StepStatus::Blocked {
-                blockers.push(Blocker {
-                    contact_id: Some(id.clone()),
-                    subject: None,
-                    step: Some(step.id.clone()),
-                    code: format!("step::{}", step.uses.name()),
-                    message: step.notes.first().cloned().unwrap_or_else(|| "blocked".into()),
-                });
-            }
-        }
-        contacts.push(contact);
-    }
+    let mut blockers = std::mem::take(&mut tally.blockers);
     blockers.sort();
 
-    let summary = summarize(&resolutions, &contacts, &blockers, &wants);
-    let body = PlanBody {
+    let mut summary = tally.summary;
+    summary.already_absent =
+        resolutions.iter().filter(|r| r.outcome == Resolution::AlreadyAbsent).count() as u64;
+    summary.blockers = blockers.len() as u64;
+    summary.changes = summary.to_export > 0 || summary.to_delete > 0;
+    Ok(PlanBody {
         api_version: PLAN_API_VERSION.into(),
         kind: "Plan".into(),
         request: RequestInfo {
@@ -474,13 +588,23 @@ pub async fn build_part<U: Ucs>(
         delete: delete_mode,
         subjects: resolutions,
         request_steps,
-        contacts,
+        contacts: Vec::new(),
         blockers,
         other_records,
         warnings,
         summary,
-    };
-    seal(body)
+    })
+}
+
+/// The blocker of a subject that could not be resolved.
+fn unresolved(index: usize, contact: Option<&ContactId>, reason: &str) -> Blocker {
+    Blocker {
+        contact_id: contact.cloned(),
+        subject: Some(index),
+        step: None,
+        code: "subject::unreadable".into(),
+        message: format!("subject {index} could not be resolved: {reason}"),
+    }
 }
 
 /// What the runbook itself asks a reviewer to look at: a local file that replaces a built-in,
@@ -535,117 +659,90 @@ fn capped(reason: &str) -> String {
     }
 }
 
-/// The possible other records of the plan's people: contacts outside the plan that share an
-/// identifying value with one in it, with non-personal facts; a warning per contact when the
-/// runbook deletes and leaves them out; a blocker when an identification was incomplete.
-async fn other_records<U: Ucs>(
-    observed: &[(ContactId, Result<Observed, String>)],
-    in_plan: &BTreeMap<ContactId, Vec<usize>>,
+/// One contact's share of the possible other records of the plan's people: contacts outside the
+/// plan that share an identifying value with it (their facts are read at the end); a warning
+/// when the runbook deletes and leaves them out; a blocker when an identification was
+/// incomplete.
+fn other_records_of_one(
+    id: &ContactId,
+    found: &Observed,
+    in_plan: &BTreeMap<ContactId, Naming>,
     held: &BTreeMap<&str, &str>,
     runbook: &Runbook,
-    input: &PlanInput<'_>,
-    ucs: &U,
-    blockers: &mut Vec<Blocker>,
-) -> (Vec<OtherRecord>, Vec<Warning>) {
-    let mut shares: BTreeMap<ContactId, (BTreeSet<ContactId>, BTreeSet<SharedValue>)> =
-        BTreeMap::new();
-    let mut warnings = Vec::new();
-    for (id, result) in observed {
-        let Ok(found) = result else { continue };
-        if !found.identification_complete {
-            blockers.push(Blocker {
-                contact_id: Some(id.clone()),
-                subject: None,
-                step: None,
-                code: "subject::identification-incomplete".into(),
-                message: format!(
-                    "UCS capped the identification of contact {id}'s e-mail addresses or phone \
-                     numbers (its select limit): other records of the same person may be \
-                     missing; raise the limit or find them by contact id, then plan again"
-                ),
-            });
-        }
-        let left_out: Vec<&ContactId> =
-            found.sharing.keys().filter(|other| !in_plan.contains_key(*other)).collect();
-        for other in &left_out {
-            let entry = shares.entry((*other).clone()).or_default();
-            entry.0.insert(id.clone());
-            entry.1.extend(found.sharing.get(*other).into_iter().flatten().cloned());
-        }
-        // A held contact is kept: leaving its other records out erases nothing partially.
-        if runbook.deletes() && !held.contains_key(id.as_str()) && !left_out.is_empty() {
-            let attributes: BTreeSet<&str> = left_out
-                .iter()
-                .filter_map(|o| found.sharing.get(*o))
-                .flatten()
-                .map(|v| v.attribute.as_str())
-                .collect();
-            let others: Vec<&str> = left_out.iter().map(|o| o.as_str()).collect();
-            warnings.push(Warning {
-                contact_id: Some(id.clone()),
-                code: "subject::other-records-left-out".into(),
-                message: format!(
-                    "contact {id} shares {} with {} that this plan leaves out: possibly the same \
-                     person, whose erasure would then be partial; name {} (or match with \
-                     `expect: all`), or record why they are not the same person",
-                    attributes.into_iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "),
-                    others.join(", "),
-                    if others.len() == 1 { "it as a subject" } else { "them as subjects" }
-                ),
-                level: WarningLevel::Notice,
-            });
-        }
-    }
-    let mut records = Vec::new();
-    for (other, (with, shared)) in shares {
-        let facts = candidate(&other, input, ucs).await;
-        records.push(OtherRecord {
-            contact_id: other,
-            shares_with: with.into_iter().collect(),
-            shared: shared.into_iter().collect(),
-            interactions: facts.interactions,
-            first_interaction: facts.first_interaction,
-            last_interaction: facts.last_interaction,
+    tally: &mut Tally,
+) {
+    if !found.identification_complete {
+        tally.blockers.push(Blocker {
+            contact_id: Some(id.clone()),
+            subject: None,
+            step: None,
+            code: "subject::identification-incomplete".into(),
+            message: format!(
+                "UCS capped the identification of contact {id}'s e-mail addresses or phone \
+                 numbers (its select limit): other records of the same person may be \
+                 missing; raise the limit or find them by contact id, then plan again"
+            ),
         });
     }
-    warnings.sort();
-    (records, warnings)
+    let left_out: Vec<&ContactId> =
+        found.sharing.keys().filter(|other| !in_plan.contains_key(*other)).collect();
+    for other in &left_out {
+        let entry = tally.shares.entry((*other).clone()).or_default();
+        entry.0.insert(id.clone());
+        entry.1.extend(found.sharing.get(*other).into_iter().flatten().cloned());
+    }
+    // A held contact is kept: leaving its other records out erases nothing partially.
+    if runbook.deletes() && !held.contains_key(id.as_str()) && !left_out.is_empty() {
+        let attributes: BTreeSet<&str> = left_out
+            .iter()
+            .filter_map(|o| found.sharing.get(*o))
+            .flatten()
+            .map(|v| v.attribute.as_str())
+            .collect();
+        let others: Vec<&str> = left_out.iter().map(|o| o.as_str()).collect();
+        tally.warnings.push(Warning {
+            contact_id: Some(id.clone()),
+            code: "subject::other-records-left-out".into(),
+            message: format!(
+                "contact {id} shares {} with {} that this plan leaves out: possibly the same \
+                 person, whose erasure would then be partial; name {} (or match with \
+                 `expect: all`), or record why they are not the same person",
+                attributes.into_iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "),
+                others.join(", "),
+                if others.len() == 1 { "it as a subject" } else { "them as subjects" }
+            ),
+            level: WarningLevel::Notice,
+        });
+    }
 }
 
-/// Computes the plan id of a body.
+/// Computes the plan id of a body (over its header and every record line, as the plan file
+/// holds them: [`file`]).
 pub fn seal(body: PlanBody) -> Plan {
-    Plan { plan_id: body_hash(&body), body }
+    Plan { plan_id: file::id_of(&body), body }
 }
 
-/// sha256 of the canonical JSON of a plan body.
+/// The plan id of a body: sha256 of the canonical JSON of its file's header, which holds the
+/// digests of its record lines.
 pub fn body_hash(body: &PlanBody) -> String {
-    let value = serde_json::to_value(body).unwrap_or(Value::Null);
-    crate::canonical::sha256_hex(&crate::canonical::to_vec(&value))
+    file::id_of(body)
 }
 
 impl Plan {
-    /// The plan as canonical JSON bytes (what `--out` writes).
+    /// The plan file's bytes (what `--out` writes): JSON Lines, the header first ([`file`]).
     pub fn to_canonical_json(&self) -> Vec<u8> {
-        let value = serde_json::to_value(self).unwrap_or(Value::Null);
-        crate::canonical::to_vec(&value)
+        let mut bytes = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = self.write_to(&mut bytes);
+        bytes
     }
 
-    /// Reads a plan and checks its id against its body.
+    /// Reads a plan from its file's bytes and checks its id against its lines.
     ///
     /// # Errors
-    /// Not a plan, or a body that does not hash to its id (edited by hand, or corrupted).
+    /// Not a plan, or lines that do not hash to its id (edited by hand, or corrupted).
     pub fn from_json(bytes: &[u8]) -> Result<Plan, String> {
-        let plan: Plan =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a ucs-gdpr plan: {e}"))?;
-        let actual = body_hash(&plan.body);
-        if actual != plan.plan_id {
-            return Err(format!(
-                "the plan's body does not match its id (planId {}, body hashes to {actual}): \
-                 it was changed after it was made",
-                plan.plan_id
-            ));
-        }
-        Ok(plan)
+        file::from_bytes(bytes)
     }
 
     /// Whether anything blocks the plan.
@@ -734,27 +831,21 @@ async fn resolve<U: Ucs>(
     tenant: TenantId,
     input: &PlanInput<'_>,
     ucs: &U,
-) -> (SubjectResolution, Option<Contact>) {
+) -> SubjectResolution {
     match subject {
+        // Provisionally found: the contact is read (and the outcome settled) with the others.
         Subject::Contact { contact_id } => {
-            let (outcome, record) = match ContactId::new(contact_id) {
-                Err(_) => (Resolution::Unreadable { reason: "not a contact id".into() }, None),
-                Ok(id) => match CallSite::contact_scope(id.as_str(), ucs.get_contact(&id)).await {
-                    Ok(record) => (Resolution::Found { contacts: vec![id.clone()] }, Some(record)),
-                    Err(error) if error.kind == ErrorKind::NotFound => {
-                        (Resolution::AlreadyAbsent, None)
-                    }
-                    Err(error) => (Resolution::Unreadable { reason: error.to_string() }, None),
-                },
+            let outcome = match ContactId::new(contact_id) {
+                Err(_) => Resolution::Unreadable { reason: "not a contact id".into() },
+                Ok(id) => Resolution::Found { contacts: vec![id] },
             };
-            let resolution = SubjectResolution {
+            SubjectResolution {
                 index,
                 contact_id: ContactId::new(contact_id).ok(),
                 match_digest: None,
                 expect: None,
                 outcome,
-            };
-            (resolution, record)
+            }
         }
         Subject::Match { criteria, expect } => {
             let digest = input.digester.digest(&Value::Object(
@@ -799,14 +890,13 @@ async fn resolve<U: Ucs>(
                     Resolution::Found { contacts }
                 }
             };
-            let resolution = SubjectResolution {
+            SubjectResolution {
                 index,
                 contact_id: None,
                 match_digest: Some(digest.as_str().to_owned()),
                 expect: Some(*expect),
                 outcome,
-            };
-            (resolution, None)
+            }
         }
     }
 }
@@ -833,15 +923,11 @@ async fn candidate<U: Ucs>(id: &ContactId, input: &PlanInput<'_>, ucs: &U) -> Ca
 
 async fn observe<U: Ucs>(
     contact: &ContactId,
-    known: Option<Contact>,
+    record: Contact,
     wants: &Wants,
     input: &PlanInput<'_>,
     ucs: &U,
 ) -> Result<Observed, UcsError> {
-    let record = match known {
-        Some(record) => record,
-        None => ucs.get_contact(contact).await?,
-    };
     let (sharing, identification_complete) = other_records_of(&record, input, ucs).await?;
     let mut state = ContactState {
         attribute_names: record.attributes.keys().cloned().collect(),
@@ -1280,38 +1366,22 @@ fn unreadable_contact(
     }
 }
 
-fn summarize(
-    resolutions: &[SubjectResolution],
-    contacts: &[ContactPlan],
-    blockers: &[Blocker],
-    wants: &Wants,
-) -> Summary {
-    let mut summary = Summary {
-        contacts: contacts.len() as u64,
-        already_absent: resolutions
-            .iter()
-            .filter(|r| r.outcome == Resolution::AlreadyAbsent)
-            .count() as u64,
-        blockers: blockers.len() as u64,
-        ..Summary::default()
-    };
-    for contact in contacts {
-        if contact.hold.is_some() {
-            summary.held += 1;
-        }
-        summary.to_export += u64::from(contact.export);
-        summary.to_delete += u64::from(contact.delete);
-        if contact.export || contact.delete {
-            for (source, counts) in &contact.sources {
-                let counted = contact.delete || wants.export_sources.contains(source);
-                if counted {
-                    *summary.interactions.entry(*source).or_default() += counts.interactions;
-                    summary.attachments += counts.attachments;
-                    summary.bytes += counts.bytes;
-                }
+/// Adds one contact to the totals (what the summary says of contacts).
+fn count(summary: &mut Summary, contact: &ContactPlan, wants: &Wants) {
+    summary.contacts += 1;
+    if contact.hold.is_some() {
+        summary.held += 1;
+    }
+    summary.to_export += u64::from(contact.export);
+    summary.to_delete += u64::from(contact.delete);
+    if contact.export || contact.delete {
+        for (source, counts) in &contact.sources {
+            let counted = contact.delete || wants.export_sources.contains(source);
+            if counted {
+                *summary.interactions.entry(*source).or_default() += counts.interactions;
+                summary.attachments += counts.attachments;
+                summary.bytes += counts.bytes;
             }
         }
     }
-    summary.changes = summary.to_export > 0 || summary.to_delete > 0;
-    summary
 }

@@ -167,6 +167,21 @@ fn delete_words(mode: DeleteMode) -> &'static str {
 
 /// The plan for a terminal: blockers first, then each contact, then a summary line.
 pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
+    text_of(plan, plan.body.contacts.iter().cloned(), today)
+}
+
+/// The most the details of a plan for a terminal hold (subjects, contacts, other records):
+/// past it they are counted, not printed, and the plan file holds them.
+pub const TEXT_BUDGET: usize = 256 * 1024;
+
+/// [`text`] of a plan whose contacts come one at a time (`plan`'s own are not read): the
+/// header, the blockers and the warnings in full, the details until [`TEXT_BUDGET`], the
+/// summary.
+pub fn text_of(
+    plan: &Plan,
+    contacts: impl Iterator<Item = ContactPlan>,
+    today: jiff::civil::Date,
+) -> String {
     let body = &plan.body;
     let mut out = String::new();
     let _ = writeln!(
@@ -213,37 +228,50 @@ pub fn text(plan: &Plan, today: jiff::civil::Date) -> String {
             let _ = writeln!(out, "  {mark} {}", warning.message);
         }
     }
-    let _ = writeln!(out, "\nSubjects");
+    let mut folded = Folded::new(out, TEXT_BUDGET);
+    folded.push("\nSubjects\n");
     for subject in &body.subjects {
-        let _ = writeln!(out, "  {}", subject_line(subject));
+        folded.item("subject(s)", &format!("  {}\n", subject_line(subject)));
     }
     if !body.request_steps.is_empty() {
-        let _ = writeln!(out, "\nRequest steps");
+        folded.push("\nRequest steps\n");
         for step in &body.request_steps {
-            let _ = writeln!(out, "  {}", step_line(step));
+            folded.item("request step(s)", &format!("  {}\n", step_line(step)));
         }
     }
-    for contact in &body.contacts {
-        let _ = writeln!(out, "\n{}", contact_heading(contact));
+    for contact in contacts {
+        let mut section = format!("\n{}\n", contact_heading(&contact));
         for step in &contact.steps {
-            let _ = writeln!(out, "  {}", step_line(step));
+            let _ = writeln!(section, "  {}", step_line(step));
             for note in step.notes.iter().skip(1) {
-                let _ = writeln!(out, "  {:<10} {:<32} {:<15} {note}", "", "", "");
+                let _ = writeln!(section, "  {:<10} {:<32} {:<15} {note}", "", "", "");
             }
         }
+        folded.item("contact(s)", &section);
     }
     if !body.other_records.is_empty() {
-        let _ = writeln!(out, "\nPossible other records of the same person");
+        folded.push("\nPossible other records of the same person\n");
         for record in &body.other_records {
-            let _ = writeln!(out, "  {}", other_record_line(record));
+            folded.item("possible other record(s)", &format!("  {}\n", other_record_line(record)));
         }
     }
+    let mut out = folded.finish_text(&plan.plan_id);
     let _ = writeln!(out, "\n{}", summary_line(plan));
     out
 }
 
 /// The plan as a pull-request comment: a summary table, blockers, per-contact details folded.
 pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
+    markdown_of(plan, plan.body.contacts.iter().cloned(), today)
+}
+
+/// [`markdown`] of a plan whose contacts come one at a time (`plan`'s own are not read); once
+/// the budget is spent the rest are only counted.
+pub fn markdown_of(
+    plan: &Plan,
+    contacts: impl Iterator<Item = ContactPlan>,
+    today: jiff::civil::Date,
+) -> String {
     let body = &plan.body;
     let s = &body.summary;
     let mut out = String::new();
@@ -317,7 +345,12 @@ pub fn markdown(plan: &Plan, today: jiff::civil::Date) -> String {
             ),
         );
     }
-    for contact in &body.contacts {
+    for contact in contacts {
+        if folded.full {
+            folded.item("contact(s)", "");
+            continue;
+        }
+        let contact = &contact;
         let mut section = format!("\n<details><summary>{}</summary>\n\n", contact_heading(contact));
         section.push_str("| step | uses | status | notes |\n|---|---|---|---|\n");
         for step in &contact.steps {
@@ -381,6 +414,21 @@ impl Folded {
         }
     }
 
+    /// For a terminal: what was left out, and where it is, on one line.
+    fn finish_text(mut self, plan_id: &str) -> String {
+        if !self.left_out.is_empty() {
+            let counts: Vec<String> =
+                self.left_out.iter().map(|(kind, n)| format!("{n} more {kind}")).collect();
+            let _ = writeln!(
+                self.out,
+                "\n… {} not shown: the plan is too long to print whole. The plan file holds them \
+                 all (plan {plan_id}; `ucs-gdpr show PLAN_FILE --format json`).",
+                counts.join(", ")
+            );
+        }
+        self.out
+    }
+
     fn finish(mut self, plan_id: &str) -> String {
         if !self.left_out.is_empty() {
             let counts: Vec<String> =
@@ -400,28 +448,39 @@ impl Folded {
 /// The seed's `-count` simulation mode: how many contacts and interactions per data source
 /// would be exported and deleted.
 pub fn count(plan: &Plan) -> String {
+    count_of(plan, plan.body.contacts.iter().cloned())
+}
+
+/// [`count`] of a plan whose contacts come one at a time (`plan`'s own are not read).
+pub fn count_of(plan: &Plan, contacts: impl Iterator<Item = ContactPlan>) -> String {
     let body = &plan.body;
     let mut out = String::new();
-    let exported: Vec<&ContactPlan> = body.contacts.iter().filter(|c| c.export).collect();
-    let deleted: Vec<&ContactPlan> = body.contacts.iter().filter(|c| c.delete).collect();
-    let per_source = |contacts: &[&ContactPlan], only: Option<&[DataSource]>| {
-        let mut totals = std::collections::BTreeMap::<DataSource, u64>::new();
-        for contact in contacts {
+    let export_sources = body.export.as_ref().map(|e| e.data_sources.clone());
+    let (mut exported, mut deleted) = (0u64, 0u64);
+    let mut to_export = std::collections::BTreeMap::<DataSource, u64>::new();
+    let mut to_delete = std::collections::BTreeMap::<DataSource, u64>::new();
+    for contact in contacts {
+        if contact.export {
+            exported += 1;
             for (source, counts) in &contact.sources {
-                if only.is_none_or(|o| o.contains(source)) {
-                    *totals.entry(*source).or_default() += counts.interactions;
+                if export_sources.as_deref().is_none_or(|o| o.contains(source)) {
+                    *to_export.entry(*source).or_default() += counts.interactions;
                 }
             }
         }
-        totals
-    };
-    let export_sources = body.export.as_ref().map(|e| e.data_sources.clone());
-    let _ = writeln!(out, "contacts to export: {}", exported.len());
-    for (source, n) in per_source(&exported, export_sources.as_deref()) {
+        if contact.delete {
+            deleted += 1;
+            for (source, counts) in &contact.sources {
+                *to_delete.entry(*source).or_default() += counts.interactions;
+            }
+        }
+    }
+    let _ = writeln!(out, "contacts to export: {exported}");
+    for (source, n) in to_export {
         let _ = writeln!(out, "interactions to export from {source}: {n}");
     }
-    let _ = writeln!(out, "contacts to delete: {}", deleted.len());
-    for (source, n) in per_source(&deleted, None) {
+    let _ = writeln!(out, "contacts to delete: {deleted}");
+    for (source, n) in to_delete {
         let _ = writeln!(out, "interactions to delete from {source}: {n}");
     }
     out

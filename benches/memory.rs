@@ -1,0 +1,176 @@
+//! Peak memory of `ucs-gdpr plan` and `ucs-gdpr apply` of one batch-delete request, at several
+//! batch sizes: the figure issue 13 bounds (≤ 256 MiB at 100,000 contacts).
+//!
+//! `cargo bench --bench memory` (`MEMORY_BENCH_SIZES=1000,100000` by default;
+//! `MEMORY_BENCH_INTERACTIONS=1`). Each size: a generated dataset (`ucs-gdpr sim generate`, no
+//! pending callbacks so nothing blocks), served by `ucs-gdpr sim serve` in its own process (no
+//! injected latency), a `rest` environment on it, a request naming every contact through a
+//! subjects file, with an export waiver (a retention purge: no bag, so the figure is the plan
+//! and the executor, not the bag's manifest). The release binary plans into a plan file
+//! (`plan --out plan.json --count`) and applies it (`apply plan.json`), each measured by
+//! `/usr/bin/time` (its maximum resident set size): the client's own memory, the simulator's
+//! is in the other process.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ucs-gdpr");
+
+fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// The simulator in its own process; stopped with SIGTERM (so it removes its state folder).
+struct Sim {
+    child: Child,
+    url: String,
+}
+
+impl Sim {
+    fn serve(dataset: &Path) -> Sim {
+        let mut child = Command::new(BIN)
+            .args(["sim", "serve", "--listen", "127.0.0.1:0", "--dataset"])
+            .arg(dataset)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut url = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut url).unwrap();
+        Sim { child, url: url.trim().trim_end_matches('/').to_owned() }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary in `dir` under `/usr/bin/time`: (seconds, peak RSS in KiB, exit code).
+fn measured(dir: &Path, args: &[&str]) -> (f64, u64, i32) {
+    let report = dir.join("time.txt");
+    let started = Instant::now();
+    let status = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("UCS_GDPR_BENCH_HMAC", "a-bench-key-that-is-at-least-32-bytes-long")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let text = std::fs::read_to_string(&report).unwrap();
+    let kib = text.lines().last().unwrap_or("0").trim().parse().unwrap_or(0);
+    (seconds, kib, status.code().unwrap_or(-1))
+}
+
+fn one_size(contacts: u32, interactions: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("dataset.json");
+    let generated = Command::new(BIN)
+        .args(["sim", "generate", "--seed", "42", "--attachment-bytes", "0"])
+        .args(["--contacts", &contacts.to_string()])
+        .args(["--interactions", &interactions.to_string()])
+        .arg("--out")
+        .arg(&dataset)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    // No pending callbacks: they would block the delete.
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&dataset).unwrap()).unwrap();
+    let mut ids = String::new();
+    for contact in value["contacts"].as_array_mut().unwrap() {
+        contact["callbacks"] = serde_json::json!([]);
+        ids.push_str(contact["id"].as_str().unwrap());
+        ids.push('\n');
+    }
+    std::fs::write(&dataset, serde_json::to_vec(&value).unwrap()).unwrap();
+    drop(value);
+    std::fs::write(dir.path().join("ids.csv"), ids).unwrap();
+    let sim = Sim::serve(&dataset);
+    std::fs::write(
+        dir.path().join("ucs-gdpr.yaml"),
+        format!(
+            "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  bench:\n    \
+             type: rest\n    tenant: 101\n    hmacKeyEnv: UCS_GDPR_BENCH_HMAC\n    ucs:\n      \
+             url: {0}/\n    contextServices:\n      url: {0}/\n    gms:\n      url: {0}/\n    \
+             concurrency: 16\n    policy:\n      requireApproval: false\n      \
+             auditLog: audit.jsonl\n      exports: exports\n",
+            sim.url
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("request.yaml"),
+        "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-BENCH-MEMORY\n  \
+         receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: bench\nspec:\n  \
+         environment: bench\n  runbook: batch-delete\n  subjectsFile: ids.csv\n  \
+         exportWaiver: { reason: \"retention purge: past its retention period\" }\n  \
+         delete: { confirm: true }\n",
+    )
+    .unwrap();
+
+    let (plan_s, plan_kib, plan_code) = measured(
+        dir.path(),
+        &["plan", "request.yaml", "--env-file", "ucs-gdpr.yaml", "--out", "plan.json", "--count"],
+    );
+    let plan_bytes = std::fs::metadata(dir.path().join("plan.json")).map_or(0, |m| m.len());
+    let load_between = load_average();
+    let (apply_s, apply_kib, apply_code) =
+        measured(dir.path(), &["apply", "plan.json", "--env-file", "ucs-gdpr.yaml"]);
+    drop(sim);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "{contacts:>7} contacts x {interactions}: plan {plan_s:7.1} s, peak {:6.1} MiB, file \
+         {:.1} MB (exit {plan_code}) | apply {apply_s:7.1} s, peak {:6.1} MiB (exit \
+         {apply_code}) | load average before apply {load_between}",
+        mib(plan_kib),
+        plan_bytes as f64 / 1_000_000.0,
+        mib(apply_kib),
+    );
+}
+
+fn main() {
+    let sizes: Vec<u32> = std::env::var("MEMORY_BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,100000".to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let interactions: u32 =
+        std::env::var("MEMORY_BENCH_INTERACTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    println!(
+        "peak RSS (max resident set, /usr/bin/time) of the release binary planning and applying \
+         a batch-delete (export waived) against `sim serve` in its own process"
+    );
+    println!(
+        "{} cores, load average at start: {}",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        load_average()
+    );
+    for contacts in sizes {
+        one_size(contacts, interactions);
+    }
+    println!("load average at end: {}", load_average());
+}
