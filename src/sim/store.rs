@@ -39,6 +39,15 @@ const INTERACTIONS_SCHEMA: &str = "
     CREATE INDEX IF NOT EXISTS documents_by_interaction ON documents (interaction_id);
 ";
 
+/// Every distinct attribute name, one index seek per name (see [`Store::attribute_names`]).
+const ATTRIBUTE_NAMES: &str = "
+    WITH RECURSIVE names(name) AS (
+        SELECT MIN(name) FROM contact_attributes
+        UNION ALL
+        SELECT (SELECT MIN(a.name) FROM contact_attributes a WHERE a.name > names.name)
+        FROM names WHERE names.name IS NOT NULL)
+    SELECT name FROM names WHERE name IS NOT NULL";
+
 const SERVICES_SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS profiles (id TEXT PRIMARY KEY, fields TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS callbacks (
@@ -414,9 +423,14 @@ impl Store {
     }
 
     /// The attribute names the contacts have: the simulator's contact attribute schema.
+    ///
+    /// Read on every `IdentifyContact`, so it must not cost a pass over every attribute row
+    /// (`SELECT DISTINCT name` walks the whole index: with N contacts, planning N of them cost
+    /// N²). It hops from one name to the next on the `(name, value)` index instead: one seek per
+    /// distinct name.
     pub(crate) fn attribute_names(&self) -> Result<BTreeSet<String>, StoreError> {
         self.main.run(|conn| {
-            conn.prepare_cached("SELECT DISTINCT name FROM contact_attributes")?
+            conn.prepare_cached(ATTRIBUTE_NAMES)?
                 .query_map([], |row| row.get::<_, String>(0))?
                 .collect()
         })
@@ -900,6 +914,36 @@ mod tests {
                 let plan = query_plan(conn, statement);
                 assert!(plan.iter().all(|step| !step.starts_with("SCAN")), "{statement}: {plan:?}");
             }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    /// `IdentifyContact` reads the attribute names each time: they come from seeks on the
+    /// index, not a pass over every attribute row, and they are the distinct names.
+    #[test]
+    fn the_attribute_names_are_read_without_a_pass_over_every_attribute() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("main.db"), INTERACTIONS_SCHEMA).unwrap();
+        db.run(|conn| {
+            let plan = query_plan(conn, ATTRIBUTE_NAMES);
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN contact_attributes")),
+                "{plan:?}"
+            );
+            for (contact, name) in
+                [("a", "EmailAddress"), ("a", "FirstName"), ("b", "EmailAddress")]
+            {
+                conn.execute(
+                    "INSERT INTO contact_attributes (contact_id, name, value) VALUES (?1, ?2, 'v')",
+                    params![contact, name],
+                )?;
+            }
+            let names: Vec<String> = conn
+                .prepare(ATTRIBUTE_NAMES)?
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            assert_eq!(names, ["EmailAddress", "FirstName"]);
             Ok(())
         })
         .unwrap();
