@@ -32,9 +32,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -48,16 +47,14 @@ use ucs_gdpr::runbook::RunbookLibrary;
 use ucs_gdpr::sim::{GenerateOptions, Stats, generate};
 use ucs_gdpr::ucs::{ContactId, DataSource, ErrorKind, InteractionListing, RestClient, Ucs};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ucs-gdpr");
+mod common;
+
+use common::{Sim, load_average};
+
 const HMAC_ENV: &str = "UCS_GDPR_BENCH_HMAC";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// `VmHWM` of this process in MiB.
@@ -109,40 +106,11 @@ fn prepare(dir: &Path, contacts: u32, interactions: u32) {
     std::fs::write(dir.join("request.yaml"), text).unwrap();
 }
 
-/// A simulator in its own process; stopped with SIGTERM.
-struct Sim {
-    child: Child,
-    url: String,
-}
-
-impl Sim {
-    fn serve(dataset: &Path, latency_ms: u64, listen: &str) -> Sim {
-        let mut child = Command::new(BIN)
-            .args(["sim", "serve", "--listen", listen, "--latency-ms"])
-            .arg(latency_ms.to_string())
-            .arg("--dataset")
-            .arg(dataset)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut url = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut url).unwrap();
-        Sim { child, url: url.trim().trim_end_matches('/').to_owned() }
-    }
-
-    async fn calls(&self) -> BTreeMap<String, u64> {
-        let stats: Stats =
-            reqwest::get(format!("{}/sim/stats", self.url)).await.unwrap().json().await.unwrap();
-        stats.calls
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
+/// How many calls of each operation the simulator has served.
+async fn calls(sim: &Sim) -> BTreeMap<String, u64> {
+    let stats: Stats =
+        reqwest::get(format!("{}/sim/stats", sim.url)).await.unwrap().json().await.unwrap();
+    stats.calls
 }
 
 fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
@@ -266,7 +234,10 @@ fn main() {
 
     let (conn_plan, plan_part, apply_part, receipt_failures, listen) = runtime.block_on(async {
         // Simulator 1: the connector with the plan's mix, then the plan.
-        let sim = Sim::serve(&dataset, latency_ms, "127.0.0.1:0");
+        let sim = Sim::serve_with(
+            &dataset,
+            &["--listen", "127.0.0.1:0", "--latency-ms", &latency_ms.to_string()],
+        );
         write_environments(dir.path(), &sim.url, concurrency);
         let (environments, _) = Environments::load(&dir.path().join("ucs-gdpr.yaml")).unwrap();
         let environment = environments.get("bench").unwrap();
@@ -286,12 +257,12 @@ fn main() {
         let connection = environments.connect("bench", None).await.unwrap();
         let client = &connection.client;
 
-        let before = sim.calls().await;
+        let before = calls(&sim).await;
         let started = Instant::now();
         stream::iter(&ids).for_each_concurrent(concurrency_usize, |id| plan_mix(client, id)).await;
         let conn_plan = Part {
             seconds: started.elapsed().as_secs_f64(),
-            calls: delta(&sim.calls().await, &before),
+            calls: delta(&calls(&sim).await, &before),
             peak_mib: None,
         };
 
@@ -308,13 +279,13 @@ fn main() {
             page_size: 100,
             etl: ucs_gdpr::plan::Etl::NotConfigured,
         };
-        let before = sim.calls().await;
+        let before = calls(&sim).await;
         reset_peak();
         let started = Instant::now();
         let plan = plan::build(&input(environment), client).await;
         let plan_part = Part {
             seconds: started.elapsed().as_secs_f64(),
-            calls: delta(&sim.calls().await, &before),
+            calls: delta(&calls(&sim).await, &before),
             peak_mib: Some(peak_mib()),
         };
         assert!(!plan.is_blocked(), "{:?}", plan.body.blockers.first());
@@ -325,7 +296,10 @@ fn main() {
 
         // Simulator 2: apply.
         // The same address: the plan is bound to the environment as it was planned.
-        let sim = Sim::serve(&dataset, latency_ms, listen);
+        let sim = Sim::serve_with(
+            &dataset,
+            &["--listen", listen, "--latency-ms", &latency_ms.to_string()],
+        );
         let connection2 = environments.connect("bench", None).await.unwrap();
         let progress = |_: &ucs_gdpr::apply::Progress<'_>| {};
         let work = dir.path().join("work");
@@ -344,14 +318,14 @@ fn main() {
             progress: &progress,
         };
         std::fs::create_dir_all(&work).unwrap();
-        let before = sim.calls().await;
+        let before = calls(&sim).await;
         reset_peak();
         let started = Instant::now();
         let approved = apply::authorize(&plan, &[], &context).unwrap();
         let receipt = apply::run(&approved, &context, &connection2.client).await.unwrap();
         let apply_part = Part {
             seconds: started.elapsed().as_secs_f64(),
-            calls: delta(&sim.calls().await, &before),
+            calls: delta(&calls(&sim).await, &before),
             peak_mib: Some(peak_mib()),
         };
         assert!(!receipt.interrupted);
@@ -364,16 +338,19 @@ fn main() {
 
     let conn_apply = runtime.block_on(async {
         // Simulator 3: the connector with apply's mix.
-        let sim = Sim::serve(&dataset, latency_ms, &listen);
+        let sim = Sim::serve_with(
+            &dataset,
+            &["--listen", &listen, "--latency-ms", &latency_ms.to_string()],
+        );
         let (environments, _) = Environments::load(&dir.path().join("ucs-gdpr.yaml")).unwrap();
         let connection = environments.connect("bench", None).await.unwrap();
         let client = &connection.client;
-        let before = sim.calls().await;
+        let before = calls(&sim).await;
         let started = Instant::now();
         stream::iter(&ids).for_each_concurrent(concurrency_usize, |id| apply_mix(client, id)).await;
         Part {
             seconds: started.elapsed().as_secs_f64(),
-            calls: delta(&sim.calls().await, &before),
+            calls: delta(&calls(&sim).await, &before),
             peak_mib: None,
         }
     });

@@ -14,15 +14,15 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use ucs_gdpr::export::{Bag, ExportOptions, export_contact};
 use ucs_gdpr::ucs::{ClientConfig, ContactId, RestClient};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ucs-gdpr");
+mod common;
+
+use common::{BIN, Sim};
 const INTERACTIONS: u64 = 8;
 
 /// A kilobyte figure from `/proc/self/status` (`VmHWM`, `VmRSS`).
@@ -30,34 +30,6 @@ fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with(field)).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// The simulator in its own process; stopped with SIGTERM (so it removes its state folder).
-struct Sim {
-    child: Child,
-    url: String,
-}
-
-impl Sim {
-    fn serve(dataset: &Path) -> Sim {
-        let mut child = Command::new(BIN)
-            .args(["sim", "serve", "--listen", "127.0.0.1:0", "--dataset"])
-            .arg(dataset)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut url = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut url).unwrap();
-        Sim { child, url: url.trim().to_owned() }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
 }
 
 fn main() {

@@ -20,45 +20,13 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ucs-gdpr");
+mod common;
 
-fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
-
-/// The simulator in its own process; stopped with SIGTERM (so it removes its state folder).
-struct Sim {
-    child: Child,
-    url: String,
-}
-
-impl Sim {
-    fn serve(dataset: &Path) -> Sim {
-        let mut child = Command::new(BIN)
-            .args(["sim", "serve", "--listen", "127.0.0.1:0", "--dataset"])
-            .arg(dataset)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut url = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut url).unwrap();
-        Sim { child, url: url.trim().trim_end_matches('/').to_owned() }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
-}
+use common::{BIN, Sim, load_average};
 
 /// Runs the binary in `dir` under `/usr/bin/time`: (seconds, peak RSS in KiB, exit code).
 fn measured(dir: &Path, args: &[&str]) -> (f64, u64, i32) {

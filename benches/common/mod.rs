@@ -1,0 +1,55 @@
+//! What the benchmark binaries share: the simulator in its own process and the load average.
+//! Each bench includes it with `mod common;` and uses part of it.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The release binary the benches run.
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_ucs-gdpr");
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
+pub(crate) fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// The simulator in its own process (`ucs-gdpr sim serve`); stopped with SIGTERM when dropped
+/// (so it removes its state folder).
+pub(crate) struct Sim {
+    pub(crate) child: Child,
+    /// Its base URL, without a trailing `/`.
+    pub(crate) url: String,
+}
+
+impl Sim {
+    /// Serves `dataset` on a free loopback port.
+    pub(crate) fn serve(dataset: &Path) -> Sim {
+        Self::serve_with(dataset, &["--listen", "127.0.0.1:0"])
+    }
+
+    /// Serves `dataset` with these `sim serve` options (which name `--listen`).
+    pub(crate) fn serve_with(dataset: &Path, options: &[&str]) -> Sim {
+        let mut child = Command::new(BIN)
+            .args(["sim", "serve"])
+            .args(options)
+            .arg("--dataset")
+            .arg(dataset)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut url = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut url).unwrap();
+        Sim { child, url: url.trim().trim_end_matches('/').to_owned() }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
