@@ -38,18 +38,20 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures_util::{StreamExt as _, stream};
 use ucs_gdpr::apply::{self, ApplyContext};
 use ucs_gdpr::environment::Environments;
 use ucs_gdpr::manifest::{self, Context};
 use ucs_gdpr::plan::{self, PlanInput};
 use ucs_gdpr::runbook::RunbookLibrary;
 use ucs_gdpr::sim::{GenerateOptions, Stats, generate};
-use ucs_gdpr::ucs::{ContactId, DataSource, ErrorKind, InteractionListing, RestClient, Ucs};
+use ucs_gdpr::ucs::ContactId;
 
 mod common;
+#[path = "common/recorder.rs"]
+mod recorder;
 
 use common::{Sim, load_average};
+use recorder::{Recorder, replay};
 
 const HMAC_ENV: &str = "UCS_GDPR_BENCH_HMAC";
 
@@ -131,39 +133,6 @@ fn write_environments(dir: &Path, url: &str, concurrency: u32) {
     std::fs::write(dir.join("ucs-gdpr.yaml"), text).unwrap();
 }
 
-/// What a plan reads per contact, through the bare client.
-async fn plan_mix(client: &RestClient, id: &ContactId) {
-    let contact = client.get_contact(id).await.unwrap();
-    for source in [DataSource::Main, DataSource::Archive] {
-        client.list_interactions(id, source).await.unwrap();
-    }
-    client.list_callbacks(&contact).await.unwrap();
-}
-
-/// What apply does per contact (its re-check, export, delete, verify), through the bare client.
-async fn apply_mix(client: &RestClient, id: &ContactId) {
-    plan_mix(client, id).await;
-    client.get_contact(id).await.unwrap();
-    for source in [DataSource::Main, DataSource::Archive] {
-        if let InteractionListing::Found(list) = client.list_interactions(id, source).await.unwrap()
-        {
-            for interaction in list {
-                client.get_interaction_content(&interaction.id, source).await.unwrap();
-            }
-        }
-    }
-    client.delete_contact(id).await.unwrap();
-    let gone = client.get_contact(id).await;
-    assert!(matches!(gone, Err(e) if e.kind == ErrorKind::NotFound));
-    for source in [DataSource::Main, DataSource::Archive] {
-        match client.list_interactions(id, source).await {
-            Ok(_) => {}
-            Err(e) if e.kind == ErrorKind::NotFound => {}
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
 struct Part {
     seconds: f64,
     calls: BTreeMap<String, u64>,
@@ -232,7 +201,7 @@ fn main() {
     let request_path = dir.path().join("request.yaml");
     let concurrency_usize = usize::try_from(concurrency).unwrap();
 
-    let (conn_plan, plan_part, apply_part, receipt_failures, listen) = runtime.block_on(async {
+    let (conn_plan, conn_plan_errors, plan_part, apply_part, apply_calls, receipt_failures, listen) = runtime.block_on(async {
         // Simulator 1: the connector with the plan's mix, then the plan.
         let sim = Sim::serve_with(
             &dataset,
@@ -257,15 +226,6 @@ fn main() {
         let connection = environments.connect("bench", None).await.unwrap();
         let client = &connection.client;
 
-        let before = calls(&sim).await;
-        let started = Instant::now();
-        stream::iter(&ids).for_each_concurrent(concurrency_usize, |id| plan_mix(client, id)).await;
-        let conn_plan = Part {
-            seconds: started.elapsed().as_secs_f64(),
-            calls: delta(&calls(&sim).await, &before),
-            peak_mib: None,
-        };
-
         let input = |environment| PlanInput {
             request: &request,
             manifest_path: request_path.display().to_string(),
@@ -279,6 +239,21 @@ fn main() {
             page_size: 100,
             etl: ucs_gdpr::plan::Etl::NotConfigured,
         };
+        // The plan once through the recorder (its calls, and a warm simulator), the bare
+        // connector replaying those calls, then the plan measured.
+        let recorder = Recorder::new(client);
+        let plan = plan::build(&input(environment), &recorder).await;
+        let plan_calls = recorder.phases();
+        let before = calls(&sim).await;
+        let started = Instant::now();
+        let conn_plan_errors = replay(client, &plan_calls, concurrency_usize).await;
+        let conn_plan = Part {
+            seconds: started.elapsed().as_secs_f64(),
+            calls: delta(&calls(&sim).await, &before),
+            peak_mib: None,
+        };
+        drop(plan_calls);
+        drop(plan);
         let before = calls(&sim).await;
         reset_peak();
         let started = Instant::now();
@@ -322,7 +297,8 @@ fn main() {
         reset_peak();
         let started = Instant::now();
         let approved = apply::authorize(&plan, &[], &context).unwrap();
-        let receipt = apply::run(&approved, &context, &connection2.client).await.unwrap();
+        let recorder = Recorder::new(&connection2.client);
+        let receipt = apply::run(&approved, &context, &recorder).await.unwrap();
         let apply_part = Part {
             seconds: started.elapsed().as_secs_f64(),
             calls: delta(&calls(&sim).await, &before),
@@ -333,10 +309,11 @@ fn main() {
         let failures: Vec<(String, String)> =
             receipt.contacts.iter().filter_map(|c| c.failure.clone()).collect();
         drop(sim);
-        (conn_plan, plan_part, apply_part, failures, listen.to_owned())
+        let apply_calls = recorder.phases();
+        (conn_plan, conn_plan_errors, plan_part, apply_part, apply_calls, failures, listen.to_owned())
     });
 
-    let conn_apply = runtime.block_on(async {
+    let (conn_apply, conn_apply_errors) = runtime.block_on(async {
         // Simulator 3: the connector with apply's mix.
         let sim = Sim::serve_with(
             &dataset,
@@ -347,12 +324,13 @@ fn main() {
         let client = &connection.client;
         let before = calls(&sim).await;
         let started = Instant::now();
-        stream::iter(&ids).for_each_concurrent(concurrency_usize, |id| apply_mix(client, id)).await;
-        Part {
+        let errors = replay(client, &apply_calls, concurrency_usize).await;
+        let part = Part {
             seconds: started.elapsed().as_secs_f64(),
             calls: delta(&calls(&sim).await, &before),
             peak_mib: None,
-        }
+        };
+        (part, errors)
     });
 
     let ideal = f64::from(concurrency) / (latency_ms as f64 / 1000.0);
@@ -392,5 +370,9 @@ fn main() {
             receipt_failures.iter().take(5).collect::<Vec<_>>()
         );
     }
+    println!(
+        "  answered with an error in the replays (the calls the stages made, \"not found\" after \
+         a delete included): plan's {conn_plan_errors}, apply's {conn_apply_errors}"
+    );
     println!("load average at end: {}", load_average());
 }
