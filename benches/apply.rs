@@ -2,18 +2,25 @@
 //! simulator in its own process (`ucs-gdpr sim serve --latency-ms 2`, loopback).
 //!
 //! `cargo bench --bench apply`; `APPLY_BENCH_CONTACTS` (default 1000), `APPLY_BENCH_INTERACTIONS`
-//! (default 20), `APPLY_BENCH_CONCURRENCY` (default 32), `APPLY_BENCH_LATENCY_MS` (default 2).
+//! (default 20), `APPLY_BENCH_CONCURRENCY` (default 32), `APPLY_BENCH_LATENCY_MS` (default 2),
+//! `APPLY_BENCH_WORK_DIR` (where apply's audit log and bag go; default the temporary folder).
 //!
 //! One run, four timed parts, each against a simulator process of its own dataset copy:
-//! 1. **connector, plan's mix**: the calls a plan makes per contact (`GetAttributes`, the main
-//!    and archive listings, the GMS callbacks), straight through the `RestClient`, contacts
-//!    `buffer_unordered` at the environment's concurrency;
-//! 2. **plan**: `plan::build` of the batch-delete request (same simulator: planning reads only);
+//! 1. **connector, plan's mix**: the very calls a plan of the request made (recorded by a
+//!    `Ucs` wrapper under their call sites while it planned once), replayed straight through
+//!    the `RestClient`: each contact's calls in order, contacts at the environment's
+//!    concurrency;
+//! 2. **plan**: `plan::build` of the batch-delete request (same simulator: planning reads
+//!    only), planned again after the replay;
 //! 3. **apply**: `apply::authorize` + `apply::run` of that plan (its stale-plan re-check,
 //!    export of main and archive into a bag, delete, verify; audit log and bag on this disk,
-//!    fsyncs real) against a second simulator process;
-//! 4. **connector, apply's mix**: the calls apply makes per contact, through the bare client,
-//!    against a third simulator process.
+//!    fsyncs real) against a second simulator process, its calls recorded;
+//! 4. **connector, apply's mix**: apply's recorded calls replayed the same way through the bare
+//!    client, against a third simulator process (re-check phase first, then each contact's
+//!    steps).
+//!
+//! Each part also gives the CPU time of this process (engine and client) and of the
+//! simulator, so the time a stage adds to the connector's shows.
 //!
 //! Each line gives the calls the simulator counted (`/sim/stats`), so the mixes can be compared,
 //! and the ratio stage / connector of calls/s. Peak RSS (`VmHWM`) of this process is reset
@@ -50,7 +57,7 @@ mod common;
 #[path = "common/recorder.rs"]
 mod recorder;
 
-use common::{Sim, load_average};
+use common::{Sim, cpu_seconds, load_average};
 use recorder::{Recorder, replay};
 
 const HMAC_ENV: &str = "UCS_GDPR_BENCH_HMAC";
@@ -135,6 +142,8 @@ fn write_environments(dir: &Path, url: &str, concurrency: u32) {
 
 struct Part {
     seconds: f64,
+    /// CPU seconds of this process (the engine and the client) and of the simulator.
+    cpu: (f64, f64),
     calls: BTreeMap<String, u64>,
     peak_mib: Option<f64>,
 }
@@ -146,6 +155,16 @@ impl Part {
     fn rate(&self) -> f64 {
         self.total() as f64 / self.seconds
     }
+}
+
+/// CPU seconds so far of this process and of the simulator.
+fn cpus(sim: &Sim) -> (f64, f64) {
+    (cpu_seconds("self").unwrap_or(f64::NAN), sim.cpu_seconds())
+}
+
+fn since(before: (f64, f64), sim: &Sim) -> (f64, f64) {
+    let now = cpus(sim);
+    (now.0 - before.0, now.1 - before.1)
 }
 
 fn main() {
@@ -246,9 +265,11 @@ fn main() {
         let plan_calls = recorder.phases();
         let before = calls(&sim).await;
         let started = Instant::now();
+        let cpu = cpus(&sim);
         let conn_plan_errors = replay(client, &plan_calls, concurrency_usize).await;
         let conn_plan = Part {
             seconds: started.elapsed().as_secs_f64(),
+            cpu: since(cpu, &sim),
             calls: delta(&calls(&sim).await, &before),
             peak_mib: None,
         };
@@ -257,9 +278,11 @@ fn main() {
         let before = calls(&sim).await;
         reset_peak();
         let started = Instant::now();
+        let cpu = cpus(&sim);
         let plan = plan::build(&input(environment), client).await;
         let plan_part = Part {
             seconds: started.elapsed().as_secs_f64(),
+            cpu: since(cpu, &sim),
             calls: delta(&calls(&sim).await, &before),
             peak_mib: Some(peak_mib()),
         };
@@ -277,7 +300,11 @@ fn main() {
         );
         let connection2 = environments.connect("bench", None).await.unwrap();
         let progress = |_: &ucs_gdpr::apply::Progress<'_>| {};
-        let work = dir.path().join("work");
+        // The audit log and the bag: in the bench's temporary folder, or under
+        // `APPLY_BENCH_WORK_DIR` (another file system, to see what the disk costs).
+        let work_base = std::env::var_os("APPLY_BENCH_WORK_DIR")
+            .map(|base| tempfile::tempdir_in(base).unwrap());
+        let work = work_base.as_ref().map_or(dir.path(), |base| base.path()).join("work");
         let context = ApplyContext {
             shard: None,
             input: PlanInput { digester: &connection2.digester, ..input(environment) },
@@ -296,11 +323,13 @@ fn main() {
         let before = calls(&sim).await;
         reset_peak();
         let started = Instant::now();
+        let cpu = cpus(&sim);
         let approved = apply::authorize(&plan, &[], &context).unwrap();
         let recorder = Recorder::new(&connection2.client);
         let receipt = apply::run(&approved, &context, &recorder).await.unwrap();
         let apply_part = Part {
             seconds: started.elapsed().as_secs_f64(),
+            cpu: since(cpu, &sim),
             calls: delta(&calls(&sim).await, &before),
             peak_mib: Some(peak_mib()),
         };
@@ -324,9 +353,11 @@ fn main() {
         let client = &connection.client;
         let before = calls(&sim).await;
         let started = Instant::now();
+        let cpu = cpus(&sim);
         let errors = replay(client, &apply_calls, concurrency_usize).await;
         let part = Part {
             seconds: started.elapsed().as_secs_f64(),
+            cpu: since(cpu, &sim),
             calls: delta(&calls(&sim).await, &before),
             peak_mib: None,
         };
@@ -345,6 +376,14 @@ fn main() {
             part.rate(),
             part.rate() / ideal * 100.0,
             part.peak_mib.map(|m| format!("; peak RSS {m:.0} MiB")).unwrap_or_default()
+        );
+        println!(
+            "{:<24} CPU: engine and client {:.2} s ({:.0} µs/call), simulator {:.2} s ({:.0} µs/call)",
+            "",
+            part.cpu.0,
+            part.cpu.0 / part.total() as f64 * 1e6,
+            part.cpu.1,
+            part.cpu.1 / part.total() as f64 * 1e6,
         );
     };
     line("connector, plan's mix", &conn_plan);

@@ -53,3 +53,21 @@ impl Drop for Sim {
         let _ = self.child.wait();
     }
 }
+
+/// CPU time (user + system, every thread) a process has used so far, in seconds, from
+/// `/proc/<pid>/stat` (clock ticks of 10 ms); `None` where there is no such file.
+pub(crate) fn cpu_seconds(pid: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    #[allow(clippy::cast_precision_loss)]
+    Some((user + system) as f64 / 100.0)
+}
+
+impl Sim {
+    /// The CPU time the simulator process has used so far, in seconds.
+    pub(crate) fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&self.child.id().to_string()).unwrap_or(f64::NAN)
+    }
+}

@@ -368,8 +368,9 @@ async fn read_contact(
         });
     };
     files.push(name_of(&relative));
+    // Made by the split when the first attachment comes: a contact without one has no folder
+    // (a folder per contact cost a new inode each, for nothing, on every run).
     let dir = bag.root().join(ATTACHMENTS_DIR).join(contact.as_str());
-    crate::durable::create_private_dir_all(&dir).map_err(|e| ExportError::io("create", &dir, e))?;
     let (skeleton, decoded) = split_interactions(&path, &dir, digest, *size).await?;
     let document: Value = serde_json::from_slice(&skeleton)
         .map_err(|_| ExportError::Unreadable { path: path.clone(), reason: "not JSON" })?;
@@ -529,6 +530,10 @@ async fn split_interactions(
                     let mut decoder = DocumentDecoder::new(&["c"]);
                     out.clear();
                     decoder.feed(b"{\"c\":\"", &mut out).map_err(|_| unreadable("bad base64"))?;
+                    if decoded.is_empty() {
+                        crate::durable::create_private_dir_all(dir)
+                            .map_err(|e| ExportError::io("create", dir, e))?;
+                    }
                     let name = format!("attachment-{}", decoded.len());
                     current = Some((decoder, PayloadWriter::create(&dir.join(name)).await?));
                 }
