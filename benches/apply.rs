@@ -220,127 +220,136 @@ fn main() {
     let request_path = dir.path().join("request.yaml");
     let concurrency_usize = usize::try_from(concurrency).unwrap();
 
-    let (conn_plan, conn_plan_errors, plan_part, apply_part, apply_calls, receipt_failures, listen) = runtime.block_on(async {
-        // Simulator 1: the connector with the plan's mix, then the plan.
-        let sim = Sim::serve_with(
-            &dataset,
-            &["--listen", "127.0.0.1:0", "--latency-ms", &latency_ms.to_string()],
-        );
-        write_environments(dir.path(), &sim.url, concurrency);
-        let (environments, _) = Environments::load(&dir.path().join("ucs-gdpr.yaml")).unwrap();
-        let environment = environments.get("bench").unwrap();
-        let (report, request) = {
-            let context = Context {
-                runbooks: &runbooks,
-                environments: Some(&environments),
-                now: jiff::Timestamp::now(),
+    let (conn_plan, conn_plan_errors, plan_part, apply_part, apply_calls, receipt_failures, listen) =
+        runtime.block_on(async {
+            // Simulator 1: the connector with the plan's mix, then the plan.
+            let sim = Sim::serve_with(
+                &dataset,
+                &["--listen", "127.0.0.1:0", "--latency-ms", &latency_ms.to_string()],
+            );
+            write_environments(dir.path(), &sim.url, concurrency);
+            let (environments, _) = Environments::load(&dir.path().join("ucs-gdpr.yaml")).unwrap();
+            let environment = environments.get("bench").unwrap();
+            let (report, request) = {
+                let context = Context {
+                    runbooks: &runbooks,
+                    environments: Some(&environments),
+                    now: jiff::Timestamp::now(),
+                };
+                manifest::load_request(&request_path, &context)
             };
-            manifest::load_request(&request_path, &context)
-        };
-        let Some(request) = request else {
-            let first: Vec<_> = report.diagnostics.iter().take(3).collect();
-            panic!("the generated request is not valid: {first:?}");
-        };
-        let manifest_sha256 = ucs_gdpr::canonical::sha256_hex(report.source.as_bytes());
-        let connection = environments.connect("bench", None).await.unwrap();
-        let client = &connection.client;
+            let Some(request) = request else {
+                let first: Vec<_> = report.diagnostics.iter().take(3).collect();
+                panic!("the generated request is not valid: {first:?}");
+            };
+            let manifest_sha256 = ucs_gdpr::canonical::sha256_hex(report.source.as_bytes());
+            let connection = environments.connect("bench", None).await.unwrap();
+            let client = &connection.client;
 
-        let input = |environment| PlanInput {
-            request: &request,
-            manifest_path: request_path.display().to_string(),
-            manifest_sha256: manifest_sha256.clone(),
-            runbook,
-            environment_name: "bench",
-            environment,
-            digester: &connection.digester,
-            ucs_version: connection.ucs_version,
-            concurrency: concurrency_usize,
-            page_size: 100,
-            etl: ucs_gdpr::plan::Etl::NotConfigured,
-        };
-        // The plan once through the recorder (its calls, and a warm simulator), the bare
-        // connector replaying those calls, then the plan measured.
-        let recorder = Recorder::new(client);
-        let plan = plan::build(&input(environment), &recorder).await;
-        let plan_calls = recorder.phases();
-        let before = calls(&sim).await;
-        let started = Instant::now();
-        let cpu = cpus(&sim);
-        let conn_plan_errors = replay(client, &plan_calls, concurrency_usize).await;
-        let conn_plan = Part {
-            seconds: started.elapsed().as_secs_f64(),
-            cpu: since(cpu, &sim),
-            calls: delta(&calls(&sim).await, &before),
-            peak_mib: None,
-        };
-        drop(plan_calls);
-        drop(plan);
-        let before = calls(&sim).await;
-        reset_peak();
-        let started = Instant::now();
-        let cpu = cpus(&sim);
-        let plan = plan::build(&input(environment), client).await;
-        let plan_part = Part {
-            seconds: started.elapsed().as_secs_f64(),
-            cpu: since(cpu, &sim),
-            calls: delta(&calls(&sim).await, &before),
-            peak_mib: Some(peak_mib()),
-        };
-        assert!(!plan.is_blocked(), "{:?}", plan.body.blockers.first());
-        assert_eq!(plan.body.contacts.len(), ids.len());
-        let listen = sim.url.trim_start_matches("http://").to_owned();
-        let listen = listen.as_str();
-        drop(sim);
+            let input = |environment| PlanInput {
+                request: &request,
+                manifest_path: request_path.display().to_string(),
+                manifest_sha256: manifest_sha256.clone(),
+                runbook,
+                environment_name: "bench",
+                environment,
+                digester: &connection.digester,
+                ucs_version: connection.ucs_version,
+                concurrency: concurrency_usize,
+                page_size: 100,
+                etl: ucs_gdpr::plan::Etl::NotConfigured,
+            };
+            // The plan once through the recorder (its calls, and a warm simulator), the bare
+            // connector replaying those calls, then the plan measured.
+            let recorder = Recorder::new(client);
+            let plan = plan::build(&input(environment), &recorder).await;
+            let plan_calls = recorder.phases();
+            let before = calls(&sim).await;
+            let started = Instant::now();
+            let cpu = cpus(&sim);
+            let conn_plan_errors = replay(client, &plan_calls, concurrency_usize).await;
+            let conn_plan = Part {
+                seconds: started.elapsed().as_secs_f64(),
+                cpu: since(cpu, &sim),
+                calls: delta(&calls(&sim).await, &before),
+                peak_mib: None,
+            };
+            drop(plan_calls);
+            drop(plan);
+            let before = calls(&sim).await;
+            reset_peak();
+            let started = Instant::now();
+            let cpu = cpus(&sim);
+            let plan = plan::build(&input(environment), client).await;
+            let plan_part = Part {
+                seconds: started.elapsed().as_secs_f64(),
+                cpu: since(cpu, &sim),
+                calls: delta(&calls(&sim).await, &before),
+                peak_mib: Some(peak_mib()),
+            };
+            assert!(!plan.is_blocked(), "{:?}", plan.body.blockers.first());
+            assert_eq!(plan.body.contacts.len(), ids.len());
+            let listen = sim.url.trim_start_matches("http://").to_owned();
+            let listen = listen.as_str();
+            drop(sim);
 
-        // Simulator 2: apply.
-        // The same address: the plan is bound to the environment as it was planned.
-        let sim = Sim::serve_with(
-            &dataset,
-            &["--listen", listen, "--latency-ms", &latency_ms.to_string()],
-        );
-        let connection2 = environments.connect("bench", None).await.unwrap();
-        let progress = |_: &ucs_gdpr::apply::Progress<'_>| {};
-        // The audit log and the bag: in the bench's temporary folder, or under
-        // `APPLY_BENCH_WORK_DIR` (another file system, to see what the disk costs).
-        let work_base = std::env::var_os("APPLY_BENCH_WORK_DIR")
-            .map(|base| tempfile::tempdir_in(base).unwrap());
-        let work = work_base.as_ref().map_or(dir.path(), |base| base.path()).join("work");
-        let context = ApplyContext {
-            shard: None,
-            input: PlanInput { digester: &connection2.digester, ..input(environment) },
-            runbook,
-            base_dir: environments.base_dir.clone(),
-            actor: "bench".to_owned(),
-            audit_log: work.join("audit.jsonl"),
-            signing_key: None,
-            exports_dir: work.join("exports"),
-            concurrency: concurrency_usize,
-            stop: Arc::new(AtomicBool::new(false)),
-            retries: Arc::new(Mutex::new(Vec::new())),
-            progress: &progress,
-        };
-        std::fs::create_dir_all(&work).unwrap();
-        let before = calls(&sim).await;
-        reset_peak();
-        let started = Instant::now();
-        let cpu = cpus(&sim);
-        let approved = apply::authorize(&plan, &[], &context).unwrap();
-        let recorder = Recorder::new(&connection2.client);
-        let receipt = apply::run(&approved, &context, &recorder).await.unwrap();
-        let apply_part = Part {
-            seconds: started.elapsed().as_secs_f64(),
-            cpu: since(cpu, &sim),
-            calls: delta(&calls(&sim).await, &before),
-            peak_mib: Some(peak_mib()),
-        };
-        assert!(!receipt.interrupted);
-        assert_eq!(receipt.contacts.len(), ids.len());
-        let failures: Vec<(String, String)> =
-            receipt.contacts.iter().filter_map(|c| c.failure.clone()).collect();
-        drop(sim);
-        let apply_calls = recorder.phases();
-        (conn_plan, conn_plan_errors, plan_part, apply_part, apply_calls, failures, listen.to_owned())
-    });
+            // Simulator 2: apply.
+            // The same address: the plan is bound to the environment as it was planned.
+            let sim = Sim::serve_with(
+                &dataset,
+                &["--listen", listen, "--latency-ms", &latency_ms.to_string()],
+            );
+            let connection2 = environments.connect("bench", None).await.unwrap();
+            let progress = |_: &ucs_gdpr::apply::Progress<'_>| {};
+            // The audit log and the bag: in the bench's temporary folder, or under
+            // `APPLY_BENCH_WORK_DIR` (another file system, to see what the disk costs).
+            let work_base = std::env::var_os("APPLY_BENCH_WORK_DIR")
+                .map(|base| tempfile::tempdir_in(base).unwrap());
+            let work = work_base.as_ref().map_or(dir.path(), |base| base.path()).join("work");
+            let context = ApplyContext {
+                shard: None,
+                input: PlanInput { digester: &connection2.digester, ..input(environment) },
+                runbook,
+                base_dir: environments.base_dir.clone(),
+                actor: "bench".to_owned(),
+                audit_log: work.join("audit.jsonl"),
+                signing_key: None,
+                exports_dir: work.join("exports"),
+                concurrency: concurrency_usize,
+                stop: Arc::new(AtomicBool::new(false)),
+                retries: Arc::new(Mutex::new(Vec::new())),
+                progress: &progress,
+            };
+            std::fs::create_dir_all(&work).unwrap();
+            let before = calls(&sim).await;
+            reset_peak();
+            let started = Instant::now();
+            let cpu = cpus(&sim);
+            let approved = apply::authorize(&plan, &[], &context).unwrap();
+            let recorder = Recorder::new(&connection2.client);
+            let receipt = apply::run(&approved, &context, &recorder).await.unwrap();
+            let apply_part = Part {
+                seconds: started.elapsed().as_secs_f64(),
+                cpu: since(cpu, &sim),
+                calls: delta(&calls(&sim).await, &before),
+                peak_mib: Some(peak_mib()),
+            };
+            assert!(!receipt.interrupted);
+            assert_eq!(receipt.contacts.len(), ids.len());
+            let failures: Vec<(String, String)> =
+                receipt.contacts.iter().filter_map(|c| c.failure.clone()).collect();
+            drop(sim);
+            let apply_calls = recorder.phases();
+            (
+                conn_plan,
+                conn_plan_errors,
+                plan_part,
+                apply_part,
+                apply_calls,
+                failures,
+                listen.to_owned(),
+            )
+        });
 
     let (conn_apply, conn_apply_errors) = runtime.block_on(async {
         // Simulator 3: the connector with apply's mix.

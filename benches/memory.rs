@@ -28,13 +28,24 @@ mod common;
 
 use common::{BIN, Sim, load_average};
 
-/// Runs the binary in `dir` under `/usr/bin/time`: (seconds, peak RSS in KiB, exit code).
-fn measured(dir: &Path, args: &[&str]) -> (f64, u64, i32) {
+/// One run of the binary: wall clock, peak RSS, exit code, and the CPU seconds it and the
+/// simulator used.
+struct Run {
+    seconds: f64,
+    kib: u64,
+    code: i32,
+    cpu: f64,
+    sim_cpu: f64,
+}
+
+/// Runs the binary in `dir` under `/usr/bin/time` against `sim`.
+fn measured(dir: &Path, sim: &Sim, args: &[&str]) -> Run {
+    let sim_before = sim.cpu_seconds();
     let report = dir.join("time.txt");
     let started = Instant::now();
     let status = Command::new("/usr/bin/time")
         .arg("-f")
-        .arg("%M")
+        .arg("%M %U %S")
         .arg("-o")
         .arg(&report)
         .arg(BIN)
@@ -48,8 +59,15 @@ fn measured(dir: &Path, args: &[&str]) -> (f64, u64, i32) {
         .unwrap();
     let seconds = started.elapsed().as_secs_f64();
     let text = std::fs::read_to_string(&report).unwrap();
-    let kib = text.lines().last().unwrap_or("0").trim().parse().unwrap_or(0);
-    (seconds, kib, status.code().unwrap_or(-1))
+    let fields: Vec<&str> = text.lines().last().unwrap_or("").split_whitespace().collect();
+    let number = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    Run {
+        seconds,
+        kib: fields.first().and_then(|f| f.parse().ok()).unwrap_or(0),
+        code: status.code().unwrap_or(-1),
+        cpu: number(1) + number(2),
+        sim_cpu: sim.cpu_seconds() - sim_before,
+    }
 }
 
 fn one_size(contacts: u32, interactions: u32) {
@@ -100,23 +118,37 @@ fn one_size(contacts: u32, interactions: u32) {
     )
     .unwrap();
 
-    let (plan_s, plan_kib, plan_code) = measured(
+    let plan = measured(
         dir.path(),
+        &sim,
         &["plan", "request.yaml", "--env-file", "ucs-gdpr.yaml", "--out", "plan.json", "--count"],
     );
     let plan_bytes = std::fs::metadata(dir.path().join("plan.json")).map_or(0, |m| m.len());
     let load_between = load_average();
-    let (apply_s, apply_kib, apply_code) =
-        measured(dir.path(), &["apply", "plan.json", "--env-file", "ucs-gdpr.yaml"]);
+    let apply = measured(dir.path(), &sim, &["apply", "plan.json", "--env-file", "ucs-gdpr.yaml"]);
     drop(sim);
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "{contacts:>7} contacts x {interactions}: plan {plan_s:7.1} s, peak {:6.1} MiB, file \
-         {:.1} MB (exit {plan_code}) | apply {apply_s:7.1} s, peak {:6.1} MiB (exit \
-         {apply_code}) | load average before apply {load_between}",
-        mib(plan_kib),
+        "{contacts:>7} contacts x {interactions}: plan {:7.1} s, peak {:6.1} MiB, file \
+         {:.1} MB (exit {}) | apply {:7.1} s, peak {:6.1} MiB (exit {}) | load average before \
+         apply {load_between}",
+        plan.seconds,
+        mib(plan.kib),
         plan_bytes as f64 / 1_000_000.0,
-        mib(apply_kib),
+        plan.code,
+        apply.seconds,
+        mib(apply.kib),
+        apply.code,
+    );
+    let per = |cpu: f64| cpu / f64::from(contacts) * 1e6;
+    println!(
+        "{:>7} CPU per contact: plan {:.0} µs (simulator {:.0} µs) | apply {:.0} µs (simulator \
+         {:.0} µs)",
+        "",
+        per(plan.cpu),
+        per(plan.sim_cpu),
+        per(apply.cpu),
+        per(apply.sim_cpu),
     );
 }
 

@@ -1061,3 +1061,71 @@ fn the_text_of_a_large_plan_folds_its_details_and_keeps_the_blockers_and_the_sum
     assert!(markdown.len() <= 65_536, "{} bytes", markdown.len());
     assert!(markdown.contains("more contact(s)"));
 }
+
+/// The planner reads ahead of a slow contact (it keeps id order) but never has more reads
+/// under way than the environment's concurrency: the simulator counts the calls it is
+/// answering at once. (Without the limit, the read-ahead window would put 4 times as many
+/// calls on the server.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planning_never_has_more_calls_under_way_than_the_concurrency() {
+    use ucs_gdpr::environment::Environments;
+    use ucs_gdpr::manifest::{Context, load_request};
+    use ucs_gdpr::plan::{Etl, PlanInput, build};
+    use ucs_gdpr::runbook::RunbookLibrary;
+    use ucs_gdpr::sim::{GenerateOptions, generate};
+
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("dataset.json");
+    generate(&GenerateOptions {
+        contacts: 60,
+        interactions: 1,
+        attachment_bytes: 0,
+        seed: 7,
+        out: dataset.clone(),
+    })
+    .unwrap();
+    let generated: Value = serde_json::from_slice(&fs::read(&dataset).unwrap()).unwrap();
+    let subjects: String = generated["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("    - contactId: \"{}\"\n", c["id"].as_str().unwrap()))
+        .collect();
+    let env_file = crate::workspace::EnvFile::embedded(&dataset)
+        .settings("    faults: { seed: 5, latencyMs: 6, jitterMs: 6 }\n")
+        .write(dir.path());
+    let (environments, _) = Environments::load(&env_file).unwrap();
+    let runbooks = RunbookLibrary::built_in();
+    let manifest = request(dir.path(), "limit", "export-only", &subjects, "  export: {}\n");
+    let context = Context {
+        runbooks: &runbooks,
+        environments: Some(&environments),
+        now: jiff::Timestamp::now(),
+    };
+    let (report, request) = load_request(Path::new(&manifest), &context);
+    let request = request.unwrap_or_else(|| panic!("{:?}", report.diagnostics));
+    let connection = environments.connect("demo", None).await.unwrap();
+    let concurrency = 3;
+    let input = PlanInput {
+        request: &request,
+        manifest_path: manifest.clone(),
+        manifest_sha256: String::new(),
+        runbook: runbooks.get("export-only").unwrap(),
+        environment_name: "demo",
+        environment: environments.get("demo").unwrap(),
+        digester: &connection.digester,
+        ucs_version: connection.ucs_version,
+        concurrency,
+        page_size: 100,
+        etl: Etl::NotConfigured,
+    };
+    let plan = build(&input, &connection.client).await;
+    assert_eq!(plan.body.contacts.len(), 60);
+    let stats = connection.simulator.as_ref().unwrap().stats();
+    assert!(stats.calls.get("GetAttributes").copied().unwrap_or(0) >= 60, "{stats:?}");
+    assert!(
+        (2..=concurrency as u64).contains(&stats.peak_in_flight),
+        "at most {concurrency} calls at once (and more than one): {}",
+        stats.peak_in_flight
+    );
+}

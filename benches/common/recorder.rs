@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use futures_util::{StreamExt as _, stream};
 use ucs_gdpr::ucs::{
-    AttachmentBody, AttachmentId, Callback, CallSite, Contact, ContactId, CsService, DataSource,
+    AttachmentBody, AttachmentId, CallSite, Callback, Contact, ContactId, CsService, DataSource,
     DeleteOutcome, Identification, IdentifyRequest, InteractionContent, InteractionId,
     InteractionListing, InteractionSummary, Profile, ServiceId, TenantId, Ucs, UcsError,
 };
@@ -102,7 +102,11 @@ impl<'a, U: Ucs> Recorder<'a, U> {
 /// Replays recorded calls through `client`: phase after phase, `concurrency` groups at once,
 /// each group's calls one after the other. Returns how many calls answered with an error
 /// (a replay makes the same calls, so it meets the same "not found"s).
-pub(crate) async fn replay<U: Ucs>(client: &U, phases: &[Vec<Vec<Call>>], concurrency: usize) -> u64 {
+pub(crate) async fn replay<U: Ucs>(
+    client: &U,
+    phases: &[Vec<Vec<Call>>],
+    concurrency: usize,
+) -> u64 {
     let errors = std::sync::atomic::AtomicU64::new(0);
     for phase in phases {
         stream::iter(phase)
@@ -154,7 +158,10 @@ async fn call_once<U: Ucs>(client: &U, call: &Call) -> bool {
 }
 
 impl<U: Ucs> Ucs for Recorder<'_, U> {
-    async fn identify_contacts(&self, request: &IdentifyRequest) -> Result<Identification, UcsError> {
+    async fn identify_contacts(
+        &self,
+        request: &IdentifyRequest,
+    ) -> Result<Identification, UcsError> {
         self.note(Call::Identify(request.clone()));
         self.inner.identify_contacts(request).await
     }

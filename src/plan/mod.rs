@@ -347,12 +347,13 @@ pub async fn build_into<U: Ucs, E>(
     };
     let mine = spec.subjects.iter().filter(|s| !theirs(s)).count();
     let resolving = Counter::new(Phase::Resolving, mine, progress);
+    let reads = Reads::new(input.concurrency);
     let mut resolutions: Vec<SubjectResolution> =
         stream::iter(spec.subjects.iter().enumerate().filter(|(_, s)| !theirs(s)))
             .map(|(index, subject)| {
-                resolving.after(resolve(index + 1, subject, tenant, input, ucs))
+                reads.limit(resolving.after(resolve(index + 1, subject, tenant, input, ucs)))
             })
-            .buffered(input.concurrency.max(1))
+            .buffered(reads.window())
             .collect()
             .await;
 
@@ -424,18 +425,19 @@ pub async fn build_into<U: Ucs, E>(
     let wants = Wants::of(runbook, request, input.ucs_version);
     let reading = Counter::new(Phase::Reading, named.len(), progress);
     let wants_ref = &wants;
+    let reads_ref = &reads;
     let mut observed = stream::iter(named.iter())
         .map(|(id, naming)| {
-            reading.after(async move {
+            reads_ref.limit(reading.after(async move {
                 let read = CallSite::contact_scope(id.as_str(), async {
                     let record = ucs.get_contact(id).await?;
                     Ok(observe(id, record, wants_ref, input, ucs).await.map_err(|e| e.to_string()))
                 })
                 .await;
                 (id, naming, read)
-            })
+            }))
         })
-        .buffered(input.concurrency.max(1));
+        .buffered(reads.window());
     while let Some((id, naming, read)) = observed.next().await {
         let read: Result<Result<Observed, String>, UcsError> = read;
         let (subjects, result) = match read {
@@ -822,6 +824,40 @@ impl<'a> Counter<'a> {
         let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         (self.progress)(Progress { phase: self.phase, done, total: self.total });
         value
+    }
+}
+
+/// How contacts (and subjects) are read in order: `concurrency` of them read at once, and up
+/// to [`Reads::AHEAD`] times as many, already read, may wait for a slower one before them.
+/// An ordered stream of exactly `concurrency` futures would stop starting reads whenever its
+/// head is slow (each finished read holds a slot until the head is taken), so the server would
+/// see fewer calls at once than the environment allows; an ordered window with a separate
+/// limit on reads keeps both the id order and the concurrency. The window's reads are held in
+/// memory: `AHEAD × concurrency` contacts at most.
+struct Reads {
+    concurrency: usize,
+    limit: tokio::sync::Semaphore,
+}
+
+impl Reads {
+    const AHEAD: usize = 4;
+
+    fn new(concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
+        Self { concurrency, limit: tokio::sync::Semaphore::new(concurrency) }
+    }
+
+    /// How many reads an ordered stream may hold.
+    fn window(&self) -> usize {
+        self.concurrency.saturating_mul(Self::AHEAD)
+    }
+
+    /// `read`, once fewer than `concurrency` reads are under way.
+    async fn limit<T>(&self, read: impl std::future::Future<Output = T>) -> T {
+        // The semaphore is never closed, so `acquire` does not fail; were it to, the read
+        // would go ahead unlimited rather than not at all.
+        let _permit = self.limit.acquire().await.ok();
+        read.await
     }
 }
 

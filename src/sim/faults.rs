@@ -139,6 +139,9 @@ pub struct Stats {
     /// Contacts created by `IdentifyContact`.
     #[serde(default)]
     pub contacts_created: u64,
+    /// The most calls the simulator was answering at once (its own `/sim/...` calls left out).
+    #[serde(default)]
+    pub peak_in_flight: u64,
 }
 
 impl Stats {
@@ -264,6 +267,7 @@ impl Faults {
             non_conforming: Vec::new(),
             dangerous: Vec::new(),
             contacts_created: 0,
+            peak_in_flight: 0,
         }
     }
 

@@ -138,6 +138,7 @@ impl Simulator {
             select_limit,
             server,
             shutdown: shutdown.clone(),
+            in_flight: server::InFlight::default(),
         });
         let app =
             server::router(state.clone()).into_make_service_with_connect_info::<ConnectionKill>();

@@ -32,6 +32,38 @@ pub(crate) struct SimState {
     pub(crate) select_limit: u32,
     pub(crate) server: String,
     pub(crate) shutdown: CancellationToken,
+    /// The calls being answered now, and the most there were at once.
+    pub(crate) in_flight: InFlight,
+}
+
+/// Counts the calls under way (every route but the simulator's own `/sim/...`), keeping the
+/// peak: what a client's concurrency limit is checked against.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    now: std::sync::atomic::AtomicU64,
+    peak: std::sync::atomic::AtomicU64,
+}
+
+impl InFlight {
+    fn enter(&self) -> InFlightCall<'_> {
+        use std::sync::atomic::Ordering;
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        InFlightCall(self)
+    }
+
+    fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One call under way; leaves the count when dropped (answered, or abandoned by the client).
+struct InFlightCall<'a>(&'a InFlight);
+
+impl Drop for InFlightCall<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl SimState {
@@ -42,6 +74,7 @@ impl SimState {
         stats.non_conforming = conformance.non_conforming;
         stats.dangerous = conformance.dangerous;
         stats.contacts_created = conformance.contacts_created;
+        stats.peak_in_flight = self.in_flight.peak();
         stats
     }
 }
@@ -72,7 +105,7 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
             }
             error(&sim, StatusCode::NOT_FOUND, "NoSuchEndpoint", "no such endpoint")
         })
-        .layer(axum::middleware::from_fn(note_contact))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), note_contact))
         .with_state(state)
 }
 
@@ -107,8 +140,14 @@ pub(crate) fn halfway() -> bool {
     HALFWAY.try_with(|half| *half).unwrap_or(false)
 }
 
-/// Notes which contact a call is about (see [`contact_named`]) for the fault injector.
-async fn note_contact(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+/// Notes which contact a call is about (see [`contact_named`]) for the fault injector, and
+/// counts the call while it is under way.
+async fn note_contact(
+    State(sim): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let _call = (!request.uri().path().starts_with("/sim/")).then(|| sim.in_flight.enter());
     let contact = contact_named(request.uri());
     CALL_CONTACT.scope(contact, next.run(request)).await
 }
