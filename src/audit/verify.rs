@@ -1372,10 +1372,13 @@ mod fast {
     }
 
     impl<'a> Cursor<'a> {
-        fn eat(&mut self, literal: &[u8]) -> bool {
-            let end = self.pos.saturating_add(literal.len());
-            if self.bytes.get(self.pos..end) == Some(literal) {
-                self.pos = end;
+        /// Reads `literal` when it is next. (Of a fixed length, so that the comparison is
+        /// a few word compares in line, not a call to `memcmp`: a record has some 30 keys
+        /// to try.)
+        fn eat<const N: usize>(&mut self, literal: &[u8; N]) -> bool {
+            let next = self.bytes.get(self.pos..).and_then(<[u8]>::first_chunk::<N>);
+            if next == Some(literal) {
+                self.pos = self.pos.saturating_add(N);
                 true
             } else {
                 false
@@ -1383,7 +1386,7 @@ mod fast {
         }
 
         /// Reads the key `"name":` (`name` given with its quotes and colon) when it is next.
-        fn key(&mut self, name: &[u8]) -> bool {
+        fn key<const N: usize>(&mut self, name: &[u8; N]) -> bool {
             let start = self.pos;
             if self.any && !self.eat(b",") {
                 return false;
@@ -1443,14 +1446,18 @@ mod fast {
             Some(value)
         }
 
-        fn opt_string(&mut self, name: &[u8], rule: Rule) -> Option<Option<Text<'a>>> {
+        fn opt_string<const N: usize>(
+            &mut self,
+            name: &[u8; N],
+            rule: Rule,
+        ) -> Option<Option<Text<'a>>> {
             if !self.key(name) {
                 return Some(None);
             }
             self.string(rule).map(Some)
         }
 
-        fn opt_number(&mut self, name: &[u8]) -> Option<Option<u64>> {
+        fn opt_number<const N: usize>(&mut self, name: &[u8; N]) -> Option<Option<u64>> {
             if !self.key(name) {
                 return Some(None);
             }
