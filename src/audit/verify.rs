@@ -315,12 +315,13 @@ mod parallel {
             return (chunk, results);
         }
         let mut extra = Vec::new();
-        let body = chunk.strip_suffix(b"\n").unwrap_or(&chunk);
         let base = chunk.len();
+        // Line by line: each ends with a newline (a complete chunk ends with one).
         let mut offset = 0_usize;
-        for line in body.split(|&b| b == b'\n') {
-            results.push(check(line, offset, base, &mut extra));
-            offset = offset.saturating_add(line.len()).saturating_add(1);
+        while let Some(rest) = chunk.get(offset..).filter(|rest| !rest.is_empty()) {
+            let (len, result) = check(rest, offset, base, &mut extra);
+            results.push(result);
+            offset = offset.saturating_add(len).saturating_add(1);
         }
         chunk.extend_from_slice(&extra);
         (chunk, results)
@@ -454,24 +455,26 @@ fn digest_of(hex: &Sha256Hex) -> Digest {
     decode_hex(hex.as_str().as_bytes()).unwrap_or(GENESIS)
 }
 
-/// 64 lowercase hex digits to the 32 bytes they spell; `None` for anything else.
+/// 64 lowercase hex digits to the 32 bytes they spell; `None` for anything else. Without a
+/// branch or a table lookup per digit, so that the compiler can do the 64 digits in vector
+/// registers: the verifier decodes two digests per record.
 fn decode_hex(hex: &[u8]) -> Option<Digest> {
-    fn nibble(digit: u8) -> Option<u8> {
-        match digit {
-            b'0'..=b'9' => Some(digit - b'0'),
-            b'a'..=b'f' => Some(digit - b'a' + 10),
-            _ => None,
-        }
-    }
-    if hex.len() != 64 {
-        return None;
+    let hex: &[u8; 64] = hex.try_into().ok()?;
+    let mut values = [0_u8; 64];
+    let mut bad = 0_u8;
+    for (value, &digit) in values.iter_mut().zip(hex) {
+        let number = digit.wrapping_sub(b'0');
+        let letter = digit.wrapping_sub(b'a');
+        let (is_number, is_letter) = (number < 10, letter < 6);
+        *value = if is_number { number } else { letter.wrapping_add(10) };
+        bad |= u8::from(!(is_number | is_letter));
     }
     let mut digest = GENESIS;
-    for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
-        let &[high, low] = pair else { return None };
-        *byte = (nibble(high)? << 4) | nibble(low)?;
+    for (byte, pair) in digest.iter_mut().zip(values.as_chunks::<2>().0) {
+        let [high, low] = *pair;
+        *byte = (high << 4) | (low & 15);
     }
-    Some(digest)
+    (bad == 0).then_some(digest)
 }
 
 /// Where a field's text is in the buffer that holds the line.
@@ -550,19 +553,23 @@ impl Checked {
     }
 }
 
-/// Checks one line of a chunk: the fast path when the line is canonical, else
-/// [`parse_line`]. `offset` is where the line starts in the chunk; the slow path's ids go to
-/// `extra`, which will be appended to the chunk of length `base`.
+/// Checks the line at the start of `bytes` (which end there or go on after its newline):
+/// the fast path when the line is canonical, else [`parse_line`]. Returns the line's length
+/// (the fast path finds it as it reads; only a line that takes the slow path is searched
+/// for its newline). `offset` is where the line starts in its chunk; the slow path's ids go
+/// to `extra`, which will be appended to the chunk of length `base`.
 fn check(
-    line: &[u8],
+    bytes: &[u8],
     offset: usize,
     base: usize,
     extra: &mut Vec<u8>,
-) -> Result<Checked, LineError> {
-    match fast::check_canonical(line, offset) {
-        Some(checked) => Ok(checked),
-        None => parse_line(line).map(|parsed| Checked::from_parsed(&parsed, base, extra)),
+) -> (usize, Result<Checked, LineError>) {
+    if let Some((len, checked)) = fast::check_canonical(bytes, offset) {
+        return (len, Ok(checked));
     }
+    let len = bytes.iter().position(|&byte| byte == b'\n').unwrap_or(bytes.len());
+    let line = bytes.get(..len).unwrap_or_default();
+    (len, parse_line(line).map(|parsed| Checked::from_parsed(&parsed, base, extra)))
 }
 
 struct Line {
@@ -1275,13 +1282,96 @@ mod fast {
     }
 
     /// A string field: where its text is in the line, and the text.
-    type Text<'a> = (Span, &'a str);
+    type Text<'a> = (Span, &'a [u8]);
+
+    /// Byte classes, one bit each: `[A-Za-z0-9]`, `.` `_` `-`, `[0-9a-f]`, and any printable
+    /// ASCII character but `"` and `\`. No class holds a `"`, a `\`, a control character
+    /// (the line's newline among them) or a byte that is not ASCII.
+    const ALNUM: u8 = 1;
+    const PUNCT: u8 = 2;
+    const HEX: u8 = 4;
+    const TEXT: u8 = 8;
+
+    // Indexing in a constant is checked when it is compiled: it cannot panic at run time.
+    #[allow(clippy::indexing_slicing)]
+    const CLASSES: [u8; 256] = {
+        let mut table = [0_u8; 256];
+        let mut byte = 0_u8;
+        loop {
+            let mut class = 0;
+            if byte.is_ascii_alphanumeric() {
+                class |= ALNUM;
+            }
+            if matches!(byte, b'.' | b'_' | b'-') {
+                class |= PUNCT;
+            }
+            if matches!(byte, b'0'..=b'9' | b'a'..=b'f') {
+                class |= HEX;
+            }
+            if matches!(byte, b' '..=b'~') && byte != b'"' && byte != b'\\' {
+                class |= TEXT;
+            }
+            table[byte as usize] = class;
+            if byte == u8::MAX {
+                break;
+            }
+            byte += 1;
+        }
+        table
+    };
+
+    fn class(byte: u8) -> u8 {
+        CLASSES.get(usize::from(byte)).copied().unwrap_or(0)
+    }
+
+    /// A string field's rule as this path checks it, in one pass over the value: the class
+    /// its bytes must all be of (the pass stops at the first byte that is not, which must be
+    /// the closing quote), then what the rule asks of the value as a whole. Each is the rule
+    /// of the field's type in `record` (a test holds them to it); the rarer fields check
+    /// that rule itself on a value of printable characters.
+    #[derive(Clone, Copy)]
+    pub(super) struct Rule {
+        class: u8,
+        whole: fn(&[u8]) -> bool,
+    }
+
+    /// [`Actor`], [`RequestId`], [`StepId`]: 1 to 64 of `[A-Za-z0-9._-]`, the first
+    /// alphanumeric.
+    pub(super) const IDENTIFIER: Rule = Rule {
+        class: ALNUM | PUNCT,
+        whole: |value| {
+            (1..=64).contains(&value.len())
+                && value.first().is_some_and(|&byte| class(byte) & ALNUM != 0)
+        },
+    };
+    /// [`ContactId`]: 16 of `[A-Za-z0-9]`.
+    pub(super) const CONTACT: Rule = Rule { class: ALNUM, whole: |value| value.len() == 16 };
+    /// [`Sha256Hex`], [`SubjectDigest`]: 64 lowercase hex digits.
+    pub(super) const SHA256: Rule = Rule { class: HEX, whole: |value| value.len() == 64 };
+    /// [`KeyId`]: 16 lowercase hex digits.
+    pub(super) const KEY_ID: Rule = Rule { class: HEX, whole: |value| value.len() == 16 };
+    /// [`Token`], checked by its own rule.
+    pub(super) const TOKEN: Rule =
+        Rule { class: TEXT, whole: |value| std::str::from_utf8(value).is_ok_and(Token::is_valid) };
+    /// [`RecordTime`]: see [`time`].
+    pub(super) const TIME: Rule = Rule { class: TEXT, whole: time };
+    /// Any string: the value is matched against a fixed list afterwards.
+    const ANY: Rule = Rule { class: TEXT, whole: |_| true };
+
+    /// Whether `value` (a string's content, without quotes) passes `rule`.
+    #[cfg(test)]
+    pub(super) fn passes(rule: Rule, value: &[u8]) -> bool {
+        value.iter().all(|&byte| class(byte) & rule.class != 0) && (rule.whole)(value)
+    }
 
     impl<'a> Cursor<'a> {
-        fn eat(&mut self, literal: &[u8]) -> bool {
-            let end = self.pos.saturating_add(literal.len());
-            if self.bytes.get(self.pos..end) == Some(literal) {
-                self.pos = end;
+        /// Reads `literal` when it is next. (Of a fixed length, so that the comparison is
+        /// a few word compares in line, not a call to `memcmp`: a record has some 30 keys
+        /// to try.)
+        fn eat<const N: usize>(&mut self, literal: &[u8; N]) -> bool {
+            let next = self.bytes.get(self.pos..).and_then(<[u8]>::first_chunk::<N>);
+            if next == Some(literal) {
+                self.pos = self.pos.saturating_add(N);
                 true
             } else {
                 false
@@ -1289,7 +1379,7 @@ mod fast {
         }
 
         /// Reads the key `"name":` (`name` given with its quotes and colon) when it is next.
-        fn key(&mut self, name: &[u8]) -> bool {
+        fn key<const N: usize>(&mut self, name: &[u8; N]) -> bool {
             let start = self.pos;
             if self.any && !self.eat(b",") {
                 return false;
@@ -1303,34 +1393,35 @@ mod fast {
             }
         }
 
-        /// A string up to the next `"`, when it passes `valid` (which admits no `"`, `\`,
-        /// control or non-ASCII character: see the module).
-        fn string(&mut self, valid: fn(&str) -> bool) -> Option<Text<'a>> {
+        /// A string in quotes, when it passes `rule`: its bytes are read while they are of
+        /// the rule's class, and the first that is not must be the closing quote. The same
+        /// as finding the closing quote first and checking the value after, since the class
+        /// holds no `"`; and the value is ASCII, so JSON reads it as exactly its bytes.
+        fn string(&mut self, rule: Rule) -> Option<Text<'a>> {
             if !self.eat(b"\"") {
                 return None;
             }
             let rest = self.bytes.get(self.pos..)?;
-            let len = rest.iter().position(|&b| b == b'"')?;
-            let text = std::str::from_utf8(rest.get(..len)?).ok()?;
-            if !valid(text) {
+            let len = rest.iter().position(|&byte| class(byte) & rule.class == 0)?;
+            let value = rest.get(..len)?;
+            if rest.get(len) != Some(&b'"') || !(rule.whole)(value) {
                 return None;
             }
             let span = Span { start: self.pos, end: self.pos.saturating_add(len) };
             self.pos = span.end.saturating_add(1);
-            Some((span, text))
+            Some((span, value))
         }
 
         /// 64 lowercase hex digits in quotes, as bytes, with the text.
-        fn digest(&mut self) -> Option<(Digest, &'a str)> {
+        fn digest(&mut self) -> Option<(Digest, &'a [u8])> {
             if !self.eat(b"\"") {
                 return None;
             }
             let end = self.pos.saturating_add(64);
             let hex = self.bytes.get(self.pos..end)?;
             let digest = decode_hex(hex)?;
-            let text = std::str::from_utf8(hex).ok()?;
             self.pos = end;
-            self.eat(b"\"").then_some((digest, text))
+            self.eat(b"\"").then_some((digest, hex))
         }
 
         /// An unsigned integer as `serde_json` writes one (no sign, no leading zero).
@@ -1348,14 +1439,18 @@ mod fast {
             Some(value)
         }
 
-        fn opt_string(&mut self, name: &[u8], valid: fn(&str) -> bool) -> Option<Option<Text<'a>>> {
+        fn opt_string<const N: usize>(
+            &mut self,
+            name: &[u8; N],
+            rule: Rule,
+        ) -> Option<Option<Text<'a>>> {
             if !self.key(name) {
                 return Some(None);
             }
-            self.string(valid).map(Some)
+            self.string(rule).map(Some)
         }
 
-        fn opt_number(&mut self, name: &[u8]) -> Option<Option<u64>> {
+        fn opt_number<const N: usize>(&mut self, name: &[u8; N]) -> Option<Option<u64>> {
             if !self.key(name) {
                 return Some(None);
             }
@@ -1363,7 +1458,7 @@ mod fast {
         }
     }
 
-    fn event(text: &str) -> Option<Event> {
+    fn event(text: &[u8]) -> Option<Event> {
         [
             Event::RunStart,
             Event::RunEnd,
@@ -1378,10 +1473,10 @@ mod fast {
             Event::ShardStart,
         ]
         .into_iter()
-        .find(|event| event.as_str() == text)
+        .find(|event| event.as_str().as_bytes() == text)
     }
 
-    fn outcome(text: &str) -> Option<Outcome> {
+    fn outcome(text: &[u8]) -> Option<Outcome> {
         [
             Outcome::Ok,
             Outcome::Failed,
@@ -1391,20 +1486,15 @@ mod fast {
             Outcome::Blocked,
         ]
         .into_iter()
-        .find(|outcome| outcome.as_str() == text)
-    }
-
-    /// Any string: the value is matched against a fixed list afterwards.
-    fn any(_: &str) -> bool {
-        true
+        .find(|outcome| outcome.as_str().as_bytes() == text)
     }
 
     /// A UTC time as the writer produces it (`2026-11-29T10:15:00.123Z`, or without the
     /// fraction, years 1000 to 9998) is checked here; anything else goes to the full parse
     /// of [`RecordTime`]'s rule. This only ever accepts what that parse accepts (a test
     /// holds it).
-    fn time(text: &str) -> bool {
-        plain_time(text.as_bytes()) || RecordTime::is_valid(text)
+    fn time(text: &[u8]) -> bool {
+        plain_time(text) || std::str::from_utf8(text).is_ok_and(RecordTime::is_valid)
     }
 
     pub(super) fn plain_time(text: &[u8]) -> bool {
@@ -1450,7 +1540,8 @@ mod fast {
     /// What a detail holds of interest to the chain check, and the detail itself when asked.
     struct Facts {
         torn_bytes: Option<u64>,
-        detail: Option<Detail>,
+        /// Boxed: the chain check moves the scan's result about and never builds one.
+        detail: Option<Box<Detail>>,
     }
 
     fn detail(cursor: &mut Cursor<'_>, build: bool) -> Option<Facts> {
@@ -1458,29 +1549,29 @@ mod fast {
             return None;
         }
         let outer = std::mem::replace(&mut cursor.any, false);
-        let approver = cursor.opt_string(b"\"approver\":", Actor::is_valid)?;
+        let approver = cursor.opt_string(b"\"approver\":", IDENTIFIER)?;
         let attachments = cursor.opt_number(b"\"attachments\":")?;
         let attempt = match cursor.opt_number(b"\"attempt\":")? {
             Some(n) => Some(u32::try_from(n).ok()?),
             None => None,
         };
         let bytes = cursor.opt_number(b"\"bytes\":")?;
-        let code = cursor.opt_string(b"\"code\":", Token::is_valid)?;
+        let code = cursor.opt_string(b"\"code\":", TOKEN)?;
         let count = cursor.opt_number(b"\"count\":")?;
-        let data_source = cursor.opt_string(b"\"dataSource\":", Token::is_valid)?;
+        let data_source = cursor.opt_string(b"\"dataSource\":", TOKEN)?;
         let duration_ms = cursor.opt_number(b"\"durationMs\":")?;
-        let expires_at = cursor.opt_string(b"\"expiresAt\":", time)?;
-        let fingerprint = cursor.opt_string(b"\"fingerprint\":", Sha256Hex::is_valid)?;
+        let expires_at = cursor.opt_string(b"\"expiresAt\":", TIME)?;
+        let fingerprint = cursor.opt_string(b"\"fingerprint\":", SHA256)?;
         let http_status = match cursor.opt_number(b"\"httpStatus\":")? {
             Some(n) => Some(u16::try_from(n).ok()?),
             None => None,
         };
         let interactions = cursor.opt_number(b"\"interactions\":")?;
-        let key_id = cursor.opt_string(b"\"keyId\":", KeyId::is_valid)?;
-        let reason = cursor.opt_string(b"\"reason\":", Token::is_valid)?;
-        let sha256 = cursor.opt_string(b"\"sha256\":", Sha256Hex::is_valid)?;
-        let signature_sha256 = cursor.opt_string(b"\"signatureSha256\":", Sha256Hex::is_valid)?;
-        let subject = cursor.opt_string(b"\"subject\":", SubjectDigest::is_valid)?;
+        let key_id = cursor.opt_string(b"\"keyId\":", KEY_ID)?;
+        let reason = cursor.opt_string(b"\"reason\":", TOKEN)?;
+        let sha256 = cursor.opt_string(b"\"sha256\":", SHA256)?;
+        let signature_sha256 = cursor.opt_string(b"\"signatureSha256\":", SHA256)?;
+        let subject = cursor.opt_string(b"\"subject\":", SHA256)?;
         let torn_bytes = cursor.opt_number(b"\"tornBytes\":")?;
         let torn_offset = cursor.opt_number(b"\"tornOffset\":")?;
         if !cursor.eat(b"}") {
@@ -1494,8 +1585,7 @@ mod fast {
             text: Option<Text<'_>>,
             new: fn(String) -> Result<T, E>,
         ) -> Option<Option<T>> {
-            text.map(|(_, text)| new(text.to_owned()).ok())
-                .map_or(Some(None), |made| made.map(Some))
+            text.map(|(_, text)| new(string(text)).ok()).map_or(Some(None), |made| made.map(Some))
         }
         let detail = Detail {
             approver: make(approver, Actor::new)?,
@@ -1518,41 +1608,45 @@ mod fast {
             torn_bytes,
             torn_offset,
         };
-        Some(Facts { torn_bytes, detail: Some(detail) })
+        Some(Facts { torn_bytes, detail: Some(Box::new(detail)) })
     }
 
     /// A canonical line, every field validated and the hash recomputed.
     struct Scanned<'a> {
-        actor: &'a str,
+        /// The length of the line (the bytes scanned go on after it).
+        len: usize,
+        actor: &'a [u8],
         contact: Option<Text<'a>>,
         facts: Option<Facts>,
         event: Event,
-        hash: (Digest, &'a str),
+        hash: (Digest, &'a [u8]),
         outcome: Option<Outcome>,
         plan_id: Option<Text<'a>>,
-        prev: (Digest, &'a str),
+        prev: (Digest, &'a [u8]),
         request: Option<Text<'a>>,
         seq: u64,
         step: Option<Text<'a>>,
-        time: &'a str,
+        time: &'a [u8],
         hash_matches: bool,
     }
 
-    /// Reads a canonical line; `None` when the line is not canonical or not a valid record.
-    /// The detail is built only when `build` (for display; the chain check needs none).
-    fn scan(line: &[u8], build: bool) -> Option<Scanned<'_>> {
-        let mut cursor = Cursor { bytes: line, pos: 0, any: false };
+    /// Reads a canonical line at the start of `bytes`, which ends there or goes on after a
+    /// newline; `None` when the line is not canonical or not a valid record. (Nothing the
+    /// scan reads holds a newline, so it never reads past the line's end.) The detail is
+    /// built only when `build` (for display; the chain check needs none).
+    fn scan(bytes: &[u8], build: bool) -> Option<Scanned<'_>> {
+        let mut cursor = Cursor { bytes, pos: 0, any: false };
         if !cursor.eat(b"{") || !cursor.key(b"\"actor\":") {
             return None;
         }
-        let (_, actor) = cursor.string(Actor::is_valid)?;
-        let contact = cursor.opt_string(b"\"contact\":", ContactId::is_valid)?;
+        let (_, actor) = cursor.string(IDENTIFIER)?;
+        let contact = cursor.opt_string(b"\"contact\":", CONTACT)?;
         let facts =
             if cursor.key(b"\"detail\":") { Some(detail(&mut cursor, build)?) } else { None };
         if !cursor.key(b"\"event\":") {
             return None;
         }
-        let event = event(cursor.string(any)?.1)?;
+        let event = event(cursor.string(ANY)?.1)?;
         // The hash member: `,"hash":"<64 hex>"`, left out of the bytes the hash covers.
         let hash_start = cursor.pos;
         if !cursor.key(b"\"hash\":") {
@@ -1561,31 +1655,33 @@ mod fast {
         let hash = cursor.digest()?;
         let hash_end = cursor.pos;
         let outcome =
-            if cursor.key(b"\"outcome\":") { Some(outcome(cursor.string(any)?.1)?) } else { None };
-        let plan_id = cursor.opt_string(b"\"planId\":", Sha256Hex::is_valid)?;
+            if cursor.key(b"\"outcome\":") { Some(outcome(cursor.string(ANY)?.1)?) } else { None };
+        let plan_id = cursor.opt_string(b"\"planId\":", SHA256)?;
         if !cursor.key(b"\"prev\":") {
             return None;
         }
         let prev = cursor.digest()?;
-        let request = cursor.opt_string(b"\"requestId\":", RequestId::is_valid)?;
+        let request = cursor.opt_string(b"\"requestId\":", IDENTIFIER)?;
         if !cursor.key(b"\"seq\":") {
             return None;
         }
         let seq = cursor.number()?;
-        let step = cursor.opt_string(b"\"step\":", StepId::is_valid)?;
+        let step = cursor.opt_string(b"\"step\":", IDENTIFIER)?;
         if !cursor.key(b"\"time\":") {
             return None;
         }
-        let (_, time) = cursor.string(time)?;
-        if !cursor.eat(b"}") || cursor.pos != line.len() {
+        let (_, time) = cursor.string(TIME)?;
+        if !cursor.eat(b"}") || !matches!(bytes.get(cursor.pos), None | Some(b'\n')) {
             return None;
         }
+        let len = cursor.pos;
         let mut hasher = Sha256::new();
         hasher.update(RECORD_HASH_DOMAIN);
-        hasher.update(line.get(..hash_start)?);
-        hasher.update(line.get(hash_end..)?);
+        hasher.update(bytes.get(..hash_start)?);
+        hasher.update(bytes.get(hash_end..len)?);
         let hash_matches = hasher.finalize().as_slice() == hash.0.as_slice();
         Some(Scanned {
+            len,
             actor,
             contact,
             facts,
@@ -1602,17 +1698,18 @@ mod fast {
         })
     }
 
-    /// Checks a canonical line for the chain check; its spans are shifted by `offset`, where
-    /// the line starts in its chunk.
-    pub(super) fn check_canonical(line: &[u8], offset: usize) -> Option<Checked> {
-        let scanned = scan(line, false)?;
+    /// Checks the canonical line at the start of `bytes` (which end there or go on after
+    /// its newline) for the chain check: the line's length and what the check needs, its
+    /// spans shifted by `offset`, where the line starts in its chunk.
+    pub(super) fn check_canonical(bytes: &[u8], offset: usize) -> Option<(usize, Checked)> {
+        let scanned = scan(bytes, false)?;
         let shift = |text: Option<Text<'_>>| {
             text.map(|(span, _)| Span {
                 start: span.start.saturating_add(offset),
                 end: span.end.saturating_add(offset),
             })
         };
-        Some(Checked {
+        let checked = Checked {
             seq: scanned.seq,
             hash: scanned.hash.0,
             prev: scanned.prev.0,
@@ -1622,29 +1719,39 @@ mod fast {
             step: shift(scanned.step),
             contact: shift(scanned.contact),
             torn_bytes: scanned.facts.and_then(|facts| facts.torn_bytes),
-        })
+        };
+        Some((scanned.len, checked))
+    }
+
+    /// A value the scan accepted, as text (it is ASCII: the rules' classes hold nothing
+    /// else; were it not, the replacement character would fail the value's own rule).
+    fn string(text: &[u8]) -> String {
+        String::from_utf8_lossy(text).into_owned()
     }
 
     /// Parses a canonical line into its record (for display).
     pub(super) fn parse_canonical(line: &[u8]) -> Option<ParsedLine> {
         let scanned = scan(line, true)?;
-        let text = |text: Option<Text<'_>>| text.map(|(_, text)| text.to_owned());
+        if scanned.len != line.len() {
+            return None;
+        }
+        let text = |text: Option<Text<'_>>| text.map(|(_, text)| string(text));
         let record = AuditRecord {
-            actor: Actor::new(scanned.actor).ok()?,
+            actor: Actor::new(string(scanned.actor)).ok()?,
             contact: text(scanned.contact).map(ContactId::new).transpose().ok()?,
             detail: match scanned.facts {
-                Some(facts) => Some(facts.detail?),
+                Some(facts) => Some(*facts.detail?),
                 None => None,
             },
             event: scanned.event,
-            hash: Sha256Hex::new(scanned.hash.1).ok()?,
+            hash: Sha256Hex::new(string(scanned.hash.1)).ok()?,
             outcome: scanned.outcome,
             plan_id: text(scanned.plan_id).map(Sha256Hex::new).transpose().ok()?,
-            prev: Sha256Hex::new(scanned.prev.1).ok()?,
+            prev: Sha256Hex::new(string(scanned.prev.1)).ok()?,
             request_id: text(scanned.request).map(RequestId::new).transpose().ok()?,
             seq: scanned.seq,
             step: text(scanned.step).map(StepId::new).transpose().ok()?,
-            time: RecordTime::new(scanned.time).ok()?,
+            time: RecordTime::new(string(scanned.time)).ok()?,
         };
         Some(ParsedLine { record, hash_matches: scanned.hash_matches })
     }
@@ -1695,7 +1802,8 @@ mod tests {
         let mut chunk = b"{}\n".to_vec();
         chunk.extend_from_slice(text.as_bytes());
         let mut extra = Vec::new();
-        let checked = check(text.as_bytes(), 3, chunk.len(), &mut extra);
+        let (len, checked) = check(text.as_bytes(), 3, chunk.len(), &mut extra);
+        assert_eq!(len, text.len());
         chunk.extend_from_slice(&extra);
         let checked = checked.map(|checked| view(&checked, &chunk));
         let slow_checked = parse_line(text.as_bytes()).map(|parsed| {
@@ -1802,7 +1910,7 @@ mod tests {
     #[test]
     fn the_fast_path_agrees_with_the_slow_one_on_every_tampered_byte() {
         let full = full_line();
-        assert!(fast::check_canonical(full.as_bytes(), 0).unwrap().hash_matches);
+        assert!(fast::check_canonical(full.as_bytes(), 0).unwrap().1.hash_matches);
         assert!(same(&full));
         let bytes = full.as_bytes();
         let mut canonical_but_wrong = 0;
@@ -1813,7 +1921,7 @@ mod tests {
                 tampered[index] = replacement;
                 let text = String::from_utf8_lossy(&tampered).into_owned();
                 assert!(same(&text), "byte {index} changed to {replacement:#x}: {text}");
-                if fast::check_canonical(text.as_bytes(), 0).is_some_and(|c| !c.hash_matches) {
+                if fast::check_canonical(text.as_bytes(), 0).is_some_and(|(_, c)| !c.hash_matches) {
                     canonical_but_wrong += 1;
                 }
             }
@@ -1824,6 +1932,111 @@ mod tests {
         }
         // Most edits still parse on the fast path and are caught by the hash.
         assert!(canonical_but_wrong > bytes.len(), "{canonical_but_wrong}");
+    }
+
+    #[test]
+    fn digests_decode_from_lowercase_hex_only() {
+        fn nibble(digit: u8) -> Option<u8> {
+            match digit {
+                b'0'..=b'9' => Some(digit - b'0'),
+                b'a'..=b'f' => Some(digit - b'a' + 10),
+                _ => None,
+            }
+        }
+        let slow = |hex: &[u8]| -> Option<Digest> {
+            let mut digest = GENESIS;
+            for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
+                *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+            }
+            (hex.len() == 64).then_some(digest)
+        };
+        let valid = Sha256Hex::digest(b"x");
+        let valid = valid.as_str().as_bytes();
+        assert_eq!(decode_hex(valid), slow(valid));
+        assert!(decode_hex(valid).is_some());
+        assert_eq!(decode_hex(&[b'0'; 64]), Some(GENESIS));
+        assert_eq!(decode_hex(&[b'f'; 64]), Some([0xff; 32]));
+        assert_eq!(decode_hex(&valid[..63]), None);
+        assert_eq!(decode_hex(&[b'0'; 65]), None);
+        let mut decoded = 0;
+        for index in 0..64 {
+            for byte in 0..=u8::MAX {
+                let mut hex = valid.to_vec();
+                hex[index] = byte;
+                assert_eq!(decode_hex(&hex), slow(&hex), "{index} {byte:#x}");
+                decoded += usize::from(decode_hex(&hex).is_some());
+            }
+        }
+        assert_eq!(decoded, 64 * 16);
+    }
+
+    #[test]
+    fn the_fast_field_rules_are_the_rules_of_the_record_types() {
+        let hex64 = Sha256Hex::digest(b"x").as_str().to_owned();
+        let bases = [
+            String::new(),
+            "a".to_owned(),
+            "agent.smith".to_owned(),
+            "DSR-2026-0142".to_owned(),
+            "0001SaD2PVY4312K".to_owned(),
+            "0123456789abcdef".to_owned(),
+            hex64.clone(),
+            hex64[..63].to_owned(),
+            "a".repeat(48),
+            "A".repeat(64),
+            "x.y_z-1".to_owned(),
+            "12345".to_owned(),
+            "-a".to_owned(),
+            "2026-11-29T10:15:00.123Z".to_owned(),
+        ];
+        let str_rule = |valid: fn(&str) -> bool| {
+            move |value: &[u8]| std::str::from_utf8(value).is_ok_and(valid)
+        };
+        type Valid = Box<dyn Fn(&[u8]) -> bool>;
+        let rules: [(fast::Rule, Valid); 9] = [
+            (fast::IDENTIFIER, Box::new(str_rule(Actor::is_valid))),
+            (fast::IDENTIFIER, Box::new(str_rule(RequestId::is_valid))),
+            (fast::IDENTIFIER, Box::new(str_rule(StepId::is_valid))),
+            (fast::CONTACT, Box::new(str_rule(ContactId::is_valid))),
+            (fast::SHA256, Box::new(str_rule(Sha256Hex::is_valid))),
+            (fast::SHA256, Box::new(str_rule(SubjectDigest::is_valid))),
+            (fast::KEY_ID, Box::new(str_rule(KeyId::is_valid))),
+            (fast::TOKEN, Box::new(str_rule(Token::is_valid))),
+            (fast::TIME, Box::new(str_rule(RecordTime::is_valid))),
+        ];
+        let (mut accepted, mut checked) = (0, 0);
+        for base in &bases {
+            let base = base.as_bytes();
+            let mut values = vec![base.to_vec(), base.repeat(2)];
+            for index in 0..=base.len() {
+                for byte in 0..=u8::MAX {
+                    if index < base.len() {
+                        let mut value = base.to_vec();
+                        value[index] = byte;
+                        values.push(value);
+                    }
+                    let mut value = base.to_vec();
+                    value.insert(index, byte);
+                    values.push(value);
+                }
+            }
+            for value in values.iter().filter(|value| !value.contains(&b'"')) {
+                for (index, (rule, valid)) in rules.iter().enumerate() {
+                    let fast = fast::passes(*rule, value);
+                    let valid = valid(value);
+                    // The time's rule is the full parse, which may accept more (then the
+                    // line takes the slow path); every other rule is exactly its type's.
+                    if index == 8 {
+                        assert!(!fast || valid, "{value:?}");
+                    } else {
+                        assert_eq!(fast, valid, "rule {index}: {value:?}");
+                    }
+                    accepted += usize::from(fast);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(accepted > 10_000 && checked > 500_000, "{accepted} of {checked}");
     }
 
     #[test]
@@ -1939,6 +2152,26 @@ mod tests {
             }
         }
         assert!(faults > 400, "{faults}");
+        // A newline put into a line or in place of one of its bytes, at every fifth byte: the
+        // line becomes two (the fast path finds where a line ends as it reads it, and must
+        // stop at a newline wherever it is).
+        for target in [3, 25] {
+            let line = &lines[target];
+            for index in (1..line.len()).step_by(5) {
+                for replace in [false, true] {
+                    let mut tampered = line.as_bytes().to_vec();
+                    if replace {
+                        tampered[index] = b'\n';
+                    } else {
+                        tampered.insert(index, b'\n');
+                    }
+                    let mut copy = lines.clone();
+                    copy[target] = String::from_utf8(tampered).unwrap();
+                    let report = both(&path, &copy, "\n");
+                    assert!(!report.ok && report.lines == 27, "{index}: {:?}", report.faults);
+                }
+            }
+        }
         // Each pair of neighbours swapped; each line removed.
         for index in 0..lines.len() - 1 {
             let mut copy = lines.clone();
