@@ -329,7 +329,7 @@ pub fn build(input: &RegisterInput<'_>) -> Result<Register, RegisterError> {
         found.scan(&environments.base_dir, false);
     }
     // The audit logs and bags of the environments the manifests name.
-    let mut logs: BTreeMap<PathBuf, Option<BTreeMap<String, RequestReport>>> = BTreeMap::new();
+    let mut logs: BTreeMap<PathBuf, Option<Trail>> = BTreeMap::new();
     let mut requests_by_env: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (_, manifest) in &manifests {
         if let Ok(manifest) = manifest {
@@ -344,9 +344,7 @@ pub fn build(input: &RegisterInput<'_>) -> Result<Register, RegisterError> {
         for id in ids {
             found.scan(&exports.join(id), true);
         }
-        logs.entry(log.clone()).or_insert_with(|| {
-            log.is_file().then(|| crate::audit::request_reports(&log).ok()).flatten()
-        });
+        logs.entry(log.clone()).or_insert_with(|| read_trail(&log));
     }
 
     let requests: Vec<Entry> = manifests
@@ -355,10 +353,10 @@ pub fn build(input: &RegisterInput<'_>) -> Result<Register, RegisterError> {
             let file = path.display().to_string();
             match manifest {
                 Ok(manifest) => {
-                    let reports = outputs(input.environments, &manifest.environment)
+                    let trail = outputs(input.environments, &manifest.environment)
                         .and_then(|(log, _)| logs.get(&log))
                         .and_then(Option::as_ref);
-                    entry(input, &found, reports, file, &manifest)
+                    entry(input, &found, trail, file, &manifest)
                 }
                 Err(id) => invalid(file, id),
             }
@@ -373,6 +371,79 @@ pub fn build(input: &RegisterInput<'_>) -> Result<Register, RegisterError> {
         nearly_due: count(Due::NearlyDue),
         requests,
     })
+}
+
+/// What an environment's audit trail says, per request: its log and the segments beside it
+/// (a plan run in shards keeps each shard's records in a segment of its own,
+/// `audit.plan-<id12>.shard-I-of-N.jsonl`).
+struct Trail {
+    reports: BTreeMap<String, RequestReport>,
+    /// Per request, the shards of a sharded run whose last run did not complete (or that have
+    /// no run at all), by label (`shard-1-of-4`).
+    unfinished_shards: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Reads the log at `log` and its segments; `None` when there is neither, or the log cannot
+/// be read. A segment that cannot be read counts as a shard that has not finished.
+fn read_trail(log: &Path) -> Option<Trail> {
+    let mut reports =
+        if log.is_file() { crate::audit::request_reports(log).ok()? } else { BTreeMap::new() };
+    let segments = crate::audit::segments::find_segments(log).unwrap_or_default();
+    if !log.is_file() && segments.is_empty() {
+        return None;
+    }
+    let base = log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut unfinished_shards: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for paths in segments.values() {
+        // The shards of one plan: which requests they ran, and which shards finished each.
+        let mut count = 0;
+        let mut finished: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+        for path in paths {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let Some(shard) = name.and_then(|name| crate::shard::segment_of(&base, &name)) else {
+                continue;
+            };
+            count = count.max(shard.count());
+            let Ok(segment) = crate::audit::request_reports(path) else { continue };
+            for (id, report) in segment {
+                let last = report.runs.iter().rfind(|run| run.outcome != RunOutcome::Refused);
+                let done = finished.entry(id.clone()).or_default();
+                if last.is_some_and(|run| run.outcome == RunOutcome::Completed) {
+                    done.insert(shard.index());
+                }
+                match reports.get_mut(&id) {
+                    Some(into) => merge_report(into, report),
+                    None => {
+                        reports.insert(id, report);
+                    }
+                }
+            }
+        }
+        for (id, done) in finished {
+            let missing = (0..count).filter(|index| !done.contains(index));
+            let labels = missing.map(|index| format!("shard-{index}-of-{count}"));
+            unfinished_shards.entry(id).or_default().extend(labels);
+        }
+    }
+    unfinished_shards.retain(|_, labels| !labels.is_empty());
+    Some(Trail { reports, unfinished_shards })
+}
+
+/// Adds a segment's report of a request to the report so far: its runs after the others, a
+/// contact it acted on replacing the same contact's earlier state.
+fn merge_report(into: &mut RequestReport, from: RequestReport) {
+    into.log_verifies &= from.log_verifies;
+    into.faults.extend(from.faults);
+    into.records += from.records;
+    into.runs.extend(from.runs);
+    into.approvals.extend(from.approvals);
+    into.refusals.extend(from.refusals);
+    for contact in from.contacts {
+        match into.contacts.iter_mut().find(|c| c.contact == contact.contact) {
+            Some(slot) => *slot = contact,
+            None => into.contacts.push(contact),
+        }
+    }
 }
 
 /// The audit log and exports folder of environment `name`, as `apply` resolves them.
@@ -412,7 +483,7 @@ fn invalid(file: String, id: Option<String>) -> Entry {
 fn entry(
     input: &RegisterInput<'_>,
     found: &Found,
-    reports: Option<&BTreeMap<String, RequestReport>>,
+    trail: Option<&Trail>,
     file: String,
     manifest: &Manifest,
 ) -> Entry {
@@ -442,7 +513,8 @@ fn entry(
     let approvals = current.and_then(|p| found.approvals.get(&p.plan.plan_id)).map_or(0, |by| {
         by.iter().filter(|by| environment.is_none_or(|e| e.policy.approvers.contains(*by))).count()
     });
-    let report = reports.and_then(|reports| reports.get(&manifest.id));
+    let report = trail.and_then(|trail| trail.reports.get(&manifest.id));
+    let unfinished_shards = trail.and_then(|trail| trail.unfinished_shards.get(&manifest.id));
     let started: Vec<&crate::audit::report::Run> = report
         .map(|r| r.runs.iter().filter(|run| run.outcome != RunOutcome::Refused).collect())
         .unwrap_or_default();
@@ -463,9 +535,18 @@ fn entry(
     if let Some(plan) = current.filter(|p| p.plan.is_blocked()) {
         notes.push(format!("the plan has {} blocker(s)", plan.plan.body.blockers.len()));
     }
-    let complete = started
-        .last()
-        .is_some_and(|run| run.outcome == RunOutcome::Completed && unfinished_contacts == 0);
+    if let Some(shards) = unfinished_shards {
+        let shards: Vec<&str> = shards.iter().map(String::as_str).collect();
+        notes.push(format!(
+            "{} of the plan's shards did not finish ({}): run each with `apply PLAN --shard I/N`",
+            shards.len(),
+            shards.join(", ")
+        ));
+    }
+    let complete = unfinished_shards.is_none()
+        && started
+            .last()
+            .is_some_and(|run| run.outcome == RunOutcome::Completed && unfinished_contacts == 0);
     let state = if complete {
         State::Complete
     } else if plan_blocked || last_refusal.as_deref() == Some("blocked") {

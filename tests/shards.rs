@@ -354,6 +354,13 @@ async fn a_missing_shard_is_named_by_verify_and_refused_by_merge() {
     let stderr = String::from_utf8_lossy(&merged.stderr);
     assert!(stderr.contains("shard(s) 2/4 missing"), "{stderr}");
     assert!(!world.path(&format!("exports/{REQUEST}.receipt.json")).exists());
+    // The register reads the segments: three shards' runs, the request not complete, and
+    // the shard that has not run named.
+    let register = status_of(&world);
+    assert_eq!(register["state"], "partly-applied", "{register}");
+    assert_eq!(register["runs"], 3, "{register}");
+    let notes = register["notes"].to_string();
+    assert!(notes.contains("1 of the plan's shards did not finish (shard-2-of-4)"), "{notes}");
 
     // The missing shard runs (by its index from the environment) and everything is whole.
     let last = tokio::task::block_in_place(|| world.run_shards(&[2]));
@@ -362,6 +369,19 @@ async fn a_missing_shard_is_named_by_verify_and_refused_by_merge() {
     assert!(verified.status.success(), "{}", transcript(&verified));
     let merged = world.run(&["receipt", "merge", "plan.json"]);
     assert!(merged.status.success(), "{}", transcript(&merged));
+    let register = status_of(&world);
+    assert_eq!(register["state"], "complete", "{register}");
+    assert_eq!(register["runs"], 4, "{register}");
+}
+
+/// The request's entry in `ucs-gdpr status` of the world's folder.
+fn status_of(world: &World) -> Value {
+    let output = world.run(&["status", ".", "--format", "json"]);
+    let register: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", transcript(&output)));
+    let requests = register["requests"].as_array().unwrap();
+    let entry = requests.iter().find(|r| r["requestId"] == REQUEST);
+    entry.unwrap_or_else(|| panic!("{register}")).clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
