@@ -28,8 +28,8 @@ mod common;
 
 use common::{BIN, Sim, load_average};
 
-/// Runs the binary in `dir` under `/usr/bin/time`: (seconds, peak RSS in KiB, exit code).
-fn measured(dir: &Path, args: &[&str]) -> (f64, u64, i32) {
+/// Runs `bin` in `dir` under `/usr/bin/time`: (seconds, peak RSS in KiB, exit code).
+fn measured(bin: &str, dir: &Path, args: &[&str]) -> (f64, u64, i32) {
     let report = dir.join("time.txt");
     let started = Instant::now();
     let status = Command::new("/usr/bin/time")
@@ -37,7 +37,7 @@ fn measured(dir: &Path, args: &[&str]) -> (f64, u64, i32) {
         .arg("%M")
         .arg("-o")
         .arg(&report)
-        .arg(BIN)
+        .arg(bin)
         .args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
@@ -52,7 +52,8 @@ fn measured(dir: &Path, args: &[&str]) -> (f64, u64, i32) {
     (seconds, kib, status.code().unwrap_or(-1))
 }
 
-fn one_size(contacts: u32, interactions: u32) {
+/// One size with `bin` (named `label` in the output): plan, then apply.
+fn one_size(bin: &str, label: &str, contacts: u32, interactions: u32) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let dataset = dir.path().join("dataset.json");
     let generated = Command::new(BIN)
@@ -101,23 +102,25 @@ fn one_size(contacts: u32, interactions: u32) {
     .unwrap();
 
     let (plan_s, plan_kib, plan_code) = measured(
+        bin,
         dir.path(),
         &["plan", "request.yaml", "--env-file", "ucs-gdpr.yaml", "--out", "plan.json", "--count"],
     );
     let plan_bytes = std::fs::metadata(dir.path().join("plan.json")).map_or(0, |m| m.len());
     let load_between = load_average();
     let (apply_s, apply_kib, apply_code) =
-        measured(dir.path(), &["apply", "plan.json", "--env-file", "ucs-gdpr.yaml"]);
+        measured(bin, dir.path(), &["apply", "plan.json", "--env-file", "ucs-gdpr.yaml"]);
     drop(sim);
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "{contacts:>7} contacts x {interactions}: plan {plan_s:7.1} s, peak {:6.1} MiB, file \
+        "{label:>8} {contacts:>7} contacts x {interactions}: plan {plan_s:7.1} s, peak {:6.1} MiB, file \
          {:.1} MB (exit {plan_code}) | apply {apply_s:7.1} s, peak {:6.1} MiB (exit \
          {apply_code}) | load average before apply {load_between}",
         mib(plan_kib),
         plan_bytes as f64 / 1_000_000.0,
         mib(apply_kib),
     );
+    apply_kib
 }
 
 fn main() {
@@ -137,8 +140,18 @@ fn main() {
         std::thread::available_parallelism().map_or(0, usize::from),
         load_average()
     );
+    // `MEMORY_BENCH_BASELINE=path/to/ucs-gdpr`: each size also with that binary (another
+    // build), first, in the same run, and the ratio of the apply peaks.
+    let baseline = std::env::var("MEMORY_BENCH_BASELINE").ok().filter(|b| !b.is_empty());
     for contacts in sizes {
-        one_size(contacts, interactions);
+        let before = baseline.as_deref().map(|b| one_size(b, "baseline", contacts, interactions));
+        let after = one_size(BIN, "this", contacts, interactions);
+        if let Some(before) = before {
+            println!(
+                "{contacts:>7} contacts: apply peak this / baseline = {:.2}",
+                after as f64 / before.max(1) as f64
+            );
+        }
     }
     println!("load average at end: {}", load_average());
 }

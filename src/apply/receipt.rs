@@ -41,8 +41,9 @@ pub struct Receipt {
     pub finished_at: String,
     /// Whether the run was stopped before every contact was done (resume by running it again).
     pub interrupted: bool,
-    /// Per contact.
-    pub contacts: Vec<ContactReceipt>,
+    /// Per contact, sorted by contact id: in memory for a receipt read back, on disk (a spool
+    /// file, read back one contact at a time) for the receipt a run returns.
+    pub contacts: Contacts,
     /// The audit log's last hash after the run.
     pub audit_head: String,
     /// The audit log's record count after the run.
@@ -228,7 +229,7 @@ impl ContactReceipt {
 impl Receipt {
     pub(super) fn new(
         plan: &Plan,
-        contacts: Vec<ContactReceipt>,
+        contacts: Contacts,
         audit_head: String,
         audit_records: u64,
         interrupted: bool,
@@ -254,7 +255,7 @@ impl Receipt {
 
     /// Whether every contact finished without a failure.
     pub fn succeeded(&self) -> bool {
-        !self.interrupted && self.contacts.iter().all(|c| !c.failed())
+        !self.interrupted && self.contacts.failed() == 0
     }
 
     /// The name of this run's receipt in the bag: `receipt-<run>.json` (`receipt-<plan>.json`,
@@ -282,7 +283,7 @@ impl Receipt {
         {
             bag.keep(&old.file_name(), &existing)?;
         }
-        bag.keep(&self.file_name(), &pretty(self))?;
+        self.keep_streamed(bag)?;
         let mut runs = Vec::new();
         for name in bag.kept() {
             if !(name.starts_with("receipt-") && name.ends_with(".json")) {
@@ -309,26 +310,49 @@ impl Receipt {
         Ok(built)
     }
 
-    /// A human summary.
+    /// Writes this receipt (pretty JSON, the contacts read back one at a time) to a temporary
+    /// file in the bag and keeps it as [`Receipt::file_name`].
+    fn keep_streamed(&self, bag: &Bag) -> Result<String, ExportError> {
+        use std::io::Write as _;
+        // Beside the bag, not in it: a run killed while writing leaves no stray file in the bag.
+        let dir = bag.root().parent().unwrap_or(bag.root());
+        let io = |action, e| ExportError::io(action, dir, e);
+        let (file, out) = TempFile::create_in(dir, ".receipt-").map_err(|e| io("create", e))?;
+        let mut out = std::io::BufWriter::new(out);
+        serde_json::to_writer_pretty(&mut out, self)
+            .map_err(|e| io("write", std::io::Error::other(e)))?;
+        out.write_all(b"\n").map_err(|e| io("write", e))?;
+        drop(out.into_inner().map_err(|e| io("write", e.into_error()))?);
+        bag.keep_file(&self.file_name(), &file.path)
+    }
+
+    /// A human summary (one line per contact: see [`Receipt::write_text`] to stream it).
     pub fn text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "Receipt for request {} (plan {})", self.request_id, self.plan_id);
-        for contact in &self.contacts {
-            let _ = writeln!(out, "  contact {}: {}", contact.contact_id, contact.summary());
+        let mut out = Vec::new();
+        let _ = self.write_text(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Writes the human summary to `out`, one contact at a time.
+    ///
+    /// # Errors
+    /// `out` cannot be written, or the spooled contacts cannot be read back.
+    pub fn write_text(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        writeln!(out, "Receipt for request {} (plan {})", self.request_id, self.plan_id)?;
+        for contact in self.contacts.iter() {
+            let contact = contact?;
+            writeln!(out, "  contact {}: {}", contact.contact_id, contact.summary())?;
         }
-        let deleted = self.contacts.iter().filter(|c| c.deleted()).count();
-        let failed = self.contacts.iter().filter(|c| c.failed()).count();
-        let _ = writeln!(
+        writeln!(
             out,
             "{} contact(s): {} deleted or already absent, {} failed{}; audit head {} ({} records)",
             self.contacts.len(),
-            deleted,
-            failed,
+            self.contacts.deleted(),
+            self.contacts.failed(),
             if self.interrupted { ", INTERRUPTED: run apply again to resume" } else { "" },
             self.audit_head,
             self.audit_records
-        );
-        out
+        )
     }
 }
 
@@ -410,8 +434,8 @@ impl CumulativeReceipt {
                 actor: receipt.actor.clone().unwrap_or_default(),
                 plan_id: receipt.plan_id.clone(),
             };
-            for contact in &receipt.contacts {
-                let mut contact = contact.clone();
+            for contact in receipt.contacts.iter() {
+                let Ok(mut contact) = contact else { continue };
                 for step in &mut contact.steps {
                     if step.acted() && step.done_by.is_none() {
                         step.done_by = Some(by.clone());
@@ -763,5 +787,307 @@ impl ShardedReceipt {
             self.contacts.len()
         );
         out
+    }
+}
+
+/// A receipt's contacts, sorted by contact id, with the counts the summaries need: in memory
+/// (a receipt read back from a file), or spooled to a file one JSON line per contact (the
+/// receipt a run returns: a run of many contacts never holds them all). Serialises as the JSON
+/// array of contacts either way, read back one contact at a time.
+#[derive(Debug, Clone, Default)]
+pub struct Contacts {
+    kept: Kept,
+    tally: Tally,
+}
+
+#[derive(Debug, Clone)]
+enum Kept {
+    Memory(Vec<ContactReceipt>),
+    Spool(std::sync::Arc<TempFile>),
+}
+
+impl Default for Kept {
+    fn default() -> Self {
+        Self::Memory(Vec::new())
+    }
+}
+
+/// What the summaries count.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    total: usize,
+    deleted: usize,
+    failed: usize,
+    not_started: usize,
+}
+
+impl Tally {
+    fn add(&mut self, contact: &ContactReceipt) {
+        self.total += 1;
+        self.deleted += usize::from(contact.deleted());
+        self.failed += usize::from(contact.failed());
+        self.not_started += usize::from(contact.not_started);
+    }
+}
+
+impl Contacts {
+    /// Contacts held in memory (sorted here by contact id).
+    pub fn from_vec(mut contacts: Vec<ContactReceipt>) -> Self {
+        contacts.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
+        let mut tally = Tally::default();
+        contacts.iter().for_each(|c| tally.add(c));
+        Self { kept: Kept::Memory(contacts), tally }
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.tally.total
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.tally.total == 0
+    }
+
+    /// How many were deleted (or found already absent).
+    pub fn deleted(&self) -> usize {
+        self.tally.deleted
+    }
+
+    /// How many failed.
+    pub fn failed(&self) -> usize {
+        self.tally.failed
+    }
+
+    /// How many were not started.
+    pub fn not_started(&self) -> usize {
+        self.tally.not_started
+    }
+
+    /// Each contact in contact id order, read back one at a time from the spool (an error when
+    /// the spool cannot be read).
+    pub fn iter(&self) -> Box<dyn Iterator<Item = std::io::Result<ContactReceipt>> + '_> {
+        match &self.kept {
+            Kept::Memory(contacts) => Box::new(contacts.iter().cloned().map(Ok)),
+            Kept::Spool(file) => match std::fs::File::open(&file.path) {
+                Ok(file) => Box::new(SpoolReader { lines: std::io::BufReader::new(file) }),
+                Err(error) => Box::new(std::iter::once(Err(error))),
+            },
+        }
+    }
+
+    /// Every contact in memory at once (for small receipts and tests).
+    ///
+    /// # Errors
+    /// The spool cannot be read.
+    pub fn to_vec(&self) -> std::io::Result<Vec<ContactReceipt>> {
+        self.iter().collect()
+    }
+}
+
+struct SpoolReader {
+    lines: std::io::BufReader<std::fs::File>,
+}
+
+impl Iterator for SpoolReader {
+    type Item = std::io::Result<ContactReceipt>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = String::new();
+        match std::io::BufRead::read_line(&mut self.lines, &mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(serde_json::from_str(&line).map_err(std::io::Error::other)),
+            Err(error) => Some(Err(error)),
+        }
+    }
+}
+
+impl Serialize for Contacts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq as _};
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
+        for contact in self.iter() {
+            seq.serialize_element(&contact.map_err(S::Error::custom)?)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Contacts {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<ContactReceipt>::deserialize(deserializer).map(Self::from_vec)
+    }
+}
+
+/// Writes a run's contacts to a spool file as they finish. They finish in any order (several
+/// at once); each comes with its index in the plan (the plan is in contact id order) and waits
+/// in a small reorder buffer until every contact before it is written, so the spool is in
+/// contact id order without holding every contact.
+pub(super) struct Spool {
+    out: std::io::BufWriter<std::fs::File>,
+    file: TempFile,
+    waiting: BTreeMap<usize, ContactReceipt>,
+    next: usize,
+    last: Option<String>,
+    sorted: bool,
+    tally: Tally,
+}
+
+impl Spool {
+    /// A spool in `dir` (a hidden temporary file, removed when the receipt is dropped).
+    pub(super) fn new_in(dir: &std::path::Path) -> std::io::Result<Self> {
+        let (file, out) = TempFile::create_in(dir, ".receipt-spool-")?;
+        Ok(Self {
+            out: std::io::BufWriter::new(out),
+            file,
+            waiting: BTreeMap::new(),
+            next: 0,
+            last: None,
+            sorted: true,
+            tally: Tally::default(),
+        })
+    }
+
+    /// The contact at `index` in the plan finished.
+    pub(super) fn push(&mut self, index: usize, contact: ContactReceipt) -> std::io::Result<()> {
+        self.waiting.insert(index, contact);
+        while let Some(contact) = self.waiting.remove(&self.next) {
+            self.write(&contact)?;
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, contact: &ContactReceipt) -> std::io::Result<()> {
+        use std::io::Write as _;
+        if self.last.as_deref().is_some_and(|last| last >= contact.contact_id.as_str()) {
+            self.sorted = false;
+        }
+        self.last = Some(contact.contact_id.clone());
+        self.tally.add(contact);
+        serde_json::to_writer(&mut self.out, contact).map_err(std::io::Error::other)?;
+        self.out.write_all(b"\n")
+    }
+
+    /// Every contact handed in, in contact id order (any still waiting, after a gap in the
+    /// indexes, are written last; a spool found out of order is sorted, in memory).
+    pub(super) fn finish(mut self) -> std::io::Result<Contacts> {
+        for contact in std::mem::take(&mut self.waiting).into_values() {
+            self.write(&contact)?;
+        }
+        let out = self.out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        drop(out);
+        let contacts =
+            Contacts { kept: Kept::Spool(std::sync::Arc::new(self.file)), tally: self.tally };
+        if self.sorted {
+            return Ok(contacts);
+        }
+        Ok(Contacts::from_vec(contacts.to_vec()?))
+    }
+}
+
+/// A file of this process's own, removed when dropped.
+#[derive(Debug)]
+pub(super) struct TempFile {
+    path: std::path::PathBuf,
+}
+
+impl TempFile {
+    /// A new file in `dir` named `<prefix><pid>-<n>` (created, never an existing one).
+    fn create_in(dir: &std::path::Path, prefix: &str) -> std::io::Result<(Self, std::fs::File)> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!("{prefix}{}-{n}", std::process::id()));
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok((Self { path }, file)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    fn contact(id: &str, failed: bool, not_started: bool) -> ContactReceipt {
+        let mut step = StepReceipt::new("delete", Outcome::Ok);
+        step.uses = crate::runbook::StepKind::DeleteContact.name().to_owned();
+        step.count = Some(3);
+        ContactReceipt {
+            contact_id: id.to_owned(),
+            held: false,
+            planned_export: false,
+            planned_delete: true,
+            planned_interactions: BTreeMap::from([("ucs".to_owned(), 2)]),
+            steps: if not_started { Vec::new() } else { vec![step] },
+            failure: failed.then(|| ("delete".to_owned(), "ucs.timeout".to_owned())),
+            not_started,
+        }
+    }
+
+    #[test]
+    fn the_spool_writes_contacts_finishing_out_of_order_in_plan_order_and_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new_in(dir.path()).unwrap();
+        let all = [
+            contact("c0", false, false),
+            contact("c1", true, false),
+            contact("c2", false, true),
+            contact("c3", false, false),
+        ];
+        for index in [2, 0, 3, 1] {
+            spool.push(index, all[index].clone()).unwrap();
+        }
+        // Only c0 could be written so far before c1 came; now all four are out.
+        assert!(spool.waiting.is_empty());
+        let contacts = spool.finish().unwrap();
+        let ids: Vec<String> =
+            contacts.iter().map(|c| c.unwrap().contact_id).collect::<Vec<String>>();
+        assert_eq!(ids, ["c0", "c1", "c2", "c3"]);
+        assert_eq!(
+            (contacts.len(), contacts.deleted(), contacts.failed(), contacts.not_started()),
+            (4, 3, 1, 1)
+        );
+        // Serialised from the spool, the array is byte for byte the one of the same contacts
+        // in memory.
+        let from_vec = Contacts::from_vec(all.to_vec());
+        assert_eq!(
+            serde_json::to_string_pretty(&contacts).unwrap(),
+            serde_json::to_string_pretty(&from_vec).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string_pretty(&contacts).unwrap(),
+            serde_json::to_string_pretty(&all.to_vec()).unwrap()
+        );
+        // The spool is gone with the last copy of the contacts.
+        let copy = contacts.clone();
+        drop(contacts);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        drop(copy);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_spool_out_of_id_order_is_sorted_and_a_gap_does_not_lose_contacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new_in(dir.path()).unwrap();
+        spool.push(0, contact("b", false, false)).unwrap();
+        spool.push(1, contact("a", false, false)).unwrap();
+        // Index 2 never comes.
+        spool.push(3, contact("c", false, false)).unwrap();
+        let contacts = spool.finish().unwrap();
+        let ids: Vec<String> = contacts.iter().map(|c| c.unwrap().contact_id).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
     }
 }
