@@ -276,26 +276,29 @@ impl Receipt {
     /// # Errors
     /// A file cannot be written.
     pub fn keep(&self, bag: &Bag) -> Result<CumulativeReceipt, ExportError> {
+        // Temporary files go beside the bag, not in it: a run killed while writing leaves no
+        // stray file in the bag.
+        let dir = bag.root().parent().unwrap_or(bag.root());
         let cumulative = bag.root().join(crate::export::RECEIPT);
-        if let Ok(existing) = std::fs::read(&cumulative)
-            && let Ok(old) = serde_json::from_slice::<Receipt>(&existing)
+        if let Some((old, _, _)) = scan_receipt(&cumulative)
             && old.kind == "Receipt"
         {
-            bag.keep(&old.file_name(), &existing)?;
+            bag.keep_file(&old.file_name(), &cumulative)?;
         }
-        self.keep_streamed(bag)?;
+        let this = pretty_file(dir, self)?;
+        bag.keep_file(&self.file_name(), &this.path)?;
+        drop(this);
         let mut runs = Vec::new();
         for name in bag.kept() {
             if !(name.starts_with("receipt-") && name.ends_with(".json")) {
                 continue;
             }
-            let Ok(bytes) = std::fs::read(bag.root().join(&name)) else { continue };
-            match serde_json::from_slice::<Receipt>(&bytes) {
-                Ok(receipt)
-                    if receipt.kind == "Receipt" && receipt.request_id == self.request_id =>
+            let path = bag.root().join(&name);
+            match scan_receipt(&path) {
+                Some((head, sha256, sorted))
+                    if head.kind == "Receipt" && head.request_id == self.request_id =>
                 {
-                    let sha256 = crate::canonical::sha256_hex(&bytes);
-                    runs.push((name, sha256, receipt));
+                    runs.push(KeptFile { name, path, sha256, head, sorted });
                 }
                 _ => {
                     tracing::warn!(
@@ -305,25 +308,11 @@ impl Receipt {
                 }
             }
         }
-        let built = CumulativeReceipt::build(&self.request_id, runs);
-        bag.replace(crate::export::RECEIPT, &pretty(&built))?;
+        let built = CumulativeReceipt::build_from_files(&self.request_id, runs, dir)
+            .map_err(|e| ExportError::io("merge the receipts in", bag.root(), e))?;
+        let file = pretty_file(dir, &built)?;
+        bag.replace_file(crate::export::RECEIPT, &file.path)?;
         Ok(built)
-    }
-
-    /// Writes this receipt (pretty JSON, the contacts read back one at a time) to a temporary
-    /// file in the bag and keeps it as [`Receipt::file_name`].
-    fn keep_streamed(&self, bag: &Bag) -> Result<String, ExportError> {
-        use std::io::Write as _;
-        // Beside the bag, not in it: a run killed while writing leaves no stray file in the bag.
-        let dir = bag.root().parent().unwrap_or(bag.root());
-        let io = |action, e| ExportError::io(action, dir, e);
-        let (file, out) = TempFile::create_in(dir, ".receipt-").map_err(|e| io("create", e))?;
-        let mut out = std::io::BufWriter::new(out);
-        serde_json::to_writer_pretty(&mut out, self)
-            .map_err(|e| io("write", std::io::Error::other(e)))?;
-        out.write_all(b"\n").map_err(|e| io("write", e))?;
-        drop(out.into_inner().map_err(|e| io("write", e.into_error()))?);
-        bag.keep_file(&self.file_name(), &file.path)
     }
 
     /// A human summary (one line per contact: see [`Receipt::write_text`] to stream it).
@@ -386,8 +375,8 @@ pub struct CumulativeReceipt {
     pub runs: Vec<RunSummary>,
     /// Whether the latest run was interrupted.
     pub interrupted: bool,
-    /// Per contact, over every run.
-    pub contacts: Vec<ContactReceipt>,
+    /// Per contact, over every run, sorted by contact id.
+    pub contacts: Contacts,
     /// The audit log's last hash after the latest run.
     pub audit_head: String,
     /// The audit log's record count after the latest run.
@@ -469,7 +458,7 @@ impl CumulativeReceipt {
                     audit_head: r.audit_head.clone(),
                 })
                 .collect(),
-            contacts: contacts.into_values().collect(),
+            contacts: Contacts::from_vec(contacts.into_values().collect()),
         }
     }
 }
@@ -703,6 +692,10 @@ pub fn merge_shards(
     let mut out_parts = Vec::new();
     for (shard, bag, runs) in parts {
         let merged = CumulativeReceipt::build(&plan.body.request.id, runs);
+        let merged_contacts = merged.contacts.to_vec().map_err(|e| MergeError::Part {
+            path: bag.clone(),
+            why: format!("has receipts that cannot be read back: {e}"),
+        })?;
         let expected: std::collections::BTreeSet<&str> = plan
             .body
             .contacts
@@ -711,7 +704,7 @@ pub fn merge_shards(
             .filter(|id| shard.contains_id(id))
             .collect();
         let have: BTreeMap<&str, &ContactReceipt> =
-            merged.contacts.iter().map(|c| (c.contact_id.as_str(), c)).collect();
+            merged_contacts.iter().map(|c| (c.contact_id.as_str(), c)).collect();
         let foreign: Vec<String> =
             have.keys().filter(|id| !expected.contains(*id)).map(|id| (*id).to_owned()).collect();
         if !foreign.is_empty() {
@@ -735,7 +728,7 @@ pub fn merge_shards(
             runs: merged.runs,
             contacts: expected.len() as u64,
         });
-        contacts.extend(merged.contacts);
+        contacts.extend(merged_contacts);
     }
     contacts.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
     Ok(ShardedReceipt {
@@ -905,7 +898,8 @@ impl Iterator for SpoolReader {
 impl Serialize for Contacts {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error as _, SerializeSeq as _};
-        let mut seq = serializer.serialize_seq(Some(self.len()))?;
+        // No length: the count is known, but a spool read back must not be trusted to match it.
+        let mut seq = serializer.serialize_seq(None)?;
         for contact in self.iter() {
             seq.serialize_element(&contact.map_err(S::Error::custom)?)?;
         }
@@ -1014,6 +1008,350 @@ impl Drop for TempFile {
     }
 }
 
+/// A kept run receipt's fields other than its contacts (read without them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReceiptHead {
+    kind: String,
+    request_id: String,
+    plan_id: String,
+    #[serde(default)]
+    run: Option<u64>,
+    #[serde(default)]
+    actor: Option<String>,
+    // Required as in [`Receipt`], so that a file is read the same way.
+    #[serde(rename = "environment")]
+    _environment: String,
+    #[serde(rename = "runbook")]
+    _runbook: String,
+    finished_at: String,
+    interrupted: bool,
+    audit_head: String,
+    audit_records: u64,
+}
+
+impl ReceiptHead {
+    fn file_name(&self) -> String {
+        match self.run {
+            Some(run) => format!("receipt-{run}.json"),
+            None => format!("receipt-{}.json", self.plan_id.get(..12).unwrap_or("unknown")),
+        }
+    }
+}
+
+/// Reads a receipt object from `deserializer`: every field but `contacts` into the head, each
+/// element of `contacts` handed to `each` as it is read (never the array whole). `each`
+/// returns `false` to stop reading (an error).
+struct ReceiptVisit<F> {
+    each: F,
+}
+
+impl<'de, F: FnMut(ContactReceipt) -> bool> serde::de::DeserializeSeed<'de> for ReceiptVisit<F> {
+    type Value = ReceiptHead;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut(ContactReceipt) -> bool> serde::de::Visitor<'de> for ReceiptVisit<F> {
+    type Value = ReceiptHead;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a receipt")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        mut self,
+        mut map: A,
+    ) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut others = serde_json::Map::new();
+        let mut contacts = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "contacts" {
+                if contacts {
+                    return Err(A::Error::duplicate_field("contacts"));
+                }
+                map.next_value_seed(ContactsVisit { each: &mut self.each })?;
+                contacts = true;
+            } else {
+                let value: serde_json::Value = map.next_value()?;
+                if others.insert(key.clone(), value).is_some() {
+                    return Err(A::Error::custom(format!("duplicate field `{key}`")));
+                }
+            }
+        }
+        if !contacts {
+            return Err(A::Error::missing_field("contacts"));
+        }
+        serde_json::from_value(serde_json::Value::Object(others)).map_err(A::Error::custom)
+    }
+}
+
+struct ContactsVisit<'a, F> {
+    each: &'a mut F,
+}
+
+impl<'de, F: FnMut(ContactReceipt) -> bool> serde::de::DeserializeSeed<'de>
+    for ContactsVisit<'_, F>
+{
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(ContactReceipt) -> bool> serde::de::Visitor<'de> for ContactsVisit<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of contacts")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        while let Some(contact) = seq.next_element::<ContactReceipt>()? {
+            if !(self.each)(contact) {
+                return Err(A::Error::custom("stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the receipt in `reader` (JSON, nothing after it but whitespace), handing each contact
+/// to `each` as it comes.
+fn visit_receipt(
+    reader: impl std::io::Read,
+    each: impl FnMut(ContactReceipt) -> bool,
+) -> Result<ReceiptHead, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let head = serde::de::DeserializeSeed::deserialize(ReceiptVisit { each }, &mut de)?;
+    de.end()?;
+    Ok(head)
+}
+
+/// A reader that hashes what it reads.
+struct Hashing<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let read = self.inner.read(buf)?;
+        self.hasher.update(buf.get(..read).unwrap_or_default());
+        Ok(read)
+    }
+}
+
+/// Reads the receipt file at `path` through once, one contact at a time: its head, its
+/// sha256, and whether its contacts are in contact id order. `None`: not a receipt (or not
+/// readable), as `serde_json::from_slice::<Receipt>` would refuse it.
+fn scan_receipt(path: &std::path::Path) -> Option<(ReceiptHead, String, bool)> {
+    use sha2::Digest as _;
+    let file = std::fs::File::open(path).ok()?;
+    let mut reader = Hashing { inner: std::io::BufReader::new(file), hasher: sha2::Sha256::new() };
+    let mut last: Option<String> = None;
+    let mut sorted = true;
+    let head = visit_receipt(&mut reader, |contact| {
+        if last.as_deref().is_some_and(|l| l > contact.contact_id.as_str()) {
+            sorted = false;
+        }
+        last = Some(contact.contact_id);
+        true
+    })
+    .ok()?;
+    Some((head, crate::canonical::hex(&reader.hasher.finalize()), sorted))
+}
+
+/// The contacts of the receipt file at `path`, one at a time, read by a thread of their own
+/// and handed over through a small bounded channel (a pull iterator over a push parser).
+fn stream_contacts(
+    path: &std::path::Path,
+) -> impl Iterator<Item = std::io::Result<ContactReceipt>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<ContactReceipt>>(64);
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(error) => {
+                let _ = tx.send(Err(error));
+                return;
+            }
+        };
+        let sent = tx.clone();
+        let read = visit_receipt(std::io::BufReader::new(file), |c| sent.send(Ok(c)).is_ok());
+        if let Err(error) = read {
+            // The receiver may be gone (it stopped reading): nothing to tell then.
+            let _ = tx.send(Err(std::io::Error::other(error)));
+        }
+    });
+    rx.into_iter()
+}
+
+/// The k-way merge of runs' contacts, each run's in contact id order, the runs in the order
+/// they finished: per contact id, the contact of the first run that has it with each acting
+/// step's `doneBy` filled in with that run, then each later run's folded in (the semantics of
+/// [`CumulativeReceipt::build`]). Each merged contact goes to `out` in contact id order. A run
+/// out of id order is an error (`InvalidData`).
+fn merge_runs<I: Iterator<Item = std::io::Result<ContactReceipt>>>(
+    runs: Vec<(DoneBy, I)>,
+    mut out: impl FnMut(ContactReceipt) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let (bys, mut streams): (Vec<DoneBy>, Vec<I>) = runs.into_iter().unzip();
+    let mut heads: Vec<Option<ContactReceipt>> = Vec::with_capacity(streams.len());
+    let mut heap = BinaryHeap::new();
+    for (index, stream) in streams.iter_mut().enumerate() {
+        let head = stream.next().transpose()?;
+        if let Some(head) = &head {
+            heap.push(Reverse((head.contact_id.clone(), index)));
+        }
+        heads.push(head);
+    }
+    let mut merged: Option<ContactReceipt> = None;
+    while let Some(Reverse((id, index))) = heap.pop() {
+        let (Some(slot), Some(stream), Some(by)) =
+            (heads.get_mut(index), streams.get_mut(index), bys.get(index))
+        else {
+            continue;
+        };
+        let Some(mut contact) = slot.take() else { continue };
+        let next = stream.next().transpose()?;
+        if let Some(next) = &next {
+            if next.contact_id < id {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a run's receipt is not in contact id order",
+                ));
+            }
+            heap.push(Reverse((next.contact_id.clone(), index)));
+        }
+        *slot = next;
+        for step in &mut contact.steps {
+            if step.acted() && step.done_by.is_none() {
+                step.done_by = Some(by.clone());
+            }
+        }
+        match &mut merged {
+            Some(current) if current.contact_id == contact.contact_id => current.merge(contact),
+            _ => {
+                if let Some(done) = merged.replace(contact) {
+                    out(done)?;
+                }
+            }
+        }
+    }
+    if let Some(done) = merged {
+        out(done)?;
+    }
+    Ok(())
+}
+
+/// A run receipt kept in the bag, read through once: its file name, path, sha256 and head.
+struct KeptFile {
+    name: String,
+    path: std::path::PathBuf,
+    sha256: String,
+    head: ReceiptHead,
+    sorted: bool,
+}
+
+impl CumulativeReceipt {
+    /// [`CumulativeReceipt::build`] over the receipt files kept in a bag, streamed: each file
+    /// is read one contact at a time, the runs merged by contact id, the merged contacts
+    /// spooled in `spool_dir`. Files whose contacts are not in id order (not written by this
+    /// version) are merged in memory instead.
+    fn build_from_files(
+        request_id: &str,
+        mut runs: Vec<KeptFile>,
+        spool_dir: &std::path::Path,
+    ) -> std::io::Result<Self> {
+        runs.sort_by(|a, b| {
+            (&a.head.finished_at, a.head.audit_records, a.head.run, &a.name).cmp(&(
+                &b.head.finished_at,
+                b.head.audit_records,
+                b.head.run,
+                &b.name,
+            ))
+        });
+        let contacts = if runs.iter().all(|r| r.sorted) {
+            let mut spool = Spool::new_in(spool_dir)?;
+            let mut n = 0;
+            let streams = runs
+                .iter()
+                .map(|r| {
+                    let by = DoneBy {
+                        run: r.head.run,
+                        actor: r.head.actor.clone().unwrap_or_default(),
+                        plan_id: r.head.plan_id.clone(),
+                    };
+                    (by, stream_contacts(&r.path))
+                })
+                .collect();
+            merge_runs(streams, |contact| {
+                spool.push(n, contact)?;
+                n += 1;
+                Ok(())
+            })?;
+            spool.finish()?
+        } else {
+            let mut whole = Vec::new();
+            for run in &runs {
+                let bytes = std::fs::read(&run.path)?;
+                let receipt: Receipt =
+                    serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
+                whole.push((run.name.clone(), run.sha256.clone(), receipt));
+            }
+            CumulativeReceipt::build(request_id, whole).contacts
+        };
+        let last = runs.last().map(|r| &r.head);
+        Ok(Self {
+            kind: "CumulativeReceipt".into(),
+            request_id: request_id.to_owned(),
+            interrupted: last.is_some_and(|r| r.interrupted),
+            audit_head: last.map(|r| r.audit_head.clone()).unwrap_or_default(),
+            audit_records: last.map_or(0, |r| r.audit_records),
+            runs: runs
+                .iter()
+                .map(|r| RunSummary {
+                    run: r.head.run,
+                    receipt: r.name.clone(),
+                    sha256: r.sha256.clone(),
+                    plan_id: r.head.plan_id.clone(),
+                    actor: r.head.actor.clone(),
+                    finished_at: r.head.finished_at.clone(),
+                    interrupted: r.head.interrupted,
+                    audit_head: r.head.audit_head.clone(),
+                })
+                .collect(),
+            contacts,
+        })
+    }
+}
+
+/// Writes `value` as pretty JSON and a newline to a temporary file in `dir` (streamed), for
+/// the bag to copy in.
+fn pretty_file<T: Serialize>(dir: &std::path::Path, value: &T) -> Result<TempFile, ExportError> {
+    use std::io::Write as _;
+    let io = |action, e| ExportError::io(action, dir, e);
+    let (file, out) = TempFile::create_in(dir, ".receipt-").map_err(|e| io("create", e))?;
+    let mut out = std::io::BufWriter::new(out);
+    serde_json::to_writer_pretty(&mut out, value)
+        .map_err(|e| io("write", std::io::Error::other(e)))?;
+    out.write_all(b"\n").map_err(|e| io("write", e))?;
+    drop(out.into_inner().map_err(|e| io("write", e.into_error()))?);
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -1070,6 +1408,9 @@ mod tests {
             serde_json::to_string_pretty(&contacts).unwrap(),
             serde_json::to_string_pretty(&all.to_vec()).unwrap()
         );
+        let empty = Spool::new_in(dir.path()).unwrap().finish().unwrap();
+        assert_eq!(serde_json::to_string_pretty(&empty).unwrap(), "[]");
+        drop(empty);
         // The spool is gone with the last copy of the contacts.
         let copy = contacts.clone();
         drop(contacts);
@@ -1089,5 +1430,184 @@ mod tests {
         let contacts = spool.finish().unwrap();
         let ids: Vec<String> = contacts.iter().map(|c| c.unwrap().contact_id).collect();
         assert_eq!(ids, ["a", "b", "c"]);
+    }
+
+    fn by(run: u64) -> DoneBy {
+        DoneBy { run: Some(run), actor: format!("op{run}"), plan_id: "p".repeat(64) }
+    }
+
+    fn step(id: &str, outcome: Outcome, resumed: bool) -> StepReceipt {
+        StepReceipt { resumed, uses: id.to_owned(), ..StepReceipt::new(id, outcome) }
+    }
+
+    fn with_steps(id: &str, steps: Vec<StepReceipt>) -> ContactReceipt {
+        ContactReceipt { steps, ..contact(id, false, false) }
+    }
+
+    fn receipt_of(run: u64, finished_at: &str, contacts: Vec<ContactReceipt>) -> Receipt {
+        Receipt {
+            kind: "Receipt".into(),
+            request_id: "DSR-1".into(),
+            plan_id: "p".repeat(64),
+            run: Some(run),
+            actor: Some(format!("op{run}")),
+            environment: "test".into(),
+            runbook: "batch-delete".into(),
+            finished_at: finished_at.into(),
+            interrupted: contacts.iter().any(|c| c.not_started),
+            contacts: Contacts::from_vec(contacts),
+            audit_head: format!("head{run}"),
+            audit_records: run * 10,
+            shard: None,
+        }
+    }
+
+    /// Run 1 was killed after a, b (b's delete failed) and before c; run 2 resumed a, redid
+    /// b and did c; run 3 planned only d and e (overlapping nothing) and d also in run 2.
+    fn three_runs() -> Vec<Receipt> {
+        let one = receipt_of(
+            1,
+            "2026-01-01T00:00:01Z",
+            vec![
+                with_steps(
+                    "a",
+                    vec![step("export", Outcome::Ok, false), step("delete", Outcome::Ok, false)],
+                ),
+                ContactReceipt {
+                    failure: Some(("delete".into(), "ucs.timeout".into())),
+                    ..with_steps(
+                        "b",
+                        vec![
+                            step("export", Outcome::Ok, false),
+                            step("delete", Outcome::Failed, false),
+                        ],
+                    )
+                },
+                contact("c", false, true),
+            ],
+        );
+        let two = receipt_of(
+            2,
+            "2026-01-01T00:00:02Z",
+            vec![
+                with_steps(
+                    "a",
+                    vec![step("export", Outcome::Ok, true), step("delete", Outcome::Ok, true)],
+                ),
+                with_steps(
+                    "b",
+                    vec![step("export", Outcome::Ok, true), step("delete", Outcome::Ok, false)],
+                ),
+                with_steps(
+                    "c",
+                    vec![
+                        step("export", Outcome::Skipped, false),
+                        step("delete", Outcome::AlreadyAbsent, false),
+                    ],
+                ),
+                with_steps("d", vec![step("delete", Outcome::Ok, false)]),
+            ],
+        );
+        let three = receipt_of(
+            3,
+            "2026-01-01T00:00:03Z",
+            vec![
+                with_steps("d", vec![step("delete", Outcome::Skipped, false)]),
+                with_steps("e", vec![step("delete", Outcome::Ok, false)]),
+            ],
+        );
+        vec![one, two, three]
+    }
+
+    #[test]
+    fn the_k_way_merge_gives_what_the_in_memory_build_gives() {
+        let runs = three_runs();
+        let expected = CumulativeReceipt::build(
+            "DSR-1",
+            runs.iter().map(|r| (r.file_name(), "sha".to_owned(), r.clone())).collect(),
+        );
+        let streams: Vec<_> = runs
+            .iter()
+            .map(|r| (by(r.run.unwrap()), r.contacts.to_vec().unwrap().into_iter().map(Ok)))
+            .collect();
+        let mut merged = Vec::new();
+        merge_runs(streams, |c| {
+            merged.push(c);
+            Ok(())
+        })
+        .unwrap();
+        let expected = expected.contacts.to_vec().unwrap();
+        assert_eq!(
+            serde_json::to_string_pretty(&merged).unwrap(),
+            serde_json::to_string_pretty(&expected).unwrap()
+        );
+        // And what that is: a's steps are run 1's, b's delete run 2's, c run 2's, d's delete
+        // run 2's (run 3 skipped it), e run 3's.
+        let done_by = |c: usize, s: usize| merged[c].steps[s].done_by.as_ref().unwrap().run;
+        assert_eq!(
+            merged.iter().map(|c| c.contact_id.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c", "d", "e"]
+        );
+        assert_eq!((done_by(0, 0), done_by(0, 1)), (Some(1), Some(1)));
+        assert_eq!((done_by(1, 0), done_by(1, 1)), (Some(1), Some(2)));
+        assert!(merged[1].failure.is_none());
+        assert!(!merged[2].not_started);
+        assert_eq!(done_by(2, 1), Some(2));
+        assert_eq!(done_by(3, 0), Some(2));
+        assert_eq!(done_by(4, 0), Some(3));
+    }
+
+    #[test]
+    fn the_k_way_merge_refuses_a_run_out_of_id_order() {
+        let streams = vec![(
+            by(1),
+            vec![contact("b", false, false), contact("a", false, false)].into_iter().map(Ok),
+        )];
+        let error = merge_runs(streams, |_| Ok(())).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn the_streaming_reader_finds_contacts_among_other_keys_and_refuses_what_serde_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let receipt = &three_runs()[1];
+        // Keys before and after `contacts`, one unknown, in another order than written.
+        let mut value = serde_json::to_value(receipt).unwrap();
+        value["somethingNew"] = serde_json::json!({"contacts": [1, 2]});
+        let contacts = value.as_object_mut().unwrap().remove("contacts").unwrap();
+        let mut text = String::from("{\"contacts\": ");
+        text.push_str(&contacts.to_string());
+        for (key, value) in value.as_object().unwrap() {
+            text.push_str(&format!(", {}: {value}", serde_json::to_string(key).unwrap()));
+        }
+        text.push_str("}\n");
+        let path = dir.path().join("receipt-2.json");
+        std::fs::write(&path, &text).unwrap();
+        let (head, sha256, sorted) = scan_receipt(&path).unwrap();
+        assert_eq!((head.kind.as_str(), head.run, head.audit_records), ("Receipt", Some(2), 20));
+        assert_eq!(sha256, crate::canonical::sha256_hex(text.as_bytes()));
+        assert!(sorted);
+        let read: Vec<String> = stream_contacts(&path).map(|c| c.unwrap().contact_id).collect();
+        assert_eq!(read, ["a", "b", "c", "d"]);
+        // What `from_slice::<Receipt>` refuses, the reader refuses too.
+        for bad in [
+            text.replace("\"contacts\": ", "\"contactz\": "),
+            format!("{text} trailing"),
+            text.replace("\"auditRecords\"", "\"auditRecordz\""),
+            text.replace("\"contactId\":\"b\"", "\"contactId\":7"),
+        ] {
+            assert!(serde_json::from_str::<Receipt>(&bad).is_err());
+            std::fs::write(&path, &bad).unwrap();
+            assert!(scan_receipt(&path).is_none(), "{bad}");
+        }
+        // Out of order: read, and said to be.
+        let mut unsorted = receipt.clone();
+        let mut list = unsorted.contacts.to_vec().unwrap();
+        list.reverse();
+        let mut tally = Tally::default();
+        list.iter().for_each(|c| tally.add(c));
+        unsorted.contacts = Contacts { kept: Kept::Memory(list), tally };
+        std::fs::write(&path, serde_json::to_vec(&unsorted).unwrap()).unwrap();
+        assert!(!scan_receipt(&path).unwrap().2);
     }
 }
