@@ -987,13 +987,16 @@ pub(super) struct TempFile {
 }
 
 impl TempFile {
-    /// A new file in `dir` named `<prefix><pid>-<n>` (created, never an existing one).
+    /// A new file in `dir` named `<prefix><pid>-<n>` (created, never an existing one; 0600).
     fn create_in(dir: &std::path::Path, prefix: &str) -> std::io::Result<(Self, std::fs::File)> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         loop {
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let path = dir.join(format!("{prefix}{}-{n}", std::process::id()));
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            let mut options = std::fs::OpenOptions::new();
+            // Private, as the receipts in the bag are.
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::durable::PRIVATE_FILE);
+            match options.write(true).create_new(true).open(&path) {
                 Ok(file) => return Ok((Self { path }, file)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
@@ -1408,6 +1411,10 @@ mod tests {
             serde_json::to_string_pretty(&contacts).unwrap(),
             serde_json::to_string_pretty(&all.to_vec()).unwrap()
         );
+        let spool = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap();
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&spool.metadata().unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
         let empty = Spool::new_in(dir.path()).unwrap().finish().unwrap();
         assert_eq!(serde_json::to_string_pretty(&empty).unwrap(), "[]");
         drop(empty);
