@@ -920,7 +920,12 @@ impl<'de> Deserialize<'de> for Contacts {
 pub(super) struct Spool {
     out: std::io::BufWriter<std::fs::File>,
     file: TempFile,
+    dir: std::path::PathBuf,
     waiting: BTreeMap<usize, ContactReceipt>,
+    /// At most this many wait in memory; the rest (behind a contact that takes long) wait in
+    /// the overflow file, only their place kept in memory.
+    waiting_max: usize,
+    overflow: Option<Overflow>,
     next: usize,
     last: Option<String>,
     sorted: bool,
@@ -934,7 +939,10 @@ impl Spool {
         Ok(Self {
             out: std::io::BufWriter::new(out),
             file,
+            dir: dir.to_owned(),
             waiting: BTreeMap::new(),
+            waiting_max: SPOOL_WAITING_MAX,
+            overflow: None,
             next: 0,
             last: None,
             sorted: true,
@@ -944,8 +952,23 @@ impl Spool {
 
     /// The contact at `index` in the plan finished.
     pub(super) fn push(&mut self, index: usize, contact: ContactReceipt) -> std::io::Result<()> {
-        self.waiting.insert(index, contact);
-        while let Some(contact) = self.waiting.remove(&self.next) {
+        if index != self.next && self.waiting.len() >= self.waiting_max {
+            let overflow = match &mut self.overflow {
+                Some(overflow) => overflow,
+                None => self.overflow.insert(Overflow::new_in(&self.dir)?),
+            };
+            overflow.put(index, &contact)?;
+        } else {
+            self.waiting.insert(index, contact);
+        }
+        loop {
+            let contact = match self.waiting.remove(&self.next) {
+                Some(contact) => contact,
+                None => match self.overflow.as_mut().map(|o| o.take(self.next)).transpose()? {
+                    Some(Some(contact)) => contact,
+                    _ => break,
+                },
+            };
             self.write(&contact)?;
             self.next += 1;
         }
@@ -966,7 +989,16 @@ impl Spool {
     /// Every contact handed in, in contact id order (any still waiting, after a gap in the
     /// indexes, are written last; a spool found out of order is sorted, in memory).
     pub(super) fn finish(mut self) -> std::io::Result<Contacts> {
-        for contact in std::mem::take(&mut self.waiting).into_values() {
+        let mut waiting = std::mem::take(&mut self.waiting);
+        if let Some(mut overflow) = self.overflow.take() {
+            let indexes: Vec<usize> = overflow.places.keys().copied().collect();
+            for index in indexes {
+                if let Some(contact) = overflow.take(index)? {
+                    waiting.insert(index, contact);
+                }
+            }
+        }
+        for contact in waiting.into_values() {
             self.write(&contact)?;
         }
         let out = self.out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
@@ -977,6 +1009,42 @@ impl Spool {
             return Ok(contacts);
         }
         Ok(Contacts::from_vec(contacts.to_vec()?))
+    }
+}
+
+/// How many finished contacts wait in memory for one before them (see [`Spool`]).
+const SPOOL_WAITING_MAX: usize = 1024;
+
+/// Contacts waiting for one before them, in a file: each one's place (offset, length) by its
+/// index in the plan.
+struct Overflow {
+    file: std::fs::File,
+    _name: TempFile,
+    end: u64,
+    places: BTreeMap<usize, (u64, usize)>,
+}
+
+impl Overflow {
+    fn new_in(dir: &std::path::Path) -> std::io::Result<Self> {
+        let (name, file) = TempFile::create_in(dir, ".receipt-spool-")?;
+        Ok(Self { file, _name: name, end: 0, places: BTreeMap::new() })
+    }
+
+    fn put(&mut self, index: usize, contact: &ContactReceipt) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        let bytes = serde_json::to_vec(contact).map_err(std::io::Error::other)?;
+        self.file.write_all_at(&bytes, self.end)?;
+        self.places.insert(index, (self.end, bytes.len()));
+        self.end += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn take(&mut self, index: usize) -> std::io::Result<Option<ContactReceipt>> {
+        use std::os::unix::fs::FileExt as _;
+        let Some((offset, len)) = self.places.remove(&index) else { return Ok(None) };
+        let mut bytes = vec![0; len];
+        self.file.read_exact_at(&mut bytes, offset)?;
+        serde_json::from_slice(&bytes).map(Some).map_err(std::io::Error::other)
     }
 }
 
@@ -996,7 +1064,7 @@ impl TempFile {
             let mut options = std::fs::OpenOptions::new();
             // Private, as the receipts in the bag are.
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::durable::PRIVATE_FILE);
-            match options.write(true).create_new(true).open(&path) {
+            match options.read(true).write(true).create_new(true).open(&path) {
                 Ok(file) => return Ok((Self { path }, file)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
@@ -1424,6 +1492,30 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         drop(copy);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn contacts_behind_a_slow_one_overflow_to_a_file_and_come_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new_in(dir.path()).unwrap();
+        spool.waiting_max = 2;
+        let ids: Vec<String> = (0..10).map(|i| format!("c{i:02}")).collect();
+        // c00 is slow: all the others finish first (and c05 never does: a gap).
+        for i in (1..10).filter(|i| *i != 5) {
+            spool.push(i, contact(&ids[i], false, false)).unwrap();
+            assert!(spool.waiting.len() <= 2);
+        }
+        assert_eq!(spool.overflow.as_ref().unwrap().places.len(), 6);
+        spool.push(0, contact(&ids[0], false, false)).unwrap();
+        // c00..c04 went out; c06.. wait for c05.
+        assert_eq!(spool.next, 5);
+        let contacts = spool.finish().unwrap();
+        let read: Vec<String> = contacts.iter().map(|c| c.unwrap().contact_id).collect();
+        let expected: Vec<&String> = ids.iter().filter(|id| id.as_str() != "c05").collect();
+        assert_eq!(read.iter().collect::<Vec<_>>(), expected);
+        assert_eq!(contacts.len(), 9);
+        // The overflow file is gone once finished; the spool stays with the contacts.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
