@@ -337,7 +337,7 @@ fn main() {
             assert!(!receipt.interrupted);
             assert_eq!(receipt.contacts.len(), ids.len());
             let failures: Vec<(String, String)> =
-                receipt.contacts.iter().filter_map(|c| c.failure.clone()).collect();
+                receipt.contacts.iter().filter_map(|c| c.unwrap().failure).collect();
             drop(sim);
             let apply_calls = recorder.phases();
             (

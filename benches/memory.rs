@@ -38,8 +38,8 @@ struct Run {
     sim_cpu: f64,
 }
 
-/// Runs the binary in `dir` under `/usr/bin/time` against `sim`.
-fn measured(dir: &Path, sim: &Sim, args: &[&str]) -> Run {
+/// Runs `bin` in `dir` under `/usr/bin/time` against `sim`.
+fn measured(bin: &str, dir: &Path, sim: &Sim, args: &[&str]) -> Run {
     let sim_before = sim.cpu_seconds();
     let report = dir.join("time.txt");
     let started = Instant::now();
@@ -48,7 +48,7 @@ fn measured(dir: &Path, sim: &Sim, args: &[&str]) -> Run {
         .arg("%M %U %S")
         .arg("-o")
         .arg(&report)
-        .arg(BIN)
+        .arg(bin)
         .args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
@@ -70,7 +70,8 @@ fn measured(dir: &Path, sim: &Sim, args: &[&str]) -> Run {
     }
 }
 
-fn one_size(contacts: u32, interactions: u32) {
+/// One size with `bin` (named `label` in the output): plan, then apply; the apply's peak RSS.
+fn one_size(bin: &str, label: &str, contacts: u32, interactions: u32) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let dataset = dir.path().join("dataset.json");
     let generated = Command::new(BIN)
@@ -119,17 +120,19 @@ fn one_size(contacts: u32, interactions: u32) {
     .unwrap();
 
     let plan = measured(
+        bin,
         dir.path(),
         &sim,
         &["plan", "request.yaml", "--env-file", "ucs-gdpr.yaml", "--out", "plan.json", "--count"],
     );
     let plan_bytes = std::fs::metadata(dir.path().join("plan.json")).map_or(0, |m| m.len());
     let load_between = load_average();
-    let apply = measured(dir.path(), &sim, &["apply", "plan.json", "--env-file", "ucs-gdpr.yaml"]);
+    let apply =
+        measured(bin, dir.path(), &sim, &["apply", "plan.json", "--env-file", "ucs-gdpr.yaml"]);
     drop(sim);
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "{contacts:>7} contacts x {interactions}: plan {:7.1} s, peak {:6.1} MiB, file \
+        "{label:>8} {contacts:>7} contacts x {interactions}: plan {:7.1} s, peak {:6.1} MiB, file \
          {:.1} MB (exit {}) | apply {:7.1} s, peak {:6.1} MiB (exit {}) | load average before \
          apply {load_between}",
         plan.seconds,
@@ -142,7 +145,7 @@ fn one_size(contacts: u32, interactions: u32) {
     );
     let per = |cpu: f64| cpu / f64::from(contacts) * 1e6;
     println!(
-        "{:>7} CPU per contact: plan {:.0} µs (simulator {:.0} µs) | apply {:.0} µs (simulator \
+        "{:>16} CPU per contact: plan {:.0} µs (simulator {:.0} µs) | apply {:.0} µs (simulator \
          {:.0} µs)",
         "",
         per(plan.cpu),
@@ -150,6 +153,7 @@ fn one_size(contacts: u32, interactions: u32) {
         per(apply.cpu),
         per(apply.sim_cpu),
     );
+    apply.kib
 }
 
 fn main() {
@@ -169,8 +173,18 @@ fn main() {
         std::thread::available_parallelism().map_or(0, usize::from),
         load_average()
     );
+    // `MEMORY_BENCH_BASELINE=path/to/ucs-gdpr`: each size also with that binary (another
+    // build), first, in the same run, and the ratio of the apply peaks.
+    let baseline = std::env::var("MEMORY_BENCH_BASELINE").ok().filter(|b| !b.is_empty());
     for contacts in sizes {
-        one_size(contacts, interactions);
+        let before = baseline.as_deref().map(|b| one_size(b, "baseline", contacts, interactions));
+        let after = one_size(BIN, "this", contacts, interactions);
+        if let Some(before) = before {
+            println!(
+                "{contacts:>7} contacts: apply peak this / baseline = {:.2}",
+                after as f64 / before.max(1) as f64
+            );
+        }
     }
     println!("load average at end: {}", load_average());
 }

@@ -870,6 +870,9 @@ async fn edited_and_rehashed_plan_refused() {
     for step in &mut plan.body.request_steps {
         step.status = ucs_gdpr::plan::StepStatus::Ready;
     }
+    // And a subject (compared one at a time, apart from the rest of the head).
+    let subject = plan.body.subjects.iter_mut().find(|s| s.index == 2).unwrap();
+    subject.match_digest = Some("0".repeat(64));
     let plan = ucs_gdpr::plan::seal(plan.body);
     assert_ne!(plan.plan_id, original);
     fs::write(&plan_path, plan.to_canonical_json()).unwrap();
@@ -883,6 +886,12 @@ async fn edited_and_rehashed_plan_refused() {
     assert!(stderr.contains(&format!("/contacts/{JOSE}/hold")), "{stderr}");
     assert!(stderr.contains(&format!("/contacts/{JOSE}/delete")), "{stderr}");
     assert!(stderr.contains("/export:"), "{stderr}");
+    let subject = format!("/subjects/2/matchDigest: the plan says \"{}\"", "0".repeat(64));
+    let subject = stderr.find(&subject[..60]).unwrap_or_else(|| panic!("{stderr}"));
+    // In the order of the plan's fields: contacts, export, ..., subjects.
+    let export = stderr.find("- /export:").unwrap();
+    let contacts = stderr.find(&format!("/contacts/{JOSE}/hold")).unwrap();
+    assert!(contacts < export && export < subject, "{stderr}");
     let log = fs::read_to_string(workspace.path("audit.jsonl")).unwrap();
     assert!(log.contains("\"run.refused\"") && log.contains("plan-mismatch"), "{log}");
     assert!(!log.contains("\"step.intent\""), "{log}");

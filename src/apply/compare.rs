@@ -9,7 +9,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::plan::{ContactPlan, Plan, Resolution};
+use std::collections::BTreeMap;
+
+use crate::plan::{ContactPlan, Plan, PlanBody, Resolution, SubjectResolution};
 
 /// At most this many differences are listed; the rest are counted.
 pub(crate) const MAX_LISTED: usize = 20;
@@ -60,7 +62,7 @@ pub(crate) fn head_mismatches(
     any_touched: bool,
     contacts: ContactDiffs,
 ) -> Vec<String> {
-    let exempt: Vec<usize> = approved
+    let exempt: std::collections::BTreeSet<usize> = approved
         .body
         .subjects
         .iter()
@@ -73,14 +75,14 @@ pub(crate) fn head_mismatches(
         })
         .map(|s| s.index)
         .collect();
+    // The body without its subjects and contacts as one JSON value (small); the subjects, one
+    // per contact in a batch, are compared one at a time below.
     let normalize = |plan: &Plan| -> Value {
-        let mut body = serde_json::to_value(&plan.body).unwrap_or(Value::Null);
+        let mut body = serde_json::to_value(without_subjects(&plan.body)).unwrap_or(Value::Null);
         if let Some(object) = body.as_object_mut() {
             object.remove("contacts");
+            object.remove("subjects");
             keyed(object, "requestSteps", "id", &|_| false);
-            keyed(object, "subjects", "index", &|index| {
-                index.parse::<usize>().is_ok_and(|i| exempt.contains(&i))
-            });
             if any_touched {
                 for derived in ["summary", "otherRecords", "warnings"] {
                     object.remove(derived);
@@ -98,6 +100,27 @@ pub(crate) fn head_mismatches(
     };
     let mut head = Vec::new();
     diff("", &normalize(approved), &normalize(fresh), &mut head);
+    // The subjects, keyed by index (as the other arrays: differences name the subject), in the
+    // order the keys sort as text, the approved plan's first, then those only the fresh one
+    // has; where they sort among the other fields.
+    let (approved_subjects, fresh_subjects) =
+        (subjects_by_index(approved, &exempt), subjects_by_index(fresh, &exempt));
+    let value = |subject: Option<&&SubjectResolution>| -> Value {
+        subject.map_or(Value::Null, |s| serde_json::to_value(s).unwrap_or(Value::Null))
+    };
+    let mut subjects = Vec::new();
+    let at = |key: &str| format!("/subjects/{}", key.replace('~', "~0").replace('/', "~1"));
+    for (key, subject) in &approved_subjects {
+        diff(&at(key), &value(Some(subject)), &value(fresh_subjects.get(key)), &mut subjects);
+    }
+    for (key, subject) in fresh_subjects.iter().filter(|(k, _)| !approved_subjects.contains_key(*k))
+    {
+        diff(&at(key), &Value::Null, &value(Some(subject)), &mut subjects);
+    }
+    let split = head.iter().position(|line| line.as_str() > "/subjects").unwrap_or(head.len());
+    let after = head.split_off(split);
+    head.extend(subjects);
+    head.extend(after);
     // The fields sort by name, and `contacts` sits among them.
     let split = head.iter().position(|line| line.as_str() > "/contacts").unwrap_or(head.len());
     let after = head.split_off(split);
@@ -110,6 +133,58 @@ pub(crate) fn head_mismatches(
         out.push(format!("and {} more difference(s)", total - MAX_LISTED));
     }
     out
+}
+
+/// The plan's subjects by index (as text), leaving out `exempt` ones.
+fn subjects_by_index<'a>(
+    plan: &'a Plan,
+    exempt: &std::collections::BTreeSet<usize>,
+) -> BTreeMap<String, &'a SubjectResolution> {
+    plan.body
+        .subjects
+        .iter()
+        .filter(|s| !exempt.contains(&s.index))
+        .map(|s| (s.index.to_string(), s))
+        .collect()
+}
+
+/// The body with no subjects and no contacts (every other field, compared whole; the
+/// destructuring names every field, so a new one is compared too).
+fn without_subjects(body: &PlanBody) -> PlanBody {
+    let PlanBody {
+        api_version,
+        kind,
+        request,
+        environment,
+        runbook,
+        export,
+        export_waived,
+        delete,
+        subjects: _,
+        request_steps,
+        contacts: _,
+        blockers,
+        other_records,
+        warnings,
+        summary,
+    } = body;
+    PlanBody {
+        api_version: api_version.clone(),
+        kind: kind.clone(),
+        request: request.clone(),
+        environment: environment.clone(),
+        runbook: runbook.clone(),
+        export: export.clone(),
+        export_waived: *export_waived,
+        delete: *delete,
+        subjects: Vec::new(),
+        request_steps: request_steps.clone(),
+        contacts: Vec::new(),
+        blockers: blockers.clone(),
+        other_records: other_records.clone(),
+        warnings: warnings.clone(),
+        summary: summary.clone(),
+    }
 }
 
 /// Turns the array `field` of `object` into an object keyed by each element's `key`, leaving out

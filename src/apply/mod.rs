@@ -277,109 +277,205 @@ impl Trail {
 #[derive(Debug, Clone)]
 struct DoneStep {
     outcome: Outcome,
-    detail: Option<Detail>,
+    facts: Facts,
     by: DoneBy,
+}
+
+/// What a resumed step's receipt takes from its `step.done` record: its counts, and whether the
+/// outcome was confirmed after a lost answer.
+#[derive(Debug, Clone, Copy, Default)]
+struct Facts {
+    interactions: Option<u64>,
+    attachments: Option<u64>,
+    bytes: Option<u64>,
+    count: Option<u64>,
+    absent_after_lost_answer: bool,
+}
+
+impl Facts {
+    fn of(detail: Option<&Detail>) -> Self {
+        let Some(detail) = detail else { return Self::default() };
+        Self {
+            interactions: detail.interactions,
+            attachments: detail.attachments,
+            bytes: detail.bytes,
+            count: detail.count,
+            absent_after_lost_answer: detail
+                .reason
+                .as_ref()
+                .is_some_and(|r| r.as_str() == ABSENT_AFTER_LOST_ANSWER),
+        }
+    }
 }
 
 impl DoneStep {
     /// The step's receipt in a run that resumes it: the earlier run's outcome, counts and name.
     fn resumed(&self, step: &str, kind: StepKind) -> StepReceipt {
-        let detail = self.detail.clone().unwrap_or_default();
+        let facts = self.facts;
         let mut receipt = StepReceipt::resumed(step, self.outcome);
         match kind {
             StepKind::Export => {
-                receipt.count = detail.interactions;
-                receipt.attachments = detail.attachments;
-                receipt.bytes = detail.bytes;
+                receipt.count = facts.interactions;
+                receipt.attachments = facts.attachments;
+                receipt.bytes = facts.bytes;
             }
-            _ => receipt.count = detail.count,
+            _ => receipt.count = facts.count,
         }
-        receipt.confirmed_by = detail
-            .reason
-            .filter(|r| r.as_str() == ABSENT_AFTER_LOST_ANSWER)
-            .map(|r| r.as_str().to_owned());
+        receipt.confirmed_by =
+            facts.absent_after_lost_answer.then(|| ABSENT_AFTER_LOST_ANSWER.to_owned());
         receipt.done_by = Some(self.by.clone());
         receipt
     }
 }
 
-/// What the log says this plan already did, per (contact, step).
+/// What the audit log shows this plan already did, per contact: read record by record (the
+/// log is never held whole) into a compact form: step ids and actors are small indexes into
+/// tables, and of each `step.done` only what a resumed step's receipt needs is kept.
 #[derive(Debug, Default)]
 struct Done {
-    outcomes: BTreeMap<(String, String), DoneStep>,
-    /// The last intent per (contact, step), and the run that wrote it.
-    intents: BTreeMap<(String, String), DoneBy>,
-    export_digests: BTreeMap<String, String>,
+    plan_id: String,
+    /// The step ids seen, by index.
+    steps: Vec<String>,
+    /// The actors seen, by index.
+    actors: Vec<String>,
+    /// Per contact, the steps with an intent or an outcome.
+    contacts: BTreeMap<Box<str>, ContactDone>,
+    /// Whether any intent was recorded.
+    any_intent: bool,
+}
+
+/// A run and its actor (an index into [`Done::actors`]).
+#[derive(Debug, Clone, Copy)]
+struct By {
+    run: Option<u64>,
+    actor: u32,
+}
+
+/// One contact's steps, and the sha256 of its export's files from the last `step.done` that
+/// recorded one.
+#[derive(Debug, Clone, Default)]
+struct ContactDone {
+    entries: Vec<DoneEntry>,
+    export_sha256: Option<Box<str>>,
+}
+
+/// One step of one contact: its last intent, its last outcome.
+#[derive(Debug, Clone)]
+struct DoneEntry {
+    step: u32,
+    intent: Option<By>,
+    outcome: Option<(Outcome, Facts, By)>,
+}
+
+fn intern(table: &mut Vec<String>, text: &str) -> u32 {
+    let found = table.iter().position(|t| t == text);
+    let index = found.unwrap_or_else(|| {
+        table.push(text.to_owned());
+        table.len() - 1
+    });
+    u32::try_from(index).unwrap_or(u32::MAX)
 }
 
 impl Done {
     fn read(log: &Path, plan_id: &str) -> Result<Done, ApplyError> {
-        let mut done = Done::default();
+        let mut done = Done { plan_id: plan_id.to_owned(), ..Done::default() };
         if !log.exists() {
             return Ok(done);
         }
-        let (records, _) = audit::read_records(log)?;
         // A record belongs to the run whose `run.start` precedes it: one writer holds the log
         // at a time, so a run's records follow its start.
         let mut run = None;
-        for (_, record) in records {
+        audit::for_each_record(log, |_, record| {
             if record.plan_id.as_ref().map(audit::Sha256Hex::as_str) != Some(plan_id) {
-                continue;
+                return;
             }
             if record.event == Event::RunStart {
                 run = Some(record.seq);
             }
-            let (Some(contact), Some(step)) = (&record.contact, &record.step) else { continue };
-            let key = (contact.as_str().to_owned(), step.as_str().to_owned());
-            let by = DoneBy {
-                run,
-                actor: record.actor.as_str().to_owned(),
-                plan_id: plan_id.to_owned(),
-            };
-            match record.event {
-                Event::StepIntent => {
-                    done.intents.insert(key, by);
-                }
-                Event::StepDone => {
-                    if let Some(sha) = record.detail.as_ref().and_then(|d| d.sha256.as_ref()) {
-                        done.export_digests.insert(key.0.clone(), sha.as_str().to_owned());
-                    }
-                    let outcome = record.outcome.unwrap_or(Outcome::Ok);
-                    done.outcomes.insert(key, DoneStep { outcome, detail: record.detail, by });
-                }
-                _ => {}
+            if !matches!(record.event, Event::StepIntent | Event::StepDone) {
+                return;
             }
-        }
+            let (Some(contact), Some(step)) = (&record.contact, &record.step) else { return };
+            let by = By { run, actor: intern(&mut done.actors, record.actor.as_str()) };
+            let step = intern(&mut done.steps, step.as_str());
+            let known = match done.contacts.get_mut(contact.as_str()) {
+                Some(known) => known,
+                None => done.contacts.entry(contact.as_str().into()).or_default(),
+            };
+            if record.event == Event::StepDone
+                && let Some(sha) = record.detail.as_ref().and_then(|d| d.sha256.as_ref())
+            {
+                known.export_sha256 = Some(sha.as_str().into());
+            }
+            let entries = &mut known.entries;
+            let entry = match entries.iter().position(|e| e.step == step) {
+                Some(at) => entries.get_mut(at),
+                None => {
+                    entries.push(DoneEntry { step, intent: None, outcome: None });
+                    entries.last_mut()
+                }
+            };
+            let Some(entry) = entry else { return };
+            if record.event == Event::StepIntent {
+                entry.intent = Some(by);
+                done.any_intent = true;
+                return;
+            }
+            let outcome = record.outcome.unwrap_or(Outcome::Ok);
+            entry.outcome = Some((outcome, Facts::of(record.detail.as_ref()), by));
+        })?;
         Ok(done)
     }
 
-    fn is_done(&self, contact: &str, step: &str) -> Option<&DoneStep> {
-        self.outcomes.get(&(contact.to_owned(), step.to_owned()))
+    fn done_by(&self, by: By) -> DoneBy {
+        DoneBy {
+            run: by.run,
+            actor: usize::try_from(by.actor)
+                .ok()
+                .and_then(|a| self.actors.get(a))
+                .cloned()
+                .unwrap_or_default(),
+            plan_id: self.plan_id.clone(),
+        }
+    }
+
+    fn entry(&self, contact: &str, step: &str) -> Option<&DoneEntry> {
+        let step = self.steps.iter().position(|s| s == step)?;
+        self.contacts
+            .get(contact)?
+            .entries
+            .iter()
+            .find(|e| usize::try_from(e.step).is_ok_and(|s| s == step))
+    }
+
+    fn is_done(&self, contact: &str, step: &str) -> Option<DoneStep> {
+        let (outcome, facts, by) = self.entry(contact, step)?.outcome?;
+        Some(DoneStep { outcome, facts, by: self.done_by(by) })
+    }
+
+    /// The sha256 the last `step.done` of `contact` that recorded one recorded, if any.
+    fn export_digest(&self, contact: &str) -> Option<&str> {
+        self.contacts.get(contact)?.export_sha256.as_deref()
     }
 
     /// The earlier run of this plan that announced a side effect of `step` on `contact` and
     /// recorded no outcome for it (it was killed, or lost the answer, in between).
-    fn unfinished_intent(&self, contact: &str, step: &str) -> Option<&DoneBy> {
-        let key = (contact.to_owned(), step.to_owned());
-        if self.outcomes.contains_key(&key) {
+    fn unfinished_intent(&self, contact: &str, step: &str) -> Option<DoneBy> {
+        let entry = self.entry(contact, step)?;
+        if entry.outcome.is_some() {
             return None;
         }
-        self.intents.get(&key)
+        entry.intent.map(|by| self.done_by(by))
     }
 
     /// Whether this plan already had a side effect on any contact.
     fn any_touched(&self) -> bool {
-        !self.intents.is_empty()
+        self.any_intent
     }
 
     /// Whether this plan already had a side effect on the contact (its state is ours to change).
-    /// (A range lookup: the re-check asks for every contact of the plan, so a scan of every
-    /// intent would make a resumed run of many contacts quadratic.)
     fn touched(&self, contact: &str) -> bool {
-        self.intents
-            .range((contact.to_owned(), String::new())..)
-            .next()
-            .is_some_and(|((c, _), _)| c == contact)
+        self.contacts.get(contact).is_some_and(|c| c.entries.iter().any(|e| e.intent.is_some()))
     }
 }
 
@@ -558,8 +654,18 @@ pub async fn run<U: Ucs>(
         // A shard runs its own contacts only.
         .filter(|contact| mine(contact.contact_id.as_str()));
     let finished = std::sync::atomic::AtomicUsize::new(0);
-    let receipts: Vec<ContactReceipt> = stream::iter(contacts)
-        .map(|contact| {
+    // Each contact's receipt goes to a spool beside the audit log as it finishes (in id order,
+    // through a small reorder buffer): only counts stay in memory.
+    let spool_dir = context.audit_log.parent().filter(|d| !d.as_os_str().is_empty());
+    let spool_dir = spool_dir.unwrap_or_else(|| Path::new("."));
+    let spool_error = |e: std::io::Error| {
+        ApplyError::Export(export::ExportError::io("write the receipt spool in", spool_dir, e))
+    };
+    let mut spool = receipt::Spool::new_in(spool_dir).map_err(spool_error)?;
+    let mut spool_failed = None;
+    let mut ran = 0;
+    let mut finishing = stream::iter(contacts.enumerate())
+        .map(|(index, contact)| {
             let trail = &trail;
             let done = &done;
             let bag = bag.as_ref();
@@ -580,16 +686,25 @@ pub async fn run<U: Ucs>(
                     contact: contact.contact_id.as_str(),
                     summary: &receipt.summary(),
                 });
-                receipt
+                (index, receipt)
             }
         })
-        .buffer_unordered(context.concurrency.max(1))
-        .collect()
-        .await;
-    if swapped.load(Ordering::SeqCst) || receipts.len() != total {
+        .buffer_unordered(context.concurrency.max(1));
+    while let Some((index, receipt)) = finishing.next().await {
+        ran += 1;
+        // A spool that cannot be written does not stop the contacts in flight (each is in the
+        // audit log); the run ends and then reports it.
+        if spool_failed.is_none()
+            && let Err(error) = spool.push(index, receipt)
+        {
+            spool_failed = Some(error);
+        }
+    }
+    drop(finishing);
+    if swapped.load(Ordering::SeqCst) || ran != total {
         trail.lock().append_durable(trail.entry(Event::RunEnd).outcome(Outcome::Failed).detail(
             Detail {
-                count: Some(receipts.len() as u64),
+                count: Some(ran as u64),
                 reason: audit::Token::new("plan-changed").ok(),
                 ..Detail::default()
             },
@@ -598,22 +713,32 @@ pub async fn run<U: Ucs>(
         return Err(ApplyError::Mismatch(vec![format!(
             "the plan file changed while it ran: {} of its {} contact(s) were run, the rest not \
              started",
-            receipts.len(),
+            ran,
             checked.len()
         )]));
     }
-    let mut receipts = receipts;
-    receipts.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
-
-    let failed = receipts.iter().any(ContactReceipt::failed);
-    let interrupted = receipts.iter().any(|r| r.not_started);
+    let receipts = match spool_failed {
+        None => spool.finish(),
+        Some(error) => Err(error),
+    };
+    let (failed, interrupted) = match &receipts {
+        Ok(receipts) => (receipts.failed() > 0, receipts.not_started() > 0),
+        Err(_) => (true, false),
+    };
     let outcome = if failed || interrupted { Outcome::Failed } else { Outcome::Ok };
     let reason = if interrupted { audit::Token::new("interrupted").ok() } else { None };
     trail.lock().append_durable(trail.entry(Event::RunEnd).outcome(outcome).detail(Detail {
-        count: Some(receipts.len() as u64),
+        count: Some(ran as u64),
         reason,
         ..Detail::default()
     }))?;
+    let receipts = match receipts {
+        Ok(receipts) => receipts,
+        Err(error) => {
+            finish(trail)?;
+            return Err(spool_error(error));
+        }
+    };
     let head = trail.lock().head().as_str().to_owned();
     let size = trail.lock().len();
     finish(trail)?;
@@ -919,7 +1044,7 @@ async fn run_contact<U: Ucs>(
                     step.uses,
                     &step.id,
                     status,
-                    previous,
+                    previous.as_ref(),
                     contact,
                     &contact_id,
                     plan,
@@ -1139,7 +1264,7 @@ async fn execute<U: Ucs>(
             // Resume: files recorded as exported are re-verified, never re-fetched (the contact
             // may already be gone).
             if let Some(earlier) = previous {
-                let recorded = done.export_digests.get(id).cloned().unwrap_or_default();
+                let recorded = done.export_digest(id).unwrap_or_default().to_owned();
                 verify_recorded(bag, contact_id, &recorded)?;
                 *exported = true;
                 return Ok(earlier.resumed(step, kind));
@@ -1204,9 +1329,7 @@ async fn execute<U: Ucs>(
                     (Outcome::Ok, Some(ABSENT_AFTER_LOST_ANSWER), None)
                 }
                 DeleteOutcome::AlreadyAbsent => match done.unfinished_intent(id, step) {
-                    Some(earlier) => {
-                        (Outcome::Ok, Some(ABSENT_AFTER_LOST_ANSWER), Some(earlier.clone()))
-                    }
+                    Some(earlier) => (Outcome::Ok, Some(ABSENT_AFTER_LOST_ANSWER), Some(earlier)),
                     None => (Outcome::AlreadyAbsent, None, None),
                 },
             };

@@ -41,8 +41,9 @@ pub struct Receipt {
     pub finished_at: String,
     /// Whether the run was stopped before every contact was done (resume by running it again).
     pub interrupted: bool,
-    /// Per contact.
-    pub contacts: Vec<ContactReceipt>,
+    /// Per contact, sorted by contact id: in memory for a receipt read back, on disk (a spool
+    /// file, read back one contact at a time) for the receipt a run returns.
+    pub contacts: Contacts,
     /// The audit log's last hash after the run.
     pub audit_head: String,
     /// The audit log's record count after the run.
@@ -228,7 +229,7 @@ impl ContactReceipt {
 impl Receipt {
     pub(super) fn new(
         plan: &Plan,
-        contacts: Vec<ContactReceipt>,
+        contacts: Contacts,
         audit_head: String,
         audit_records: u64,
         interrupted: bool,
@@ -254,7 +255,7 @@ impl Receipt {
 
     /// Whether every contact finished without a failure.
     pub fn succeeded(&self) -> bool {
-        !self.interrupted && self.contacts.iter().all(|c| !c.failed())
+        !self.interrupted && self.contacts.failed() == 0
     }
 
     /// The name of this run's receipt in the bag: `receipt-<run>.json` (`receipt-<plan>.json`,
@@ -275,26 +276,29 @@ impl Receipt {
     /// # Errors
     /// A file cannot be written.
     pub fn keep(&self, bag: &Bag) -> Result<CumulativeReceipt, ExportError> {
+        // Temporary files go beside the bag, not in it: a run killed while writing leaves no
+        // stray file in the bag.
+        let dir = bag.root().parent().unwrap_or(bag.root());
         let cumulative = bag.root().join(crate::export::RECEIPT);
-        if let Ok(existing) = std::fs::read(&cumulative)
-            && let Ok(old) = serde_json::from_slice::<Receipt>(&existing)
+        if let Some((old, _, _)) = scan_receipt(&cumulative)
             && old.kind == "Receipt"
         {
-            bag.keep(&old.file_name(), &existing)?;
+            bag.keep_file(&old.file_name(), &cumulative)?;
         }
-        bag.keep(&self.file_name(), &pretty(self))?;
+        let this = pretty_file(dir, self)?;
+        bag.keep_file(&self.file_name(), &this.path)?;
+        drop(this);
         let mut runs = Vec::new();
         for name in bag.kept() {
             if !(name.starts_with("receipt-") && name.ends_with(".json")) {
                 continue;
             }
-            let Ok(bytes) = std::fs::read(bag.root().join(&name)) else { continue };
-            match serde_json::from_slice::<Receipt>(&bytes) {
-                Ok(receipt)
-                    if receipt.kind == "Receipt" && receipt.request_id == self.request_id =>
+            let path = bag.root().join(&name);
+            match scan_receipt(&path) {
+                Some((head, sha256, sorted))
+                    if head.kind == "Receipt" && head.request_id == self.request_id =>
                 {
-                    let sha256 = crate::canonical::sha256_hex(&bytes);
-                    runs.push((name, sha256, receipt));
+                    runs.push(KeptFile { name, path, sha256, head, sorted });
                 }
                 _ => {
                     tracing::warn!(
@@ -304,31 +308,40 @@ impl Receipt {
                 }
             }
         }
-        let built = CumulativeReceipt::build(&self.request_id, runs);
-        bag.replace(crate::export::RECEIPT, &pretty(&built))?;
+        let built = CumulativeReceipt::build_from_files(&self.request_id, runs, dir)
+            .map_err(|e| ExportError::io("merge the receipts in", bag.root(), e))?;
+        let file = pretty_file(dir, &built)?;
+        bag.replace_file(crate::export::RECEIPT, &file.path)?;
         Ok(built)
     }
 
-    /// A human summary.
+    /// A human summary (one line per contact: see [`Receipt::write_text`] to stream it).
     pub fn text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "Receipt for request {} (plan {})", self.request_id, self.plan_id);
-        for contact in &self.contacts {
-            let _ = writeln!(out, "  contact {}: {}", contact.contact_id, contact.summary());
+        let mut out = Vec::new();
+        let _ = self.write_text(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Writes the human summary to `out`, one contact at a time.
+    ///
+    /// # Errors
+    /// `out` cannot be written, or the spooled contacts cannot be read back.
+    pub fn write_text(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        writeln!(out, "Receipt for request {} (plan {})", self.request_id, self.plan_id)?;
+        for contact in self.contacts.iter() {
+            let contact = contact?;
+            writeln!(out, "  contact {}: {}", contact.contact_id, contact.summary())?;
         }
-        let deleted = self.contacts.iter().filter(|c| c.deleted()).count();
-        let failed = self.contacts.iter().filter(|c| c.failed()).count();
-        let _ = writeln!(
+        writeln!(
             out,
             "{} contact(s): {} deleted or already absent, {} failed{}; audit head {} ({} records)",
             self.contacts.len(),
-            deleted,
-            failed,
+            self.contacts.deleted(),
+            self.contacts.failed(),
             if self.interrupted { ", INTERRUPTED: run apply again to resume" } else { "" },
             self.audit_head,
             self.audit_records
-        );
-        out
+        )
     }
 }
 
@@ -362,8 +375,8 @@ pub struct CumulativeReceipt {
     pub runs: Vec<RunSummary>,
     /// Whether the latest run was interrupted.
     pub interrupted: bool,
-    /// Per contact, over every run.
-    pub contacts: Vec<ContactReceipt>,
+    /// Per contact, over every run, sorted by contact id.
+    pub contacts: Contacts,
     /// The audit log's last hash after the latest run.
     pub audit_head: String,
     /// The audit log's record count after the latest run.
@@ -410,8 +423,8 @@ impl CumulativeReceipt {
                 actor: receipt.actor.clone().unwrap_or_default(),
                 plan_id: receipt.plan_id.clone(),
             };
-            for contact in &receipt.contacts {
-                let mut contact = contact.clone();
+            for contact in receipt.contacts.iter() {
+                let Ok(mut contact) = contact else { continue };
                 for step in &mut contact.steps {
                     if step.acted() && step.done_by.is_none() {
                         step.done_by = Some(by.clone());
@@ -445,7 +458,7 @@ impl CumulativeReceipt {
                     audit_head: r.audit_head.clone(),
                 })
                 .collect(),
-            contacts: contacts.into_values().collect(),
+            contacts: Contacts::from_vec(contacts.into_values().collect()),
         }
     }
 }
@@ -679,6 +692,10 @@ pub fn merge_shards(
     let mut out_parts = Vec::new();
     for (shard, bag, runs) in parts {
         let merged = CumulativeReceipt::build(&plan.body.request.id, runs);
+        let merged_contacts = merged.contacts.to_vec().map_err(|e| MergeError::Part {
+            path: bag.clone(),
+            why: format!("has receipts that cannot be read back: {e}"),
+        })?;
         let expected: std::collections::BTreeSet<&str> = plan
             .body
             .contacts
@@ -687,7 +704,7 @@ pub fn merge_shards(
             .filter(|id| shard.contains_id(id))
             .collect();
         let have: BTreeMap<&str, &ContactReceipt> =
-            merged.contacts.iter().map(|c| (c.contact_id.as_str(), c)).collect();
+            merged_contacts.iter().map(|c| (c.contact_id.as_str(), c)).collect();
         let foreign: Vec<String> =
             have.keys().filter(|id| !expected.contains(*id)).map(|id| (*id).to_owned()).collect();
         if !foreign.is_empty() {
@@ -711,7 +728,7 @@ pub fn merge_shards(
             runs: merged.runs,
             contacts: expected.len() as u64,
         });
-        contacts.extend(merged.contacts);
+        contacts.extend(merged_contacts);
     }
     contacts.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
     Ok(ShardedReceipt {
@@ -763,5 +780,933 @@ impl ShardedReceipt {
             self.contacts.len()
         );
         out
+    }
+}
+
+/// A receipt's contacts, sorted by contact id, with the counts the summaries need: in memory
+/// (a receipt read back from a file), or spooled to a file one JSON line per contact (the
+/// receipt a run returns: a run of many contacts never holds them all). Serialises as the JSON
+/// array of contacts either way, read back one contact at a time.
+#[derive(Debug, Clone, Default)]
+pub struct Contacts {
+    kept: Kept,
+    tally: Tally,
+}
+
+#[derive(Debug, Clone)]
+enum Kept {
+    Memory(Vec<ContactReceipt>),
+    Spool(std::sync::Arc<TempFile>),
+}
+
+impl Default for Kept {
+    fn default() -> Self {
+        Self::Memory(Vec::new())
+    }
+}
+
+/// What the summaries count.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    total: usize,
+    deleted: usize,
+    failed: usize,
+    not_started: usize,
+}
+
+impl Tally {
+    fn add(&mut self, contact: &ContactReceipt) {
+        self.total += 1;
+        self.deleted += usize::from(contact.deleted());
+        self.failed += usize::from(contact.failed());
+        self.not_started += usize::from(contact.not_started);
+    }
+}
+
+impl Contacts {
+    /// Contacts held in memory (sorted here by contact id).
+    pub fn from_vec(mut contacts: Vec<ContactReceipt>) -> Self {
+        contacts.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
+        let mut tally = Tally::default();
+        contacts.iter().for_each(|c| tally.add(c));
+        Self { kept: Kept::Memory(contacts), tally }
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.tally.total
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.tally.total == 0
+    }
+
+    /// How many were deleted (or found already absent).
+    pub fn deleted(&self) -> usize {
+        self.tally.deleted
+    }
+
+    /// How many failed.
+    pub fn failed(&self) -> usize {
+        self.tally.failed
+    }
+
+    /// How many were not started.
+    pub fn not_started(&self) -> usize {
+        self.tally.not_started
+    }
+
+    /// Each contact in contact id order, read back one at a time from the spool (an error when
+    /// the spool cannot be read).
+    pub fn iter(&self) -> Box<dyn Iterator<Item = std::io::Result<ContactReceipt>> + '_> {
+        match &self.kept {
+            Kept::Memory(contacts) => Box::new(contacts.iter().cloned().map(Ok)),
+            Kept::Spool(file) => match std::fs::File::open(&file.path) {
+                Ok(file) => Box::new(SpoolReader { lines: std::io::BufReader::new(file) }),
+                Err(error) => Box::new(std::iter::once(Err(error))),
+            },
+        }
+    }
+
+    /// Every contact in memory at once (for small receipts and tests).
+    ///
+    /// # Errors
+    /// The spool cannot be read.
+    pub fn to_vec(&self) -> std::io::Result<Vec<ContactReceipt>> {
+        self.iter().collect()
+    }
+}
+
+struct SpoolReader {
+    lines: std::io::BufReader<std::fs::File>,
+}
+
+impl Iterator for SpoolReader {
+    type Item = std::io::Result<ContactReceipt>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = String::new();
+        match std::io::BufRead::read_line(&mut self.lines, &mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(serde_json::from_str(&line).map_err(std::io::Error::other)),
+            Err(error) => Some(Err(error)),
+        }
+    }
+}
+
+impl Serialize for Contacts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq as _};
+        // No length: the count is known, but a spool read back must not be trusted to match it.
+        let mut seq = serializer.serialize_seq(None)?;
+        for contact in self.iter() {
+            seq.serialize_element(&contact.map_err(S::Error::custom)?)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Contacts {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<ContactReceipt>::deserialize(deserializer).map(Self::from_vec)
+    }
+}
+
+/// Writes a run's contacts to a spool file as they finish. They finish in any order (several
+/// at once); each comes with its index in the plan (the plan is in contact id order) and waits
+/// in a small reorder buffer until every contact before it is written, so the spool is in
+/// contact id order without holding every contact.
+pub(super) struct Spool {
+    out: std::io::BufWriter<std::fs::File>,
+    file: TempFile,
+    dir: std::path::PathBuf,
+    waiting: BTreeMap<usize, ContactReceipt>,
+    /// At most this many wait in memory; the rest (behind a contact that takes long) wait in
+    /// the overflow file, only their place kept in memory.
+    waiting_max: usize,
+    overflow: Option<Overflow>,
+    next: usize,
+    last: Option<String>,
+    sorted: bool,
+    tally: Tally,
+}
+
+impl Spool {
+    /// A spool in `dir` (a hidden temporary file, removed when the receipt is dropped).
+    pub(super) fn new_in(dir: &std::path::Path) -> std::io::Result<Self> {
+        let (file, out) = TempFile::create_in(dir, ".receipt-spool-")?;
+        Ok(Self {
+            out: std::io::BufWriter::new(out),
+            file,
+            dir: dir.to_owned(),
+            waiting: BTreeMap::new(),
+            waiting_max: SPOOL_WAITING_MAX,
+            overflow: None,
+            next: 0,
+            last: None,
+            sorted: true,
+            tally: Tally::default(),
+        })
+    }
+
+    /// The contact at `index` in the plan finished.
+    pub(super) fn push(&mut self, index: usize, contact: ContactReceipt) -> std::io::Result<()> {
+        if index != self.next && self.waiting.len() >= self.waiting_max {
+            let overflow = match &mut self.overflow {
+                Some(overflow) => overflow,
+                None => self.overflow.insert(Overflow::new_in(&self.dir)?),
+            };
+            overflow.put(index, &contact)?;
+        } else {
+            self.waiting.insert(index, contact);
+        }
+        loop {
+            let contact = match self.waiting.remove(&self.next) {
+                Some(contact) => contact,
+                None => match self.overflow.as_mut().map(|o| o.take(self.next)).transpose()? {
+                    Some(Some(contact)) => contact,
+                    _ => break,
+                },
+            };
+            self.write(&contact)?;
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, contact: &ContactReceipt) -> std::io::Result<()> {
+        use std::io::Write as _;
+        if self.last.as_deref().is_some_and(|last| last >= contact.contact_id.as_str()) {
+            self.sorted = false;
+        }
+        self.last = Some(contact.contact_id.clone());
+        self.tally.add(contact);
+        serde_json::to_writer(&mut self.out, contact).map_err(std::io::Error::other)?;
+        self.out.write_all(b"\n")
+    }
+
+    /// Every contact handed in, in contact id order (any still waiting, after a gap in the
+    /// indexes, are written last; a spool found out of order is sorted, in memory).
+    pub(super) fn finish(mut self) -> std::io::Result<Contacts> {
+        let mut waiting = std::mem::take(&mut self.waiting);
+        if let Some(mut overflow) = self.overflow.take() {
+            let indexes: Vec<usize> = overflow.places.keys().copied().collect();
+            for index in indexes {
+                if let Some(contact) = overflow.take(index)? {
+                    waiting.insert(index, contact);
+                }
+            }
+        }
+        for contact in waiting.into_values() {
+            self.write(&contact)?;
+        }
+        let out = self.out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        drop(out);
+        let contacts =
+            Contacts { kept: Kept::Spool(std::sync::Arc::new(self.file)), tally: self.tally };
+        if self.sorted {
+            return Ok(contacts);
+        }
+        Ok(Contacts::from_vec(contacts.to_vec()?))
+    }
+}
+
+/// How many finished contacts wait in memory for one before them (see [`Spool`]).
+const SPOOL_WAITING_MAX: usize = 1024;
+
+/// Contacts waiting for one before them, in a file: each one's place (offset, length) by its
+/// index in the plan.
+struct Overflow {
+    file: std::fs::File,
+    _name: TempFile,
+    end: u64,
+    places: BTreeMap<usize, (u64, usize)>,
+}
+
+impl Overflow {
+    fn new_in(dir: &std::path::Path) -> std::io::Result<Self> {
+        let (name, file) = TempFile::create_in(dir, ".receipt-spool-")?;
+        Ok(Self { file, _name: name, end: 0, places: BTreeMap::new() })
+    }
+
+    fn put(&mut self, index: usize, contact: &ContactReceipt) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        let bytes = serde_json::to_vec(contact).map_err(std::io::Error::other)?;
+        self.file.write_all_at(&bytes, self.end)?;
+        self.places.insert(index, (self.end, bytes.len()));
+        self.end += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn take(&mut self, index: usize) -> std::io::Result<Option<ContactReceipt>> {
+        use std::os::unix::fs::FileExt as _;
+        let Some((offset, len)) = self.places.remove(&index) else { return Ok(None) };
+        let mut bytes = vec![0; len];
+        self.file.read_exact_at(&mut bytes, offset)?;
+        serde_json::from_slice(&bytes).map(Some).map_err(std::io::Error::other)
+    }
+}
+
+/// A file of this process's own, removed when dropped.
+#[derive(Debug)]
+pub(super) struct TempFile {
+    path: std::path::PathBuf,
+}
+
+impl TempFile {
+    /// A new file in `dir` named `<prefix><pid>-<n>` (created, never an existing one; 0600).
+    fn create_in(dir: &std::path::Path, prefix: &str) -> std::io::Result<(Self, std::fs::File)> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!("{prefix}{}-{n}", std::process::id()));
+            let mut options = std::fs::OpenOptions::new();
+            // Private, as the receipts in the bag are.
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::durable::PRIVATE_FILE);
+            match options.read(true).write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok((Self { path }, file)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A kept run receipt's fields other than its contacts (read without them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReceiptHead {
+    kind: String,
+    request_id: String,
+    plan_id: String,
+    #[serde(default)]
+    run: Option<u64>,
+    #[serde(default)]
+    actor: Option<String>,
+    // Required as in [`Receipt`], so that a file is read the same way.
+    #[serde(rename = "environment")]
+    _environment: String,
+    #[serde(rename = "runbook")]
+    _runbook: String,
+    finished_at: String,
+    interrupted: bool,
+    audit_head: String,
+    audit_records: u64,
+}
+
+impl ReceiptHead {
+    fn file_name(&self) -> String {
+        match self.run {
+            Some(run) => format!("receipt-{run}.json"),
+            None => format!("receipt-{}.json", self.plan_id.get(..12).unwrap_or("unknown")),
+        }
+    }
+}
+
+/// Reads a receipt object from `deserializer`: every field but `contacts` into the head, each
+/// element of `contacts` handed to `each` as it is read (never the array whole). `each`
+/// returns `false` to stop reading (an error).
+struct ReceiptVisit<F> {
+    each: F,
+}
+
+impl<'de, F: FnMut(ContactReceipt) -> bool> serde::de::DeserializeSeed<'de> for ReceiptVisit<F> {
+    type Value = ReceiptHead;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut(ContactReceipt) -> bool> serde::de::Visitor<'de> for ReceiptVisit<F> {
+    type Value = ReceiptHead;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a receipt")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        mut self,
+        mut map: A,
+    ) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut others = serde_json::Map::new();
+        let mut contacts = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "contacts" {
+                if contacts {
+                    return Err(A::Error::duplicate_field("contacts"));
+                }
+                map.next_value_seed(ContactsVisit { each: &mut self.each })?;
+                contacts = true;
+            } else {
+                let value: serde_json::Value = map.next_value()?;
+                if others.insert(key.clone(), value).is_some() {
+                    return Err(A::Error::custom(format!("duplicate field `{key}`")));
+                }
+            }
+        }
+        if !contacts {
+            return Err(A::Error::missing_field("contacts"));
+        }
+        serde_json::from_value(serde_json::Value::Object(others)).map_err(A::Error::custom)
+    }
+}
+
+struct ContactsVisit<'a, F> {
+    each: &'a mut F,
+}
+
+impl<'de, F: FnMut(ContactReceipt) -> bool> serde::de::DeserializeSeed<'de>
+    for ContactsVisit<'_, F>
+{
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(ContactReceipt) -> bool> serde::de::Visitor<'de> for ContactsVisit<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of contacts")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        while let Some(contact) = seq.next_element::<ContactReceipt>()? {
+            if !(self.each)(contact) {
+                return Err(A::Error::custom("stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the receipt in `reader` (JSON, nothing after it but whitespace), handing each contact
+/// to `each` as it comes.
+fn visit_receipt(
+    reader: impl std::io::Read,
+    each: impl FnMut(ContactReceipt) -> bool,
+) -> Result<ReceiptHead, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let head = serde::de::DeserializeSeed::deserialize(ReceiptVisit { each }, &mut de)?;
+    de.end()?;
+    Ok(head)
+}
+
+/// A reader that hashes what it reads.
+struct Hashing<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let read = self.inner.read(buf)?;
+        self.hasher.update(buf.get(..read).unwrap_or_default());
+        Ok(read)
+    }
+}
+
+/// Reads the receipt file at `path` through once, one contact at a time: its head, its
+/// sha256, and whether its contacts are in contact id order. `None`: not a receipt (or not
+/// readable), as `serde_json::from_slice::<Receipt>` would refuse it.
+fn scan_receipt(path: &std::path::Path) -> Option<(ReceiptHead, String, bool)> {
+    use sha2::Digest as _;
+    let file = std::fs::File::open(path).ok()?;
+    let mut reader = Hashing { inner: std::io::BufReader::new(file), hasher: sha2::Sha256::new() };
+    let mut last: Option<String> = None;
+    let mut sorted = true;
+    let head = visit_receipt(&mut reader, |contact| {
+        if last.as_deref().is_some_and(|l| l > contact.contact_id.as_str()) {
+            sorted = false;
+        }
+        last = Some(contact.contact_id);
+        true
+    })
+    .ok()?;
+    Some((head, crate::canonical::hex(&reader.hasher.finalize()), sorted))
+}
+
+/// The contacts of the receipt file at `path`, one at a time, read by a thread of their own
+/// and handed over through a small bounded channel (a pull iterator over a push parser).
+fn stream_contacts(
+    path: &std::path::Path,
+) -> impl Iterator<Item = std::io::Result<ContactReceipt>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<ContactReceipt>>(64);
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(error) => {
+                let _ = tx.send(Err(error));
+                return;
+            }
+        };
+        let sent = tx.clone();
+        let read = visit_receipt(std::io::BufReader::new(file), |c| sent.send(Ok(c)).is_ok());
+        if let Err(error) = read {
+            // The receiver may be gone (it stopped reading): nothing to tell then.
+            let _ = tx.send(Err(std::io::Error::other(error)));
+        }
+    });
+    rx.into_iter()
+}
+
+/// The k-way merge of runs' contacts, each run's in contact id order, the runs in the order
+/// they finished: per contact id, the contact of the first run that has it with each acting
+/// step's `doneBy` filled in with that run, then each later run's folded in (the semantics of
+/// [`CumulativeReceipt::build`]). Each merged contact goes to `out` in contact id order. A run
+/// out of id order is an error (`InvalidData`).
+fn merge_runs<I: Iterator<Item = std::io::Result<ContactReceipt>>>(
+    runs: Vec<(DoneBy, I)>,
+    mut out: impl FnMut(ContactReceipt) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let (bys, mut streams): (Vec<DoneBy>, Vec<I>) = runs.into_iter().unzip();
+    let mut heads: Vec<Option<ContactReceipt>> = Vec::with_capacity(streams.len());
+    let mut heap = BinaryHeap::new();
+    for (index, stream) in streams.iter_mut().enumerate() {
+        let head = stream.next().transpose()?;
+        if let Some(head) = &head {
+            heap.push(Reverse((head.contact_id.clone(), index)));
+        }
+        heads.push(head);
+    }
+    let mut merged: Option<ContactReceipt> = None;
+    while let Some(Reverse((id, index))) = heap.pop() {
+        let (Some(slot), Some(stream), Some(by)) =
+            (heads.get_mut(index), streams.get_mut(index), bys.get(index))
+        else {
+            continue;
+        };
+        let Some(mut contact) = slot.take() else { continue };
+        let next = stream.next().transpose()?;
+        if let Some(next) = &next {
+            if next.contact_id < id {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a run's receipt is not in contact id order",
+                ));
+            }
+            heap.push(Reverse((next.contact_id.clone(), index)));
+        }
+        *slot = next;
+        for step in &mut contact.steps {
+            if step.acted() && step.done_by.is_none() {
+                step.done_by = Some(by.clone());
+            }
+        }
+        match &mut merged {
+            Some(current) if current.contact_id == contact.contact_id => current.merge(contact),
+            _ => {
+                if let Some(done) = merged.replace(contact) {
+                    out(done)?;
+                }
+            }
+        }
+    }
+    if let Some(done) = merged {
+        out(done)?;
+    }
+    Ok(())
+}
+
+/// A run receipt kept in the bag, read through once: its file name, path, sha256 and head.
+struct KeptFile {
+    name: String,
+    path: std::path::PathBuf,
+    sha256: String,
+    head: ReceiptHead,
+    sorted: bool,
+}
+
+impl CumulativeReceipt {
+    /// [`CumulativeReceipt::build`] over the receipt files kept in a bag, streamed: each file
+    /// is read one contact at a time, the runs merged by contact id, the merged contacts
+    /// spooled in `spool_dir`. Files whose contacts are not in id order (not written by this
+    /// version) are merged in memory instead.
+    fn build_from_files(
+        request_id: &str,
+        mut runs: Vec<KeptFile>,
+        spool_dir: &std::path::Path,
+    ) -> std::io::Result<Self> {
+        runs.sort_by(|a, b| {
+            (&a.head.finished_at, a.head.audit_records, a.head.run, &a.name).cmp(&(
+                &b.head.finished_at,
+                b.head.audit_records,
+                b.head.run,
+                &b.name,
+            ))
+        });
+        let contacts = if runs.iter().all(|r| r.sorted) {
+            let mut spool = Spool::new_in(spool_dir)?;
+            let mut n = 0;
+            let streams = runs
+                .iter()
+                .map(|r| {
+                    let by = DoneBy {
+                        run: r.head.run,
+                        actor: r.head.actor.clone().unwrap_or_default(),
+                        plan_id: r.head.plan_id.clone(),
+                    };
+                    (by, stream_contacts(&r.path))
+                })
+                .collect();
+            merge_runs(streams, |contact| {
+                spool.push(n, contact)?;
+                n += 1;
+                Ok(())
+            })?;
+            spool.finish()?
+        } else {
+            let mut whole = Vec::new();
+            for run in &runs {
+                let bytes = std::fs::read(&run.path)?;
+                let receipt: Receipt =
+                    serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
+                whole.push((run.name.clone(), run.sha256.clone(), receipt));
+            }
+            CumulativeReceipt::build(request_id, whole).contacts
+        };
+        let last = runs.last().map(|r| &r.head);
+        Ok(Self {
+            kind: "CumulativeReceipt".into(),
+            request_id: request_id.to_owned(),
+            interrupted: last.is_some_and(|r| r.interrupted),
+            audit_head: last.map(|r| r.audit_head.clone()).unwrap_or_default(),
+            audit_records: last.map_or(0, |r| r.audit_records),
+            runs: runs
+                .iter()
+                .map(|r| RunSummary {
+                    run: r.head.run,
+                    receipt: r.name.clone(),
+                    sha256: r.sha256.clone(),
+                    plan_id: r.head.plan_id.clone(),
+                    actor: r.head.actor.clone(),
+                    finished_at: r.head.finished_at.clone(),
+                    interrupted: r.head.interrupted,
+                    audit_head: r.head.audit_head.clone(),
+                })
+                .collect(),
+            contacts,
+        })
+    }
+}
+
+/// Writes `value` as pretty JSON and a newline to a temporary file in `dir` (streamed), for
+/// the bag to copy in.
+fn pretty_file<T: Serialize>(dir: &std::path::Path, value: &T) -> Result<TempFile, ExportError> {
+    use std::io::Write as _;
+    let io = |action, e| ExportError::io(action, dir, e);
+    let (file, out) = TempFile::create_in(dir, ".receipt-").map_err(|e| io("create", e))?;
+    let mut out = std::io::BufWriter::new(out);
+    serde_json::to_writer_pretty(&mut out, value)
+        .map_err(|e| io("write", std::io::Error::other(e)))?;
+    out.write_all(b"\n").map_err(|e| io("write", e))?;
+    drop(out.into_inner().map_err(|e| io("write", e.into_error()))?);
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    fn contact(id: &str, failed: bool, not_started: bool) -> ContactReceipt {
+        let mut step = StepReceipt::new("delete", Outcome::Ok);
+        step.uses = crate::runbook::StepKind::DeleteContact.name().to_owned();
+        step.count = Some(3);
+        ContactReceipt {
+            contact_id: id.to_owned(),
+            held: false,
+            planned_export: false,
+            planned_delete: true,
+            planned_interactions: BTreeMap::from([("ucs".to_owned(), 2)]),
+            steps: if not_started { Vec::new() } else { vec![step] },
+            failure: failed.then(|| ("delete".to_owned(), "ucs.timeout".to_owned())),
+            not_started,
+        }
+    }
+
+    #[test]
+    fn the_spool_writes_contacts_finishing_out_of_order_in_plan_order_and_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new_in(dir.path()).unwrap();
+        let all = [
+            contact("c0", false, false),
+            contact("c1", true, false),
+            contact("c2", false, true),
+            contact("c3", false, false),
+        ];
+        for index in [2, 0, 3, 1] {
+            spool.push(index, all[index].clone()).unwrap();
+        }
+        // Only c0 could be written so far before c1 came; now all four are out.
+        assert!(spool.waiting.is_empty());
+        let contacts = spool.finish().unwrap();
+        let ids: Vec<String> =
+            contacts.iter().map(|c| c.unwrap().contact_id).collect::<Vec<String>>();
+        assert_eq!(ids, ["c0", "c1", "c2", "c3"]);
+        assert_eq!(
+            (contacts.len(), contacts.deleted(), contacts.failed(), contacts.not_started()),
+            (4, 3, 1, 1)
+        );
+        // Serialised from the spool, the array is byte for byte the one of the same contacts
+        // in memory.
+        let from_vec = Contacts::from_vec(all.to_vec());
+        assert_eq!(
+            serde_json::to_string_pretty(&contacts).unwrap(),
+            serde_json::to_string_pretty(&from_vec).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string_pretty(&contacts).unwrap(),
+            serde_json::to_string_pretty(&all.to_vec()).unwrap()
+        );
+        let spool = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap();
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&spool.metadata().unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+        let empty = Spool::new_in(dir.path()).unwrap().finish().unwrap();
+        assert_eq!(serde_json::to_string_pretty(&empty).unwrap(), "[]");
+        drop(empty);
+        // The spool is gone with the last copy of the contacts.
+        let copy = contacts.clone();
+        drop(contacts);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        drop(copy);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn contacts_behind_a_slow_one_overflow_to_a_file_and_come_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new_in(dir.path()).unwrap();
+        spool.waiting_max = 2;
+        let ids: Vec<String> = (0..10).map(|i| format!("c{i:02}")).collect();
+        // c00 is slow: all the others finish first (and c05 never does: a gap).
+        for i in (1..10).filter(|i| *i != 5) {
+            spool.push(i, contact(&ids[i], false, false)).unwrap();
+            assert!(spool.waiting.len() <= 2);
+        }
+        assert_eq!(spool.overflow.as_ref().unwrap().places.len(), 6);
+        spool.push(0, contact(&ids[0], false, false)).unwrap();
+        // c00..c04 went out; c06.. wait for c05.
+        assert_eq!(spool.next, 5);
+        let contacts = spool.finish().unwrap();
+        let read: Vec<String> = contacts.iter().map(|c| c.unwrap().contact_id).collect();
+        let expected: Vec<&String> = ids.iter().filter(|id| id.as_str() != "c05").collect();
+        assert_eq!(read.iter().collect::<Vec<_>>(), expected);
+        assert_eq!(contacts.len(), 9);
+        // The overflow file is gone once finished; the spool stays with the contacts.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_spool_out_of_id_order_is_sorted_and_a_gap_does_not_lose_contacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new_in(dir.path()).unwrap();
+        spool.push(0, contact("b", false, false)).unwrap();
+        spool.push(1, contact("a", false, false)).unwrap();
+        // Index 2 never comes.
+        spool.push(3, contact("c", false, false)).unwrap();
+        let contacts = spool.finish().unwrap();
+        let ids: Vec<String> = contacts.iter().map(|c| c.unwrap().contact_id).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+    }
+
+    fn by(run: u64) -> DoneBy {
+        DoneBy { run: Some(run), actor: format!("op{run}"), plan_id: "p".repeat(64) }
+    }
+
+    fn step(id: &str, outcome: Outcome, resumed: bool) -> StepReceipt {
+        StepReceipt { resumed, uses: id.to_owned(), ..StepReceipt::new(id, outcome) }
+    }
+
+    fn with_steps(id: &str, steps: Vec<StepReceipt>) -> ContactReceipt {
+        ContactReceipt { steps, ..contact(id, false, false) }
+    }
+
+    fn receipt_of(run: u64, finished_at: &str, contacts: Vec<ContactReceipt>) -> Receipt {
+        Receipt {
+            kind: "Receipt".into(),
+            request_id: "DSR-1".into(),
+            plan_id: "p".repeat(64),
+            run: Some(run),
+            actor: Some(format!("op{run}")),
+            environment: "test".into(),
+            runbook: "batch-delete".into(),
+            finished_at: finished_at.into(),
+            interrupted: contacts.iter().any(|c| c.not_started),
+            contacts: Contacts::from_vec(contacts),
+            audit_head: format!("head{run}"),
+            audit_records: run * 10,
+            shard: None,
+        }
+    }
+
+    /// Run 1 was killed after a, b (b's delete failed) and before c; run 2 resumed a, redid
+    /// b and did c; run 3 planned only d and e (overlapping nothing) and d also in run 2.
+    fn three_runs() -> Vec<Receipt> {
+        let one = receipt_of(
+            1,
+            "2026-01-01T00:00:01Z",
+            vec![
+                with_steps(
+                    "a",
+                    vec![step("export", Outcome::Ok, false), step("delete", Outcome::Ok, false)],
+                ),
+                ContactReceipt {
+                    failure: Some(("delete".into(), "ucs.timeout".into())),
+                    ..with_steps(
+                        "b",
+                        vec![
+                            step("export", Outcome::Ok, false),
+                            step("delete", Outcome::Failed, false),
+                        ],
+                    )
+                },
+                contact("c", false, true),
+            ],
+        );
+        let two = receipt_of(
+            2,
+            "2026-01-01T00:00:02Z",
+            vec![
+                with_steps(
+                    "a",
+                    vec![step("export", Outcome::Ok, true), step("delete", Outcome::Ok, true)],
+                ),
+                with_steps(
+                    "b",
+                    vec![step("export", Outcome::Ok, true), step("delete", Outcome::Ok, false)],
+                ),
+                with_steps(
+                    "c",
+                    vec![
+                        step("export", Outcome::Skipped, false),
+                        step("delete", Outcome::AlreadyAbsent, false),
+                    ],
+                ),
+                with_steps("d", vec![step("delete", Outcome::Ok, false)]),
+            ],
+        );
+        let three = receipt_of(
+            3,
+            "2026-01-01T00:00:03Z",
+            vec![
+                with_steps("d", vec![step("delete", Outcome::Skipped, false)]),
+                with_steps("e", vec![step("delete", Outcome::Ok, false)]),
+            ],
+        );
+        vec![one, two, three]
+    }
+
+    #[test]
+    fn the_k_way_merge_gives_what_the_in_memory_build_gives() {
+        let runs = three_runs();
+        let expected = CumulativeReceipt::build(
+            "DSR-1",
+            runs.iter().map(|r| (r.file_name(), "sha".to_owned(), r.clone())).collect(),
+        );
+        let streams: Vec<_> = runs
+            .iter()
+            .map(|r| (by(r.run.unwrap()), r.contacts.to_vec().unwrap().into_iter().map(Ok)))
+            .collect();
+        let mut merged = Vec::new();
+        merge_runs(streams, |c| {
+            merged.push(c);
+            Ok(())
+        })
+        .unwrap();
+        let expected = expected.contacts.to_vec().unwrap();
+        assert_eq!(
+            serde_json::to_string_pretty(&merged).unwrap(),
+            serde_json::to_string_pretty(&expected).unwrap()
+        );
+        // And what that is: a's steps are run 1's, b's delete run 2's, c run 2's, d's delete
+        // run 2's (run 3 skipped it), e run 3's.
+        let done_by = |c: usize, s: usize| merged[c].steps[s].done_by.as_ref().unwrap().run;
+        assert_eq!(
+            merged.iter().map(|c| c.contact_id.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c", "d", "e"]
+        );
+        assert_eq!((done_by(0, 0), done_by(0, 1)), (Some(1), Some(1)));
+        assert_eq!((done_by(1, 0), done_by(1, 1)), (Some(1), Some(2)));
+        assert!(merged[1].failure.is_none());
+        assert!(!merged[2].not_started);
+        assert_eq!(done_by(2, 1), Some(2));
+        assert_eq!(done_by(3, 0), Some(2));
+        assert_eq!(done_by(4, 0), Some(3));
+    }
+
+    #[test]
+    fn the_k_way_merge_refuses_a_run_out_of_id_order() {
+        let streams = vec![(
+            by(1),
+            vec![contact("b", false, false), contact("a", false, false)].into_iter().map(Ok),
+        )];
+        let error = merge_runs(streams, |_| Ok(())).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn the_streaming_reader_finds_contacts_among_other_keys_and_refuses_what_serde_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let receipt = &three_runs()[1];
+        // Keys before and after `contacts`, one unknown, in another order than written.
+        let mut value = serde_json::to_value(receipt).unwrap();
+        value["somethingNew"] = serde_json::json!({"contacts": [1, 2]});
+        let contacts = value.as_object_mut().unwrap().remove("contacts").unwrap();
+        let mut text = String::from("{\"contacts\": ");
+        text.push_str(&contacts.to_string());
+        for (key, value) in value.as_object().unwrap() {
+            text.push_str(&format!(", {}: {value}", serde_json::to_string(key).unwrap()));
+        }
+        text.push_str("}\n");
+        let path = dir.path().join("receipt-2.json");
+        std::fs::write(&path, &text).unwrap();
+        let (head, sha256, sorted) = scan_receipt(&path).unwrap();
+        assert_eq!((head.kind.as_str(), head.run, head.audit_records), ("Receipt", Some(2), 20));
+        assert_eq!(sha256, crate::canonical::sha256_hex(text.as_bytes()));
+        assert!(sorted);
+        let read: Vec<String> = stream_contacts(&path).map(|c| c.unwrap().contact_id).collect();
+        assert_eq!(read, ["a", "b", "c", "d"]);
+        // What `from_slice::<Receipt>` refuses, the reader refuses too.
+        for bad in [
+            text.replace("\"contacts\": ", "\"contactz\": "),
+            format!("{text} trailing"),
+            text.replace("\"auditRecords\"", "\"auditRecordz\""),
+            text.replace("\"contactId\":\"b\"", "\"contactId\":7"),
+        ] {
+            assert!(serde_json::from_str::<Receipt>(&bad).is_err());
+            std::fs::write(&path, &bad).unwrap();
+            assert!(scan_receipt(&path).is_none(), "{bad}");
+        }
+        // Out of order: read, and said to be.
+        let mut unsorted = receipt.clone();
+        let mut list = unsorted.contacts.to_vec().unwrap();
+        list.reverse();
+        let mut tally = Tally::default();
+        list.iter().for_each(|c| tally.add(c));
+        unsorted.contacts = Contacts { kept: Kept::Memory(list), tally };
+        std::fs::write(&path, serde_json::to_vec(&unsorted).unwrap()).unwrap();
+        assert!(!scan_receipt(&path).unwrap().2);
     }
 }

@@ -55,7 +55,7 @@ pub use report::{RequestReport, request_report, request_reports};
 pub use subject::{MIN_KEY_LEN, SubjectDigester, SubjectKeyError};
 pub use verify::{
     CheckpointStatus, Fault, FaultKind, Interrupted, LogLine, Recovered, VerifyOptions,
-    VerifyReport, read_lines, read_records, verify_file, verify_file_baseline,
+    VerifyReport, for_each_record, read_lines, read_records, verify_file, verify_file_baseline,
 };
 
 /// What can go wrong writing or reading the audit trail (faults found by verification are

@@ -1229,20 +1229,30 @@ pub fn read_lines(path: &Path) -> Result<Vec<LogLine>, AuditError> {
 /// Reads the records of the log in order, for display; lines that are not records are
 /// counted, not returned.
 pub fn read_records(path: &Path) -> Result<(Vec<(u64, AuditRecord)>, u64), AuditError> {
+    let mut records = Vec::new();
+    let unreadable = for_each_record(path, |number, record| records.push((number, record)))?;
+    Ok((records, unreadable))
+}
+
+/// Hands each record of the log in order, with its line number, to `each`, one at a time (the
+/// log is never held whole); returns how many lines were not records.
+pub fn for_each_record(
+    path: &Path,
+    mut each: impl FnMut(u64, AuditRecord),
+) -> Result<u64, AuditError> {
     let io =
         |source| AuditError::Io { action: "read the audit log", path: path.to_owned(), source };
     let mut reader = BufReader::new(File::open(path).map_err(io)?);
-    let mut records = Vec::new();
     let mut unreadable = 0;
     let mut number = 0;
     while let Some(parsed) = read_line(&mut reader).map_err(io)? {
         number += 1;
         match parsed {
-            Ok(parsed) => records.push((number, parsed.record)),
+            Ok(parsed) => each(number, parsed.record),
             Err(_) => unreadable += 1,
         }
     }
-    Ok((records, unreadable))
+    Ok(unreadable)
 }
 
 /// Parses one line: the fast path when the line is canonical JSON, else [`parse_line`].

@@ -366,7 +366,14 @@ async fn apply_one(
     connection.close().await.map_err(|error| Failure::internal(error.to_string()))?;
     match result {
         Ok(receipt) => {
-            print!("{}", receipt.text());
+            {
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let written =
+                    receipt.write_text(&mut out).and_then(|()| std::io::Write::flush(&mut out));
+                if let Err(error) = written {
+                    return Err(Failure::internal(format!("cannot print the receipt: {error}")));
+                }
+            }
             let plan = plan.head();
             let (bag, log) = match shard {
                 None => (outputs.bag(plan), outputs.audit_log.clone()),

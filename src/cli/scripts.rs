@@ -393,7 +393,15 @@ impl Invocation<'_> {
         let bag = absolute(&outputs.bag(&plan));
         // The library keeps the plan (`plans/`) and the receipts in the bag.
         let mut failed = !receipt.succeeded();
-        for contact in &receipt.contacts {
+        for contact in receipt.contacts.iter() {
+            let contact = match contact {
+                Ok(contact) => contact,
+                Err(error) => {
+                    Failure::new(format!("cannot read the run's receipt back: {error}")).report();
+                    failed = true;
+                    break;
+                }
+            };
             let planned =
                 plan.body.contacts.iter().find(|c| c.contact_id.as_str() == contact.contact_id);
             let exported =

@@ -565,6 +565,28 @@ impl Bag {
         Ok(chosen)
     }
 
+    /// [`Bag::replace`] with the bytes of the file `source` (copied, never read whole).
+    ///
+    /// # Errors
+    /// A name that is not a kept tag file, or a file that cannot be read or written.
+    pub fn replace_file(&self, name: &str, source: &Path) -> Result<(), ExportError> {
+        let mut listing =
+            self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !is_kept_tag(name) {
+            return Err(not_kept(self.root(), name));
+        }
+        let digest = file_sha256(source).map_err(|e| ExportError::io("read", source, e))?;
+        let path = self.root().join(name);
+        let dir = durable::parent_dir(&path);
+        durable::create_private_dir_all(&dir).map_err(|e| ExportError::io("create", &dir, e))?;
+        durable::write_atomically_with(&path, |out| {
+            std::io::copy(&mut fs::File::open(source)?, out).map(|_| ())
+        })
+        .map_err(|e| ExportError::io("write", &path, e))?;
+        listing.kept.insert(name.to_owned(), digest);
+        write_tags(self.root(), self.request_id(), &mut listing)
+    }
+
     /// Writes the tag file `name` (a derived one, such as the cumulative `receipt.json`),
     /// replacing it atomically, and lists it in the tag manifest.
     ///
