@@ -132,8 +132,8 @@ fn one_size(bin: &str, label: &str, contacts: u32, interactions: u32) -> u64 {
     drop(sim);
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "{label:>8} {contacts:>7} contacts x {interactions}: plan {:7.1} s, peak {:6.1} MiB, file \
-         {:.1} MB (exit {}) | apply {:7.1} s, peak {:6.1} MiB (exit {}) | load average before \
+        "{label:>8} {contacts:>7} contacts x {interactions}: plan {:7.2} s, peak {:6.1} MiB, file \
+         {:.1} MB (exit {}) | apply {:7.2} s, peak {:6.1} MiB (exit {}) | load average before \
          apply {load_between}",
         plan.seconds,
         mib(plan.kib),
