@@ -2,7 +2,8 @@
 //! batch sizes: the figure issue 13 bounds (≤ 256 MiB at 100,000 contacts).
 //!
 //! `cargo bench --bench memory` (`MEMORY_BENCH_SIZES=1000,100000` by default;
-//! `MEMORY_BENCH_INTERACTIONS=1`). Each size: a generated dataset (`ucs-gdpr sim generate`, no
+//! `MEMORY_BENCH_INTERACTIONS=1`; `MEMORY_BENCH_EXPORT=1` exports into a bag instead of
+//! waiving the export). Each size: a generated dataset (`ucs-gdpr sim generate`, no
 //! pending callbacks so nothing blocks), served by `ucs-gdpr sim serve` in its own process (no
 //! injected latency), a `rest` environment on it, a request naming every contact through a
 //! subjects file, with an export waiver (a retention purge: no bag, so the figure is the plan
@@ -70,6 +71,12 @@ fn measured(bin: &str, dir: &Path, sim: &Sim, args: &[&str]) -> Run {
     }
 }
 
+/// Whether the request exports (`MEMORY_BENCH_EXPORT=1`: main and archive into a bag, as
+/// an access request before an erasure would) rather than waiving the export.
+fn exporting() -> bool {
+    std::env::var_os("MEMORY_BENCH_EXPORT").is_some_and(|v| v == "1")
+}
+
 /// One size with `bin` (named `label` in the output): plan, then apply; the apply's peak RSS.
 fn one_size(bin: &str, label: &str, contacts: u32, interactions: u32) -> u64 {
     let dir = tempfile::tempdir().unwrap();
@@ -111,11 +118,17 @@ fn one_size(bin: &str, label: &str, contacts: u32, interactions: u32) -> u64 {
     .unwrap();
     std::fs::write(
         dir.path().join("request.yaml"),
-        "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-BENCH-MEMORY\n  \
-         receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: bench\nspec:\n  \
-         environment: bench\n  runbook: batch-delete\n  subjectsFile: ids.csv\n  \
-         exportWaiver: { reason: \"retention purge: past its retention period\" }\n  \
-         delete: { confirm: true }\n",
+        format!(
+            "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-BENCH-MEMORY\n  \
+             receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: bench\nspec:\n  \
+             environment: bench\n  runbook: batch-delete\n  subjectsFile: ids.csv\n{}  \
+             delete: {{ confirm: true }}\n",
+            if exporting() {
+                "  export:\n    dataSources: [main, archive]\n    attachments: omit\n"
+            } else {
+                "  exportWaiver: { reason: \"retention purge: past its retention period\" }\n"
+            }
+        ),
     )
     .unwrap();
 
@@ -166,7 +179,8 @@ fn main() {
         std::env::var("MEMORY_BENCH_INTERACTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     println!(
         "peak RSS (max resident set, /usr/bin/time) of the release binary planning and applying \
-         a batch-delete (export waived) against `sim serve` in its own process"
+         a batch-delete ({}) against `sim serve` in its own process",
+        if exporting() { "exporting main and archive into a bag" } else { "export waived" }
     );
     println!(
         "{} cores, load average at start: {}",

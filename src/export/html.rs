@@ -144,26 +144,21 @@ pub async fn write_index(bag: &Bag, language: Language) -> Result<IndexReport, E
         contacts.push(id);
     }
 
-    let mut views = Vec::with_capacity(contacts.len());
-    let mut staged: Vec<(PathBuf, StagedFile)> = Vec::new();
-    for contact in &contacts {
-        views.push(read_contact(bag, &listed, contact, &mut staged).await?);
-    }
-    let html = render(bag.request_id(), &views, language);
+    // Each contact's section is rendered as its files are read, into a scratch file beside
+    // the page (0600, removed whatever happens; a crash's is removed with the bag's other
+    // `*.tmp.*`): only the counts and the file names stay in memory, whatever the batch size.
+    // The page is then its head, which gives the counts and names the files, and the sections.
     let index_path = bag.root().join(INDEX_PATH);
-    let mut writer = PayloadWriter::create(&index_path).await?;
-    writer.write(html.as_bytes()).await?;
-    staged.push((index_path, writer.finish().await?));
+    let scratch = payload::temp_path(&index_path);
+    let written = write_page(bag, &listed, &contacts, language, &index_path, &scratch).await;
+    let _ = tokio::fs::remove_file(&scratch).await;
+    let (totals, staged) = written?;
 
     let root = bag.root().to_owned();
     let report = IndexReport {
-        contacts: views.len() as u64,
-        interactions: views.iter().map(|v| v.interactions.len() as u64).sum(),
-        attachments: views
-            .iter()
-            .flat_map(|v| &v.interactions)
-            .map(|i| i.attachments.len() as u64)
-            .sum(),
+        contacts: totals.contacts,
+        interactions: totals.interactions,
+        attachments: totals.attachments,
         attachment_files: staged.len().saturating_sub(1) as u64,
     };
     let owned = bag.clone();
@@ -176,6 +171,66 @@ pub async fn write_index(bag: &Bag, language: Language) -> Result<IndexReport, E
         "readable index written"
     );
     Ok(report)
+}
+
+/// What the page counts.
+#[derive(Debug, Default)]
+struct Totals {
+    contacts: u64,
+    interactions: u64,
+    attachments: u64,
+}
+
+/// Reads each contact and renders its section into `scratch`, then writes the page (head,
+/// sections, end) to `index_path`'s staged file: the staged files, the page's last.
+async fn write_page(
+    bag: &Bag,
+    listed: &BTreeMap<String, (String, u64)>,
+    contacts: &[ContactId],
+    language: Language,
+    index_path: &Path,
+    scratch: &Path,
+) -> Result<(Totals, Vec<(PathBuf, StagedFile)>), ExportError> {
+    use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+    let texts = language.texts();
+    let io = |action, source| ExportError::io(action, scratch, source);
+    let mut sections = tokio::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(crate::durable::PRIVATE_FILE)
+        .open(scratch)
+        .await
+        .map_err(|e| io("create", e))?;
+    let mut totals = Totals::default();
+    let mut files = Vec::new();
+    let mut staged: Vec<(PathBuf, StagedFile)> = Vec::new();
+    let mut section = String::new();
+    for contact in contacts {
+        let view = read_contact(bag, listed, contact, &mut staged).await?;
+        totals.contacts += 1;
+        totals.interactions += view.interactions.len() as u64;
+        totals.attachments +=
+            view.interactions.iter().map(|i| i.attachments.len() as u64).sum::<u64>();
+        section.clear();
+        render_contact(&mut section, &view, texts);
+        sections.write_all(section.as_bytes()).await.map_err(|e| io("write", e))?;
+        files.extend(view.files);
+    }
+    sections.flush().await.map_err(|e| io("write", e))?;
+    sections.rewind().await.map_err(|e| io("read", e))?;
+
+    let mut writer = PayloadWriter::create(index_path).await?;
+    writer.write(render_head(bag.request_id(), &totals, &files, language).as_bytes()).await?;
+    let mut buffer = vec![0; CHUNK];
+    loop {
+        let read = sections.read(&mut buffer).await.map_err(|e| io("read", e))?;
+        let Some(chunk) = buffer.get(..read).filter(|chunk| !chunk.is_empty()) else { break };
+        writer.write(chunk).await?;
+    }
+    writer.write(PAGE_END.as_bytes()).await?;
+    staged.push((index_path.to_owned(), writer.finish().await?));
+    Ok((totals, staged))
 }
 
 /// Renames every staged file into place, re-reads each, records them all, and removes the
@@ -905,12 +960,16 @@ fn display_date(text: &str) -> String {
 }
 
 /// The whole page.
-fn render(request_id: &str, contacts: &[ContactView], language: Language) -> String {
+/// The page's end, after the last contact's section.
+const PAGE_END: &str = "</main>\n</body>\n</html>\n";
+
+/// The page up to the first contact's section: its counts and the machine-readable files it
+/// names (every contact's, in the order of the sections).
+fn render_head(request_id: &str, totals: &Totals, files: &[String], language: Language) -> String {
     let t = language.texts();
     let style_hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE));
-    let interactions: usize = contacts.iter().map(|c| c.interactions.len()).sum();
-    let attachments: usize =
-        contacts.iter().flat_map(|c| &c.interactions).map(|i| i.attachments.len()).sum();
+    let interactions = totals.interactions;
+    let attachments = totals.attachments;
     let today = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
     let mut h = String::new();
     let _ = write!(
@@ -933,21 +992,14 @@ fn render(request_id: &str, contacts: &[ContactView], language: Language) -> Str
         request_label = escape(t.request),
         generated = escape(t.generated),
         contacts_label = escape(t.contacts),
-        n_contacts = contacts.len(),
+        n_contacts = totals.contacts,
         interactions_label = escape(t.interactions),
         attachments_label = escape(t.attachments),
     );
     let _ = write!(h, "<p class=\"note\">{}: ", escape(t.machine));
-    let files: Vec<String> = contacts
-        .iter()
-        .flat_map(|c| &c.files)
-        .map(|f| format!("<a href=\"{0}\"><code>{0}</code></a>", escape(f)))
-        .collect();
+    let files: Vec<String> =
+        files.iter().map(|f| format!("<a href=\"{0}\"><code>{0}</code></a>", escape(f))).collect();
     let _ = write!(h, "{}. {}</p>\n</header>\n<main>\n", files.join(", "), escape(t.bagit));
-    for contact in contacts {
-        render_contact(&mut h, contact, t);
-    }
-    h.push_str("</main>\n</body>\n</html>\n");
     h
 }
 
