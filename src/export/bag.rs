@@ -438,9 +438,17 @@ impl Bag {
     }
 
     /// The manifest's entries: path relative to the bag -> (sha256, size).
-    pub(super) fn listed_files(&self) -> BTreeMap<String, (String, u64)> {
+    /// The contacts whose `data/contact-<id>.json` the manifest lists, in id order.
+    pub(super) fn listed_contacts(&self) -> Vec<ContactId> {
         let listing = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        listing.entries.clone()
+        const PREFIX: &str = "data/contact-";
+        listing
+            .entries
+            .range(PREFIX.to_owned()..)
+            .map_while(|(path, _)| path.strip_prefix(PREFIX))
+            .filter_map(|rest| rest.strip_suffix(".json"))
+            .filter_map(|id| ContactId::new(id).ok())
+            .collect()
     }
 
     /// Records payload files derived from the contacts' files (the readable index and its

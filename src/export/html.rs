@@ -131,18 +131,7 @@ pub struct IndexReport {
 /// another size than its metadata says; I/O errors. The bag is left as it was (temporaries are
 /// removed), except after the renames, where the manifest is rewritten by the next run.
 pub async fn write_index(bag: &Bag, language: Language) -> Result<IndexReport, ExportError> {
-    let listed = bag.listed_files();
-    let mut contacts = Vec::new();
-    for path in listed.keys() {
-        let Some(id) = path
-            .strip_prefix("data/contact-")
-            .and_then(|rest| rest.strip_suffix(".json"))
-            .and_then(|id| ContactId::new(id).ok())
-        else {
-            continue;
-        };
-        contacts.push(id);
-    }
+    let contacts = bag.listed_contacts();
 
     // Each contact's section is rendered as its files are read, into a scratch file beside
     // the page (0600, removed whatever happens; a crash's is removed with the bag's other
@@ -150,7 +139,7 @@ pub async fn write_index(bag: &Bag, language: Language) -> Result<IndexReport, E
     // The page is then its head, which gives the counts and names the files, and the sections.
     let index_path = bag.root().join(INDEX_PATH);
     let scratch = payload::temp_path(&index_path);
-    let written = write_page(bag, &listed, &contacts, language, &index_path, &scratch).await;
+    let written = write_page(bag, &contacts, language, &index_path, &scratch).await;
     let _ = tokio::fs::remove_file(&scratch).await;
     let (totals, staged) = written?;
 
@@ -185,7 +174,6 @@ struct Totals {
 /// sections, end) to `index_path`'s staged file: the staged files, the page's last.
 async fn write_page(
     bag: &Bag,
-    listed: &BTreeMap<String, (String, u64)>,
     contacts: &[ContactId],
     language: Language,
     index_path: &Path,
@@ -203,11 +191,12 @@ async fn write_page(
         .await
         .map_err(|e| io("create", e))?;
     let mut totals = Totals::default();
-    let mut files = Vec::new();
+    // The head's links to every contact's files, as they will be printed.
+    let mut links = String::new();
     let mut staged: Vec<(PathBuf, StagedFile)> = Vec::new();
     let mut section = String::new();
     for contact in contacts {
-        let view = read_contact(bag, listed, contact, &mut staged).await?;
+        let view = read_contact(bag, contact, &mut staged).await?;
         totals.contacts += 1;
         totals.interactions += view.interactions.len() as u64;
         totals.attachments +=
@@ -215,13 +204,18 @@ async fn write_page(
         section.clear();
         render_contact(&mut section, &view, texts);
         sections.write_all(section.as_bytes()).await.map_err(|e| io("write", e))?;
-        files.extend(view.files);
+        for name in &view.files {
+            if !links.is_empty() {
+                links.push_str(", ");
+            }
+            let _ = write!(links, "<a href=\"{0}\"><code>{0}</code></a>", escape(name));
+        }
     }
     sections.flush().await.map_err(|e| io("write", e))?;
     sections.rewind().await.map_err(|e| io("read", e))?;
 
     let mut writer = PayloadWriter::create(index_path).await?;
-    writer.write(render_head(bag.request_id(), &totals, &files, language).as_bytes()).await?;
+    writer.write(render_head(bag.request_id(), &totals, &links, language).as_bytes()).await?;
     let mut buffer = vec![0; CHUNK];
     loop {
         let read = sections.read(&mut buffer).await.map_err(|e| io("read", e))?;
@@ -359,7 +353,6 @@ fn recency(tag: &crate::export::Tag) -> (u64, u64) {
 
 async fn read_contact(
     bag: &Bag,
-    listed: &BTreeMap<String, (String, u64)>,
     contact: &ContactId,
     staged: &mut Vec<(PathBuf, StagedFile)>,
 ) -> Result<ContactView, ExportError> {
@@ -367,6 +360,14 @@ async fn read_contact(
     // The page shows the contact's latest export: a re-export kept beside the first holds the
     // data as it was later (the first stays in the bag, and is listed, as evidence).
     let exports = bag.listed_exports(contact);
+    // The manifest lines of this contact's files (every export of it), to check them against:
+    // the contact's own, not a copy of the whole manifest per page.
+    let listed: BTreeMap<String, (String, u64)> = exports
+        .values()
+        .flat_map(|files| files.values())
+        .map(|(path, digest, size)| (path.clone(), (digest.clone(), *size)))
+        .collect();
+    let listed = &listed;
     let latest = exports
         .iter()
         .max_by_key(|(tag, _)| tag.as_ref().map(recency))
@@ -963,9 +964,9 @@ fn display_date(text: &str) -> String {
 /// The page's end, after the last contact's section.
 const PAGE_END: &str = "</main>\n</body>\n</html>\n";
 
-/// The page up to the first contact's section: its counts and the machine-readable files it
-/// names (every contact's, in the order of the sections).
-fn render_head(request_id: &str, totals: &Totals, files: &[String], language: Language) -> String {
+/// The page up to the first contact's section: its counts and the links to the
+/// machine-readable files (every contact's, in the order of the sections).
+fn render_head(request_id: &str, totals: &Totals, links: &str, language: Language) -> String {
     let t = language.texts();
     let style_hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE));
     let interactions = totals.interactions;
@@ -997,9 +998,7 @@ fn render_head(request_id: &str, totals: &Totals, files: &[String], language: La
         attachments_label = escape(t.attachments),
     );
     let _ = write!(h, "<p class=\"note\">{}: ", escape(t.machine));
-    let files: Vec<String> =
-        files.iter().map(|f| format!("<a href=\"{0}\"><code>{0}</code></a>", escape(f))).collect();
-    let _ = write!(h, "{}. {}</p>\n</header>\n<main>\n", files.join(", "), escape(t.bagit));
+    let _ = write!(h, "{links}. {}</p>\n</header>\n<main>\n", escape(t.bagit));
     h
 }
 
