@@ -670,21 +670,31 @@ mod info_mart {
 /// subject's record is read once (when resolving), not again when observing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planning_a_contact_id_reads_its_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = env_file(dir.path());
+    let subjects = "    - contactId: 0002Ha7QB2MX000K\n";
+    let (plan, stats) = plan_export_only(dir.path(), Path::new(&env_file), subjects, 4).await;
+    assert_eq!(plan.body.contacts.len(), 1);
+    assert_eq!(stats.calls.get("GetAttributes"), Some(&1), "{stats:?}");
+}
+
+/// Plans an `export-only` request of `subjects` in the environment `demo` of `env_file` (an
+/// embedded simulator) through the library at `concurrency`: the plan, and what the simulator
+/// counted.
+async fn plan_export_only(
+    dir: &Path,
+    env_file: &Path,
+    subjects: &str,
+    concurrency: usize,
+) -> (ucs_gdpr::plan::Plan, ucs_gdpr::sim::Stats) {
     use ucs_gdpr::environment::Environments;
     use ucs_gdpr::manifest::{Context, load_request};
     use ucs_gdpr::plan::{Etl, PlanInput, build};
     use ucs_gdpr::runbook::RunbookLibrary;
 
-    let dir = tempfile::tempdir().unwrap();
-    let (environments, _) = Environments::load(Path::new(&env_file(dir.path()))).unwrap();
+    let (environments, _) = Environments::load(env_file).unwrap();
     let runbooks = RunbookLibrary::built_in();
-    let manifest = request(
-        dir.path(),
-        "once",
-        "export-only",
-        "    - contactId: 0002Ha7QB2MX000K\n",
-        "  export: {}\n",
-    );
+    let manifest = request(dir, "library", "export-only", subjects, "  export: {}\n");
     let context = Context {
         runbooks: &runbooks,
         environments: Some(&environments),
@@ -693,24 +703,22 @@ async fn planning_a_contact_id_reads_its_record_once() {
     let (report, request) = load_request(Path::new(&manifest), &context);
     let request = request.unwrap_or_else(|| panic!("{:?}", report.diagnostics));
     let connection = environments.connect("demo", None).await.unwrap();
-    let environment = environments.get("demo").unwrap();
     let input = PlanInput {
         request: &request,
         manifest_path: manifest.clone(),
         manifest_sha256: String::new(),
         runbook: runbooks.get("export-only").unwrap(),
         environment_name: "demo",
-        environment,
+        environment: environments.get("demo").unwrap(),
         digester: &connection.digester,
         ucs_version: connection.ucs_version,
-        concurrency: 4,
+        concurrency,
         page_size: 100,
         etl: Etl::NotConfigured,
     };
     let plan = build(&input, &connection.client).await;
-    assert_eq!(plan.body.contacts.len(), 1);
     let stats = connection.simulator.as_ref().unwrap().stats();
-    assert_eq!(stats.calls.get("GetAttributes"), Some(&1), "{stats:?}");
+    (plan, stats)
 }
 
 /// Context Services without GMS: the profile is seen, its services cannot be (their API is
@@ -1068,10 +1076,6 @@ fn the_text_of_a_large_plan_folds_its_details_and_keeps_the_blockers_and_the_sum
 /// calls on the server.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planning_never_has_more_calls_under_way_than_the_concurrency() {
-    use ucs_gdpr::environment::Environments;
-    use ucs_gdpr::manifest::{Context, load_request};
-    use ucs_gdpr::plan::{Etl, PlanInput, build};
-    use ucs_gdpr::runbook::RunbookLibrary;
     use ucs_gdpr::sim::{GenerateOptions, generate};
 
     let dir = tempfile::tempdir().unwrap();
@@ -1094,34 +1098,9 @@ async fn planning_never_has_more_calls_under_way_than_the_concurrency() {
     let env_file = crate::workspace::EnvFile::embedded(&dataset)
         .settings("    faults: { seed: 5, latencyMs: 6, jitterMs: 6 }\n")
         .write(dir.path());
-    let (environments, _) = Environments::load(&env_file).unwrap();
-    let runbooks = RunbookLibrary::built_in();
-    let manifest = request(dir.path(), "limit", "export-only", &subjects, "  export: {}\n");
-    let context = Context {
-        runbooks: &runbooks,
-        environments: Some(&environments),
-        now: jiff::Timestamp::now(),
-    };
-    let (report, request) = load_request(Path::new(&manifest), &context);
-    let request = request.unwrap_or_else(|| panic!("{:?}", report.diagnostics));
-    let connection = environments.connect("demo", None).await.unwrap();
     let concurrency = 3;
-    let input = PlanInput {
-        request: &request,
-        manifest_path: manifest.clone(),
-        manifest_sha256: String::new(),
-        runbook: runbooks.get("export-only").unwrap(),
-        environment_name: "demo",
-        environment: environments.get("demo").unwrap(),
-        digester: &connection.digester,
-        ucs_version: connection.ucs_version,
-        concurrency,
-        page_size: 100,
-        etl: Etl::NotConfigured,
-    };
-    let plan = build(&input, &connection.client).await;
+    let (plan, stats) = plan_export_only(dir.path(), &env_file, &subjects, concurrency).await;
     assert_eq!(plan.body.contacts.len(), 60);
-    let stats = connection.simulator.as_ref().unwrap().stats();
     assert!(stats.calls.get("GetAttributes").copied().unwrap_or(0) >= 60, "{stats:?}");
     assert!(
         (2..=concurrency as u64).contains(&stats.peak_in_flight),

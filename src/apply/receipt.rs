@@ -408,28 +408,13 @@ pub struct RunSummary {
 impl CumulativeReceipt {
     /// Merges per-run receipts (file name, its sha256, the receipt) into one.
     pub fn build(request_id: &str, mut runs: Vec<(String, String, Receipt)>) -> Self {
-        runs.sort_by(|a, b| {
-            (&a.2.finished_at, a.2.audit_records, a.2.run, &a.0).cmp(&(
-                &b.2.finished_at,
-                b.2.audit_records,
-                b.2.run,
-                &b.0,
-            ))
-        });
+        runs.sort_by_cached_key(|(name, _, receipt)| ReceiptHead::of(receipt).order(name));
         let mut contacts: BTreeMap<String, ContactReceipt> = BTreeMap::new();
         for (_, _, receipt) in &runs {
-            let by = DoneBy {
-                run: receipt.run,
-                actor: receipt.actor.clone().unwrap_or_default(),
-                plan_id: receipt.plan_id.clone(),
-            };
+            let by = ReceiptHead::of(receipt).done_by();
             for contact in receipt.contacts.iter() {
                 let Ok(mut contact) = contact else { continue };
-                for step in &mut contact.steps {
-                    if step.acted() && step.done_by.is_none() {
-                        step.done_by = Some(by.clone());
-                    }
-                }
+                contact.credit(&by);
                 match contacts.get_mut(&contact.contact_id) {
                     None => {
                         contacts.insert(contact.contact_id.clone(), contact);
@@ -438,7 +423,21 @@ impl CumulativeReceipt {
                 }
             }
         }
-        let last = runs.last().map(|(_, _, r)| r);
+        let heads: Vec<(String, String, ReceiptHead)> = runs
+            .iter()
+            .map(|(name, sha256, receipt)| (name.clone(), sha256.clone(), ReceiptHead::of(receipt)))
+            .collect();
+        Self::assemble(request_id, &heads, Contacts::from_vec(contacts.into_values().collect()))
+    }
+
+    /// The cumulative receipt of `runs` (file name, sha256, head; in order) and their merged
+    /// `contacts`: the last run's state, and a summary of each.
+    fn assemble(
+        request_id: &str,
+        runs: &[(String, String, ReceiptHead)],
+        contacts: Contacts,
+    ) -> Self {
+        let last = runs.last().map(|(_, _, head)| head);
         Self {
             kind: "CumulativeReceipt".into(),
             request_id: request_id.to_owned(),
@@ -458,12 +457,22 @@ impl CumulativeReceipt {
                     audit_head: r.audit_head.clone(),
                 })
                 .collect(),
-            contacts: Contacts::from_vec(contacts.into_values().collect()),
+            contacts,
         }
     }
 }
 
 impl ContactReceipt {
+    /// Names `by` as the doer of each step this run's receipt says it acted on and names no
+    /// one for (a run receipt leaves its own steps' `doneBy` out).
+    fn credit(&mut self, by: &DoneBy) {
+        for step in &mut self.steps {
+            if step.acted() && step.done_by.is_none() {
+                step.done_by = Some(by.clone());
+            }
+        }
+    }
+
     /// Folds a later run's receipt of the same contact into this one (see
     /// [`CumulativeReceipt`]).
     fn merge(&mut self, later: ContactReceipt) {
@@ -1102,6 +1111,38 @@ struct ReceiptHead {
 }
 
 impl ReceiptHead {
+    /// The head of a receipt in memory.
+    fn of(receipt: &Receipt) -> Self {
+        ReceiptHead {
+            kind: receipt.kind.clone(),
+            request_id: receipt.request_id.clone(),
+            plan_id: receipt.plan_id.clone(),
+            run: receipt.run,
+            actor: receipt.actor.clone(),
+            _environment: receipt.environment.clone(),
+            _runbook: receipt.runbook.clone(),
+            finished_at: receipt.finished_at.clone(),
+            interrupted: receipt.interrupted,
+            audit_head: receipt.audit_head.clone(),
+            audit_records: receipt.audit_records,
+        }
+    }
+
+    /// Who did the steps of this run.
+    fn done_by(&self) -> DoneBy {
+        DoneBy {
+            run: self.run,
+            actor: self.actor.clone().unwrap_or_default(),
+            plan_id: self.plan_id.clone(),
+        }
+    }
+
+    /// Where the run kept as `name` goes among the runs of a cumulative receipt: by when it
+    /// ended, then its audit record count, run and file name.
+    fn order(&self, name: &str) -> (String, u64, Option<u64>, String) {
+        (self.finished_at.clone(), self.audit_records, self.run, name.to_owned())
+    }
+
     fn file_name(&self) -> String {
         match self.run {
             Some(run) => format!("receipt-{run}.json"),
@@ -1307,11 +1348,7 @@ fn merge_runs<I: Iterator<Item = std::io::Result<ContactReceipt>>>(
             heap.push(Reverse((next.contact_id.clone(), index)));
         }
         *slot = next;
-        for step in &mut contact.steps {
-            if step.acted() && step.done_by.is_none() {
-                step.done_by = Some(by.clone());
-            }
-        }
+        contact.credit(by);
         match &mut merged {
             Some(current) if current.contact_id == contact.contact_id => current.merge(contact),
             _ => {
@@ -1346,28 +1383,12 @@ impl CumulativeReceipt {
         mut runs: Vec<KeptFile>,
         spool_dir: &std::path::Path,
     ) -> std::io::Result<Self> {
-        runs.sort_by(|a, b| {
-            (&a.head.finished_at, a.head.audit_records, a.head.run, &a.name).cmp(&(
-                &b.head.finished_at,
-                b.head.audit_records,
-                b.head.run,
-                &b.name,
-            ))
-        });
+        runs.sort_by_cached_key(|r| r.head.order(&r.name));
         let contacts = if runs.iter().all(|r| r.sorted) {
             let mut spool = Spool::new_in(spool_dir)?;
             let mut n = 0;
-            let streams = runs
-                .iter()
-                .map(|r| {
-                    let by = DoneBy {
-                        run: r.head.run,
-                        actor: r.head.actor.clone().unwrap_or_default(),
-                        plan_id: r.head.plan_id.clone(),
-                    };
-                    (by, stream_contacts(&r.path))
-                })
-                .collect();
+            let streams =
+                runs.iter().map(|r| (r.head.done_by(), stream_contacts(&r.path))).collect();
             merge_runs(streams, |contact| {
                 spool.push(n, contact)?;
                 n += 1;
@@ -1384,28 +1405,9 @@ impl CumulativeReceipt {
             }
             CumulativeReceipt::build(request_id, whole).contacts
         };
-        let last = runs.last().map(|r| &r.head);
-        Ok(Self {
-            kind: "CumulativeReceipt".into(),
-            request_id: request_id.to_owned(),
-            interrupted: last.is_some_and(|r| r.interrupted),
-            audit_head: last.map(|r| r.audit_head.clone()).unwrap_or_default(),
-            audit_records: last.map_or(0, |r| r.audit_records),
-            runs: runs
-                .iter()
-                .map(|r| RunSummary {
-                    run: r.head.run,
-                    receipt: r.name.clone(),
-                    sha256: r.sha256.clone(),
-                    plan_id: r.head.plan_id.clone(),
-                    actor: r.head.actor.clone(),
-                    finished_at: r.head.finished_at.clone(),
-                    interrupted: r.head.interrupted,
-                    audit_head: r.head.audit_head.clone(),
-                })
-                .collect(),
-            contacts,
-        })
+        let heads: Vec<(String, String, ReceiptHead)> =
+            runs.into_iter().map(|r| (r.name, r.sha256, r.head)).collect();
+        Ok(Self::assemble(request_id, &heads, contacts))
     }
 }
 
