@@ -3,7 +3,12 @@
 //!
 //! `cargo bench --bench apply`; `APPLY_BENCH_CONTACTS` (default 1000), `APPLY_BENCH_INTERACTIONS`
 //! (default 20), `APPLY_BENCH_CONCURRENCY` (default 32), `APPLY_BENCH_LATENCY_MS` (default 2),
-//! `APPLY_BENCH_WORK_DIR` (where apply's audit log and bag go; default the temporary folder).
+//! `APPLY_BENCH_WORK_DIR` (where apply's audit log and bag go; default the temporary folder),
+//! `APPLY_BENCH_CONTACTS_AT_ONCE` (apply's contacts at once; default as the CLI's,
+//! `session::CONTACTS_PER_REQUEST` × the concurrency). The concurrency is the environment's:
+//! the requests in flight, which the client keeps to in every part; the replays run that many
+//! contacts at once (each makes one call at a time), apply more (a contact waiting for an
+//! fsync makes no request). Each part prints the simulator's most calls at once.
 //!
 //! One run, four timed parts, each against a simulator process of its own dataset copy:
 //! 1. **connector, plan's mix**: the very calls a plan of the request made (recorded by a
@@ -117,9 +122,16 @@ fn prepare(dir: &Path, contacts: u32, interactions: u32) {
 
 /// How many calls of each operation the simulator has served.
 async fn calls(sim: &Sim) -> BTreeMap<String, u64> {
-    let stats: Stats =
-        reqwest::get(format!("{}/sim/stats", sim.url)).await.unwrap().json().await.unwrap();
-    stats.calls
+    stats(sim).await.calls
+}
+
+/// The most calls the simulator has had under way at once, since it started.
+async fn peak_in_flight(sim: &Sim) -> u64 {
+    stats(sim).await.peak_in_flight
+}
+
+async fn stats(sim: &Sim) -> Stats {
+    reqwest::get(format!("{}/sim/stats", sim.url)).await.unwrap().json().await.unwrap()
 }
 
 fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
@@ -146,6 +158,9 @@ struct Part {
     cpu: (f64, f64),
     calls: BTreeMap<String, u64>,
     peak_mib: Option<f64>,
+    /// The simulator's most calls at once (since it started: the plan's simulator served the
+    /// connector's replay first).
+    in_flight: u64,
 }
 
 impl Part {
@@ -204,10 +219,17 @@ fn main() {
         .collect();
     let n = ids.len() as f64;
 
+    // Contacts apply runs at once: as the CLI's default (the client keeps the requests in flight
+    // to `concurrency`), or `APPLY_BENCH_CONTACTS_AT_ONCE`.
+    let contacts_at_once: usize = env_or(
+        "APPLY_BENCH_CONTACTS_AT_ONCE",
+        usize::try_from(concurrency).unwrap() * ucs_gdpr::session::CONTACTS_PER_REQUEST,
+    );
     println!(
         "plan and apply of a batch-delete request against the bare connector, {contacts} \
          contacts x {interactions} interactions, simulator in its own process at {latency_ms} ms \
-         injected latency, concurrency {concurrency}"
+         injected latency, concurrency {concurrency} (requests in flight; apply runs \
+         {contacts_at_once} contacts at once, the replays {concurrency})"
     );
     println!(
         "{} cores, load average at start: {}",
@@ -273,6 +295,7 @@ fn main() {
                 cpu: since(cpu, &sim),
                 calls: delta(&calls(&sim).await, &before),
                 peak_mib: None,
+                in_flight: peak_in_flight(&sim).await,
             };
             drop(plan_calls);
             drop(plan);
@@ -286,6 +309,7 @@ fn main() {
                 cpu: since(cpu, &sim),
                 calls: delta(&calls(&sim).await, &before),
                 peak_mib: Some(peak_mib()),
+                in_flight: peak_in_flight(&sim).await,
             };
             assert!(!plan.is_blocked(), "{:?}", plan.body.blockers.first());
             assert_eq!(plan.body.contacts.len(), ids.len());
@@ -315,7 +339,7 @@ fn main() {
                 audit_log: work.join("audit.jsonl"),
                 signing_key: None,
                 exports_dir: work.join("exports"),
-                concurrency: concurrency_usize,
+                concurrency: contacts_at_once,
                 stop: Arc::new(AtomicBool::new(false)),
                 retries: Arc::new(Mutex::new(Vec::new())),
                 progress: &progress,
@@ -333,6 +357,7 @@ fn main() {
                 cpu: since(cpu, &sim),
                 calls: delta(&calls(&sim).await, &before),
                 peak_mib: Some(peak_mib()),
+                in_flight: peak_in_flight(&sim).await,
             };
             assert!(!receipt.interrupted);
             assert_eq!(receipt.contacts.len(), ids.len());
@@ -369,6 +394,7 @@ fn main() {
             cpu: since(cpu, &sim),
             calls: delta(&calls(&sim).await, &before),
             peak_mib: None,
+            in_flight: peak_in_flight(&sim).await,
         };
         (part, errors)
     });
@@ -377,13 +403,14 @@ fn main() {
     let line = |name: &str, part: &Part| {
         println!(
             "{name:<24} {:>8.2} s {:>9.0} contacts/s {:>7} calls ({:>5.1}/contact) {:>7.0} calls/s \
-             ({:>5.1}% of {ideal:.0}){}",
+             ({:>5.1}% of {ideal:.0}), at most {} at once{}",
             part.seconds,
             n / part.seconds,
             part.total(),
             part.total() as f64 / n,
             part.rate(),
             part.rate() / ideal * 100.0,
+            part.in_flight,
             part.peak_mib.map(|m| format!("; peak RSS {m:.0} MiB")).unwrap_or_default()
         );
         println!(

@@ -22,6 +22,10 @@ pub const PAGE_SIZE: u32 = 100;
 /// Contacts at once when neither the caller nor the environment says.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
+/// Contacts `apply` runs at once for each request the environment allows in flight (see
+/// [`Session::apply_concurrency`]).
+pub const CONTACTS_PER_REQUEST: usize = 2;
+
 /// A request ready to plan: validated, with the runbooks and the environments file it names.
 #[derive(Debug)]
 pub struct Prepared {
@@ -125,6 +129,15 @@ impl<'a> Session<'a> {
         .max(1)
     }
 
+    /// Contacts `apply` runs at once: `flag` when given, else [`CONTACTS_PER_REQUEST`] times the
+    /// environment's `concurrency`. That setting is the requests in flight, which the client
+    /// holds whatever the number of contacts; a contact waiting for the fsync of its files or
+    /// of an intent makes no request, so with only `concurrency` contacts the server would
+    /// wait for the disk.
+    pub fn apply_concurrency(&self, flag: Option<usize>) -> usize {
+        flag.unwrap_or_else(|| self.concurrency(None).saturating_mul(CONTACTS_PER_REQUEST)).max(1)
+    }
+
     /// What the planner needs for this request, with `concurrency` contacts read at once
     /// (default: the environment's).
     pub fn plan_input(&self, concurrency: Option<usize>) -> PlanInput<'a> {
@@ -200,7 +213,7 @@ impl<'a> Session<'a> {
             ),
             (_, plan) => plan,
         };
-        let concurrency = self.concurrency(options.concurrency);
+        let concurrency = self.apply_concurrency(options.concurrency);
         let (audit_log, exports_dir) = match options.shard {
             None => (outputs.audit_log.clone(), outputs.exports_dir.clone()),
             Some(shard) => {
@@ -216,7 +229,8 @@ impl<'a> Session<'a> {
             }
         };
         let context = ApplyContext {
-            input: self.plan_input(Some(concurrency)),
+            // The re-check reads as the planner does.
+            input: self.plan_input(options.concurrency),
             runbook: self.runbook,
             base_dir: self.prepared.environments.base_dir.clone(),
             actor: options.actor,

@@ -39,6 +39,12 @@ impl World {
     /// A world whose environment has `policy` (lines under `policy:`); `alice/` holds a key
     /// pair for approvals.
     fn with_policy(contacts: u32, policy: &str) -> World {
+        World::serving(contacts, policy, 8, &[])
+    }
+
+    /// A world whose environment allows `concurrency` requests in flight, its simulator
+    /// started with `sim_args` too (`--latency-ms 5`, say).
+    fn serving(contacts: u32, policy: &str, concurrency: u32, sim_args: &[&str]) -> World {
         let dir = tempfile::tempdir().unwrap();
         ucs_gdpr()
             .args(["audit", "keygen", "--out"])
@@ -67,6 +73,7 @@ impl World {
         let mut sim = Command::new(assert_cmd::cargo::cargo_bin!("ucs-gdpr"))
             .args(["sim", "serve", "--listen", "127.0.0.1:0", "--dataset"])
             .arg(&dataset)
+            .args(sim_args)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
@@ -83,7 +90,7 @@ impl World {
             format!(
                 "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  shared:\n    \
                  type: rest\n    tenant: 101\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    \
-                 concurrency: 8\n    rateLimit: 400\n    ucs:\n      url: {url}/\n    \
+                 concurrency: {concurrency}\n    rateLimit: 400\n    ucs:\n      url: {url}/\n    \
                  policy:\n{policy}      auditLog: audit.jsonl\n      exports: exports\n"
             ),
         )
@@ -667,5 +674,31 @@ async fn a_shard_re_checks_only_its_own_contacts() {
     assert_eq!(reads().await, planned, "the empty shard read a contact");
     for id in &world.ids {
         assert!(world.exists(id).await, "{id}");
+    }
+}
+
+/// `apply` runs twice the environment's `concurrency` in contacts by default (a contact waiting
+/// for the disk makes no request), and the client still keeps the requests in flight to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_never_has_more_requests_in_flight_than_the_environment_allows() {
+    let concurrency = 3;
+    let world = World::serving(
+        30,
+        "      requireApproval: false\n",
+        concurrency,
+        &["--latency-ms", "5", "--jitter-ms", "5"],
+    );
+    let output = world.run(&["apply", "plan.json"]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    RestClient::new(ClientConfig::new(world.url.clone())).unwrap();
+    let stats: Value =
+        reqwest::get(format!("{}/sim/stats", world.url)).await.unwrap().json().await.unwrap();
+    let peak = stats["peakInFlight"].as_u64().unwrap();
+    assert!(
+        (2..=u64::from(concurrency)).contains(&peak),
+        "at most {concurrency} requests at once (and more than one): {peak}"
+    );
+    for id in &world.ids {
+        assert!(!world.exists(id).await, "{id} was not deleted");
     }
 }

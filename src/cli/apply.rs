@@ -59,7 +59,8 @@ pub(crate) struct ApplyArgs {
     /// A folder of runbooks that add to or override the built-in ones (default: ./runbooks).
     #[arg(long, value_name = "DIR")]
     runbooks: Option<PathBuf>,
-    /// Contacts processed at once (default: the environment's `concurrency`).
+    /// Contacts processed at once (default: twice the environment's `concurrency`; the
+    /// requests in flight stay at most the environment's `concurrency` either way).
     #[arg(long)]
     concurrency: Option<usize>,
     /// Who runs this, for the audit trail (default: $USER).

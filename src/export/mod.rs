@@ -125,7 +125,7 @@ use crate::ucs::{
     AttachmentMeta, ContactId, DataSource, InteractionListing, InteractionSummary, Ucs, UcsError,
     list_all_interactions,
 };
-use payload::{PayloadWriter, StagedFile};
+use payload::{Finished, PayloadWriter};
 
 /// What to export.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -468,39 +468,33 @@ pub async fn export_contact<U: Ucs + ?Sized>(
     });
     let mut contact_bytes = serde_json::to_vec(&contact_json).map_err(|_| ExportError::Encoding)?;
     contact_bytes.push(b'\n');
-    let contact_path = bag.payload_path(PayloadKind::Contact, contact);
-    let staged_contact = {
-        let path = contact_path.clone();
-        blocking(move || StagedFile::stage_bytes(&path, &contact_bytes)).await?
-    };
-
-    let context_path = bag.payload_path(PayloadKind::ContextServices, contact);
-    let staged_context = if options.context_services {
-        let bytes = context_services_json(ucs, &found, options.context_services_services).await?;
-        let path = context_path.clone();
-        Some(blocking(move || StagedFile::stage_bytes(&path, &bytes)).await?)
+    let contact_file = Finished::in_memory(contact_bytes);
+    let context_file = if options.context_services {
+        Some(Finished::in_memory(
+            context_services_json(ucs, &found, options.context_services_services).await?,
+        ))
     } else {
         None
     };
-
     let interactions_path = bag.payload_path(PayloadKind::Interactions, contact);
-    let (staged_interactions, sources) =
+    let (interactions_file, sources) =
         write_interactions(ucs, &interactions_path, contact, options).await?;
 
-    // Every file is complete and fsynced. A verified export already in the bag is never
-    // replaced by a different one: the same bytes again go over the export they equal;
-    // different ones go beside it, under the run's tag. Then the renames are made durable.
-    let mut staged = vec![(PayloadKind::Contact, staged_contact, contact_path)];
-    staged.push((PayloadKind::Interactions, staged_interactions, interactions_path));
-    if let Some(staged_context) = staged_context {
-        staged.push((PayloadKind::ContextServices, staged_context, context_path));
+    // Every file is complete: in memory, or (a large interactions file) fsynced under its
+    // temporary name. A verified export already in the bag is never replaced by a different
+    // one: the same bytes again go over the export they equal; different ones go beside it,
+    // under the run's tag.
+    let mut files = vec![(PayloadKind::Contact, contact_file)];
+    files.push((PayloadKind::Interactions, interactions_file));
+    if let Some(context_file) = context_file {
+        files.push((PayloadKind::ContextServices, context_file));
     }
     let earlier = bag.listed_exports(contact);
-    let same = earlier.iter().find(|(_, files)| {
-        files.len() == staged.len()
-            && staged.iter().all(|(kind, file, _)| {
-                files.get(kind).is_some_and(|(_, sha, size)| {
-                    *sha == file.written.sha256 && *size == file.written.size
+    let same = earlier.iter().find(|(_, listed)| {
+        listed.len() == files.len()
+            && files.iter().all(|(kind, file)| {
+                listed.get(kind).is_some_and(|(_, sha, size)| {
+                    *sha == file.written().sha256 && *size == file.written().size
                 })
             })
     });
@@ -517,30 +511,6 @@ pub async fn export_contact<U: Ucs + ?Sized>(
     };
     let identical = same.is_some();
     let tag = beside.clone().flatten();
-    let data_dir = bag.data_dir();
-    let files = {
-        let (contact, tag) = (contact.clone(), tag.clone());
-        blocking(move || {
-            let mut written = Vec::new();
-            for (kind, file, _) in staged {
-                let relative = Bag::relative_path_beside(kind, &contact, tag.as_ref());
-                // Identical bytes go over the export they equal (which heals a file damaged
-                // on disk); different ones never do: they have their own names.
-                let path = data_dir.join(kind.file_name_beside(&contact, tag.as_ref()));
-                let done = file.commit(&path)?;
-                written.push(ExportedFile {
-                    kind,
-                    path: relative,
-                    sha256: done.sha256,
-                    size: done.size,
-                });
-            }
-            crate::durable::sync_dir(&data_dir)
-                .map_err(|e| ExportError::io("fsync", &data_dir, e))?;
-            Ok(written)
-        })
-        .await?
-    };
     if let Some(tag) = &tag {
         tracing::info!(
             request = bag.request_id(),
@@ -550,11 +520,34 @@ pub async fn export_contact<U: Ucs + ?Sized>(
             "the bag holds an earlier export of the contact: kept, and this one beside it"
         );
     }
-    let export = ContactExport { contact: contact.clone(), files, sources, beside: tag };
-    let (bag_for_task, export_for_task) = (bag.clone(), export.clone());
-    blocking(move || {
-        verify_contact(&bag_for_task, &export_for_task)?;
-        bag_for_task.record(&export_for_task)
+    // One blocking task writes and fsyncs the files, renames them into place, makes the
+    // renames durable, re-reads and verifies them, and records them in the manifest.
+    let (bag_for_task, contact_for_task) = (bag.clone(), contact.clone());
+    let export = blocking(move || {
+        let (bag, contact) = (bag_for_task, contact_for_task);
+        let data_dir = bag.data_dir();
+        let mut staged = Vec::with_capacity(files.len());
+        for (kind, file) in files {
+            let path = data_dir.join(kind.file_name_beside(&contact, tag.as_ref()));
+            staged.push((kind, file.stage(&path)?, path));
+        }
+        let mut written = Vec::with_capacity(staged.len());
+        for (kind, file, path) in staged {
+            // Identical bytes go over the export they equal (which heals a file damaged on
+            // disk); different ones never do: they have their own names.
+            let done = file.commit(&path)?;
+            written.push(ExportedFile {
+                kind,
+                path: Bag::relative_path_beside(kind, &contact, tag.as_ref()),
+                sha256: done.sha256,
+                size: done.size,
+            });
+        }
+        crate::durable::sync_dir(&data_dir).map_err(|e| ExportError::io("fsync", &data_dir, e))?;
+        let export = ContactExport { contact, files: written, sources, beside: tag };
+        verify_contact(&bag, &export)?;
+        bag.record(&export)?;
+        Ok(export)
     })
     .await?;
     let totals = export
@@ -731,7 +724,7 @@ async fn write_interactions<U: Ucs + ?Sized>(
     final_path: &Path,
     contact: &ContactId,
     options: &ExportOptions,
-) -> Result<(StagedFile, BTreeMap<DataSource, SourceExport>), ExportError> {
+) -> Result<(Finished, BTreeMap<DataSource, SourceExport>), ExportError> {
     let inline = options.attachments == Attachments::Inline;
     let mut out = PayloadWriter::create(final_path).await?;
     let mut sources = BTreeMap::new();
@@ -785,7 +778,7 @@ async fn write_interactions<U: Ucs + ?Sized>(
         sources.insert(source, counts);
     }
     out.write(b"]}\n").await?;
-    Ok((out.finish().await?, sources))
+    Ok((out.finish_deferred().await?, sources))
 }
 
 /// Writes one interaction object: summary fields, content, attachments.

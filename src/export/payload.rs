@@ -13,7 +13,7 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use super::ExportError;
 use crate::canonical::hex;
 
-/// Size of the write buffer and of the chunks read back when verifying.
+/// Size of the write buffer of a file streamed to disk.
 const BUFFER: usize = 64 * 1024;
 
 /// The marker of temporary names (`<final>.tmp.<pid>.<n>`, as [`crate::durable`] names them),
@@ -39,14 +39,21 @@ pub(super) struct Written {
     pub(super) size: u64,
 }
 
-/// A payload file being streamed to its temporary name. Dropped before [`finish`]
-/// (an error, a cancelled task), it removes the temporary file: nothing partial survives, and
-/// nothing is ever written under the final name but by the rename.
+/// Files up to this size are built in memory and written, fsynced and renamed in one blocking
+/// task with the rest of their contact's files; a larger one is streamed to its temporary file
+/// from the byte that crosses it. With `concurrency` contacts under way, at most
+/// `concurrency` such buffers are held.
+pub(super) const IN_MEMORY: usize = 256 * 1024;
+
+/// A payload file being written: in memory until it reaches [`IN_MEMORY`] bytes, then streamed
+/// to its temporary name. Dropped before [`finish`] (an error, a cancelled task), it removes
+/// the temporary file: nothing partial survives, and nothing is ever written under the final
+/// name but by the rename.
 ///
 /// [`finish`]: PayloadWriter::finish
 pub(super) struct PayloadWriter {
-    temp: TempFile,
-    file: BufWriter<tokio::fs::File>,
+    final_path: PathBuf,
+    sink: Sink,
     hasher: Sha256,
     size: u64,
     /// Up to two bytes of an attachment not yet encoded (base64 encodes 3 bytes at a time).
@@ -55,29 +62,29 @@ pub(super) struct PayloadWriter {
     encoded: String,
 }
 
+/// Where a [`PayloadWriter`]'s bytes are.
+enum Sink {
+    Memory(Vec<u8>),
+    File { temp: TempFile, file: BufWriter<tokio::fs::File> },
+}
+
 impl std::fmt::Debug for PayloadWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PayloadWriter")
-            .field("temp", &self.temp.path)
+            .field("final_path", &self.final_path)
             .field("size", &self.size)
             .finish_non_exhaustive()
     }
 }
 
 impl PayloadWriter {
-    /// Creates the temporary file for `final_path`.
+    /// Starts the file for `final_path`. Nothing is created yet: the temporary file is made
+    /// when the bytes outgrow [`IN_MEMORY`].
+    #[allow(clippy::unused_async)] // Kept async: callers await it like the writes.
     pub(super) async fn create(final_path: &Path) -> Result<Self, ExportError> {
-        let path = temp_path(final_path);
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(crate::durable::PRIVATE_FILE)
-            .open(&path)
-            .await
-            .map_err(|source| ExportError::io("create", &path, source))?;
         Ok(Self {
-            temp: TempFile { path, keep: false },
-            file: BufWriter::with_capacity(BUFFER, file),
+            final_path: final_path.to_owned(),
+            sink: Sink::Memory(Vec::new()),
             hasher: Sha256::new(),
             size: 0,
             carry: Vec::with_capacity(3),
@@ -89,10 +96,34 @@ impl PayloadWriter {
     pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), ExportError> {
         self.hasher.update(bytes);
         self.size += bytes.len() as u64;
-        self.file
-            .write_all(bytes)
-            .await
-            .map_err(|source| ExportError::io("write", &self.temp.path, source))
+        if let Sink::Memory(buffer) = &mut self.sink {
+            if buffer.len() + bytes.len() <= IN_MEMORY {
+                buffer.extend_from_slice(bytes);
+                return Ok(());
+            }
+            let buffered = std::mem::take(buffer);
+            let path = temp_path(&self.final_path);
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(crate::durable::PRIVATE_FILE)
+                .open(&path)
+                .await
+                .map_err(|source| ExportError::io("create", &path, source))?;
+            let temp = TempFile { path, keep: false };
+            let mut file = BufWriter::with_capacity(BUFFER, file);
+            file.write_all(&buffered)
+                .await
+                .map_err(|source| ExportError::io("write", &temp.path, source))?;
+            self.sink = Sink::File { temp, file };
+        }
+        match &mut self.sink {
+            Sink::File { temp, file } => file
+                .write_all(bytes)
+                .await
+                .map_err(|source| ExportError::io("write", &temp.path, source)),
+            Sink::Memory(_) => Ok(()),
+        }
     }
 
     /// Appends `value` as compact JSON (a field name, a string, a small object).
@@ -142,18 +173,71 @@ impl PayloadWriter {
         self.write(text.as_bytes()).await
     }
 
-    /// Flushes and fsyncs the temporary file. The file stays under its temporary name until
-    /// [`StagedFile::commit`].
-    pub(super) async fn finish(mut self) -> Result<StagedFile, ExportError> {
-        let path = self.temp.path.clone();
-        self.file.flush().await.map_err(|source| ExportError::io("write", &path, source))?;
-        self.file
-            .get_mut()
-            .sync_all()
-            .await
-            .map_err(|source| ExportError::io("fsync", &path, source))?;
+    /// Ends the file: a streamed one is flushed and fsynced under its temporary name; a file
+    /// still in memory is handed back as it is, for [`Finished::stage`] to write in a blocking
+    /// task.
+    pub(super) async fn finish_deferred(mut self) -> Result<Finished, ExportError> {
         let written = Written { sha256: hex(&self.hasher.finalize_reset()), size: self.size };
-        Ok(StagedFile { temp: self.temp.take(), written })
+        match self.sink {
+            Sink::Memory(bytes) => Ok(Finished::Buffered { bytes, written }),
+            Sink::File { mut temp, mut file } => {
+                let path = temp.path.clone();
+                file.flush().await.map_err(|source| ExportError::io("write", &path, source))?;
+                file.get_mut()
+                    .sync_all()
+                    .await
+                    .map_err(|source| ExportError::io("fsync", &path, source))?;
+                Ok(Finished::Staged(StagedFile { temp: temp.take(), written }))
+            }
+        }
+    }
+
+    /// Ends the file and stages it: complete and fsynced under its temporary name until
+    /// [`StagedFile::commit`].
+    pub(super) async fn finish(self) -> Result<StagedFile, ExportError> {
+        let final_path = self.final_path.clone();
+        match self.finish_deferred().await? {
+            Finished::Staged(staged) => Ok(staged),
+            buffered @ Finished::Buffered { .. } => {
+                super::blocking(move || buffered.stage(&final_path)).await
+            }
+        }
+    }
+}
+
+/// A finished [`PayloadWriter`]: staged already, or still in memory.
+#[derive(Debug)]
+pub(super) enum Finished {
+    /// Streamed to its temporary file, fsynced.
+    Staged(StagedFile),
+    /// Its bytes, with their digest and size.
+    Buffered { bytes: Vec<u8>, written: Written },
+}
+
+impl Finished {
+    /// A small file built in memory.
+    pub(super) fn in_memory(bytes: Vec<u8>) -> Self {
+        let written =
+            Written { sha256: crate::canonical::sha256_hex(&bytes), size: bytes.len() as u64 };
+        Finished::Buffered { bytes, written }
+    }
+
+    /// What the file holds.
+    pub(super) fn written(&self) -> &Written {
+        match self {
+            Finished::Staged(staged) => &staged.written,
+            Finished::Buffered { written, .. } => written,
+        }
+    }
+
+    /// Stages the file for `final_path` (blocking: writes and fsyncs a buffered one).
+    pub(super) fn stage(self, final_path: &Path) -> Result<StagedFile, ExportError> {
+        match self {
+            Finished::Staged(staged) => Ok(staged),
+            Finished::Buffered { bytes, written } => {
+                StagedFile::stage_written(final_path, &bytes, written)
+            }
+        }
     }
 }
 
@@ -165,8 +249,13 @@ pub(super) struct StagedFile {
 }
 
 impl StagedFile {
-    /// Stages `bytes` (a small file, already in memory) under a temporary name for `final_path`.
-    pub(super) fn stage_bytes(final_path: &Path, bytes: &[u8]) -> Result<Self, ExportError> {
+    /// Stages `bytes`, whose digest and size are `written`, under a temporary name for
+    /// `final_path`.
+    fn stage_written(
+        final_path: &Path,
+        bytes: &[u8],
+        written: Written,
+    ) -> Result<Self, ExportError> {
         use std::io::Write as _;
         let path = temp_path(final_path);
         let temp = TempFile { path, keep: false };
@@ -179,8 +268,6 @@ impl StagedFile {
             .map_err(|e| io("create", e))?;
         file.write_all(bytes).map_err(|e| io("write", e))?;
         file.sync_all().map_err(|e| io("fsync", e))?;
-        let written =
-            Written { sha256: crate::canonical::sha256_hex(bytes), size: bytes.len() as u64 };
         Ok(Self { temp, written })
     }
 
@@ -223,7 +310,8 @@ pub(super) fn measure(path: &Path) -> Result<Written, ExportError> {
     let mut file =
         std::fs::File::open(path).map_err(|source| ExportError::io("open", path, source))?;
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0; BUFFER];
+    // On the stack: a 64 KiB heap buffer a file made the allocator consolidate on every free.
+    let mut buffer = [0u8; 16 * 1024];
     let mut size = 0u64;
     loop {
         let read =
@@ -260,6 +348,48 @@ mod tests {
             assert_eq!(text, base64::engine::general_purpose::STANDARD.encode(&data), "{split}");
             assert_eq!(measure(&target).unwrap(), written);
         }
+    }
+
+    /// A file larger than [`IN_MEMORY`] goes to its temporary file from the write that crosses
+    /// the limit, and holds every byte, in order, as a file kept in memory would.
+    #[tokio::test]
+    async fn a_large_file_spills_to_disk_with_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..=255u8).cycle().take(IN_MEMORY * 2 + 7).collect();
+        let target = dir.path().join("big.json");
+        let mut writer = PayloadWriter::create(&target).await.unwrap();
+        for chunk in data.chunks(10_000) {
+            writer.write(chunk).await.unwrap();
+        }
+        let finished = writer.finish_deferred().await.unwrap();
+        assert!(matches!(finished, Finished::Staged(_)), "{finished:?}");
+        // Staged: complete under its temporary name, nothing under the final one.
+        assert!(!target.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let written = finished.stage(&target).unwrap().commit(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), data);
+        assert_eq!(measure(&target).unwrap(), written);
+
+        let small = dir.path().join("small.json");
+        let mut writer = PayloadWriter::create(&small).await.unwrap();
+        writer.write(&data[..IN_MEMORY]).await.unwrap();
+        let finished = writer.finish_deferred().await.unwrap();
+        assert!(matches!(finished, Finished::Buffered { .. }), "{finished:?}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing written yet");
+        let written = finished.stage(&small).unwrap().commit(&small).unwrap();
+        assert_eq!(std::fs::read(&small).unwrap(), &data[..IN_MEMORY]);
+        assert_eq!(measure(&small).unwrap(), written);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_writer_leaves_no_file_on_disk_or_spilled() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("f.json");
+        let mut writer = PayloadWriter::create(&target).await.unwrap();
+        writer.write(&vec![b'x'; IN_MEMORY + 1]).await.unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "spilled");
+        drop(writer);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]
