@@ -101,7 +101,14 @@ fn merge(args: &MergeArgs) -> Result<Exit, Failure> {
     } else {
         args.bags.iter().map(|b| bag_in(b, &request)).collect()
     };
-    let merged = merge_shards(&plan, &bags).map_err(|error| {
+    let out = match (&args.out, &exports) {
+        (Some(out), _) => out.clone(),
+        (None, Some(exports)) => exports.join(format!("{request}.receipt.json")),
+        (None, None) => PathBuf::from(format!("{request}.receipt.json")),
+    };
+    // The merge spools the contacts beside the receipt it writes (hidden temporary files).
+    let spool_dir = crate::durable::parent_dir(&out);
+    let merged = merge_shards(&plan, &bags, &spool_dir).map_err(|error| {
         let failure = Failure::new(format!("cannot merge the shards' receipts: {error}"));
         match error {
             MergeError::Missing { .. } | MergeError::Incomplete { .. } | MergeError::NoParts => {
@@ -113,12 +120,7 @@ fn merge(args: &MergeArgs) -> Result<Exit, Failure> {
             _ => failure,
         }
     })?;
-    let out = match (&args.out, &exports) {
-        (Some(out), _) => out.clone(),
-        (None, Some(exports)) => exports.join(format!("{request}.receipt.json")),
-        (None, None) => PathBuf::from(format!("{request}.receipt.json")),
-    };
-    crate::durable::write_atomically(&out, &merged.to_json())
+    crate::durable::write_atomically_with(&out, |file| merged.write_json(file))
         .map_err(|error| Failure::new(format!("cannot write `{}`: {error}", out.display())))?;
     print!("{}", merged.text());
     println!("merged receipt: {}", out.display());
