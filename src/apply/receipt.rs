@@ -1123,15 +1123,25 @@ impl Overflow {
     }
 }
 
-/// A file of this process's own, removed when dropped.
+/// A file of this process's own, removed when dropped. It holds an exclusive lock (`flock`) on
+/// the file as long as it lives, so that a later run can tell a file left by a killed process
+/// (nobody holds its lock: the kernel released it with the process) from one in use (see
+/// [`remove_stale_temporaries`]).
 #[derive(Debug)]
 pub(super) struct TempFile {
     path: std::path::PathBuf,
+    _lock: std::fs::File,
 }
 
+/// The prefixes of the temporary files a receipt is written through (a [`TempFile`] each:
+/// `<prefix><pid>-<n>`).
+const TEMP_PREFIXES: [&str; 2] = [".receipt-spool-", ".receipt-"];
+
 impl TempFile {
-    /// A new file in `dir` named `<prefix><pid>-<n>` (created, never an existing one; 0600).
+    /// A new file in `dir` named `<prefix><pid>-<n>` (created, never an existing one; 0600),
+    /// locked before it is returned.
     fn create_in(dir: &std::path::Path, prefix: &str) -> std::io::Result<(Self, std::fs::File)> {
+        use std::os::unix::fs::MetadataExt as _;
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         loop {
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1139,9 +1149,29 @@ impl TempFile {
             let mut options = std::fs::OpenOptions::new();
             // Private, as the receipts in the bag are.
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::durable::PRIVATE_FILE);
-            match options.read(true).write(true).create_new(true).open(&path) {
-                Ok(file) => return Ok((Self { path }, file)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            let file = match options.read(true).write(true).create_new(true).open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            };
+            // Another run cleaning the folder may have found it in the instant before it was
+            // locked, taken its lock and removed it: then it is not ours any more; another name.
+            let lock = file.try_clone()?;
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => continue,
+                Err(std::fs::TryLockError::Error(e)) => {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e);
+                }
+            }
+            let ours = file.metadata()?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(named) if named.dev() == ours.dev() && named.ino() == ours.ino() => {
+                    return Ok((Self { path, _lock: lock }, file));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
@@ -1152,6 +1182,56 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Whether `name` is a [`TempFile`]'s: one of [`TEMP_PREFIXES`], then `<pid>-<n>`.
+fn is_temp_name(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    TEMP_PREFIXES.iter().any(|prefix| {
+        name.strip_prefix(prefix)
+            .and_then(|rest| rest.split_once('-'))
+            .is_some_and(|(pid, n)| digits(pid) && digits(n))
+    })
+}
+
+/// Removes the receipt temporary files in `dir` that a killed run left (`.receipt-spool-<pid>-<n>`
+/// beside the audit log, `.receipt-<pid>-<n>` beside the bag): each one whose lock this call can
+/// take, which proves that no process holds it (a live one's [`TempFile`] holds it until it is
+/// removed; the kernel releases a killed one's). A file in use by another run, of this request
+/// or another, is left alone. Returns how many were removed, and says so in a log line (the
+/// folder and the count: no personal data).
+pub(crate) fn remove_stale_temporaries(dir: &std::path::Path) -> usize {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !is_temp_name(name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        if file.try_lock().is_err() {
+            continue;
+        }
+        // Still the file just locked (not one a new run made under the same name since).
+        let same = match (file.metadata(), std::fs::symlink_metadata(&path)) {
+            (Ok(locked), Ok(named)) => locked.dev() == named.dev() && locked.ino() == named.ino(),
+            _ => false,
+        };
+        if same && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            removed,
+            "removed receipt temporary file(s) left by a run that was killed (no process held them)"
+        );
+    }
+    removed
 }
 
 /// A kept run receipt's fields other than its contacts (read without them).
@@ -1574,6 +1654,25 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         drop(copy);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_finished_spool_stays_locked_and_only_files_nobody_holds_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new_in(dir.path()).unwrap();
+        spool.push(0, contact("a", false, false)).unwrap();
+        // Finished: its writer is closed, its lock is not.
+        let contacts = spool.finish().unwrap();
+        let stale = dir.path().join(".receipt-spool-1-0");
+        std::fs::write(&stale, b"{}").unwrap();
+        let unlike = dir.path().join(".receipt-spool-1-x");
+        std::fs::write(&unlike, b"{}").unwrap();
+        assert_eq!(remove_stale_temporaries(dir.path()), 1);
+        assert!(!stale.exists() && unlike.exists());
+        assert_eq!(contacts.to_vec().unwrap().len(), 1);
+        assert!(is_temp_name(".receipt-12-3") && is_temp_name(".receipt-spool-12-3"));
+        assert!(!is_temp_name(".receipt-12") && !is_temp_name(".receipt-spool--3"));
+        assert!(!is_temp_name("receipt-12-3") && !is_temp_name(".receipt-12-3.tmp"));
     }
 
     #[test]
