@@ -14,8 +14,10 @@
 //!   environments file's folder, and in each request's export bag
 //!   (`<exports>/<request id>/`, recursively: `plan.json`, `plans/`, `approvals/`). A plan
 //!   counts for a manifest when it names the request and the manifest's sha256 (a plan of an
-//!   earlier version of the manifest does not: `apply` would refuse it). Approvals by the
-//!   policy's approvers are counted, not verified (`apply` verifies them, with their keys).
+//!   earlier version of the manifest does not: `apply` would refuse it). Of those, the
+//!   current plan is the one the request's last run ran when a file of it is found (else the
+//!   newest), named by a file outside an export bag before a bag's `plans/` copy. Approvals by
+//!   the policy's approvers are counted, not verified (`apply` verifies them, with their keys).
 //! - runs: the audit log of the manifest's environment (`policy.auditLog`), read once per log.
 //!
 //! The register holds ids, names of files, dates and counts: no personal data.
