@@ -3,7 +3,8 @@
 //! and (`MERGE_BENCH_BASELINE=path/to/ucs-gdpr`) another, side by side on the same parts.
 //!
 //! `cargo bench --bench merge` (`MERGE_BENCH_CONTACTS=100000`, `MERGE_BENCH_SHARDS=4`,
-//! `MERGE_BENCH_ROUNDS=2` by default). A generated dataset (one interaction per contact, no
+//! `MERGE_BENCH_ROUNDS=2` by default; `MERGE_BENCH_DIR=folder` keeps the applied shards there
+//! for a later run to merge again). A generated dataset (one interaction per contact, no
 //! pending callbacks) served by `ucs-gdpr sim serve` in its own process, a `rest` environment on
 //! it, a request naming every contact through a subjects file and exporting `main`; the plan
 //! is made once and each shard applied once, one after the other, by this build. Then each
@@ -76,8 +77,25 @@ fn main() {
         std::thread::available_parallelism().map_or(0, usize::from),
         load_average()
     );
-    let dir = tempfile::tempdir().unwrap();
-    let dataset = dir.path().join("dataset.json");
+    // `MERGE_BENCH_DIR=folder`: the shards are applied there and kept; a later run that finds
+    // them there (its `plan.json` and every shard's part) only merges again.
+    let temp = tempfile::tempdir().unwrap();
+    let kept = std::env::var_os("MERGE_BENCH_DIR").map(std::path::PathBuf::from);
+    let root = kept.unwrap_or_else(|| temp.path().to_owned());
+    std::fs::create_dir_all(&root).unwrap();
+    let done = root.join("shards-applied");
+    if !done.exists() {
+        prepare(&root, contacts, shards);
+        std::fs::write(&done, b"").unwrap();
+    } else {
+        println!("the shards applied before in {} are merged again", root.display());
+    }
+    merge_rounds(&root, rounds, baseline.as_deref());
+}
+
+/// Generates the dataset, plans and applies each shard in `dir`.
+fn prepare(dir: &Path, contacts: u32, shards: u32) {
+    let dataset = dir.join("dataset.json");
     let generated = Command::new(BIN)
         .args(["sim", "generate", "--seed", "42", "--attachment-bytes", "0", "--interactions", "1"])
         .args(["--contacts", &contacts.to_string()])
@@ -97,10 +115,10 @@ fn main() {
     }
     std::fs::write(&dataset, serde_json::to_vec(&value).unwrap()).unwrap();
     drop(value);
-    std::fs::write(dir.path().join("ids.csv"), ids).unwrap();
+    std::fs::write(dir.join("ids.csv"), ids).unwrap();
     let sim = Sim::serve(&dataset);
     std::fs::write(
-        dir.path().join("ucs-gdpr.yaml"),
+        dir.join("ucs-gdpr.yaml"),
         format!(
             "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  bench:\n    \
              type: rest\n    tenant: 101\n    hmacKeyEnv: UCS_GDPR_BENCH_HMAC\n    ucs:\n      \
@@ -112,7 +130,7 @@ fn main() {
     )
     .unwrap();
     std::fs::write(
-        dir.path().join("request.yaml"),
+        dir.join("request.yaml"),
         "apiVersion: ucs-gdpr/v1\nkind: Request\nmetadata:\n  id: DSR-BENCH-MERGE\n  \
          receivedAt: 2026-11-20T10:15:00Z\n  channel: email\n  verifiedBy: bench\nspec:\n  \
          environment: bench\n  runbook: batch-delete\n  subjectsFile: ids.csv\n  export:\n    \
@@ -120,34 +138,33 @@ fn main() {
     )
     .unwrap();
     let env = ["--env-file", "ucs-gdpr.yaml"];
-    let (seconds, kib, code) = measured(
-        BIN,
-        dir.path(),
-        &[&["plan", "request.yaml", "--out", "plan.json"][..], &env].concat(),
-    );
+    let (seconds, kib, code) =
+        measured(BIN, dir, &[&["plan", "request.yaml", "--out", "plan.json"][..], &env].concat());
     assert_eq!(code, 0, "plan");
     println!("plan: {seconds:.1} s, peak {:.1} MiB", kib as f64 / 1024.0);
     for index in 0..shards {
         let shard = format!("{index}/{shards}");
-        let (seconds, kib, code) = measured(
-            BIN,
-            dir.path(),
-            &[&["apply", "plan.json", "--shard", &shard][..], &env].concat(),
-        );
+        let (seconds, kib, code) =
+            measured(BIN, dir, &[&["apply", "plan.json", "--shard", &shard][..], &env].concat());
         assert_eq!(code, 0, "apply --shard {shard}");
         println!("apply --shard {shard}: {seconds:.1} s, peak {:.1} MiB", kib as f64 / 1024.0);
     }
     drop(sim);
+}
+
+/// Merges the shards' parts in `dir` `rounds` times, with `baseline` then this build.
+fn merge_rounds(dir: &Path, rounds: u32, baseline: Option<&str>) {
+    let env = ["--env-file", "ucs-gdpr.yaml"];
     let merge = |bin: &str, label: &str, round: u32| -> u64 {
         let out = format!("merged-{label}.json");
         let load = load_average();
         let (seconds, kib, code) = measured(
             bin,
-            dir.path(),
+            dir,
             &[&["receipt", "merge", "plan.json", "--out", &out][..], &env].concat(),
         );
         assert_eq!(code, 0, "receipt merge ({label})");
-        let bytes = std::fs::metadata(dir.path().join(&out)).map_or(0, |m| m.len());
+        let bytes = std::fs::metadata(dir.join(&out)).map_or(0, |m| m.len());
         println!(
             "round {round} {label:>8}: receipt merge {seconds:6.2} s, peak {:6.1} MiB, receipt \
              {:.1} MB | load average before {load}",
@@ -157,12 +174,12 @@ fn main() {
         kib
     };
     for round in 1..=rounds {
-        let before = baseline.as_deref().map(|b| merge(b, "baseline", round));
+        let before = baseline.map(|b| merge(b, "baseline", round));
         let after = merge(BIN, "this", round);
         if let Some(before) = before {
             assert_eq!(
-                without_time(&dir.path().join("merged-this.json")),
-                without_time(&dir.path().join("merged-baseline.json")),
+                without_time(&dir.join("merged-this.json")),
+                without_time(&dir.join("merged-baseline.json")),
                 "the two builds merged different receipts"
             );
             println!(

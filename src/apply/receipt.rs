@@ -648,10 +648,12 @@ fn shard_runs(
     }
 }
 
-/// Merges the shards' parts of a run of `plan` into one receipt: `bags` are the shards'
-/// export bags. Refuses unless every shard `0..N-1` has exactly one part, each part's bag
-/// validates, and each shard's contacts in the plan all have a finished (started) run in its
-/// part and no other contact is there.
+/// Merges the shards' parts of a run of `plan` into one receipt: `ids` are the plan's contact
+/// ids (`plan` itself may be its head without its contacts, as [`crate::plan::PlanFile::head`]
+/// gives it: a plan of many contacts need not be read whole), `bags` the shards' export bags.
+/// Refuses unless every shard `0..N-1` has exactly one part, each part's bag validates, and
+/// each shard's contacts in the plan all have a finished (started) run in its part and no
+/// other contact is there.
 ///
 /// Streamed: each part's run receipts are read one contact at a time and merged by contact id
 /// (as [`CumulativeReceipt`] merges a bag's runs; in memory only for a receipt file whose
@@ -665,11 +667,11 @@ fn shard_runs(
 /// cannot be written.
 pub fn merge_shards(
     plan: &Plan,
+    ids: &[&str],
     bags: &[std::path::PathBuf],
     spool_dir: &std::path::Path,
 ) -> Result<ShardedReceipt, MergeError> {
-    let ids: Vec<&str> = plan.body.contacts.iter().map(|c| c.contact_id.as_str()).collect();
-    merge_parts(&plan.body.request.id, &plan.plan_id, &ids, bags, spool_dir)
+    merge_parts(&plan.body.request.id, &plan.plan_id, ids, bags, spool_dir)
 }
 
 /// [`merge_shards`] of the plan `plan_id` of request `request_id`, whose contacts are `ids`.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::Exit;
 use super::failure::Failure;
 use crate::apply::receipt::{MergeError, merge_shards};
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanFile};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
@@ -73,14 +73,21 @@ fn bag_in(folder: &Path, request: &str) -> PathBuf {
 }
 
 fn merge(args: &MergeArgs) -> Result<Exit, Failure> {
-    let bytes = std::fs::read(&args.plan)
+    // The plan is read as a stream: its head, and its contacts' ids one line at a time (each
+    // line checked against the header as `Plan::from_json` checks it).
+    std::fs::File::open(&args.plan)
         .map_err(|e| Failure::new(format!("cannot read `{}`: {e}", args.plan.display())))?;
-    let plan = Plan::from_json(&bytes)
-        .map_err(|e| Failure::new(format!("`{}`: {e}", args.plan.display())))?;
+    let in_plan = |e: String| Failure::new(format!("`{}`: {e}", args.plan.display()));
+    let file = PlanFile::open(&args.plan).map_err(in_plan)?;
+    let mut ids = Vec::new();
+    for contact in file.contacts().map_err(in_plan)? {
+        ids.push(contact.map_err(in_plan)?.0.contact_id.as_str().to_owned());
+    }
+    let plan = file.head();
     let request = plan.body.request.id.clone();
     let needs_exports = args.bags.is_empty() || args.out.is_none();
     let exports =
-        if needs_exports { Some(exports_dir(&plan, args.env_file.as_deref())?) } else { None };
+        if needs_exports { Some(exports_dir(plan, args.env_file.as_deref())?) } else { None };
     let bags: Vec<PathBuf> = if args.bags.is_empty() {
         let exports = exports.clone().unwrap_or_default();
         let prefix = format!("{request}.shard-");
@@ -108,7 +115,8 @@ fn merge(args: &MergeArgs) -> Result<Exit, Failure> {
     };
     // The merge spools the contacts beside the receipt it writes (hidden temporary files).
     let spool_dir = crate::durable::parent_dir(&out);
-    let merged = merge_shards(&plan, &bags, &spool_dir).map_err(|error| {
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let merged = merge_shards(plan, &ids, &bags, &spool_dir).map_err(|error| {
         let failure = Failure::new(format!("cannot merge the shards' receipts: {error}"));
         match error {
             MergeError::Missing { .. } | MergeError::Incomplete { .. } | MergeError::NoParts => {
