@@ -1162,10 +1162,9 @@ impl TempFile {
             match lock.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => continue,
-                Err(std::fs::TryLockError::Error(e)) => {
-                    let _ = std::fs::remove_file(&path);
-                    return Err(e);
-                }
+                // A filesystem without locks: the file is used unlocked (and a later run, which
+                // cannot lock it either, never removes it).
+                Err(std::fs::TryLockError::Error(_)) => {}
             }
             let ours = file.metadata()?;
             match std::fs::symlink_metadata(&path) {
