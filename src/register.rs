@@ -14,8 +14,10 @@
 //!   environments file's folder, and in each request's export bag
 //!   (`<exports>/<request id>/`, recursively: `plan.json`, `plans/`, `approvals/`). A plan
 //!   counts for a manifest when it names the request and the manifest's sha256 (a plan of an
-//!   earlier version of the manifest does not: `apply` would refuse it). Approvals by the
-//!   policy's approvers are counted, not verified (`apply` verifies them, with their keys).
+//!   earlier version of the manifest does not: `apply` would refuse it). Of those, the
+//!   current plan is the one the request's last run ran when a file of it is found (else the
+//!   newest), named by a file outside an export bag before a bag's `plans/` copy. Approvals by
+//!   the policy's approvers are counted, not verified (`apply` verifies them, with their keys).
 //! - runs: the audit log of the manifest's environment (`policy.auditLog`), read once per log.
 //!
 //! The register holds ids, names of files, dates and counts: no personal data.
@@ -299,6 +301,15 @@ fn read_manifest(
     }))
 }
 
+/// Whether the plan file at `path` is the copy `apply` keeps in an export bag
+/// (`<bag>/plans/plan-<id>.json`).
+fn is_bag_copy(path: &Path) -> bool {
+    path.parent().is_some_and(|plans| {
+        plans.file_name().is_some_and(|n| n == crate::export::PLANS_DIR)
+            && plans.parent().is_some_and(|bag| bag.join("bagit.txt").is_file())
+    })
+}
+
 /// Builds the register of the manifests in `input.manifests_dir`.
 ///
 /// # Errors
@@ -498,22 +509,50 @@ fn entry(
     let approvals_required = environment
         .filter(|e| e.requires_approval())
         .map(|e| usize::try_from(e.policy.min_approvals.unwrap_or(1)).unwrap_or(usize::MAX));
-    // The current plan: of this request and this version of the manifest, the newest file.
+    let report = trail.and_then(|trail| trail.reports.get(&manifest.id));
+    // The current plan: of this request and this version of the manifest, the one the
+    // request's last run ran (when a file of it is found), else the newest; of its files, one
+    // outside an export bag before the copy `apply` keeps in a bag's `plans/` (every shard's
+    // bag part holds one, written when it ran: newer than the plan), then the newest.
     let of_request: Vec<&FoundPlan> =
         found.plans.iter().filter(|p| p.plan.body.request.id == manifest.id).collect();
-    let current = of_request
+    let of_manifest: Vec<&FoundPlan> = of_request
         .iter()
         .filter(|p| p.plan.body.request.manifest_sha256 == manifest.sha256)
-        .max_by_key(|p| p.modified)
+        .copied()
+        .collect();
+    let ran = report.and_then(|r| {
+        let planned = |run: &&crate::audit::report::Run| run.plan_id.is_some();
+        let started = r.runs.iter().rev().filter(|run| run.outcome != RunOutcome::Refused);
+        started.clone().find(planned).or_else(|| r.runs.iter().rev().find(planned))
+    });
+    let ran = ran.and_then(|run| run.plan_id.as_deref());
+    let newest = of_manifest.iter().max_by_key(|p| (!is_bag_copy(&p.path), p.modified)).copied();
+    let plan_id = of_manifest
+        .iter()
+        .find(|p| Some(p.plan.plan_id.as_str()) == ran)
+        .or(newest.as_ref())
+        .map(|p| p.plan.plan_id.as_str());
+    let current = of_manifest
+        .iter()
+        .filter(|p| Some(p.plan.plan_id.as_str()) == plan_id)
+        .max_by_key(|p| (!is_bag_copy(&p.path), p.modified))
         .copied();
     if current.is_none() && !of_request.is_empty() {
         notes.push("a plan of an earlier version of the manifest was found: plan again".to_owned());
+    }
+    if let (Some(current), Some(newest)) = (current, newest)
+        && newest.plan.plan_id != current.plan.plan_id
+    {
+        notes.push(format!(
+            "a newer plan ({}) was found, not yet run",
+            newest.plan.plan_id.get(..12).unwrap_or_default()
+        ));
     }
     // Approvals by someone the policy does not list never count (`apply` refuses them).
     let approvals = current.and_then(|p| found.approvals.get(&p.plan.plan_id)).map_or(0, |by| {
         by.iter().filter(|by| environment.is_none_or(|e| e.policy.approvers.contains(*by))).count()
     });
-    let report = trail.and_then(|trail| trail.reports.get(&manifest.id));
     let unfinished_shards = trail.and_then(|trail| trail.unfinished_shards.get(&manifest.id));
     let started: Vec<&crate::audit::report::Run> = report
         .map(|r| r.runs.iter().filter(|run| run.outcome != RunOutcome::Refused).collect())

@@ -692,6 +692,89 @@ async fn a_run_killed_at_any_moment_resumes_to_completion_without_deleting_an_un
     assert!(kills_that_landed >= 20, "the kills must land during runs: {kills_that_landed}");
 }
 
+/// The receipt temporary files a run killed with SIGKILL leaves (its spool beside the audit
+/// log) are removed by the next run, which says so; a file some live process holds is not,
+/// nor a file of another name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_run_removes_what_a_killed_run_left_and_nothing_in_use() {
+    let workspace = Workspace::new(
+        "      requireApproval: false\n",
+        "    faults: { seed: 3, latencyMs: 40 }\n",
+    );
+    let contacts = [JANE, JANE_AGAIN, MAIN_ONLY];
+    let manifest =
+        workspace.request("leftovers", "forget-me-on-premise", &contacts, EXPORT_AND_DELETE);
+    let plan = workspace.path("plan.json").display().to_string();
+    assert!(workspace.run(&["plan", &manifest, "--out", &plan]).status.success());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("ucs-gdpr"))
+        .args(["apply", &plan, "--concurrency", "1", "--env-file", &workspace.env_file()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let spool = workspace.path(&format!(".receipt-spool-{}-0", child.id()));
+    let log = workspace.path("audit.jsonl");
+    let started = std::time::Instant::now();
+    while !(spool.exists()
+        && fs::read_to_string(&log).unwrap_or_default().contains("\"step.intent\""))
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "apply never started");
+        assert!(child.try_wait().unwrap().is_none(), "apply ended before the kill");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(spool.exists(), "the killed run left its spool");
+    // Beside the bag: one a killed run left while writing a receipt, one in use by a live
+    // process (this one, holding its lock), and one that is not a receipt's.
+    let exports = workspace.path("exports");
+    let stale = exports.join(".receipt-3999999-4");
+    fs::write(&stale, b"{\"contacts\": [").unwrap();
+    let live = exports.join(format!(".receipt-spool-{}-77", std::process::id()));
+    let held = fs::File::create(&live).unwrap();
+    held.lock().unwrap();
+    let other = exports.join(".receipt-notes");
+    fs::write(&other, b"kept").unwrap();
+
+    let output = workspace.run(&["apply", &plan, "--concurrency", "1"]);
+    assert!(output.status.success(), "{}", transcript(&output));
+    assert!(!spool.exists(), "the killed run's spool is gone");
+    assert!(!stale.exists(), "the killed run's receipt file is gone");
+    assert!(live.exists(), "a file a live process holds stays");
+    assert!(other.exists(), "a file of another name stays");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("removed receipt temporary file(s) left by a run that was killed").count(),
+        2,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Jane") && !stderr.contains('@'), "{stderr}");
+    // No receipt file of either run is left beside the log or the bag.
+    for dir in [workspace.path(""), exports.clone()] {
+        let left: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".receipt-") && n != ".receipt-notes" && !n.ends_with("-77"))
+            .collect();
+        assert!(left.is_empty(), "{}: {left:?}", dir.display());
+    }
+    // And the receipt is right: every contact deleted, none left not started.
+    let receipt = receipt(&workspace, "leftovers");
+    let listed = receipt["contacts"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{receipt}");
+    for contact in listed {
+        assert_eq!(contact["notStarted"], false, "{receipt}");
+        assert!(contact["failure"].is_null(), "{receipt}");
+    }
+    assert_eq!(receipt["interrupted"], false, "{receipt}");
+    let (_sim, client) = workspace.world().await;
+    for id in contacts {
+        assert!(!exists(&client, id).await, "{id}");
+    }
+    assert!(workspace.audit_verifies().status.success());
+    drop(held);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_failure_on_one_contact_gives_a_partial_receipt_and_exit_1() {
     // The first delete (the first contact in id order is Jane) fails with a 500: permanent.

@@ -163,3 +163,52 @@ fn status_lists_one_request_in_each_state_with_its_deadline() {
     let early = trail.run(&["status", "requests", "--today", "2026-11-25"]);
     assert_eq!(early.status.code(), Some(0), "{}", crate::transcript(&early));
 }
+
+/// The register names the plan the request's runs ran, in the file saved by `plan --out`: not
+/// the copy `apply` keeps in the bag (written later), nor a newer plan not yet run.
+#[test]
+fn status_names_the_plan_that_ran_not_the_bag_copy_nor_a_newer_one() {
+    let trail = Trail::new();
+    let request = trail.request("ran", "forget-me-on-premise", &[JANE], "", "");
+    ok(&trail.run(&["plan", &request, "--out", "requests/ran.plan.json"]));
+    ok(&trail.run(&["apply", "requests/ran.plan.json"]));
+    let status = || -> Value {
+        let json = trail.run(&["status", "requests", "--today", "2026-11-25", "--format", "json"]);
+        ok(&json);
+        let register: Value = serde_json::from_slice(&json.stdout).unwrap();
+        register["requests"][0].clone()
+    };
+    let entry = status();
+    assert_eq!(entry["state"], "complete", "{entry:#}");
+    assert_eq!(entry["planFile"], "requests/ran.plan.json", "{entry:#}");
+    let ran = entry["planId"].as_str().unwrap().to_owned();
+    assert!(
+        fs::read_dir(trail.path("exports/DSR-ran/plans")).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(&ran)),
+        "the bag keeps a copy of the plan"
+    );
+    // A newer plan of the same manifest, in a file written after the run (planned again:
+    // Jane is gone, so it is another plan).
+    ok(&trail.run(&["plan", &request, "--out", "requests/ran.again.plan.json"]));
+    let newer: Value = serde_json::from_str(
+        fs::read_to_string(trail.path("requests/ran.again.plan.json"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let newer = newer["planId"].as_str().unwrap().to_owned();
+    assert_ne!(newer, ran);
+    let entry = status();
+    assert_eq!(entry["planId"], ran.as_str(), "{entry:#}");
+    assert_eq!(entry["planFile"], "requests/ran.plan.json", "{entry:#}");
+    let notes = entry["notes"].to_string();
+    assert!(
+        notes.contains(&format!("a newer plan ({}) was found, not yet run", &newer[..12])),
+        "{notes}"
+    );
+}

@@ -366,6 +366,8 @@ async fn a_missing_shard_is_named_by_verify_and_refused_by_merge() {
     let register = status_of(&world);
     assert_eq!(register["state"], "partly-applied", "{register}");
     assert_eq!(register["runs"], 3, "{register}");
+    // The plan the runs ran, not the copy each shard's bag part keeps in its `plans/`.
+    assert_eq!(register["planFile"], "./plan.json", "{register}");
     let notes = register["notes"].to_string();
     assert!(notes.contains("1 of the plan's shards did not finish (shard-2-of-4)"), "{notes}");
 
@@ -379,6 +381,7 @@ async fn a_missing_shard_is_named_by_verify_and_refused_by_merge() {
     let register = status_of(&world);
     assert_eq!(register["state"], "complete", "{register}");
     assert_eq!(register["runs"], 4, "{register}");
+    assert_eq!(register["planFile"], "./plan.json", "{register}");
 }
 
 /// The request's entry in `ucs-gdpr status` of the world's folder.

@@ -631,6 +631,10 @@ pub async fn run<U: Ucs>(
 
     let bag = if body.export.is_some() {
         let bag = Bag::open_or_create(&context.exports_dir, &body.request.id)?;
+        // A killed run's receipt files beside the bag (`Receipt::keep` writes there).
+        if let Some(beside) = bag.root().parent() {
+            receipt::remove_stale_temporaries(beside);
+        }
         keep_plan_and_approvals(&bag, approved)?;
         Some(bag)
     } else {
@@ -661,6 +665,10 @@ pub async fn run<U: Ucs>(
     let spool_error = |e: std::io::Error| {
         ApplyError::Export(export::ExportError::io("write the receipt spool in", spool_dir, e))
     };
+    // A killed run's spools here are removed first: this run holds the audit log's lock, and
+    // each file is removed only if no process holds its own lock (another shard's run, writing
+    // its segment beside this log, holds its spool's).
+    receipt::remove_stale_temporaries(spool_dir);
     let mut spool = receipt::Spool::new_in(spool_dir).map_err(spool_error)?;
     let mut spool_failed = None;
     let mut ran = 0;

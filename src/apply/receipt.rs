@@ -345,12 +345,6 @@ impl Receipt {
     }
 }
 
-fn pretty<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
-}
-
 /// `receipt.json`: every run of the request, and per contact what every run did, merged.
 ///
 /// Built from the per-run receipts kept in the bag, not from the audit log: the bag is the
@@ -516,8 +510,8 @@ pub struct ShardedReceipt {
     pub shards: u32,
     /// Each shard's part, by index.
     pub parts: Vec<ShardPart>,
-    /// Per contact of the plan, over every shard (each in exactly one).
-    pub contacts: Vec<ContactReceipt>,
+    /// Per contact of the plan, over every shard (each in exactly one), sorted by contact id.
+    pub contacts: Contacts,
     /// When the parts were merged.
     pub merged_at: String,
 }
@@ -585,6 +579,14 @@ pub enum MergeError {
         /// The contacts without a receipt, or not started.
         contacts: Vec<String>,
     },
+    /// The merge's temporary files cannot be written or read back.
+    #[error("cannot write the merge's temporary files in `{}`: {why}", dir.display())]
+    Spool {
+        /// The folder.
+        dir: std::path::PathBuf,
+        /// What went wrong.
+        why: String,
+    },
     /// A part holds contacts that are not its shard's in the plan.
     #[error("shard {shard}'s part holds {} contact(s) that are not its own in the plan{}", contacts.len(), listed(contacts))]
     Foreign {
@@ -606,15 +608,13 @@ fn listed(ids: &[String]) -> String {
     format!(": {}{more}", shown.join(", "))
 }
 
-/// A receipt kept in a bag: its file name, its sha256, the receipt.
-type KeptReceipt = (String, String, Receipt);
-
-/// The receipts of `plan`'s shard runs kept in the bag at `bag` (read only; the bag is
-/// validated first): the shard they name, and each receipt with its file name and sha256.
+/// The run receipts of `plan_id`'s shard runs kept in the bag at `bag` (read only; the bag is
+/// validated first), each read through once, one contact at a time: the shard they name, and
+/// each receipt's file name, path, sha256 and head.
 fn shard_runs(
-    plan: &Plan,
+    plan_id: &str,
     bag: &std::path::Path,
-) -> Result<(crate::shard::Shard, Vec<KeptReceipt>), MergeError> {
+) -> Result<(crate::shard::Shard, Vec<KeptFile>), MergeError> {
     let part = |why: String| MergeError::Part { path: bag.to_owned(), why };
     crate::export::validate_dir(bag).map_err(|e| part(format!("does not validate: {e}")))?;
     let entries = std::fs::read_dir(bag).map_err(|e| part(format!("cannot be read: {e}")))?;
@@ -626,19 +626,19 @@ fn shard_runs(
         if !(name.starts_with("receipt-") && name.ends_with(".json")) {
             continue;
         }
-        let bytes =
-            std::fs::read(entry.path()).map_err(|e| part(format!("cannot be read: {e}")))?;
-        let Ok(receipt) = serde_json::from_slice::<Receipt>(&bytes) else { continue };
-        if receipt.kind != "Receipt" || receipt.plan_id != plan.plan_id {
+        let path = entry.path();
+        let scanned = scan_receipt_file(&path).map_err(|e| part(format!("cannot be read: {e}")))?;
+        let Some((head, sha256, sorted)) = scanned else { continue };
+        if head.kind != "Receipt" || head.plan_id != plan_id {
             continue;
         }
-        let Some(label) = &receipt.shard else {
+        let Some(label) = &head.shard else {
             return Err(part(format!("holds {name}, a run of the plan that was not a shard's")));
         };
         let shard = crate::shard::Shard::from_label(label)
             .ok_or_else(|| part(format!("holds {name}, whose shard is not I/N")))?;
         shards.insert(shard);
-        runs.push((name, crate::canonical::sha256_hex(&bytes), receipt));
+        runs.push(KeptFile { name, path, sha256, head, sorted });
     }
     let mut shards = shards.into_iter();
     match (shards.next(), shards.next()) {
@@ -648,23 +648,46 @@ fn shard_runs(
     }
 }
 
-/// Merges the shards' parts of a run of `plan` into one receipt: `bags` are the shards'
-/// export bags. Refuses unless every shard `0..N-1` has exactly one part, each part's bag
-/// validates, and each shard's contacts in the plan all have a finished (started) run in its
-/// part and no other contact is there.
+/// Merges the shards' parts of a run of `plan` into one receipt: `ids` are the plan's contact
+/// ids (`plan` itself may be its head without its contacts, as [`crate::plan::PlanFile::head`]
+/// gives it: a plan of many contacts need not be read whole), `bags` the shards' export bags.
+/// Refuses unless every shard `0..N-1` has exactly one part, each part's bag validates, and
+/// each shard's contacts in the plan all have a finished (started) run in its part and no
+/// other contact is there.
+///
+/// Streamed: each part's run receipts are read one contact at a time and merged by contact id
+/// (as [`CumulativeReceipt`] merges a bag's runs; in memory only for a receipt file whose
+/// contacts are not in id order), each part's merged contacts spooled in `spool_dir`, then
+/// the parts' spools merged by contact id into the receipt's own spool there (hidden
+/// temporary files, removed when the receipt is dropped). What stays in memory is the plan's
+/// contact ids and the runs' heads.
 ///
 /// # Errors
-/// The first thing that keeps the parts from making one complete receipt.
+/// The first thing that keeps the parts from making one complete receipt, or a spool that
+/// cannot be written.
 pub fn merge_shards(
     plan: &Plan,
+    ids: &[&str],
     bags: &[std::path::PathBuf],
+    spool_dir: &std::path::Path,
+) -> Result<ShardedReceipt, MergeError> {
+    merge_parts(&plan.body.request.id, &plan.plan_id, ids, bags, spool_dir)
+}
+
+/// [`merge_shards`] of the plan `plan_id` of request `request_id`, whose contacts are `ids`.
+fn merge_parts(
+    request_id: &str,
+    plan_id: &str,
+    ids: &[&str],
+    bags: &[std::path::PathBuf],
+    spool_dir: &std::path::Path,
 ) -> Result<ShardedReceipt, MergeError> {
     if bags.is_empty() {
         return Err(MergeError::NoParts);
     }
     let mut parts = Vec::new();
     for bag in bags {
-        let (shard, runs) = shard_runs(plan, bag)?;
+        let (shard, runs) = shard_runs(plan_id, bag)?;
         parts.push((shard, bag, runs));
     }
     let counts: std::collections::BTreeSet<u32> = parts.iter().map(|p| p.0.count()).collect();
@@ -697,34 +720,38 @@ pub fn merge_shards(
         return Err(MergeError::Missing { shards: missing, count });
     }
     parts.sort_by_key(|p| p.0.index());
-    let mut contacts = Vec::new();
+    let spool_error =
+        |e: std::io::Error| MergeError::Spool { dir: spool_dir.to_owned(), why: e.to_string() };
+    // The receipt's own spool first: a folder that cannot be written is said so, not blamed
+    // on a part.
+    let mut spool = Spool::new_in(spool_dir).map_err(spool_error)?;
+    let mut merged_parts = Vec::new();
     let mut out_parts = Vec::new();
     for (shard, bag, runs) in parts {
-        let merged = CumulativeReceipt::build(&plan.body.request.id, runs);
-        let merged_contacts = merged.contacts.to_vec().map_err(|e| MergeError::Part {
-            path: bag.clone(),
-            why: format!("has receipts that cannot be read back: {e}"),
-        })?;
-        let expected: std::collections::BTreeSet<&str> = plan
-            .body
-            .contacts
-            .iter()
-            .map(|c| c.contact_id.as_str())
-            .filter(|id| shard.contains_id(id))
-            .collect();
-        let have: BTreeMap<&str, &ContactReceipt> =
-            merged_contacts.iter().map(|c| (c.contact_id.as_str(), c)).collect();
-        let foreign: Vec<String> =
-            have.keys().filter(|id| !expected.contains(*id)).map(|id| (*id).to_owned()).collect();
+        let unreadable = |e: std::io::Error| unreadable_part(bag, &e);
+        let merged =
+            CumulativeReceipt::build_from_files(request_id, runs, spool_dir).map_err(unreadable)?;
+        let expected: std::collections::BTreeSet<&str> =
+            ids.iter().copied().filter(|id| shard.contains_id(id)).collect();
+        let mut remaining = expected.clone();
+        let mut foreign = Vec::new();
+        let mut unfinished = Vec::new();
+        for contact in merged.contacts.iter() {
+            let contact = contact.map_err(unreadable)?;
+            if !remaining.remove(contact.contact_id.as_str()) {
+                foreign.push(contact.contact_id);
+            } else if contact.not_started {
+                unfinished.push(contact.contact_id);
+            }
+        }
         if !foreign.is_empty() {
+            foreign.sort();
+            foreign.dedup();
             return Err(MergeError::Foreign { shard: shard.to_string(), contacts: foreign });
         }
-        let unfinished: Vec<String> = expected
-            .iter()
-            .filter(|id| have.get(*id).is_none_or(|c| c.not_started))
-            .map(|id| (*id).to_owned())
-            .collect();
+        unfinished.extend(remaining.into_iter().map(str::to_owned));
         if !unfinished.is_empty() {
+            unfinished.sort();
             return Err(MergeError::Incomplete {
                 shard: shard.to_string(),
                 expected: expected.len(),
@@ -737,13 +764,43 @@ pub fn merge_shards(
             runs: merged.runs,
             contacts: expected.len() as u64,
         });
-        contacts.extend(merged_contacts);
+        merged_parts.push((bag, merged.contacts));
     }
-    contacts.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
+    // Every part's contacts in contact id order; a contact id in two parts (which the checks
+    // above rule out) would come out twice, the lower shard's first.
+    let mut streams: Vec<_> =
+        merged_parts.iter().map(|(bag, contacts)| (*bag, contacts.iter())).collect();
+    let mut heap = std::collections::BinaryHeap::new();
+    let mut heads: Vec<Option<ContactReceipt>> = Vec::with_capacity(streams.len());
+    for (index, (bag, stream)) in streams.iter_mut().enumerate() {
+        let head = stream.next().transpose().map_err(|e| unreadable_part(bag, &e))?;
+        if let Some(head) = &head {
+            heap.push(std::cmp::Reverse((head.contact_id.clone(), index)));
+        }
+        heads.push(head);
+    }
+    let mut n = 0;
+    while let Some(std::cmp::Reverse((_, index))) = heap.pop() {
+        let (Some(slot), Some((bag, stream))) = (heads.get_mut(index), streams.get_mut(index))
+        else {
+            continue;
+        };
+        let Some(contact) = slot.take() else { continue };
+        let next = stream.next().transpose().map_err(|e| unreadable_part(bag, &e))?;
+        if let Some(next) = &next {
+            heap.push(std::cmp::Reverse((next.contact_id.clone(), index)));
+        }
+        *slot = next;
+        spool.push(n, contact).map_err(spool_error)?;
+        n += 1;
+    }
+    drop(streams);
+    let contacts = spool.finish().map_err(spool_error)?;
+    drop(merged_parts);
     Ok(ShardedReceipt {
         kind: "ShardedReceipt".into(),
-        request_id: plan.body.request.id.clone(),
-        plan_id: plan.plan_id.clone(),
+        request_id: request_id.to_owned(),
+        plan_id: plan_id.to_owned(),
         shards: count,
         parts: out_parts,
         contacts,
@@ -751,15 +808,27 @@ pub fn merge_shards(
     })
 }
 
+fn unreadable_part(bag: &std::path::Path, e: &std::io::Error) -> MergeError {
+    MergeError::Part {
+        path: bag.to_owned(),
+        why: format!("has receipts that cannot be read back: {e}"),
+    }
+}
+
 impl ShardedReceipt {
     /// Whether every contact finished without a failure.
     pub fn succeeded(&self) -> bool {
-        self.contacts.iter().all(|c| !c.failed() && !c.not_started)
+        self.contacts.failed() == 0 && self.contacts.not_started() == 0
     }
 
-    /// The receipt as the file `receipt merge` writes (pretty JSON).
-    pub fn to_json(&self) -> Vec<u8> {
-        pretty(self)
+    /// Writes the receipt as the file `receipt merge` writes (pretty JSON and a newline), one
+    /// contact at a time.
+    ///
+    /// # Errors
+    /// `out` cannot be written, or the spooled contacts cannot be read back.
+    pub fn write_json(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, self).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")
     }
 
     /// A human summary.
@@ -780,13 +849,12 @@ impl ShardedReceipt {
                 part.bag
             );
         }
-        let deleted = self.contacts.iter().filter(|c| c.deleted()).count();
-        let failed = self.contacts.iter().filter(|c| c.failed()).count();
         let _ = writeln!(
             out,
-            "{} contact(s), each in exactly one shard: {deleted} deleted or already absent, \
-             {failed} failed",
-            self.contacts.len()
+            "{} contact(s), each in exactly one shard: {} deleted or already absent, {} failed",
+            self.contacts.len(),
+            self.contacts.deleted(),
+            self.contacts.failed()
         );
         out
     }
@@ -1057,15 +1125,25 @@ impl Overflow {
     }
 }
 
-/// A file of this process's own, removed when dropped.
+/// A file of this process's own, removed when dropped. It holds an exclusive lock (`flock`) on
+/// the file as long as it lives, so that a later run can tell a file left by a killed process
+/// (nobody holds its lock: the kernel released it with the process) from one in use (see
+/// [`remove_stale_temporaries`]).
 #[derive(Debug)]
 pub(super) struct TempFile {
     path: std::path::PathBuf,
+    _lock: std::fs::File,
 }
 
+/// The prefixes of the temporary files a receipt is written through (a [`TempFile`] each:
+/// `<prefix><pid>-<n>`).
+const TEMP_PREFIXES: [&str; 2] = [".receipt-spool-", ".receipt-"];
+
 impl TempFile {
-    /// A new file in `dir` named `<prefix><pid>-<n>` (created, never an existing one; 0600).
+    /// A new file in `dir` named `<prefix><pid>-<n>` (created, never an existing one; 0600),
+    /// locked before it is returned.
     fn create_in(dir: &std::path::Path, prefix: &str) -> std::io::Result<(Self, std::fs::File)> {
+        use std::os::unix::fs::MetadataExt as _;
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         loop {
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1073,9 +1151,28 @@ impl TempFile {
             let mut options = std::fs::OpenOptions::new();
             // Private, as the receipts in the bag are.
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::durable::PRIVATE_FILE);
-            match options.read(true).write(true).create_new(true).open(&path) {
-                Ok(file) => return Ok((Self { path }, file)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            let file = match options.read(true).write(true).create_new(true).open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            };
+            // Another run cleaning the folder may have found it in the instant before it was
+            // locked, taken its lock and removed it: then it is not ours any more; another name.
+            let lock = file.try_clone()?;
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => continue,
+                // A filesystem without locks: the file is used unlocked (and a later run, which
+                // cannot lock it either, never removes it).
+                Err(std::fs::TryLockError::Error(_)) => {}
+            }
+            let ours = file.metadata()?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(named) if named.dev() == ours.dev() && named.ino() == ours.ino() => {
+                    return Ok((Self { path, _lock: lock }, file));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
@@ -1086,6 +1183,56 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Whether `name` is a [`TempFile`]'s: one of [`TEMP_PREFIXES`], then `<pid>-<n>`.
+fn is_temp_name(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    TEMP_PREFIXES.iter().any(|prefix| {
+        name.strip_prefix(prefix)
+            .and_then(|rest| rest.split_once('-'))
+            .is_some_and(|(pid, n)| digits(pid) && digits(n))
+    })
+}
+
+/// Removes the receipt temporary files in `dir` that a killed run left (`.receipt-spool-<pid>-<n>`
+/// beside the audit log, `.receipt-<pid>-<n>` beside the bag): each one whose lock this call can
+/// take, which proves that no process holds it (a live one's [`TempFile`] holds it until it is
+/// removed; the kernel releases a killed one's). A file in use by another run, of this request
+/// or another, is left alone. Returns how many were removed, and says so in a log line (the
+/// folder and the count: no personal data).
+pub(crate) fn remove_stale_temporaries(dir: &std::path::Path) -> usize {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !is_temp_name(name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        if file.try_lock().is_err() {
+            continue;
+        }
+        // Still the file just locked (not one a new run made under the same name since).
+        let same = match (file.metadata(), std::fs::symlink_metadata(&path)) {
+            (Ok(locked), Ok(named)) => locked.dev() == named.dev() && locked.ino() == named.ino(),
+            _ => false,
+        };
+        if same && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            removed,
+            "removed receipt temporary file(s) left by a run that was killed (no process held them)"
+        );
+    }
+    removed
 }
 
 /// A kept run receipt's fields other than its contacts (read without them).
@@ -1108,6 +1255,8 @@ struct ReceiptHead {
     interrupted: bool,
     audit_head: String,
     audit_records: u64,
+    #[serde(default)]
+    shard: Option<String>,
 }
 
 impl ReceiptHead {
@@ -1125,6 +1274,7 @@ impl ReceiptHead {
             interrupted: receipt.interrupted,
             audit_head: receipt.audit_head.clone(),
             audit_records: receipt.audit_records,
+            shard: receipt.shard.clone(),
         }
     }
 
@@ -1267,8 +1417,16 @@ impl<R: std::io::Read> std::io::Read for Hashing<R> {
 /// sha256, and whether its contacts are in contact id order. `None`: not a receipt (or not
 /// readable), as `serde_json::from_slice::<Receipt>` would refuse it.
 fn scan_receipt(path: &std::path::Path) -> Option<(ReceiptHead, String, bool)> {
+    scan_receipt_file(path).ok().flatten()
+}
+
+/// [`scan_receipt`], telling a file that cannot be read (an error) from one that is not a
+/// receipt (`None`).
+fn scan_receipt_file(
+    path: &std::path::Path,
+) -> std::io::Result<Option<(ReceiptHead, String, bool)>> {
     use sha2::Digest as _;
-    let file = std::fs::File::open(path).ok()?;
+    let file = std::fs::File::open(path)?;
     let mut reader = Hashing { inner: std::io::BufReader::new(file), hasher: sha2::Sha256::new() };
     let mut last: Option<String> = None;
     let mut sorted = true;
@@ -1278,9 +1436,12 @@ fn scan_receipt(path: &std::path::Path) -> Option<(ReceiptHead, String, bool)> {
         }
         last = Some(contact.contact_id);
         true
-    })
-    .ok()?;
-    Some((head, crate::canonical::hex(&reader.hasher.finalize()), sorted))
+    });
+    match head {
+        Ok(head) => Ok(Some((head, crate::canonical::hex(&reader.hasher.finalize()), sorted))),
+        Err(error) if error.is_io() => Err(error.into()),
+        Err(_) => Ok(None),
+    }
 }
 
 /// The contacts of the receipt file at `path`, one at a time, read by a thread of their own
@@ -1497,6 +1658,25 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_spool_stays_locked_and_only_files_nobody_holds_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new_in(dir.path()).unwrap();
+        spool.push(0, contact("a", false, false)).unwrap();
+        // Finished: its writer is closed, its lock is not.
+        let contacts = spool.finish().unwrap();
+        let stale = dir.path().join(".receipt-spool-1-0");
+        std::fs::write(&stale, b"{}").unwrap();
+        let unlike = dir.path().join(".receipt-spool-1-x");
+        std::fs::write(&unlike, b"{}").unwrap();
+        assert_eq!(remove_stale_temporaries(dir.path()), 1);
+        assert!(!stale.exists() && unlike.exists());
+        assert_eq!(contacts.to_vec().unwrap().len(), 1);
+        assert!(is_temp_name(".receipt-12-3") && is_temp_name(".receipt-spool-12-3"));
+        assert!(!is_temp_name(".receipt-12") && !is_temp_name(".receipt-spool--3"));
+        assert!(!is_temp_name("receipt-12-3") && !is_temp_name(".receipt-12-3.tmp"));
+    }
+
+    #[test]
     fn contacts_behind_a_slow_one_overflow_to_a_file_and_come_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::new_in(dir.path()).unwrap();
@@ -1710,5 +1890,360 @@ mod tests {
         unsorted.contacts = Contacts { kept: Kept::Memory(list), tally };
         std::fs::write(&path, serde_json::to_vec(&unsorted).unwrap()).unwrap();
         assert!(!scan_receipt(&path).unwrap().2);
+    }
+    /// The shard merge as it was before it streamed, every receipt and contact whole in
+    /// memory (`CumulativeReceipt::build` per part, then one sort): what the streamed merge
+    /// must give, byte for byte, refusals included.
+    fn merge_in_memory(
+        request_id: &str,
+        plan_id: &str,
+        ids: &[&str],
+        bags: &[std::path::PathBuf],
+    ) -> Result<ShardedReceipt, MergeError> {
+        if bags.is_empty() {
+            return Err(MergeError::NoParts);
+        }
+        let mut parts = Vec::new();
+        for bag in bags {
+            let part = |why: String| MergeError::Part { path: bag.clone(), why };
+            crate::export::validate_dir(bag)
+                .map_err(|e| part(format!("does not validate: {e}")))?;
+            let mut runs = Vec::new();
+            let mut shards = std::collections::BTreeSet::new();
+            for entry in std::fs::read_dir(bag).unwrap() {
+                let entry = entry.unwrap();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !(name.starts_with("receipt-") && name.ends_with(".json")) {
+                    continue;
+                }
+                let bytes = std::fs::read(entry.path()).unwrap();
+                let Ok(receipt) = serde_json::from_slice::<Receipt>(&bytes) else { continue };
+                if receipt.kind != "Receipt" || receipt.plan_id != plan_id {
+                    continue;
+                }
+                let Some(label) = &receipt.shard else {
+                    return Err(part(format!(
+                        "holds {name}, a run of the plan that was not a shard's"
+                    )));
+                };
+                let shard = crate::shard::Shard::from_label(label)
+                    .ok_or_else(|| part(format!("holds {name}, whose shard is not I/N")))?;
+                shards.insert(shard);
+                runs.push((name, crate::canonical::sha256_hex(&bytes), receipt));
+            }
+            let shard = match (shards.first(), shards.len()) {
+                (Some(shard), 1) => *shard,
+                (None, _) => {
+                    return Err(part("holds no receipt of a shard's run of this plan".to_owned()));
+                }
+                _ => return Err(part("holds the receipts of several shards".to_owned())),
+            };
+            parts.push((shard, bag, runs));
+        }
+        let counts: std::collections::BTreeSet<u32> = parts.iter().map(|p| p.0.count()).collect();
+        if counts.len() != 1 {
+            let counts: Vec<String> = counts.iter().map(u32::to_string).collect();
+            return Err(MergeError::Counts(counts.join(", ")));
+        }
+        let count = *counts.first().unwrap();
+        let mut by_index: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (position, part) in parts.iter().enumerate() {
+            by_index.entry(part.0.index()).or_default().push(position);
+        }
+        for (index, positions) in &by_index {
+            if positions.len() > 1 {
+                return Err(MergeError::Duplicated {
+                    shard: format!("{index}/{count}"),
+                    bags: positions.iter().map(|p| parts[*p].1.display().to_string()).collect(),
+                });
+            }
+        }
+        let missing: Vec<String> = (0..count)
+            .filter(|i| !by_index.contains_key(i))
+            .map(|i| format!("{i}/{count}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(MergeError::Missing { shards: missing, count });
+        }
+        parts.sort_by_key(|p| p.0.index());
+        let mut contacts = Vec::new();
+        let mut out_parts = Vec::new();
+        for (shard, bag, runs) in parts {
+            let merged = CumulativeReceipt::build(request_id, runs);
+            let merged_contacts = merged.contacts.to_vec().unwrap();
+            let expected: std::collections::BTreeSet<&str> =
+                ids.iter().copied().filter(|id| shard.contains_id(id)).collect();
+            let have: BTreeMap<&str, &ContactReceipt> =
+                merged_contacts.iter().map(|c| (c.contact_id.as_str(), c)).collect();
+            let foreign: Vec<String> = have
+                .keys()
+                .filter(|id| !expected.contains(*id))
+                .map(|id| (*id).to_owned())
+                .collect();
+            if !foreign.is_empty() {
+                return Err(MergeError::Foreign { shard: shard.to_string(), contacts: foreign });
+            }
+            let unfinished: Vec<String> = expected
+                .iter()
+                .filter(|id| have.get(*id).is_none_or(|c| c.not_started))
+                .map(|id| (*id).to_owned())
+                .collect();
+            if !unfinished.is_empty() {
+                return Err(MergeError::Incomplete {
+                    shard: shard.to_string(),
+                    expected: expected.len(),
+                    contacts: unfinished,
+                });
+            }
+            out_parts.push(ShardPart {
+                shard: shard.label(),
+                bag: bag.display().to_string(),
+                runs: merged.runs,
+                contacts: expected.len() as u64,
+            });
+            contacts.extend(merged_contacts);
+        }
+        contacts.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
+        Ok(ShardedReceipt {
+            kind: "ShardedReceipt".into(),
+            request_id: request_id.to_owned(),
+            plan_id: plan_id.to_owned(),
+            shards: count,
+            parts: out_parts,
+            contacts: Contacts::from_vec(contacts),
+            merged_at: "then".into(),
+        })
+    }
+
+    /// A shard's part: a bag in its own exports folder under `dir` holding `receipts` (each
+    /// with its contacts reversed, out of id order, where `unsorted` says so).
+    fn part_bag(
+        dir: &std::path::Path,
+        name: &str,
+        receipts: &[(Receipt, bool)],
+    ) -> std::path::PathBuf {
+        let exports = dir.join(name);
+        let bag = Bag::open_or_create(&exports, "DSR-1").unwrap();
+        for (receipt, unsorted) in receipts {
+            let mut receipt = receipt.clone();
+            if *unsorted {
+                let mut list = receipt.contacts.to_vec().unwrap();
+                list.reverse();
+                let tally = receipt.contacts.tally;
+                receipt.contacts = Contacts { kept: Kept::Memory(list), tally };
+            }
+            bag.keep(&receipt.file_name(), &serde_json::to_vec_pretty(&receipt).unwrap()).unwrap();
+        }
+        bag.finish().unwrap();
+        bag.root().to_owned()
+    }
+
+    fn sharded(run: u64, at: &str, shard: &str, contacts: Vec<ContactReceipt>) -> Receipt {
+        Receipt { shard: Some(shard.to_owned()), ..receipt_of(run, at, contacts) }
+    }
+
+    fn done(id: &str, resumed: bool) -> ContactReceipt {
+        let mut delete = step("delete", Outcome::Ok, resumed);
+        delete.uses = crate::runbook::StepKind::DeleteContact.name().to_owned();
+        with_steps(id, vec![step("export", Outcome::Ok, resumed), delete])
+    }
+
+    #[test]
+    fn the_streamed_shard_merge_writes_what_the_in_memory_merge_writes_and_refuses_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = tempfile::tempdir().unwrap();
+        let owned: Vec<String> = (0..40).map(|i| format!("c{i:02}")).collect();
+        let ids: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let of = |s: u32| -> Vec<&str> {
+            ids.iter().copied().filter(|id| crate::shard::of(id, 3) == s).collect()
+        };
+        let (zero, one, two) = (of(0), of(1), of(2));
+        assert!(zero.len() > 3 && one.len() > 3 && two.len() > 3);
+        let label = |s: u32| format!("shard-{s}-of-3");
+        // Shard 0: one run, everything done.
+        let shard0 = vec![(
+            sharded(
+                4,
+                "2026-01-01T00:00:04Z",
+                &label(0),
+                zero.iter().map(|id| done(id, false)).collect(),
+            ),
+            false,
+        )];
+        // Shard 1: run 5 failed one contact and was killed before the last two; run 9 resumed
+        // what was done, redid the failed one and did the rest; run 12 found it all done.
+        let first: Vec<ContactReceipt> = one
+            .iter()
+            .enumerate()
+            .map(|(i, id)| match i {
+                1 => ContactReceipt {
+                    failure: Some(("delete".into(), "ucs.timeout".into())),
+                    ..with_steps(
+                        id,
+                        vec![
+                            step("export", Outcome::Ok, false),
+                            step("delete", Outcome::Failed, false),
+                        ],
+                    )
+                },
+                i if i + 2 >= one.len() => contact(id, false, true),
+                _ => done(id, false),
+            })
+            .collect();
+        let second: Vec<ContactReceipt> = one
+            .iter()
+            .enumerate()
+            .map(|(i, id)| match i {
+                1 => with_steps(
+                    id,
+                    vec![step("export", Outcome::Ok, true), step("delete", Outcome::Ok, false)],
+                ),
+                i if i + 2 >= one.len() => done(id, false),
+                _ => done(id, true),
+            })
+            .collect();
+        let third: Vec<ContactReceipt> = one.iter().map(|id| done(id, true)).collect();
+        let shard1 = vec![
+            (sharded(5, "2026-01-01T00:00:05Z", &label(1), first.clone()), false),
+            (sharded(9, "2026-01-01T00:00:09Z", &label(1), second), false),
+            (sharded(12, "2026-01-01T00:00:12Z", &label(1), third), false),
+        ];
+        // Shard 2: two runs, the second's file out of id order (merged in memory).
+        let shard2 = vec![
+            (
+                sharded(
+                    6,
+                    "2026-01-01T00:00:06Z",
+                    &label(2),
+                    two.iter().map(|id| contact(id, false, true)).collect(),
+                ),
+                false,
+            ),
+            (
+                sharded(
+                    8,
+                    "2026-01-01T00:00:08Z",
+                    &label(2),
+                    two.iter().map(|id| done(id, false)).collect(),
+                ),
+                true,
+            ),
+        ];
+        let b0 = part_bag(dir.path(), "zero", &shard0);
+        let b1 = part_bag(dir.path(), "one", &shard1);
+        let b2 = part_bag(dir.path(), "two", &shard2);
+        let json = |r: &ShardedReceipt| {
+            let mut out = Vec::new();
+            r.write_json(&mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let same = |bags: &[std::path::PathBuf]| {
+            let streamed = merge_parts("DSR-1", &"p".repeat(64), &ids, bags, spool.path());
+            let in_memory = merge_in_memory("DSR-1", &"p".repeat(64), &ids, bags);
+            match (streamed, in_memory) {
+                (Ok(mut streamed), Ok(in_memory)) => {
+                    streamed.merged_at = "then".into();
+                    assert_eq!(json(&streamed), json(&in_memory));
+                    assert_eq!(streamed.text(), in_memory.text());
+                    assert_eq!(streamed.succeeded(), in_memory.succeeded());
+                    Ok(streamed)
+                }
+                (Err(streamed), Err(in_memory)) => {
+                    assert_eq!(streamed.to_string(), in_memory.to_string());
+                    Err(streamed)
+                }
+                (streamed, in_memory) => panic!(
+                    "{:?} against {:?}",
+                    streamed.map(|r| json(&r)),
+                    in_memory.map(|r| json(&r))
+                ),
+            }
+        };
+        let merged = same(&[b2.clone(), b0.clone(), b1.clone()]).unwrap();
+        // And what that is: every contact once, in id order, each with its runs' doers.
+        let contacts = merged.contacts.to_vec().unwrap();
+        assert_eq!(contacts.iter().map(|c| c.contact_id.as_str()).collect::<Vec<_>>(), ids);
+        assert!(merged.succeeded());
+        assert_eq!(merged.parts.iter().map(|p| p.runs.len()).collect::<Vec<_>>(), [1, 3, 2]);
+        let find = |id: &str| contacts.iter().find(|c| c.contact_id == id).unwrap();
+        let runs = |id: &str| -> Vec<Option<u64>> {
+            find(id).steps.iter().map(|s| s.done_by.as_ref().unwrap().run).collect()
+        };
+        assert_eq!(runs(zero[0]), [Some(4), Some(4)]);
+        assert_eq!(runs(one[0]), [Some(5), Some(5)]);
+        assert_eq!(runs(one[1]), [Some(5), Some(9)]);
+        assert_eq!(runs(one[one.len() - 1]), [Some(9), Some(9)]);
+        assert_eq!(runs(two[0]), [Some(8), Some(8)]);
+        // The spools are gone with the receipt.
+        assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 1);
+        drop(merged);
+        assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0);
+
+        // Every refusal, the same.
+        let refused = |bags: &[std::path::PathBuf]| same(bags).err().unwrap();
+        assert!(matches!(refused(&[]), MergeError::NoParts));
+        assert!(matches!(refused(&[b0.clone(), b1.clone()]), MergeError::Missing { .. }));
+        assert!(matches!(
+            refused(&[b0.clone(), b1.clone(), b2.clone(), b1.clone()]),
+            MergeError::Duplicated { .. }
+        ));
+        let halves = part_bag(
+            dir.path(),
+            "halves",
+            &[(sharded(3, "2026-01-01T00:00:03Z", "shard-0-of-2", vec![]), false)],
+        );
+        assert!(matches!(refused(&[b0.clone(), b1.clone(), halves]), MergeError::Counts(_)));
+        let killed = part_bag(
+            dir.path(),
+            "killed",
+            &[(sharded(5, "2026-01-01T00:00:05Z", &label(1), first), false)],
+        );
+        let MergeError::Incomplete { contacts, .. } = refused(&[b0.clone(), killed, b2.clone()])
+        else {
+            panic!()
+        };
+        assert_eq!(contacts, one[one.len() - 2..]);
+        let short = part_bag(
+            dir.path(),
+            "short",
+            &[(
+                sharded(
+                    4,
+                    "2026-01-01T00:00:04Z",
+                    &label(0),
+                    zero[1..].iter().map(|id| done(id, false)).collect(),
+                ),
+                true,
+            )],
+        );
+        let MergeError::Incomplete { contacts, .. } = refused(&[short, b1.clone(), b2.clone()])
+        else {
+            panic!()
+        };
+        assert_eq!(contacts, [zero[0]]);
+        let mut wider: Vec<ContactReceipt> = zero.iter().map(|id| done(id, false)).collect();
+        wider.push(done(two[0], false));
+        let wider = part_bag(
+            dir.path(),
+            "wider",
+            &[(sharded(4, "2026-01-01T00:00:04Z", &label(0), wider), false)],
+        );
+        let MergeError::Foreign { contacts, .. } = refused(&[wider, b1.clone(), b2.clone()]) else {
+            panic!()
+        };
+        assert_eq!(contacts, [two[0]]);
+        let whole = part_bag(
+            dir.path(),
+            "whole",
+            &[(receipt_of(2, "2026-01-01T00:00:02Z", vec![]), false)],
+        );
+        assert!(matches!(refused(&[b0.clone(), whole, b2.clone()]), MergeError::Part { .. }));
+        let mixed = part_bag(dir.path(), "mixed", &[shard0[0].clone(), shard1[0].clone()]);
+        assert!(matches!(refused(&[mixed, b1.clone(), b2.clone()]), MergeError::Part { .. }));
+        let other = Receipt { plan_id: "q".repeat(64), ..shard0[0].0.clone() };
+        let other = part_bag(dir.path(), "other", &[(other, false)]);
+        assert!(matches!(refused(&[other, b1.clone(), b2.clone()]), MergeError::Part { .. }));
+        std::fs::write(b0.join("receipt-4.json"), b"{}").unwrap();
+        assert!(matches!(refused(&[b0, b1, b2]), MergeError::Part { .. }));
     }
 }

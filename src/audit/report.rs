@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::AuditError;
 use super::record::{AuditRecord, Event, Outcome};
-use super::verify::{Fault, VerifyOptions, read_lines, verify_file};
+use super::verify::{Fault, VerifyOptions, for_each_record, verify_file};
 
 /// What the log says about one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -243,61 +243,69 @@ pub struct Failure {
     pub http_status: Option<u16>,
 }
 
-/// Reads the log at `path` and reports what it says about `request`.
+/// Reads the log at `path` and reports what it says about `request` (one record at a time:
+/// the log is never held whole).
 ///
 /// # Errors
 /// The log cannot be read.
 pub fn request_report(path: &Path, request: &str) -> Result<RequestReport, AuditError> {
     let verification = verify_file(path, &VerifyOptions::default())?;
-    let records: Vec<AuditRecord> = read_lines(path)?
-        .into_iter()
-        .filter_map(|line| line.record)
-        .filter(|record| record.request_id.as_ref().is_some_and(|id| id.as_str() == request))
-        .collect();
-    Ok(build(request, &records, verification.ok, verification.faults))
+    let mut reading = Reading::default();
+    for_each_record(path, |_, record| {
+        if record.request_id.as_ref().is_some_and(|id| id.as_str() == request) {
+            reading.record(&record);
+        }
+    })?;
+    Ok(reading.report(request, verification.ok, verification.faults))
 }
 
-/// Reads the log at `path` once and reports on every request it has records of, by id.
+/// Reads the log at `path` once, one record at a time, and reports on every request it has
+/// records of, by id.
 ///
 /// # Errors
 /// The log cannot be read.
 pub fn request_reports(path: &Path) -> Result<BTreeMap<String, RequestReport>, AuditError> {
     let verification = verify_file(path, &VerifyOptions::default())?;
-    let mut by_request: BTreeMap<String, Vec<AuditRecord>> = BTreeMap::new();
-    for record in read_lines(path)?.into_iter().filter_map(|line| line.record) {
+    let mut by_request: BTreeMap<String, Reading> = BTreeMap::new();
+    for_each_record(path, |_, record| {
         if let Some(id) = &record.request_id {
-            by_request.entry(id.to_string()).or_default().push(record);
+            by_request.entry(id.to_string()).or_default().record(&record);
         }
-    }
+    })?;
     Ok(by_request
         .into_iter()
-        .map(|(id, records)| {
-            let report = build(&id, &records, verification.ok, verification.faults.clone());
+        .map(|(id, reading)| {
+            let report = reading.report(&id, verification.ok, verification.faults.clone());
             (id, report)
         })
         .collect())
 }
 
-fn build(
-    request: &str,
-    records: &[AuditRecord],
-    verifies: bool,
-    faults: Vec<Fault>,
-) -> RequestReport {
-    let mut builder = Builder::default();
-    for record in records {
-        builder.record(record);
+/// One request's records as they are read: what they say so far, and how many.
+#[derive(Default)]
+struct Reading {
+    builder: Builder,
+    records: u64,
+}
+
+impl Reading {
+    fn record(&mut self, record: &AuditRecord) {
+        self.builder.record(record);
+        self.records += 1;
     }
-    let (runs, approvals, refusals, contacts) = builder.finish();
-    RequestReport {
-        request_id: request.to_owned(),
-        log_verifies: verifies,
-        faults,
-        records: records.len() as u64,
-        runs,
-        approvals,
-        refusals,
-        contacts,
+
+    fn report(self, request: &str, verifies: bool, faults: Vec<Fault>) -> RequestReport {
+        let (runs, approvals, refusals, contacts) = self.builder.finish();
+        RequestReport {
+            request_id: request.to_owned(),
+            log_verifies: verifies,
+            faults,
+            records: self.records,
+            runs,
+            approvals,
+            refusals,
+            contacts,
+        }
     }
 }
 

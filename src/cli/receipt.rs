@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::Exit;
 use super::failure::Failure;
 use crate::apply::receipt::{MergeError, merge_shards};
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanFile};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
@@ -73,14 +73,21 @@ fn bag_in(folder: &Path, request: &str) -> PathBuf {
 }
 
 fn merge(args: &MergeArgs) -> Result<Exit, Failure> {
-    let bytes = std::fs::read(&args.plan)
+    // The plan is read as a stream: its head, and its contacts' ids one line at a time (each
+    // line checked against the header as `Plan::from_json` checks it).
+    std::fs::File::open(&args.plan)
         .map_err(|e| Failure::new(format!("cannot read `{}`: {e}", args.plan.display())))?;
-    let plan = Plan::from_json(&bytes)
-        .map_err(|e| Failure::new(format!("`{}`: {e}", args.plan.display())))?;
+    let in_plan = |e: String| Failure::new(format!("`{}`: {e}", args.plan.display()));
+    let file = PlanFile::open(&args.plan).map_err(in_plan)?;
+    let mut ids = Vec::new();
+    for contact in file.contacts().map_err(in_plan)? {
+        ids.push(contact.map_err(in_plan)?.0.contact_id.as_str().to_owned());
+    }
+    let plan = file.head();
     let request = plan.body.request.id.clone();
     let needs_exports = args.bags.is_empty() || args.out.is_none();
     let exports =
-        if needs_exports { Some(exports_dir(&plan, args.env_file.as_deref())?) } else { None };
+        if needs_exports { Some(exports_dir(plan, args.env_file.as_deref())?) } else { None };
     let bags: Vec<PathBuf> = if args.bags.is_empty() {
         let exports = exports.clone().unwrap_or_default();
         let prefix = format!("{request}.shard-");
@@ -101,7 +108,15 @@ fn merge(args: &MergeArgs) -> Result<Exit, Failure> {
     } else {
         args.bags.iter().map(|b| bag_in(b, &request)).collect()
     };
-    let merged = merge_shards(&plan, &bags).map_err(|error| {
+    let out = match (&args.out, &exports) {
+        (Some(out), _) => out.clone(),
+        (None, Some(exports)) => exports.join(format!("{request}.receipt.json")),
+        (None, None) => PathBuf::from(format!("{request}.receipt.json")),
+    };
+    // The merge spools the contacts beside the receipt it writes (hidden temporary files).
+    let spool_dir = crate::durable::parent_dir(&out);
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let merged = merge_shards(plan, &ids, &bags, &spool_dir).map_err(|error| {
         let failure = Failure::new(format!("cannot merge the shards' receipts: {error}"));
         match error {
             MergeError::Missing { .. } | MergeError::Incomplete { .. } | MergeError::NoParts => {
@@ -113,12 +128,7 @@ fn merge(args: &MergeArgs) -> Result<Exit, Failure> {
             _ => failure,
         }
     })?;
-    let out = match (&args.out, &exports) {
-        (Some(out), _) => out.clone(),
-        (None, Some(exports)) => exports.join(format!("{request}.receipt.json")),
-        (None, None) => PathBuf::from(format!("{request}.receipt.json")),
-    };
-    crate::durable::write_atomically(&out, &merged.to_json())
+    crate::durable::write_atomically_with(&out, |file| merged.write_json(file))
         .map_err(|error| Failure::new(format!("cannot write `{}`: {error}", out.display())))?;
     print!("{}", merged.text());
     println!("merged receipt: {}", out.display());
