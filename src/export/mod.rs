@@ -106,6 +106,7 @@
 
 mod bag;
 mod html;
+mod manifest;
 mod payload;
 
 use std::collections::BTreeMap;
@@ -495,7 +496,7 @@ pub async fn export_contact<U: Ucs + ?Sized>(
     if let Some(staged_context) = staged_context {
         staged.push((PayloadKind::ContextServices, staged_context, context_path));
     }
-    let earlier = bag.listed_exports(contact);
+    let earlier = bag.listed_exports(contact)?;
     let same = earlier.iter().find(|(_, files)| {
         files.len() == staged.len()
             && staged.iter().all(|(kind, file, _)| {
