@@ -105,12 +105,15 @@ struct Listing {
     appender: Option<File>,
     /// How many appends were made (each numbered, for the group commit).
     appended: u64,
+    /// How many lines a rewrite sorts in memory at a time ([`manifest::CHUNK_LINES`]; fewer
+    /// in tests, to exercise the merge).
+    chunk: usize,
 }
 
 impl Listing {
     /// An empty manifest's listing.
     fn empty() -> Self {
-        Listing { sorted: true, ..Listing::default() }
+        Listing { sorted: true, chunk: manifest::CHUNK_LINES, ..Listing::default() }
     }
 
     /// Notes the line of `path` (`bytes` long, for a file of `size` bytes), appended at the
@@ -916,7 +919,7 @@ fn rewrite_manifest(
         appender.sync_data().map_err(|e| ExportError::io("fsync", &path, e))?;
     }
     let scratch = |e| ExportError::io("sort", &path, e);
-    let mut sorter = manifest::Sorter::new(&path, manifest::CHUNK_LINES);
+    let mut sorter = manifest::Sorter::new(&path, listing.chunk);
     // A last line a crash cut short is left out.
     manifest::for_each_line(&path, |number, _, digest, relative| {
         if dropped(relative) {
@@ -932,6 +935,7 @@ fn rewrite_manifest(
         sorter.push(u64::MAX - number, digest, relative).map_err(scratch)?;
     }
     let mut rebuilt = Listing::empty();
+    rebuilt.chunk = listing.chunk;
     let mut failure = None;
     let mut hasher = sha2::Sha256::new();
     let written = durable::write_atomically_with(&path, |out| {
@@ -963,6 +967,7 @@ fn rewrite_manifest(
         return Err(error);
     }
     written.map_err(|e| ExportError::io("write", &path, e))?;
+    // (`rebuilt` holds only what describes the file; the rest of `listing` stays.)
     listing.index = rebuilt.index;
     listing.lines = rebuilt.lines;
     listing.octets = rebuilt.octets;
@@ -1217,6 +1222,166 @@ mod tests {
         let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
         assert!(!stale.exists());
         bag.validate().unwrap();
+    }
+
+    /// Writes a contact's two files into the bag's `data/` (under `tag`'s names) and returns
+    /// the export that names them.
+    fn exported(bag: &Bag, id: &str, text: &str, tag: Option<&str>) -> ContactExport {
+        let contact = ContactId::new(id).unwrap();
+        let beside = tag.map(|t| Tag::new(t).unwrap());
+        let files = [PayloadKind::Contact, PayloadKind::Interactions]
+            .into_iter()
+            .map(|kind| {
+                let path = Bag::relative_path_beside(kind, &contact, beside.as_ref());
+                let bytes = format!("{{\"{text}\":\"{path}\"}}");
+                fs::write(bag.root().join(&path), &bytes).unwrap();
+                super::super::ExportedFile {
+                    kind,
+                    path,
+                    sha256: crate::canonical::sha256_hex(bytes.as_bytes()),
+                    size: bytes.len() as u64,
+                }
+            })
+            .collect();
+        ContactExport { contact, files, sources: BTreeMap::new(), beside }
+    }
+
+    fn ids(bag: &Bag) -> Vec<String> {
+        bag.listed_contacts().unwrap().map(|id| id.unwrap().as_str().to_owned()).collect()
+    }
+
+    #[test]
+    fn a_bag_opened_afresh_finds_each_contacts_exports_in_its_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (jane, john) = ("0001SaD2PVY4312K", "0001SaD2PVY4315J");
+        let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+        bag.record(&exported(&bag, john, "first", None)).unwrap();
+        bag.record(&exported(&bag, jane, "first", None)).unwrap();
+        bag.record(&exported(&bag, john, "later", Some("run-2"))).unwrap();
+        drop(bag);
+
+        // Nothing of the first run is in memory: the listing is read back from the file.
+        let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+        let john_id = ContactId::new(john).unwrap();
+        let exports = bag.listed_exports(&john_id).unwrap();
+        let tags: Vec<Option<&str>> = exports.keys().map(|t| t.as_ref().map(Tag::as_str)).collect();
+        assert_eq!(tags, [None, Some("run-2")]);
+        for (tag, files) in &exports {
+            assert_eq!(files.len(), 2, "{tag:?}");
+            for (path, digest, size) in files.values() {
+                let bytes = fs::read(bag.root().join(path)).unwrap();
+                assert_eq!(*digest, crate::canonical::sha256_hex(&bytes), "{path}");
+                assert_eq!(*size, bytes.len() as u64, "{path}");
+                assert_eq!(bag.listed_digest(path).unwrap().as_ref(), Some(digest), "{path}");
+            }
+        }
+        assert_eq!(bag.listed_exports(&ContactId::new(jane).unwrap()).unwrap().len(), 1);
+        let nobody = ContactId::new("0001SaD2PVY4399Z").unwrap();
+        assert!(bag.listed_exports(&nobody).unwrap().is_empty());
+        // The same export again is listed already: nothing is appended.
+        let before = fs::read(bag.root().join(MANIFEST)).unwrap();
+        bag.record(&exported(&bag, jane, "first", None)).unwrap();
+        assert_eq!(fs::read(bag.root().join(MANIFEST)).unwrap(), before);
+        // Different bytes under a listed name replace its line (one rewrite, still sorted).
+        bag.record(&exported(&bag, jane, "changed", None)).unwrap();
+        let files = &bag.listed_exports(&ContactId::new(jane).unwrap()).unwrap()[&None];
+        let contact_file = fs::read(bag.root().join(&files[&PayloadKind::Contact].0)).unwrap();
+        assert_eq!(files[&PayloadKind::Contact].1, crate::canonical::sha256_hex(&contact_file));
+        assert_eq!(bag.validate().unwrap().files, 6);
+        assert_eq!(ids(&bag), [jane, john]);
+    }
+
+    #[test]
+    fn a_manifest_larger_than_a_sort_chunk_is_finished_sorted_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+        bag.inner.manifest.lock().unwrap().chunk = 3;
+        // Recorded out of id order (as concurrent exports finish): the manifest is appended
+        // in that order, then sorted (through spilled chunks) when the bag is finished.
+        let ids_recorded = [
+            "0001SaD2PVY4319Q",
+            "0001SaD2PVY4312K",
+            "0001SaD2PVY4317A",
+            "0001SaD2PVY4310B",
+            "0001SaD2PVY4315J",
+        ];
+        let mut octets = 0;
+        for id in ids_recorded {
+            let export = exported(&bag, id, "x", None);
+            octets += export.files.iter().map(|f| f.size).sum::<u64>();
+            bag.record(&export).unwrap();
+        }
+        let appended = fs::read_to_string(bag.root().join(MANIFEST)).unwrap();
+        assert!(appended.find(ids_recorded[0]) < appended.find(ids_recorded[1]), "{appended}");
+        bag.finish().unwrap();
+        let manifest = fs::read_to_string(bag.root().join(MANIFEST)).unwrap();
+        let paths: Vec<&str> = manifest.lines().map(|l| l.split_once("  ").unwrap().1).collect();
+        let mut sorted = paths.clone();
+        sorted.sort_unstable();
+        assert_eq!(paths, sorted);
+        assert_eq!(paths.len(), 10);
+        let mut want: Vec<&str> = ids_recorded.to_vec();
+        want.sort_unstable();
+        assert_eq!(ids(&bag), want);
+        let info = fs::read_to_string(bag.root().join(BAG_INFO)).unwrap();
+        assert!(info.contains(&format!("Payload-Oxum: {octets}.10\n")), "{info}");
+        assert_eq!(bag.validate().unwrap(), BagReport { files: 10, bytes: octets });
+        // Every contact is found again after the rewrite (the index was rebuilt).
+        for id in ids_recorded {
+            let exports = bag.listed_exports(&ContactId::new(id).unwrap()).unwrap();
+            assert_eq!(exports[&None].len(), 2, "{id}");
+        }
+        let names: Vec<String> = fs::read_dir(bag.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains(TEMP_MARKER)), "scratch files left: {names:?}");
+    }
+
+    #[test]
+    fn a_line_a_failed_append_left_is_cut_off_before_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+        bag.record(&exported(&bag, "0001SaD2PVY4312K", "x", None)).unwrap();
+        // As a failed write leaves it: half a line, and no handle.
+        bag.inner.manifest.lock().unwrap().appender = None;
+        let mut file = OpenOptions::new().append(true).open(bag.root().join(MANIFEST)).unwrap();
+        file.write_all(b"0123abc").unwrap();
+        bag.record(&exported(&bag, "0001SaD2PVY4315J", "x", None)).unwrap();
+        let manifest = fs::read_to_string(bag.root().join(MANIFEST)).unwrap();
+        assert!(parse_manifest(&manifest).is_ok(), "{manifest}");
+        assert_eq!(manifest.lines().count(), 4, "{manifest}");
+        assert_eq!(bag.validate().unwrap().files, 4);
+    }
+
+    #[test]
+    fn a_path_listed_twice_is_refused_sorted_or_not() {
+        let digest = "0".repeat(64);
+        for lines in [
+            ["data/a.json", "data/a.json", "data/b.json"],
+            ["data/a.json", "data/b.json", "data/a.json"],
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            drop(Bag::open_or_create(dir.path(), "DSR-1").unwrap());
+            let root = dir.path().join("DSR-1");
+            let mut text = String::new();
+            for line in lines {
+                fs::write(root.join(line), b"{}").unwrap();
+                text.push_str(&format!("{digest}  {line}\n"));
+            }
+            fs::write(root.join(MANIFEST), text).unwrap();
+            let error = Bag::open_or_create(dir.path(), "DSR-1").unwrap_err();
+            assert!(
+                error.to_string().contains("listed twice")
+                    || format!("{error:?}").contains("listed twice"),
+                "{lines:?}: {error:?}"
+            );
+            let names: Vec<String> = fs::read_dir(&root)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(!names.iter().any(|n| n.contains(TEMP_MARKER)), "{names:?}");
+        }
     }
 
     #[test]
