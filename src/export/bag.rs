@@ -105,6 +105,9 @@ struct Listing {
     appender: Option<File>,
     /// How many appends were made (each numbered, for the group commit).
     appended: u64,
+    /// A rewrite failed and the file could not be read again: the index is gone, and every
+    /// lookup fails (rather than answer "not listed").
+    lost: bool,
     /// How many lines a rewrite sorts in memory at a time ([`manifest::CHUNK_LINES`]; fewer
     /// in tests, to exercise the merge).
     chunk: usize,
@@ -129,6 +132,15 @@ impl Listing {
         self.digest = None;
     }
 
+    /// The index, unless a failed rewrite lost it.
+    fn index(&self, root: &Path) -> Result<&manifest::Index, ExportError> {
+        if self.lost {
+            let error = std::io::Error::other("the manifest's index was lost by a failed rewrite");
+            return Err(ExportError::io("read", &root.join(MANIFEST), error));
+        }
+        Ok(&self.index)
+    }
+
     /// The lines of `contact`'s files: path -> (digest, size on disk; 0 when it cannot be
     /// read, which validation reports).
     fn files_of(
@@ -137,7 +149,7 @@ impl Listing {
         contact: &ContactId,
     ) -> Result<BTreeMap<String, (String, u64)>, ExportError> {
         let path = root.join(MANIFEST);
-        let lines = manifest::lines_of(&path, &self.index, contact.as_str())
+        let lines = manifest::lines_of(&path, self.index(root)?, contact.as_str())
             .map_err(|e| ExportError::io("read", &path, e))?;
         Ok(lines
             .into_iter()
@@ -514,7 +526,7 @@ impl Bag {
         let listing = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let manifest = self.root().join(MANIFEST);
         if let Some(id) = manifest::contact_id_of(path) {
-            let lines = manifest::lines_of(&manifest, &listing.index, id)
+            let lines = manifest::lines_of(&manifest, listing.index(self.root())?, id)
                 .map_err(|e| ExportError::io("read", &manifest, e))?;
             return Ok(lines.into_iter().find(|(p, _)| p == path).map(|(_, digest)| digest));
         }
@@ -845,7 +857,8 @@ fn read_listing(root: &Path) -> Result<Listing, ExportError> {
     let path = root.join(MANIFEST);
     let mut listing = Listing::empty();
     let mut rewrite = false;
-    let read = manifest::for_each_line(&path, |number, offset, digest, relative| {
+    // Offsets are counted from `\n` line ends: a file with `\r\n` ones is rewritten below.
+    let read = manifest::for_each_line(&path, |number, _, digest, relative| {
         if listing.lines > 0 && relative == listing.last {
             return Err(malformed(root, number, "a path listed twice"));
         }
@@ -853,7 +866,6 @@ fn read_listing(root: &Path) -> Result<Listing, ExportError> {
         let file = root.join(relative);
         let size = fs::metadata(&file).map_err(|e| ExportError::io("stat", &file, e))?.len();
         let bytes = digest.len() as u64 + 2 + relative.len() as u64 + 1;
-        debug_assert_eq!(offset, listing.len);
         listing.note(relative, bytes, size);
         Ok(())
     })
@@ -911,6 +923,63 @@ fn rewrite_manifest(
     dropped: &dyn Fn(&str) -> bool,
     added: &[(String, String)],
 ) -> Result<(), ExportError> {
+    // The old index goes before the new one is built (it is the larger part of the bag's
+    // memory); should the rewrite fail, the index is rebuilt from the file as it is then.
+    listing.index = manifest::Index::default();
+    match sorted_rewrite(root, listing, dropped, added) {
+        Ok(rebuilt) => {
+            // (`rebuilt` holds only what describes the file; the rest of `listing` stays.)
+            listing.index = rebuilt.index;
+            listing.lines = rebuilt.lines;
+            listing.octets = rebuilt.octets;
+            listing.len = rebuilt.len;
+            listing.last = rebuilt.last;
+            listing.sorted = true;
+            listing.digest = rebuilt.digest;
+            listing.tags_stale = true;
+            Ok(())
+        }
+        Err(error) => {
+            reindex(root, listing);
+            Err(error)
+        }
+    }
+}
+
+/// Rebuilds the listing's view of the manifest from the file (after a failed rewrite); when
+/// the file cannot be read either, the listing says so and every lookup fails.
+fn reindex(root: &Path, listing: &mut Listing) {
+    let path = root.join(MANIFEST);
+    let mut view = Listing::empty();
+    let read = manifest::for_each_line(&path, |_, offset, digest, relative| {
+        view.len = offset;
+        let size = fs::metadata(root.join(relative)).map_or(0, |m| m.len());
+        view.note(relative, digest.len() as u64 + 2 + relative.len() as u64 + 1, size);
+        Ok::<(), ExportError>(())
+    });
+    match read {
+        Ok(read) => {
+            listing.index = view.index;
+            listing.lines = view.lines;
+            listing.octets = view.octets;
+            listing.len = read.good;
+            listing.last = view.last;
+            listing.sorted = view.sorted;
+            listing.digest = None;
+            listing.tags_stale = true;
+            listing.lost = false;
+        }
+        Err(_) => listing.lost = true,
+    }
+}
+
+/// [`rewrite_manifest`]'s work: what describes the file written.
+fn sorted_rewrite(
+    root: &Path,
+    listing: &mut Listing,
+    dropped: &dyn Fn(&str) -> bool,
+    added: &[(String, String)],
+) -> Result<Listing, ExportError> {
     use sha2::Digest as _;
     let path = root.join(MANIFEST);
     // Lines appended to the file about to be replaced are made durable first: a caller may
@@ -935,7 +1004,9 @@ fn rewrite_manifest(
         sorter.push(u64::MAX - number, digest, relative).map_err(scratch)?;
     }
     let mut rebuilt = Listing::empty();
-    rebuilt.chunk = listing.chunk;
+    // Sized once: a table that doubles holds both sizes while it grows.
+    let runs = usize::try_from(listing.lines).unwrap_or(0).saturating_add(added.len());
+    rebuilt.index = manifest::Index::with_capacity(runs);
     let mut failure = None;
     let mut hasher = sha2::Sha256::new();
     let written = durable::write_atomically_with(&path, |out| {
@@ -967,16 +1038,8 @@ fn rewrite_manifest(
         return Err(error);
     }
     written.map_err(|e| ExportError::io("write", &path, e))?;
-    // (`rebuilt` holds only what describes the file; the rest of `listing` stays.)
-    listing.index = rebuilt.index;
-    listing.lines = rebuilt.lines;
-    listing.octets = rebuilt.octets;
-    listing.len = rebuilt.len;
-    listing.last = rebuilt.last;
-    listing.sorted = true;
-    listing.digest = Some(crate::canonical::hex(&hasher.finalize()));
-    listing.tags_stale = true;
-    Ok(())
+    rebuilt.digest = Some(crate::canonical::hex(&hasher.finalize()));
+    Ok(rebuilt)
 }
 
 /// The contacts a bag's sorted manifest lists (`data/contact-<id>.json`), in id order, read as
@@ -1352,6 +1415,24 @@ mod tests {
         assert!(parse_manifest(&manifest).is_ok(), "{manifest}");
         assert_eq!(manifest.lines().count(), 4, "{manifest}");
         assert_eq!(bag.validate().unwrap().files, 4);
+    }
+
+    #[test]
+    fn after_a_failed_rewrite_the_index_is_rebuilt_from_the_file_or_every_lookup_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+        let jane = ContactId::new("0001SaD2PVY4312K").unwrap();
+        bag.record(&exported(&bag, jane.as_str(), "x", None)).unwrap();
+        {
+            // As `rewrite_manifest` leaves it when the rewrite fails: the index dropped.
+            let mut listing = bag.inner.manifest.lock().unwrap();
+            listing.index = manifest::Index::default();
+            reindex(bag.root(), &mut listing);
+        }
+        assert_eq!(bag.listed_exports(&jane).unwrap()[&None].len(), 2);
+        bag.inner.manifest.lock().unwrap().lost = true;
+        assert!(bag.listed_exports(&jane).is_err(), "never 'not listed' without an index");
+        assert!(bag.record(&exported(&bag, jane.as_str(), "y", None)).is_err());
     }
 
     #[test]

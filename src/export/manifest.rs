@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use super::payload;
 use super::{PayloadKind, Tag};
 
-/// How many lines [`Sorter`] sorts in memory at a time (about 5 MB of lines).
-pub(super) const CHUNK_LINES: usize = 1 << 15;
+/// How many lines [`Sorter`] sorts in memory at a time (about 1.4 MB of lines).
+pub(super) const CHUNK_LINES: usize = 1 << 13;
 
 /// Checks one manifest line (without its newline): `<64 hex>  <path>`, the path relative and
 /// without `..`. Returns (digest, path).
@@ -151,6 +151,11 @@ fn key(id: &str, n: u32) -> u64 {
 }
 
 impl Index {
+    /// An index with room for `runs` runs.
+    pub(super) fn with_capacity(runs: usize) -> Self {
+        Index { runs: HashMap::with_capacity(runs), last: String::new() }
+    }
+
     /// Notes the line at `offset`, of `path`, appended after every line noted so far.
     pub(super) fn note(&mut self, offset: u64, path: &str) {
         let id = contact_id_of(path).unwrap_or_default();
