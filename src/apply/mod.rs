@@ -1412,7 +1412,7 @@ fn export_digest(export: &ContactExport) -> String {
 /// on disk must match its line. Streams the files (they can be large).
 fn verify_recorded(bag: &Bag, contact: &ContactId, recorded: &str) -> Result<(), StepFailure> {
     use sha2::Digest as _;
-    let listed = bag.listed_exports(contact);
+    let listed = bag.listed_exports(contact).map_err(StepFailure::Export)?;
     let complete = |files: &export::ListedFiles| {
         files.contains_key(&PayloadKind::Contact) && files.contains_key(&PayloadKind::Interactions)
     };
@@ -1472,7 +1472,7 @@ async fn half_deleted<U: Ucs>(
     options: &ExportOptions,
     ucs: &U,
 ) -> Result<Option<ContactExport>, StepFailure> {
-    let listed = bag.listed_exports(id);
+    let listed = bag.listed_exports(id).map_err(StepFailure::Export)?;
     let Some((tag, files)) = listed.iter().max_by_key(|(tag, _)| export_order(tag.as_ref())) else {
         return Ok(None);
     };

@@ -7,6 +7,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::manifest;
 use super::payload::{self, TEMP_MARKER};
 use super::{ContactExport, ExportError, PayloadKind, Tag};
 use crate::durable;
@@ -68,35 +69,95 @@ struct ManifestSync {
     failed: Option<(std::io::ErrorKind, String)>,
 }
 
-/// What the manifest lists, kept in memory so recording a contact costs the same for the
-/// 100,000th contact as for the first: the file's line is appended (and fsynced), and the tag
-/// files (`bag-info.txt`, `tagmanifest-sha256.txt`) are brought up to date once, when the bag
-/// is finished, validated or dropped, and when it is opened again after a crash.
+/// What the bag knows of its manifest, without holding its lines (issue 13: a bag of 100,000
+/// contacts costs about what one of 10,000 does): where each contact's lines are in the file
+/// ([`manifest::Index`]), how many lines it has and the sum of their files' sizes, whether it
+/// is sorted, and its digest. Recording a contact costs the same for the 100,000th contact as
+/// for the first: the file's lines are appended (and fsynced), and the tag files
+/// (`bag-info.txt`, `tagmanifest-sha256.txt`) are brought up to date once, when the bag is
+/// finished, validated or dropped, and when it is opened again after a crash; the manifest is
+/// then sorted by path (in bounded memory, [`manifest::Sorter`]) when appends left it out of
+/// order.
 #[derive(Debug, Default)]
 struct Listing {
-    /// Path relative to the bag -> (digest, size).
-    entries: BTreeMap<String, (String, u64)>,
+    /// Where each contact's lines are.
+    index: manifest::Index,
+    /// Lines in the manifest (the `Payload-Oxum` stream count).
+    lines: u64,
     /// The sum of the listed files' sizes (the `Payload-Oxum` octets).
     octets: u64,
+    /// The manifest's length in bytes: where the next line goes.
+    len: u64,
+    /// The path of its last line.
+    last: String,
+    /// Its lines are in path order.
+    sorted: bool,
+    /// Its sha256, when known (cleared by every append).
+    digest: Option<String>,
     /// The kept tag files (receipts, plans, approvals): path relative to the bag -> digest,
     /// as the tag manifest lists them. A file changed on disk keeps its listed digest, so
     /// validation reports the change instead of the next write hiding it.
     kept: BTreeMap<String, String>,
-    /// Lines were appended since the tag files were last written.
+    /// Lines were appended (or the manifest rewritten) since the tag files were last written.
     tags_stale: bool,
     /// The manifest, open for appending; closed whenever the manifest is rewritten (a rewrite
     /// replaces the file, so a handle kept across it would append to the old one).
     appender: Option<File>,
     /// How many appends were made (each numbered, for the group commit).
     appended: u64,
+    /// A rewrite failed and the file could not be read again: the index is gone, and every
+    /// lookup fails (rather than answer "not listed").
+    lost: bool,
+    /// How many lines a rewrite sorts in memory at a time ([`manifest::CHUNK_LINES`]; fewer
+    /// in tests, to exercise the merge).
+    chunk: usize,
 }
 
 impl Listing {
-    fn insert(&mut self, path: String, digest: String, size: u64) {
-        if let Some((_, old)) = self.entries.insert(path, (digest, size)) {
-            self.octets = self.octets.saturating_sub(old);
-        }
+    /// An empty manifest's listing.
+    fn empty() -> Self {
+        Listing { sorted: true, chunk: manifest::CHUNK_LINES, ..Listing::default() }
+    }
+
+    /// Notes the line of `path` (`bytes` long, for a file of `size` bytes), appended at the
+    /// manifest's end.
+    fn note(&mut self, path: &str, bytes: u64, size: u64) {
+        self.index.note(self.len, path);
+        self.sorted = self.sorted && (self.lines == 0 || path > self.last.as_str());
+        self.last.clear();
+        self.last.push_str(path);
+        self.lines += 1;
         self.octets = self.octets.saturating_add(size);
+        self.len += bytes;
+        self.digest = None;
+    }
+
+    /// The index, unless a failed rewrite lost it.
+    fn index(&self, root: &Path) -> Result<&manifest::Index, ExportError> {
+        if self.lost {
+            let error = std::io::Error::other("the manifest's index was lost by a failed rewrite");
+            return Err(ExportError::io("read", &root.join(MANIFEST), error));
+        }
+        Ok(&self.index)
+    }
+
+    /// The lines of `contact`'s files: path -> (digest, size on disk; 0 when it cannot be
+    /// read, which validation reports).
+    fn files_of(
+        &self,
+        root: &Path,
+        contact: &ContactId,
+    ) -> Result<BTreeMap<String, (String, u64)>, ExportError> {
+        let path = root.join(MANIFEST);
+        let lines = manifest::lines_of(&path, self.index(root)?, contact.as_str())
+            .map_err(|e| ExportError::io("read", &path, e))?;
+        Ok(lines
+            .into_iter()
+            .map(|(relative, digest)| {
+                let size = fs::metadata(root.join(&relative)).map_or(0, |m| m.len());
+                (relative, (digest, size))
+            })
+            .collect())
     }
 }
 
@@ -283,28 +344,22 @@ impl Bag {
     }
 
     /// Every export of `contact` the manifest lists: by tag (`None`: the seed's names, the
-    /// first export; then each re-export kept beside it), each file's (path, digest, size).
-    pub fn listed_exports(&self, contact: &ContactId) -> ListedExports {
+    /// first export; then each re-export kept beside it), each file's (path, digest, size on
+    /// disk). Reads the contact's own lines of the manifest file (found by the bag's index of
+    /// it), nothing when it lists none.
+    ///
+    /// # Errors
+    /// The manifest cannot be read.
+    pub fn listed_exports(&self, contact: &ContactId) -> Result<ListedExports, ExportError> {
         let listing = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut found = ListedExports::new();
-        for kind in PayloadKind::ALL {
-            let primary = Bag::relative_path(kind, contact);
-            let Some(stem) = primary.strip_suffix(".json") else { continue };
-            let prefix = format!("{stem}.");
-            for (path, (digest, size)) in listing.entries.range(prefix.clone()..) {
-                let Some(rest) = path.strip_prefix(&prefix) else { break };
-                let tag = if rest == "json" {
-                    None
-                } else {
-                    match rest.strip_suffix(".json").map(Tag::new) {
-                        Some(Ok(tag)) => Some(tag),
-                        _ => continue,
-                    }
-                };
-                found.entry(tag).or_default().insert(kind, (path.clone(), digest.clone(), *size));
+        for (path, (digest, size)) in listing.files_of(self.root(), contact)? {
+            let Some((kind, id, tag)) = manifest::listed_file(&path) else { continue };
+            if id == contact.as_str() {
+                found.entry(tag).or_default().insert(kind, (path, digest, size));
             }
         }
-        found
+        Ok(found)
     }
 
     pub(super) fn data_dir(&self) -> PathBuf {
@@ -336,21 +391,38 @@ impl Bag {
         // each whole (appended lines are fsynced, rewrites atomic), so carrying on is safe.
         let mut listing =
             self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let listed = listing.files_of(self.root(), &export.contact)?;
         let mut appended = String::new();
+        let mut lines = Vec::new();
         let mut replaced = false;
         for file in &export.files {
             let path =
                 Bag::relative_path_beside(file.kind, &export.contact, export.beside.as_ref());
-            match listing.entries.get(&path) {
+            match listed.get(&path) {
                 Some((digest, size)) if *digest == file.sha256 && *size == file.size => continue,
                 Some(_) => replaced = true,
                 None => {
-                    let _ = writeln!(appended, "{}  {path}", file.sha256);
+                    let line = format!("{}  {path}\n", file.sha256);
+                    appended.push_str(&line);
+                    lines.push((path, line.len() as u64, file.size));
                 }
             }
-            listing.insert(path, file.sha256.clone(), file.size);
         }
         if replaced {
+            let files: Vec<(String, String)> = export
+                .files
+                .iter()
+                .map(|file| {
+                    let path = Bag::relative_path_beside(
+                        file.kind,
+                        &export.contact,
+                        export.beside.as_ref(),
+                    );
+                    (path, file.sha256.clone())
+                })
+                .collect();
+            let own: BTreeSet<String> = files.iter().map(|(path, _)| path.clone()).collect();
+            rewrite_manifest(self.root(), &mut listing, &|path| own.contains(path), &files)?;
             return write_tags(self.root(), self.request_id(), &mut listing);
         }
         let path = self.root().join(MANIFEST);
@@ -365,15 +437,29 @@ impl Bag {
                 .append(true)
                 .open(&path)
                 .map_err(|e| ExportError::io("open", &path, e))?;
+            // Bytes past the last whole line are a failed append's: cut them off.
+            let on_disk = file.metadata().map_err(|e| ExportError::io("stat", &path, e))?.len();
+            if on_disk > listing.len {
+                file.set_len(listing.len).map_err(|e| ExportError::io("truncate", &path, e))?;
+            } else if on_disk < listing.len {
+                let error = std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the manifest is shorter than the lines appended to it",
+                );
+                return Err(ExportError::io("append to", &path, error));
+            }
             listing.appender = Some(file);
         }
         if let Some(manifest) = listing.appender.as_mut()
             && let Err(e) = manifest.write_all(appended.as_bytes())
         {
-            // The file's end is unknown: the next record reopens it, and the tag files are
-            // rewritten from the listing when the bag is finished or opened again.
+            // The file's end is unknown: the next record reopens it and cuts off what this
+            // append left; the contact's lines are not listed.
             listing.appender = None;
             return Err(ExportError::io("append to", &path, e));
+        }
+        for (relative, bytes, size) in lines {
+            listing.note(&relative, bytes, size);
         }
         listing.appended += 1;
         listing.tags_stale = true;
@@ -431,24 +517,49 @@ impl Bag {
         }
     }
 
-    /// The digest the manifest lists for `path` (relative to the bag), if it lists it.
-    pub fn listed_digest(&self, path: &str) -> Option<String> {
+    /// The digest the manifest lists for `path` (relative to the bag), if it lists it (a
+    /// contact's file is found by the index; any other path by reading the manifest).
+    ///
+    /// # Errors
+    /// The manifest cannot be read.
+    pub fn listed_digest(&self, path: &str) -> Result<Option<String>, ExportError> {
         let listing = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        listing.entries.get(path).map(|(digest, _)| digest.clone())
+        let manifest = self.root().join(MANIFEST);
+        if let Some(id) = manifest::contact_id_of(path) {
+            let lines = manifest::lines_of(&manifest, listing.index(self.root())?, id)
+                .map_err(|e| ExportError::io("read", &manifest, e))?;
+            return Ok(lines.into_iter().find(|(p, _)| p == path).map(|(_, digest)| digest));
+        }
+        let mut found = None;
+        manifest::for_each_line(&manifest, |_, _, digest, listed| {
+            if listed == path {
+                found = Some(digest.to_ascii_lowercase());
+            }
+            Ok::<(), ExportError>(())
+        })
+        .map_err(|e| line_error(self.root(), e))?;
+        Ok(found)
     }
 
-    /// The manifest's entries: path relative to the bag -> (sha256, size).
-    /// The contacts whose `data/contact-<id>.json` the manifest lists, in id order.
-    pub(super) fn listed_contacts(&self) -> Vec<ContactId> {
-        let listing = self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        const PREFIX: &str = "data/contact-";
-        listing
-            .entries
-            .range(PREFIX.to_owned()..)
-            .map_while(|(path, _)| path.strip_prefix(PREFIX))
-            .filter_map(|rest| rest.strip_suffix(".json"))
-            .filter_map(|id| ContactId::new(id).ok())
-            .collect()
+    /// The contacts whose `data/contact-<id>.json` the manifest lists, in id order, read from
+    /// the manifest as it is iterated (sorted first, when appends left it out of order).
+    ///
+    /// # Errors
+    /// The manifest cannot be sorted or opened.
+    pub(super) fn listed_contacts(&self) -> Result<ListedContacts, ExportError> {
+        let mut listing =
+            self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !listing.sorted {
+            rewrite_manifest(self.root(), &mut listing, &|_| false, &[])?;
+        }
+        let path = self.root().join(MANIFEST);
+        let file = File::open(&path).map_err(|e| ExportError::io("open", &path, e))?;
+        Ok(ListedContacts {
+            reader: std::io::BufReader::with_capacity(1 << 16, file),
+            path,
+            line: String::new(),
+            started: false,
+        })
     }
 
     /// Records payload files derived from the contacts' files (the readable index and its
@@ -464,15 +575,12 @@ impl Bag {
     ) -> Result<(), ExportError> {
         let mut listing =
             self.inner.manifest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let stale: Vec<String> = listing.entries.keys().filter(|p| owned(p)).cloned().collect();
-        for path in stale {
-            if let Some((_, size)) = listing.entries.remove(&path) {
-                listing.octets = listing.octets.saturating_sub(size);
-            }
-        }
-        for (path, digest, size) in files {
-            listing.insert(path, digest, size);
-        }
+        let added: Vec<(String, String)> =
+            files.into_iter().map(|(path, digest, _)| (path, digest)).collect();
+        let replaced: std::collections::HashSet<String> =
+            added.iter().map(|(path, _)| path.clone()).collect();
+        let dropped = |path: &str| owned(path) || replaced.contains(path);
+        rewrite_manifest(self.root(), &mut listing, &dropped, &added)?;
         write_tags(self.root(), self.request_id(), &mut listing)
     }
 
@@ -740,33 +848,37 @@ pub fn validate_dir(root: &Path) -> Result<BagReport, ExportError> {
     }
 }
 
-/// Reads the manifest of the bag at `root` once, with each listed file's size. A last line
-/// without its newline is a record a crash cut short: the contact's files were not recorded
-/// (nothing was deleted on their strength), and it is dropped, to be recorded again on resume.
+/// Reads the manifest of the bag at `root` as a stream: indexes it, and sums its files' sizes
+/// (each `stat`ed). A last line without its newline is a record a crash cut short: the
+/// contact's files were not recorded (nothing was deleted on their strength), and it is
+/// dropped, to be recorded again on resume. A manifest that is absent, cut short, out of order
+/// or not lowercase is rewritten (sorted, in bounded memory).
 fn read_listing(root: &Path) -> Result<Listing, ExportError> {
     let path = root.join(MANIFEST);
-    let mut text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(ExportError::io("read", &path, e)),
-    };
-    if !text.is_empty() && !text.ends_with('\n') {
-        let keep = text.rfind('\n').map_or(0, |newline| newline + 1);
+    let mut listing = Listing::empty();
+    let mut rewrite = false;
+    // Offsets are counted from `\n` line ends: a file with `\r\n` ones is rewritten below.
+    let read = manifest::for_each_line(&path, |number, _, digest, relative| {
+        if listing.lines > 0 && relative == listing.last {
+            return Err(malformed(root, number, "a path listed twice"));
+        }
+        rewrite |= digest.bytes().any(|b| b.is_ascii_uppercase());
+        let file = root.join(relative);
+        let size = fs::metadata(&file).map_err(|e| ExportError::io("stat", &file, e))?.len();
+        let bytes = digest.len() as u64 + 2 + relative.len() as u64 + 1;
+        listing.note(relative, bytes, size);
+        Ok(())
+    })
+    .map_err(|e| line_error(root, e))?;
+    if read.torn > 0 {
         tracing::warn!(
-            bytes = text.len() - keep,
+            bytes = read.torn,
             "dropping a manifest line an interrupted run left incomplete"
         );
-        text.truncate(keep);
     }
-    let entries = parse_manifest(&text).map_err(|reason| ExportError::InvalidBag {
-        bag: root.to_owned(),
-        problems: vec![BagProblem::Tag { file: MANIFEST, reason }],
-    })?;
-    let mut listing = Listing::default();
-    for (relative, digest) in entries {
-        let file = root.join(&relative);
-        let size = fs::metadata(&file).map_err(|e| ExportError::io("stat", &file, e))?.len();
-        listing.insert(relative, digest, size);
+    // `listing.len` counts `\n` line ends: a file with `\r\n` ones is rewritten too.
+    if read.absent || read.torn > 0 || !listing.sorted || rewrite || read.good != listing.len {
+        rewrite_manifest(root, &mut listing, &|_| false, &[])?;
     }
     // The kept tag files the tag manifest lists, with the digests it lists; then any kept file
     // a crash left unlisted (written, but killed before the tag manifest was rewritten).
@@ -783,6 +895,191 @@ fn read_listing(root: &Path) -> Result<Listing, ExportError> {
         }
     }
     Ok(listing)
+}
+
+/// The manifest's line `number` is not what it should be.
+fn malformed(root: &Path, number: u64, why: &str) -> ExportError {
+    ExportError::InvalidBag {
+        bag: root.to_owned(),
+        problems: vec![BagProblem::Tag { file: MANIFEST, reason: format!("line {number}: {why}") }],
+    }
+}
+
+fn line_error(root: &Path, error: manifest::LineError<ExportError>) -> ExportError {
+    match error {
+        manifest::LineError::Io(e) => ExportError::io("read", &root.join(MANIFEST), e),
+        manifest::LineError::Malformed(number, why) => malformed(root, number, why),
+        manifest::LineError::Each(error) => error,
+    }
+}
+
+/// Rewrites the manifest atomically, sorted by path: its lines but those `dropped` names, then
+/// `added` (path, digest). Streams: the lines are sorted in bounded memory
+/// ([`manifest::Sorter`]) and written as they come out, each file `stat`ed for the octet count;
+/// the listing's index, counts and digest are rebuilt from what was written.
+fn rewrite_manifest(
+    root: &Path,
+    listing: &mut Listing,
+    dropped: &dyn Fn(&str) -> bool,
+    added: &[(String, String)],
+) -> Result<(), ExportError> {
+    // The old index goes before the new one is built (it is the larger part of the bag's
+    // memory); should the rewrite fail, the index is rebuilt from the file as it is then.
+    listing.index = manifest::Index::default();
+    match sorted_rewrite(root, listing, dropped, added) {
+        Ok(rebuilt) => {
+            // (`rebuilt` holds only what describes the file; the rest of `listing` stays.)
+            listing.index = rebuilt.index;
+            listing.lines = rebuilt.lines;
+            listing.octets = rebuilt.octets;
+            listing.len = rebuilt.len;
+            listing.last = rebuilt.last;
+            listing.sorted = true;
+            listing.digest = rebuilt.digest;
+            listing.tags_stale = true;
+            Ok(())
+        }
+        Err(error) => {
+            reindex(root, listing);
+            Err(error)
+        }
+    }
+}
+
+/// Rebuilds the listing's view of the manifest from the file (after a failed rewrite); when
+/// the file cannot be read either, the listing says so and every lookup fails.
+fn reindex(root: &Path, listing: &mut Listing) {
+    let path = root.join(MANIFEST);
+    let mut view = Listing::empty();
+    let read = manifest::for_each_line(&path, |_, offset, digest, relative| {
+        view.len = offset;
+        let size = fs::metadata(root.join(relative)).map_or(0, |m| m.len());
+        view.note(relative, digest.len() as u64 + 2 + relative.len() as u64 + 1, size);
+        Ok::<(), ExportError>(())
+    });
+    match read {
+        Ok(read) => {
+            listing.index = view.index;
+            listing.lines = view.lines;
+            listing.octets = view.octets;
+            listing.len = read.good;
+            listing.last = view.last;
+            listing.sorted = view.sorted;
+            listing.digest = None;
+            listing.tags_stale = true;
+            listing.lost = false;
+        }
+        Err(_) => listing.lost = true,
+    }
+}
+
+/// [`rewrite_manifest`]'s work: what describes the file written.
+fn sorted_rewrite(
+    root: &Path,
+    listing: &mut Listing,
+    dropped: &dyn Fn(&str) -> bool,
+    added: &[(String, String)],
+) -> Result<Listing, ExportError> {
+    use sha2::Digest as _;
+    let path = root.join(MANIFEST);
+    // Lines appended to the file about to be replaced are made durable first: a caller may
+    // be waiting for them (the group commit counts them durable once the handle is gone).
+    if let Some(appender) = listing.appender.take() {
+        appender.sync_data().map_err(|e| ExportError::io("fsync", &path, e))?;
+    }
+    let scratch = |e| ExportError::io("sort", &path, e);
+    let mut sorter = manifest::Sorter::new(&path, listing.chunk);
+    // A last line a crash cut short is left out.
+    manifest::for_each_line(&path, |number, _, digest, relative| {
+        if dropped(relative) {
+            Ok(())
+        } else {
+            sorter.push(number, digest, relative).map_err(scratch)
+        }
+    })
+    .map_err(|e| line_error(root, e))?;
+    let mut number = 0u64;
+    for (relative, digest) in added {
+        number += 1;
+        sorter.push(u64::MAX - number, digest, relative).map_err(scratch)?;
+    }
+    let mut rebuilt = Listing::empty();
+    // Sized once: a table that doubles holds both sizes while it grows.
+    let runs = usize::try_from(listing.lines).unwrap_or(0).saturating_add(added.len());
+    rebuilt.index = manifest::Index::with_capacity(runs);
+    let mut failure = None;
+    let mut hasher = sha2::Sha256::new();
+    let written = durable::write_atomically_with(&path, |out| {
+        let mut line = String::new();
+        sorter.merge(|number, digest, relative| {
+            if rebuilt.lines > 0 && relative == rebuilt.last {
+                failure = Some(malformed(root, number, "a path listed twice"));
+                return Err(std::io::Error::other("a path listed twice"));
+            }
+            let file = root.join(relative);
+            let size = match fs::metadata(&file) {
+                Ok(metadata) => metadata.len(),
+                // Validation reports it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => {
+                    failure = Some(ExportError::io("stat", &file, e));
+                    return Err(std::io::Error::other("stat"));
+                }
+            };
+            line.clear();
+            let _ = writeln!(line, "{digest}  {relative}");
+            out.write_all(line.as_bytes())?;
+            hasher.update(line.as_bytes());
+            rebuilt.note(relative, line.len() as u64, size);
+            Ok(())
+        })
+    });
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    written.map_err(|e| ExportError::io("write", &path, e))?;
+    rebuilt.digest = Some(crate::canonical::hex(&hasher.finalize()));
+    Ok(rebuilt)
+}
+
+/// The contacts a bag's sorted manifest lists (`data/contact-<id>.json`), in id order, read as
+/// the iteration goes (see [`Bag::listed_contacts`]).
+#[derive(Debug)]
+pub(super) struct ListedContacts {
+    reader: std::io::BufReader<File>,
+    path: PathBuf,
+    line: String,
+    started: bool,
+}
+
+impl Iterator for ListedContacts {
+    type Item = Result<ContactId, ExportError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::BufRead as _;
+        const PREFIX: &str = "data/contact-";
+        loop {
+            self.line.clear();
+            match self.reader.read_line(&mut self.line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => return Some(Err(ExportError::io("read", &self.path, e))),
+            }
+            let text = self.line.strip_suffix('\n')?;
+            let Some((_, path)) = text.split_once("  ") else { continue };
+            // Sorted: the contacts' own files are one run of lines.
+            let Some(rest) = path.strip_prefix(PREFIX) else {
+                if self.started {
+                    return None;
+                }
+                continue;
+            };
+            self.started = true;
+            if let Some(id) = rest.strip_suffix(".json").and_then(|id| ContactId::new(id).ok()) {
+                return Some(Ok(id));
+            }
+        }
+    }
 }
 
 /// The sha256 of a file, read as a stream.
@@ -850,31 +1147,35 @@ fn kept_files(root: &Path) -> Result<Vec<String>, ExportError> {
     Ok(found)
 }
 
-/// Writes the manifest, then `bag-info.txt` (its Payload-Oxum from the listing), then the tag
-/// manifest over the three, each atomically; the listing is then current.
+/// Brings the tag files up to date: the manifest is sorted first when appends left it out of
+/// order, then `bag-info.txt` (its Payload-Oxum from the listing) and the tag manifest over the
+/// three are written, each atomically; the listing is then current.
 fn write_tags(root: &Path, request_id: &str, listing: &mut Listing) -> Result<(), ExportError> {
-    // Lines appended to the file about to be replaced are made durable first: a caller may
-    // be waiting for them (the group commit counts them durable once the handle is gone).
-    if let Some(appender) = listing.appender.take() {
-        let path = root.join(MANIFEST);
-        appender.sync_data().map_err(|e| ExportError::io("fsync", &path, e))?;
+    if !listing.sorted {
+        rewrite_manifest(root, listing, &|_| false, &[])?;
     }
-    let mut manifest = String::new();
-    for (path, (digest, _)) in &listing.entries {
-        let _ = writeln!(manifest, "{digest}  {path}");
-    }
+    let manifest_digest = match &listing.digest {
+        Some(digest) => digest.clone(),
+        None => {
+            let path = root.join(MANIFEST);
+            let digest = file_sha256(&path).map_err(|e| ExportError::io("read", &path, e))?;
+            listing.digest = Some(digest.clone());
+            digest
+        }
+    };
     let date = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
     let info = format!(
         "Bag-Software-Agent: ucs-gdpr {}\nBagging-Date: {date}\nPayload-Oxum: {}.{}\n\
          Request-Id: {request_id}\n",
         env!("CARGO_PKG_VERSION"),
         listing.octets,
-        listing.entries.len(),
+        listing.lines,
     );
     let mut lines = BTreeMap::new();
-    for (name, text) in [(BAGIT, BAGIT_TXT), (BAG_INFO, info.as_str()), (MANIFEST, &manifest)] {
+    for (name, text) in [(BAGIT, BAGIT_TXT), (BAG_INFO, info.as_str())] {
         lines.insert(name.to_owned(), crate::canonical::sha256_hex(text.as_bytes()));
     }
+    lines.insert(MANIFEST.to_owned(), manifest_digest);
     for (name, digest) in &listing.kept {
         lines.insert(name.clone(), digest.clone());
     }
@@ -882,7 +1183,7 @@ fn write_tags(root: &Path, request_id: &str, listing: &mut Listing) -> Result<()
     for (name, digest) in &lines {
         let _ = writeln!(tags, "{digest}  {name}");
     }
-    for (name, text) in [(MANIFEST, &manifest), (BAG_INFO, &info), (TAG_MANIFEST, &tags)] {
+    for (name, text) in [(BAG_INFO, &info), (TAG_MANIFEST, &tags)] {
         let path = root.join(name);
         durable::write_atomically(&path, text.as_bytes())
             .map_err(|e| ExportError::io("write", &path, e))?;
@@ -896,13 +1197,7 @@ fn parse_manifest(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut entries = BTreeMap::new();
     for (number, line) in text.lines().enumerate() {
         let bad = |what: &str| format!("line {}: {what}", number + 1);
-        let (digest, path) = line.split_once("  ").ok_or_else(|| bad("not '<sha256>  <path>'"))?;
-        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad("not a sha256 digest"));
-        }
-        if path.starts_with('/') || path.split('/').any(|part| part.is_empty() || part == "..") {
-            return Err(bad("not a path inside the bag"));
-        }
+        let (digest, path) = manifest::parse_line(line).map_err(bad)?;
         if entries.insert(path.to_owned(), digest.to_ascii_lowercase()).is_some() {
             return Err(bad("a path listed twice"));
         }
@@ -990,6 +1285,184 @@ mod tests {
         let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
         assert!(!stale.exists());
         bag.validate().unwrap();
+    }
+
+    /// Writes a contact's two files into the bag's `data/` (under `tag`'s names) and returns
+    /// the export that names them.
+    fn exported(bag: &Bag, id: &str, text: &str, tag: Option<&str>) -> ContactExport {
+        let contact = ContactId::new(id).unwrap();
+        let beside = tag.map(|t| Tag::new(t).unwrap());
+        let files = [PayloadKind::Contact, PayloadKind::Interactions]
+            .into_iter()
+            .map(|kind| {
+                let path = Bag::relative_path_beside(kind, &contact, beside.as_ref());
+                let bytes = format!("{{\"{text}\":\"{path}\"}}");
+                fs::write(bag.root().join(&path), &bytes).unwrap();
+                super::super::ExportedFile {
+                    kind,
+                    path,
+                    sha256: crate::canonical::sha256_hex(bytes.as_bytes()),
+                    size: bytes.len() as u64,
+                }
+            })
+            .collect();
+        ContactExport { contact, files, sources: BTreeMap::new(), beside }
+    }
+
+    fn ids(bag: &Bag) -> Vec<String> {
+        bag.listed_contacts().unwrap().map(|id| id.unwrap().as_str().to_owned()).collect()
+    }
+
+    #[test]
+    fn a_bag_opened_afresh_finds_each_contacts_exports_in_its_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (jane, john) = ("0001SaD2PVY4312K", "0001SaD2PVY4315J");
+        let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+        bag.record(&exported(&bag, john, "first", None)).unwrap();
+        bag.record(&exported(&bag, jane, "first", None)).unwrap();
+        bag.record(&exported(&bag, john, "later", Some("run-2"))).unwrap();
+        drop(bag);
+
+        // Nothing of the first run is in memory: the listing is read back from the file.
+        let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+        let john_id = ContactId::new(john).unwrap();
+        let exports = bag.listed_exports(&john_id).unwrap();
+        let tags: Vec<Option<&str>> = exports.keys().map(|t| t.as_ref().map(Tag::as_str)).collect();
+        assert_eq!(tags, [None, Some("run-2")]);
+        for (tag, files) in &exports {
+            assert_eq!(files.len(), 2, "{tag:?}");
+            for (path, digest, size) in files.values() {
+                let bytes = fs::read(bag.root().join(path)).unwrap();
+                assert_eq!(*digest, crate::canonical::sha256_hex(&bytes), "{path}");
+                assert_eq!(*size, bytes.len() as u64, "{path}");
+                assert_eq!(bag.listed_digest(path).unwrap().as_ref(), Some(digest), "{path}");
+            }
+        }
+        assert_eq!(bag.listed_exports(&ContactId::new(jane).unwrap()).unwrap().len(), 1);
+        let nobody = ContactId::new("0001SaD2PVY4399Z").unwrap();
+        assert!(bag.listed_exports(&nobody).unwrap().is_empty());
+        // The same export again is listed already: nothing is appended.
+        let before = fs::read(bag.root().join(MANIFEST)).unwrap();
+        bag.record(&exported(&bag, jane, "first", None)).unwrap();
+        assert_eq!(fs::read(bag.root().join(MANIFEST)).unwrap(), before);
+        // Different bytes under a listed name replace its line (one rewrite, still sorted).
+        bag.record(&exported(&bag, jane, "changed", None)).unwrap();
+        let files = &bag.listed_exports(&ContactId::new(jane).unwrap()).unwrap()[&None];
+        let contact_file = fs::read(bag.root().join(&files[&PayloadKind::Contact].0)).unwrap();
+        assert_eq!(files[&PayloadKind::Contact].1, crate::canonical::sha256_hex(&contact_file));
+        assert_eq!(bag.validate().unwrap().files, 6);
+        assert_eq!(ids(&bag), [jane, john]);
+    }
+
+    #[test]
+    fn a_manifest_larger_than_a_sort_chunk_is_finished_sorted_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+        bag.inner.manifest.lock().unwrap().chunk = 3;
+        // Recorded out of id order (as concurrent exports finish): the manifest is appended
+        // in that order, then sorted (through spilled chunks) when the bag is finished.
+        let ids_recorded = [
+            "0001SaD2PVY4319Q",
+            "0001SaD2PVY4312K",
+            "0001SaD2PVY4317A",
+            "0001SaD2PVY4310B",
+            "0001SaD2PVY4315J",
+        ];
+        let mut octets = 0;
+        for id in ids_recorded {
+            let export = exported(&bag, id, "x", None);
+            octets += export.files.iter().map(|f| f.size).sum::<u64>();
+            bag.record(&export).unwrap();
+        }
+        let appended = fs::read_to_string(bag.root().join(MANIFEST)).unwrap();
+        assert!(appended.find(ids_recorded[0]) < appended.find(ids_recorded[1]), "{appended}");
+        bag.finish().unwrap();
+        let manifest = fs::read_to_string(bag.root().join(MANIFEST)).unwrap();
+        let paths: Vec<&str> = manifest.lines().map(|l| l.split_once("  ").unwrap().1).collect();
+        let mut sorted = paths.clone();
+        sorted.sort_unstable();
+        assert_eq!(paths, sorted);
+        assert_eq!(paths.len(), 10);
+        let mut want: Vec<&str> = ids_recorded.to_vec();
+        want.sort_unstable();
+        assert_eq!(ids(&bag), want);
+        let info = fs::read_to_string(bag.root().join(BAG_INFO)).unwrap();
+        assert!(info.contains(&format!("Payload-Oxum: {octets}.10\n")), "{info}");
+        assert_eq!(bag.validate().unwrap(), BagReport { files: 10, bytes: octets });
+        // Every contact is found again after the rewrite (the index was rebuilt).
+        for id in ids_recorded {
+            let exports = bag.listed_exports(&ContactId::new(id).unwrap()).unwrap();
+            assert_eq!(exports[&None].len(), 2, "{id}");
+        }
+        let names: Vec<String> = fs::read_dir(bag.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains(TEMP_MARKER)), "scratch files left: {names:?}");
+    }
+
+    #[test]
+    fn a_line_a_failed_append_left_is_cut_off_before_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+        bag.record(&exported(&bag, "0001SaD2PVY4312K", "x", None)).unwrap();
+        // As a failed write leaves it: half a line, and no handle.
+        bag.inner.manifest.lock().unwrap().appender = None;
+        let mut file = OpenOptions::new().append(true).open(bag.root().join(MANIFEST)).unwrap();
+        file.write_all(b"0123abc").unwrap();
+        bag.record(&exported(&bag, "0001SaD2PVY4315J", "x", None)).unwrap();
+        let manifest = fs::read_to_string(bag.root().join(MANIFEST)).unwrap();
+        assert!(parse_manifest(&manifest).is_ok(), "{manifest}");
+        assert_eq!(manifest.lines().count(), 4, "{manifest}");
+        assert_eq!(bag.validate().unwrap().files, 4);
+    }
+
+    #[test]
+    fn after_a_failed_rewrite_the_index_is_rebuilt_from_the_file_or_every_lookup_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let bag = Bag::open_or_create(dir.path(), "DSR-1").unwrap();
+        let jane = ContactId::new("0001SaD2PVY4312K").unwrap();
+        bag.record(&exported(&bag, jane.as_str(), "x", None)).unwrap();
+        {
+            // As `rewrite_manifest` leaves it when the rewrite fails: the index dropped.
+            let mut listing = bag.inner.manifest.lock().unwrap();
+            listing.index = manifest::Index::default();
+            reindex(bag.root(), &mut listing);
+        }
+        assert_eq!(bag.listed_exports(&jane).unwrap()[&None].len(), 2);
+        bag.inner.manifest.lock().unwrap().lost = true;
+        assert!(bag.listed_exports(&jane).is_err(), "never 'not listed' without an index");
+        assert!(bag.record(&exported(&bag, jane.as_str(), "y", None)).is_err());
+    }
+
+    #[test]
+    fn a_path_listed_twice_is_refused_sorted_or_not() {
+        let digest = "0".repeat(64);
+        for lines in [
+            ["data/a.json", "data/a.json", "data/b.json"],
+            ["data/a.json", "data/b.json", "data/a.json"],
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            drop(Bag::open_or_create(dir.path(), "DSR-1").unwrap());
+            let root = dir.path().join("DSR-1");
+            let mut text = String::new();
+            for line in lines {
+                fs::write(root.join(line), b"{}").unwrap();
+                text.push_str(&format!("{digest}  {line}\n"));
+            }
+            fs::write(root.join(MANIFEST), text).unwrap();
+            let error = Bag::open_or_create(dir.path(), "DSR-1").unwrap_err();
+            assert!(
+                error.to_string().contains("listed twice")
+                    || format!("{error:?}").contains("listed twice"),
+                "{lines:?}: {error:?}"
+            );
+            let names: Vec<String> = fs::read_dir(&root)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(!names.iter().any(|n| n.contains(TEMP_MARKER)), "{names:?}");
+        }
     }
 
     #[test]

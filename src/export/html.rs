@@ -131,16 +131,22 @@ pub struct IndexReport {
 /// another size than its metadata says; I/O errors. The bag is left as it was (temporaries are
 /// removed), except after the renames, where the manifest is rewritten by the next run.
 pub async fn write_index(bag: &Bag, language: Language) -> Result<IndexReport, ExportError> {
-    let contacts = bag.listed_contacts();
+    // The contacts, in id order, read from the bag's manifest as the page is written.
+    let contacts = bag.listed_contacts()?;
 
     // Each contact's section is rendered as its files are read, into a scratch file beside
-    // the page (0600, removed whatever happens; a crash's is removed with the bag's other
-    // `*.tmp.*`): only the counts and the file names stay in memory, whatever the batch size.
-    // The page is then its head, which gives the counts and names the files, and the sections.
+    // the page, and the head's links to its files into a second one (both 0600, removed
+    // whatever happens; a crash's are removed with the bag's other `*.tmp.*`): only the counts
+    // stay in memory, whatever the batch size. The page is then its head, which gives the
+    // counts and links the files, and the sections.
     let index_path = bag.root().join(INDEX_PATH);
-    let scratch = payload::temp_path(&index_path);
-    let written = write_page(bag, &contacts, language, &index_path, &scratch).await;
-    let _ = tokio::fs::remove_file(&scratch).await;
+    let scratch = Scratch {
+        sections: payload::temp_path(&index_path),
+        links: payload::temp_path(&index_path),
+    };
+    let written = write_page(bag, contacts, language, &index_path, &scratch).await;
+    let _ = tokio::fs::remove_file(&scratch.sections).await;
+    let _ = tokio::fs::remove_file(&scratch.links).await;
     let (totals, staged) = written?;
 
     let root = bag.root().to_owned();
@@ -170,33 +176,66 @@ struct Totals {
     attachments: u64,
 }
 
-/// Reads each contact and renders its section into `scratch`, then writes the page (head,
-/// sections, end) to `index_path`'s staged file: the staged files, the page's last.
-async fn write_page(
-    bag: &Bag,
-    contacts: &[ContactId],
-    language: Language,
-    index_path: &Path,
-    scratch: &Path,
-) -> Result<(Totals, Vec<(PathBuf, StagedFile)>), ExportError> {
-    use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
-    let texts = language.texts();
-    let io = |action, source| ExportError::io(action, scratch, source);
-    let mut sections = tokio::fs::OpenOptions::new()
+/// The page's two scratch files: the contacts' sections, and the head's links to their files.
+struct Scratch {
+    sections: PathBuf,
+    links: PathBuf,
+}
+
+/// A private scratch file, open for writing and reading back.
+async fn scratch_file(path: &Path) -> Result<tokio::fs::File, ExportError> {
+    tokio::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .mode(crate::durable::PRIVATE_FILE)
-        .open(scratch)
+        .open(path)
         .await
-        .map_err(|e| io("create", e))?;
+        .map_err(|e| ExportError::io("create", path, e))
+}
+
+/// Copies what was written to `file` (at `path`) to the end of `writer`.
+async fn copy_back(
+    file: &mut tokio::fs::File,
+    path: &Path,
+    writer: &mut PayloadWriter,
+    buffer: &mut [u8],
+) -> Result<(), ExportError> {
+    use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+    file.flush().await.map_err(|e| ExportError::io("write", path, e))?;
+    file.rewind().await.map_err(|e| ExportError::io("read", path, e))?;
+    loop {
+        let read = file.read(buffer).await.map_err(|e| ExportError::io("read", path, e))?;
+        let Some(chunk) = buffer.get(..read).filter(|chunk| !chunk.is_empty()) else { break };
+        writer.write(chunk).await?;
+    }
+    Ok(())
+}
+
+/// Reads each contact and renders its section into the sections' scratch file and its links
+/// into the links' one, then writes the page (head, links, sections, end) to `index_path`'s
+/// staged file: the staged files, the page's last.
+async fn write_page(
+    bag: &Bag,
+    contacts: impl Iterator<Item = Result<ContactId, ExportError>>,
+    language: Language,
+    index_path: &Path,
+    scratch: &Scratch,
+) -> Result<(Totals, Vec<(PathBuf, StagedFile)>), ExportError> {
+    use tokio::io::AsyncWriteExt as _;
+    let texts = language.texts();
+    let io = |action, source| ExportError::io(action, &scratch.sections, source);
+    let mut sections = scratch_file(&scratch.sections).await?;
+    let mut links = tokio::io::BufWriter::new(scratch_file(&scratch.links).await?);
     let mut totals = Totals::default();
-    // The head's links to every contact's files, as they will be printed.
-    let mut links = String::new();
     let mut staged: Vec<(PathBuf, StagedFile)> = Vec::new();
     let mut section = String::new();
+    let mut link = String::new();
+    // Whether a link was written: the next is preceded by a comma.
+    let mut linked = false;
     for contact in contacts {
-        let view = read_contact(bag, contact, &mut staged).await?;
+        let contact = contact?;
+        let view = read_contact(bag, &contact, &mut staged).await?;
         totals.contacts += 1;
         totals.interactions += view.interactions.len() as u64;
         totals.attachments +=
@@ -204,24 +243,30 @@ async fn write_page(
         section.clear();
         render_contact(&mut section, &view, texts);
         sections.write_all(section.as_bytes()).await.map_err(|e| io("write", e))?;
+        link.clear();
         for name in &view.files {
-            if !links.is_empty() {
-                links.push_str(", ");
+            if linked {
+                link.push_str(", ");
             }
-            let _ = write!(links, "<a href=\"{0}\"><code>{0}</code></a>", escape(name));
+            linked = true;
+            let _ = write!(link, "<a href=\"{0}\"><code>{0}</code></a>", escape(name));
         }
+        links
+            .write_all(link.as_bytes())
+            .await
+            .map_err(|e| ExportError::io("write", &scratch.links, e))?;
     }
-    sections.flush().await.map_err(|e| io("write", e))?;
-    sections.rewind().await.map_err(|e| io("read", e))?;
+    // Its buffer is lost by `into_inner`: written out first.
+    links.flush().await.map_err(|e| ExportError::io("write", &scratch.links, e))?;
+    let mut links = links.into_inner();
 
     let mut writer = PayloadWriter::create(index_path).await?;
-    writer.write(render_head(bag.request_id(), &totals, &links, language).as_bytes()).await?;
+    let (head, tail) = render_head(bag.request_id(), &totals, language);
+    writer.write(head.as_bytes()).await?;
     let mut buffer = vec![0; CHUNK];
-    loop {
-        let read = sections.read(&mut buffer).await.map_err(|e| io("read", e))?;
-        let Some(chunk) = buffer.get(..read).filter(|chunk| !chunk.is_empty()) else { break };
-        writer.write(chunk).await?;
-    }
+    copy_back(&mut links, &scratch.links, &mut writer, &mut buffer).await?;
+    writer.write(tail.as_bytes()).await?;
+    copy_back(&mut sections, &scratch.sections, &mut writer, &mut buffer).await?;
     writer.write(PAGE_END.as_bytes()).await?;
     staged.push((index_path.to_owned(), writer.finish().await?));
     Ok((totals, staged))
@@ -359,7 +404,7 @@ async fn read_contact(
     let mut files = Vec::new();
     // The page shows the contact's latest export: a re-export kept beside the first holds the
     // data as it was later (the first stays in the bag, and is listed, as evidence).
-    let exports = bag.listed_exports(contact);
+    let exports = bag.listed_exports(contact)?;
     // The manifest lines of this contact's files (every export of it), to check them against:
     // the contact's own, not a copy of the whole manifest per page.
     let listed: BTreeMap<String, (String, u64)> = exports
@@ -966,7 +1011,8 @@ const PAGE_END: &str = "</main>\n</body>\n</html>\n";
 
 /// The page up to the first contact's section: its counts and the links to the
 /// machine-readable files (every contact's, in the order of the sections).
-fn render_head(request_id: &str, totals: &Totals, links: &str, language: Language) -> String {
+/// The page's head, in two parts: before the links to the contacts' files, and after them.
+fn render_head(request_id: &str, totals: &Totals, language: Language) -> (String, String) {
     let t = language.texts();
     let style_hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE));
     let interactions = totals.interactions;
@@ -998,8 +1044,8 @@ fn render_head(request_id: &str, totals: &Totals, links: &str, language: Languag
         attachments_label = escape(t.attachments),
     );
     let _ = write!(h, "<p class=\"note\">{}: ", escape(t.machine));
-    let _ = write!(h, "{links}. {}</p>\n</header>\n<main>\n", escape(t.bagit));
-    h
+    let tail = format!(". {}</p>\n</header>\n<main>\n", escape(t.bagit));
+    (h, tail)
 }
 
 fn render_contact(h: &mut String, contact: &ContactView, t: &Texts) {

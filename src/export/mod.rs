@@ -106,6 +106,7 @@
 
 mod bag;
 mod html;
+mod manifest;
 mod payload;
 
 use std::collections::BTreeMap;
@@ -481,50 +482,19 @@ pub async fn export_contact<U: Ucs + ?Sized>(
         write_interactions(ucs, &interactions_path, contact, options).await?;
 
     // Every file is complete: in memory, or (a large interactions file) fsynced under its
-    // temporary name. A verified export already in the bag is never replaced by a different
-    // one: the same bytes again go over the export they equal; different ones go beside it,
-    // under the run's tag.
+    // temporary name.
     let mut files = vec![(PayloadKind::Contact, contact_file)];
     files.push((PayloadKind::Interactions, interactions_file));
     if let Some(context_file) = context_file {
         files.push((PayloadKind::ContextServices, context_file));
     }
-    let earlier = bag.listed_exports(contact);
-    let same = earlier.iter().find(|(_, listed)| {
-        listed.len() == files.len()
-            && files.iter().all(|(kind, file)| {
-                listed.get(kind).is_some_and(|(_, sha, size)| {
-                    *sha == file.written().sha256 && *size == file.written().size
-                })
-            })
-    });
-    let beside = match same {
-        Some((tag, _)) => Some(tag.clone()),
-        None if earlier.is_empty() => None,
-        None => {
-            let mut n = 1;
-            while earlier.contains_key(&Some(Tag::for_run(options.run, n))) {
-                n += 1;
-            }
-            Some(Some(Tag::for_run(options.run, n)))
-        }
-    };
-    let identical = same.is_some();
-    let tag = beside.clone().flatten();
-    if let Some(tag) = &tag {
-        tracing::info!(
-            request = bag.request_id(),
-            contact = %contact,
-            tag = %tag,
-            identical,
-            "the bag holds an earlier export of the contact: kept, and this one beside it"
-        );
-    }
-    // One blocking task writes and fsyncs the files, renames them into place, makes the
-    // renames durable, re-reads and verifies them, and records them in the manifest.
-    let (bag_for_task, contact_for_task) = (bag.clone(), contact.clone());
+    // One blocking task (the manifest lookup reads the file when the contact is listed
+    // already) chooses the files' names, writes and fsyncs them, renames them into place,
+    // makes the renames durable, re-reads and verifies them, and records them in the manifest.
+    let (bag_for_task, contact_for_task, run) = (bag.clone(), contact.clone(), options.run);
     let export = blocking(move || {
         let (bag, contact) = (bag_for_task, contact_for_task);
+        let tag = choose_tag(&bag, &contact, &files, run)?;
         let data_dir = bag.data_dir();
         let mut staged = Vec::with_capacity(files.len());
         for (kind, file) in files {
@@ -563,6 +533,48 @@ pub async fn export_contact<U: Ucs + ?Sized>(
         "contact exported and verified"
     );
     Ok(export)
+}
+
+/// The tag of a new export of `contact` whose files are `files`: none for the first export;
+/// a verified export already in the bag is never replaced by a different one: the same bytes
+/// again go over the export they equal (its tag), different ones beside it, under the run's
+/// next free tag.
+fn choose_tag(
+    bag: &Bag,
+    contact: &ContactId,
+    files: &[(PayloadKind, Finished)],
+    run: Option<u64>,
+) -> Result<Option<Tag>, ExportError> {
+    let earlier = bag.listed_exports(contact)?;
+    let same = earlier.iter().find(|(_, listed)| {
+        listed.len() == files.len()
+            && files.iter().all(|(kind, file)| {
+                listed.get(kind).is_some_and(|(_, sha, size)| {
+                    *sha == file.written().sha256 && *size == file.written().size
+                })
+            })
+    });
+    let tag = match same {
+        Some((tag, _)) => tag.clone(),
+        None if earlier.is_empty() => return Ok(None),
+        None => {
+            let mut n = 1;
+            while earlier.contains_key(&Some(Tag::for_run(run, n))) {
+                n += 1;
+            }
+            Some(Tag::for_run(run, n))
+        }
+    };
+    if let Some(tag) = &tag {
+        tracing::info!(
+            request = bag.request_id(),
+            contact = %contact,
+            tag = %tag,
+            identical = same.is_some(),
+            "the bag holds an earlier export of the contact: kept, and this one beside it"
+        );
+    }
+    Ok(tag)
 }
 
 /// Re-reads a contact's files from disk and checks each against its recorded sha256 and size.
