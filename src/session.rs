@@ -206,13 +206,6 @@ impl<'a> Session<'a> {
         outputs: &Outputs,
         options: RunOptions<'_>,
     ) -> Result<Receipt, ApplyError> {
-        // A shard's start record names its contacts: a shard reads the plan whole.
-        let plan = match (options.shard, plan) {
-            (Some(_), apply::PlanSource::File(file)) => apply::PlanSource::Memory(
-                file.read_all().map_err(|e| ApplyError::Mismatch(vec![e]))?,
-            ),
-            (_, plan) => plan,
-        };
         let concurrency = self.apply_concurrency(options.concurrency);
         let (audit_log, exports_dir) = match options.shard {
             None => (outputs.audit_log.clone(), outputs.exports_dir.clone()),
@@ -220,7 +213,7 @@ impl<'a> Session<'a> {
                 let segment = outputs.segment(plan.head(), shard);
                 apply::shard::start(
                     &segment,
-                    plan.head(),
+                    &plan,
                     shard,
                     &options.actor,
                     outputs.signing_key.clone(),

@@ -5,26 +5,42 @@ use std::path::Path;
 
 pub use crate::shard::*;
 
+use super::PlanSource;
 use crate::audit::{self, Detail, Entry, Event, Outcome};
 use crate::plan::Plan;
 
-/// The plan's contacts that are `shard`'s.
-pub fn contacts_of<'a>(plan: &'a Plan, shard: Shard) -> impl Iterator<Item = &'a str> + 'a {
-    plan.body.contacts.iter().map(|c| c.contact_id.as_str()).filter(move |id| shard.contains_id(id))
+/// The ids of the plan's contacts that are `shard`'s, read from `plan` as a stream (only the
+/// shard's ids are held).
+///
+/// # Errors
+/// The plan file cannot be read again, or its lines no longer match its header.
+pub fn contacts_of(plan: &PlanSource, shard: Shard) -> Result<Vec<String>, String> {
+    let mut ids = Vec::new();
+    for item in plan.contacts()? {
+        let (contact, _) = item?;
+        if shard.contains_id(contact.contact_id.as_str()) {
+            ids.push(contact.contact_id.as_str().to_owned());
+        }
+    }
+    Ok(ids)
 }
 
 /// The `shard.start` record that opens each run of a shard in its segment: the request, the
-/// plan, `reason: shard-I-of-N`, `count`: the shard's contacts, `sha256`: their
+/// plan, `reason: shard-I-of-N`, `count`: the shard's contacts (`ids`), `sha256`: their
 /// [`contacts_digest`].
 ///
 /// # Errors
 /// A value that cannot go into a record (an invalid actor or request id).
-pub fn start_record(plan: &Plan, shard: Shard, actor: &str) -> Result<Entry, audit::RecordError> {
-    let ids: Vec<&str> = contacts_of(plan, shard).collect();
+pub fn start_record(
+    plan: &Plan,
+    shard: Shard,
+    ids: &[String],
+    actor: &str,
+) -> Result<Entry, audit::RecordError> {
     let detail = Detail {
         count: Some(ids.len() as u64),
         reason: Some(audit::Token::new(shard.label())?),
-        sha256: Some(audit::Sha256Hex::new(contacts_digest(ids))?),
+        sha256: Some(audit::Sha256Hex::new(contacts_digest(ids.iter().map(String::as_str)))?),
         ..Detail::default()
     };
     Ok(Entry::new(audit::Actor::new(actor.to_owned())?, Event::ShardStart)
@@ -41,13 +57,14 @@ pub fn start_record(plan: &Plan, shard: Shard, actor: &str) -> Result<Entry, aud
 /// A record that cannot be made, or a segment that cannot be written.
 pub fn start(
     segment: &Path,
-    plan: &Plan,
+    plan: &PlanSource,
     shard: Shard,
     actor: &str,
     signing_key: Option<ed25519_dalek::SigningKey>,
 ) -> Result<(), super::ApplyError> {
-    let entry =
-        start_record(plan, shard, actor).map_err(|e| super::ApplyError::Record(e.to_string()))?;
+    let ids = contacts_of(plan, shard).map_err(|e| super::ApplyError::Mismatch(vec![e]))?;
+    let entry = start_record(plan.head(), shard, &ids, actor)
+        .map_err(|e| super::ApplyError::Record(e.to_string()))?;
     let mut log = audit::AuditLog::open_with(
         segment,
         audit::LogOptions { signing_key, ..Default::default() },

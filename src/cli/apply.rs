@@ -218,15 +218,8 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {
     let stop = interrupt_flag(&runtime, "Run the same command again to resume.");
     if is_plan {
         let file = read_plan(&args.target)?;
-        // A shard's run reads the whole plan into memory (its start record and its count name
-        // the shard's contacts); a whole run streams the file.
-        let plan = match shard {
-            Some(_) => apply::PlanSource::Memory(
-                file.read_all()
-                    .map_err(|e| Failure::new(format!("`{}`: {e}", args.target.display())))?,
-            ),
-            None => apply::PlanSource::File(file),
-        };
+        // Streamed, a shard's run too: its start record and its count read only its ids.
+        let plan = apply::PlanSource::File(file);
         let manifest = PathBuf::from(&plan.head().body.request.manifest_path);
         let mut prepared = prepare(&manifest, args.env_file.as_deref(), args.runbooks.as_deref())
             .map_err(|failure| {
@@ -247,7 +240,9 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {
             {
                 environment.rate_limit = environment.rate_limit.map(|r| shard.rate_part(r));
                 environment.concurrency = shard.count_part(environment.concurrency);
-                let mine = apply::shard::contacts_of(plan.head(), shard).count();
+                let mine = apply::shard::contacts_of(&plan, shard)
+                    .map_err(|e| Failure::new(format!("`{}`: {e}", args.target.display())))?
+                    .len();
                 eprintln!(
                     "shard {shard}: {mine} of the plan's {} contact(s); {}{} request(s) in flight \
                      (the environment's, divided by {})",
