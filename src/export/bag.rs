@@ -827,9 +827,8 @@ pub fn validate_dir(root: &Path) -> Result<BagReport, ExportError> {
                     }
                 }
                 for (name, expected) in tags {
-                    let actual = fs::read(root.join(&name))
-                        .map(|bytes| crate::canonical::sha256_hex(&bytes))
-                        .unwrap_or_default();
+                    // Hashed as a stream: a kept plan copy is as large as the plan.
+                    let actual = file_sha256(&root.join(&name)).unwrap_or_default();
                     if actual != expected {
                         problems.push(BagProblem::Tag {
                             file: TAG_MANIFEST,
@@ -890,8 +889,7 @@ fn read_listing(root: &Path) -> Result<Listing, ExportError> {
     for name in kept_files(root)? {
         if let std::collections::btree_map::Entry::Vacant(entry) = listing.kept.entry(name) {
             let path = root.join(entry.key());
-            let bytes = fs::read(&path).map_err(|e| ExportError::io("read", &path, e))?;
-            entry.insert(crate::canonical::sha256_hex(&bytes));
+            entry.insert(file_sha256(&path).map_err(|e| ExportError::io("read", &path, e))?);
         }
     }
     Ok(listing)
