@@ -23,7 +23,6 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 mod common;
 
@@ -42,31 +41,12 @@ struct Run {
 /// Runs `bin` in `dir` under `/usr/bin/time` against `sim`.
 fn measured(bin: &str, dir: &Path, sim: &Sim, args: &[&str]) -> Run {
     let sim_before = sim.cpu_seconds();
-    let report = dir.join("time.txt");
-    let started = Instant::now();
-    let status = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M %U %S")
-        .arg("-o")
-        .arg(&report)
-        .arg(bin)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("UCS_GDPR_BENCH_HMAC", "a-bench-key-that-is-at-least-32-bytes-long")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    let seconds = started.elapsed().as_secs_f64();
-    let text = std::fs::read_to_string(&report).unwrap();
-    let fields: Vec<&str> = text.lines().last().unwrap_or("").split_whitespace().collect();
-    let number = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let run = common::timed(bin, dir, args);
     Run {
-        seconds,
-        kib: fields.first().and_then(|f| f.parse().ok()).unwrap_or(0),
-        code: status.code().unwrap_or(-1),
-        cpu: number(1) + number(2),
+        seconds: run.seconds,
+        kib: run.kib,
+        code: run.code,
+        cpu: run.cpu,
         sim_cpu: sim.cpu_seconds() - sim_before,
     }
 }

@@ -22,7 +22,6 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 mod common;
 
@@ -31,26 +30,8 @@ use common::{BIN, Sim, load_average};
 /// Runs `bin` with `args` in `dir` under `/usr/bin/time`: wall clock seconds, peak RSS in KiB,
 /// exit code.
 fn measured(bin: &str, dir: &Path, args: &[&str]) -> (f64, u64, i32) {
-    let report = dir.join("time.txt");
-    let started = Instant::now();
-    let status = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&report)
-        .arg(bin)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("UCS_GDPR_BENCH_HMAC", "a-bench-key-that-is-at-least-32-bytes-long")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    let seconds = started.elapsed().as_secs_f64();
-    let text = std::fs::read_to_string(&report).unwrap();
-    let kib = text.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
-    (seconds, kib, status.code().unwrap_or(-1))
+    let run = common::timed(bin, dir, args);
+    (run.seconds, run.kib, run.code)
 }
 
 fn env_number(name: &str, default: u32) -> u32 {

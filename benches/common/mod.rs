@@ -71,3 +71,46 @@ impl Sim {
         cpu_seconds(&self.child.id().to_string()).unwrap_or(f64::NAN)
     }
 }
+
+/// What `/usr/bin/time` said of one run of the binary.
+pub(crate) struct Timed {
+    /// Wall clock.
+    pub(crate) seconds: f64,
+    /// Maximum resident set size.
+    pub(crate) kib: u64,
+    /// User + system CPU seconds.
+    pub(crate) cpu: f64,
+    /// Exit code (-1: killed).
+    pub(crate) code: i32,
+}
+
+/// Runs `bin` with `args` in `dir` under `/usr/bin/time` (its report in `dir/time.txt`), output
+/// discarded, with the benches' subject key.
+pub(crate) fn timed(bin: &str, dir: &Path, args: &[&str]) -> Timed {
+    let report = dir.join("time.txt");
+    let started = std::time::Instant::now();
+    let status = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M %U %S")
+        .arg("-o")
+        .arg(&report)
+        .arg(bin)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("UCS_GDPR_BENCH_HMAC", "a-bench-key-that-is-at-least-32-bytes-long")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let text = std::fs::read_to_string(&report).unwrap();
+    let fields: Vec<&str> = text.lines().last().unwrap_or("").split_whitespace().collect();
+    let number = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    Timed {
+        seconds,
+        kib: fields.first().and_then(|f| f.parse().ok()).unwrap_or(0),
+        cpu: number(1) + number(2),
+        code: status.code().unwrap_or(-1),
+    }
+}
