@@ -183,7 +183,7 @@ pub(crate) fn approve(args: &ApproveArgs) -> Result<Exit, Failure> {
 }
 
 /// Opens a plan file and checks every line against its id, as a stream.
-fn read_plan(path: &Path) -> Result<PlanFile, Failure> {
+pub(crate) fn read_plan(path: &Path) -> Result<PlanFile, Failure> {
     let plan = PlanFile::open(path).and_then(|plan| plan.verify().map(|()| plan));
     plan.map_err(|e| {
         if e.starts_with("cannot be read") {

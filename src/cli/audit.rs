@@ -148,20 +148,22 @@ pub(crate) fn run(command: &Command) -> Exit {
 
 fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
     let failed = |error: AuditError| Failure::new(error.to_string());
+    // The plan as a stream (checked line by line against its id): its id and its contacts' ids,
+    // never the whole plan in memory.
     let plan = match &args.plan {
         None => None,
         Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| Failure::new(format!("cannot read `{}`: {e}", path.display())))?;
-            Some(
-                crate::plan::Plan::from_json(&bytes)
-                    .map_err(|e| Failure::new(format!("`{}`: {e}", path.display())))?,
-            )
+            let file = super::apply::read_plan(path)?;
+            let mut ids = std::collections::BTreeSet::new();
+            let unreadable = |e: String| Failure::new(format!("`{}`: {e}", path.display()));
+            for item in file.contacts().map_err(unreadable)? {
+                let (contact, _) = item.map_err(unreadable)?;
+                ids.insert(contact.contact_id.as_str().to_owned());
+            }
+            Some((file.head().plan_id.clone(), ids))
         }
     };
-    let contacts: Option<std::collections::BTreeSet<String>> = plan
-        .as_ref()
-        .map(|p| p.body.contacts.iter().map(|c| c.contact_id.as_str().to_owned()).collect());
+    let contacts = plan.as_ref().map(|(_, ids)| ids);
     // Several files: one sharded run's segments.
     let (log, runs) = match args.logs.as_slice() {
         [log] => {
@@ -172,8 +174,8 @@ fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
                 // says what is wrong with it.
                 segments::find_segments(log).unwrap_or_default()
             };
-            if let Some(plan) = &plan {
-                let tag = format!("plan-{}", plan.plan_id.get(..12).unwrap_or_default());
+            if let Some((plan_id, _)) = &plan {
+                let tag = format!("plan-{}", plan_id.get(..12).unwrap_or_default());
                 groups.retain(|name, _| *name == tag);
             }
             let single = log.exists() || groups.is_empty();
@@ -219,7 +221,7 @@ fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
     }
     let mut reports = Vec::new();
     for paths in &runs {
-        let report = segments::verify_segments(paths, contacts.as_ref()).map_err(failed)?;
+        let report = segments::verify_segments(paths, contacts).map_err(failed)?;
         ok &= report.ok;
         if args.format == Format::Text {
             print!("{}", segments_text(&report));
