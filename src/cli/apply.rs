@@ -345,9 +345,17 @@ async fn apply_one(
     let actor = actor(args.actor.as_deref());
     let shown = RunProgress::new(progress::eprintln);
     let progress = |event: &apply::Progress<'_>| shown.show(event);
+    // What the end of the run prints, taken before the plan moves into the run (a clone would
+    // copy its subjects).
+    let head = plan.head();
+    let (bag, log) = match shard {
+        None => (outputs.bag(head), outputs.audit_log.clone()),
+        Some(shard) => (outputs.shard_bag(head, shard), outputs.segment(head, shard)),
+    };
+    let exports = head.body.export.is_some();
     let run = Run {
         prepared,
-        plan: plan.clone(),
+        plan,
         approvals,
         without_deletion: false,
         concurrency: args.concurrency,
@@ -370,15 +378,10 @@ async fn apply_one(
                     return Err(Failure::internal(format!("cannot print the receipt: {error}")));
                 }
             }
-            let plan = plan.head();
-            let (bag, log) = match shard {
-                None => (outputs.bag(plan), outputs.audit_log.clone()),
-                Some(shard) => (outputs.shard_bag(plan, shard), outputs.segment(plan, shard)),
-            };
             if let Some(shard) = shard {
                 println!("shard {shard}: {} of the plan's contacts", receipt.contacts.len());
             }
-            if plan.body.export.is_some() {
+            if exports {
                 println!("export: {}", bag.display());
                 let page = bag.join(crate::export::INDEX_PATH);
                 let whose = if shard.is_some() { " (this shard's part)" } else { "" };
