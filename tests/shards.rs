@@ -25,7 +25,17 @@ struct World {
 }
 
 impl Drop for World {
+    /// SIGTERM, so that the simulator removes its state folder; SIGKILL if it is still there
+    /// after 10 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.sim.id().to_string()).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.sim.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.sim.kill();
         let _ = self.sim.wait();
     }
