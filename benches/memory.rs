@@ -22,7 +22,6 @@
 )]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 mod common;
 
@@ -60,29 +59,7 @@ fn exporting() -> bool {
 /// One size with `bin` (named `label` in the output): plan, then apply; the apply's peak RSS.
 fn one_size(bin: &str, label: &str, contacts: u32, interactions: u32) -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    let dataset = dir.path().join("dataset.json");
-    let generated = Command::new(BIN)
-        .args(["sim", "generate", "--seed", "42", "--attachment-bytes", "0"])
-        .args(["--contacts", &contacts.to_string()])
-        .args(["--interactions", &interactions.to_string()])
-        .arg("--out")
-        .arg(&dataset)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(generated.success());
-    // No pending callbacks: they would block the delete.
-    let mut value: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&dataset).unwrap()).unwrap();
-    let mut ids = String::new();
-    for contact in value["contacts"].as_array_mut().unwrap() {
-        contact["callbacks"] = serde_json::json!([]);
-        ids.push_str(contact["id"].as_str().unwrap());
-        ids.push('\n');
-    }
-    std::fs::write(&dataset, serde_json::to_vec(&value).unwrap()).unwrap();
-    drop(value);
-    std::fs::write(dir.path().join("ids.csv"), ids).unwrap();
+    let dataset = common::dataset_with_subjects(dir.path(), contacts, interactions);
     let sim = Sim::serve(&dataset);
     std::fs::write(
         dir.path().join("ucs-gdpr.yaml"),

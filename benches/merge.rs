@@ -21,7 +21,6 @@
 )]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 mod common;
 
@@ -76,27 +75,7 @@ fn main() {
 
 /// Generates the dataset, plans and applies each shard in `dir`.
 fn prepare(dir: &Path, contacts: u32, shards: u32) {
-    let dataset = dir.join("dataset.json");
-    let generated = Command::new(BIN)
-        .args(["sim", "generate", "--seed", "42", "--attachment-bytes", "0", "--interactions", "1"])
-        .args(["--contacts", &contacts.to_string()])
-        .arg("--out")
-        .arg(&dataset)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(generated.success());
-    let mut value: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&dataset).unwrap()).unwrap();
-    let mut ids = String::new();
-    for contact in value["contacts"].as_array_mut().unwrap() {
-        contact["callbacks"] = serde_json::json!([]);
-        ids.push_str(contact["id"].as_str().unwrap());
-        ids.push('\n');
-    }
-    std::fs::write(&dataset, serde_json::to_vec(&value).unwrap()).unwrap();
-    drop(value);
-    std::fs::write(dir.join("ids.csv"), ids).unwrap();
+    let dataset = common::dataset_with_subjects(dir, contacts, 1);
     let sim = Sim::serve(&dataset);
     std::fs::write(
         dir.join("ucs-gdpr.yaml"),

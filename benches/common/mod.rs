@@ -114,3 +114,37 @@ pub(crate) fn timed(bin: &str, dir: &Path, args: &[&str]) -> Timed {
         code: status.code().unwrap_or(-1),
     }
 }
+
+/// Generates a dataset of `contacts` × `interactions` (`ucs-gdpr sim generate`, seed 42, no
+/// attachment bytes) at `dir/dataset.json`, without pending callbacks (they would block the
+/// plan and the delete), and writes its contact ids, one a line, to `dir/ids.csv` (a subjects
+/// file). Returns the dataset's path.
+pub(crate) fn dataset_with_subjects(
+    dir: &Path,
+    contacts: u32,
+    interactions: u32,
+) -> std::path::PathBuf {
+    let dataset = dir.join("dataset.json");
+    let generated = Command::new(BIN)
+        .args(["sim", "generate", "--seed", "42", "--attachment-bytes", "0"])
+        .args(["--contacts", &contacts.to_string()])
+        .args(["--interactions", &interactions.to_string()])
+        .arg("--out")
+        .arg(&dataset)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&dataset).unwrap()).unwrap();
+    let mut ids = String::new();
+    for contact in value["contacts"].as_array_mut().unwrap() {
+        contact["callbacks"] = serde_json::json!([]);
+        ids.push_str(contact["id"].as_str().unwrap());
+        ids.push('\n');
+    }
+    std::fs::write(&dataset, serde_json::to_vec(&value).unwrap()).unwrap();
+    drop(value);
+    std::fs::write(dir.join("ids.csv"), ids).unwrap();
+    dataset
+}

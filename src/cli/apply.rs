@@ -183,19 +183,17 @@ pub(crate) fn approve(args: &ApproveArgs) -> Result<Exit, Failure> {
 }
 
 /// Opens a plan file and checks every line against its id, as a stream.
-pub(crate) fn read_plan(path: &Path) -> Result<PlanFile, Failure> {
+fn read_plan(path: &Path) -> Result<PlanFile, Failure> {
     let plan = PlanFile::open(path).and_then(|plan| plan.verify().map(|()| plan));
-    plan.map_err(|e| {
-        if e.starts_with("cannot be read") {
-            Failure::new(format!(
-                "cannot read `{}`: {}",
-                path.display(),
-                e.trim_start_matches("cannot be read: ")
-            ))
-        } else {
-            Failure::new(format!("`{}`: {e}", path.display()))
-        }
-    })
+    plan.map_err(|e| plan_failure(path, &e))
+}
+
+/// What a plan file that cannot be read or checked says, naming the file.
+pub(crate) fn plan_failure(path: &Path, e: &str) -> Failure {
+    match e.strip_prefix("cannot be read: ") {
+        Some(why) => Failure::new(format!("cannot read `{}`: {why}", path.display())),
+        None => Failure::new(format!("`{}`: {e}", path.display())),
+    }
 }
 
 pub(crate) fn apply(args: &ApplyArgs) -> Result<Exit, Failure> {

@@ -153,9 +153,10 @@ fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
     let plan = match &args.plan {
         None => None,
         Some(path) => {
-            let file = super::apply::read_plan(path)?;
+            // One pass: each line is checked against the header as its id is taken.
+            let unreadable = |e: String| super::apply::plan_failure(path, &e);
+            let file = crate::plan::PlanFile::open(path).map_err(unreadable)?;
             let mut ids = std::collections::BTreeSet::new();
-            let unreadable = |e: String| Failure::new(format!("`{}`: {e}", path.display()));
             for item in file.contacts().map_err(unreadable)? {
                 let (contact, _) = item.map_err(unreadable)?;
                 ids.insert(contact.contact_id.as_str().to_owned());
