@@ -182,6 +182,26 @@ fn since(before: (f64, f64), sim: &Sim) -> (f64, f64) {
     (now.0 - before.0, now.1 - before.1)
 }
 
+/// Files [`new_file_micros`] creates.
+const PROBE_FILES: u32 = 64;
+
+/// What a new small file costs in `dir` (created): create, write 4 KiB, fsync, rename, in
+/// µs, the mean of [`PROBE_FILES`]. The files stay until the bench's folder goes, so the probe
+/// frees no inode before apply runs.
+fn new_file_micros(dir: &Path) -> f64 {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).unwrap();
+    let started = Instant::now();
+    for n in 0..PROBE_FILES {
+        let temp = dir.join(format!("{n}.tmp"));
+        let mut file = std::fs::File::create(&temp).unwrap();
+        file.write_all(&[b'x'; 4096]).unwrap();
+        file.sync_all().unwrap();
+        std::fs::rename(&temp, dir.join(format!("{n}.json"))).unwrap();
+    }
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(PROBE_FILES)
+}
+
 fn main() {
     let contacts: u32 = env_or("APPLY_BENCH_CONTACTS", 1000);
     let interactions: u32 = env_or("APPLY_BENCH_INTERACTIONS", 20);
@@ -242,139 +262,169 @@ fn main() {
     let request_path = dir.path().join("request.yaml");
     let concurrency_usize = usize::try_from(concurrency).unwrap();
 
-    let (conn_plan, conn_plan_errors, plan_part, apply_part, apply_calls, receipt_failures, listen) =
-        runtime.block_on(async {
-            // Simulator 1: the connector with the plan's mix, then the plan.
-            let sim = Sim::serve_with(
-                &dataset,
-                &["--listen", "127.0.0.1:0", "--latency-ms", &latency_ms.to_string()],
-            );
-            write_environments(dir.path(), &sim.url, concurrency);
-            let (environments, _) = Environments::load(&dir.path().join("ucs-gdpr.yaml")).unwrap();
-            let environment = environments.get("bench").unwrap();
-            let (report, request) = {
-                let context = Context {
-                    runbooks: &runbooks,
-                    environments: Some(&environments),
-                    now: jiff::Timestamp::now(),
-                };
-                manifest::load_request(&request_path, &context)
+    let (
+        conn_plan,
+        conn_plan_errors,
+        plan_part,
+        apply_part,
+        apply_calls,
+        receipt_failures,
+        listen,
+        (phases, probe_before, probe_after),
+    ) = runtime.block_on(async {
+        // Simulator 1: the connector with the plan's mix, then the plan.
+        let sim = Sim::serve_with(
+            &dataset,
+            &["--listen", "127.0.0.1:0", "--latency-ms", &latency_ms.to_string()],
+        );
+        write_environments(dir.path(), &sim.url, concurrency);
+        let (environments, _) = Environments::load(&dir.path().join("ucs-gdpr.yaml")).unwrap();
+        let environment = environments.get("bench").unwrap();
+        let (report, request) = {
+            let context = Context {
+                runbooks: &runbooks,
+                environments: Some(&environments),
+                now: jiff::Timestamp::now(),
             };
-            let Some(request) = request else {
-                let first: Vec<_> = report.diagnostics.iter().take(3).collect();
-                panic!("the generated request is not valid: {first:?}");
-            };
-            let manifest_sha256 = ucs_gdpr::canonical::sha256_hex(report.source.as_bytes());
-            let connection = environments.connect("bench", None).await.unwrap();
-            let client = &connection.client;
+            manifest::load_request(&request_path, &context)
+        };
+        let Some(request) = request else {
+            let first: Vec<_> = report.diagnostics.iter().take(3).collect();
+            panic!("the generated request is not valid: {first:?}");
+        };
+        let manifest_sha256 = ucs_gdpr::canonical::sha256_hex(report.source.as_bytes());
+        let connection = environments.connect("bench", None).await.unwrap();
+        let client = &connection.client;
 
-            let input = |environment| PlanInput {
-                request: &request,
-                manifest_path: request_path.display().to_string(),
-                manifest_sha256: manifest_sha256.clone(),
-                runbook,
-                environment_name: "bench",
-                environment,
-                digester: &connection.digester,
-                ucs_version: connection.ucs_version,
-                concurrency: concurrency_usize,
-                page_size: 100,
-                etl: ucs_gdpr::plan::Etl::NotConfigured,
-            };
-            // The plan once through the recorder (its calls, and a warm simulator), the bare
-            // connector replaying those calls, then the plan measured.
-            let recorder = Recorder::new(client);
-            let plan = plan::build(&input(environment), &recorder).await;
-            let plan_calls = recorder.phases();
-            let before = calls(&sim).await;
-            let started = Instant::now();
-            let cpu = cpus(&sim);
-            let conn_plan_errors = replay(client, &plan_calls, concurrency_usize).await;
-            let conn_plan = Part {
-                seconds: started.elapsed().as_secs_f64(),
-                cpu: since(cpu, &sim),
-                calls: delta(&calls(&sim).await, &before),
-                peak_mib: None,
-                in_flight: peak_in_flight(&sim).await,
-            };
-            drop(plan_calls);
-            drop(plan);
-            let before = calls(&sim).await;
-            reset_peak();
-            let started = Instant::now();
-            let cpu = cpus(&sim);
-            let plan = plan::build(&input(environment), client).await;
-            let plan_part = Part {
-                seconds: started.elapsed().as_secs_f64(),
-                cpu: since(cpu, &sim),
-                calls: delta(&calls(&sim).await, &before),
-                peak_mib: Some(peak_mib()),
-                in_flight: peak_in_flight(&sim).await,
-            };
-            assert!(!plan.is_blocked(), "{:?}", plan.body.blockers.first());
-            assert_eq!(plan.body.contacts.len(), ids.len());
-            let listen = sim.url.trim_start_matches("http://").to_owned();
-            let listen = listen.as_str();
-            drop(sim);
+        let input = |environment| PlanInput {
+            request: &request,
+            manifest_path: request_path.display().to_string(),
+            manifest_sha256: manifest_sha256.clone(),
+            runbook,
+            environment_name: "bench",
+            environment,
+            digester: &connection.digester,
+            ucs_version: connection.ucs_version,
+            concurrency: concurrency_usize,
+            page_size: 100,
+            etl: ucs_gdpr::plan::Etl::NotConfigured,
+        };
+        // The plan once through the recorder (its calls, and a warm simulator), the bare
+        // connector replaying those calls, then the plan measured.
+        let recorder = Recorder::new(client);
+        let plan = plan::build(&input(environment), &recorder).await;
+        let plan_calls = recorder.phases();
+        let before = calls(&sim).await;
+        let started = Instant::now();
+        let cpu = cpus(&sim);
+        let conn_plan_errors = replay(client, &plan_calls, concurrency_usize).await;
+        let conn_plan = Part {
+            seconds: started.elapsed().as_secs_f64(),
+            cpu: since(cpu, &sim),
+            calls: delta(&calls(&sim).await, &before),
+            peak_mib: None,
+            in_flight: peak_in_flight(&sim).await,
+        };
+        drop(plan_calls);
+        drop(plan);
+        let before = calls(&sim).await;
+        reset_peak();
+        let started = Instant::now();
+        let cpu = cpus(&sim);
+        let plan = plan::build(&input(environment), client).await;
+        let plan_part = Part {
+            seconds: started.elapsed().as_secs_f64(),
+            cpu: since(cpu, &sim),
+            calls: delta(&calls(&sim).await, &before),
+            peak_mib: Some(peak_mib()),
+            in_flight: peak_in_flight(&sim).await,
+        };
+        assert!(!plan.is_blocked(), "{:?}", plan.body.blockers.first());
+        assert_eq!(plan.body.contacts.len(), ids.len());
+        let listen = sim.url.trim_start_matches("http://").to_owned();
+        let listen = listen.as_str();
+        drop(sim);
 
-            // Simulator 2: apply.
-            // The same address: the plan is bound to the environment as it was planned.
-            let sim = Sim::serve_with(
-                &dataset,
-                &["--listen", listen, "--latency-ms", &latency_ms.to_string()],
-            );
-            let connection2 = environments.connect("bench", None).await.unwrap();
-            let progress = |_: &ucs_gdpr::apply::Progress<'_>| {};
-            // The audit log and the bag: in the bench's temporary folder, or under
-            // `APPLY_BENCH_WORK_DIR` (another file system, to see what the disk costs).
-            let work_base = std::env::var_os("APPLY_BENCH_WORK_DIR")
-                .map(|base| tempfile::tempdir_in(base).unwrap());
-            let work = work_base.as_ref().map_or(dir.path(), |base| base.path()).join("work");
-            let context = ApplyContext {
-                shard: None,
-                input: PlanInput { digester: &connection2.digester, ..input(environment) },
-                runbook,
-                base_dir: environments.base_dir.clone(),
-                actor: "bench".to_owned(),
-                audit_log: work.join("audit.jsonl"),
-                signing_key: None,
-                exports_dir: work.join("exports"),
-                concurrency: contacts_at_once,
-                stop: Arc::new(AtomicBool::new(false)),
-                retries: Arc::new(Mutex::new(Vec::new())),
-                progress: &progress,
-            };
-            std::fs::create_dir_all(&work).unwrap();
-            let before = calls(&sim).await;
-            reset_peak();
-            let started = Instant::now();
-            let cpu = cpus(&sim);
-            let approved = apply::authorize(&plan, &[], &context).unwrap();
-            let recorder = Recorder::new(&connection2.client);
-            let receipt = apply::run(&approved, &context, &recorder).await.unwrap();
-            let apply_part = Part {
-                seconds: started.elapsed().as_secs_f64(),
-                cpu: since(cpu, &sim),
-                calls: delta(&calls(&sim).await, &before),
-                peak_mib: Some(peak_mib()),
-                in_flight: peak_in_flight(&sim).await,
-            };
-            assert!(!receipt.interrupted);
-            assert_eq!(receipt.contacts.len(), ids.len());
-            let failures: Vec<(String, String)> =
-                receipt.contacts.iter().filter_map(|c| c.unwrap().failure).collect();
-            drop(sim);
-            let apply_calls = recorder.phases();
-            (
-                conn_plan,
-                conn_plan_errors,
-                plan_part,
-                apply_part,
-                apply_calls,
-                failures,
-                listen.to_owned(),
-            )
-        });
+        // Simulator 2: apply.
+        // The same address: the plan is bound to the environment as it was planned.
+        let sim = Sim::serve_with(
+            &dataset,
+            &["--listen", listen, "--latency-ms", &latency_ms.to_string()],
+        );
+        let connection2 = environments.connect("bench", None).await.unwrap();
+        // When the first and the last contact finished: the run's phases (the re-check
+        // before, the bag's consolidation and the readable page after).
+        let finishing: Mutex<(Option<Instant>, Option<Instant>)> = Mutex::new((None, None));
+        let progress = |p: &ucs_gdpr::apply::Progress<'_>| {
+            if p.stage == ucs_gdpr::apply::Stage::Contacts {
+                let mut at = finishing.lock().unwrap();
+                let now = Instant::now();
+                at.0.get_or_insert(now);
+                at.1 = Some(now);
+            }
+        };
+        // The audit log and the bag: in the bench's temporary folder, or under
+        // `APPLY_BENCH_WORK_DIR` (another file system, to see what the disk costs).
+        let work_base = std::env::var_os("APPLY_BENCH_WORK_DIR")
+            .map(|base| tempfile::tempdir_in(base).unwrap());
+        let work = work_base.as_ref().map_or(dir.path(), |base| base.path()).join("work");
+        let context = ApplyContext {
+            shard: None,
+            input: PlanInput { digester: &connection2.digester, ..input(environment) },
+            runbook,
+            base_dir: environments.base_dir.clone(),
+            actor: "bench".to_owned(),
+            audit_log: work.join("audit.jsonl"),
+            signing_key: None,
+            exports_dir: work.join("exports"),
+            concurrency: contacts_at_once,
+            stop: Arc::new(AtomicBool::new(false)),
+            retries: Arc::new(Mutex::new(Vec::new())),
+            progress: &progress,
+        };
+        std::fs::create_dir_all(&work).unwrap();
+        let probe_before = new_file_micros(&work.join("probe-before"));
+        let before = calls(&sim).await;
+        reset_peak();
+        let started = Instant::now();
+        let cpu = cpus(&sim);
+        let approved = apply::authorize(&plan, &[], &context).unwrap();
+        let recorder = Recorder::new(&connection2.client);
+        let receipt = apply::run(&approved, &context, &recorder).await.unwrap();
+        let apply_part = Part {
+            seconds: started.elapsed().as_secs_f64(),
+            cpu: since(cpu, &sim),
+            calls: delta(&calls(&sim).await, &before),
+            peak_mib: Some(peak_mib()),
+            in_flight: peak_in_flight(&sim).await,
+        };
+        let (first, last) = *finishing.lock().unwrap();
+        let phases = (
+            first.map_or(0.0, |t| (t - started).as_secs_f64()),
+            match (first, last) {
+                (Some(first), Some(last)) => (last - first).as_secs_f64(),
+                _ => 0.0,
+            },
+            last.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        );
+        let probe_after = new_file_micros(&work.join("probe-after"));
+        assert!(!receipt.interrupted);
+        assert_eq!(receipt.contacts.len(), ids.len());
+        let failures: Vec<(String, String)> =
+            receipt.contacts.iter().filter_map(|c| c.unwrap().failure).collect();
+        drop(sim);
+        let apply_calls = recorder.phases();
+        (
+            conn_plan,
+            conn_plan_errors,
+            plan_part,
+            apply_part,
+            apply_calls,
+            failures,
+            listen.to_owned(),
+            (phases, probe_before, probe_after),
+        )
+    });
 
     let (conn_apply, conn_apply_errors) = runtime.block_on(async {
         // Simulator 3: the connector with apply's mix.
@@ -426,6 +476,16 @@ fn main() {
     line("plan::build", &plan_part);
     line("apply::run", &apply_part);
     line("connector, apply's mix", &conn_apply);
+    println!(
+        "apply's phases: {:.2} s to the first contact's end (gate, re-check), {:.2} s of \
+         contacts, {:.2} s after the last (bag, receipt, page)",
+        phases.0, phases.1, phases.2
+    );
+    println!(
+        "a new file in apply's folder (create, 4 KiB, fsync, rename; mean of {PROBE_FILES}): \
+         {probe_before:.0} µs before apply, {probe_after:.0} µs after (on ext4 without a journal \
+         a new inode skips past those freed in the last 1 to 5 minutes)"
+    );
     println!(
         "plan / connector: {:.2} (calls/s), {:.2} (time); apply / connector: {:.2} (calls/s), \
          {:.2} (time)",

@@ -54,6 +54,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use futures_util::stream::{self, StreamExt as _};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
@@ -70,6 +71,9 @@ pub const ATTACHMENTS_DIR: &str = "data/attachments";
 
 /// Size of the chunks the interactions file is read in.
 const CHUNK: usize = 64 * 1024;
+
+/// Contacts read at once while the page is written (each holds its view until its turn).
+const READ_AT_ONCE: usize = 8;
 
 /// The language of the page.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -233,9 +237,19 @@ async fn write_page(
     let mut link = String::new();
     // Whether a link was written: the next is preceded by a comma.
     let mut linked = false;
-    for contact in contacts {
-        let contact = contact?;
-        let view = read_contact(bag, &contact, &mut staged).await?;
+    // Several contacts are read at once (their files' reads and the staging of their
+    // attachments wait on the blocking pool), and rendered in id order as they come.
+    let mut views = stream::iter(contacts)
+        .map(|contact| async move {
+            let contact = contact?;
+            let mut staged = Vec::new();
+            let view = read_contact(bag, &contact, &mut staged).await?;
+            Ok::<_, ExportError>((view, staged))
+        })
+        .buffered(READ_AT_ONCE);
+    while let Some(read) = views.next().await {
+        let (view, mut contact_staged) = read?;
+        staged.append(&mut contact_staged);
         totals.contacts += 1;
         totals.interactions += view.interactions.len() as u64;
         totals.attachments +=
