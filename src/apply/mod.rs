@@ -862,7 +862,9 @@ async fn recheck<U: Ucs>(
     let mut approved = approved.peekable();
     let mut changes = Vec::new();
     let mut edits = compare::ContactDiffs::default();
-    let mut digests = Vec::new();
+    // One per contact line the plan lists (capped: the count is checked as the lines are read).
+    let listed = usize::try_from(source.contact_count()).unwrap_or(usize::MAX);
+    let mut digests = Vec::with_capacity(listed.min(crate::plan::file::MAX_RESERVED));
     let mut fault = None;
     let mut count = 0usize;
     let mut take = |approved: &mut std::iter::Peekable<_>, digests: &mut Vec<[u8; 32]>| {
