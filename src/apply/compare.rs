@@ -143,7 +143,7 @@ fn subjects_by_index<'a>(
     let mut subjects: Vec<&SubjectResolution> =
         plan.body.subjects.iter().filter(|s| !exempt.contains(&s.index)).collect();
     // Stable: of a repeated index, the last stays last; reversed, `dedup` keeps it.
-    subjects.sort_by(|a, b| as_text(a.index).cmp(&as_text(b.index)));
+    subjects.sort_by_key(|s| as_text(s.index));
     subjects.reverse();
     subjects.dedup_by_key(|s| s.index);
     subjects.reverse();
@@ -275,5 +275,25 @@ fn shown(value: &Value) -> String {
         format!("{}…", text.chars().take(80).collect::<String>())
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_compare_as_their_text() {
+        let mut indices: Vec<usize> = (0..2_100).collect();
+        indices.extend([9_999, 10_000, 99_999, 100_000, 123_456_789, usize::MAX - 1, usize::MAX]);
+        for &a in &indices {
+            for &b in indices.iter().step_by(7) {
+                assert_eq!(
+                    as_text(a).cmp(&as_text(b)),
+                    a.to_string().cmp(&b.to_string()),
+                    "{a} {b}"
+                );
+            }
+        }
     }
 }
