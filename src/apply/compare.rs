@@ -9,8 +9,6 @@
 
 use serde_json::{Map, Value};
 
-use std::collections::BTreeMap;
-
 use crate::plan::{ContactPlan, Plan, PlanBody, Resolution, SubjectResolution};
 
 /// At most this many differences are listed; the rest are counted.
@@ -105,17 +103,17 @@ pub(crate) fn head_mismatches(
     // has; where they sort among the other fields.
     let (approved_subjects, fresh_subjects) =
         (subjects_by_index(approved, &exempt), subjects_by_index(fresh, &exempt));
-    let value = |subject: Option<&&SubjectResolution>| -> Value {
+    let value = |subject: Option<&SubjectResolution>| -> Value {
         subject.map_or(Value::Null, |s| serde_json::to_value(s).unwrap_or(Value::Null))
     };
     let mut subjects = Vec::new();
-    let at = |key: &str| format!("/subjects/{}", key.replace('~', "~0").replace('/', "~1"));
-    for (key, subject) in &approved_subjects {
-        diff(&at(key), &value(Some(subject)), &value(fresh_subjects.get(key)), &mut subjects);
+    let at = |index: usize| format!("/subjects/{index}");
+    for subject in &approved_subjects {
+        let fresh = find(&fresh_subjects, subject.index);
+        diff(&at(subject.index), &value(Some(subject)), &value(fresh), &mut subjects);
     }
-    for (key, subject) in fresh_subjects.iter().filter(|(k, _)| !approved_subjects.contains_key(*k))
-    {
-        diff(&at(key), &Value::Null, &value(Some(subject)), &mut subjects);
+    for subject in fresh_subjects.iter().filter(|s| find(&approved_subjects, s.index).is_none()) {
+        diff(&at(subject.index), &Value::Null, &value(Some(subject)), &mut subjects);
     }
     let split = head.iter().position(|line| line.as_str() > "/subjects").unwrap_or(head.len());
     let after = head.split_off(split);
@@ -135,17 +133,57 @@ pub(crate) fn head_mismatches(
     out
 }
 
-/// The plan's subjects by index (as text), leaving out `exempt` ones.
+/// The plan's subjects by index, in the order the indices sort as text (as the keys of a map
+/// by `index.to_string()` did, one per index, the last of a repeated one; 8 bytes a subject
+/// instead of a string key and a map entry), leaving out `exempt` ones.
 fn subjects_by_index<'a>(
     plan: &'a Plan,
     exempt: &std::collections::BTreeSet<usize>,
-) -> BTreeMap<String, &'a SubjectResolution> {
-    plan.body
-        .subjects
-        .iter()
-        .filter(|s| !exempt.contains(&s.index))
-        .map(|s| (s.index.to_string(), s))
-        .collect()
+) -> Vec<&'a SubjectResolution> {
+    let mut subjects: Vec<&SubjectResolution> =
+        plan.body.subjects.iter().filter(|s| !exempt.contains(&s.index)).collect();
+    // Stable: of a repeated index, the last stays last; reversed, `dedup` keeps it.
+    subjects.sort_by_key(|s| as_text(s.index));
+    subjects.reverse();
+    subjects.dedup_by_key(|s| s.index);
+    subjects.reverse();
+    subjects
+}
+
+/// The subject of `index` among `subjects` (as [`subjects_by_index`] orders them).
+fn find<'a>(subjects: &[&'a SubjectResolution], index: usize) -> Option<&'a SubjectResolution> {
+    let key = as_text(index);
+    subjects
+        .binary_search_by(|s| as_text(s.index).cmp(&key))
+        .ok()
+        .and_then(|at| subjects.get(at))
+        .copied()
+}
+
+/// An index's decimal digits, without allocating: they compare as `index.to_string()` does.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Digits {
+    /// The digits from the first, then zero bytes (`usize::MAX` has 20 digits).
+    bytes: [u8; 20],
+}
+
+fn as_text(index: usize) -> Digits {
+    let mut reversed = [0u8; 20];
+    let mut n = index;
+    let mut len = 0;
+    for slot in &mut reversed {
+        *slot = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut bytes = [0u8; 20];
+    for (to, from) in bytes.iter_mut().zip(reversed.iter().take(len).rev()) {
+        *to = *from;
+    }
+    Digits { bytes }
 }
 
 /// The body with no subjects and no contacts (every other field, compared whole; the
@@ -237,5 +275,25 @@ fn shown(value: &Value) -> String {
         format!("{}…", text.chars().take(80).collect::<String>())
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_compare_as_their_text() {
+        let mut indices: Vec<usize> = (0..2_100).collect();
+        indices.extend([9_999, 10_000, 99_999, 100_000, 123_456_789, usize::MAX - 1, usize::MAX]);
+        for &a in &indices {
+            for &b in indices.iter().step_by(7) {
+                assert_eq!(
+                    as_text(a).cmp(&as_text(b)),
+                    a.to_string().cmp(&b.to_string()),
+                    "{a} {b}"
+                );
+            }
+        }
     }
 }

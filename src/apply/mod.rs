@@ -862,7 +862,9 @@ async fn recheck<U: Ucs>(
     let mut approved = approved.peekable();
     let mut changes = Vec::new();
     let mut edits = compare::ContactDiffs::default();
-    let mut digests = Vec::new();
+    // One per contact line the plan lists (capped: the count is checked as the lines are read).
+    let listed = usize::try_from(source.contact_count()).unwrap_or(usize::MAX);
+    let mut digests = Vec::with_capacity(listed.min(crate::plan::file::MAX_RESERVED));
     let mut fault = None;
     let mut count = 0usize;
     let mut take = |approved: &mut std::iter::Peekable<_>, digests: &mut Vec<[u8; 32]>| {
@@ -988,13 +990,16 @@ fn differences(
         out.push("the runbook changed since the plan was made".to_owned());
     }
     // By index: a shard's fresh plan leaves out the subjects that name other shards' contacts.
-    let fresh_subjects: BTreeMap<usize, &plan::SubjectResolution> =
-        f.subjects.iter().map(|s| (s.index, s)).collect();
+    // The planner makes them in index order, one per index: found by a binary search (a map
+    // of them cost about 40 bytes a subject).
+    let fresh_subject = |index: usize| {
+        f.subjects.binary_search_by_key(&index, |s| s.index).ok().and_then(|at| f.subjects.get(at))
+    };
     for old in &a.subjects {
         if old.contact_id.as_ref().is_some_and(|c| exempt(c.as_str())) {
             continue;
         }
-        let Some(new) = fresh_subjects.get(&old.index) else {
+        let Some(new) = fresh_subject(old.index) else {
             out.push(format!("subject {} is not resolved any more", old.index));
             continue;
         };

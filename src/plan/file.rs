@@ -322,6 +322,10 @@ fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> Result<bool, Stri
 /// The most one line of a plan may hold; a longer one is refused rather than read into memory.
 const MAX_LINE: u64 = 64 << 20;
 
+/// The most records reserved up front from a header's counts (the rest grow as they are read):
+/// the counts are checked only once the lines are.
+pub(crate) const MAX_RESERVED: usize = 1 << 20;
+
 impl PlanFile {
     /// Opens the plan file at `path`: reads its header and checks the id, reads its subject
     /// lines and checks their digest.
@@ -341,7 +345,9 @@ impl PlanFile {
         }
         let mut at = line.len() as u64;
         let (header, plan_id) = parse_header(&line)?;
-        let mut subjects = Vec::new();
+        // As many as the header lists (a count no file could hold is not reserved up front).
+        let listed = usize::try_from(header.records.subjects.count).unwrap_or(usize::MAX);
+        let mut subjects = Vec::with_capacity(listed.min(MAX_RESERVED));
         let mut hasher = SectionHasher::default();
         for number in 0..header.records.subjects.count {
             let mut limited = (&mut reader).take(MAX_LINE);

@@ -310,12 +310,65 @@ struct Tally {
     latest_end: Option<jiff::Timestamp>,
 }
 
-/// The subjects naming one contact: `match` subjects that found it, and `contactId` subjects
-/// (resolved when the contact is read).
+/// How a subject names a contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Via {
+    /// A `match` subject found it.
+    Match,
+    /// A `contactId` subject names it (resolved when the contact is read).
+    Id,
+}
+
+/// The subjects naming each contact of the plan: one entry per contact and subject, sorted by
+/// contact, then subject index, once [`Named::sort`] ran (about 32 bytes an entry; a map of
+/// two small vectors per contact cost about 140 bytes a contact).
 #[derive(Debug, Default)]
-struct Naming {
-    by_match: Vec<usize>,
-    by_id: Vec<usize>,
+struct Named(Vec<(ContactId, usize, Via)>);
+
+impl Named {
+    fn with_capacity(capacity: usize) -> Self {
+        Self(Vec::with_capacity(capacity))
+    }
+
+    fn push(&mut self, id: &ContactId, index: usize, via: Via) {
+        self.0.push((id.clone(), index, via));
+    }
+
+    /// Sorts the entries and keeps only the contacts `part` says yes to.
+    fn sort(&mut self, part: &(dyn Fn(&ContactId) -> bool + Sync)) {
+        self.0.retain(|(id, _, _)| part(id));
+        self.0.sort_unstable();
+        self.0.shrink_to_fit();
+    }
+
+    /// Whether a subject names `id`.
+    fn contains(&self, id: &ContactId) -> bool {
+        self.0.binary_search_by(|(named, _, _)| named.cmp(id)).is_ok()
+    }
+
+    /// Each contact, in id order, with the subjects that name it.
+    fn contacts(&self) -> impl Iterator<Item = (&ContactId, Naming<'_>)> {
+        self.0
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter_map(|entries| entries.first().map(|(id, _, _)| (id, Naming(entries))))
+    }
+}
+
+/// The subjects naming one contact (its entries of [`Named`], by subject index): `match`
+/// subjects that found it, and `contactId` subjects (resolved when the contact is read).
+#[derive(Debug, Clone, Copy)]
+struct Naming<'a>(&'a [(ContactId, usize, Via)]);
+
+impl Naming<'_> {
+    /// The indices of the subjects naming it this way, in order.
+    fn by(self, via: Via) -> impl Iterator<Item = usize> {
+        self.0.iter().filter(move |(_, _, v)| *v == via).map(|(_, index, _)| *index)
+    }
+
+    /// The indices of every subject naming it, in order.
+    fn all(self) -> Vec<usize> {
+        self.0.iter().map(|(_, index, _)| *index).collect()
+    }
 }
 
 /// The planner: resolves the subjects, reads Info Mart, then reads, decides and hands to `sink`
@@ -348,27 +401,30 @@ pub async fn build_into<U: Ucs, E>(
     let mine = spec.subjects.iter().filter(|s| !theirs(s)).count();
     let resolving = Counter::new(Phase::Resolving, mine, progress);
     let reads = Reads::new(input.concurrency);
-    let mut resolutions: Vec<SubjectResolution> =
-        stream::iter(spec.subjects.iter().enumerate().filter(|(_, s)| !theirs(s)))
-            .map(|(index, subject)| {
-                reads.limit(resolving.after(resolve(index + 1, subject, tenant, input, ucs)))
-            })
-            .buffered(reads.window())
-            .collect()
-            .await;
+    // Exactly as many as there are (collecting the stream would double the vector as it grows).
+    let mut resolutions: Vec<SubjectResolution> = Vec::with_capacity(mine);
+    let mut resolved = stream::iter(spec.subjects.iter().enumerate().filter(|(_, s)| !theirs(s)))
+        .map(|(index, subject)| {
+            reads.limit(resolving.after(resolve(index + 1, subject, tenant, input, ucs)))
+        })
+        .buffered(reads.window());
+    while let Some(resolution) = resolved.next().await {
+        resolutions.push(resolution);
+    }
+    drop(resolved);
 
-    let mut named: BTreeMap<ContactId, Naming> = BTreeMap::new();
+    let mut named = Named::with_capacity(resolutions.len());
     for resolution in &resolutions {
         match &resolution.outcome {
             // Provisional until the contact is read.
             Resolution::Found { .. } if resolution.match_digest.is_none() => {
                 if let Some(id) = &resolution.contact_id {
-                    named.entry(id.clone()).or_default().by_id.push(resolution.index);
+                    named.push(id, resolution.index, Via::Id);
                 }
             }
             Resolution::Found { contacts } => {
                 for contact in contacts {
-                    named.entry(contact.clone()).or_default().by_match.push(resolution.index);
+                    named.push(contact, resolution.index, Via::Match);
                 }
             }
             Resolution::Ambiguous { candidates } => tally.blockers.push(Blocker {
@@ -394,7 +450,7 @@ pub async fn build_into<U: Ucs, E>(
         }
     }
 
-    named.retain(|id, _| part(id));
+    named.sort(part);
 
     let held: BTreeMap<&str, &str> =
         spec.holds.iter().map(|h| (h.contact_id.as_str(), h.reason.as_str())).collect();
@@ -423,10 +479,10 @@ pub async fn build_into<U: Ucs, E>(
     // 3. Read every contact in id order, concurrently; decide each as it comes, in order, and
     // hand it on.
     let wants = Wants::of(runbook, request, input.ucs_version);
-    let reading = Counter::new(Phase::Reading, named.len(), progress);
+    let reading = Counter::new(Phase::Reading, named.contacts().count(), progress);
     let wants_ref = &wants;
     let reads_ref = &reads;
-    let mut observed = stream::iter(named.iter())
+    let mut observed = stream::iter(named.contacts())
         .map(|(id, naming)| {
             reads_ref.limit(reading.after(async move {
                 let read = CallSite::contact_scope(id.as_str(), async {
@@ -449,7 +505,7 @@ pub async fn build_into<U: Ucs, E>(
                 } else {
                     Resolution::Unreadable { reason: error.to_string() }
                 };
-                for &index in &naming.by_id {
+                for index in naming.by(Via::Id) {
                     if let Resolution::Unreadable { reason } = &outcome {
                         tally.blockers.push(unresolved(index, Some(id), reason));
                     }
@@ -459,17 +515,13 @@ pub async fn build_into<U: Ucs, E>(
                         resolution.outcome = outcome.clone();
                     }
                 }
-                if naming.by_match.is_empty() {
+                let by_match: Vec<usize> = naming.by(Via::Match).collect();
+                if by_match.is_empty() {
                     continue;
                 }
-                (naming.by_match.clone(), Err(error.to_string()))
+                (by_match, Err(error.to_string()))
             }
-            Ok(result) => {
-                let mut subjects: Vec<usize> =
-                    naming.by_match.iter().chain(&naming.by_id).copied().collect();
-                subjects.sort_unstable();
-                (subjects, result)
-            }
+            Ok(result) => (naming.all(), result),
         };
         let hold = held.get(id.as_str()).map(|r| (*r).to_owned());
         let contact = match result {
@@ -668,7 +720,7 @@ fn capped(reason: &str) -> String {
 fn other_records_of_one(
     id: &ContactId,
     found: &Observed,
-    in_plan: &BTreeMap<ContactId, Naming>,
+    in_plan: &Named,
     held: &BTreeMap<&str, &str>,
     runbook: &Runbook,
     tally: &mut Tally,
@@ -687,7 +739,7 @@ fn other_records_of_one(
         });
     }
     let left_out: Vec<&ContactId> =
-        found.sharing.keys().filter(|other| !in_plan.contains_key(*other)).collect();
+        found.sharing.keys().filter(|other| !in_plan.contains(other)).collect();
     for other in &left_out {
         let entry = tally.shares.entry((*other).clone()).or_default();
         entry.0.insert(id.clone());

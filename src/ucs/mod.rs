@@ -29,39 +29,53 @@ pub use client::{
 pub use error::{ErrorKind, ProtocolFault, UcsError};
 
 /// Declares a 16-character `[A-Za-z0-9]` UCS id type, validated on construction, so a hostile
-/// id (`../../x`, `a?b=c`) can never become a path or a URL segment.
+/// id (`../../x`, `a?b=c`) can never become a path or a URL segment. The id is held inline (16
+/// bytes, no allocation: a batch holds several ids per contact), and orders, hashes, prints and
+/// serialises exactly as its text.
 macro_rules! ucs_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+        pub struct $name([u8; 16]);
 
         impl $name {
             /// Validates `text` as an id: exactly 16 ASCII letters or digits.
             pub fn new(text: &str) -> Result<Self, InvalidId> {
-                if text.len() == 16 && text.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                    Ok(Self(text.to_owned()))
-                } else {
-                    Err(InvalidId { what: $what, len: text.len() })
+                match <[u8; 16]>::try_from(text.as_bytes()) {
+                    Ok(bytes) if bytes.iter().all(u8::is_ascii_alphanumeric) => Ok(Self(bytes)),
+                    _ => Err(InvalidId { what: $what, len: text.len() }),
                 }
             }
 
             /// The id as text.
             pub fn as_str(&self) -> &str {
-                &self.0
+                // Always ASCII (checked by `new`), so never the empty fallback.
+                std::str::from_utf8(&self.0).unwrap_or_default()
+            }
+        }
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                // As its text hashes (the hash of a `String` id before).
+                self.as_str().hash(state);
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({})", stringify!($name), self.0)
+                write!(f, "{}({})", stringify!($name), self.as_str())
             }
         }
 
@@ -74,11 +88,38 @@ macro_rules! ucs_id {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(d)?;
-                Self::new(&text).map_err(serde::de::Error::custom)
+                d.deserialize_str(IdVisitor::<Self>(std::marker::PhantomData))
+            }
+        }
+
+        impl IdText for $name {
+            fn from_text(text: &str) -> Result<Self, InvalidId> {
+                Self::new(text)
             }
         }
     };
+}
+
+/// An id type [`IdVisitor`] makes from text.
+trait IdText: Sized {
+    fn from_text(text: &str) -> Result<Self, InvalidId>;
+}
+
+/// Deserialises an id from a string without copying it first (a borrowed or transient string
+/// is checked in place).
+struct IdVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T: IdText> serde::de::Visitor<'_> for IdVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // As a `String` id said before: the same message for a value of the wrong type.
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+        T::from_text(text).map_err(E::custom)
+    }
 }
 
 ucs_id!(
