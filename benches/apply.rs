@@ -202,6 +202,24 @@ fn new_file_micros(dir: &Path) -> f64 {
     started.elapsed().as_secs_f64() * 1e6 / f64::from(PROBE_FILES)
 }
 
+/// Empty files [`new_inode_micros`] creates.
+const INODE_PROBE_FILES: u32 = 512;
+
+/// What creating an empty file costs in `dir` (created), in µs, the mean of
+/// [`INODE_PROBE_FILES`] (CPU-bound: nothing is written to the disk): the inode allocation alone, without the fsync that dominates
+/// [`new_file_micros`]. On ext4 without a journal a new inode skips every free one whose
+/// deletion is recent (1 minute, or 6 while its inode table block is dirty), one buffer-cache
+/// lookup each, so the same files cost ten times as much in a folder whose block group holds
+/// thousands of recently freed inodes (a build's, or an earlier run's clean-up).
+fn new_inode_micros(dir: &Path) -> f64 {
+    std::fs::create_dir_all(dir).unwrap();
+    let started = Instant::now();
+    for n in 0..INODE_PROBE_FILES {
+        drop(std::fs::File::create(dir.join(format!("{n}"))).unwrap());
+    }
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(INODE_PROBE_FILES)
+}
+
 fn main() {
     let contacts: u32 = env_or("APPLY_BENCH_CONTACTS", 1000);
     let interactions: u32 = env_or("APPLY_BENCH_INTERACTIONS", 20);
@@ -270,7 +288,7 @@ fn main() {
         apply_calls,
         receipt_failures,
         listen,
-        (phases, probe_before, probe_after),
+        (phases, probe_before, probe_after, inode_before, inode_after),
     ) = runtime.block_on(async {
         // Simulator 1: the connector with the plan's mix, then the plan.
         let sim = Sim::serve_with(
@@ -384,6 +402,7 @@ fn main() {
         };
         std::fs::create_dir_all(&work).unwrap();
         let probe_before = new_file_micros(&work.join("probe-before"));
+        let inode_before = new_inode_micros(&work.join("inode-probe-before"));
         let before = calls(&sim).await;
         reset_peak();
         let started = Instant::now();
@@ -408,6 +427,7 @@ fn main() {
             last.map_or(0.0, |t| t.elapsed().as_secs_f64()),
         );
         let probe_after = new_file_micros(&work.join("probe-after"));
+        let inode_after = new_inode_micros(&work.join("inode-probe-after"));
         assert!(!receipt.interrupted);
         assert_eq!(receipt.contacts.len(), ids.len());
         let failures: Vec<(String, String)> =
@@ -422,7 +442,7 @@ fn main() {
             apply_calls,
             failures,
             listen.to_owned(),
-            (phases, probe_before, probe_after),
+            (phases, probe_before, probe_after, inode_before, inode_after),
         )
     });
 
@@ -484,7 +504,13 @@ fn main() {
     println!(
         "a new file in apply's folder (create, 4 KiB, fsync, rename; mean of {PROBE_FILES}): \
          {probe_before:.0} µs before apply, {probe_after:.0} µs after (on ext4 without a journal \
-         a new inode skips past those freed in the last 1 to 5 minutes)"
+         a new inode skips past those freed in the last 1 to 6 minutes)"
+    );
+    println!(
+        "an empty new file there (the inode alone, mean of {INODE_PROBE_FILES}): \
+         {inode_before:.1} µs before apply, {inode_after:.1} µs after (7 to 10 µs measured on \
+         this machine's quiet folders, 122 in one whose block group held thousands of inodes \
+         freed minutes before)"
     );
     println!(
         "plan / connector: {:.2} (calls/s), {:.2} (time); apply / connector: {:.2} (calls/s), \
