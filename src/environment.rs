@@ -269,6 +269,10 @@ pub struct Gms {
     /// `{ _customer_email: EmailAddress }` for a service whose `_customer_lookup_keys` has it.
     #[serde(default)]
     pub lookup_keys: std::collections::BTreeMap<String, String>,
+    /// Extra certificate authorities (PEM) to trust for GMS instead of UCS's `caFile`,
+    /// relative to the file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The Info Mart database (PostgreSQL), read by the `infomart/etl-complete` check.
@@ -549,18 +553,39 @@ impl Environments {
                             ),
                         );
                     }
-                    if let Some(ca_file) = environment.ucs.as_ref().and_then(|u| u.ca_file.as_ref())
-                        && !base.join(ca_file).is_file()
-                    {
-                        diagnostics.push(
-                            Diagnostic::error(
-                                "environments::missing-file",
-                                format!("environment `{name}`: the UCS CA file does not exist"),
-                                span(at("ucs/caFile")),
-                            )
-                            .label("not found")
-                            .help("the path is relative to the environments file"),
-                        );
+                    let ca_files = [
+                        (
+                            "UCS",
+                            "ucs/caFile",
+                            environment.ucs.as_ref().and_then(|u| u.ca_file.as_ref()),
+                        ),
+                        (
+                            "Context Services",
+                            "contextServices/caFile",
+                            environment.context_services.as_ref().and_then(|c| c.ca_file.as_ref()),
+                        ),
+                        (
+                            "GMS",
+                            "gms/caFile",
+                            environment.gms.as_ref().and_then(|g| g.ca_file.as_ref()),
+                        ),
+                    ];
+                    for (service, field, ca_file) in ca_files {
+                        if let Some(ca_file) = ca_file
+                            && !base.join(ca_file).is_file()
+                        {
+                            diagnostics.push(
+                                Diagnostic::error(
+                                    "environments::missing-file",
+                                    format!(
+                                        "environment `{name}`: the {service} CA file does not exist"
+                                    ),
+                                    span(at(field)),
+                                )
+                                .label("not found")
+                                .help("the path is relative to the environments file"),
+                            );
+                        }
                     }
                     for field in ["dataset", "stateDir", "faults"] {
                         if spans.get(&at(field)).is_some() {
@@ -715,6 +740,9 @@ pub enum ConnectError {
     /// A REST environment without a UCS endpoint.
     #[error("environment `{0}` is a REST target but names no `ucs` endpoint")]
     NoEndpoint(String),
+    /// A REST client configuration asked of an embedded environment.
+    #[error("environment `{0}` is embedded: its client is configured by the simulator it starts")]
+    NotRest(String),
     /// The simulator did not start.
     #[error("the embedded simulator did not start")]
     Simulator(#[from] crate::sim::SimError),
@@ -795,6 +823,59 @@ impl std::fmt::Display for NotAsDocumented {
 impl std::error::Error for NotAsDocumented {}
 
 impl Environments {
+    /// The client configuration a REST environment named `name` connects with: its endpoints,
+    /// each one's credentials (resolved from their variables) and CA file (resolved against the
+    /// environments file's folder), and which UCS it is. The timeouts, limits and tenant are
+    /// set by [`Environments::connect`].
+    ///
+    /// # Errors
+    /// An unknown name, not a REST environment, no UCS endpoint, a UCS without a REST
+    /// transport, or a secret that cannot be read.
+    pub fn rest_config(
+        &self,
+        name: &str,
+    ) -> Result<(crate::ucs::ClientConfig, UcsVersion), ConnectError> {
+        use crate::ucs::{Auth as ClientAuth, ClientConfig};
+        let environment = self.get(name).ok_or_else(|| ConnectError::Unknown(name.to_owned()))?;
+        if environment.kind != EnvironmentType::Rest {
+            return Err(ConnectError::NotRest(name.to_owned()));
+        }
+        let resolve = |auth: Option<&Auth>| match auth {
+            None => Ok(ClientAuth::None),
+            Some(a) => ClientAuth::resolve(
+                a.user.as_deref(),
+                a.password_env.as_deref(),
+                a.bearer_token_env.as_deref(),
+            ),
+        };
+        let ucs =
+            environment.ucs.as_ref().ok_or_else(|| ConnectError::NoEndpoint(name.to_owned()))?;
+        if ucs.version == UcsVersion::V8_5 {
+            return Err(ConnectError::NoTransport(name.to_owned()));
+        }
+        let mut config = ClientConfig::new(ucs.url.clone());
+        config.auth = resolve(ucs.auth.as_ref())?;
+        config.ca_file = ucs.ca_file.as_ref().map(|f| self.base_dir.join(f));
+        if let Some(service) = &environment.context_services {
+            config.context_services_url = Some(service.url.clone());
+            config.context_services_ca_file =
+                service.ca_file.as_ref().map(|f| self.base_dir.join(f));
+            if service.auth.is_some() {
+                config.context_services_auth = Some(resolve(service.auth.as_ref())?);
+            }
+        }
+        if let Some(gms) = &environment.gms {
+            config.gms_url = Some(gms.url.clone());
+            config.gms_ca_file = gms.ca_file.as_ref().map(|f| self.base_dir.join(f));
+            config.gms_lookup_keys =
+                gms.lookup_keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            if gms.auth.is_some() {
+                config.gms_auth = Some(resolve(gms.auth.as_ref())?);
+            }
+        }
+        Ok((config, ucs.version))
+    }
+
     /// Connects to the environment named `name`: starts the simulator for an embedded one and
     /// points the real REST client at it, so every target goes through one code path.
     ///
@@ -805,16 +886,8 @@ impl Environments {
         name: &str,
         on_retry: Option<crate::ucs::RetryHook>,
     ) -> Result<Connection, ConnectError> {
-        use crate::ucs::{Auth as ClientAuth, ClientConfig, RestClient};
+        use crate::ucs::{ClientConfig, RestClient};
         let environment = self.get(name).ok_or_else(|| ConnectError::Unknown(name.to_owned()))?;
-        let resolve = |auth: Option<&Auth>| match auth {
-            None => Ok(ClientAuth::None),
-            Some(a) => ClientAuth::resolve(
-                a.user.as_deref(),
-                a.password_env.as_deref(),
-                a.bearer_token_env.as_deref(),
-            ),
-        };
         let (mut config, simulator, ucs_version) = match environment.kind {
             EnvironmentType::Embedded => {
                 let dataset = environment
@@ -829,31 +902,8 @@ impl Environments {
                 (ClientConfig::new(simulator.base_url()), Some(simulator), version)
             }
             EnvironmentType::Rest => {
-                let ucs = environment
-                    .ucs
-                    .as_ref()
-                    .ok_or_else(|| ConnectError::NoEndpoint(name.to_owned()))?;
-                if ucs.version == UcsVersion::V8_5 {
-                    return Err(ConnectError::NoTransport(name.to_owned()));
-                }
-                let mut config = ClientConfig::new(ucs.url.clone());
-                config.auth = resolve(ucs.auth.as_ref())?;
-                config.ca_file = ucs.ca_file.as_ref().map(|f| self.base_dir.join(f));
-                if let Some(service) = &environment.context_services {
-                    config.context_services_url = Some(service.url.clone());
-                    if service.auth.is_some() {
-                        config.context_services_auth = Some(resolve(service.auth.as_ref())?);
-                    }
-                }
-                if let Some(gms) = &environment.gms {
-                    config.gms_url = Some(gms.url.clone());
-                    config.gms_lookup_keys =
-                        gms.lookup_keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                    if gms.auth.is_some() {
-                        config.gms_auth = Some(resolve(gms.auth.as_ref())?);
-                    }
-                }
-                (config, None, ucs.version)
+                let (config, version) = self.rest_config(name)?;
+                (config, None, version)
             }
         };
         config.connect_timeout = std::time::Duration::from_millis(environment.timeouts.connect_ms);

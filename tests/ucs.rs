@@ -1024,3 +1024,160 @@ async fn a_configured_lookup_key_is_queried_with_the_contacts_attribute_values()
         "{request}"
     );
 }
+
+/// The test PKI in `tests/fixtures/tls/`: a server certificate for `localhost` and
+/// `127.0.0.1` signed by `cs-ca.pem`, and `other-ca.pem`, which signed nothing here.
+fn tls_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls").join(name)
+}
+
+/// An HTTPS server with the fixture's `localhost` certificate that answers every request with
+/// `body` as JSON, for as long as the test runs; its base URL.
+async fn tls_server(body: &'static str) -> String {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certificates: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(tls_fixture("server.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(tls_fixture("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certificates, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://localhost:{}/", listener.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that does not trust the certificate ends the handshake.
+                let Ok(mut stream) = acceptor.accept(stream).await else { return };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+/// A configuration whose UCS is never called, with one attempt per call (a refused
+/// certificate is not worth retrying here).
+fn tls_config(ucs_ca: &str) -> ClientConfig {
+    let mut config = ClientConfig::new("http://127.0.0.1:1");
+    config.ca_file = Some(tls_fixture(ucs_ca));
+    config.retry = RetryPolicy { max_attempts: 1, ..RetryPolicy::default() };
+    config
+}
+
+/// Each backend trusts its own CA file: Context Services with a `caFile` of its own trusts
+/// that one and not UCS's; without one it trusts UCS's, and only that (issue: the Context
+/// Services and GMS `caFile` were accepted and ignored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_services_trusts_its_own_ca_file_or_else_the_ucs_one() {
+    let url = tls_server(r#"{"customer_id":"0001SaD2PVY4312K"}"#).await;
+    let jane = contact(JANE);
+
+    // Its own CA file signed the server's certificate; UCS's did not.
+    let mut config = tls_config("other-ca.pem");
+    config.context_services_url = Some(url.clone());
+    config.context_services_ca_file = Some(tls_fixture("cs-ca.pem"));
+    let client = RestClient::new(config).unwrap();
+    assert!(client.get_profile(&jane).await.unwrap().is_some());
+
+    // None of its own: UCS's, which did not sign it, is what it trusts.
+    let mut config = tls_config("other-ca.pem");
+    config.context_services_url = Some(url.clone());
+    let client = RestClient::new(config).unwrap();
+    let refused = |error: ucs_gdpr::ucs::UcsError| {
+        // Not worth retrying, and said as what it is.
+        assert_eq!(error.kind, ErrorKind::Permanent, "{error}");
+        assert!(error.detail.contains("TLS certificate was refused (UnknownIssuer)"), "{error}");
+        assert!(error.detail.contains("`caFile`"), "{error}");
+    };
+    refused(client.get_profile(&jane).await.unwrap_err());
+
+    // None of its own, and UCS's signed it.
+    let mut config = tls_config("cs-ca.pem");
+    config.context_services_url = Some(url.clone());
+    let client = RestClient::new(config).unwrap();
+    assert!(client.get_profile(&jane).await.unwrap().is_some());
+
+    // Its own is not UCS's: with UCS's signing the server and its own not, it refuses.
+    let mut config = tls_config("cs-ca.pem");
+    config.context_services_url = Some(url);
+    config.context_services_ca_file = Some(tls_fixture("other-ca.pem"));
+    let client = RestClient::new(config).unwrap();
+    refused(client.get_profile(&jane).await.unwrap_err());
+
+    // A CA file that is not one is refused when the client is built, naming it.
+    let mut config = tls_config("cs-ca.pem");
+    config.gms_ca_file = Some(example("demo.yaml"));
+    let error = RestClient::new(config).unwrap_err().to_string();
+    assert!(error.starts_with("cannot use CA file") && error.contains("demo.yaml"), "{error}");
+}
+
+/// The environments file's `contextServices.caFile` and `gms.caFile` reach the client,
+/// resolved against the file's folder, and a missing one is an error at load, located.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environments_file_gives_each_service_its_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(tls_fixture("cs-ca.pem"), dir.path().join("cs-ca.pem")).unwrap();
+    std::fs::copy(tls_fixture("other-ca.pem"), dir.path().join("ucs-ca.pem")).unwrap();
+    let url = tls_server(r#"{"customer_id":"0001SaD2PVY4312K"}"#).await;
+    let write = |cs_ca: &str, gms_ca: &str| {
+        let path = dir.path().join("ucs-gdpr.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: ucs-gdpr/v1\nkind: Environments\nenvironments:\n  production:\n    \
+                 type: rest\n    tenant: 101\n    hmacKeyEnv: UCS_GDPR_TEST_HMAC\n    \
+                 ucs: {{ url: \"http://127.0.0.1:1/\", caFile: ucs-ca.pem }}\n    \
+                 contextServices: {{ url: \"{url}\", caFile: {cs_ca} }}\n    \
+                 gms: {{ url: \"{url}\", caFile: {gms_ca} }}\n"
+            ),
+        )
+        .unwrap();
+        ucs_gdpr::environment::Environments::load(&path)
+    };
+    let (environments, _) = write("cs-ca.pem", "ucs-ca.pem").unwrap();
+    let (mut config, _) = environments.rest_config("production").unwrap();
+    assert_eq!(config.context_services_ca_file, Some(dir.path().join("cs-ca.pem")));
+    assert_eq!(config.gms_ca_file, Some(dir.path().join("ucs-ca.pem")));
+    config.retry = RetryPolicy { max_attempts: 1, ..RetryPolicy::default() };
+    let client = RestClient::new(config).unwrap();
+    assert!(client.get_profile(&contact(JANE)).await.unwrap().is_some());
+
+    let report = write("missing-cs-ca.pem", "missing-gms-ca.pem").unwrap_err();
+    let found: Vec<String> =
+        report.diagnostics.iter().map(|d| format!("{}: {}", d.code, d.message)).collect();
+    assert_eq!(
+        found,
+        [
+            "environments::missing-file: environment `production`: the Context Services CA file \
+             does not exist",
+            "environments::missing-file: environment `production`: the GMS CA file does not exist",
+        ]
+    );
+}

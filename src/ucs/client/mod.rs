@@ -222,8 +222,15 @@ pub struct ClientConfig {
     /// Extra callback properties to look callbacks up by: (GMS property, contact attribute),
     /// e.g. a service's `_customer_lookup_keys` (see `wire::gms::lookups`).
     pub gms_lookup_keys: Vec<(String, String)>,
-    /// A PEM file of CA certificates to trust in addition to the built-in roots.
+    /// A PEM file of CA certificates to trust in addition to the built-in roots (for UCS, and
+    /// for Context Services and GMS unless they have their own).
     pub ca_file: Option<PathBuf>,
+    /// The CA file Context Services is trusted by, when it differs from `ca_file`: its
+    /// connections trust the built-in roots and this file's, not `ca_file`'s.
+    pub context_services_ca_file: Option<PathBuf>,
+    /// The CA file GMS is trusted by, when it differs from `ca_file` (as for Context
+    /// Services).
+    pub gms_ca_file: Option<PathBuf>,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Timeout of each read (a server that stops answering fails after this long).
@@ -258,6 +265,8 @@ impl fmt::Debug for ClientConfig {
             .field("gms_auth", &self.gms_auth)
             .field("gms_lookup_keys", &self.gms_lookup_keys)
             .field("ca_file", &self.ca_file)
+            .field("context_services_ca_file", &self.context_services_ca_file)
+            .field("gms_ca_file", &self.gms_ca_file)
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
             .field("retry", &self.retry)
@@ -285,6 +294,8 @@ impl ClientConfig {
             gms_auth: None,
             gms_lookup_keys: Vec::new(),
             ca_file: None,
+            context_services_ca_file: None,
+            gms_ca_file: None,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),

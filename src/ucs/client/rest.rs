@@ -27,7 +27,11 @@ const MAX_ERROR_BODY: u64 = 64 * 1024;
 /// [`Connector`](super::Connector) over it for retries and limits (as
 /// [`RestClient`](super::RestClient) does).
 pub struct RestTransport {
+    /// The HTTP client of each backend: each trusts its own CA file (one client, shared, where
+    /// they trust the same).
     http: reqwest::Client,
+    context_services_http: reqwest::Client,
+    gms_http: reqwest::Client,
     pub(super) config: ClientConfig,
     ucs: String,
     pub(super) context_services: String,
@@ -71,6 +75,32 @@ fn checked_url(text: &str, which: &'static str) -> Result<String, ConfigError> {
     Ok(text.trim_end_matches('/').to_owned())
 }
 
+/// An HTTP client with the configured timeouts and pool, trusting the built-in roots and, when
+/// given, the CA certificates in `ca_file`.
+fn http_client(
+    config: &ClientConfig,
+    ca_file: Option<&std::path::Path>,
+) -> Result<reqwest::Client, ConfigError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .read_timeout(config.read_timeout)
+        .pool_max_idle_per_host(config.concurrency)
+        .tcp_nodelay(true);
+    if let Some(path) = ca_file {
+        let unusable = |reason: String| ConfigError::CaFile { path: path.to_owned(), reason };
+        let pem = std::fs::read(path).map_err(|e| unusable(e.to_string()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|_| unusable("not a PEM bundle".to_owned()))?;
+        if certificates.is_empty() {
+            return Err(unusable("no certificate in it".to_owned()));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().map_err(|e| ConfigError::Http(e.to_string()))
+}
+
 impl RestTransport {
     /// Builds the transport. Installs the `ring` crypto provider for rustls if none is.
     pub fn new(config: ClientConfig) -> Result<Self, ConfigError> {
@@ -88,28 +118,14 @@ impl RestTransport {
         if config.concurrency == 0 {
             return Err(ConfigError::Zero { which: "concurrency" });
         }
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout)
-            .pool_max_idle_per_host(config.concurrency)
-            .tcp_nodelay(true);
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| ConfigError::CaFile { path: path.clone(), reason: e.to_string() })?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| {
-                ConfigError::CaFile { path: path.clone(), reason: "not a PEM bundle".to_owned() }
-            })?;
-            if certificates.is_empty() {
-                return Err(ConfigError::CaFile {
-                    path: path.clone(),
-                    reason: "no certificate in it".to_owned(),
-                });
-            }
-            for certificate in certificates {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-        let http = builder.build().map_err(|e| ConfigError::Http(e.to_string()))?;
+        let http = http_client(&config, config.ca_file.as_deref())?;
+        // Context Services and GMS trust UCS's CA file unless they name one of their own.
+        let own = |file: &Option<std::path::PathBuf>| match file {
+            Some(path) => http_client(&config, Some(path)),
+            None => Ok(http.clone()),
+        };
+        let context_services_http = own(&config.context_services_ca_file)?;
+        let gms_http = own(&config.gms_ca_file)?;
         let ucs_auth = authorization_header(&config.auth)?;
         let context_services_auth = match &config.context_services_auth {
             Some(auth) => authorization_header(auth)?,
@@ -121,6 +137,8 @@ impl RestTransport {
         };
         Ok(Self {
             http,
+            context_services_http,
+            gms_http,
             config,
             ucs,
             context_services,
@@ -142,12 +160,14 @@ impl RestTransport {
         method: Method,
         url: &str,
     ) -> RequestBuilder {
-        let builder = self.http.request(method, url);
-        let authorization = match operation.backend() {
-            wire::Backend::ContextServices => &self.context_services_auth,
-            wire::Backend::Gms => &self.gms_auth,
-            wire::Backend::Ucs => &self.ucs_auth,
+        let (http, authorization) = match operation.backend() {
+            wire::Backend::ContextServices => {
+                (&self.context_services_http, &self.context_services_auth)
+            }
+            wire::Backend::Gms => (&self.gms_http, &self.gms_auth),
+            wire::Backend::Ucs => (&self.http, &self.ucs_auth),
         };
+        let builder = http.request(method, url);
         match authorization {
             Some(value) => builder.header(AUTHORIZATION, value.clone()),
             None => builder,
@@ -355,12 +375,17 @@ pub(super) async fn read_limited(
 }
 
 /// A request that got no answer: transient (a timeout, a refused or dropped connection), with
-/// what happened in words that hold no personal data.
+/// what happened in words that hold no personal data; permanent when TLS refused the server
+/// (its certificate is not signed by a trusted CA, or names another host): retrying cannot
+/// change a certificate.
 pub(super) fn send_error(
     operation: Operation,
     subject: Option<&str>,
     error: &reqwest::Error,
 ) -> UcsError {
+    if let Some(refusal) = tls_refusal(error) {
+        return UcsError::new(operation, ErrorKind::Permanent, refusal).with_subject(subject);
+    }
     let detail = if error.is_timeout() {
         "timed out waiting for the server"
     } else if error.is_connect() {
@@ -369,6 +394,31 @@ pub(super) fn send_error(
         "connection dropped before a response"
     };
     UcsError::new(operation, ErrorKind::Transient, detail).with_subject(subject)
+}
+
+/// What TLS said, when a connect error is TLS refusing the server: the rustls error somewhere
+/// in the error's chain (inside I/O errors, where `source` does not look).
+fn tls_refusal(error: &reqwest::Error) -> Option<String> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = next {
+        // I/O errors nest (hyper's connect error holds one that holds tokio-rustls's).
+        let mut error = error;
+        while let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(|e| e.get_ref()) {
+            error = inner;
+        }
+        let tls = error.downcast_ref::<rustls::Error>();
+        match tls {
+            Some(rustls::Error::InvalidCertificate(why)) => {
+                return Some(format!(
+                    "the server's TLS certificate was refused ({why:?}): is the CA that signed it \
+                     in the endpoint's `caFile`, and does it name the host of the URL?"
+                ));
+            }
+            Some(other) => return Some(format!("TLS failed: {other}")),
+            None => next = error.source(),
+        }
+    }
+    None
 }
 
 fn body_error(operation: Operation, error: &reqwest::Error) -> UcsError {
