@@ -925,7 +925,7 @@ async fn resolve<U: Ucs>(
         Subject::Contact { contact_id } => {
             let outcome = match ContactId::new(contact_id) {
                 Err(_) => Resolution::Unreadable { reason: "not a contact id".into() },
-                Ok(id) => Resolution::Found { contacts: vec![id] },
+                Ok(id) => Resolution::Found { contacts: FoundContacts::one(id) },
             };
             SubjectResolution {
                 index,
@@ -975,7 +975,7 @@ async fn resolve<U: Ucs>(
                 Ok(found) => {
                     let mut contacts = found.contacts;
                     contacts.sort();
-                    Resolution::Found { contacts }
+                    Resolution::Found { contacts: contacts.into() }
                 }
             };
             SubjectResolution {

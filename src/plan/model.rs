@@ -290,6 +290,70 @@ pub struct SubjectResolution {
     pub outcome: Resolution,
 }
 
+/// The contacts a subject found: one, held inline (every `contactId` subject, and most matches:
+/// no allocation for each of a batch's subjects), or several. Written as the list of their ids
+/// either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundContacts(Found);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Found {
+    One(ContactId),
+    Many(Box<[ContactId]>),
+}
+
+impl FoundContacts {
+    /// One contact.
+    pub fn one(id: ContactId) -> Self {
+        Self(Found::One(id))
+    }
+}
+
+impl From<Vec<ContactId>> for FoundContacts {
+    fn from(mut ids: Vec<ContactId>) -> Self {
+        match ids.pop() {
+            Some(id) if ids.is_empty() => Self::one(id),
+            Some(id) => {
+                ids.push(id);
+                Self(Found::Many(ids.into_boxed_slice()))
+            }
+            None => Self(Found::Many(Box::default())),
+        }
+    }
+}
+
+impl std::ops::Deref for FoundContacts {
+    type Target = [ContactId];
+
+    fn deref(&self) -> &[ContactId] {
+        match &self.0 {
+            Found::One(id) => std::slice::from_ref(id),
+            Found::Many(ids) => ids,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a FoundContacts {
+    type Item = &'a ContactId;
+    type IntoIter = std::slice::Iter<'a, ContactId>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl Serialize for FoundContacts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for FoundContacts {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<ContactId>::deserialize(deserializer).map(Self::from)
+    }
+}
+
 /// What a subject resolved to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
@@ -297,7 +361,7 @@ pub enum Resolution {
     /// These contacts.
     Found {
         /// Their ids.
-        contacts: Vec<ContactId>,
+        contacts: FoundContacts,
     },
     /// The contact id does not exist (already erased, or never was): nothing to do.
     AlreadyAbsent,
@@ -529,6 +593,30 @@ pub struct Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found contacts are written as the list of their ids, one or many, and read back the
+    /// same: a plan's bytes (and so its id) do not depend on how they are held.
+    #[test]
+    fn found_contacts_are_a_list_of_ids_however_many() {
+        let id = |s: &str| ContactId::new(s).unwrap();
+        for ids in [
+            vec![],
+            vec![id("0001SaD2PVY4312K")],
+            vec![id("0001SaD2PVY4312K"), id("0001TbE3QWZ5520L"), id("0002AaB3CDE4567F")],
+        ] {
+            let found = FoundContacts::from(ids.clone());
+            assert_eq!(&*found, ids.as_slice());
+            let json = serde_json::to_string(&found).unwrap();
+            assert_eq!(json, serde_json::to_string(&ids).unwrap());
+            assert_eq!(serde_json::from_str::<FoundContacts>(&json).unwrap(), found);
+        }
+        assert_eq!(
+            FoundContacts::one(id("0001SaD2PVY4312K")),
+            FoundContacts::from(vec![id("0001SaD2PVY4312K")])
+        );
+        // One is held inline: no larger than the list's own header.
+        assert!(std::mem::size_of::<FoundContacts>() <= std::mem::size_of::<Vec<ContactId>>());
+    }
 
     #[test]
     fn step_uses_are_written_by_their_catalogue_names_and_unknown_ones_refused() {
