@@ -75,6 +75,10 @@ const CHUNK: usize = 64 * 1024;
 /// Contacts read at once while the page is written (each holds its view until its turn).
 const READ_AT_ONCE: usize = 8;
 
+/// An interactions file up to this size is read whole, with the contact's other files, in one
+/// blocking task; a larger one streams in [`CHUNK`]s.
+const READ_WHOLE: u64 = 1024 * 1024;
+
 /// The language of the page.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Language {
@@ -441,7 +445,36 @@ async fn read_contact(
     let name_of = |relative: &str| relative.rsplit('/').next().unwrap_or(relative).to_owned();
     let contact_relative = file(PayloadKind::Contact);
     let contact_path = bag.root().join(&contact_relative);
-    let contact_json = read_verified(&contact_path, listed, &contact_relative).await?;
+    let context_relative = file(PayloadKind::ContextServices);
+    let context_path = bag.root().join(&context_relative);
+    let relative = file(PayloadKind::Interactions);
+    let path = bag.root().join(&relative);
+    // The contact's files are read in one blocking task (a hand-off each cost more than the
+    // reading of a small file): the contact's, its Context Services one when listed, and its
+    // interactions when listed and at most `READ_WHOLE` bytes (a larger one streams below).
+    // Each read's error is reported where that file is used, in the order they are used.
+    let prefetch = {
+        let contact_path = contact_path.clone();
+        let context_path = listed.contains_key(&context_relative).then(|| context_path.clone());
+        let interactions_path =
+            listed.get(&relative).filter(|(_, size)| *size <= READ_WHOLE).map(|_| path.clone());
+        super::blocking(move || {
+            let read =
+                |path: &Path| std::fs::read(path).map_err(|e| ExportError::io("read", path, e));
+            let interactions = interactions_path.map(|path| -> Result<Vec<u8>, ExportError> {
+                let mut file =
+                    std::fs::File::open(&path).map_err(|e| ExportError::io("open", &path, e))?;
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut file, &mut bytes)
+                    .map_err(|e| ExportError::io("read", &path, e))?;
+                Ok(bytes)
+            });
+            Ok((read(&contact_path), context_path.map(|path| read(&path)), interactions))
+        })
+        .await?
+    };
+    let (contact_bytes, context_bytes, interactions_bytes) = prefetch;
+    let contact_json = verified_json(&contact_path, &contact_bytes?, listed, &contact_relative)?;
     files.push(name_of(&contact_relative));
     let attributes = contact_json
         .get("attributes")
@@ -460,17 +493,14 @@ async fn read_contact(
         })
         .unwrap_or_default();
 
-    let context_relative = file(PayloadKind::ContextServices);
-    let context_services = if listed.contains_key(&context_relative) {
-        let path = bag.root().join(&context_relative);
-        files.push(name_of(&context_relative));
-        Some(read_verified(&path, listed, &context_relative).await?)
-    } else {
-        None
+    let context_services = match context_bytes {
+        Some(bytes) => {
+            files.push(name_of(&context_relative));
+            Some(verified_json(&context_path, &bytes?, listed, &context_relative)?)
+        }
+        None => None,
     };
 
-    let relative = file(PayloadKind::Interactions);
-    let path = bag.root().join(&relative);
     let Some((digest, size)) = listed.get(&relative) else {
         return Ok(ContactView {
             id: contact.clone(),
@@ -486,7 +516,13 @@ async fn read_contact(
     // Made by the split when the first attachment comes: a contact without one has no folder
     // (a folder per contact cost a new inode each, for nothing, on every run).
     let dir = bag.root().join(ATTACHMENTS_DIR).join(contact.as_str());
-    let (skeleton, decoded) = split_interactions(&path, &dir, digest, *size).await?;
+    let input = match interactions_bytes {
+        Some(bytes) => Input::Bytes { bytes: bytes?, at: 0 },
+        None => Input::File(
+            tokio::fs::File::open(&path).await.map_err(|e| ExportError::io("open", &path, e))?,
+        ),
+    };
+    let (skeleton, decoded) = split_interactions(&path, input, &dir, digest, *size).await?;
     let document: Value = serde_json::from_slice(&skeleton)
         .map_err(|_| ExportError::Unreadable { path: path.clone(), reason: "not JSON" })?;
     let mut decoded: Vec<Option<Decoded>> = decoded.into_iter().map(Some).collect();
@@ -583,13 +619,13 @@ async fn read_contact(
 }
 
 /// A small file of the bag, read whole, checked against its manifest line, parsed.
-async fn read_verified(
+fn verified_json(
     path: &Path,
+    bytes: &[u8],
     listed: &BTreeMap<String, (String, u64)>,
     relative: &str,
 ) -> Result<Value, ExportError> {
-    let bytes = tokio::fs::read(path).await.map_err(|e| ExportError::io("read", path, e))?;
-    let digest = crate::canonical::sha256_hex(&bytes);
+    let digest = crate::canonical::sha256_hex(bytes);
     let (expected, expected_size) = listed.get(relative).cloned().unwrap_or_default();
     if digest != expected {
         return Err(ExportError::Mismatch {
@@ -600,8 +636,32 @@ async fn read_verified(
             actual_size: bytes.len() as u64,
         });
     }
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice(bytes)
         .map_err(|_| ExportError::Unreadable { path: path.to_owned(), reason: "not JSON" })
+}
+
+/// An interactions file as the page reads it: read whole already (a small one), or open.
+enum Input {
+    Bytes { bytes: Vec<u8>, at: usize },
+    File(tokio::fs::File),
+}
+
+impl Input {
+    /// The next chunk of at most `buffer`'s length; empty at the end.
+    async fn read<'a>(&'a mut self, buffer: &'a mut [u8]) -> std::io::Result<&'a [u8]> {
+        match self {
+            Input::Bytes { bytes, at } => {
+                let start = (*at).min(bytes.len());
+                let end = start.saturating_add(buffer.len()).min(bytes.len());
+                *at = end;
+                Ok(bytes.get(start..end).unwrap_or_default())
+            }
+            Input::File(file) => {
+                let read = file.read(buffer).await?;
+                Ok(buffer.get(..read).unwrap_or_default())
+            }
+        }
+    }
 }
 
 /// One attachment's decoded bytes, staged under a temporary name.
@@ -615,13 +675,12 @@ struct Decoded {
 /// order, staged in `dir`. Fails when the file's digest or size is not the listed one.
 async fn split_interactions(
     path: &Path,
+    mut input: Input,
     dir: &Path,
     digest: &str,
     size: u64,
 ) -> Result<(Vec<u8>, Vec<Decoded>), ExportError> {
     let unreadable = |reason| ExportError::Unreadable { path: path.to_owned(), reason };
-    let mut file =
-        tokio::fs::File::open(path).await.map_err(|e| ExportError::io("open", path, e))?;
     let mut hasher = Sha256::new();
     let mut read_size = 0u64;
     let mut splitter = Splitter::default();
@@ -631,8 +690,11 @@ async fn split_interactions(
     let mut current: Option<(DocumentDecoder, PayloadWriter)> = None;
     let mut out = Vec::with_capacity(CHUNK);
     loop {
-        let read = file.read(&mut buffer).await.map_err(|e| ExportError::io("read", path, e))?;
-        let Some(chunk) = buffer.get(..read).filter(|chunk| !chunk.is_empty()) else { break };
+        let chunk = input.read(&mut buffer).await.map_err(|e| ExportError::io("read", path, e))?;
+        if chunk.is_empty() {
+            break;
+        }
+        let read = chunk.len();
         hasher.update(chunk);
         read_size += read as u64;
         events.clear();
@@ -1229,6 +1291,51 @@ mod tests {
             }
         }
         (String::from_utf8(splitter.skeleton).unwrap(), captured)
+    }
+
+    /// A file read whole (a small one) and the same file streamed split alike: the same
+    /// skeleton and the same attachments, across chunk boundaries, and the same mismatch when
+    /// the digest is not the file's.
+    #[tokio::test]
+    async fn an_interactions_file_read_whole_or_streamed_splits_the_same() {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let dir = tempfile::tempdir().unwrap();
+        let attachment: Vec<u8> = (0..=255u8).cycle().take(3 * CHUNK + 17).collect();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&attachment);
+        let json = format!(
+            r#"{{"contactId":"X","dataSources":[{{"dataSource":"main","interactions":[{{"id":"a","attachments":[{{"id":"d1","content":"{encoded}"}},{{"id":"d2","content":"QUJD"}}]}}]}}]}}"#
+        );
+        let path = dir.path().join("interactions.json");
+        std::fs::write(&path, &json).unwrap();
+        let digest = crate::canonical::hex(&Sha256::digest(json.as_bytes()));
+        let size = json.len() as u64;
+        let mut results = Vec::new();
+        for (n, whole) in [true, false].into_iter().enumerate() {
+            let input = if whole {
+                Input::Bytes { bytes: json.clone().into_bytes(), at: 0 }
+            } else {
+                Input::File(tokio::fs::File::open(&path).await.unwrap())
+            };
+            let out = dir.path().join(format!("attachments-{n}"));
+            let (skeleton, decoded) =
+                split_interactions(&path, input, &out, &digest, size).await.unwrap();
+            let mut bytes = Vec::new();
+            for (i, file) in decoded.into_iter().enumerate() {
+                let target = out.join(format!("final-{i}"));
+                file.staged.commit(&target).unwrap();
+                bytes.push(std::fs::read(&target).unwrap());
+            }
+            results.push((skeleton, bytes));
+        }
+        assert_eq!(results[0], results[1]);
+        assert_eq!(results[0].1, [attachment, b"ABC".to_vec()]);
+        let input = Input::Bytes { bytes: json.clone().into_bytes(), at: 0 };
+        let wrong = "0".repeat(64);
+        let error = split_interactions(&path, input, &dir.path().join("x"), &wrong, size)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ExportError::Mismatch { .. }), "{error:?}");
     }
 
     #[test]
