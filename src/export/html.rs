@@ -453,7 +453,7 @@ async fn read_contact(
     // reading of a small file): the contact's, its Context Services one when listed, and its
     // interactions when listed and at most `READ_WHOLE` bytes (a larger one streams below).
     // Each read's error is reported where that file is used, in the order they are used.
-    let prefetch = {
+    let (contact_bytes, context_bytes, interactions_bytes) = {
         let contact_path = contact_path.clone();
         let context_path = listed.contains_key(&context_relative).then(|| context_path.clone());
         let interactions_path =
@@ -461,6 +461,7 @@ async fn read_contact(
         super::blocking(move || {
             let read =
                 |path: &Path| std::fs::read(path).map_err(|e| ExportError::io("read", path, e));
+            // Opened, then read: its errors say which, as the streamed read's do.
             let interactions = interactions_path.map(|path| -> Result<Vec<u8>, ExportError> {
                 let mut file =
                     std::fs::File::open(&path).map_err(|e| ExportError::io("open", &path, e))?;
@@ -473,7 +474,6 @@ async fn read_contact(
         })
         .await?
     };
-    let (contact_bytes, context_bytes, interactions_bytes) = prefetch;
     let contact_json = verified_json(&contact_path, &contact_bytes?, listed, &contact_relative)?;
     files.push(name_of(&contact_relative));
     let attributes = contact_json

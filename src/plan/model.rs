@@ -293,19 +293,28 @@ pub struct SubjectResolution {
 /// The contacts a subject found: one, held inline (every `contactId` subject, and most matches:
 /// no allocation for each of a batch's subjects), or several. Written as the list of their ids
 /// either way.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoundContacts(Found);
+#[derive(Debug, Clone)]
+pub struct FoundContacts(Held);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Found {
+#[derive(Debug, Clone)]
+enum Held {
     One(ContactId),
     Many(Box<[ContactId]>),
 }
 
+/// Equal when they list the same ids, however they are held.
+impl PartialEq for FoundContacts {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for FoundContacts {}
+
 impl FoundContacts {
     /// One contact.
     pub fn one(id: ContactId) -> Self {
-        Self(Found::One(id))
+        Self(Held::One(id))
     }
 }
 
@@ -315,9 +324,9 @@ impl From<Vec<ContactId>> for FoundContacts {
             Some(id) if ids.is_empty() => Self::one(id),
             Some(id) => {
                 ids.push(id);
-                Self(Found::Many(ids.into_boxed_slice()))
+                Self(Held::Many(ids.into_boxed_slice()))
             }
-            None => Self(Found::Many(Box::default())),
+            None => Self(Held::Many(Box::default())),
         }
     }
 }
@@ -327,8 +336,8 @@ impl std::ops::Deref for FoundContacts {
 
     fn deref(&self) -> &[ContactId] {
         match &self.0 {
-            Found::One(id) => std::slice::from_ref(id),
-            Found::Many(ids) => ids,
+            Held::One(id) => std::slice::from_ref(id),
+            Held::Many(ids) => ids,
         }
     }
 }
